@@ -1,0 +1,1 @@
+//! HTTP API: status, Prometheus metrics, the dashboard page.

@@ -1,0 +1,39 @@
+//! The neuroshard command line: clap commands, config loading, progress.
+//!
+//! # Bird's Eye View
+//!
+//! Each subcommand lives in its own module under `commands/` with an `Args` struct and a
+//! `run(args) -> anyhow::Result<()>`. This is the only library crate that uses `anyhow`: errors
+//! from the libraries arrive typed and leave here with context for a person to read.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// NeuroShard: train one transformer across many untrusted machines.
+#[derive(Debug, Parser)]
+#[command(name = "neuroshard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn run() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {}
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays for `--json` output.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

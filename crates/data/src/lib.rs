@@ -1,0 +1,1 @@
+//! The Genesis dataset: corpus, tokenizer, verifiable shards, manifest, genesis file.

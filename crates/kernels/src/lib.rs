@@ -1,0 +1,1 @@
+//! Fused CPU kernels with forward and backward, as candle custom ops.

@@ -1,0 +1,1 @@
+//! NeuroLLM: config, presets, pipeline stages, forward and backward, KV-cache generation.

@@ -1,0 +1,1 @@
+//! The round state machine: membership, training rounds, agreement, outer step.

@@ -1,0 +1,1 @@
+//! The libp2p network: identity, discovery, signed gossip, chunked request-response.

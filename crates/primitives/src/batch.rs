@@ -1,0 +1,71 @@
+//! A batch of token sequences and the trait every data source implements.
+
+/// `batch` rows of `seq + 1` tokens each, row-major: row `r` predicts `tokens[r][1..]` from
+/// `tokens[r][..seq]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Row-major token ids, `batch * (seq + 1)` of them.
+    pub tokens: Vec<u32>,
+    /// Number of rows.
+    pub batch: usize,
+    /// Sequence length the model sees (each row holds one extra token for the last target).
+    pub seq: usize,
+}
+
+impl Batch {
+    /// Builds a batch, checking that `tokens` has `batch * (seq + 1)` entries.
+    pub fn new(tokens: Vec<u32>, batch: usize, seq: usize) -> Self {
+        assert_eq!(
+            tokens.len(),
+            batch * (seq + 1),
+            "batch of {batch}x{seq} needs {} tokens",
+            batch * (seq + 1)
+        );
+        Self { tokens, batch, seq }
+    }
+
+    /// The model's inputs: the first `seq` tokens of each row, row-major.
+    pub fn inputs(&self) -> Vec<u32> {
+        self.rows()
+            .flat_map(|row| row[..self.seq].iter().copied())
+            .collect()
+    }
+
+    /// The targets: the last `seq` tokens of each row, row-major.
+    pub fn targets(&self) -> Vec<u32> {
+        self.rows()
+            .flat_map(|row| row[1..].iter().copied())
+            .collect()
+    }
+
+    /// Number of predicted tokens, `batch * seq`.
+    pub fn n_tokens(&self) -> usize {
+        self.batch * self.seq
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &[u32]> {
+        self.tokens.chunks_exact(self.seq + 1)
+    }
+}
+
+/// Anything that yields training batches: the Genesis shards, or an in-memory corpus in tests.
+pub trait BatchSource {
+    /// The error a source can fail with (I/O, a corrupt shard).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The next batch of `batch` rows of `seq + 1` tokens.
+    fn next_batch(&mut self, batch: usize, seq: usize) -> Result<Batch, Self::Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_and_targets_are_shifted_rows() {
+        let batch = Batch::new(vec![1, 2, 3, 4, 5, 6], 2, 2);
+        assert_eq!(batch.inputs(), vec![1, 2, 4, 5]);
+        assert_eq!(batch.targets(), vec![2, 3, 5, 6]);
+        assert_eq!(batch.n_tokens(), 4);
+    }
+}

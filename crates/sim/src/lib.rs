@@ -1,0 +1,1 @@
+//! Deterministic multi-node simulation of the training protocol, with Byzantine actors.

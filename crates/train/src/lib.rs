@@ -1,0 +1,1 @@
+//! Local training: AdamW, clipping, schedules, checkpoints, and the DiLoCo outer loop.
