@@ -13,12 +13,12 @@ pub enum Error {
     },
     /// The public key bytes are not a valid ed25519 point.
     #[error("invalid ed25519 public key {0}")]
-    BadPublicKey(NodeIdText),
+    BadPublicKey(String),
     /// The signature does not verify under the signer's key and namespace.
     #[error("signature by {signer} does not verify under namespace {namespace:?}")]
     BadSignature {
         /// Who claims to have signed.
-        signer: NodeIdText,
+        signer: String,
         /// The namespace checked against.
         namespace: String,
     },
@@ -26,9 +26,6 @@ pub enum Error {
     #[error("operating system randomness unavailable: {0}")]
     Randomness(String),
 }
-
-/// A node id rendered as text, so errors need not carry key types.
-pub type NodeIdText = String;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
