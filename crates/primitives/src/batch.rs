@@ -49,12 +49,16 @@ impl Batch {
 }
 
 /// Anything that yields training batches: the Genesis shards, or an in-memory corpus in tests.
+///
+/// Batches are addressed by index rather than drawn from a cursor: the same index always gives
+/// the same tokens, so a resumed run, a re-executing verifier and a simulation replay all see
+/// exactly the data the original run saw.
 pub trait BatchSource {
     /// The error a source can fail with (I/O, a corrupt shard).
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// The next batch of `batch` rows of `seq + 1` tokens.
-    fn next_batch(&mut self, batch: usize, seq: usize) -> Result<Batch, Self::Error>;
+    /// The `index`-th batch of `batch` rows of `seq + 1` tokens.
+    fn batch(&self, index: u64, batch: usize, seq: usize) -> Result<Batch, Self::Error>;
 }
 
 #[cfg(test)]
