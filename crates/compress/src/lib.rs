@@ -1,1 +1,55 @@
-//! Pseudo-gradient codecs: top-k, int8/int4/sign quantisation, error feedback, wire format.
+//! Compresses pseudo-gradients for the wire: top-k, int8/int4/sign quantisation, error feedback.
+//!
+//! # Bird's Eye View
+//!
+//! After its inner steps each replica sends its pseudo-gradient `Δ = θ_start − θ_end` to its
+//! peers. A `Δ` holds as many values as the model has parameters, so it is compressed first:
+//!
+//! - a [`Codec`] picks which values to send (all of them, or the top k of each chunk) and how to
+//!   write them (`f32`, int8 or int4 with a per-chunk scale, or 1-bit sign with a per-chunk
+//!   scale); [`CompressConfig`] adds the chunk size and the top-k fraction;
+//! - [`encode`] folds in a [`Residual`] (error feedback) so that what one round drops is sent in
+//!   a later one, and writes a [`Packet`] in a versioned, checksummed wire format;
+//! - [`decode`] turns a peer's bytes back into a vector, and treats them as hostile: every length
+//!   is checked against the byte count and a caller-supplied maximum before anything is
+//!   allocated, and anything malformed is an [`Error`], never a panic.
+//!
+//! Everything here is a pure function over slices: no I/O, no clock, no randomness. Work is
+//! split over chunks with `rayon`, and the output does not depend on the number of threads.
+//!
+//! The maths of each part is written as numbered steps in its module:
+//! the value formats in [`quant`], the top-k selection in `topk`, error feedback in
+//! [`encode()`], and the byte layout in [`wire`].
+//!
+//! ```
+//! use neuroshard_compress::{decode, encode, Codec, CompressConfig, Residual};
+//!
+//! let cfg: CompressConfig = "topk-int8:chunk=1024,k=0.05".parse()?;
+//! assert_eq!(cfg.codec, Codec::TopKInt8);
+//! let delta: Vec<f32> = (0..10_000).map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0).collect();
+//! let mut residual = Residual::new();
+//! let packet = encode(&delta, &mut residual, &cfg)?;
+//! assert!(packet.byte_len() < delta.len() / 5);
+//! let decoded = decode(packet.as_bytes(), delta.len())?;
+//! // Error feedback: nothing is lost, only carried to the next round.
+//! for ((d, r), x) in decoded.iter().zip(residual.as_slice()).zip(&delta) {
+//!     assert!((d + r - x).abs() <= 1e-6);
+//! }
+//! # Ok::<(), neuroshard_compress::Error>(())
+//! ```
+//!
+//! # Feature Flags
+//!
+//! None.
+
+mod config;
+mod encode;
+mod error;
+pub mod quant;
+mod topk;
+pub mod wire;
+
+pub use config::{Codec, CompressConfig, MAX_CHUNK_SIZE};
+pub use encode::{Residual, decode, encode, encoded_len};
+pub use error::{Error, Result};
+pub use wire::{Header, Packet, inspect};

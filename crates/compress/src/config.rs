@@ -1,0 +1,297 @@
+//! Codec names and parameters: what the simulation and the genesis file choose by name.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The largest chunk: top-k offsets inside a chunk are stored as `u16`.
+pub const MAX_CHUNK_SIZE: usize = 1 << 16;
+
+/// A pseudo-gradient codec, named as on the command line and in genesis files.
+///
+/// Each codec is a *selection* (all values, or the top k per chunk) followed by a *value format*
+/// (f32, int8, int4 or sign). See the crate docs for the maths of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Codec {
+    /// Every value as a little-endian `f32`: 4 bytes per parameter, lossless.
+    None,
+    /// Every value as `i8` with one `f32` scale per chunk.
+    Int8,
+    /// Every value as a 4-bit integer with one `f32` scale per chunk.
+    Int4,
+    /// Every value's sign (1 bit) with one `f32` scale per chunk, the chunk's mean |x|.
+    Sign,
+    /// The k largest-magnitude values per chunk, as `u16` offsets and `f32` values.
+    #[serde(rename = "topk")]
+    TopK,
+    /// Top-k per chunk, the selected values as `i8` with one scale per chunk.
+    #[serde(rename = "topk-int8")]
+    TopKInt8,
+    /// Top-k per chunk, the selected values as 4-bit integers with one scale per chunk.
+    #[serde(rename = "topk-int4")]
+    TopKInt4,
+    /// Top-k per chunk, the selected values' signs with one scale per chunk.
+    #[serde(rename = "topk-sign")]
+    TopKSign,
+}
+
+/// How the values a codec keeps are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueFormat {
+    /// Little-endian `f32`.
+    F32,
+    /// Symmetric integers in `[-127, 127]` times a per-chunk step.
+    Int8,
+    /// Symmetric integers in `[-7, 7]` times a per-chunk step, two per byte.
+    Int4,
+    /// One bit per value (1 = negative) times a per-chunk scale.
+    Sign,
+}
+
+impl Codec {
+    /// Every codec, in wire-id order.
+    pub const ALL: [Codec; 8] = [
+        Codec::None,
+        Codec::Int8,
+        Codec::Int4,
+        Codec::Sign,
+        Codec::TopK,
+        Codec::TopKInt8,
+        Codec::TopKInt4,
+        Codec::TopKSign,
+    ];
+
+    /// The codec's name, as parsed by [`Codec::from_str`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Int8 => "int8",
+            Codec::Int4 => "int4",
+            Codec::Sign => "sign",
+            Codec::TopK => "topk",
+            Codec::TopKInt8 => "topk-int8",
+            Codec::TopKInt4 => "topk-int4",
+            Codec::TopKSign => "topk-sign",
+        }
+    }
+
+    /// Whether the codec sends only the top k values of each chunk.
+    pub fn is_topk(self) -> bool {
+        matches!(
+            self,
+            Codec::TopK | Codec::TopKInt8 | Codec::TopKInt4 | Codec::TopKSign
+        )
+    }
+
+    /// The codec's id on the wire (its index in [`Codec::ALL`]).
+    pub(crate) fn id(self) -> u8 {
+        Codec::ALL
+            .iter()
+            .position(|&c| c == self)
+            .expect("every codec is in Codec::ALL") as u8
+    }
+
+    /// The codec with wire id `id`, if any.
+    pub(crate) fn from_id(id: u8) -> Option<Codec> {
+        Codec::ALL.get(usize::from(id)).copied()
+    }
+
+    /// How the kept values are written.
+    pub(crate) fn value_format(self) -> ValueFormat {
+        match self {
+            Codec::None | Codec::TopK => ValueFormat::F32,
+            Codec::Int8 | Codec::TopKInt8 => ValueFormat::Int8,
+            Codec::Int4 | Codec::TopKInt4 => ValueFormat::Int4,
+            Codec::Sign | Codec::TopKSign => ValueFormat::Sign,
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Codec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| Error::UnknownCodec(s.to_owned()))
+    }
+}
+
+/// A codec and its parameters.
+///
+/// Text form (for flags and genesis files): the codec name, optionally followed by
+/// `:chunk=N,k=F`, for example `topk-int8` or `topk-int8:chunk=4096,k=0.01`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressConfig {
+    /// Which codec to use.
+    pub codec: Codec,
+    /// Values per chunk: each chunk has its own scale and its own top-k, in `1..=65536`.
+    pub chunk_size: usize,
+    /// Fraction of each chunk kept by the top-k codecs, in `(0, 1]`; ignored by the others.
+    pub topk_fraction: f32,
+}
+
+impl CompressConfig {
+    /// The default chunk size: scales cost 4 bytes per 4096 values (0.001 byte per parameter).
+    pub const DEFAULT_CHUNK_SIZE: usize = 4096;
+    /// The default top-k fraction: 1 % of each chunk.
+    pub const DEFAULT_TOPK_FRACTION: f32 = 0.01;
+
+    /// `codec` with the default chunk size and top-k fraction.
+    pub fn new(codec: Codec) -> Self {
+        Self {
+            codec,
+            chunk_size: Self::DEFAULT_CHUNK_SIZE,
+            topk_fraction: Self::DEFAULT_TOPK_FRACTION,
+        }
+    }
+
+    /// Checks that every parameter is in range.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(Error::BadParameter {
+                name: "chunk",
+                value: self.chunk_size.to_string(),
+                expected: "an integer in 1..=65536",
+            });
+        }
+        let f = self.topk_fraction;
+        if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+            return Err(Error::BadParameter {
+                name: "k",
+                value: f.to_string(),
+                expected: "a fraction in (0, 1]",
+            });
+        }
+        Ok(())
+    }
+
+    /// Values kept per full chunk by the top-k codecs: `ceil(fraction · chunk)`, at least 1.
+    ///
+    /// A shorter last chunk keeps `min(k, its length)`.
+    pub fn topk_per_chunk(&self) -> usize {
+        let k = (f64::from(self.topk_fraction) * self.chunk_size as f64).ceil() as usize;
+        k.clamp(1, self.chunk_size.max(1))
+    }
+
+    /// Applies one `key=value` parameter from the text form.
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let bad = |expected| Error::BadParameter {
+            name: if key == "chunk" { "chunk" } else { "k" },
+            value: value.to_owned(),
+            expected,
+        };
+        match key {
+            "chunk" => {
+                self.chunk_size = value.parse().map_err(|_| bad("an integer in 1..=65536"))?
+            }
+            "k" => self.topk_fraction = value.parse().map_err(|_| bad("a fraction in (0, 1]"))?,
+            _ => {
+                return Err(Error::BadParameter {
+                    name: "key",
+                    value: key.to_owned(),
+                    expected: "chunk or k",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for CompressConfig {
+    /// `topk-int8` with 4096-value chunks keeping 1 % each: about 0.03 bytes per parameter.
+    fn default() -> Self {
+        Self::new(Codec::TopKInt8)
+    }
+}
+
+impl fmt::Display for CompressConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:chunk={}", self.codec, self.chunk_size)?;
+        if self.codec.is_topk() {
+            write!(f, ",k={}", self.topk_fraction)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for CompressConfig {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let (name, params) = s.split_once(':').unwrap_or((s, ""));
+        let mut cfg = Self::new(name.trim().parse()?);
+        for param in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = param.split_once('=').ok_or_else(|| Error::BadParameter {
+                name: "key",
+                value: param.to_owned(),
+                expected: "key=value",
+            })?;
+            cfg.set(key.trim(), value.trim())?;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for codec in Codec::ALL {
+            assert_eq!(codec.name().parse::<Codec>().unwrap(), codec);
+            assert_eq!(Codec::from_id(codec.id()), Some(codec));
+            let json = serde_json::to_string(&codec).unwrap();
+            assert_eq!(json, format!("\"{}\"", codec.name()));
+        }
+        assert!("topk_int8".parse::<Codec>().is_err());
+        assert_eq!(Codec::from_id(8), None);
+    }
+
+    #[test]
+    fn config_text_form() {
+        let cfg: CompressConfig = "topk-int4:chunk=1024,k=0.05".parse().unwrap();
+        assert_eq!(cfg.codec, Codec::TopKInt4);
+        assert_eq!(cfg.chunk_size, 1024);
+        assert_eq!(cfg.topk_per_chunk(), 52);
+        assert_eq!(cfg.to_string().parse::<CompressConfig>().unwrap(), cfg);
+        assert_eq!(
+            "int8".parse::<CompressConfig>().unwrap(),
+            CompressConfig::new(Codec::Int8)
+        );
+        for bad in [
+            "int8:chunk=0",
+            "int8:chunk=65537",
+            "topk:k=0",
+            "topk:k=1.5",
+            "int8:x=1",
+            "int8:chunk",
+        ] {
+            assert!(
+                bad.parse::<CompressConfig>().is_err(),
+                "{bad} should not parse"
+            );
+        }
+    }
+
+    #[test]
+    fn config_serde_defaults() {
+        let cfg: CompressConfig = serde_json::from_str(r#"{"codec":"topk-sign"}"#).unwrap();
+        assert_eq!(cfg, CompressConfig::new(Codec::TopKSign));
+        assert_eq!(cfg.topk_per_chunk(), 41);
+    }
+}

@@ -1,0 +1,136 @@
+//! Encoding with error feedback, and decoding: the crate's two entry points.
+//!
+//! # Error feedback
+//!
+//! 1. Add the residual to the pseudo-gradient: `a = Δ + r` (the residual starts at zero).
+//! 2. Encode `a` chunk by chunk with the chosen codec; call its reconstruction `â`.
+//! 3. Keep what was lost as the next residual: `r' = a − â`.
+//!
+//! So `decode(packet) + r' = Δ + r` up to one `f32` rounding per value: nothing is dropped, only
+//! delayed, which is why aggressive codecs still converge
+//! ([Karimireddy et al. 2019](https://arxiv.org/abs/1901.09847)).
+//! Chunks are independent, so both directions run in parallel over chunks with `rayon` and give
+//! the same bytes for any number of threads.
+
+use rayon::prelude::*;
+
+use crate::topk::{Scratch, decode_chunk, encode_chunk};
+use crate::wire::{self, CHECKSUM_LEN, HEADER_LEN, Header, Packet};
+use crate::{CompressConfig, Error, Result};
+
+/// Error-feedback state: what earlier rounds' encodings lost, carried into the next encoding.
+///
+/// Keep one per vector that is encoded round after round (per stage, per replica). A new
+/// residual is empty and takes its length from the first vector encoded with it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Residual(Vec<f32>);
+
+impl Residual {
+    /// An empty residual: the first [`encode`] treats it as zeros of the vector's length.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The carried values (empty before the first encoding).
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+
+    /// The carried values, by value.
+    pub fn into_inner(self) -> Vec<f32> {
+        self.0
+    }
+
+    /// Euclidean norm of what is carried.
+    pub fn norm(&self) -> f64 {
+        self.0
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// Drops everything carried, for example when the model is resynchronised from a peer.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl From<Vec<f32>> for Residual {
+    /// A residual carrying `values`, for example one restored from a checkpoint.
+    fn from(values: Vec<f32>) -> Self {
+        Self(values)
+    }
+}
+
+/// Size in bytes of the packet [`encode`] produces for `len` values under `cfg`.
+pub fn encoded_len(len: usize, cfg: &CompressConfig) -> Result<usize> {
+    cfg.validate()?;
+    Ok(Header::for_config(cfg, len).packet_len())
+}
+
+/// Compresses `delta` with error feedback: encodes `delta + residual` under `cfg` and leaves
+/// what the encoding lost in `residual`.
+///
+/// On error the residual is left unchanged.
+pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> Result<Packet> {
+    cfg.validate()?;
+    let r = &mut residual.0;
+    if r.is_empty() {
+        r.resize(delta.len(), 0.0);
+    }
+    if r.len() != delta.len() {
+        return Err(Error::ResidualLength {
+            residual: r.len(),
+            delta: delta.len(),
+        });
+    }
+    if let Some(index) = delta
+        .par_iter()
+        .zip(r.par_iter())
+        .position_first(|(d, r)| !(d + r).is_finite())
+    {
+        return Err(Error::NonFiniteInput { index });
+    }
+    let header = Header::for_config(cfg, delta.len());
+    let mut bytes = vec![0u8; header.packet_len()];
+    let (head, rest) = bytes.split_at_mut(HEADER_LEN);
+    header.write(head.try_into().expect("HEADER_LEN bytes"));
+    let payload_len = rest.len() - CHECKSUM_LEN;
+    let chunk = header.chunk_size;
+    r.par_chunks_mut(chunk)
+        .zip(delta.par_chunks(chunk))
+        .zip(rest[..payload_len].par_chunks_mut(header.chunk_bytes(chunk)))
+        .for_each_init(Scratch::default, |scratch, ((acc, d), out)| {
+            acc.iter_mut().zip(d).for_each(|(a, d)| *a += d);
+            encode_chunk(&header, acc, out, scratch);
+        });
+    wire::seal(&mut bytes);
+    Ok(Packet::new(header, bytes))
+}
+
+/// Decodes a packet from a peer into the vector it carries.
+///
+/// `max_len` is the most parameters the caller accepts (the size of the stage being trained).
+/// Malformed or hostile bytes return an error and never panic; the only allocation is the
+/// output, made after the header, the total length and the checksum have been checked and the
+/// declared length is at most `max_len`.
+pub fn decode(bytes: &[u8], max_len: usize) -> Result<Vec<f32>> {
+    let (header, payload) = wire::open(bytes, max_len)?;
+    let mut out = vec![0.0f32; header.len];
+    let chunk = header.chunk_size;
+    // The first bad chunk in order, whatever the scheduling, so the error is deterministic too.
+    let failure = out
+        .par_chunks_mut(chunk)
+        .zip(payload.par_chunks(header.chunk_bytes(chunk)))
+        .enumerate()
+        .find_map_first(|(index, (values, bytes))| {
+            decode_chunk(&header, bytes, values)
+                .err()
+                .map(|reason| (index, reason))
+        });
+    match failure {
+        Some((chunk, reason)) => Err(Error::BadPayload { chunk, reason }),
+        None => Ok(out),
+    }
+}

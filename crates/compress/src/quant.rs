@@ -1,0 +1,376 @@
+//! Value formats: how the values a codec keeps are written, and what each loses.
+//!
+//! Every encoder takes the values of one chunk (all of it, or its top-k selection), writes them,
+//! and overwrites each value with what was lost (`value − reconstruction`), which is exactly what
+//! error feedback carries to the next round. The decoder computes the reconstruction with the
+//! same floating-point operations as the encoder, so the two agree bit for bit.
+//!
+//! # `f32`
+//!
+//! 1. Write each value as 4 little-endian bytes. Nothing is lost.
+//!
+//! # `int8` and `int4` (symmetric integers, `L` = 127 or 7)
+//!
+//! 1. Let `a = max |x_i|` over the chunk. If `a = 0`, the scale is 0 and every `q_i = 0`.
+//! 2. Choose the clipping scale `s` from the candidates `a · c`, `c ∈ {1, 0.9, 0.8, 0.7, 0.6,
+//!    0.5}`: the one whose reconstruction has the least squared error over the chunk (the first
+//!    on ties). Plain absmax is the candidate `c = 1`; clipping the few largest values buys a
+//!    finer step for all the others, and error feedback carries the clipped part forward.
+//! 3. Let the step be `Δ = s / L` (one `f32` division, repeated by the decoder).
+//! 4. `q_i = round_half_even(clamp(x_i · L / s, −L, L))`, an integer in `[−L, L]`.
+//!    Rounding is to nearest, ties to even (unbiased), via the `1.5 · 2^23` addition trick.
+//! 5. Write `s` as `f32`, then each `q_i` as an `i8` (int8) or a 4-bit two's-complement nibble
+//!    (int4: value `2j` in the low nibble of byte `j`, value `2j + 1` in the high nibble; an odd
+//!    chunk pads the last high nibble with 0).
+//! 6. The reconstruction is `x̂_i = q_i · Δ`. The decoder rejects `q = −128` (int8), `q = −8`
+//!    (int4), a non-zero pad nibble, and a scale that is negative or not finite.
+//!
+//! # `sign` (1 bit per value)
+//!
+//! 1. Let `s = mean |x_i|` over the chunk (summed in `f64`): for fixed signs it is the scale that
+//!    minimises `Σ (x_i − s · sign(x_i))²`.
+//! 2. Write `s` as `f32`, then one bit per value, 1 for `x_i < 0`, least significant bit first;
+//!    the pad bits of the last byte are 0 (the decoder checks).
+//! 3. The reconstruction is `x̂_i = −s` for a set bit and `+s` otherwise.
+
+use crate::config::ValueFormat;
+
+/// Clipping candidates, as fractions of the chunk's absolute maximum (step 2 of int8/int4).
+const CLIP_FRACTIONS: [f32; 6] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5];
+
+/// Bytes of the per-chunk scale.
+const SCALE_BYTES: usize = 4;
+
+impl ValueFormat {
+    /// Bytes needed to write `m` values.
+    pub(crate) fn bytes(self, m: usize) -> usize {
+        match self {
+            ValueFormat::F32 => 4 * m,
+            ValueFormat::Int8 => SCALE_BYTES + m,
+            ValueFormat::Int4 => SCALE_BYTES + m.div_ceil(2),
+            ValueFormat::Sign => SCALE_BYTES + m.div_ceil(8),
+        }
+    }
+
+    /// Writes `values` into `out` (exactly `self.bytes(values.len())` bytes) and replaces each
+    /// value with what the encoding lost.
+    pub(crate) fn encode(self, values: &mut [f32], out: &mut [u8]) {
+        debug_assert_eq!(
+            out.len(),
+            self.bytes(values.len()),
+            "output sized by the layout"
+        );
+        match self {
+            ValueFormat::F32 => encode_f32(values, out),
+            ValueFormat::Int8 => encode_int8(values, out),
+            ValueFormat::Int4 => encode_int4(values, out),
+            ValueFormat::Sign => encode_sign(values, out),
+        }
+    }
+
+    /// Reads `out.len()` values from `bytes` (exactly `self.bytes(out.len())` bytes), or says
+    /// what is wrong with them.
+    pub(crate) fn decode(self, bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
+        debug_assert_eq!(
+            bytes.len(),
+            self.bytes(out.len()),
+            "input sized by the layout"
+        );
+        match self {
+            ValueFormat::F32 => decode_f32(bytes, out),
+            ValueFormat::Int8 => decode_int8(bytes, out),
+            ValueFormat::Int4 => decode_int4(bytes, out),
+            ValueFormat::Sign => decode_sign(bytes, out),
+        }
+    }
+}
+
+fn encode_f32(values: &mut [f32], out: &mut [u8]) {
+    for (v, dst) in values.iter_mut().zip(out.chunks_exact_mut(4)) {
+        dst.copy_from_slice(&v.to_le_bytes());
+        *v = 0.0;
+    }
+}
+
+fn decode_f32(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
+    for (v, src) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *v = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+        if !v.is_finite() {
+            return Err("value is not finite");
+        }
+    }
+    Ok(())
+}
+
+/// Rounds to the nearest integer, ties to even, for `|x| ≤ 2^22` (our inputs are at most 127).
+///
+/// Adding and subtracting `1.5 · 2^23` leaves no fraction bits, so the FPU's default rounding
+/// does the work; unlike `f32::round_ties_even` this vectorises on baseline x86-64.
+fn round_half_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
+}
+
+/// One symmetric integer quantiser: `L` levels each side and its scale.
+#[derive(Clone, Copy)]
+struct IntQuantizer {
+    levels: f32,
+    inv: f32,
+    step: f32,
+}
+
+impl IntQuantizer {
+    fn new(scale: f32, levels: f32) -> Self {
+        let inv = levels / scale;
+        if scale > 0.0 && inv.is_finite() {
+            Self {
+                levels,
+                inv,
+                step: step(scale, levels),
+            }
+        } else {
+            // A zero (or vanishingly small) chunk is sent as zeros; the residual keeps it all.
+            Self {
+                levels,
+                inv: 0.0,
+                step: 0.0,
+            }
+        }
+    }
+
+    fn quantize(self, x: f32) -> f32 {
+        round_half_even((x * self.inv).clamp(-self.levels, self.levels))
+    }
+
+    fn squared_error(self, values: &[f32]) -> f32 {
+        values
+            .iter()
+            .map(|&x| (x - self.quantize(x) * self.step).powi(2))
+            .sum()
+    }
+}
+
+/// The step the decoder multiplies by; one function so encoder and decoder agree bit for bit.
+fn step(scale: f32, levels: f32) -> f32 {
+    scale / levels
+}
+
+/// Step 1–2 of int8/int4: the clipping scale with the least squared error.
+fn best_scale(values: &[f32], levels: f32) -> f32 {
+    let absmax = values.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if absmax == 0.0 {
+        return 0.0;
+    }
+    CLIP_FRACTIONS
+        .iter()
+        .map(|c| absmax * c)
+        .map(|s| (s, IntQuantizer::new(s, levels).squared_error(values)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(absmax, |(s, _)| s)
+}
+
+/// Chooses the scale, writes it, and returns the quantiser for the chunk's values.
+fn write_scale(values: &[f32], levels: f32, out: &mut [u8]) -> IntQuantizer {
+    let scale = best_scale(values, levels);
+    let quantizer = IntQuantizer::new(scale, levels);
+    let written = if quantizer.step == 0.0 { 0.0 } else { scale };
+    out[..SCALE_BYTES].copy_from_slice(&written.to_le_bytes());
+    quantizer
+}
+
+/// Quantises one value, leaves its residual in place, and returns the integer.
+fn take(quantizer: IntQuantizer, x: &mut f32) -> i8 {
+    let q = quantizer.quantize(*x);
+    *x -= q * quantizer.step;
+    q as i8
+}
+
+fn encode_int8(values: &mut [f32], out: &mut [u8]) {
+    let quantizer = write_scale(values, 127.0, out);
+    for (x, dst) in values.iter_mut().zip(&mut out[SCALE_BYTES..]) {
+        *dst = take(quantizer, x) as u8;
+    }
+}
+
+fn encode_int4(values: &mut [f32], out: &mut [u8]) {
+    let quantizer = write_scale(values, 7.0, out);
+    for (pair, dst) in values.chunks_mut(2).zip(&mut out[SCALE_BYTES..]) {
+        let lo = take(quantizer, &mut pair[0]) as u8 & 0x0f;
+        let hi = pair
+            .get_mut(1)
+            .map_or(0, |x| take(quantizer, x) as u8 & 0x0f);
+        *dst = lo | (hi << 4);
+    }
+}
+
+/// Reads and checks the per-chunk scale.
+fn read_scale(bytes: &[u8]) -> Result<f32, &'static str> {
+    let scale = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    if scale.is_finite() && scale >= 0.0 {
+        Ok(scale)
+    } else {
+        Err("scale is negative or not finite")
+    }
+}
+
+fn decode_int8(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
+    let step = step(read_scale(bytes)?, 127.0);
+    for (v, &b) in out.iter_mut().zip(&bytes[SCALE_BYTES..]) {
+        let q = b as i8;
+        if q == i8::MIN {
+            return Err("int8 value -128 is outside [-127, 127]");
+        }
+        *v = f32::from(q) * step;
+    }
+    Ok(())
+}
+
+/// Sign-extends the low nibble of `b`; `None` for -8, which the encoder never writes.
+fn nibble(b: u8) -> Option<i8> {
+    let q = ((b << 4) as i8) >> 4;
+    (q != -8).then_some(q)
+}
+
+fn decode_int4(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
+    const OUT_OF_RANGE: &str = "int4 value -8 is outside [-7, 7]";
+    let step = step(read_scale(bytes)?, 7.0);
+    for (pair, &b) in out.chunks_mut(2).zip(&bytes[SCALE_BYTES..]) {
+        pair[0] = f32::from(nibble(b).ok_or(OUT_OF_RANGE)?) * step;
+        match pair.get_mut(1) {
+            Some(v) => *v = f32::from(nibble(b >> 4).ok_or(OUT_OF_RANGE)?) * step,
+            None if b >> 4 != 0 => return Err("int4 pad nibble is not zero"),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn encode_sign(values: &mut [f32], out: &mut [u8]) {
+    let mean_abs = values.iter().map(|x| f64::from(x.abs())).sum::<f64>() / values.len() as f64;
+    let scale = mean_abs as f32;
+    out[..SCALE_BYTES].copy_from_slice(&scale.to_le_bytes());
+    for (group, dst) in values.chunks_mut(8).zip(&mut out[SCALE_BYTES..]) {
+        let mut bits = 0u8;
+        for (bit, x) in group.iter_mut().enumerate() {
+            let negative = *x < 0.0;
+            bits |= u8::from(negative) << bit;
+            *x -= if negative { -scale } else { scale };
+        }
+        *dst = bits;
+    }
+}
+
+fn decode_sign(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
+    let scale = read_scale(bytes)?;
+    for (group, &bits) in out.chunks_mut(8).zip(&bytes[SCALE_BYTES..]) {
+        if group.len() < 8 && bits >> group.len() != 0 {
+            return Err("sign pad bits are not zero");
+        }
+        for (bit, v) in group.iter_mut().enumerate() {
+            *v = if bits >> bit & 1 == 1 { -scale } else { scale };
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes, decodes, and checks the decoder reproduces what the encoder reconstructed.
+    fn round_trip(format: ValueFormat, values: &[f32]) -> Vec<f32> {
+        let mut residual = values.to_vec();
+        let mut bytes = vec![0u8; format.bytes(values.len())];
+        format.encode(&mut residual, &mut bytes);
+        let mut decoded = vec![0.0; values.len()];
+        format.decode(&bytes, &mut decoded).unwrap();
+        for ((x, r), d) in values.iter().zip(&residual).zip(&decoded) {
+            assert_eq!(*r, x - d, "residual is exactly what was lost");
+        }
+        decoded
+    }
+
+    #[test]
+    fn rounding_is_half_even() {
+        let cases = [
+            (0.5, 0.0),
+            (1.5, 2.0),
+            (2.5, 2.0),
+            (-0.5, -0.0),
+            (-1.5, -2.0),
+            (0.49, 0.0),
+            (126.6, 127.0),
+        ];
+        for (x, want) in cases {
+            assert_eq!(round_half_even(x), want, "round({x})");
+        }
+    }
+
+    #[test]
+    fn int8_known_answer() {
+        // absmax 127 → step 1; clipping would only add error, so c = 1 wins.
+        let values = [127.0, -63.5, 0.4, -127.0, 2.5];
+        assert_eq!(
+            round_trip(ValueFormat::Int8, &values),
+            [127.0, -64.0, 0.0, -127.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn int4_clips_an_outlier() {
+        // One outlier among small values: a clipped scale beats absmax.
+        // Worked out by hand: c = 0.8 costs 63 · 0.058 + 2² ≈ 7.7, absmax costs ≈ 17.6.
+        let mut values = vec![0.9f32; 63];
+        values.push(10.0);
+        let decoded = round_trip(ValueFormat::Int4, &values);
+        assert_eq!(decoded[63], 8.0, "the outlier is clipped at 0.8 · absmax");
+        assert_eq!(decoded[0], 8.0 / 7.0);
+    }
+
+    #[test]
+    fn int4_odd_length_and_range() {
+        let values = [7.0, -7.0, 3.0];
+        assert_eq!(round_trip(ValueFormat::Int4, &values), [7.0, -7.0, 3.0]);
+        let mut out = [0.0; 3];
+        let bad_pad = [0, 0, 0xe0, 0x40, 0x00, 0x10];
+        assert!(ValueFormat::Int4.decode(&bad_pad, &mut out).is_err());
+        let minus_eight = [0, 0, 0xe0, 0x40, 0x08, 0x00];
+        assert!(ValueFormat::Int4.decode(&minus_eight, &mut out).is_err());
+    }
+
+    #[test]
+    fn sign_uses_mean_abs() {
+        let values = [1.0, -3.0, 2.0];
+        assert_eq!(round_trip(ValueFormat::Sign, &values), [2.0, -2.0, 2.0]);
+        let mut out = [0.0; 3];
+        let bad_pad = [0, 0, 0, 0x40, 0b1000];
+        assert!(ValueFormat::Sign.decode(&bad_pad, &mut out).is_err());
+    }
+
+    #[test]
+    fn zero_chunk_is_zero() {
+        for format in [ValueFormat::Int8, ValueFormat::Int4, ValueFormat::Sign] {
+            assert_eq!(round_trip(format, &[0.0; 5]), [0.0; 5]);
+        }
+        assert_eq!(round_trip(ValueFormat::Int8, &[1e-45, -1e-45]), [0.0, 0.0]);
+    }
+
+    #[test]
+    fn bad_scales_are_rejected() {
+        let mut out = [0.0; 1];
+        for scale in [-1.0f32, f32::NAN, f32::INFINITY] {
+            let mut bytes = scale.to_le_bytes().to_vec();
+            bytes.push(1);
+            assert!(
+                ValueFormat::Int8.decode(&bytes, &mut out).is_err(),
+                "scale {scale}"
+            );
+        }
+        let mut out = [0.0; 1];
+        assert!(
+            ValueFormat::F32
+                .decode(&f32::NAN.to_le_bytes(), &mut out)
+                .is_err()
+        );
+    }
+}

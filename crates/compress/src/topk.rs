@@ -1,0 +1,174 @@
+//! Top-k selection within a chunk, and the chunk-level encoder and decoder.
+//!
+//! # Top-k (per chunk)
+//!
+//! 1. In a chunk of `m` values keep `m' = min(k, m)`, where `k = ceil(fraction · C)`.
+//! 2. Order the values by `|x_i|`, largest first, and on equal magnitude by smaller offset
+//!    `i`. This is a strict total order (magnitudes compare as the bits of `|x_i|`, which are
+//!    monotone for finite floats), so the kept set does not depend on the sort algorithm or on
+//!    threads.
+//! 3. Keep the first `m'` in that order, and write their offsets within the chunk (`u16`,
+//!    strictly increasing) followed by their values in the chosen value format.
+//! 4. The reconstruction is zero except at the kept offsets; the values not kept stay whole in
+//!    the residual, which is what lets error feedback send them in a later round.
+
+use crate::Header;
+
+/// Buffers reused across the chunks one worker encodes.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    keys: Vec<u64>,
+    offsets: Vec<u16>,
+    values: Vec<f32>,
+}
+
+/// Fills `offsets` with the offsets of the `k` values of largest magnitude, ascending.
+fn select(values: &[f32], k: usize, keys: &mut Vec<u64>, offsets: &mut Vec<u16>) {
+    // Key: |x| bits above, the complemented offset below, so that larger keys come first in
+    // the order of step 2 and no two keys are equal.
+    keys.clear();
+    keys.extend(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (u64::from(x.abs().to_bits()) << 32) | u64::from(!(i as u32))),
+    );
+    let m = keys.len();
+    if k < m {
+        keys.select_nth_unstable(m - k);
+    }
+    offsets.clear();
+    offsets.extend(keys[m - k..].iter().map(|key| !(*key as u32) as u16));
+    offsets.sort_unstable();
+}
+
+/// Encodes one chunk of `acc` into `out` and leaves what was lost in `acc`.
+pub(crate) fn encode_chunk(
+    header: &Header,
+    acc: &mut [f32],
+    out: &mut [u8],
+    scratch: &mut Scratch,
+) {
+    let format = header.codec.value_format();
+    if !header.codec.is_topk() {
+        format.encode(acc, out);
+        return;
+    }
+    let k = header.kept(acc.len());
+    let Scratch {
+        keys,
+        offsets,
+        values,
+    } = scratch;
+    select(acc, k, keys, offsets);
+    let (offset_bytes, value_bytes) = out.split_at_mut(2 * k);
+    for (dst, &i) in offset_bytes.chunks_exact_mut(2).zip(offsets.iter()) {
+        dst.copy_from_slice(&i.to_le_bytes());
+    }
+    values.clear();
+    values.extend(offsets.iter().map(|&i| acc[usize::from(i)]));
+    format.encode(values, value_bytes);
+    for (&i, &lost) in offsets.iter().zip(values.iter()) {
+        acc[usize::from(i)] = lost;
+    }
+}
+
+/// Decodes one chunk from `bytes` into `out` (which starts zeroed), or says what is wrong.
+pub(crate) fn decode_chunk(
+    header: &Header,
+    bytes: &[u8],
+    out: &mut [f32],
+) -> Result<(), &'static str> {
+    let format = header.codec.value_format();
+    if !header.codec.is_topk() {
+        return format.decode(bytes, out);
+    }
+    let k = header.kept(out.len());
+    let (offset_bytes, value_bytes) = bytes.split_at(2 * k);
+    let offset = |j: usize| {
+        usize::from(u16::from_le_bytes([
+            offset_bytes[2 * j],
+            offset_bytes[2 * j + 1],
+        ]))
+    };
+    let mut bound = out.len();
+    for j in (0..k).rev() {
+        if offset(j) >= bound {
+            return Err("top-k offsets are not strictly increasing within the chunk");
+        }
+        bound = offset(j);
+    }
+    format.decode(value_bytes, &mut out[..k])?;
+    // Offsets are strictly increasing, so offset(j) ≥ j: scattering from the back never
+    // overwrites a value that has not moved yet, and needs no second buffer.
+    for j in (0..k).rev() {
+        let value = std::mem::take(&mut out[j]);
+        out[offset(j)] = value;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Codec, CompressConfig};
+
+    fn header(codec: Codec, chunk: usize, fraction: f32, len: usize) -> Header {
+        let cfg = CompressConfig {
+            codec,
+            chunk_size: chunk,
+            topk_fraction: fraction,
+        };
+        Header::for_config(&cfg, len)
+    }
+
+    #[test]
+    fn selects_largest_then_lowest_offset() {
+        let (mut keys, mut offsets) = (Vec::new(), Vec::new());
+        select(
+            &[1.0, -5.0, 3.0, 5.0, 0.0, -3.0],
+            3,
+            &mut keys,
+            &mut offsets,
+        );
+        assert_eq!(offsets, [1, 2, 3], "ties at |3| go to the smaller offset");
+        select(&[0.0; 4], 4, &mut keys, &mut offsets);
+        assert_eq!(offsets, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn topk_chunk_round_trip() {
+        let h = header(Codec::TopK, 8, 0.25, 8);
+        let original = [0.1, -4.0, 0.2, 0.3, 2.0, -0.5, 0.0, 1.0];
+        let mut acc = original;
+        let mut out = vec![0u8; h.chunk_bytes(8)];
+        encode_chunk(&h, &mut acc, &mut out, &mut Scratch::default());
+        assert_eq!(out.len(), 2 * 2 + 4 * 2);
+        assert_eq!(acc, [0.1, 0.0, 0.2, 0.3, 0.0, -0.5, 0.0, 1.0]);
+        let mut decoded = [0.0; 8];
+        decode_chunk(&h, &out, &mut decoded).unwrap();
+        assert_eq!(decoded, [0.0, -4.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn rejects_bad_offsets() {
+        let h = header(Codec::TopK, 8, 0.25, 8);
+        let value = 1.0f32.to_le_bytes();
+        let bytes =
+            |a: u16, b: u16| [&a.to_le_bytes()[..], &b.to_le_bytes(), &value, &value].concat();
+        let mut out = [0.0; 8];
+        assert!(decode_chunk(&h, &bytes(1, 7), &mut out).is_ok());
+        assert!(
+            decode_chunk(&h, &bytes(3, 3), &mut out).is_err(),
+            "duplicate"
+        );
+        assert!(
+            decode_chunk(&h, &bytes(4, 2), &mut out).is_err(),
+            "descending"
+        );
+        assert!(
+            decode_chunk(&h, &bytes(1, 8), &mut out).is_err(),
+            "past the chunk"
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The versioned, checksummed wire format and its header.
+//!
+//! A packet is, in order (all integers little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `b"NSPG"` (NeuroShard pseudo-gradient) |
+//! | 1 | format version, 1 |
+//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7) |
+//! | 2 | reserved, 0 |
+//! | 4 | chunk size `C`, in `1..=65536` |
+//! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs, 0 for dense ones |
+//! | 8 | number of parameters `n` |
+//! | … | payload: `ceil(n / C)` chunks back to back |
+//! | 32 | BLAKE3 of everything before it |
+//!
+//! A chunk of `m` values (`m = C` except perhaps the last) keeps `m' = min(k, m)` values under a
+//! top-k codec (`m' = m` otherwise) and is laid out as: for top-k codecs, `m'` `u16` offsets
+//! within the chunk, strictly increasing; then the value format's bytes for `m'` values (see
+//! [`crate::quant`]). Every chunk's size follows from the header, so the total length is checked
+//! against the byte count before anything is allocated, and chunks decode independently.
+
+use std::fmt;
+
+use neuroshard_primitives::Hash;
+use serde::{Deserialize, Serialize};
+
+use crate::config::MAX_CHUNK_SIZE;
+use crate::{Codec, CompressConfig, Error, Result};
+
+/// The first four bytes of every packet.
+pub const MAGIC: [u8; 4] = *b"NSPG";
+/// The format version this build writes and reads.
+pub const VERSION: u8 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 24;
+/// Bytes of the trailing BLAKE3 checksum.
+pub const CHECKSUM_LEN: usize = 32;
+
+/// What a packet's header declares: enough to size and parse its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The codec the payload is written in.
+    pub codec: Codec,
+    /// Values per chunk.
+    pub chunk_size: usize,
+    /// Values kept per full chunk by a top-k codec; 0 for the dense codecs.
+    pub topk_per_chunk: usize,
+    /// Number of parameters in the vector.
+    pub len: usize,
+}
+
+impl Header {
+    /// The header for encoding `len` values under `cfg` (which must be valid).
+    pub(crate) fn for_config(cfg: &CompressConfig, len: usize) -> Self {
+        let k = if cfg.codec.is_topk() {
+            cfg.topk_per_chunk()
+        } else {
+            0
+        };
+        Self {
+            codec: cfg.codec,
+            chunk_size: cfg.chunk_size,
+            topk_per_chunk: k,
+            len,
+        }
+    }
+
+    /// Values kept from a chunk of `m` values.
+    pub(crate) fn kept(&self, m: usize) -> usize {
+        if self.codec.is_topk() {
+            self.topk_per_chunk.min(m)
+        } else {
+            m
+        }
+    }
+
+    /// Payload bytes of a chunk of `m` values.
+    pub(crate) fn chunk_bytes(&self, m: usize) -> usize {
+        let kept = self.kept(m);
+        let offsets = if self.codec.is_topk() { 2 * kept } else { 0 };
+        offsets + self.codec.value_format().bytes(kept)
+    }
+
+    /// The whole packet's length in bytes, computed without overflow.
+    fn packet_len_u128(&self) -> u128 {
+        let full = (self.len / self.chunk_size) as u128;
+        let last = self.len % self.chunk_size;
+        let last_bytes = if last == 0 {
+            0
+        } else {
+            self.chunk_bytes(last) as u128
+        };
+        let payload = full * self.chunk_bytes(self.chunk_size) as u128 + last_bytes;
+        (HEADER_LEN + CHECKSUM_LEN) as u128 + payload
+    }
+
+    /// The whole packet's length in bytes: header, payload and checksum.
+    ///
+    /// Panics if the packet could not be held in memory, which a vector that is held cannot
+    /// cause (every codec takes at most 4 bytes per value plus small per-chunk overheads).
+    pub fn packet_len(&self) -> usize {
+        usize::try_from(self.packet_len_u128()).expect("packet of an in-memory vector fits usize")
+    }
+
+    /// Writes the header's bytes.
+    pub(crate) fn write(&self, out: &mut [u8; HEADER_LEN]) {
+        out[0..4].copy_from_slice(&MAGIC);
+        out[4] = VERSION;
+        out[5] = self.codec.id();
+        out[6..8].copy_from_slice(&[0, 0]);
+        out[8..12].copy_from_slice(&(self.chunk_size as u32).to_le_bytes());
+        out[12..16].copy_from_slice(&(self.topk_per_chunk as u32).to_le_bytes());
+        out[16..24].copy_from_slice(&(self.len as u64).to_le_bytes());
+    }
+
+    /// Parses and range-checks a header (not yet the length or checksum).
+    fn parse(bytes: &[u8; HEADER_LEN], max_len: usize) -> Result<Self> {
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        if bytes[0..4] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        if bytes[4] != VERSION {
+            return Err(Error::UnsupportedVersion(bytes[4]));
+        }
+        let codec = Codec::from_id(bytes[5]).ok_or(Error::UnknownCodecId(bytes[5]))?;
+        let reserved = u16::from_le_bytes([bytes[6], bytes[7]]);
+        check(reserved == 0, "reserved", reserved.into(), "0")?;
+        let chunk = u32_at(8);
+        let chunk_ok = (1..=MAX_CHUNK_SIZE as u64).contains(&u64::from(chunk));
+        check(chunk_ok, "chunk_size", chunk.into(), "in 1..=65536")?;
+        let k = u32_at(12);
+        if codec.is_topk() {
+            check(
+                (1..=chunk).contains(&k),
+                "topk_per_chunk",
+                k.into(),
+                "in 1..=chunk_size",
+            )?;
+        } else {
+            check(k == 0, "topk_per_chunk", k.into(), "0 for a dense codec")?;
+        }
+        let declared = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        let len = usize::try_from(declared)
+            .ok()
+            .filter(|&n| n <= max_len)
+            .ok_or(Error::TooManyParameters {
+                declared,
+                max: max_len,
+            })?;
+        Ok(Self {
+            codec,
+            chunk_size: chunk as usize,
+            topk_per_chunk: k as usize,
+            len,
+        })
+    }
+}
+
+/// Returns a header-field error unless `ok`.
+fn check(ok: bool, field: &'static str, value: u64, expected: &'static str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadHeader {
+            field,
+            value,
+            expected,
+        })
+    }
+}
+
+/// Checks a packet's header, length and checksum, and returns the header and the payload.
+///
+/// `max_len` is the most parameters the caller accepts; a packet declaring more is rejected
+/// before anything is allocated.
+pub(crate) fn open(bytes: &[u8], max_len: usize) -> Result<(Header, &[u8])> {
+    let min = HEADER_LEN + CHECKSUM_LEN;
+    let head: &[u8; HEADER_LEN] = bytes
+        .get(..HEADER_LEN)
+        .filter(|_| bytes.len() >= min)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(Error::TooShort {
+            got: bytes.len(),
+            min,
+        })?;
+    let header = Header::parse(head, max_len)?;
+    let expected = header.packet_len_u128();
+    if expected != bytes.len() as u128 {
+        let expected = u64::try_from(expected).unwrap_or(u64::MAX);
+        return Err(Error::LengthMismatch {
+            got: bytes.len(),
+            expected,
+        });
+    }
+    let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if Hash::of(body).0 != checksum {
+        return Err(Error::BadChecksum);
+    }
+    Ok((header, &body[HEADER_LEN..]))
+}
+
+/// Checks a packet's header, length and checksum without decoding its payload.
+///
+/// Cheap next to [`crate::decode`] (one hash pass, no allocation): use it to learn a packet's
+/// codec and parameter count, or to reject it early.
+pub fn inspect(bytes: &[u8], max_len: usize) -> Result<Header> {
+    open(bytes, max_len).map(|(header, _)| header)
+}
+
+/// Writes the checksum over everything before the last [`CHECKSUM_LEN`] bytes into them.
+pub(crate) fn seal(bytes: &mut [u8]) {
+    let (body, checksum) = bytes.split_at_mut(bytes.len() - CHECKSUM_LEN);
+    checksum.copy_from_slice(&Hash::of(body).0);
+}
+
+/// An encoded pseudo-gradient: the bytes to send, and the header they declare.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Packet {
+    header: Header,
+    bytes: Vec<u8>,
+}
+
+impl Packet {
+    /// Wraps bytes that [`crate::encode`] has laid out and sealed.
+    pub(crate) fn new(header: Header, bytes: Vec<u8>) -> Self {
+        debug_assert_eq!(
+            bytes.len(),
+            header.packet_len(),
+            "packet sized by its header"
+        );
+        Self { header, bytes }
+    }
+
+    /// What the packet's header declares.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The bytes to send.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The bytes to send, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Size on the wire, in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The BLAKE3 hash of the whole packet: the name peers fetch it by.
+    pub fn hash(&self) -> Hash {
+        Hash::of(&self.bytes)
+    }
+}
+
+impl fmt::Debug for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Packet")
+            .field("header", &self.header)
+            .field("bytes", &self.bytes.len())
+            .field("hash", &self.hash())
+            .finish()
+    }
+}
+
+impl AsRef<[u8]> for Packet {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}

@@ -1,0 +1,214 @@
+//! Hostile input: random, truncated, bit-flipped and re-sealed bytes are errors, never panics.
+
+use neuroshard_compress::wire::{CHECKSUM_LEN, HEADER_LEN};
+use neuroshard_compress::{Codec, CompressConfig, Error, Residual, decode, encode, inspect};
+use neuroshard_primitives::Hash;
+use proptest::prelude::*;
+
+/// The largest vector the tests accept: a declared length above it must be refused.
+const MAX_LEN: usize = 4096;
+
+/// Recomputes the checksum, as an attacker would, so the decoder's deeper checks are reached.
+fn reseal(bytes: &mut [u8]) {
+    if bytes.len() >= CHECKSUM_LEN {
+        let (body, checksum) = bytes.split_at_mut(bytes.len() - CHECKSUM_LEN);
+        checksum.copy_from_slice(&Hash::of(body).0);
+    }
+}
+
+/// A valid packet of a few chunks under any codec.
+fn packet() -> impl Strategy<Value = Vec<u8>> {
+    let values = prop::collection::vec(-10.0f32..10.0, 0..600);
+    (0..Codec::ALL.len(), 1usize..200, 0.01f32..=1.0, values).prop_map(|(c, chunk, k, v)| {
+        let cfg = CompressConfig {
+            codec: Codec::ALL[c],
+            chunk_size: chunk,
+            topk_fraction: k,
+        };
+        encode(&v, &mut Residual::new(), &cfg).unwrap().into_bytes()
+    })
+}
+
+/// Decodes and checks that a success is a plausible vector.
+fn decode_checked(bytes: &[u8]) -> Result<Vec<f32>, Error> {
+    let result = decode(bytes, MAX_LEN);
+    if let Ok(values) = &result {
+        assert!(values.len() <= MAX_LEN);
+        assert!(
+            values.iter().all(|x| x.is_finite()),
+            "decoded values are finite"
+        );
+        assert_eq!(inspect(bytes, MAX_LEN).unwrap().len, values.len());
+    }
+    result
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_bytes_are_rejected(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+        prop_assert!(decode_checked(&bytes).is_err());
+    }
+
+    #[test]
+    fn random_payload_after_a_plausible_header(
+        codec in 0u8..10, chunk in 0u32..70_000, k in 0u32..300, n in 0u64..5000,
+        payload in prop::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let mut bytes = b"NSPG\x01".to_vec();
+        bytes.push(codec);
+        bytes.extend_from_slice(&[0, 0]);
+        bytes.extend_from_slice(&chunk.to_le_bytes());
+        bytes.extend_from_slice(&k.to_le_bytes());
+        bytes.extend_from_slice(&n.to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&[0; CHECKSUM_LEN]);
+        reseal(&mut bytes);
+        let _ = decode_checked(&bytes);
+    }
+
+    #[test]
+    fn truncated_packets_are_rejected(bytes in packet(), cut in any::<prop::sample::Index>()) {
+        let cut = cut.index(bytes.len());
+        prop_assert!(decode_checked(&bytes[..cut]).is_err());
+        let mut resealed = bytes[..cut].to_vec();
+        reseal(&mut resealed);
+        prop_assert!(decode_checked(&resealed).is_err(), "the header fixes the length");
+    }
+
+    #[test]
+    fn flipped_bits_are_rejected(bytes in packet(), at in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let mut bytes = bytes;
+        let at = at.index(bytes.len());
+        bytes[at] ^= 1 << bit;
+        prop_assert!(decode_checked(&bytes).is_err(), "the checksum catches one flipped bit");
+    }
+
+    #[test]
+    fn resealed_mutations_never_panic(
+        bytes in packet(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = bytes;
+        for (at, value) in edits {
+            let at = at.index(bytes.len());
+            bytes[at] = value;
+        }
+        reseal(&mut bytes);
+        let _ = decode_checked(&bytes);
+    }
+}
+
+/// A valid `int8` packet of `n` values in chunks of 4, for editing.
+fn int8_packet(n: usize) -> Vec<u8> {
+    let cfg = CompressConfig {
+        chunk_size: 4,
+        ..CompressConfig::new(Codec::Int8)
+    };
+    let values: Vec<f32> = (0..n).map(|i| i as f32 - 3.0).collect();
+    encode(&values, &mut Residual::new(), &cfg)
+        .unwrap()
+        .into_bytes()
+}
+
+/// Applies `edit`, reseals, and returns the decoder's error.
+fn edited(n: usize, max_len: usize, edit: impl FnOnce(&mut Vec<u8>)) -> Error {
+    let mut bytes = int8_packet(n);
+    edit(&mut bytes);
+    reseal(&mut bytes);
+    decode(&bytes, max_len).unwrap_err()
+}
+
+#[test]
+fn each_header_check_has_its_error() {
+    assert!(decode(&int8_packet(10), 10).is_ok());
+    assert!(matches!(edited(10, 10, |b| b[0] = b'X'), Error::BadMagic));
+    assert!(matches!(
+        edited(10, 10, |b| b[4] = 2),
+        Error::UnsupportedVersion(2)
+    ));
+    assert!(matches!(
+        edited(10, 10, |b| b[5] = 8),
+        Error::UnknownCodecId(8)
+    ));
+    assert!(matches!(
+        edited(10, 10, |b| b[6] = 1),
+        Error::BadHeader {
+            field: "reserved",
+            ..
+        }
+    ));
+    assert!(matches!(
+        edited(10, 10, |b| b[8..12].fill(0)),
+        Error::BadHeader {
+            field: "chunk_size",
+            ..
+        }
+    ));
+    let k_on_dense = |b: &mut Vec<u8>| b[12] = 1;
+    assert!(matches!(
+        edited(10, 10, k_on_dense),
+        Error::BadHeader {
+            field: "topk_per_chunk",
+            ..
+        }
+    ));
+    assert!(matches!(
+        edited(10, 9, |_| {}),
+        Error::TooManyParameters {
+            declared: 10,
+            max: 9
+        }
+    ));
+    assert!(matches!(
+        edited(10, 10, |b| b.push(0)),
+        Error::LengthMismatch { .. }
+    ));
+    assert!(matches!(
+        decode(&[0; 55], 10),
+        Err(Error::TooShort { got: 55, min: 56 })
+    ));
+    let mut flipped = int8_packet(10);
+    flipped[HEADER_LEN] ^= 1;
+    assert!(matches!(decode(&flipped, 10), Err(Error::BadChecksum)));
+}
+
+#[test]
+fn huge_declared_length_is_refused_before_allocating() {
+    // A 56-byte packet declaring 2^64 − 1 values: refused by the length check, not by the OOM killer.
+    let err = edited(0, usize::MAX, |b| {
+        b[16..24].copy_from_slice(&u64::MAX.to_le_bytes())
+    });
+    assert!(
+        matches!(err, Error::LengthMismatch { got: 56, .. }),
+        "{err}"
+    );
+    // Top-k with k = 1 in 65536-value chunks is the sparsest layout: still bounded by the bytes.
+    let cfg = CompressConfig {
+        codec: Codec::TopKSign,
+        chunk_size: 65_536,
+        topk_fraction: 1e-9,
+    };
+    let packet = encode(&vec![1.0; 1 << 20], &mut Residual::new(), &cfg).unwrap();
+    assert_eq!(packet.byte_len(), 56 + 16 * 7);
+    assert!(matches!(
+        decode(packet.as_bytes(), 1 << 19),
+        Err(Error::TooManyParameters { .. })
+    ));
+}
+
+#[test]
+fn payload_errors_name_the_first_bad_chunk() {
+    // Chunk 1's scale (bytes 24 + 8 ..) made negative, and chunk 2's scale made NaN.
+    let err = edited(12, 12, |b| {
+        b[HEADER_LEN + 8 + 3] |= 0x80;
+        b[HEADER_LEN + 16..HEADER_LEN + 20].copy_from_slice(&f32::NAN.to_le_bytes());
+    });
+    assert!(matches!(err, Error::BadPayload { chunk: 1, .. }), "{err}");
+    let err = edited(12, 12, |b| b[HEADER_LEN + 4] = 0x80);
+    assert!(
+        matches!(err, Error::BadPayload { chunk: 0, reason } if reason.contains("-128")),
+        "{err}"
+    );
+}

@@ -1,0 +1,167 @@
+//! Property tests: every codec round-trips, and error feedback conserves mass.
+
+use neuroshard_compress::{Codec, CompressConfig, Residual, decode, encode, encoded_len, inspect};
+use proptest::prelude::*;
+
+/// Any valid configuration with small chunks, so that vectors span many chunks.
+fn config() -> impl Strategy<Value = CompressConfig> {
+    (0..Codec::ALL.len(), 1usize..300, 0.001f32..=1.0).prop_map(|(c, chunk, fraction)| {
+        CompressConfig {
+            codec: Codec::ALL[c],
+            chunk_size: chunk,
+            topk_fraction: fraction,
+        }
+    })
+}
+
+/// Finite values spanning many magnitudes, with exact zeros and repeats.
+fn values(max_len: usize) -> impl Strategy<Value = Vec<f32>> {
+    let value = prop_oneof![
+        3 => -1.0f32..1.0,
+        1 => -1e6f32..1e6,
+        1 => -1e-30f32..1e-30,
+        1 => Just(0.0f32),
+        1 => Just(0.5f32),
+    ];
+    prop::collection::vec(value, 0..max_len)
+}
+
+/// `|decoded + new residual − (delta + old residual)|` is within a few roundings of the values.
+fn assert_conserved(delta: &[f32], old: &[f32], decoded: &[f32], new: &[f32]) {
+    for i in 0..delta.len() {
+        let acc = delta[i] + old.get(i).copied().unwrap_or(0.0);
+        let back = decoded[i] + new[i];
+        let tolerance = 4.0 * f32::EPSILON * (acc.abs() + decoded[i].abs());
+        assert!(
+            (back - acc).abs() <= tolerance,
+            "index {i}: {back} != {acc}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn round_trip_conserves_mass(cfg in config(), delta in values(2000), warm in values(2000)) {
+        // A residual from an earlier round (when the lengths happen to allow one).
+        let mut residual = Residual::new();
+        if warm.len() >= delta.len() {
+            residual = Residual::from(warm[..delta.len()].to_vec());
+        }
+        let old = residual.as_slice().to_vec();
+        let packet = encode(&delta, &mut residual, &cfg).unwrap();
+        prop_assert_eq!(packet.byte_len(), encoded_len(delta.len(), &cfg).unwrap());
+        prop_assert_eq!(inspect(packet.as_bytes(), delta.len()).unwrap(), *packet.header());
+        let decoded = decode(packet.as_bytes(), delta.len()).unwrap();
+        prop_assert_eq!(decoded.len(), delta.len());
+        prop_assert!(decoded.iter().all(|x| x.is_finite()));
+        assert_conserved(&delta, &old, &decoded, residual.as_slice());
+        if cfg.codec == Codec::None {
+            prop_assert!(residual.as_slice().iter().all(|&r| r == 0.0));
+        }
+    }
+
+    #[test]
+    fn topk_keeps_at_most_k_per_chunk(cfg in config(), delta in values(2000)) {
+        let cfg = CompressConfig { codec: Codec::TopK, ..cfg };
+        let packet = encode(&delta, &mut Residual::new(), &cfg).unwrap();
+        let decoded = decode(packet.as_bytes(), delta.len()).unwrap();
+        let k = cfg.topk_per_chunk();
+        for (chunk, original) in decoded.chunks(cfg.chunk_size).zip(delta.chunks(cfg.chunk_size)) {
+            prop_assert!(chunk.iter().filter(|&&x| x != 0.0).count() <= k);
+            // Plain top-k sends the kept values exactly, so each is one of the originals.
+            for (d, x) in chunk.iter().zip(original) {
+                prop_assert!(*d == 0.0 || d == x);
+            }
+        }
+    }
+
+    #[test]
+    fn rounds_of_feedback_send_everything(cfg in config(), deltas in prop::collection::vec(values(300), 1..6)) {
+        // Several rounds on one residual: what was sent plus what is carried is what was given.
+        let n = deltas.iter().map(Vec::len).min().unwrap_or(0);
+        let mut residual = Residual::new();
+        let mut given = vec![0.0f64; n];
+        let mut sent = vec![0.0f64; n];
+        // Each round rounds once at the magnitude of what it sends and carries.
+        let mut scale = vec![0.0f64; n];
+        for delta in &deltas {
+            let packet = encode(&delta[..n], &mut residual, &cfg).unwrap();
+            let decoded = decode(packet.as_bytes(), n).unwrap();
+            for i in 0..n {
+                given[i] += f64::from(delta[i]);
+                sent[i] += f64::from(decoded[i]);
+                scale[i] += f64::from(decoded[i].abs()) + f64::from(residual.as_slice()[i].abs());
+            }
+        }
+        for i in 0..n {
+            let carried = f64::from(residual.as_slice()[i]);
+            let tolerance = 2.0 * f64::from(f32::EPSILON) * (scale[i] + given[i].abs());
+            prop_assert!((sent[i] + carried - given[i]).abs() <= tolerance, "index {}", i);
+        }
+    }
+}
+
+#[test]
+fn output_does_not_depend_on_threads() {
+    let delta: Vec<f32> = (0..100_000)
+        .map(|i| ((i as f32) * 0.618).sin() * (1.0 + (i % 17) as f32))
+        .collect();
+    for codec in Codec::ALL {
+        let cfg = CompressConfig {
+            chunk_size: 1000,
+            ..CompressConfig::new(codec)
+        };
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut residual = Residual::new();
+                let packet = encode(&delta, &mut residual, &cfg).unwrap();
+                let decoded = decode(packet.as_bytes(), delta.len()).unwrap();
+                (packet, residual, decoded)
+            })
+        };
+        assert_eq!(run(1), run(4), "{codec}");
+    }
+}
+
+#[test]
+fn non_finite_input_is_an_error_and_keeps_the_residual() {
+    let cfg = CompressConfig::default();
+    let mut residual = Residual::from(vec![1.0, f32::MAX, 0.0]);
+    let before = residual.clone();
+    for delta in [[0.0, f32::MAX, 0.0], [0.0, 0.0, f32::NAN]] {
+        let err = encode(&delta, &mut residual, &cfg).unwrap_err();
+        assert!(
+            matches!(err, neuroshard_compress::Error::NonFiniteInput { .. }),
+            "{err}"
+        );
+        assert_eq!(residual, before);
+    }
+    let err = encode(&[1.0, 2.0], &mut residual, &cfg).unwrap_err();
+    assert!(matches!(
+        err,
+        neuroshard_compress::Error::ResidualLength {
+            residual: 3,
+            delta: 2
+        }
+    ));
+    let bad = CompressConfig {
+        chunk_size: 0,
+        ..cfg
+    };
+    assert!(encode(&[1.0], &mut Residual::new(), &bad).is_err());
+}
+
+#[test]
+fn empty_vector_round_trips() {
+    for codec in Codec::ALL {
+        let packet = encode(&[], &mut Residual::new(), &CompressConfig::new(codec)).unwrap();
+        assert_eq!(packet.byte_len(), 56);
+        assert_eq!(decode(packet.as_bytes(), 0).unwrap(), Vec::<f32>::new());
+    }
+}
