@@ -85,14 +85,10 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
             delta: delta.len(),
         });
     }
-    if let Some(index) = delta
-        .par_iter()
-        .zip(r.par_iter())
-        .position_first(|(d, r)| !(d + r).is_finite())
-    {
+    let header = Header::for_config(cfg, delta.len());
+    if let Some(index) = first_non_finite(delta, r, header.chunk_size) {
         return Err(Error::NonFiniteInput { index });
     }
-    let header = Header::for_config(cfg, delta.len());
     let mut bytes = vec![0u8; header.packet_len()];
     let (head, rest) = bytes.split_at_mut(HEADER_LEN);
     header.write(head.try_into().expect("HEADER_LEN bytes"));
@@ -107,6 +103,21 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
         });
     wire::seal(&mut bytes);
     Ok(Packet::new(header, bytes))
+}
+
+/// The first index where `delta + residual` is not finite, checked before anything is changed.
+fn first_non_finite(delta: &[f32], residual: &[f32], chunk: usize) -> Option<usize> {
+    // Whole chunks per task: a per-value parallel search costs more than the additions.
+    delta
+        .par_chunks(chunk)
+        .zip(residual.par_chunks(chunk))
+        .enumerate()
+        .find_map_first(|(c, (d, r))| {
+            d.iter()
+                .zip(r)
+                .position(|(d, r)| !(d + r).is_finite())
+                .map(|i| c * chunk + i)
+        })
 }
 
 /// Decodes a packet from a peer into the vector it carries.

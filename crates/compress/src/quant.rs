@@ -142,11 +142,22 @@ impl IntQuantizer {
         round_half_even((x * self.inv).clamp(-self.levels, self.levels))
     }
 
+    fn error(self, x: f32) -> f32 {
+        let e = x - self.quantize(x) * self.step;
+        e * e
+    }
+
     fn squared_error(self, values: &[f32]) -> f32 {
-        values
-            .iter()
-            .map(|&x| (x - self.quantize(x) * self.step).powi(2))
-            .sum()
+        // Eight independent sums, so the loop vectorises instead of waiting on one adder.
+        let mut lanes = [0.0f32; 8];
+        let groups = values.chunks_exact(8);
+        let tail: f32 = groups.remainder().iter().map(|&x| self.error(x)).sum();
+        for group in groups {
+            for (lane, &x) in lanes.iter_mut().zip(group) {
+                *lane += self.error(x);
+            }
+        }
+        lanes.iter().sum::<f32>() + tail
     }
 }
 
