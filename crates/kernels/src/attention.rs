@@ -1,13 +1,294 @@
 //! Causal scaled-dot-product attention with grouped-query heads and a stable softmax.
 
-use candle_core::{D, Device, Result, Tensor, bail};
+use crate::cpu;
+use crate::matmul::{Mat, matmul};
+use candle_core::{CpuStorage, CustomOp3, D, Device, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
 
 /// Causal attention. `q` (b, tq, h, dh); `k`, `v` (b, tk, hkv, dh) with `hkv` dividing `h`
 /// (query head `j` reads kv head `j / (h / hkv)`); `tq <= tk`. Query `i` sits at absolute position
 /// `tk - tq + i` and sees keys `0..=tk - tq + i`. Returns (b, tq, h, dh).
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
     check(q, k, v)?;
-    composite(q, k, v, scale)
+    if cpu::fused_ok(&[q, k, v]) {
+        q.contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, Attention { scale })
+    } else {
+        composite(q, k, v, scale)
+    }
+}
+
+/// The fused op, flash-style: it keeps no attention matrix. Backward recomputes the scores and
+/// the softmax block by block from q and k. That costs one extra (tq × tk × dh) product, about
+/// a fifth more attention work, but saving the probabilities would hold b·h·tq·tk floats per
+/// layer until backward (1.2 GB for the `base` preset at seq 512), which does not scale.
+struct Attention {
+    scale: f32,
+}
+
+/// Query rows per block: a block only multiplies against the keys it can see, which skips most
+/// of the masked upper triangle, and its scores (QB × tk) stay in cache.
+const QB: usize = 32;
+
+/// Sizes of one call; slices hold one batch item in the (t, heads, dh) layout.
+#[derive(Clone, Copy)]
+struct Dims {
+    tq: usize,
+    tk: usize,
+    h: usize,
+    hkv: usize,
+    dh: usize,
+    scale: f32,
+}
+
+/// One query block of one head: rows `i0..i0 + rows`, seeing keys `0..kend`.
+#[derive(Clone, Copy)]
+struct Block {
+    j: usize,
+    g: usize,
+    i0: usize,
+    rows: usize,
+    kend: usize,
+}
+
+impl Dims {
+    fn blocks(self) -> impl Iterator<Item = Block> {
+        let rep = self.h / self.hkv;
+        (0..self.h).flat_map(move |j| {
+            (0..self.tq).step_by(QB).map(move |i0| {
+                let rows = QB.min(self.tq - i0);
+                Block {
+                    j,
+                    g: j / rep,
+                    i0,
+                    rows,
+                    kend: self.tk - self.tq + i0 + rows,
+                }
+            })
+        })
+    }
+
+    /// The block's rows of a (tq, h, dh) tensor.
+    fn q_rows<'a>(self, x: &'a [f32], b: Block) -> Mat<'a> {
+        let start = (b.i0 * self.h + b.j) * self.dh;
+        Mat {
+            data: &x[start..],
+            rows: b.rows,
+            cols: self.dh,
+            rs: self.h * self.dh,
+            cs: 1,
+        }
+    }
+
+    /// The visible keys of kv head `g` of a (tk, hkv, dh) tensor.
+    fn kv_rows<'a>(self, x: &'a [f32], b: Block) -> Mat<'a> {
+        Mat {
+            data: &x[b.g * self.dh..],
+            rows: b.kend,
+            cols: self.dh,
+            rs: self.hkv * self.dh,
+            cs: 1,
+        }
+    }
+
+    /// Fills `p` (rows × kend) with the block's softmax probabilities, zero where masked.
+    fn probs(self, q: &[f32], k: &[f32], b: Block, p: &mut [f32]) {
+        let p = &mut p[..b.rows * b.kend];
+        matmul(
+            p,
+            b.kend,
+            self.q_rows(q, b),
+            self.kv_rows(k, b).t(),
+            self.scale,
+            false,
+        );
+        for (r, row) in p.chunks_exact_mut(b.kend).enumerate() {
+            let (live, dead) = row.split_at_mut(b.kend - b.rows + r + 1);
+            let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for x in live.iter_mut() {
+                *x = cpu::exp(*x - max);
+                sum += *x;
+            }
+            let inv = sum.recip();
+            live.iter_mut().for_each(|x| *x *= inv);
+            dead.fill(0.0);
+        }
+    }
+
+    fn forward(self, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32], p: &mut [f32]) {
+        for b in self.blocks() {
+            self.probs(q, k, b, p);
+            let pm = Mat {
+                data: p,
+                rows: b.rows,
+                cols: b.kend,
+                rs: b.kend,
+                cs: 1,
+            };
+            let start = (b.i0 * self.h + b.j) * self.dh;
+            matmul(
+                &mut o[start..],
+                self.h * self.dh,
+                pm,
+                self.kv_rows(v, b),
+                1.0,
+                false,
+            );
+        }
+    }
+
+    /// `dS = P ∘ (dO·Vᵀ − rowsum(dO ∘ O))·scale`; `dQ = dS·K`, `dK += dSᵀ·Q`, `dV += Pᵀ·dO`.
+    fn backward(self, x: [&[f32]; 5], grads: [&mut [f32]; 3], p: &mut [f32], ds: &mut [f32]) {
+        let [q, k, v, o, d_o] = x;
+        let [dq, dk, dv] = grads;
+        let (hd, kd) = (self.h * self.dh, self.hkv * self.dh);
+        for b in self.blocks() {
+            self.probs(q, k, b, p);
+            let ds = &mut ds[..b.rows * b.kend];
+            matmul(
+                ds,
+                b.kend,
+                self.q_rows(d_o, b),
+                self.kv_rows(v, b).t(),
+                1.0,
+                false,
+            );
+            let (dom, om) = (self.q_rows(d_o, b), self.q_rows(o, b));
+            for r in 0..b.rows {
+                let row = r * om.rs;
+                let delta = cpu::dot(&dom.data[row..row + self.dh], &om.data[row..row + self.dh]);
+                let (dsr, pr) = (&mut ds[r * b.kend..][..b.kend], &p[r * b.kend..][..b.kend]);
+                for c in 0..b.kend {
+                    dsr[c] = pr[c] * (dsr[c] - delta) * self.scale;
+                }
+            }
+            let dsm = Mat {
+                data: ds,
+                rows: b.rows,
+                cols: b.kend,
+                rs: b.kend,
+                cs: 1,
+            };
+            let pm = Mat {
+                data: p,
+                rows: b.rows,
+                cols: b.kend,
+                rs: b.kend,
+                cs: 1,
+            };
+            let (qm, km) = (self.q_rows(q, b), self.kv_rows(k, b));
+            matmul(
+                &mut dq[(b.i0 * self.h + b.j) * self.dh..],
+                hd,
+                dsm,
+                km,
+                1.0,
+                false,
+            );
+            matmul(&mut dk[b.g * self.dh..], kd, dsm.t(), qm, 1.0, true);
+            matmul(&mut dv[b.g * self.dh..], kd, pm.t(), dom, 1.0, true);
+        }
+    }
+}
+
+fn dims(q: &Shape, k: &Shape, scale: f32) -> Result<(usize, Dims)> {
+    let (b, tq, h, dh) = q.dims4()?;
+    let (_, tk, hkv, _) = k.dims4()?;
+    Ok((
+        b,
+        Dims {
+            tq,
+            tk,
+            h,
+            hkv,
+            dh,
+            scale,
+        },
+    ))
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "fused-causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            cpu::slice(qs, ql)?,
+            cpu::slice(ks, kl)?,
+            cpu::slice(vs, vl)?,
+        );
+        let (_, d) = dims(ql.shape(), kl.shape(), self.scale)?;
+        let (qn, kn) = (d.tq * d.h * d.dh, d.tk * d.hkv * d.dh);
+        let mut o = vec![0.0f32; q.len()];
+        // One batch item per task: its slices of q, k, v and o are contiguous and disjoint.
+        o.par_chunks_mut(qn.max(1))
+            .zip(
+                q.par_chunks(qn.max(1))
+                    .zip(k.par_chunks(kn.max(1)).zip(v.par_chunks(kn.max(1)))),
+            )
+            .for_each_init(
+                || vec![0.0f32; QB * d.tk],
+                |p, (o, (q, (k, v)))| d.forward(q, k, v, o, p),
+            );
+        Ok((CpuStorage::F32(o), ql.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        o: &Tensor,
+        d_o: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d_o = d_o.contiguous()?;
+        let (_, d) = dims(q.shape(), k.shape(), self.scale)?;
+        let views = [
+            cpu::view(q)?,
+            cpu::view(k)?,
+            cpu::view(v)?,
+            cpu::view(o)?,
+            cpu::view(&d_o)?,
+        ];
+        let [qs, ks, vs, os, dos] = [0, 1, 2, 3, 4].map(|i| views[i].get());
+        let (qn, kn) = ((d.tq * d.h * d.dh).max(1), (d.tk * d.hkv * d.dh).max(1));
+        let (mut dq, mut dk, mut dv) = (
+            vec![0.0f32; qs.len()],
+            vec![0.0f32; ks.len()],
+            vec![0.0f32; ks.len()],
+        );
+        let inputs = qs
+            .par_chunks(qn)
+            .zip(ks.par_chunks(kn))
+            .zip(vs.par_chunks(kn))
+            .zip(os.par_chunks(qn).zip(dos.par_chunks(qn)));
+        let outputs = dq
+            .par_chunks_mut(qn)
+            .zip(dk.par_chunks_mut(kn))
+            .zip(dv.par_chunks_mut(kn));
+        outputs.zip(inputs).for_each_init(
+            || (vec![0.0f32; QB * d.tk], vec![0.0f32; QB * d.tk]),
+            |(p, ds), (((dq, dk), dv), (((q, k), v), (o, d_o)))| {
+                d.backward([q, k, v, o, d_o], [dq, dk, dv], p, ds)
+            },
+        );
+        let (dq, dk, dv) = (
+            cpu::tensor(dq, q.shape())?,
+            cpu::tensor(dk, k.shape())?,
+            cpu::tensor(dv, v.shape())?,
+        );
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
 }
 
 fn check(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
@@ -91,7 +372,7 @@ pub fn composite(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{grad_check, max_abs_diff, rand_tensor};
+    use crate::testutil::{assert_same, grad_check, max_abs_diff, rand_tensor};
     use candle_core::DType;
 
     #[test]
@@ -135,6 +416,32 @@ mod tests {
             1e-5,
             1e-6,
         );
+    }
+
+    #[test]
+    fn fused_gradients_match_finite_differences() {
+        let q = rand_tensor((2, 3, 4, 4), 1, DType::F32);
+        let k = rand_tensor((2, 4, 2, 4), 2, DType::F32);
+        let v = rand_tensor((2, 4, 2, 4), 3, DType::F32);
+        grad_check(
+            |t| causal_attention(&t[0], &t[1], &t[2], 0.7),
+            &[q, k, v],
+            1e-2,
+            1e-2,
+        );
+    }
+
+    #[test]
+    fn fused_equals_composite_forward_and_backward() {
+        // tq spans two query blocks and sits after 5 cached keys; 6 query heads share 2 kv heads.
+        let q = rand_tensor((2, 40, 6, 8), 1, DType::F32);
+        let k = rand_tensor((2, 45, 2, 8), 2, DType::F32);
+        let v = rand_tensor((2, 45, 2, 8), 3, DType::F32);
+        let (f, c) = (
+            |t: &[Tensor]| causal_attention(&t[0], &t[1], &t[2], 0.35),
+            |t: &[Tensor]| composite(&t[0], &t[1], &t[2], 0.35),
+        );
+        assert_same(f, c, &[q, k, v], 1e-5);
     }
 
     #[test]

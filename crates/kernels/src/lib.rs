@@ -7,7 +7,9 @@
 //! projection's output reshapes to without a transpose.
 
 mod attention;
+mod cpu;
 mod cross_entropy;
+mod matmul;
 mod rms_norm;
 mod rope;
 mod swiglu;

@@ -1,11 +1,84 @@
 //! SwiGLU gate: `silu(gate) * up`.
 
-use candle_core::{Result, Tensor, bail};
+use crate::cpu;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
 
 /// Returns `silu(gate) * up`; `gate` and `up` have the same shape.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     check(gate, up)?;
-    composite(gate, up)
+    if cpu::fused_ok(&[gate, up]) {
+        gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+    } else {
+        composite(gate, up)
+    }
+}
+
+/// The fused op; backward recomputes the sigmoid (cheaper than storing it).
+struct SwiGlu;
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + cpu::exp(-x))
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "fused-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (g, u) = (cpu::slice(gs, gl)?, cpu::slice(us, ul)?);
+        let mut y = vec![0.0f32; g.len()];
+        let chunk = cpu::rows_per_task(1);
+        y.par_chunks_mut(chunk)
+            .zip(g.par_chunks(chunk).zip(u.par_chunks(chunk)))
+            .for_each(|(yc, (gc, uc))| {
+                for i in 0..yc.len() {
+                    yc[i] = gc[i] * sigmoid(gc[i]) * uc[i];
+                }
+            });
+        Ok((CpuStorage::F32(y), gl.shape().clone()))
+    }
+
+    /// `d gate = dy·up·σ(g)·(1 + g·(1 − σ(g)))`, `d up = dy·g·σ(g)`.
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let (gv, uv, dyv) = (cpu::view(gate)?, cpu::view(up)?, cpu::view(&dy)?);
+        let (g, u, dys) = (gv.get(), uv.get(), dyv.get());
+        let mut dg = vec![0.0f32; g.len()];
+        let mut du = vec![0.0f32; g.len()];
+        let chunk = cpu::rows_per_task(1);
+        dg.par_chunks_mut(chunk)
+            .zip(du.par_chunks_mut(chunk))
+            .zip(
+                g.par_chunks(chunk)
+                    .zip(u.par_chunks(chunk))
+                    .zip(dys.par_chunks(chunk)),
+            )
+            .for_each(|((dgc, duc), ((gc, uc), dyc))| {
+                for i in 0..dgc.len() {
+                    let s = sigmoid(gc[i]);
+                    dgc[i] = dyc[i] * uc[i] * s * (1.0 + gc[i] * (1.0 - s));
+                    duc[i] = dyc[i] * gc[i] * s;
+                }
+            });
+        Ok((
+            Some(cpu::tensor(dg, gate.shape())?),
+            Some(cpu::tensor(du, up.shape())?),
+        ))
+    }
 }
 
 fn check(gate: &Tensor, up: &Tensor) -> Result<()> {
@@ -28,7 +101,7 @@ pub fn composite(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{grad_check, rand_tensor};
+    use crate::testutil::{assert_same, grad_check, rand_tensor};
     use candle_core::DType;
 
     #[test]
@@ -36,6 +109,25 @@ mod tests {
         let g = (rand_tensor((3, 7), 1, DType::F64) * 3.0).unwrap();
         let u = rand_tensor((3, 7), 2, DType::F64);
         grad_check(|t| composite(&t[0], &t[1]), &[g, u], 1e-5, 1e-6);
+    }
+
+    #[test]
+    fn fused_gradients_match_finite_differences() {
+        let g = (rand_tensor((3, 7), 1, DType::F32) * 3.0).unwrap();
+        let u = rand_tensor((3, 7), 2, DType::F32);
+        grad_check(|t| swiglu(&t[0], &t[1]), &[g, u], 1e-2, 1e-2);
+    }
+
+    #[test]
+    fn fused_equals_composite_forward_and_backward() {
+        let g = (rand_tensor((5, 3000), 1, DType::F32) * 6.0).unwrap();
+        let u = rand_tensor((5, 3000), 2, DType::F32);
+        assert_same(
+            |t| swiglu(&t[0], &t[1]),
+            |t| composite(&t[0], &t[1]),
+            &[g, u],
+            1e-5,
+        );
     }
 
     #[test]

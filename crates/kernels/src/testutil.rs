@@ -88,3 +88,36 @@ pub(crate) fn grad_check(
         }
     }
 }
+
+/// Asserts `fused` and `reference` agree within `tol` (max abs difference), in value and in the
+/// gradient of `sum(out · w)` for a fixed random `w`, at f32 `inputs`.
+pub(crate) fn assert_same(
+    fused: impl Fn(&[Tensor]) -> Result<Tensor>,
+    reference: impl Fn(&[Tensor]) -> Result<Tensor>,
+    inputs: &[Tensor],
+    tol: f64,
+) {
+    let run = |f: &dyn Fn(&[Tensor]) -> Result<Tensor>| {
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let out = f(&tensors).unwrap();
+        let w = rand_tensor(out.shape(), 77, DType::F32);
+        let grads = (&out * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| grads.get(t).expect("gradient").clone())
+            .collect();
+        (out, g)
+    };
+    let (out_a, grads_a) = run(&fused);
+    let (out_b, grads_b) = run(&reference);
+    let diff = max_abs_diff(&out_a, &out_b);
+    assert!(diff <= tol, "forward differs by {diff}");
+    for (i, (a, b)) in grads_a.iter().zip(&grads_b).enumerate() {
+        let diff = max_abs_diff(a, b);
+        assert!(diff <= tol, "gradient of input {i} differs by {diff}");
+    }
+}
