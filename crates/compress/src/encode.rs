@@ -1,14 +1,5 @@
 //! Encoding with error feedback, and decoding: the crate's two entry points.
 //!
-//! # Error feedback
-//!
-//! 1. Add the residual to the pseudo-gradient: `a = Δ + r` (the residual starts at zero).
-//! 2. Encode `a` chunk by chunk with the chosen codec; call its reconstruction `â`.
-//! 3. Keep what was lost as the next residual: `r' = a − â`.
-//!
-//! So `decode(packet) + r' = Δ + r` up to one `f32` rounding per value: nothing is dropped, only
-//! delayed, which is why aggressive codecs still converge
-//! ([Karimireddy et al. 2019](https://arxiv.org/abs/1901.09847)).
 //! Chunks are independent, so both directions run in parallel over chunks with `rayon` and give
 //! the same bytes for any number of threads.
 
@@ -72,7 +63,21 @@ pub fn encoded_len(len: usize, cfg: &CompressConfig) -> Result<usize> {
 /// Compresses `delta` with error feedback: encodes `delta + residual` under `cfg` and leaves
 /// what the encoding lost in `residual`.
 ///
-/// On error the residual is left unchanged.
+/// # Error feedback
+///
+/// 1. Add the residual to the pseudo-gradient: `a = Δ + r` (an empty residual counts as zeros).
+/// 2. Encode `a` chunk by chunk with the chosen codec; call its reconstruction `â`, which is
+///    exactly what [`decode`] returns for the packet.
+/// 3. Keep what was lost as the next residual: `r' = a − â`.
+///
+/// So `decode(packet) + r' = Δ + r` up to one `f32` rounding per value: nothing is dropped, only
+/// delayed, which is why aggressive codecs still converge
+/// ([Karimireddy et al. 2019](https://arxiv.org/abs/1901.09847)).
+///
+/// # Errors
+///
+/// An invalid `cfg`, a residual of another length, or a non-finite `a`; the residual is then
+/// left unchanged.
 pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> Result<Packet> {
     cfg.validate()?;
     let r = &mut residual.0;

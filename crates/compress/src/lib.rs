@@ -17,9 +17,11 @@
 //! Everything here is a pure function over slices: no I/O, no clock, no randomness. Work is
 //! split over chunks with `rayon`, and the output does not depend on the number of threads.
 //!
-//! The maths of each part is written as numbered steps in its module:
-//! the value formats in [`quant`], the top-k selection in `topk`, error feedback in
-//! [`encode()`], and the byte layout in [`wire`].
+//! The maths of each part is written as numbered steps:
+//! the value formats (int8, int4, sign) in [`quant`], the top-k selection in [`topk`], error
+//! feedback in [`encode()`], and the byte layout in [`wire`].
+//! A codec is a selection followed by a value format, so `topk-int4` is [`topk`]'s steps, then
+//! [`quant`]'s int4 steps on the kept values of each chunk.
 //!
 //! ```
 //! use neuroshard_compress::{decode, encode, Codec, CompressConfig, Residual};
@@ -46,7 +48,7 @@ mod config;
 mod encode;
 mod error;
 pub mod quant;
-mod topk;
+pub mod topk;
 pub mod wire;
 
 pub use config::{Codec, CompressConfig, MAX_CHUNK_SIZE};
