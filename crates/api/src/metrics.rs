@@ -1,0 +1,143 @@
+//! Renders a [`Status`] in the Prometheus text exposition format (version 0.0.4).
+
+use std::fmt::Write;
+
+use crate::Status;
+
+/// The `Content-Type` of the Prometheus text format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The figures of `status` as Prometheus metrics, each with its `HELP` and `TYPE` lines.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let info_labels = [
+        ("node_id", status.node_id.clone()),
+        ("network_id", status.network_id.to_hex()),
+        (
+            "model_hash",
+            status.model_hash.map(|h| h.to_hex()).unwrap_or_default(),
+        ),
+    ];
+    family(
+        &mut out,
+        "neuroshard_info",
+        "gauge",
+        "Identity of this node; always 1.",
+    );
+    sample(&mut out, "neuroshard_info", &info_labels, 1.0);
+    let gauges: [(&str, &str, f64); 7] = [
+        (
+            "neuroshard_peers",
+            "Connected peers.",
+            status.peers.len() as f64,
+        ),
+        (
+            "neuroshard_listen_addresses",
+            "Addresses the node listens on.",
+            status.listen_addrs.len() as f64,
+        ),
+        (
+            "neuroshard_round",
+            "Current outer training round.",
+            status.round as f64,
+        ),
+        (
+            "neuroshard_inner_step",
+            "Inner step within the current round.",
+            status.inner_step as f64,
+        ),
+        (
+            "neuroshard_loss",
+            "Latest training loss (NaN before the first step).",
+            status.loss.unwrap_or(f64::NAN),
+        ),
+        (
+            "neuroshard_validation_loss",
+            "Latest validation loss (NaN before the first evaluation).",
+            status.val_loss.unwrap_or(f64::NAN),
+        ),
+        (
+            "neuroshard_tokens_per_second",
+            "Training throughput in tokens per second.",
+            status.tokens_per_sec,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(&mut out, name, "gauge", help);
+        sample(&mut out, name, &[], value);
+    }
+    let counters = [
+        (
+            "neuroshard_bytes_sent_total",
+            "Bytes sent to peers.",
+            status.bytes_sent,
+        ),
+        (
+            "neuroshard_bytes_received_total",
+            "Bytes received from peers.",
+            status.bytes_received,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, &[], value as f64);
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, String)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        let body: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+            .collect();
+        let _ = write!(out, "{{{}}}", body.join(","));
+    }
+    let _ = writeln!(out, " {}", number(value));
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus spells the special floats `NaN`, `+Inf` and `-Inf`.
+fn number(value: f64) -> String {
+    match value {
+        v if v.is_nan() => "NaN".to_owned(),
+        v if v == f64::INFINITY => "+Inf".to_owned(),
+        v if v == f64::NEG_INFINITY => "-Inf".to_owned(),
+        v => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_values_and_escapes() {
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(number(-f64::INFINITY), "-Inf");
+        assert_eq!(number(2.5), "2.5");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn absent_loss_is_nan() {
+        let text = render(&Status::default());
+        assert!(text.contains("\nneuroshard_loss NaN\n"), "{text}");
+        assert!(text.contains("# TYPE neuroshard_bytes_sent_total counter\n"));
+    }
+}

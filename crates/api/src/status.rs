@@ -1,0 +1,102 @@
+//! The status snapshot the node publishes and every route renders.
+
+use neuroshard_primitives::Hash;
+use serde::{Deserialize, Serialize};
+
+/// Most points kept in [`Status::history`]; past it, every other point is dropped.
+pub const HISTORY_LIMIT: usize = 512;
+
+/// What one node reports about itself: the body of `GET /api/status`.
+///
+/// The node owns the value and sends a fresh copy through a `tokio::sync::watch` channel
+/// whenever something changes; the server only reads it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node's public key, lowercase hex.
+    pub node_id: String,
+    /// The genesis network id.
+    pub network_id: Hash,
+    /// Addresses the node listens on (multiaddrs, as text).
+    pub listen_addrs: Vec<String>,
+    /// Connected peers (peer ids, as text).
+    pub peers: Vec<String>,
+    /// The current outer round.
+    pub round: u64,
+    /// The inner step within the current round.
+    pub inner_step: u64,
+    /// The latest training loss, if a step has run.
+    pub loss: Option<f64>,
+    /// The latest validation loss, if one was measured.
+    pub val_loss: Option<f64>,
+    /// Training throughput in tokens per second.
+    pub tokens_per_sec: f64,
+    /// Hash of the current model weights, if a model is loaded.
+    pub model_hash: Option<Hash>,
+    /// Bytes this node has sent to peers.
+    pub bytes_sent: u64,
+    /// Bytes this node has received from peers.
+    pub bytes_received: u64,
+    /// Loss over time, oldest first, at most [`HISTORY_LIMIT`] points.
+    pub history: Vec<Point>,
+}
+
+/// One point of the loss history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The outer round the point was taken in.
+    pub round: u64,
+    /// Inner steps taken since the node started training: the plot's x axis.
+    pub step: u64,
+    /// Training loss at this point, if measured.
+    pub loss: Option<f64>,
+    /// Validation loss at this point, if measured.
+    pub val_loss: Option<f64>,
+    /// Seconds since the node started.
+    pub elapsed_s: f64,
+}
+
+impl Status {
+    /// Appends `point` to the history, keeping it within [`HISTORY_LIMIT`].
+    ///
+    /// When the history is full every other point is dropped (the newest is always kept), so
+    /// the plot covers the whole run at a coarser resolution instead of forgetting its start.
+    pub fn push_point(&mut self, point: Point) {
+        if self.history.len() >= HISTORY_LIMIT {
+            let newest = self.history.len() - 1;
+            let mut index = 0;
+            self.history.retain(|_| {
+                let keep = index % 2 == 0 || index == newest;
+                index += 1;
+                keep
+            });
+        }
+        self.history.push(point);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(step: u64) -> Point {
+        Point {
+            step,
+            loss: Some(step as f64),
+            ..Point::default()
+        }
+    }
+
+    #[test]
+    fn history_stays_bounded_and_spans_the_run() {
+        let mut status = Status::default();
+        for step in 0..10 * HISTORY_LIMIT as u64 {
+            status.push_point(point(step));
+            assert!(status.history.len() <= HISTORY_LIMIT);
+        }
+        let steps: Vec<u64> = status.history.iter().map(|p| p.step).collect();
+        assert_eq!(steps[0], 0, "the start of the run is kept");
+        assert_eq!(*steps.last().unwrap(), 10 * HISTORY_LIMIT as u64 - 1);
+        assert!(steps.windows(2).all(|w| w[0] < w[1]), "oldest first");
+        assert!(steps.len() > HISTORY_LIMIT / 4);
+    }
+}

@@ -1,0 +1,82 @@
+//! Test helpers: a sample status, a running server, a minimal HTTP/1.1 client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use neuroshard_api::{Point, Status, serve};
+use neuroshard_primitives::Hash;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// The training loss the sample history has at `step`: falls from 6 towards 2.
+pub(crate) fn loss_at(step: u64) -> f64 {
+    2.0 + 4.0 / (1.0 + step as f64 / 10.0)
+}
+
+/// A status with `points` history points, one every 10 steps, validation every 40.
+pub(crate) fn sample_status(points: u64) -> Status {
+    let mut status = Status {
+        node_id: "ab".repeat(32),
+        network_id: Hash::of(b"test network"),
+        listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".to_owned()],
+        peers: vec!["12D3KooWPeerA".to_owned(), "12D3KooWPeerB".to_owned()],
+        round: 3,
+        inner_step: 7,
+        tokens_per_sec: 1234.5,
+        model_hash: Some(Hash::of(b"model")),
+        bytes_sent: 1 << 20,
+        bytes_received: 3 << 20,
+        ..Status::default()
+    };
+    for i in 0..points {
+        let step = i * 10;
+        status.push_point(Point {
+            round: step / 20,
+            step,
+            loss: Some(loss_at(step)),
+            val_loss: (step % 40 == 0).then(|| loss_at(step) + 0.25),
+            elapsed_s: i as f64 * 1.5,
+        });
+    }
+    if let Some(last) = status.history.last() {
+        status.loss = last.loss;
+        status.val_loss = Some(loss_at(0) + 0.25);
+    }
+    status
+}
+
+/// Starts a server on an ephemeral loopback port.
+pub(crate) async fn start(status: Status) -> (SocketAddr, watch::Sender<Status>) {
+    let (tx, rx) = watch::channel(status);
+    let (addr, _task) = serve("127.0.0.1:0".parse().unwrap(), rx).await.unwrap();
+    (addr, tx)
+}
+
+/// A response: status code, header block (lowercased), body.
+pub(crate) struct Response {
+    pub(crate) code: u16,
+    pub(crate) headers: String,
+    pub(crate) body: String,
+}
+
+/// `GET path` over a fresh connection, within five seconds.
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> Response {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .expect("server answers within 5 s");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Response {
+        code,
+        headers: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
