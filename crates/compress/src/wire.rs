@@ -23,7 +23,6 @@
 use std::fmt;
 
 use neuroshard_primitives::Hash;
-use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_CHUNK_SIZE;
 use crate::{Codec, CompressConfig, Error, Result};
@@ -38,7 +37,7 @@ pub const HEADER_LEN: usize = 24;
 pub const CHECKSUM_LEN: usize = 32;
 
 /// What a packet's header declares: enough to size and parse its payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// The codec the payload is written in.
     pub codec: Codec,
