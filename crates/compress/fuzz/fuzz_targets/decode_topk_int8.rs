@@ -3,4 +3,7 @@
 
 use neuroshard_compress::Codec;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| neuroshard_compress_fuzz::fuzz_codec(Codec::TopKInt8, data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| neuroshard_compress_fuzz::fuzz_codec(
+    Codec::TopKInt8,
+    data
+));

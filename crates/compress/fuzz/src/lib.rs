@@ -18,7 +18,10 @@ pub const MAX_LEN: usize = 1 << 18;
 pub fn decode_checked(bytes: &[u8]) {
     if let Ok(values) = decode(bytes, MAX_LEN) {
         assert!(values.len() <= MAX_LEN, "decoded more than the maximum");
-        assert!(values.iter().all(|x| x.is_finite()), "decoded a non-finite value");
+        assert!(
+            values.iter().all(|x| x.is_finite()),
+            "decoded a non-finite value"
+        );
     }
 }
 
@@ -35,13 +38,27 @@ fn u32_at(data: &[u8], at: usize) -> u32 {
 /// payload is the rest of `data`, cut or zero-padded to the length the header implies.
 pub fn hostile_packet(codec: Codec, data: &[u8]) -> Vec<u8> {
     let chunk = (u32_at(data, 0) % 65_536) as usize + 1;
-    let k = if codec.is_topk() { (u32_at(data, 4) as usize % chunk) + 1 } else { 0 };
+    let k = if codec.is_topk() {
+        (u32_at(data, 4) as usize % chunk) + 1
+    } else {
+        0
+    };
     let len = u32_at(data, 8) as usize % 4096;
-    let header = Header { codec, chunk_size: chunk, topk_per_chunk: k, len };
+    let header = Header {
+        codec,
+        chunk_size: chunk,
+        topk_per_chunk: k,
+        len,
+    };
     let mut bytes = Vec::with_capacity(header.packet_len());
     bytes.extend_from_slice(&MAGIC);
     bytes.push(VERSION);
-    bytes.push(Codec::ALL.iter().position(|&c| c == codec).expect("known codec") as u8);
+    bytes.push(
+        Codec::ALL
+            .iter()
+            .position(|&c| c == codec)
+            .expect("known codec") as u8,
+    );
     bytes.extend_from_slice(&[0, 0]);
     bytes.extend_from_slice(&(chunk as u32).to_le_bytes());
     bytes.extend_from_slice(&(k as u32).to_le_bytes());
@@ -49,7 +66,12 @@ pub fn hostile_packet(codec: Codec, data: &[u8]) -> Vec<u8> {
     debug_assert_eq!(bytes.len(), HEADER_LEN);
     let payload_len = header.packet_len() - HEADER_LEN - CHECKSUM_LEN;
     let rest = data.get(12..).unwrap_or(&[]);
-    bytes.extend(rest.iter().copied().chain(std::iter::repeat(0)).take(payload_len));
+    bytes.extend(
+        rest.iter()
+            .copied()
+            .chain(std::iter::repeat(0))
+            .take(payload_len),
+    );
     let checksum = Hash::of(&bytes);
     bytes.extend_from_slice(&checksum.0);
     bytes
@@ -62,7 +84,9 @@ pub fn fuzz_codec(codec: Codec, data: &[u8]) {
 
 /// The round-trip target: any finite input encodes, decodes, and conserves mass.
 pub fn round_trip(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let codec = Codec::ALL[usize::from(selector) % Codec::ALL.len()];
     let cfg = CompressConfig {
         codec,
@@ -79,6 +103,9 @@ pub fn round_trip(data: &[u8]) {
     let decoded = decode(packet.as_bytes(), delta.len()).expect("own packet decodes");
     for ((x, d), r) in delta.iter().zip(&decoded).zip(residual.as_slice()) {
         let tolerance = 4.0 * f32::EPSILON * (x.abs() + d.abs());
-        assert!((d + r - x).abs() <= tolerance, "mass lost: {d} + {r} != {x}");
+        assert!(
+            (d + r - x).abs() <= tolerance,
+            "mass lost: {d} + {r} != {x}"
+        );
     }
 }
