@@ -102,6 +102,7 @@ fn sum_rows<'a>(rows: impl ExactSizeIterator<Item = &'a [f32]>, acc: &mut [f64],
 
 /// Puts the lane-wise minimum of rows `lo` and `hi` of `buf` (rows of width `w`) in row `lo`
 /// and the maximum in row `hi`.
+#[inline(never)]
 fn compare_exchange(buf: &mut [f32], w: usize, lo: usize, hi: usize) {
     let (low, high) = if lo < hi {
         let (head, tail) = buf.split_at_mut(hi * w);
@@ -110,15 +111,34 @@ fn compare_exchange(buf: &mut [f32], w: usize, lo: usize, hi: usize) {
         let (head, tail) = buf.split_at_mut(lo * w);
         (&mut tail[..w], &mut head[hi * w..(hi + 1) * w])
     };
-    for (x, y) in low.iter_mut().zip(high.iter_mut()) {
+    min_max(low, high);
+}
+
+/// Lane-wise `(low, high) ← (min, max)`.
+fn min_max(low: &mut [f32], high: &mut [f32]) {
+    // Fixed-width chunks and selects written out (not `f32::min`, whose NaN handling the
+    // inputs do not need) let the compiler turn this into `minps`/`maxps`.
+    let mut lows = low.chunks_exact_mut(LANES);
+    let mut highs = high.chunks_exact_mut(LANES);
+    for (x, y) in (&mut lows).zip(&mut highs) {
+        let a: [f32; LANES] = x.try_into().expect("chunk of LANES");
+        let b: [f32; LANES] = y.try_into().expect("chunk of LANES");
+        x.copy_from_slice(&std::array::from_fn::<f32, LANES, _>(|k| {
+            if a[k] < b[k] { a[k] } else { b[k] }
+        }));
+        y.copy_from_slice(&std::array::from_fn::<f32, LANES, _>(|k| {
+            if a[k] < b[k] { b[k] } else { a[k] }
+        }));
+    }
+    for (x, y) in lows.into_remainder().iter_mut().zip(highs.into_remainder()) {
         let (a, b) = (*x, *y);
-        // Written as selects, not `f32::min`, so that it compiles to `minps`/`maxps`: inputs are
-        // finite, so the NaN handling `f32::min` pays for is not needed.
-        let less = a < b;
-        *x = if less { a } else { b };
-        *y = if less { b } else { a };
+        *x = a.min(b);
+        *y = a.max(b);
     }
 }
+
+/// Lanes one compare-exchange step works on at once.
+const LANES: usize = 8;
 
 #[cfg(test)]
 mod tests {

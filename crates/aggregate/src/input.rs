@@ -1,4 +1,7 @@
-//! Checks a set of input vectors once (count, lengths, finiteness) before any rule runs.
+//! Checks a set of input vectors once (count, lengths, finiteness) and puts them in a canonical
+//! order before any rule runs.
+
+use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
@@ -8,12 +11,46 @@ use crate::{Error, Result};
 /// split 10M-value vectors evenly over cores.
 const CHECK_CHUNK: usize = 1 << 16;
 
+/// Checked input vectors, sorted into a canonical order.
+#[derive(Debug)]
+pub(crate) struct Checked<'a> {
+    /// The vectors, sorted lexicographically by value (`f32::total_cmp`).
+    pub(crate) vectors: Vec<&'a [f32]>,
+    /// `original[k]` is the caller's index of `vectors[k]`.
+    pub(crate) original: Vec<usize>,
+}
+
+/// Checks `vectors` (see [`check_only`]) and sorts them into a canonical order.
+///
+/// Every rule then sees the same sequence whatever order the caller (or the network) delivered
+/// the vectors in, so every output is bit-for-bit independent of the input order: replicas that
+/// received the same updates in different orders still apply the same aggregate. Sorting costs
+/// a few comparisons per vector, each usually decided at the first coordinate.
+pub(crate) fn check<V: AsRef<[f32]> + Sync>(vectors: &[V]) -> Result<Checked<'_>> {
+    let slices = check_only(vectors)?;
+    let mut order: Vec<usize> = (0..slices.len()).collect();
+    order.sort_by(|&a, &b| lexicographic(slices[a], slices[b]));
+    Ok(Checked {
+        vectors: order.iter().map(|&i| slices[i]).collect(),
+        original: order,
+    })
+}
+
+/// Orders two equal-length vectors by their first differing value.
+fn lexicographic(a: &[f32], b: &[f32]) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.total_cmp(y))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
+
 /// Borrows every vector as a slice and checks that there is at least one, that all have the
 /// length of vector 0, and that every value is finite.
 ///
 /// A NaN or an infinity is rejected with the index of the first offending vector, so that the
 /// caller can drop (or punish) that peer: no rule can give a meaningful answer over a NaN.
-pub(crate) fn check<V: AsRef<[f32]> + Sync>(vectors: &[V]) -> Result<Vec<&[f32]>> {
+fn check_only<V: AsRef<[f32]> + Sync>(vectors: &[V]) -> Result<Vec<&[f32]>> {
     let slices: Vec<&[f32]> = vectors.iter().map(AsRef::as_ref).collect();
     let expected = slices.first().ok_or(Error::NoVectors)?.len();
     if let Some((index, v)) = slices.iter().enumerate().find(|(_, v)| v.len() != expected) {
@@ -90,6 +127,19 @@ mod tests {
     #[test]
     fn accepts_extreme_finite_values() {
         let ok = [vec![f32::MAX, f32::MIN, f32::MIN_POSITIVE, -0.0, 1e-45]];
-        assert_eq!(check(&ok).unwrap().len(), 1);
+        assert_eq!(check(&ok).unwrap().vectors.len(), 1);
+    }
+
+    #[test]
+    fn sorts_into_a_canonical_order() {
+        let vs = [
+            vec![1.0f32, 5.0],
+            vec![-0.0, 9.0],
+            vec![1.0, 2.0],
+            vec![0.0, 0.0],
+        ];
+        let checked = check(&vs).unwrap();
+        assert_eq!(checked.original, vec![1, 3, 2, 0]);
+        assert_eq!(checked.vectors[2], &[1.0, 2.0]);
     }
 }

@@ -7,7 +7,8 @@
 //!    the input, parallel over coordinate chunks).
 //! 2. Score each vector by the sum of its squared distances to its `n − f − 2` nearest others.
 //! 3. Krum returns the vector with the lowest score; Multi-Krum returns the mean of the m
-//!    vectors with the lowest scores (scored once, as in the paper). Ties go to the lower index.
+//!    vectors with the lowest scores (scored once, as in the paper). Ties go to the lower index, which after the
+//!    crate's canonical input order is the lexicographically smaller vector.
 //!
 //! Tolerance: f Byzantine vectors among n with `n > 2f + 2` (`n ≥ 2f + 3`); Multi-Krum needs
 //! `1 ≤ m ≤ n − f`. With `m = n − f` (the default) Multi-Krum averages as many vectors as can

@@ -28,11 +28,17 @@
 //! infinity anywhere (a Byzantine peer may send one) is an [`Error`] naming the offending
 //! vector, never a panic. A parameter outside a rule's tolerance is an error too.
 //!
-//! Everything is a pure function: no I/O, no clock, no randomness. Work runs in parallel with
-//! `rayon` over fixed-size chunks of coordinates whose partial sums are combined in a fixed
-//! order, so the output is bit-identical for any number of threads. The coordinate-wise rules
-//! sort each coordinate with a sorting network applied to cache-sized blocks (see
-//! `coordinate`), so they run near memory bandwidth.
+//! Everything is a pure function: no I/O, no clock, no randomness. The output is bit-for-bit
+//! deterministic:
+//!
+//! - for any number of threads: work runs in parallel with `rayon` over fixed-size chunks of
+//!   coordinates whose partial sums are combined in a fixed order;
+//! - for any order of the input vectors: they are first sorted by value, so replicas that
+//!   received the same updates in different orders apply the same aggregate. Ties (Krum scores)
+//!   therefore go to the lexicographically smaller vector, not to an input position.
+//!
+//! The coordinate-wise rules sort each coordinate with a sorting network applied to cache-sized
+//! blocks (see `coordinate`), so they run near memory bandwidth.
 //!
 //! ```
 //! use neuroshard_aggregate::{aggregate, Rule, RuleKind, Trim};
@@ -66,7 +72,7 @@ pub use rule::{ClipParams, GeoMedParams, Overrides, Radius, Rule, RuleKind, Star
 /// Aggregates `vectors` with `rule`, after checking the input and the rule's parameters
 /// against the number of vectors.
 pub fn aggregate<V: AsRef<[f32]> + Sync>(rule: &Rule, vectors: &[V]) -> Result<Vec<f32>> {
-    let x = input::check(vectors)?;
+    let x = input::check(vectors)?.vectors;
     rule.validate(x.len())?;
     Ok(match *rule {
         Rule::Mean => coordinate::mean(&x),
@@ -128,7 +134,7 @@ pub fn centered_clip_from<V: AsRef<[f32]> + Sync>(
     params: &ClipParams,
     start: &[f32],
 ) -> Result<Vec<f32>> {
-    let x = input::check(vectors)?;
+    let x = input::check(vectors)?.vectors;
     Rule::CenteredClip(*params).validate(x.len())?;
     if start.len() != x[0].len() {
         return Err(Error::StartLength {
@@ -155,15 +161,21 @@ pub fn krum_select<V: AsRef<[f32]> + Sync>(
     m: usize,
 ) -> Result<Vec<usize>> {
     let x = input::check(vectors)?;
-    Rule::MultiKrum { f, m }.validate(x.len())?;
-    Ok(krum::select(&x, f, m))
+    Rule::MultiKrum { f, m }.validate(x.vectors.len())?;
+    Ok(krum::select(&x.vectors, f, m)
+        .into_iter()
+        .map(|k| x.original[k])
+        .collect())
 }
 
 /// Indices of the n − 2f vectors Bulyan's iterated Krum selects, in selection order.
 pub fn bulyan_select<V: AsRef<[f32]> + Sync>(vectors: &[V], f: usize) -> Result<Vec<usize>> {
     let x = input::check(vectors)?;
-    Rule::Bulyan { f }.validate(x.len())?;
-    Ok(bulyan::select(&x, f))
+    Rule::Bulyan { f }.validate(x.vectors.len())?;
+    Ok(bulyan::select(&x.vectors, f)
+        .into_iter()
+        .map(|k| x.original[k])
+        .collect())
 }
 
 /// The starting centre for centred clipping.

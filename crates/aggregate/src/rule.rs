@@ -363,10 +363,10 @@ impl GeoMedParams {
 impl ClipParams {
     fn validate(&self) -> Result<()> {
         let kind = RuleKind::CenteredClip;
-        if let Radius::Fixed(tau) = self.tau {
-            if !(tau.is_finite() && tau > 0.0) {
-                return Err(invalid(kind, "tau", tau, "finite and > 0"));
-            }
+        if let Radius::Fixed(tau) = self.tau
+            && !(tau.is_finite() && tau > 0.0)
+        {
+            return Err(invalid(kind, "tau", tau, "finite and > 0"));
         }
         if self.iterations == 0 {
             return Err(invalid(kind, "iterations", 0, "≥ 1"));
