@@ -1,0 +1,360 @@
+//! `genesis.toml`: the network's founding settings, and the network id derived from them.
+//!
+//! # Canonical form and network id
+//!
+//! The parsed [`Genesis`] is turned into JSON with every object's keys sorted (bytewise), no
+//! whitespace, absent optional fields left out, numbers as `serde_json` prints them (shortest
+//! round-trip form for floats). The network id is the BLAKE3 hash of those bytes. Comments,
+//! key order and formatting of the TOML file therefore do not change the id; any value does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use neuroshard_primitives::Hash;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::manifest::Manifest;
+use crate::{Error, Result};
+
+/// The genesis format this crate writes and reads.
+pub const GENESIS_FORMAT_VERSION: u32 = 1;
+
+/// Everything the network agrees on before its first round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// [`GENESIS_FORMAT_VERSION`] when written.
+    pub format_version: u32,
+    /// The network's root seed (model initialisation, round seeds); below 2^63 to fit TOML.
+    pub seed: u64,
+    /// Seconds a round may last before late contributions are dropped.
+    pub round_deadline_secs: u64,
+    /// The model to train.
+    pub model: ModelSpec,
+    /// The dataset, by hash.
+    pub data: DataSpec,
+    /// The DiLoCo outer loop.
+    pub diloco: DilocoSpec,
+    /// How contributions are combined.
+    pub aggregation: AggregationSpec,
+    /// How pseudo-gradients are compressed on the wire.
+    pub compression: CompressionSpec,
+}
+
+/// The model: a preset name with the vocabulary size, or explicit sizes (which, next to a
+/// preset, override it). The numbers are stored here so that the model crate's `Config` can
+/// be built from them without this crate depending on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// A preset of the model crate (`nano`, `tiny`, `small`, `base`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// Vocabulary size; must equal the tokenizer's.
+    pub vocab_size: usize,
+    /// Hidden width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_model: Option<usize>,
+    /// Transformer blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_layers: Option<usize>,
+    /// Attention heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_heads: Option<usize>,
+    /// Key/value heads (grouped-query attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_kv_heads: Option<usize>,
+    /// SwiGLU hidden width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_ff: Option<usize>,
+    /// Training sequence length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
+    /// RoPE base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// RMSNorm epsilon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_eps: Option<f64>,
+}
+
+/// The dataset the network trains on, named by its hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// The manifest's `merkle_root` over training shards.
+    pub merkle_root: Hash,
+    /// The manifest's `validation_root`.
+    pub validation_root: Hash,
+    /// BLAKE3 of `tokenizer.json`.
+    pub tokenizer_hash: Hash,
+}
+
+/// The DiLoCo outer loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DilocoSpec {
+    /// Inner (local AdamW) steps per round.
+    pub inner_steps: u64,
+    /// Outer Nesterov learning rate.
+    pub outer_lr: f64,
+    /// Outer Nesterov momentum, in `[0, 1)`.
+    pub outer_momentum: f64,
+}
+
+/// The robust aggregation rule and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationSpec {
+    /// The rule's name, as the aggregation crate spells it (e.g. `trimmed-mean`).
+    pub rule: String,
+    /// Named numeric parameters of the rule (e.g. `trim_fraction`).
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+}
+
+/// The pseudo-gradient codec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSpec {
+    /// The codec's name, as the compression crate spells it (e.g. `topk-int8`).
+    pub codec: String,
+}
+
+impl Genesis {
+    /// A genesis for the dataset in `manifest` with model `preset` and the default settings:
+    /// 500 inner steps, outer lr 0.7 and momentum 0.9, trimmed mean (20 %), `topk-int8`,
+    /// 600-second rounds.
+    pub fn new(manifest: &Manifest, preset: &str, seed: u64) -> Self {
+        Self {
+            format_version: GENESIS_FORMAT_VERSION,
+            seed,
+            round_deadline_secs: 600,
+            model: ModelSpec::preset(preset, manifest.vocab_size),
+            data: DataSpec {
+                merkle_root: manifest.merkle_root,
+                validation_root: manifest.validation_root,
+                tokenizer_hash: manifest.tokenizer_hash,
+            },
+            diloco: DilocoSpec {
+                inner_steps: 500,
+                outer_lr: 0.7,
+                outer_momentum: 0.9,
+            },
+            aggregation: AggregationSpec {
+                rule: "trimmed-mean".into(),
+                params: BTreeMap::from([("trim_fraction".into(), 0.2)]),
+            },
+            compression: CompressionSpec {
+                codec: "topk-int8".into(),
+            },
+        }
+    }
+
+    /// Parses and validates TOML text; errors name the offending field.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let genesis: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// Reads and validates `genesis.toml`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::io("reading", path))?;
+        Self::parse(&text).map_err(|reason| Error::BadGenesis {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// The TOML text written to `genesis.toml`, with a header comment.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).expect("a validated genesis always serialises");
+        format!(
+            "# NeuroShard genesis file: the network id is the BLAKE3 hash of this file's \
+             canonical JSON form.\n# Changing any value makes a different network.\n\n{body}"
+        )
+    }
+
+    /// Checks ranges and the model section; the error names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let fail = |field: &str, why: &str| Err(format!("field `{field}` {why}"));
+        if self.format_version != GENESIS_FORMAT_VERSION {
+            return fail(
+                "format_version",
+                &format!("must be {GENESIS_FORMAT_VERSION}"),
+            );
+        }
+        if self.seed > i64::MAX as u64 {
+            return fail("seed", "must be below 2^63");
+        }
+        if self.round_deadline_secs == 0 {
+            return fail("round_deadline_secs", "must be at least 1");
+        }
+        if self.diloco.inner_steps == 0 {
+            return fail("diloco.inner_steps", "must be at least 1");
+        }
+        if !(self.diloco.outer_lr.is_finite() && self.diloco.outer_lr > 0.0) {
+            return fail("diloco.outer_lr", "must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.diloco.outer_momentum) {
+            return fail("diloco.outer_momentum", "must be in [0, 1)");
+        }
+        if self.aggregation.rule.is_empty() {
+            return fail("aggregation.rule", "must name a rule");
+        }
+        if self.compression.codec.is_empty() {
+            return fail("compression.codec", "must name a codec");
+        }
+        self.model.validate()
+    }
+
+    /// The network id: BLAKE3 of the canonical form (see the module docs).
+    pub fn network_id(&self) -> Hash {
+        Hash::of(self.canonical().as_bytes())
+    }
+
+    /// The canonical JSON form: sorted keys, no whitespace.
+    pub fn canonical(&self) -> String {
+        let value = serde_json::to_value(self).expect("a genesis always converts to JSON");
+        let mut out = String::new();
+        write_canonical(&value, &mut out);
+        out
+    }
+}
+
+impl ModelSpec {
+    /// A preset with the tokenizer's vocabulary size and no overrides.
+    pub fn preset(name: &str, vocab_size: usize) -> Self {
+        Self {
+            preset: Some(name.to_owned()),
+            vocab_size,
+            d_model: None,
+            n_layers: None,
+            n_heads: None,
+            n_kv_heads: None,
+            d_ff: None,
+            seq_len: None,
+            rope_theta: None,
+            norm_eps: None,
+        }
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.vocab_size == 0 {
+            return Err("field `model.vocab_size` must be at least 1".into());
+        }
+        if self.preset.is_some() {
+            return Ok(());
+        }
+        let explicit = [
+            ("d_model", self.d_model.is_some()),
+            ("n_layers", self.n_layers.is_some()),
+            ("n_heads", self.n_heads.is_some()),
+            ("n_kv_heads", self.n_kv_heads.is_some()),
+            ("d_ff", self.d_ff.is_some()),
+            ("seq_len", self.seq_len.is_some()),
+            ("rope_theta", self.rope_theta.is_some()),
+            ("norm_eps", self.norm_eps.is_some()),
+        ];
+        match explicit.iter().find(|(_, present)| !present) {
+            Some((field, _)) => Err(format!(
+                "field `model.{field}` is missing: give `model.preset` or every model size"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// JSON with object keys sorted bytewise at every level and no whitespace.
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Genesis {
+        let manifest: Manifest = crate::dir::tests::tiny_manifest();
+        Genesis::new(&manifest, "nano", 7)
+    }
+
+    #[test]
+    fn toml_round_trips_and_the_id_ignores_formatting() {
+        let genesis = sample();
+        let text = genesis.to_toml();
+        let parsed = Genesis::parse(&text).unwrap();
+        assert_eq!(parsed, genesis);
+        let reordered = format!("# a comment\n\n{}", text.replace("seed = 7\n", "")).replacen(
+            "format_version = 1\n",
+            "format_version = 1\nseed   =   7\n",
+            1,
+        );
+        assert_eq!(
+            Genesis::parse(&reordered).unwrap().network_id(),
+            genesis.network_id()
+        );
+        let mut other = genesis.clone();
+        other.diloco.outer_lr = 0.71;
+        assert_ne!(other.network_id(), genesis.network_id());
+        assert!(genesis.canonical().starts_with("{\"aggregation\":"));
+    }
+
+    #[test]
+    fn malformed_files_name_the_field() {
+        let text = sample().to_toml();
+        let cases = [
+            (
+                text.replace("inner_steps = 500", "inner_steps = \"many\""),
+                "inner_steps",
+            ),
+            (
+                text.replace("outer_lr = 0.7", "outer_lr = -1.0"),
+                "diloco.outer_lr",
+            ),
+            (text.replace("[diloco]", "[diloco]\nwarmup = 3"), "warmup"),
+            (text.replace("codec = \"topk-int8\"", ""), "codec"),
+            (
+                text.replace("preset = \"nano\"", "d_model = 64"),
+                "model.n_layers",
+            ),
+            (text.replace("seed = 7", "seed = 9223372036854775807"), ""),
+        ];
+        for (bad, field) in cases.iter().take(5) {
+            let err = Genesis::parse(bad).unwrap_err();
+            assert!(err.contains(field), "expected `{field}` in: {err}");
+        }
+        assert!(
+            Genesis::parse(&cases[5].0).is_ok(),
+            "2^63 - 1 is a valid seed"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Shard layout: the validation split, the token stream, fixed-size cuts and the on-disk bytes.
+//!
+//! A shard file is its tokens as little-endian integers of one [`TokenWidth`], nothing else, so
+//! its BLAKE3 hash is the hash of its tokens. Training shards are `shard-NNNNN.bin`, validation
+//! shards `val-NNNNN.bin`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How many bytes each token takes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenWidth {
+    /// Little-endian `u16`: vocabularies of at most 65 536 ids.
+    U16,
+    /// Little-endian `u32`: larger vocabularies.
+    U32,
+}
+
+impl TokenWidth {
+    /// The narrowest width that holds every id of a `vocab_size` vocabulary.
+    pub fn for_vocab(vocab_size: usize) -> Self {
+        if vocab_size <= 1 << 16 {
+            Self::U16
+        } else {
+            Self::U32
+        }
+    }
+
+    /// Bytes per token.
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::U16 => 2,
+            Self::U32 => 4,
+        }
+    }
+
+    /// `tokens` as little-endian bytes of this width (each id must fit, see [`Self::for_vocab`]).
+    pub fn encode(self, tokens: &[u32]) -> Vec<u8> {
+        match self {
+            Self::U16 => tokens
+                .iter()
+                .flat_map(|&t| {
+                    assert!(t <= u32::from(u16::MAX), "token {t} does not fit in u16");
+                    (t as u16).to_le_bytes()
+                })
+                .collect(),
+            Self::U32 => tokens.iter().flat_map(|t| t.to_le_bytes()).collect(),
+        }
+    }
+
+    /// The token at position `at` of a shard's bytes (the caller checks the bounds).
+    pub fn read(self, bytes: &[u8], at: usize) -> u32 {
+        match self {
+            Self::U16 => u32::from(u16::from_le_bytes([bytes[2 * at], bytes[2 * at + 1]])),
+            Self::U32 => {
+                let b = &bytes[4 * at..4 * at + 4];
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            }
+        }
+    }
+
+    /// Number of tokens in `bytes`, or an error when the length is not a whole number of tokens.
+    pub fn count(self, name: &str, bytes: &[u8]) -> Result<usize> {
+        if bytes.len() % self.bytes() != 0 {
+            return Err(Error::Verify {
+                failures: vec![format!(
+                    "{name}: {} bytes is not a whole number of {}-byte tokens",
+                    bytes.len(),
+                    self.bytes()
+                )],
+            });
+        }
+        Ok(bytes.len() / self.bytes())
+    }
+}
+
+/// The file name of training shard `index`.
+pub fn train_name(index: usize) -> String {
+    format!("shard-{index:05}.bin")
+}
+
+/// The file name of validation shard `index`.
+pub fn validation_name(index: usize) -> String {
+    format!("val-{index:05}.bin")
+}
+
+/// Whether a document belongs to the validation split: the first 8 bytes of the BLAKE3 hash of
+/// its text, as a little-endian `u64`, fall below `fraction` of the `u64` range. This depends on
+/// the document alone, so a document is in the same split whatever else is in the corpus.
+pub fn is_validation(text: &str, fraction: f64) -> bool {
+    validation_key(text) < threshold(fraction)
+}
+
+fn validation_key(text: &str) -> u64 {
+    let hash = blake3::hash(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
+fn threshold(fraction: f64) -> u64 {
+    // Exact at both ends; in between, f64 → u64 rounding moves the cut by at most 2^11 of 2^64.
+    if fraction >= 1.0 {
+        u64::MAX
+    } else {
+        (fraction.max(0.0) * u64::MAX as f64) as u64
+    }
+}
+
+/// Splits document indices into (training, validation) by [`is_validation`]. When `fraction`
+/// is positive but no document falls under it, the document with the smallest key goes to
+/// validation, so there is always something to validate on (given two documents or more).
+pub fn split(texts: &[&str], fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    let keys: Vec<u64> = texts.iter().map(|t| validation_key(t)).collect();
+    let cut = threshold(fraction);
+    let (mut val, mut train): (Vec<usize>, Vec<usize>) =
+        (0..texts.len()).partition(|&i| keys[i] < cut);
+    if fraction > 0.0 && val.is_empty() && train.len() > 1 {
+        let smallest = (0..texts.len())
+            .min_by_key(|&i| (keys[i], i))
+            .expect("at least two documents");
+        train.retain(|&i| i != smallest);
+        val.push(smallest);
+    }
+    (train, val)
+}
+
+/// The documents' tokens in order, each followed by `eos`.
+pub fn join(documents: &[Vec<u32>], order: &[usize], eos: u32) -> Vec<u32> {
+    let total = order.iter().map(|&i| documents[i].len() + 1).sum();
+    let mut stream = Vec::with_capacity(total);
+    for &i in order {
+        stream.extend_from_slice(&documents[i]);
+        stream.push(eos);
+    }
+    stream
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_round_trip() {
+        let tokens = [0, 1, 65_535, 300];
+        let bytes = TokenWidth::U16.encode(&tokens);
+        assert_eq!(bytes.len(), 8);
+        let back: Vec<u32> = (0..4).map(|i| TokenWidth::U16.read(&bytes, i)).collect();
+        assert_eq!(back, tokens);
+        let wide = [70_000, 1];
+        let bytes = TokenWidth::U32.encode(&wide);
+        assert_eq!(TokenWidth::U32.read(&bytes, 0), 70_000);
+        assert_eq!(TokenWidth::for_vocab(65_536), TokenWidth::U16);
+        assert_eq!(TokenWidth::for_vocab(65_537), TokenWidth::U32);
+        assert!(TokenWidth::U16.count("x", &[0, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn split_is_by_document_and_roughly_the_fraction() {
+        let docs: Vec<String> = (0..5000).map(|i| format!("document number {i}")).collect();
+        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let (train, val) = split(&texts, 0.01);
+        assert_eq!(train.len() + val.len(), 5000);
+        assert!(
+            (25..=75).contains(&val.len()),
+            "{} validation docs",
+            val.len()
+        );
+        for &i in &val {
+            assert!(is_validation(texts[i], 0.01));
+        }
+        // Membership depends on the document alone: a smaller corpus keeps the same choices.
+        let (_, val_half) = split(&texts[..2500], 0.01);
+        let expected: Vec<usize> = val.iter().copied().filter(|&i| i < 2500).collect();
+        assert_eq!(val_half, expected);
+    }
+
+    #[test]
+    fn split_keeps_at_least_one_validation_document() {
+        let (train, val) = split(&["a", "b", "c"], 1e-9);
+        assert_eq!((train.len(), val.len()), (2, 1));
+        assert_eq!(split(&["a", "b"], 0.0).1, Vec::<usize>::new());
+    }
+
+    #[test]
+    fn join_terminates_every_document() {
+        let docs = vec![vec![5, 6], vec![], vec![7]];
+        assert_eq!(join(&docs, &[2, 0], 1), vec![7, 1, 5, 6, 1]);
+    }
+}

@@ -1,0 +1,200 @@
+//! End-to-end builds on small generated corpora: reproducibility, reuse, verification, batches.
+
+use std::path::Path;
+
+use neuroshard_data::{
+    BuildOptions, CorpusChoice, Error, GenesisDir, NoProgress, build_genesis, shard,
+};
+use neuroshard_primitives::BatchSource;
+
+/// A few hundred varied documents, as `.txt` files and one `.jsonl` file.
+fn write_corpus(dir: &Path) {
+    let words = [
+        "the", "king", "queen", "sword", "river", "night", "speaks", "falls", "O", "love",
+    ];
+    let sentence = |i: usize| -> String {
+        (0..12)
+            .map(|j| words[(i * 7 + j * j + j) % words.len()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for file in 0..20 {
+        let text: Vec<String> = (0..30).map(|i| sentence(file * 31 + i)).collect();
+        std::fs::write(dir.join(format!("doc{file:02}.txt")), text.join(".\n")).unwrap();
+    }
+    let lines: Vec<String> = (0..300)
+        .map(|i| {
+            serde_json::json!({ "text": format!("{} — number {i}.", sentence(i)) }).to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("lines.jsonl"), lines.join("\n")).unwrap();
+}
+
+fn options(corpus: &Path, out: &Path) -> BuildOptions {
+    BuildOptions {
+        corpus: CorpusChoice::Path(corpus.to_owned()),
+        vocab_size: 320,
+        shard_tokens: 2048,
+        validation_fraction: 0.05,
+        ..BuildOptions::new(out)
+    }
+}
+
+#[test]
+fn two_fresh_builds_agree_and_a_rebuild_reuses() {
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = build_genesis(&options(corpus.path(), a.path()), &NoProgress).unwrap();
+    let second = build_genesis(&options(corpus.path(), b.path()), &NoProgress).unwrap();
+    assert_eq!(first.manifest(), second.manifest());
+    assert_eq!(first.network_id(), second.network_id());
+    let manifest = first.manifest();
+    assert!(
+        manifest.shards.len() >= 3,
+        "{} shards",
+        manifest.shards.len()
+    );
+    assert!(!manifest.validation_shards.is_empty());
+    for (i, entry) in manifest.shards.iter().enumerate() {
+        assert!(
+            manifest
+                .proof(i)
+                .unwrap()
+                .verify(&entry.hash, &manifest.merkle_root)
+        );
+    }
+    let before = std::fs::metadata(a.path().join("shard-00000.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = build_genesis(&options(corpus.path(), a.path()), &NoProgress).unwrap();
+    let after = std::fs::metadata(a.path().join("shard-00000.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "the second build reuses the shards");
+    assert_eq!(again.manifest(), manifest);
+}
+
+#[test]
+fn validation_documents_never_reach_training_shards() {
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let out = tempfile::tempdir().unwrap();
+    let dir = build_genesis(&options(corpus.path(), out.path()), &NoProgress).unwrap();
+    let tokenizer = dir.tokenizer();
+    let manifest = dir.manifest();
+    let train = dir.train_batches(None, 0).unwrap();
+    let mut text = String::new();
+    for (i, entry) in manifest.shards.iter().enumerate() {
+        let address = neuroshard_data::BatchAddress {
+            shard: i,
+            offset: 0,
+            length: entry.tokens,
+        };
+        text.push_str(&tokenizer.decode(&train.read(address).unwrap()).unwrap());
+    }
+    let docs = neuroshard_data::read_corpus(corpus.path(), false)
+        .unwrap()
+        .documents;
+    let held_out: Vec<&str> = docs
+        .iter()
+        .map(|d| d.text.as_str())
+        .filter(|t| shard::is_validation(t, 0.05))
+        .collect();
+    assert!(!held_out.is_empty());
+    assert_eq!(held_out.len(), manifest.validation_documents);
+    for doc in held_out {
+        assert!(!text.contains(doc), "validation document leaked: {doc}");
+    }
+}
+
+#[test]
+fn one_flipped_byte_is_named() {
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let out = tempfile::tempdir().unwrap();
+    let dir = build_genesis(&options(corpus.path(), out.path()), &NoProgress).unwrap();
+    assert!(dir.verify().is_ok());
+    for name in ["shard-00001.bin", "val-00000.bin"] {
+        let path = out.path().join(name);
+        let original = std::fs::read(&path).unwrap();
+        let mut flipped = original.clone();
+        flipped[original.len() / 2] ^= 0x10;
+        std::fs::write(&path, &flipped).unwrap();
+        match GenesisDir::verify_path(out.path()) {
+            Err(Error::Verify { failures }) => {
+                assert_eq!(failures.len(), 1, "{failures:?}");
+                assert!(failures[0].starts_with(name), "{failures:?}");
+            }
+            other => panic!("expected a verification failure, got {other:?}"),
+        }
+        assert!(dir.train_batches(None, 0).is_err() || name.starts_with("val"));
+        std::fs::write(&path, &original).unwrap();
+    }
+    // The build notices the damage and rebuilds.
+    let path = out.path().join("shard-00000.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    build_genesis(&options(corpus.path(), out.path()), &NoProgress).unwrap();
+    assert!(GenesisDir::verify_path(out.path()).is_ok());
+}
+
+#[test]
+fn broken_lines_are_skipped_or_refused() {
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    std::fs::write(
+        corpus.path().join("bad.txt"),
+        b"fine line\n\xff\xfe broken\nok",
+    )
+    .unwrap();
+    std::fs::write(
+        corpus.path().join("bad.jsonl"),
+        "{\"text\": \"x y z\"}\n{\"text\": \n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let strict = BuildOptions {
+        strict: true,
+        ..options(corpus.path(), out.path())
+    };
+    let err = build_genesis(&strict, &NoProgress).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.txt:2") && err.contains("bad.jsonl:2"),
+        "{err}"
+    );
+    build_genesis(&options(corpus.path(), out.path()), &NoProgress).unwrap();
+}
+
+#[test]
+fn batches_read_back_and_genesis_is_consistent() {
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let out = tempfile::tempdir().unwrap();
+    let dir = build_genesis(&options(corpus.path(), out.path()), &NoProgress).unwrap();
+    let genesis = dir.genesis();
+    assert_eq!(genesis.model.vocab_size, 320);
+    assert_eq!(genesis.data.merkle_root, dir.manifest().merkle_root);
+    assert_eq!(genesis.diloco.inner_steps, 500);
+    let train = dir.train_batches(Some(&[1, 2]), 9).unwrap();
+    let batch = train.batch(3, 4, 32).unwrap();
+    assert_eq!(batch.tokens.len(), 4 * 33);
+    assert!(batch.tokens.iter().all(|&t| (t as usize) < 320));
+    assert!(
+        train
+            .addresses(3, 4, 32)
+            .unwrap()
+            .iter()
+            .all(|a| [1, 2].contains(&a.shard))
+    );
+    let validation = dir.validation_batches().unwrap();
+    assert!(validation.n_batches(2, 16) > 0);
+    assert_eq!(
+        validation.batch(0, 2, 16).unwrap(),
+        validation.batch(0, 2, 16).unwrap()
+    );
+    assert!(dir.train_batches(Some(&[99]), 0).is_err());
+}
