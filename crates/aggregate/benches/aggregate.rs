@@ -2,7 +2,8 @@
 //!
 //! Run with `RAYON_NUM_THREADS=2 cargo bench -p neuroshard-aggregate`. `AGG_BENCH_LEN` (values
 //! per vector, default 10 000 000), `AGG_BENCH_N` (vectors, default 16) and `AGG_BENCH_REPS`
-//! (timed runs per rule, best kept, default 3) change the setup.
+//! (timed runs per rule, best kept, default 3) change the setup; `AGG_BENCH_RULES` (names,
+//! comma-separated) times only those rules.
 
 use std::time::Instant;
 
@@ -83,7 +84,12 @@ fn main() {
         rayon::current_num_threads()
     );
     println!("{:<14} {:>10} {:>8} {:>10}", "rule", "ms", "GB/s", "cpu ms");
-    for kind in RuleKind::ALL {
+    let only = std::env::var("AGG_BENCH_RULES").ok();
+    let wanted = |kind: &RuleKind| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|r| r.trim() == kind.name()))
+    };
+    for kind in RuleKind::ALL.iter().copied().filter(wanted) {
         let rule = Rule::for_attackers(kind, n, f).expect("f is within every rule's tolerance");
         let (secs, cpu) = time_best(reps, || aggregate(&rule, &vectors).expect("valid input"));
         let cpu = cpu.map_or("-".to_owned(), |c| format!("{:.0}", c * 1e3));

@@ -36,10 +36,23 @@ pub(crate) fn check<V: AsRef<[f32]> + Sync>(vectors: &[V]) -> Result<Checked<'_>
     })
 }
 
-/// Orders two equal-length vectors by their first differing value.
+/// Orders two equal-length vectors by their first differing value (`f32::total_cmp`).
 fn lexicographic(a: &[f32], b: &[f32]) -> Ordering {
-    a.iter()
-        .zip(b)
+    // Colluding peers may send identical vectors, which only a full scan tells apart: find the
+    // first differing chunk with a parallel, vectorised bit comparison, then compare within it.
+    let differs = |(x, y): (&[f32], &[f32])| {
+        x.iter()
+            .zip(y)
+            .fold(0u32, |acc, (p, q)| acc | (p.to_bits() ^ q.to_bits()))
+            != 0
+    };
+    let chunks = a.par_chunks(CHECK_CHUNK).zip(b.par_chunks(CHECK_CHUNK));
+    let Some(chunk) = chunks.position_first(differs) else {
+        return Ordering::Equal;
+    };
+    let start = chunk * CHECK_CHUNK;
+    let pairs = a[start..].iter().zip(&b[start..]);
+    pairs
         .map(|(x, y)| x.total_cmp(y))
         .find(|o| o.is_ne())
         .unwrap_or(Ordering::Equal)
