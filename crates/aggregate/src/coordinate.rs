@@ -21,7 +21,7 @@
 //!    inputs).
 //! 2. Within a span, copy a block of `w` coordinates of every vector into an `n × w` buffer that
 //!    stays in L1: row `r` is vector `r`'s slice.
-//! 3. Apply a [`Network`] of compare-exchanges row against row (`min`/`max` over `w` lanes,
+//! 3. Apply a sorting network of compare-exchanges row against row (`min`/`max` over `w` lanes,
 //!    which vectorises), pruned to the ranks `t..n − t`.
 //! 4. Sum the kept rows in rank order in `f64` and divide. Summing in rank order makes the
 //!    trimmed mean and median exactly independent of the input order.

@@ -7,21 +7,21 @@
 //! drag arbitrarily far. The rules, with the attackers each tolerates (details and papers in
 //! each module):
 //!
-//! | rule | name | tolerates | module |
+//! | rule | name | tolerates | maths and paper |
 //! |---|---|---|---|
-//! | mean | `mean` | none (the baseline) | `coordinate` |
-//! | coordinate-wise trimmed mean (t per end) | `trimmed-mean` | f ≤ t, 2t < n | `coordinate` |
-//! | coordinate-wise median | `median` | 2f < n | `coordinate` |
-//! | Krum | `krum` | n > 2f + 2 | `krum` |
-//! | Multi-Krum (m kept) | `multi-krum` | n > 2f + 2, 1 ≤ m ≤ n − f | `krum` |
-//! | geometric median (smoothed Weiszfeld) | `geomed` | 2f < n | `geomed` |
-//! | centred clipping | `centered-clip` | 2f < n, small f/n in theory | `clip` |
-//! | Bulyan | `bulyan` | n ≥ 4f + 3 | `bulyan` |
+//! | mean | `mean` | none (the baseline) | [`coordinate`] |
+//! | coordinate-wise trimmed mean (t per end) | `trimmed-mean` | f ≤ t, 2t < n | [`coordinate`] |
+//! | coordinate-wise median | `median` | 2f < n | [`coordinate`] |
+//! | Krum | `krum` | n > 2f + 2 | [`mod@krum`] |
+//! | Multi-Krum (m kept) | `multi-krum` | n > 2f + 2, 1 ≤ m ≤ n − f | [`mod@krum`] |
+//! | geometric median (smoothed Weiszfeld) | `geomed` | 2f < n | [`geomed`] |
+//! | centred clipping | `centered-clip` | 2f < n, small f/n in theory | [`clip`] |
+//! | Bulyan | `bulyan` | n ≥ 4f + 3 | [`mod@bulyan`] |
 //!
 //! A [`Rule`] carries a rule's parameters; [`Rule::for_attackers`] fills them in from the
 //! declared number of attackers f (trim f per end, Krum's f, Multi-Krum's m = n − f, …) and
 //! [`Rule::configure`] takes [`Overrides`]. [`aggregate`] runs a rule; each rule also has its
-//! own function ([`trimmed_mean`], [`krum`], …).
+//! own function ([`trimmed_mean`], [`krum()`], …).
 //!
 //! Inputs are any `&[V]` with `V: AsRef<[f32]>`, so both `&[Vec<f32>]` and `&[&[f32]]` work.
 //! Every call checks its input first: no vectors, vectors of different lengths, or a NaN or
@@ -38,7 +38,7 @@
 //!   therefore go to the lexicographically smaller vector, not to an input position.
 //!
 //! The coordinate-wise rules sort each coordinate with a sorting network applied to cache-sized
-//! blocks (see `coordinate`), so they run near memory bandwidth.
+//! blocks (see [`coordinate`]), so they run near memory bandwidth.
 //!
 //! ```
 //! use neuroshard_aggregate::{aggregate, Rule, RuleKind, Trim};
@@ -55,14 +55,14 @@
 //!
 //! None.
 
-mod bulyan;
-mod clip;
-mod coordinate;
+pub mod bulyan;
+pub mod clip;
+pub mod coordinate;
 mod dist;
 mod error;
-mod geomed;
+pub mod geomed;
 mod input;
-mod krum;
+pub mod krum;
 mod network;
 mod rule;
 
@@ -86,32 +86,35 @@ pub fn aggregate<V: AsRef<[f32]> + Sync>(rule: &Rule, vectors: &[V]) -> Result<V
     })
 }
 
-/// The mean (tolerates no attacker).
+/// The mean (tolerates no attacker; see [`coordinate`]).
 pub fn mean<V: AsRef<[f32]> + Sync>(vectors: &[V]) -> Result<Vec<f32>> {
     aggregate(&Rule::Mean, vectors)
 }
 
-/// The coordinate-wise trimmed mean, dropping `trim` values from each end.
+/// The coordinate-wise trimmed mean, dropping `trim` values from each end (see [`coordinate`]).
 pub fn trimmed_mean<V: AsRef<[f32]> + Sync>(vectors: &[V], trim: Trim) -> Result<Vec<f32>> {
     aggregate(&Rule::TrimmedMean { trim }, vectors)
 }
 
-/// The coordinate-wise median (the mean of the two middle values for an even count).
+/// The coordinate-wise median (the mean of the two middle values for an even count; see
+/// [`coordinate`]).
 pub fn median<V: AsRef<[f32]> + Sync>(vectors: &[V]) -> Result<Vec<f32>> {
     aggregate(&Rule::Median, vectors)
 }
 
-/// Krum for f attackers: the input vector closest to its `n − f − 2` nearest others.
+/// Krum for f attackers: the input vector closest to its `n − f − 2` nearest others (see
+/// [`mod@krum`]).
 pub fn krum<V: AsRef<[f32]> + Sync>(vectors: &[V], f: usize) -> Result<Vec<f32>> {
     aggregate(&Rule::Krum { f }, vectors)
 }
 
-/// Multi-Krum for f attackers: the mean of the m vectors with the best Krum scores.
+/// Multi-Krum for f attackers: the mean of the m vectors with the best Krum scores (see
+/// [`mod@krum`]).
 pub fn multi_krum<V: AsRef<[f32]> + Sync>(vectors: &[V], f: usize, m: usize) -> Result<Vec<f32>> {
     aggregate(&Rule::MultiKrum { f, m }, vectors)
 }
 
-/// The geometric median by the smoothed Weiszfeld iteration.
+/// The geometric median by the smoothed Weiszfeld iteration (see [`geomed`]).
 pub fn geometric_median<V: AsRef<[f32]> + Sync>(
     vectors: &[V],
     params: &GeoMedParams,
@@ -119,7 +122,7 @@ pub fn geometric_median<V: AsRef<[f32]> + Sync>(
     aggregate(&Rule::GeoMed(*params), vectors)
 }
 
-/// Centred clipping from the starting point named in `params`.
+/// Centred clipping from the starting point named in `params` (see [`clip`]).
 pub fn centered_clip<V: AsRef<[f32]> + Sync>(
     vectors: &[V],
     params: &ClipParams,
@@ -148,7 +151,8 @@ pub fn centered_clip_from<V: AsRef<[f32]> + Sync>(
     Ok(clip::centered_clip(&x, params, start.to_vec()))
 }
 
-/// Bulyan for f attackers: iterated Krum selection of n − 2f vectors, then a trimmed mean.
+/// Bulyan for f attackers: iterated Krum selection of n − 2f vectors, then a trimmed mean (see
+/// [`mod@bulyan`]).
 pub fn bulyan<V: AsRef<[f32]> + Sync>(vectors: &[V], f: usize) -> Result<Vec<f32>> {
     aggregate(&Rule::Bulyan { f }, vectors)
 }

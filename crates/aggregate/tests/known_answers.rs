@@ -169,11 +169,16 @@ fn bad_input_is_an_error_naming_the_vector() {
     let a = [1.0f32, 2.0];
     let b = [3.0f32, 4.0];
     assert_eq!(mean(&[&a[..], &b[..]]).unwrap(), vec![2.0, 3.0]);
-    // Empty vectors aggregate to an empty vector.
-    assert_eq!(
-        median(&[Vec::<f32>::new(), Vec::new()]).unwrap(),
-        Vec::<f32>::new()
-    );
+    // Empty vectors aggregate to an empty vector, under every rule.
+    let empty = vec![Vec::<f32>::new(); 7];
+    for kind in RuleKind::ALL {
+        let rule = Rule::for_attackers(kind, 7, 1).unwrap();
+        assert_eq!(
+            aggregate(&rule, &empty).unwrap(),
+            Vec::<f32>::new(),
+            "{kind}"
+        );
+    }
 }
 
 #[test]

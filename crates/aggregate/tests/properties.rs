@@ -62,6 +62,21 @@ proptest! {
         }
     }
 
+    /// The sorting-network trimmed mean equals sorting each column and averaging its middle.
+    #[test]
+    fn trimmed_mean_matches_a_sorting_reference(vs in vectors(1usize..24, 3), trim_seed in 0usize..100) {
+        let n = vs.len();
+        let trim = trim_seed % n.div_ceil(2);
+        let out = aggregate(&Rule::TrimmedMean { trim: Trim::Count(trim) }, &vs).unwrap();
+        for (c, &x) in out.iter().enumerate() {
+            let mut col: Vec<f32> = vs.iter().map(|v| v[c]).collect();
+            col.sort_by(f32::total_cmp);
+            let kept = &col[trim..n - trim];
+            let want = kept.iter().map(|&v| f64::from(v)).sum::<f64>() / kept.len() as f64;
+            prop_assert_eq!(x, want as f32, "n = {}, trim = {}, column {}", n, trim, c);
+        }
+    }
+
     /// Krum returns one of its inputs, never a mix.
     #[test]
     fn krum_returns_an_input(vs in vectors(5usize..10, 3)) {
