@@ -35,7 +35,10 @@
 //!   coordinates whose partial sums are combined in a fixed order;
 //! - for any order of the input vectors: they are first sorted by value, so replicas that
 //!   received the same updates in different orders apply the same aggregate. Ties (Krum scores)
-//!   therefore go to the lexicographically smaller vector, not to an input position.
+//!   therefore go to the lexicographically smaller vector, not to an input position;
+//! - on any machine: the code uses only IEEE-exact operations (add, multiply, divide, `sqrt`)
+//!   in a fixed order, with no fused multiply-add and no platform maths functions, so a node
+//!   with AVX-512 and one with plain SSE2 compute the same bits.
 //!
 //! The coordinate-wise rules sort each coordinate with a sorting network applied to cache-sized
 //! blocks (see [`coordinate`]), so they run near memory bandwidth.
