@@ -1,0 +1,257 @@
+//! One training step and the run description that makes a run reproducible.
+
+use candle_core::Device;
+use neuroshard_model::{Config, NeuroLlm};
+use neuroshard_primitives::{BatchSource, Hash};
+use serde::{Deserialize, Serialize};
+
+use crate::{AdamW, AdamWConfig, Error, LrSchedule, Result, clip_grad_norm};
+
+/// Everything that fixes a run's trajectory: with the same spec and data, every step's loss is
+/// the same to the bit. Stored in each checkpoint's `meta.json` and checked on resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The model's sizes.
+    pub model: Config,
+    /// Seed of the initial weights.
+    pub seed: u64,
+    /// Rows per batch.
+    pub batch: usize,
+    /// Tokens per row the model sees.
+    pub seq: usize,
+    /// Learning rate per step; its `total_steps` is the length of the run.
+    pub schedule: LrSchedule,
+    /// Optimizer hyper-parameters.
+    pub adamw: AdamWConfig,
+    /// Gradients are clipped to this global L2 norm.
+    pub max_grad_norm: f32,
+    /// Hash of the tokenizer the token ids come from.
+    pub tokenizer_hash: Hash,
+    /// Identity of the training data (a manifest root, or the hash of an in-memory corpus).
+    pub data_id: Hash,
+}
+
+impl RunSpec {
+    /// Checks the parts a trainer relies on: model config, schedule, optimizer, sizes.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.schedule.validate()?;
+        self.adamw.validate()?;
+        if self.batch == 0 || self.seq == 0 {
+            return Err(Error::InvalidHyperParameters(format!(
+                "batch ({}) and seq ({}) must both be at least 1",
+                self.batch, self.seq
+            )));
+        }
+        if !(self.max_grad_norm > 0.0 && self.max_grad_norm.is_finite()) {
+            return Err(Error::InvalidHyperParameters(format!(
+                "max grad norm {} must be positive and finite",
+                self.max_grad_norm
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What one step did, for progress displays and logs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Steps completed after this one (the first step reports 1).
+    pub step: u64,
+    /// Mean cross-entropy of the batch, before the update.
+    pub loss: f32,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Tokens predicted in the batch.
+    pub tokens: usize,
+}
+
+/// A model, its optimizer and the step counter: `step` reads batch `step` from the source, so
+/// a trainer restored from a checkpoint continues exactly where the saved one was.
+#[derive(Debug)]
+pub struct Trainer {
+    spec: RunSpec,
+    model: NeuroLlm,
+    optimizer: AdamW,
+    params: Vec<f32>,
+    step: u64,
+}
+
+impl Trainer {
+    /// A fresh run: weights from `spec.seed`, zeroed optimizer, step 0.
+    pub fn new(spec: RunSpec, device: &Device) -> Result<Self> {
+        spec.validate()?;
+        let model = NeuroLlm::new(&spec.model, spec.seed, device)?;
+        let optimizer = AdamW::new(model.n_params(), spec.adamw)?;
+        Self::from_parts(spec, model, optimizer, 0)
+    }
+
+    /// A trainer from saved parts (see `checkpoint::load`), checking they fit together.
+    pub fn from_parts(spec: RunSpec, model: NeuroLlm, optimizer: AdamW, step: u64) -> Result<Self> {
+        spec.validate()?;
+        if model.config() != &spec.model {
+            return Err(Error::SpecMismatch {
+                field: "model",
+                checkpoint: format!("{:?}", model.config()),
+                requested: format!("{:?}", spec.model),
+            });
+        }
+        if optimizer.len() != model.n_params() {
+            return Err(Error::LengthMismatch {
+                what: "optimizer state",
+                expected: model.n_params(),
+                got: optimizer.len(),
+            });
+        }
+        let params = model.flat_params()?;
+        Ok(Self {
+            spec,
+            model,
+            optimizer,
+            params,
+            step,
+        })
+    }
+
+    /// The run description.
+    pub fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    /// The model as of the last step.
+    pub fn model(&self) -> &NeuroLlm {
+        &self.model
+    }
+
+    /// The optimizer state.
+    pub fn optimizer(&self) -> &AdamW {
+        &self.optimizer
+    }
+
+    /// Steps completed: the index of the next batch.
+    pub fn step_index(&self) -> u64 {
+        self.step
+    }
+
+    /// Whether the schedule's `total_steps` have all been taken.
+    pub fn is_done(&self) -> bool {
+        self.step >= self.spec.schedule.total_steps
+    }
+
+    /// One step: batch `step` → loss and gradients → clip → AdamW at the scheduled rate.
+    ///
+    /// A non-finite loss or gradient norm stops with an error before the weights change.
+    pub fn step<S: BatchSource>(&mut self, source: &S) -> Result<StepStats> {
+        let batch = source
+            .batch(self.step, self.spec.batch, self.spec.seq)
+            .map_err(Error::data)?;
+        let (loss, mut grads) = self.model.loss_and_grads(&batch)?;
+        let grad_norm = clip_grad_norm(&mut grads, self.spec.max_grad_norm);
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            return Err(Error::NonFinite {
+                step: self.step,
+                loss,
+                grad_norm,
+            });
+        }
+        let lr = self.spec.schedule.lr(self.step);
+        self.optimizer.step(&mut self.params, &grads, lr);
+        self.model.set_flat_params(&self.params)?;
+        self.step += 1;
+        Ok(StepStats {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm,
+            tokens: batch.n_tokens(),
+        })
+    }
+
+    /// Mean loss over batches `0..n_batches` of `source`, without changing anything.
+    pub fn evaluate<S: BatchSource>(&self, source: &S, n_batches: u64) -> Result<f32> {
+        evaluate(
+            &self.model,
+            source,
+            n_batches,
+            self.spec.batch,
+            self.spec.seq,
+        )
+    }
+}
+
+/// Mean loss of `model` over batches `0..n_batches` of `source` (`batch` rows of `seq`).
+pub fn evaluate<S: BatchSource>(
+    model: &NeuroLlm,
+    source: &S,
+    n_batches: u64,
+    batch: usize,
+    seq: usize,
+) -> Result<f32> {
+    assert!(n_batches > 0, "evaluate: need at least one batch");
+    let mut total = 0.0_f64;
+    for index in 0..n_batches {
+        let b = source.batch(index, batch, seq).map_err(Error::data)?;
+        total += f64::from(model.loss(&b)?);
+    }
+    Ok((total / n_batches as f64) as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InMemorySource;
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            model: Config::preset("nano", 16).unwrap(),
+            seed: 2,
+            batch: 1,
+            seq: 8,
+            schedule: LrSchedule::new(0, 3, 1e-3, 0.0).unwrap(),
+            adamw: AdamWConfig::NEUROSHARD,
+            max_grad_norm: 1.0,
+            tokenizer_hash: Hash::of(b"t"),
+            data_id: Hash::of(b"d"),
+        }
+    }
+
+    #[test]
+    fn a_failing_source_stops_the_step_without_touching_the_weights() {
+        let mut trainer = Trainer::new(spec(), &Device::Cpu).unwrap();
+        let before = trainer.model().param_hash().unwrap();
+        let short = InMemorySource::new(vec![1, 2, 3], 0);
+        assert!(matches!(trainer.step(&short), Err(Error::Data(_))));
+        assert_eq!(trainer.step_index(), 0);
+        assert_eq!(trainer.model().param_hash().unwrap(), before);
+    }
+
+    #[test]
+    fn steps_count_up_to_the_schedule_and_report_their_rate() {
+        let mut trainer = Trainer::new(spec(), &Device::Cpu).unwrap();
+        let source = InMemorySource::new((0..100).map(|i| i % 16).collect(), 0);
+        let stats = trainer.step(&source).unwrap();
+        assert_eq!((stats.step, stats.tokens), (1, 8));
+        assert_eq!(stats.lr, 1e-3);
+        assert!(stats.grad_norm > 0.0 && stats.loss > 0.0);
+        trainer.step(&source).unwrap();
+        trainer.step(&source).unwrap();
+        assert!(trainer.is_done());
+        assert!(trainer.evaluate(&source, 2).unwrap().is_finite());
+    }
+
+    #[test]
+    fn invalid_specs_are_refused() {
+        let zero_batch = RunSpec { batch: 0, ..spec() };
+        assert!(matches!(
+            Trainer::new(zero_batch, &Device::Cpu),
+            Err(Error::InvalidHyperParameters(_))
+        ));
+        let bad_clip = RunSpec {
+            max_grad_norm: 0.0,
+            ..spec()
+        };
+        assert!(bad_clip.validate().is_err());
+    }
+}
