@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::corpus::{Corpus, read_corpus};
 use crate::dir::GenesisDir;
 use crate::fetch::{Clients, PackageRecord, default_cache_dir, fetch_default_corpus};
-use crate::genesis::Genesis;
+use crate::genesis::{DataSpec, Genesis};
 use crate::manifest::{MANIFEST_FORMAT_VERSION, Manifest, ShardEntry};
 use crate::merkle::merkle_root;
 use crate::shard::{self, TokenWidth};
@@ -92,7 +92,7 @@ pub struct BuildOptions {
 }
 
 impl BuildOptions {
-    /// The defaults: fetched corpus in [`default_cache_dir`], vocabulary 8 192, 1M-token shards,
+    /// The defaults: fetched corpus in [`default_cache_dir`], vocabulary 8 192, 1 000 000-token shards,
     /// 1 % validation, preset `nano`, seed 0.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         Self {
@@ -102,7 +102,7 @@ impl BuildOptions {
             },
             strict: false,
             vocab_size: 8192,
-            shard_tokens: 1 << 20,
+            shard_tokens: 1_000_000,
             validation_fraction: 0.01,
             preset: "nano".into(),
             seed: 0,
@@ -206,19 +206,43 @@ fn reuse(
         progress.warn("the existing genesis was built from other data or settings; rebuilding");
         return Ok(None);
     }
+    write_genesis_if_stale(options, &manifest, progress)?;
     progress.begin(Stage::Verify, 0);
     if let Err(err) = GenesisDir::verify_path(&options.out) {
         progress.warn(&format!("{err}; rebuilding"));
         return Ok(None);
     }
     progress.finish(Stage::Verify, "existing genesis verified, reused");
-    let genesis_path = options.out.join("genesis.toml");
-    let current = Genesis::load(&genesis_path).ok();
-    if current.is_none_or(|g| g.data != Genesis::new(&manifest, "", 0).data) {
-        let genesis = Genesis::new(&manifest, &options.preset, options.seed);
-        write(&genesis_path, genesis.to_toml().as_bytes())?;
-    }
     GenesisDir::open(&options.out).map(Some)
+}
+
+/// Keeps a valid `genesis.toml` that names this manifest (it may carry edited settings), and
+/// writes a fresh one otherwise.
+fn write_genesis_if_stale(
+    options: &BuildOptions,
+    manifest: &Manifest,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let path = options.out.join("genesis.toml");
+    match Genesis::load(&path) {
+        Ok(current) if current.data == DataSpec::of(manifest) => {
+            if current.model.preset.as_deref() != Some(options.preset.as_str())
+                || current.seed != options.seed
+            {
+                progress.warn(
+                    "kept the existing genesis.toml, whose preset or seed differ from this build's; \
+                     `neuroshard genesis init --force` replaces it",
+                );
+            }
+            Ok(())
+        }
+        _ => write(
+            &path,
+            Genesis::new(manifest, &options.preset, options.seed)
+                .to_toml()
+                .as_bytes(),
+        ),
+    }
 }
 
 /// Every document's tokens, in corpus order, tokenised in parallel.

@@ -132,11 +132,7 @@ impl Genesis {
             seed,
             round_deadline_secs: 600,
             model: ModelSpec::preset(preset, manifest.vocab_size),
-            data: DataSpec {
-                merkle_root: manifest.merkle_root,
-                validation_root: manifest.validation_root,
-                tokenizer_hash: manifest.tokenizer_hash,
-            },
+            data: DataSpec::of(manifest),
             diloco: DilocoSpec {
                 inner_steps: 500,
                 outer_lr: 0.7,
@@ -221,6 +217,17 @@ impl Genesis {
         let mut out = String::new();
         write_canonical(&value, &mut out);
         out
+    }
+}
+
+impl DataSpec {
+    /// The data section naming `manifest`.
+    pub fn of(manifest: &Manifest) -> Self {
+        Self {
+            merkle_root: manifest.merkle_root,
+            validation_root: manifest.validation_root,
+            tokenizer_hash: manifest.tokenizer_hash,
+        }
     }
 }
 

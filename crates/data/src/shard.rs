@@ -63,7 +63,7 @@ impl TokenWidth {
 
     /// Number of tokens in `bytes`, or an error when the length is not a whole number of tokens.
     pub fn count(self, name: &str, bytes: &[u8]) -> Result<usize> {
-        if bytes.len() % self.bytes() != 0 {
+        if !bytes.len().is_multiple_of(self.bytes()) {
             return Err(Error::Verify {
                 failures: vec![format!(
                     "{name}: {} bytes is not a whole number of {}-byte tokens",

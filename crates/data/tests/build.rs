@@ -75,6 +75,17 @@ fn two_fresh_builds_agree_and_a_rebuild_reuses() {
         .unwrap();
     assert_eq!(before, after, "the second build reuses the shards");
     assert_eq!(again.manifest(), manifest);
+    std::fs::remove_file(a.path().join("genesis.toml")).unwrap();
+    let restored = build_genesis(&options(corpus.path(), a.path()), &NoProgress).unwrap();
+    let after = std::fs::metadata(a.path().join("shard-00000.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "a missing genesis.toml alone does not rebuild the shards"
+    );
+    assert_eq!(restored.network_id(), first.network_id());
 }
 
 #[test]
