@@ -77,19 +77,19 @@ impl Config {
         if let Some((field, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(Error::ZeroSize { field });
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(Error::HeadsDoNotDivide {
                 d_model: self.d_model,
                 n_heads: self.n_heads,
             });
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::KvHeadsDoNotDivide {
                 n_heads: self.n_heads,
                 n_kv_heads: self.n_kv_heads,
             });
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(Error::OddHeadDim {
                 head_dim: self.head_dim(),
             });

@@ -178,18 +178,16 @@ impl Params {
     }
 }
 
-/// Appends `t`'s values (row-major) to `out`, straight from the storage when it is a contiguous
-/// f32 CPU tensor (the common case), through a copy otherwise.
+/// Appends `t`'s values (row-major) to `out`: on the CPU straight from the (contiguous) storage,
+/// so a transposed weight gradient costs one copy into contiguous order and one into `out`.
 fn extend_from(out: &mut Vec<f32>, t: &Tensor) -> Result<()> {
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
-            if let Ok(slice) = cpu.as_slice::<f32>() {
-                out.extend_from_slice(&slice[start..end]);
-                return Ok(());
-            }
+    let t = t.to_dtype(DType::F32)?.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(cpu), Some((start, end))) => {
+            out.extend_from_slice(&cpu.as_slice::<f32>()?[start..end]);
         }
+        _ => out.extend(t.flatten_all()?.to_vec1::<f32>()?),
     }
-    out.extend(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
     Ok(())
 }

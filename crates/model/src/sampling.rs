@@ -40,10 +40,10 @@ impl SamplingConfig {
         if self.top_k == Some(0) {
             return Err(Error::BadSampling("top_k must be at least 1".into()));
         }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(Error::BadSampling(format!("top_p {p} must lie in (0, 1]")));
-            }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(Error::BadSampling(format!("top_p {p} must lie in (0, 1]")));
         }
         Ok(())
     }

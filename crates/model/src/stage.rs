@@ -291,12 +291,12 @@ impl Stage {
         mut cache: Option<&mut KvCache>,
     ) -> Result<(Tensor, (usize, usize))> {
         let (mut x, (b, t)) = self.embed_input(input)?;
-        if let Some(cache) = &cache {
-            if cache.layers.len() != self.blocks.len() {
-                return Err(Error::BadInput(
-                    "the kv cache belongs to a stage with other layers".into(),
-                ));
-            }
+        if let Some(cache) = &cache
+            && cache.layers.len() != self.blocks.len()
+        {
+            return Err(Error::BadInput(
+                "the kv cache belongs to a stage with other layers".into(),
+            ));
         }
         if !self.blocks.is_empty() {
             let start = cache.as_ref().map_or(0, |c| c.len);
