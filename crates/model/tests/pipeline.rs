@@ -141,3 +141,33 @@ fn stages_refuse_the_wrong_input_and_bad_specs() {
     assert!(bad(2..5).is_err());
     assert!(bad(2..2).is_err());
 }
+
+#[test]
+fn head_backward_from_logit_gradients_equals_loss_and_backward() {
+    let cfg = config();
+    let [_, _, s2] = stages(&cfg, 24);
+    let (b, t, v) = (2, 5, cfg.vocab_size);
+    let hidden = Tensor::randn(0f32, 1.0, (b, t, cfg.d_model), &Device::Cpu).unwrap();
+    let input = StageInput::Hidden(hidden);
+    let ids: Vec<u32> = (0..(b * t) as u32).map(|i| (i * 17) % v as u32).collect();
+    let targets = Tensor::from_vec(ids.clone(), (b, t), &Device::Cpu).unwrap();
+    let (_, want) = s2.loss_and_backward(&input, &targets).unwrap();
+    // d(mean CE)/d(logits) = (softmax − one-hot) / n.
+    let logits = s2.forward(&input).unwrap();
+    let probs = candle_nn::ops::softmax_last_dim(&logits).unwrap();
+    let mut onehot = vec![0f32; b * t * v];
+    for (row, &id) in ids.iter().enumerate() {
+        onehot[row * v + id as usize] = 1.0;
+    }
+    let onehot = Tensor::from_vec(onehot, (b, t, v), &Device::Cpu).unwrap();
+    let grad = ((probs - onehot).unwrap() / (b * t) as f64).unwrap();
+    let got = s2.backward(&input, &grad).unwrap();
+    assert!(rel_err(&got.params, &want.params) <= 1e-4);
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(
+        rel_err(
+            &flat(got.input.as_ref().unwrap()),
+            &flat(want.input.as_ref().unwrap())
+        ) <= 1e-4
+    );
+}
