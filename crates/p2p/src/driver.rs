@@ -202,10 +202,8 @@ impl Driver {
                 peer_id,
                 num_established: 0,
                 ..
-            } => {
-                if self.admitted.remove(&peer_id) {
-                    self.emit(NetEvent::PeerDisconnected { peer: peer_id });
-                }
+            } if self.admitted.remove(&peer_id) => {
+                self.emit(NetEvent::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
