@@ -19,13 +19,18 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Measure training speed (compare with bench/pytorch_train.py).
+    Bench(commands::bench::Args),
+}
 
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<()> {
     init_tracing();
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Bench(args) => commands::bench::run(args),
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays for `--json` output.

@@ -104,13 +104,8 @@ impl Dims {
         );
         for (r, row) in p.chunks_exact_mut(b.kend).enumerate() {
             let (live, dead) = row.split_at_mut(b.kend - b.rows + r + 1);
-            let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for x in live.iter_mut() {
-                *x = cpu::exp(*x - max);
-                sum += *x;
-            }
-            let inv = sum.recip();
+            let max = cpu::max(live);
+            let inv = cpu::exp_in_place(live, max).recip();
             live.iter_mut().for_each(|x| *x *= inv);
             dead.fill(0.0);
         }

@@ -22,13 +22,16 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 struct CrossEntropy;
 
 /// `max + ln Σ exp(x − max)` of one row.
-fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&x| cpu::exp(x - max)).sum();
-    max + sum.ln()
+pub(crate) fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = cpu::max(row);
+    max + cpu::sum_exp(row, max).ln()
 }
 
-fn u32_targets<'a>(storage: &'a CpuStorage, layout: &Layout, vocab: usize) -> Result<&'a [u32]> {
+pub(crate) fn u32_targets<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    vocab: usize,
+) -> Result<&'a [u32]> {
     let (CpuStorage::U32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
         bail!("cross_entropy: targets must be contiguous u32");
     };
@@ -82,10 +85,7 @@ impl CustomOp2 for CrossEntropy {
             .zip(lv.get().par_chunks(vocab))
             .zip(targets.par_iter())
             .for_each(|((gr, row), &t)| {
-                let lse = log_sum_exp(row);
-                for i in 0..vocab {
-                    gr[i] = cpu::exp(row[i] - lse) * scale;
-                }
+                cpu::exp_scaled(row, log_sum_exp(row), scale, gr);
                 gr[t as usize] -= scale;
             });
         Ok((Some(cpu::tensor(grad, (n, vocab))?), None))

@@ -6,9 +6,11 @@
 //! kernels are tested against. Activations use the (batch, time, heads, head_dim) layout that a
 //! projection's output reshapes to without a transpose.
 
-mod attention;
+#[macro_use]
 mod cpu;
+mod attention;
 mod cross_entropy;
+mod linear_cross_entropy;
 mod matmul;
 mod rms_norm;
 mod rope;
@@ -18,6 +20,7 @@ mod testutil;
 
 pub use attention::causal_attention;
 pub use cross_entropy::cross_entropy;
+pub use linear_cross_entropy::linear_cross_entropy;
 pub use rms_norm::rms_norm;
 pub use rope::{rope, rope_tables};
 pub use swiglu::swiglu;
@@ -37,6 +40,7 @@ fn compute_dtype(dtype: DType) -> DType {
 pub mod composite {
     pub use crate::attention::composite as causal_attention;
     pub use crate::cross_entropy::composite as cross_entropy;
+    pub use crate::linear_cross_entropy::composite as linear_cross_entropy;
     pub use crate::rms_norm::composite as rms_norm;
     pub use crate::rope::composite as rope;
     pub use crate::swiglu::composite as swiglu;

@@ -43,6 +43,37 @@ pub(crate) fn matmul(
     beta: f32,
     accumulate: bool,
 ) {
+    gemm_into(
+        dst,
+        dst_rs,
+        lhs,
+        rhs,
+        beta,
+        accumulate,
+        gemm::Parallelism::None,
+    );
+}
+
+/// `dst ← beta · lhs · rhs` as in [`matmul`], for one large product split across the rayon pool.
+pub(crate) fn matmul_par(dst: &mut [f32], dst_rs: usize, lhs: Mat<'_>, rhs: Mat<'_>, beta: f32) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm_into(dst, dst_rs, lhs, rhs, beta, false, par);
+}
+
+fn gemm_into(
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+    beta: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(k, rhs.rows, "matmul: inner dimensions differ");
     assert!(
@@ -79,7 +110,7 @@ pub(crate) fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

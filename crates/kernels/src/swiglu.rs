@@ -17,8 +17,31 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 /// The fused op; backward recomputes the sigmoid (cheaper than storing it).
 struct SwiGlu;
 
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + cpu::exp(-x))
+}
+
+multiversion! {
+    /// `y = g·σ(g)·u` element-wise.
+    fn forward(g: &[f32], u: &[f32], y: &mut [f32]) -> () {
+        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+            *y = g * sigmoid(g) * u;
+        }
+    }
+}
+
+multiversion! {
+    /// `dg = dy·u·σ(g)·(1 + g·(1 − σ(g)))`, `du = dy·g·σ(g)` element-wise.
+    fn backward(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) -> () {
+        let n = dg.len();
+        assert!(du.len() == n && g.len() == n && u.len() == n && dy.len() == n, "swiglu: lengths differ");
+        for i in 0..n {
+            let s = sigmoid(g[i]);
+            dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+            du[i] = dy[i] * g[i] * s;
+        }
+    }
 }
 
 impl CustomOp2 for SwiGlu {
@@ -38,11 +61,7 @@ impl CustomOp2 for SwiGlu {
         let chunk = cpu::rows_per_task(1);
         y.par_chunks_mut(chunk)
             .zip(g.par_chunks(chunk).zip(u.par_chunks(chunk)))
-            .for_each(|(yc, (gc, uc))| {
-                for i in 0..yc.len() {
-                    yc[i] = gc[i] * sigmoid(gc[i]) * uc[i];
-                }
-            });
+            .for_each(|(yc, (gc, uc))| forward(gc, uc, yc));
         Ok((CpuStorage::F32(y), gl.shape().clone()))
     }
 
@@ -67,13 +86,7 @@ impl CustomOp2 for SwiGlu {
                     .zip(u.par_chunks(chunk))
                     .zip(dys.par_chunks(chunk)),
             )
-            .for_each(|((dgc, duc), ((gc, uc), dyc))| {
-                for i in 0..dgc.len() {
-                    let s = sigmoid(gc[i]);
-                    dgc[i] = dyc[i] * uc[i] * s * (1.0 + gc[i] * (1.0 - s));
-                    duc[i] = dyc[i] * gc[i] * s;
-                }
-            });
+            .for_each(|((dgc, duc), ((gc, uc), dyc))| backward(gc, uc, dyc, dgc, duc));
         Ok((
             Some(cpu::tensor(dg, gate.shape())?),
             Some(cpu::tensor(du, up.shape())?),

@@ -1,1 +1,3 @@
 //! One module per subcommand, each with `Args` and `run`.
+
+pub(crate) mod bench;

@@ -1,0 +1,232 @@
+//! `neuroshard bench train`: times full training steps (forward, backward, clipping, AdamW) of a
+//! preset on seeded random tokens; `bench/pytorch_train.py` runs the same measurement in PyTorch.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use neuroshard_model::{Config, NeuroLlm};
+use neuroshard_primitives::Batch;
+use neuroshard_train::{AdamW, AdamWConfig, clip_grad_norm};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// Benchmarks.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// Tokens per second of full training steps on random tokens.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// Model preset: nano, tiny, small or base.
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Timed steps (after the warm-up).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first, so allocator and caches settle.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Worker threads for the kernels and matrix products (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = neuroshard_model::DEFAULT_VOCAB_SIZE)]
+    vocab: usize,
+    /// Seed for the weights and the random tokens.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one benchmark run measured; the same keys as `bench/pytorch_train.py` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    implementation: &'static str,
+    preset: String,
+    params: usize,
+    batch: usize,
+    seq: usize,
+    threads: usize,
+    steps: usize,
+    tokens_per_sec: f64,
+    step_ms_median: f64,
+    step_ms_min: f64,
+    peak_rss_mb: f64,
+    loss_first: f32,
+    loss_last: f32,
+}
+
+/// Runs the chosen benchmark.
+pub(crate) fn run(args: Args) -> Result<()> {
+    match args.what {
+        What::Train(args) => train(&args),
+    }
+}
+
+fn train(args: &TrainArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.steps > 0 && args.batch > 0 && args.seq > 0,
+        "steps, batch and seq must be positive"
+    );
+    keep_freed_memory();
+    let threads = set_threads(args.threads)?;
+    let cfg = Config::preset(&args.preset, args.vocab)?;
+    let mut model = NeuroLlm::new(&cfg, args.seed, &Device::Cpu)?;
+    let mut params = model.flat_params()?;
+    let mut opt = AdamW::new(params.len(), AdamWConfig::NEUROSHARD)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut times = Vec::with_capacity(args.steps);
+    let mut losses = Vec::with_capacity(args.steps);
+    for step in 0..args.warmup + args.steps {
+        let tokens = (0..args.batch * (args.seq + 1))
+            .map(|_| rng.random_range(0..args.vocab as u32))
+            .collect();
+        let batch = Batch::new(tokens, args.batch, args.seq);
+        #[allow(clippy::disallowed_methods)] // timing is what a benchmark is for
+        let start = Instant::now();
+        let (loss, mut grads) = model.loss_and_grads(&batch)?;
+        clip_grad_norm(&mut grads, 1.0);
+        opt.step(&mut params, &grads, 1e-3);
+        model.set_flat_params(&params)?;
+        if step >= args.warmup {
+            times.push(start.elapsed());
+            losses.push(loss);
+        }
+    }
+    let report = summarise(args, cfg.n_params(), threads, &times, &losses)?;
+    print(&report, args.json)
+}
+
+/// Tells mimalloc (the binary's allocator) never to return freed memory to the OS. A training
+/// step frees and re-allocates the same few hundred MiB of activations and gradients; returned
+/// pages come back as fresh page faults that the kernel must zero, which cost about a fifth of
+/// the step. Harmless where mimalloc is linked but not the global allocator.
+fn keep_freed_memory() {
+    /// `mi_option_purge_delay` in `mimalloc.h` (the same index in mimalloc v2 and v3).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets a process-wide option; mimalloc reads it with atomics, at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+/// Sizes the global rayon pool (used by the kernels and by gemm) and tells candle the same
+/// count through `RAYON_NUM_THREADS`, which it reads per matrix product. Must run before any
+/// parallel work creates the default pool.
+fn set_threads(threads: Option<usize>) -> Result<usize> {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!(n > 0, "--threads must be at least 1");
+    // SAFETY: called at start-up, before this process starts any other thread that could read
+    // the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("building the thread pool")?;
+    Ok(n)
+}
+
+fn summarise(
+    args: &TrainArgs,
+    params: usize,
+    threads: usize,
+    times: &[Duration],
+    losses: &[f32],
+) -> Result<Report> {
+    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let total_s: f64 = ms.iter().sum::<f64>() / 1e3;
+    Ok(Report {
+        implementation: "neuroshard",
+        preset: args.preset.clone(),
+        params,
+        batch: args.batch,
+        seq: args.seq,
+        threads,
+        steps: args.steps,
+        tokens_per_sec: (args.batch * args.seq * args.steps) as f64 / total_s,
+        step_ms_median: median(&ms),
+        step_ms_min: ms[0],
+        peak_rss_mb: peak_rss_mb()?,
+        loss_first: losses[0],
+        loss_last: losses[losses.len() - 1],
+    })
+}
+
+/// Median of sorted, non-empty values.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// The process's peak resident memory (`VmHWM`), in MiB.
+fn peak_rss_mb() -> Result<f64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM line in /proc/self/status")?;
+    Ok(kib / 1024.0)
+}
+
+fn print(r: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!(
+            "{} preset {} ({} params), batch {} x seq {}, {} threads, {} steps:\n  {:.0} tokens/s, step median {:.1} ms (min {:.1}), peak RSS {:.0} MiB, loss {:.3} -> {:.3}",
+            r.implementation,
+            r.preset,
+            r.params,
+            r.batch,
+            r.seq,
+            r.threads,
+            r.steps,
+            r.tokens_per_sec,
+            r.step_ms_median,
+            r.step_ms_min,
+            r.peak_rss_mb,
+            r.loss_first,
+            r.loss_last
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[1.0, 2.0, 10.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 4.0, 10.0]), 3.0);
+    }
+
+    #[test]
+    fn peak_rss_is_readable() {
+        assert!(peak_rss_mb().unwrap() > 0.0);
+    }
+}
