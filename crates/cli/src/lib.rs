@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Measure training speed (compare with bench/pytorch_train.py).
     Bench(commands::bench::Args),
+    /// Fetch, build, verify and initialise the Genesis dataset and genesis file.
+    Genesis(commands::genesis::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -30,6 +32,7 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => commands::bench::run(args),
+        Command::Genesis(args) => commands::genesis::run(args),
     }
 }
 

@@ -236,12 +236,15 @@ fn write_genesis_if_stale(
             }
             Ok(())
         }
-        _ => write(
-            &path,
-            Genesis::new(manifest, &options.preset, options.seed)
-                .to_toml()
-                .as_bytes(),
-        ),
+        stale => {
+            if let Err(err) = stale
+                && path.exists()
+            {
+                progress.warn(&format!("{err}; writing a fresh genesis.toml"));
+            }
+            let genesis = Genesis::new(manifest, &options.preset, options.seed);
+            write(&path, genesis.to_toml().as_bytes())
+        }
     }
 }
 
