@@ -335,6 +335,17 @@ mod tests {
         assert!(genesis.canonical().starts_with("{\"aggregation\":"));
     }
 
+    /// Conformance: the shipped example parses, and its id is the one the default build printed.
+    /// A deliberate change to the genesis format or the default data updates this hash.
+    #[test]
+    fn the_example_file_has_the_default_network_id() {
+        let example = Genesis::parse(include_str!("../../../config/genesis.toml")).unwrap();
+        assert_eq!(
+            example.network_id().to_hex(),
+            "a5253f7a34085d95e1ef3a52f89f5b8c5bb1e26f4e34d52aaaae20946042ada1"
+        );
+    }
+
     #[test]
     fn malformed_files_name_the_field() {
         let text = sample().to_toml();
