@@ -17,6 +17,24 @@ pub enum Error {
     /// A signature does not verify.
     #[error(transparent)]
     Signature(#[from] neuroshard_primitives::Error),
+    /// The node's settings are inconsistent.
+    #[error("invalid node settings: {0}")]
+    InvalidConfig(String),
+    /// A snapshot or a peer's state does not fit this node's model.
+    #[error("unusable state: {0}; it belongs to another model or is damaged")]
+    BadState(String),
+    /// The model failed while training.
+    #[error(transparent)]
+    Model(#[from] neuroshard_model::Error),
+    /// The optimiser refused its settings or inputs.
+    #[error(transparent)]
+    Train(#[from] neuroshard_train::Error),
+    /// Compression refused its settings or a payload.
+    #[error(transparent)]
+    Compress(#[from] neuroshard_compress::Error),
+    /// The node's data source failed.
+    #[error("reading training data: {0}")]
+    Data(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Result with this crate's [`Error`].

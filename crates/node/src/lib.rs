@@ -2,17 +2,45 @@
 //!
 //! # Bird's Eye View
 //!
-//! The node core is being assembled: the signed, size-bounded messages, the agreement seam, and
-//! the training-job types a driver exchanges with it.
+//! A [`Node`] is one replica of data-parallel DiLoCo as a pure state machine: the driver feeds
+//! it [`Input`]s (a tick, a peer's frame, a finished training job) with the current time and
+//! carries out the [`Output`]s it returns (broadcast, send, train, wake me at, penalise). It never
+//! reads a clock and never does I/O, so the simulator runs many of them in one thread with a
+//! simulated clock, and the network driver runs one over libp2p, with the same code.
+//!
+//! A round, as `round.rs` strings it together (see `docs/protocol.md`):
+//! train H inner steps (the driver's [`Worker`]), compress Δ with error feedback and announce
+//! it, fetch the others' Δs by hash, let the [`Agreement`] close the round, aggregate robustly,
+//! apply the outer Nesterov step, vote the model hash, resync if outvoted.
+//!
+//! ```mermaid
+//! stateDiagram-v2
+//!     [*] --> Training: first Tick
+//!     Training --> Exchange: Trained(Δ) / compress, announce
+//!     Exchange --> Exchange: Announce / Fetch, Delta / check, store
+//!     Exchange --> Training: agreement closes / aggregate, outer step, hash vote
+//! ```
+//!
+//! # Feature Flags
+//!
+//! None.
 
 mod agreement;
+mod config;
 mod error;
 mod message;
+mod node;
+mod phase;
+mod replica;
+mod round;
 mod time;
 mod work;
 
 pub use agreement::{Agreement, DeadlineAgreement, RoundView};
+pub use config::NodeConfig;
 pub use error::{Error, Result};
 pub use message::{Announcement, MAX_SMALL_FRAME, Message, Round};
+pub use node::{Input, Node, Output, RoundSummary, Snapshot};
+pub use replica::{InnerConfig, ModelWorker};
 pub use time::Timestamp;
 pub use work::{TrainingJob, TrainingResult, Worker};

@@ -1,9 +1,9 @@
 //! Training work: the job the node hands to its driver and the result the driver hands back.
 //!
 //! H inner steps of a real model take seconds to hours, so they never run inside
-//! `Node::handle`. The node emits `Output::Train`; the driver runs the job
+//! [`crate::Node::handle`]. The node emits [`crate::Output::Train`]; the driver runs the job
 //! with a [`Worker`] (in the simulator, while accounting simulated compute time) and feeds the
-//! result back as `Input::Trained`.
+//! result back as [`crate::Input::Trained`].
 
 use neuroshard_primitives::Hash;
 
@@ -16,7 +16,7 @@ pub struct TrainingJob {
     pub round: Round,
     /// Inner steps to run.
     pub steps: usize,
-    /// Hash of the parameters to start from (what `Node::params` returns now).
+    /// Hash of the parameters to start from (what [`crate::Node::params`] returns now).
     pub start: Hash,
 }
 

@@ -8,6 +8,44 @@ pub enum Error {
         "unknown attack {0:?}; use one of sign-flip, noise, scale, alie, ipm, free-ride, replay, none"
     )]
     UnknownAttack(String),
+    /// The scenario's settings contradict each other.
+    #[error("invalid simulation settings: {0}")]
+    InvalidConfig(String),
+    /// A node's worker failed to train.
+    #[error("node {node} failed to train round {round}: {source}")]
+    Worker {
+        /// The node's index.
+        node: usize,
+        /// The round.
+        round: u64,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The model failed (building, loading parameters, evaluating).
+    #[error(transparent)]
+    Model(#[from] neuroshard_model::Error),
+    /// A node refused its settings, or its worker failed to start.
+    #[error(transparent)]
+    Node(#[from] neuroshard_node::Error),
+    /// The training crate refused its settings.
+    #[error(transparent)]
+    Train(#[from] neuroshard_train::Error),
+    /// A data source failed.
+    #[error("data: {0}")]
+    Data(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The run made no progress: every event was handled before all rounds closed.
+    #[error(
+        "simulation stalled at {time} with rounds {rounds:?} closed per honest node (SIM_SEED={seed})"
+    )]
+    Stalled {
+        /// The run's seed, to replay it.
+        seed: u64,
+        /// The simulated time reached.
+        time: neuroshard_node::Timestamp,
+        /// Rounds each honest node closed.
+        rounds: Vec<u64>,
+    },
 }
 
 /// Result with this crate's [`Error`].

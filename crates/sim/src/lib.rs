@@ -2,16 +2,56 @@
 //!
 //! # Bird's Eye View
 //!
-//! Being assembled: the Byzantine attackers as pure functions, the network model, the simulated
-//! clock and the seeded RNG tree.
+//! [`Sim`] runs N [`neuroshard_node::Node`] cores in one process and one thread. An event queue
+//! is the simulated clock; a [`Network`] model turns every frame a node sends into a delivery
+//! time (latency, jitter, bandwidth, loss) and counts bytes per node; training jobs run for real
+//! on the CPU but take simulated time from each node's configured speed. Byzantine nodes run the
+//! same protocol code and forge only their pseudo-gradient, with the pure functions in
+//! [`adversary`]. After every round the checkers compare the honest replicas' model hashes and
+//! the validation loss. Randomness comes from an [`RngTree`] rooted at the run's seed, so the
+//! same seed gives the same history, byte for byte.
+//!
+//! ```no_run
+//! use neuroshard_sim::{Sim, SimConfig};
+//! # fn scenario() -> (SimConfig, neuroshard_sim::ModelWorkload<neuroshard_sim::MemoryData>) { todo!() }
+//! let (config, workload) = scenario();
+//! let report = Sim::new(config, workload)?.run()?;
+//! report.assert_clean();
+//! # Ok::<(), neuroshard_sim::Error>(())
+//! ```
+//!
+//! `docs/TESTING.md` shows how to write a scenario.
+//!
+//! # Feature Flags
+//!
+//! None.
 
 pub mod adversary;
+mod baseline;
+mod byzantine;
+mod compare;
+mod config;
 mod error;
+mod genesis;
+mod memory;
 mod network;
+pub mod presets;
+mod progress;
 mod queue;
+mod report;
 mod rng;
+mod sim;
+mod workload;
 
+pub use baseline::{BaselineReport, sync_data_parallel};
+pub use compare::{Comparison, Stage, run_with_baselines};
+pub use config::{LinkOverride, SimConfig};
 pub use error::{Error, Result};
+pub use genesis::{GenesisData, GenesisSource};
+pub use memory::{MemoryData, MemorySource, markov_corpus};
 pub use network::{Access, Link, Network, Traffic};
 pub use queue::EventQueue;
+pub use report::{RoundRecord, SimReport};
 pub use rng::RngTree;
+pub use sim::Sim;
+pub use workload::{DataPlan, ModelWorkload, Workload};

@@ -1,0 +1,297 @@
+//! The node: one replica's view of the training protocol, as a deterministic state machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use neuroshard_primitives::{Hash, Keypair, NodeId};
+
+use crate::agreement::Agreement;
+use crate::config::NodeConfig;
+use crate::message::{Announcement, Message, Round};
+use crate::work::{TrainingJob, TrainingResult};
+use crate::{Error, Result, Timestamp, round};
+
+/// Everything that can happen to a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Time passed; the first tick starts round 0.
+    Tick,
+    /// A frame arrived from a peer (the transport-level sender, not necessarily the signer).
+    Message(NodeId, Vec<u8>),
+    /// The driver finished a [`TrainingJob`].
+    Trained(TrainingResult),
+}
+
+/// Everything a node asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a frame to every member.
+    Broadcast(Vec<u8>),
+    /// Send a frame to one peer.
+    Send(NodeId, Vec<u8>),
+    /// Run a training job from [`Node::params`] and feed back [`Input::Trained`].
+    Train(TrainingJob),
+    /// Feed [`Input::Tick`] at this time (a deadline).
+    WakeAt(Timestamp),
+    /// A peer sent something invalid; score it down.
+    Penalize {
+        /// The peer at fault.
+        peer: NodeId,
+        /// What it did, for logs.
+        reason: String,
+    },
+    /// A round closed: what was applied.
+    Closed(RoundSummary),
+    /// The node's model disagreed with the majority and was replaced by a peer's.
+    Resynced {
+        /// The round whose end state was installed.
+        round: Round,
+        /// The installed model's hash.
+        hash: Hash,
+    },
+}
+
+/// A node's state at a round boundary: enough to resume it, or to bring another node up to date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The round about to be trained.
+    pub round: Round,
+    /// The global model at the start of `round`.
+    pub params: Vec<f32>,
+    /// The outer optimiser's state, as it serialises itself.
+    pub outer: Vec<u8>,
+}
+
+/// What a closed round applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundSummary {
+    /// The round.
+    pub round: Round,
+    /// Contributors whose Δ was aggregated, in canonical order.
+    pub included: Vec<NodeId>,
+    /// Why the outer step was skipped (the aggregator refused the inputs), if it was.
+    pub skipped: Option<String>,
+    /// Hash of the parameters after the outer step.
+    pub model_hash: Hash,
+    /// Mean of the included contributors' reported final inner losses.
+    pub train_loss: f32,
+    /// When the round closed.
+    pub closed_at: Timestamp,
+}
+
+/// Where a node is within its current round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not started: waiting for the first tick.
+    Idle,
+    /// A training job is out with the driver.
+    Training,
+    /// The node's own Δ is announced; collecting the others' until the agreement closes.
+    Exchange,
+}
+
+/// One contributor's entry for a round: its announcement and, once fetched and checked, its Δ.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) announcement: Announcement,
+    pub(crate) delta: Option<Vec<f32>>,
+}
+
+/// Contributions received for one round, keyed by contributor.
+pub(crate) type Inbox = BTreeMap<NodeId, Entry>;
+
+/// One replica of the training protocol.
+///
+/// ```mermaid
+/// stateDiagram-v2
+///     [*] --> Training: first Tick
+///     Training --> Exchange: Trained(Δ) / compress, announce
+///     Exchange --> Exchange: Announce / Fetch, Delta / check, store
+///     Exchange --> Training: agreement closes / aggregate, outer step, hash vote
+///     Training --> Training: majority hash differs / SyncRequest, install SyncState
+/// ```
+///
+/// Feed it [`Input`]s with the current time; carry out the [`Output`]s it returns. It never reads
+/// a clock, never does I/O, and gives the same outputs for the same inputs.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) key: Keypair,
+    pub(crate) id: NodeId,
+    pub(crate) config: NodeConfig,
+    pub(crate) members: BTreeSet<NodeId>,
+    pub(crate) agreement: Box<dyn Agreement>,
+    pub(crate) round: Round,
+    pub(crate) phase: Phase,
+    pub(crate) deadline: Timestamp,
+    /// Contributions for the current round.
+    pub(crate) inbox: Inbox,
+    /// Contributions for the next round that arrived early.
+    pub(crate) early: Inbox,
+    /// The global model at the start of the current round.
+    pub(crate) params: Vec<f32>,
+    pub(crate) model_hash: Hash,
+    pub(crate) outer: neuroshard_train::OuterOptimizer,
+    pub(crate) residual: neuroshard_compress::Residual,
+    /// This node's encoded Δs of recent rounds, served to peers that fetch them.
+    pub(crate) served: BTreeMap<Round, (Hash, Vec<u8>)>,
+    /// Model-hash votes per round, this node's own included.
+    pub(crate) votes: BTreeMap<Round, BTreeMap<NodeId, Hash>>,
+    /// A resync in flight: the round and the majority hash wanted.
+    pub(crate) pending_sync: Option<(Round, Hash)>,
+}
+
+impl Node {
+    /// A node holding `params` (the genesis model) among `members` (itself included).
+    pub fn new(
+        key: Keypair,
+        config: NodeConfig,
+        members: BTreeSet<NodeId>,
+        params: Vec<f32>,
+        agreement: Box<dyn Agreement>,
+    ) -> Result<Self> {
+        let id = key.node_id();
+        if !members.contains(&id) {
+            return Err(Error::InvalidConfig(format!(
+                "node {id} is not among the members"
+            )));
+        }
+        config.compress.validate()?;
+        let outer = neuroshard_train::OuterOptimizer::new(params.len(), config.outer)?;
+        let residual = neuroshard_compress::Residual::new();
+        Ok(Self {
+            key,
+            id,
+            config,
+            members,
+            agreement,
+            round: 0,
+            phase: Phase::Idle,
+            deadline: Timestamp::ZERO,
+            inbox: Inbox::new(),
+            early: Inbox::new(),
+            model_hash: Hash::of_f32(&params),
+            params,
+            outer,
+            residual,
+            served: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            pending_sync: None,
+        })
+    }
+
+    /// A node that continues from `snapshot` (a checkpoint, or state fetched from peers) instead
+    /// of the genesis model. Error-feedback residuals are not part of a snapshot and restart at
+    /// zero.
+    pub fn resume(
+        key: Keypair,
+        config: NodeConfig,
+        members: BTreeSet<NodeId>,
+        snapshot: Snapshot,
+        agreement: Box<dyn Agreement>,
+    ) -> Result<Self> {
+        let mut node = Self::new(key, config, members, snapshot.params, agreement)?;
+        node.outer = outer_from_bytes(node.config.outer, &snapshot.outer, node.params.len())?;
+        node.round = snapshot.round;
+        Ok(node)
+    }
+
+    /// The state a checkpoint needs: the round about to be trained, the parameters it starts
+    /// from and the outer optimiser's state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            round: self.round,
+            params: self.params.clone(),
+            outer: f32_bytes(self.outer.momentum()),
+        }
+    }
+
+    /// Replaces the set of members expected to contribute (peers joined or left); the node must
+    /// stay a member. A round waiting only on members that left may close now.
+    pub fn set_members(&mut self, now: Timestamp, members: BTreeSet<NodeId>) -> Vec<Output> {
+        assert!(
+            members.contains(&self.id),
+            "a node stays a member of its own network"
+        );
+        self.members = members;
+        round::on_members(self, now)
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
+        match input {
+            Input::Tick => round::on_tick(self, now),
+            Input::Trained(result) => round::on_trained(self, now, result),
+            Input::Message(peer, frame) => round::on_frame(self, now, peer, &frame),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The round in progress.
+    pub fn round(&self) -> Round {
+        self.round
+    }
+
+    /// The global model at the start of the current round (the start of any training job).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Hash of [`Node::params`].
+    pub fn model_hash(&self) -> Hash {
+        self.model_hash
+    }
+
+    /// The members expected to contribute.
+    pub fn members(&self) -> &BTreeSet<NodeId> {
+        &self.members
+    }
+
+    /// Signs and encodes a message with this node's key.
+    pub(crate) fn seal(&self, message: &Message) -> Vec<u8> {
+        message.seal(&self.key)
+    }
+}
+
+/// A [`Output::Penalize`] for `peer`.
+pub(crate) fn penalize(peer: NodeId, reason: impl ToString) -> Output {
+    Output::Penalize {
+        peer,
+        reason: reason.to_string(),
+    }
+}
+
+/// Little-endian bytes of `values`: the form [`Hash::of_f32`] hashes, and the wire and checkpoint
+/// form of parameters and the outer optimiser's momentum.
+pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// `n` little-endian f32 values, or `None` if `bytes` is not exactly that long.
+pub(crate) fn f32_values(bytes: &[u8], n: usize) -> Option<Vec<f32>> {
+    (bytes.len() == 4 * n).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("chunks of 4")))
+            .collect()
+    })
+}
+
+/// The outer optimiser from its serialised momentum, for `n` parameters.
+pub(crate) fn outer_from_bytes(
+    config: neuroshard_train::OuterConfig,
+    bytes: &[u8],
+    n: usize,
+) -> Result<neuroshard_train::OuterOptimizer> {
+    let momentum = f32_values(bytes, n).ok_or_else(|| {
+        Error::BadState(format!(
+            "outer optimiser state of {} bytes for {n} parameters",
+            bytes.len()
+        ))
+    })?;
+    Ok(neuroshard_train::OuterOptimizer::from_state(
+        config, momentum,
+    )?)
+}

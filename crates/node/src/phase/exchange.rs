@@ -1,0 +1,117 @@
+//! Step 3: collect the round's contributions: announcements, fetches by hash, checked payloads.
+
+use neuroshard_primitives::{Hash, NodeId};
+
+use crate::message::{Announcement, Message, Round};
+use crate::node::{Entry, Inbox, Node, Output, penalize};
+
+/// A peer announced a Δ: remember it and fetch it from the announcer.
+///
+/// Announcements from non-members and for rounds other than this one and the next are dropped.
+/// A second, different announcement from the same signer for the same round is equivocation:
+/// the signer is penalised and its first announcement stands.
+pub(crate) fn on_announce(
+    node: &mut Node,
+    signer: NodeId,
+    announcement: Announcement,
+) -> Vec<Output> {
+    if !node.members.contains(&signer) || signer == node.id {
+        return Vec::new();
+    }
+    let round = announcement.round;
+    let max_frame = node.config.max_frame as u64;
+    let Some(inbox) = inbox_for(node, round) else {
+        return Vec::new();
+    };
+    if let Some(existing) = inbox.get(&signer) {
+        return if existing.announcement == announcement {
+            Vec::new()
+        } else {
+            vec![penalize(
+                signer,
+                format!("two different announcements for round {round}"),
+            )]
+        };
+    }
+    if announcement.delta_len > max_frame {
+        return vec![penalize(
+            signer,
+            "announced a Δ larger than the frame limit",
+        )];
+    }
+    let delta = announcement.delta;
+    inbox.insert(
+        signer,
+        Entry {
+            announcement,
+            delta: None,
+        },
+    );
+    vec![Output::Send(
+        signer,
+        node.seal(&Message::Fetch { round, delta }),
+    )]
+}
+
+/// A peer asked for an encoded Δ: serve it if it is one of this node's recent ones.
+pub(crate) fn on_fetch(node: &mut Node, peer: NodeId, round: Round, delta: Hash) -> Vec<Output> {
+    match node.served.get(&round) {
+        Some((hash, payload)) if *hash == delta => {
+            let reply = Message::Delta {
+                round,
+                payload: payload.clone(),
+            };
+            vec![Output::Send(peer, node.seal(&reply))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// An encoded Δ arrived: attach it to every announcement of that hash, once decoded and checked.
+///
+/// A payload that fails to decode, or decodes to the wrong length, is the announcer's fault: it
+/// is penalised and its entry stays without a Δ, so it is not included this round.
+pub(crate) fn on_delta(node: &mut Node, round: Round, payload: &[u8]) -> Vec<Output> {
+    let n_params = node.params.len();
+    let hash = Hash::of(payload);
+    let Some(inbox) = inbox_for(node, round) else {
+        return Vec::new();
+    };
+    let waiting: Vec<NodeId> = inbox
+        .iter()
+        .filter(|(_, entry)| entry.delta.is_none() && entry.announcement.delta == hash)
+        .map(|(id, _)| *id)
+        .collect();
+    if waiting.is_empty() {
+        return Vec::new();
+    }
+    match neuroshard_compress::decode(payload, n_params) {
+        Ok(delta) if delta.len() == n_params => {
+            for id in &waiting {
+                inbox.get_mut(id).expect("collected above").delta = Some(delta.clone());
+            }
+            Vec::new()
+        }
+        outcome => {
+            let reason = match outcome {
+                Ok(delta) => format!("Δ of {} values for a model of {n_params}", delta.len()),
+                Err(err) => err.to_string(),
+            };
+            waiting
+                .into_iter()
+                .map(|id| penalize(id, &reason))
+                .collect()
+        }
+    }
+}
+
+/// The inbox for `round`: the current one, or the early one for the next round.
+fn inbox_for(node: &mut Node, round: Round) -> Option<&mut Inbox> {
+    if round == node.round {
+        Some(&mut node.inbox)
+    } else if round == node.round + 1 {
+        Some(&mut node.early)
+    } else {
+        None
+    }
+}

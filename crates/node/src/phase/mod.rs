@@ -1,0 +1,6 @@
+//! The phases of a round, one module each; `crate::round` strings them together.
+
+pub(crate) mod aggregate;
+pub(crate) mod exchange;
+pub(crate) mod sync;
+pub(crate) mod train;

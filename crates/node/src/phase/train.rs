@@ -1,0 +1,69 @@
+//! Steps 1 and 2: start a round's training job; turn its Δ into a compressed, announced
+//! contribution.
+
+use std::mem;
+
+use neuroshard_primitives::Hash;
+
+use crate::Timestamp;
+use crate::message::{Announcement, Message};
+use crate::node::{Entry, Node, Output, Phase};
+use crate::work::{TrainingJob, TrainingResult};
+
+/// How many recent rounds' encoded Δs a node keeps serving to late fetchers.
+const SERVED_ROUNDS: u64 = 2;
+
+/// Starts the current round: its deadline, its early arrivals, and the driver's training job.
+pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    node.phase = Phase::Training;
+    node.deadline = now + node.config.round_timeout;
+    node.inbox = mem::take(&mut node.early);
+    let job = TrainingJob {
+        round: node.round,
+        steps: node.config.inner_steps,
+        start: node.model_hash,
+    };
+    vec![Output::Train(job), Output::WakeAt(node.deadline)]
+}
+
+/// Compresses the Δ with error feedback, records it as this node's own entry, and announces it.
+/// A result for another round (the node resynced meanwhile) is dropped.
+pub(crate) fn contribute(node: &mut Node, _now: Timestamp, result: TrainingResult) -> Vec<Output> {
+    if result.round != node.round || node.phase != Phase::Training {
+        return Vec::new();
+    }
+    assert_eq!(
+        result.delta.len(),
+        node.params.len(),
+        "the worker returns a Δ of the model's size"
+    );
+    let payload =
+        neuroshard_compress::encode(&result.delta, &mut node.residual, &node.config.compress)
+            .expect("the codec settings were validated when the node was built")
+            .into_bytes();
+    let own = neuroshard_compress::decode(&payload, node.params.len())
+        .expect("a payload this node just encoded decodes");
+    let announcement = Announcement {
+        round: node.round,
+        base: node.model_hash,
+        delta: Hash::of(&payload),
+        delta_len: payload.len() as u64,
+        tokens: result.tokens,
+        loss_start: result.loss_start,
+        loss_end: result.loss_end,
+    };
+    let frame = node.seal(&Message::Announce(announcement.clone()));
+    node.inbox.insert(
+        node.id,
+        Entry {
+            announcement: announcement.clone(),
+            delta: Some(own),
+        },
+    );
+    node.served
+        .insert(node.round, (announcement.delta, payload));
+    let keep_from = node.round.saturating_sub(SERVED_ROUNDS - 1);
+    node.served.retain(|round, _| *round >= keep_from);
+    node.phase = Phase::Exchange;
+    vec![Output::Broadcast(frame)]
+}

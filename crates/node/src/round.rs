@@ -1,0 +1,78 @@
+//! One training round, in the order `docs/protocol.md` gives it.
+//!
+//! 1. **Begin.** Hand the driver a job: H inner steps from the round's start parameters.
+//! 2. **Contribute.** Compress the returned Δ with error feedback, keep the bytes to serve, and
+//!    gossip a signed announcement of their hash.
+//! 3. **Exchange.** For each peer's announcement, fetch its Δ by hash, check the hash, decode.
+//! 4. **Agree.** Ask the [`crate::Agreement`] whether the round may close, and on which list.
+//! 5. **Outer step.** Aggregate the listed Δs with the robust rule; apply the Nesterov step.
+//! 6. **Check.** Vote the new model hash; a node outvoted by a majority resyncs from a peer.
+//!    Then the next round begins.
+
+use neuroshard_primitives::NodeId;
+
+use crate::Timestamp;
+use crate::message::Message;
+use crate::node::{Node, Output, Phase, penalize};
+use crate::phase::{aggregate, exchange, sync, train};
+use crate::work::TrainingResult;
+
+/// Time passed: start the first round, or close the exchange at its deadline.
+pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    match node.phase {
+        Phase::Idle => train::begin(node, now),
+        Phase::Exchange => try_close(node, now),
+        Phase::Training => Vec::new(),
+    }
+}
+
+/// The driver's training job finished: contribute, then see whether the round can close.
+pub(crate) fn on_trained(node: &mut Node, now: Timestamp, result: TrainingResult) -> Vec<Output> {
+    let mut outputs = train::contribute(node, now, result);
+    outputs.extend(try_close(node, now));
+    outputs
+}
+
+/// A frame from `peer`: open it (size, decode, signature) and dispatch on its kind.
+pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u8]) -> Vec<Output> {
+    let (signer, message) = match Message::open(frame, node.config.max_frame) {
+        Ok(opened) => opened,
+        Err(err) => return vec![penalize(peer, err)],
+    };
+    match message {
+        Message::Announce(announcement) => exchange::on_announce(node, signer, announcement),
+        Message::Fetch { round, delta } => exchange::on_fetch(node, peer, round, delta),
+        Message::Delta { round, payload } => {
+            let mut outputs = exchange::on_delta(node, round, &payload);
+            outputs.extend(try_close(node, now));
+            outputs
+        }
+        Message::ModelHash { round, hash } => sync::on_vote(node, signer, round, hash),
+        Message::SyncRequest { round } => sync::on_request(node, peer, round),
+        Message::SyncState {
+            round,
+            params,
+            outer,
+        } => sync::on_state(node, now, signer, round, &params, &outer),
+    }
+}
+
+/// The members changed: the round may close without those who left, and the majority moved.
+pub(crate) fn on_members(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    let mut outputs = try_close(node, now);
+    outputs.extend(sync::check(node));
+    outputs
+}
+
+/// Steps 4 to 6, once the agreement says the round may close.
+fn try_close(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    let Some(included) = aggregate::agree(node, now) else {
+        return Vec::new();
+    };
+    let summary = aggregate::outer_step(node, now, included);
+    let mut outputs = vec![Output::Broadcast(sync::vote(node, summary.round))];
+    outputs.push(Output::Closed(summary));
+    outputs.extend(sync::check(node));
+    outputs.extend(train::begin(node, now));
+    outputs
+}

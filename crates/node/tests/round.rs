@@ -1,0 +1,212 @@
+//! The round state machine driven by hand: three nodes, instant delivery, a fake worker.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use neuroshard_aggregate::{Rule, RuleKind};
+use neuroshard_compress::{Codec, CompressConfig};
+use neuroshard_node::{
+    DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Timestamp, TrainingResult,
+};
+use neuroshard_primitives::{Keypair, NodeId};
+use neuroshard_train::OuterConfig;
+
+const PARAMS: usize = 8;
+
+/// Three nodes and a queue of frames in flight; `drop` filters frames out (a lossy link).
+struct Net {
+    nodes: Vec<Node>,
+    in_flight: VecDeque<(usize, NodeId, Vec<u8>)>,
+    penalties: Vec<(usize, NodeId)>,
+    resyncs: usize,
+    now: Timestamp,
+}
+
+impl Net {
+    fn new(n: usize) -> Self {
+        let keys: Vec<Keypair> = (0..n)
+            .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
+            .collect();
+        let members: BTreeSet<NodeId> = keys.iter().map(Keypair::node_id).collect();
+        let config = NodeConfig {
+            inner_steps: 1,
+            round_timeout: Duration::from_secs(10),
+            compress: CompressConfig::new(Codec::None),
+            aggregator: Rule::for_attackers(RuleKind::Mean, n, 0).unwrap(),
+            outer: OuterConfig::DILOCO,
+            max_frame: 1 << 20,
+        };
+        let nodes = keys
+            .into_iter()
+            .map(|key| {
+                let agreement = Box::new(DeadlineAgreement);
+                Node::new(
+                    key,
+                    config.clone(),
+                    members.clone(),
+                    vec![1.0; PARAMS],
+                    agreement,
+                )
+                .unwrap()
+            })
+            .collect();
+        Self {
+            nodes,
+            in_flight: VecDeque::new(),
+            penalties: Vec::new(),
+            resyncs: 0,
+            now: Timestamp::ZERO,
+        }
+    }
+
+    fn index(&self, id: NodeId) -> usize {
+        self.nodes.iter().position(|n| n.id() == id).unwrap()
+    }
+
+    /// Feeds `input` to node `i` and carries out its outputs; training finishes at once with a
+    /// Δ of `(i + 1) / 10` everywhere.
+    fn feed(&mut self, i: usize, input: Input) {
+        let outputs = self.nodes[i].handle(self.now, input);
+        for output in outputs {
+            let from = self.nodes[i].id();
+            match output {
+                Output::Broadcast(frame) => {
+                    for j in (0..self.nodes.len()).filter(|j| *j != i) {
+                        self.in_flight.push_back((j, from, frame.clone()));
+                    }
+                }
+                Output::Send(to, frame) => {
+                    let j = self.index(to);
+                    self.in_flight.push_back((j, from, frame));
+                }
+                Output::Train(job) => {
+                    let result = TrainingResult {
+                        round: job.round,
+                        delta: vec![(i as f32 + 1.0) / 10.0; PARAMS],
+                        tokens: 1,
+                        loss_start: 2.0,
+                        loss_end: 1.0,
+                    };
+                    if job.round == 0 {
+                        self.feed(i, Input::Trained(result));
+                    }
+                }
+                Output::Penalize { peer, .. } => self.penalties.push((i, peer)),
+                Output::Resynced { .. } => self.resyncs += 1,
+                Output::WakeAt(_) | Output::Closed(_) => {}
+            }
+        }
+    }
+
+    /// Delivers frames until none is left, skipping those `drop` rejects.
+    fn settle(&mut self, drop: impl Fn(usize, &Message) -> bool) {
+        while let Some((to, from, frame)) = self.in_flight.pop_front() {
+            let (_, message) = Message::open(&frame, 1 << 20).unwrap();
+            if !drop(to, &message) {
+                self.feed(to, Input::Message(from, frame));
+            }
+        }
+    }
+}
+
+#[test]
+fn honest_nodes_apply_the_same_outer_step() {
+    let mut net = Net::new(3);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.settle(|_, _| false);
+    let hash = net.nodes[0].model_hash();
+    assert!(
+        net.nodes
+            .iter()
+            .all(|n| n.round() == 1 && n.model_hash() == hash)
+    );
+    // Mean Δ 0.2, first Nesterov step: θ − 0.7 · (0.2 + 0.9 · 0.2).
+    let expected = 1.0 - 0.7 * (0.2 + 0.9 * 0.2);
+    assert!(
+        net.nodes[0]
+            .params()
+            .iter()
+            .all(|p| (p - expected).abs() < 1e-6)
+    );
+    assert!(net.penalties.is_empty());
+}
+
+#[test]
+fn a_node_missing_a_delta_closes_at_the_deadline_then_resyncs() {
+    let mut net = Net::new(3);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    // Node 2 never receives the others' Δs: it must wait for its deadline.
+    net.settle(|to, m| to == 2 && matches!(m, Message::Delta { .. }));
+    assert_eq!(net.nodes[2].round(), 0);
+    net.now = Timestamp::from_secs_f64(10.0);
+    net.feed(2, Input::Tick);
+    net.settle(|_, _| false);
+    // It applied only its own Δ, was outvoted and installed the majority's model.
+    assert_eq!(net.resyncs, 1);
+    let hash = net.nodes[0].model_hash();
+    assert!(
+        net.nodes
+            .iter()
+            .all(|n| n.round() == 1 && n.model_hash() == hash)
+    );
+}
+
+#[test]
+fn garbage_and_equivocation_are_penalised() {
+    let mut net = Net::new(3);
+    let stranger = Keypair::from_seed([9; 32]).node_id();
+    net.feed(0, Input::Message(stranger, vec![0xff; 40]));
+    assert_eq!(net.penalties, vec![(0, stranger)]);
+
+    net.feed(0, Input::Tick);
+    net.feed(1, Input::Tick);
+    let liar = Keypair::from_seed([2; 32]);
+    let announce = |len| {
+        Message::Announce(neuroshard_node::Announcement {
+            round: 0,
+            base: net.nodes[0].model_hash(),
+            delta: neuroshard_primitives::Hash::of(b"x"),
+            delta_len: len,
+            tokens: 1,
+            loss_start: 1.0,
+            loss_end: 1.0,
+        })
+    };
+    let (first, second) = (announce(1).seal(&liar), announce(2).seal(&liar));
+    net.feed(0, Input::Message(liar.node_id(), first));
+    net.feed(0, Input::Message(liar.node_id(), second));
+    assert_eq!(net.penalties.last(), Some(&(0, liar.node_id())));
+}
+
+#[test]
+fn a_late_joiner_catches_up_from_the_votes() {
+    let mut net = Net::new(4);
+    // Nodes 0 to 2 run round 0 among themselves; node 3 has not started.
+    let three: BTreeSet<NodeId> = net.nodes[..3].iter().map(Node::id).collect();
+    for i in 0..3 {
+        let outputs = net.nodes[i].set_members(net.now, three.clone());
+        assert!(outputs.is_empty());
+        net.feed(i, Input::Tick);
+    }
+    net.settle(|to, _| to == 3);
+    assert!(net.nodes[..3].iter().all(|n| n.round() == 1));
+    // Node 3 hears the three votes (as a joining node's driver would be greeted), asks for the
+    // state and installs it.
+    for i in 0..3 {
+        let vote = Message::ModelHash {
+            round: 0,
+            hash: net.nodes[i].model_hash(),
+        };
+        let frame = vote.seal(&Keypair::from_seed([i as u8 + 1; 32]));
+        net.feed(3, Input::Message(net.nodes[i].id(), frame));
+    }
+    net.settle(|_, _| false);
+    assert_eq!(net.resyncs, 1);
+    assert_eq!(net.nodes[3].round(), 1);
+    assert_eq!(net.nodes[3].model_hash(), net.nodes[0].model_hash());
+    assert_eq!(net.nodes[3].snapshot(), net.nodes[0].snapshot());
+}

@@ -1,0 +1,89 @@
+//! A scenario's settings: how many nodes, who attacks and how, the network, compute speeds.
+
+use neuroshard_node::NodeConfig;
+
+use crate::adversary::Attack;
+use crate::network::Link;
+use crate::{Error, Result};
+
+/// One link that differs from the default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkOverride {
+    /// Sender's index.
+    pub from: usize,
+    /// Receiver's index.
+    pub to: usize,
+    /// The link.
+    pub link: Link,
+}
+
+/// Everything a simulated run depends on besides the workload.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The run's seed: node keys, roles, link jitter and loss, attack noise derive from it.
+    pub seed: u64,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// How many of them are Byzantine.
+    pub byzantine: usize,
+    /// What the Byzantine nodes do.
+    pub attack: Attack,
+    /// How many colluding groups the attackers form (they share statistics within a group).
+    pub groups: usize,
+    /// Rounds to run.
+    pub rounds: u64,
+    /// The protocol settings every node shares.
+    pub node: NodeConfig,
+    /// The link between any two nodes.
+    pub link: Link,
+    /// Links that differ from [`SimConfig::link`].
+    pub link_overrides: Vec<LinkOverride>,
+    /// Each node's training speed in tokens per simulated second.
+    pub tokens_per_sec: Vec<f64>,
+}
+
+impl SimConfig {
+    /// Refuses contradictory settings with a message that says what to change.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.nodes == 0 || self.rounds == 0 {
+            return fail("need at least one node and one round".into());
+        }
+        if self.byzantine >= self.nodes {
+            return fail(format!(
+                "{} attackers among {} nodes leaves no honest node; use fewer --byzantine",
+                self.byzantine, self.nodes
+            ));
+        }
+        if self.byzantine > 0 && (self.groups == 0 || self.groups > self.byzantine) {
+            return fail(format!(
+                "{} colluding groups for {} attackers; use between 1 and the number of attackers",
+                self.groups, self.byzantine
+            ));
+        }
+        if self.tokens_per_sec.len() != self.nodes
+            || self
+                .tokens_per_sec
+                .iter()
+                .any(|t| !(t.is_finite() && *t > 0.0))
+        {
+            return fail("give every node a positive, finite training speed".into());
+        }
+        let link_ok = |l: &Link| {
+            l.latency_s >= 0.0
+                && l.jitter_s >= 0.0
+                && l.bandwidth_bps > 0.0
+                && (0.0..1.0).contains(&l.loss)
+        };
+        let overrides_ok = self
+            .link_overrides
+            .iter()
+            .all(|o| o.from < self.nodes && o.to < self.nodes && link_ok(&o.link));
+        if !link_ok(&self.link) || !overrides_ok {
+            return fail(
+                "links need latency >= 0, bandwidth > 0, loss in [0, 1), nodes in range".into(),
+            );
+        }
+        Ok(())
+    }
+}

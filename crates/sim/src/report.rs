@@ -1,0 +1,105 @@
+//! What a run produced: one record per round, per-node traffic, checker violations, and a digest
+//! of the whole history for determinism tests.
+
+use neuroshard_primitives::Hash;
+use serde::Serialize;
+
+use crate::network::Traffic;
+
+/// One round, as seen once every honest node has closed it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundRecord {
+    /// The round.
+    pub round: u64,
+    /// Validation loss of the honest model after the round (`None` if not finite).
+    pub val_loss: Option<f32>,
+    /// Mean final inner loss the included contributors reported.
+    pub train_loss: Option<f32>,
+    /// Bytes each honest node sent during the round, on average.
+    pub bytes_sent: u64,
+    /// Bytes each honest node received during the round, on average.
+    pub bytes_received: u64,
+    /// Simulated time when the last honest node closed the round, seconds from the start.
+    pub sim_time_s: f64,
+    /// Contributions the first honest node to close included.
+    pub included: usize,
+    /// Whether that node skipped the outer step (its rule refused the inputs).
+    pub skipped: bool,
+    /// Whether every honest node ended the round with the same model hash.
+    pub agreed: bool,
+    /// Hash of the first honest node's model after the round.
+    pub model_hash: Hash,
+}
+
+/// The outcome of one simulated run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimReport {
+    /// The seed, to replay the run.
+    pub seed: u64,
+    /// Validation loss of the genesis model.
+    pub initial_val_loss: Option<f32>,
+    /// Validation loss after the last round.
+    pub final_val_loss: Option<f32>,
+    /// One record per round.
+    pub rounds: Vec<RoundRecord>,
+    /// Indices of the Byzantine nodes.
+    pub attackers: Vec<usize>,
+    /// Bytes and messages per node over the whole run.
+    pub traffic: Vec<Traffic>,
+    /// Training tokens the honest nodes processed.
+    pub honest_tokens: u64,
+    /// Penalties honest nodes gave, per penalised node.
+    pub penalties: Vec<u64>,
+    /// Resyncs per node.
+    pub resyncs: Vec<u64>,
+    /// What the checkers found wrong, round by round.
+    pub violations: Vec<String>,
+    /// A digest of every round's model hash and losses: equal digests, equal histories.
+    pub digest: Hash,
+}
+
+impl SimReport {
+    /// Panics with the violations and `SIM_SEED=<n>` if any checker failed (for tests).
+    pub fn assert_clean(&self) {
+        assert!(
+            self.violations.is_empty(),
+            "checkers failed:\n{}\nSIM_SEED={}",
+            self.violations.join("\n"),
+            self.seed
+        );
+    }
+
+    /// Mean bytes sent per honest node over the run.
+    pub fn mean_bytes_sent(&self) -> u64 {
+        self.rounds.iter().map(|r| r.bytes_sent).sum()
+    }
+
+    /// Mean bytes received per honest node over the run.
+    pub fn mean_bytes_received(&self) -> u64 {
+        self.rounds.iter().map(|r| r.bytes_received).sum()
+    }
+
+    /// Simulated seconds the run took.
+    pub fn sim_time_s(&self) -> f64 {
+        self.rounds.last().map_or(0.0, |r| r.sim_time_s)
+    }
+}
+
+/// Folds the per-round figures into one hash.
+pub(crate) fn digest(rounds: &[RoundRecord]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    for record in rounds {
+        hasher.update(&record.round.to_le_bytes());
+        hasher.update(&record.model_hash.0);
+        hasher.update(&record.val_loss.unwrap_or(f32::NAN).to_bits().to_le_bytes());
+        hasher.update(&record.bytes_sent.to_le_bytes());
+        hasher.update(&record.bytes_received.to_le_bytes());
+        hasher.update(&record.sim_time_s.to_bits().to_le_bytes());
+    }
+    Hash(*hasher.finalize().as_bytes())
+}
+
+/// `Some(x)` for a finite `x`, so JSON never holds NaN.
+pub(crate) fn finite(value: f32) -> Option<f32> {
+    value.is_finite().then_some(value)
+}
