@@ -3,6 +3,7 @@
 mod adamw;
 pub mod checkpoint;
 mod clip;
+mod diloco;
 mod error;
 mod run;
 mod schedule;
@@ -11,6 +12,7 @@ mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, l2_norm};
+pub use diloco::{OuterConfig, OuterOptimizer, Replica};
 pub use error::{Error, Result};
 pub use run::{CheckpointPolicy, Observer, Validation, run};
 pub use schedule::LrSchedule;

@@ -2,7 +2,7 @@
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm};
-use neuroshard_primitives::{BatchSource, Hash};
+use neuroshard_primitives::{Batch, BatchSource, Hash};
 use serde::{Deserialize, Serialize};
 
 use crate::{AdamW, AdamWConfig, Error, LrSchedule, Result, clip_grad_norm};
@@ -147,7 +147,12 @@ impl Trainer {
         let batch = source
             .batch(self.step, self.spec.batch, self.spec.seq)
             .map_err(Error::data)?;
-        let (loss, mut grads) = self.model.loss_and_grads(&batch)?;
+        self.step_on(&batch)
+    }
+
+    /// One step on the given batch, at the learning rate the schedule gives the current step.
+    pub fn step_on(&mut self, batch: &Batch) -> Result<StepStats> {
+        let (loss, mut grads) = self.model.loss_and_grads(batch)?;
         let grad_norm = clip_grad_norm(&mut grads, self.spec.max_grad_norm);
         if !loss.is_finite() || !grad_norm.is_finite() {
             return Err(Error::NonFinite {
@@ -167,6 +172,18 @@ impl Trainer {
             grad_norm,
             tokens: batch.n_tokens(),
         })
+    }
+
+    /// The current parameters, flat in canonical order.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Replaces the parameters (flat, canonical order), keeping the optimizer state and step.
+    pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.model.set_flat_params(params)?;
+        self.params.copy_from_slice(params);
+        Ok(())
     }
 
     /// Mean loss over batches `0..n_batches` of `source`, without changing anything.
