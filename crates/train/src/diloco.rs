@@ -35,6 +35,13 @@ impl OuterConfig {
         momentum: 0.9,
     };
 
+    /// An outer config, refusing what [`OuterConfig::validate`] refuses.
+    pub fn new(lr: f32, momentum: f32) -> Result<Self> {
+        let config = Self { lr, momentum };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Refuses a non-positive or non-finite lr and a momentum outside `[0, 1)`.
     pub fn validate(&self) -> Result<()> {
         if self.lr > 0.0 && self.lr.is_finite() && (0.0..1.0).contains(&self.momentum) {
@@ -210,11 +217,9 @@ mod tests {
             momentum: 1.0,
         };
         assert!(OuterOptimizer::new(1, bad).is_err());
-        let bad = OuterConfig {
-            lr: 0.0,
-            momentum: 0.9,
-        };
-        assert!(bad.validate().is_err());
+        assert!(OuterConfig::new(0.0, 0.9).is_err());
+        assert!(OuterConfig::new(f32::NAN, 0.9).is_err());
+        assert_eq!(OuterConfig::new(0.7, 0.9).unwrap(), OuterConfig::DILOCO);
     }
 
     fn spec() -> RunSpec {
