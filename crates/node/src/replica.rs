@@ -78,14 +78,15 @@ impl<S: BatchSource> Worker for ModelWorker<S> {
             .map(|i| self.inner_step(&mut params, first + i))
             .collect::<Result<Vec<f32>>>()?;
         let delta = start.iter().zip(&params).map(|(s, e)| s - e).collect();
-        let window = (losses.len() / 10).max(1).min(losses.len().max(1));
+        // The first and last tenth of the steps (at least one each).
+        let window = (losses.len() / 10).clamp(1, losses.len().max(1));
         let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len().max(1) as f32;
         Ok(TrainingResult {
             round: job.round,
             delta,
             tokens: job.steps as u64 * self.inner.tokens_per_step(),
             loss_start: mean(&losses[..window.min(losses.len())]),
-            loss_end: mean(&losses[losses.len().saturating_sub(window)..]),
+            loss_end: mean(&losses[losses.len() - window.min(losses.len())..]),
         })
     }
 }

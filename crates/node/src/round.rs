@@ -28,7 +28,7 @@ pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
 
 /// The driver's training job finished: contribute, then see whether the round can close.
 pub(crate) fn on_trained(node: &mut Node, now: Timestamp, result: TrainingResult) -> Vec<Output> {
-    let mut outputs = train::contribute(node, now, result);
+    let mut outputs = train::contribute(node, result);
     outputs.extend(try_close(node, now));
     outputs
 }

@@ -74,12 +74,7 @@ impl Progress {
     }
 
     /// Closes the books on `round`: one record, and the checkers' findings.
-    pub(crate) fn finish(
-        &mut self,
-        round: Round,
-        now: Timestamp,
-        traffic: &[Traffic],
-    ) -> &RoundRecord {
+    pub(crate) fn finish(&mut self, round: Round, now: Timestamp, traffic: &[Traffic]) {
         let open = self
             .open
             .remove(&round)
@@ -109,7 +104,6 @@ impl Progress {
             agreed,
             model_hash: summary.model_hash,
         });
-        self.records.last().expect("just pushed")
     }
 
     /// A penalty given by `by` to `peer`: an honest node penalising an honest one is a bug.

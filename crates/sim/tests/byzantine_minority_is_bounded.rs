@@ -1,6 +1,6 @@
 //! With 2 of 7 nodes (29 %) attacking, centred clipping keeps the final validation loss within
 //! 15 % of the no-attack run's for every attack, where the plain mean under scaling ends up
-//! dozens of times worse. (Five short rounds of a tiny model: the gap closes further with more.)
+//! dozens of times worse. (Four short rounds of a tiny model: the gap closes further with more.)
 
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_sim::adversary::{Attack, AttackKind};
@@ -12,7 +12,7 @@ const ATTACKERS: usize = 2;
 
 fn run(kind: AttackKind) -> SimReport {
     let mut config: SimConfig = tiny_config(7, NODES);
-    config.rounds = 5;
+    config.rounds = 4;
     config.byzantine = ATTACKERS;
     config.attack = Attack::with_defaults(kind, NODES, ATTACKERS);
     config.node.aggregator = Rule::for_attackers(RuleKind::CenteredClip, NODES, ATTACKERS).unwrap();

@@ -27,8 +27,10 @@ pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
 }
 
 /// Compresses the Δ with error feedback, records it as this node's own entry, and announces it.
-/// A result for another round (the node resynced meanwhile) is dropped.
-pub(crate) fn contribute(node: &mut Node, _now: Timestamp, result: TrainingResult) -> Vec<Output> {
+/// A result for another round (the node resynced meanwhile) is dropped; a Δ the codec refuses
+/// (not finite: the replica diverged) is not contributed, and the node still takes part in the
+/// rest of the round.
+pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output> {
     if result.round != node.round || node.phase != Phase::Training {
         return Vec::new();
     }
@@ -37,10 +39,14 @@ pub(crate) fn contribute(node: &mut Node, _now: Timestamp, result: TrainingResul
         node.params.len(),
         "the worker returns a Δ of the model's size"
     );
-    let payload =
+    node.phase = Phase::Exchange;
+    let Ok(packet) =
         neuroshard_compress::encode(&result.delta, &mut node.residual, &node.config.compress)
-            .expect("the codec settings were validated when the node was built")
-            .into_bytes();
+    else {
+        node.residual.clear();
+        return Vec::new();
+    };
+    let payload = packet.into_bytes();
     let own = neuroshard_compress::decode(&payload, node.params.len())
         .expect("a payload this node just encoded decodes");
     let announcement = Announcement {
@@ -64,6 +70,5 @@ pub(crate) fn contribute(node: &mut Node, _now: Timestamp, result: TrainingResul
         .insert(node.round, (announcement.delta, payload));
     let keep_from = node.round.saturating_sub(SERVED_ROUNDS - 1);
     node.served.retain(|round, _| *round >= keep_from);
-    node.phase = Phase::Exchange;
     vec![Output::Broadcast(frame)]
 }
