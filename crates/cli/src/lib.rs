@@ -24,6 +24,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Fetch, build, verify and initialise the Genesis dataset and genesis file.
     Genesis(commands::genesis::Args),
+    /// Train NeuroLLM locally on the Genesis data (builds it when missing).
+    Train(commands::train::Args),
+    /// Continue a prompt with a trained checkpoint.
+    Generate(commands::generate::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -33,6 +37,8 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => commands::bench::run(args),
         Command::Genesis(args) => commands::genesis::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Generate(args) => commands::generate::run(args),
     }
 }
 

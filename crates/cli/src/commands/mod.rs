@@ -1,4 +1,6 @@
 //! One module per subcommand, each with `Args` and `run`.
 
 pub(crate) mod bench;
+pub(crate) mod generate;
 pub(crate) mod genesis;
+pub(crate) mod train;

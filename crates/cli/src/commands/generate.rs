@@ -1,0 +1,92 @@
+//! `neuroshard generate`: continue a prompt with a trained checkpoint.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use neuroshard_data::Tokenizer;
+use neuroshard_model::SamplingConfig;
+use neuroshard_train::{Error as TrainError, checkpoint};
+
+/// Arguments of `neuroshard generate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A checkpoint directory written by `neuroshard train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The Genesis directory whose tokenizer the checkpoint was trained with.
+    #[arg(long, default_value = ".neuroshard/genesis")]
+    genesis: PathBuf,
+    /// The text to continue.
+    #[arg(long)]
+    prompt: String,
+    /// Most tokens to generate (stops early at end of text).
+    #[arg(long, default_value_t = 100)]
+    max_tokens: usize,
+    /// Softmax temperature; 0 always picks the most likely token.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens up to this total probability.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Keep only the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sampling seed: the same seed, checkpoint and prompt give the same text.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Runs `neuroshard generate`: prints the prompt and its continuation to stdout.
+pub(crate) fn run(args: Args) -> Result<()> {
+    super::train::set_threads(args.threads)?;
+    let (meta, model) = checkpoint::load_model(&args.checkpoint, &Device::Cpu)
+        .with_context(|| format!("loading the checkpoint in {}", args.checkpoint.display()))?;
+    let tokenizer_path = args.genesis.join("tokenizer.json");
+    let tokenizer = Tokenizer::load(&tokenizer_path)
+        .with_context(|| format!("loading the tokenizer {}", tokenizer_path.display()))?;
+    if tokenizer.hash() != meta.spec.tokenizer_hash {
+        return Err(TrainError::TokenizerMismatch {
+            checkpoint: meta.spec.tokenizer_hash,
+            current: tokenizer.hash(),
+        })
+        .with_context(|| {
+            format!(
+                "checking {} against the checkpoint",
+                tokenizer_path.display()
+            )
+        });
+    }
+    let prompt = tokenizer
+        .encode(&args.prompt)
+        .context("encoding the prompt")?;
+    anyhow::ensure!(
+        !prompt.is_empty(),
+        "the prompt is empty; give some text with --prompt"
+    );
+    let sampling = SamplingConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    };
+    let tokens = neuroshard_model::generate(
+        &model,
+        &prompt,
+        args.max_tokens,
+        &sampling,
+        Some(tokenizer.eos_id()),
+    )
+    .context("generating")?;
+    let text = tokenizer
+        .decode(&tokens)
+        .context("decoding the generated tokens")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}{text}", args.prompt).context("writing to stdout")?;
+    tracing::info!(step = meta.step, tokens = tokens.len(), "generated");
+    Ok(())
+}
