@@ -4,11 +4,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root exists")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -36,10 +41,23 @@ fn every_rust_file_opens_with_a_module_doc() {
             let text = fs::read_to_string(path).unwrap_or_default();
             !text.trim_start().starts_with("//!")
         })
-        .map(|path| path.strip_prefix(&root).unwrap_or(path).display().to_string())
+        .map(|path| {
+            path.strip_prefix(&root)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        })
         .collect();
-    assert!(files.len() > 10, "found only {} Rust files under {}", files.len(), root.display());
-    assert!(missing.is_empty(), "files without a leading //! doc line: {missing:#?}");
+    assert!(
+        files.len() > 10,
+        "found only {} Rust files under {}",
+        files.len(),
+        root.display()
+    );
+    assert!(
+        missing.is_empty(),
+        "files without a leading //! doc line: {missing:#?}"
+    );
 }
 
 /// Every crate opts into the workspace lints.
@@ -47,7 +65,10 @@ fn every_rust_file_opens_with_a_module_doc() {
 fn every_crate_uses_workspace_lints() {
     let root = repo_root();
     let mut manifests = vec![root.join("bin/neuroshard/Cargo.toml")];
-    for entry in fs::read_dir(root.join("crates")).expect("crates dir").flatten() {
+    for entry in fs::read_dir(root.join("crates"))
+        .expect("crates dir")
+        .flatten()
+    {
         manifests.push(entry.path().join("Cargo.toml"));
     }
     for manifest in manifests {
