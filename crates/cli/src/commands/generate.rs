@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 use neuroshard_data::Tokenizer;
 use neuroshard_model::SamplingConfig;
 use neuroshard_train::{Error as TrainError, checkpoint};
@@ -44,7 +43,7 @@ pub(crate) struct Args {
 /// Runs `neuroshard generate`: prints the prompt and its continuation to stdout.
 pub(crate) fn run(args: Args) -> Result<()> {
     super::train::set_threads(args.threads)?;
-    let (meta, model) = checkpoint::load_model(&args.checkpoint, &Device::Cpu)
+    let (meta, model) = checkpoint::load_model(&args.checkpoint, &super::train::device()?)
         .with_context(|| format!("loading the checkpoint in {}", args.checkpoint.display()))?;
     let tokenizer_path = args.genesis.join("tokenizer.json");
     let tokenizer = Tokenizer::load(&tokenizer_path)

@@ -140,15 +140,16 @@ fn run_spec(args: &Args, genesis: &GenesisDir) -> Result<RunSpec> {
 /// A fresh trainer, or with `--resume` the checkpoint's, checked against `spec`. Never
 /// replaces an existing checkpoint unless resuming it.
 fn start(args: &Args, spec: RunSpec, dir: &Path) -> Result<Trainer> {
+    let device = device()?;
     if !args.resume {
         anyhow::ensure!(
             !checkpoint::exists(dir),
             "{} already holds a checkpoint; pass --resume to continue it or choose another --checkpoint-dir",
             dir.display()
         );
-        return Ok(Trainer::new(spec, &Device::Cpu)?);
+        return Ok(Trainer::new(spec, &device)?);
     }
-    let loaded = checkpoint::load(dir, &Device::Cpu)
+    let loaded = checkpoint::load(dir, &device)
         .with_context(|| format!("loading the checkpoint in {} to resume", dir.display()))?;
     loaded
         .meta
@@ -190,6 +191,11 @@ impl Progress for LogProgress {
     fn warn(&self, message: &str) {
         tracing::warn!("{message}");
     }
+}
+
+/// The first CUDA GPU when built with the `cuda` feature and one is present, else the CPU.
+pub(crate) fn device() -> Result<Device> {
+    Device::cuda_if_available(0).context("opening the GPU")
 }
 
 /// Sizes the global rayon pool (kernels, gemm) and tells candle the same count through
