@@ -28,6 +28,8 @@ enum Command {
     Train(commands::train::Args),
     /// Continue a prompt with a trained checkpoint.
     Generate(commands::generate::Args),
+    /// Simulate a network of nodes training together, with attackers and baselines.
+    Sim(Box<commands::sim::Args>),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -39,6 +41,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Genesis(args) => commands::genesis::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Sim(args) => commands::sim::run(*args),
     }
 }
 

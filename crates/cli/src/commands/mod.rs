@@ -4,3 +4,4 @@ pub(crate) mod bench;
 pub(crate) mod generate;
 pub(crate) mod genesis;
 pub(crate) mod train;
+pub(crate) mod sim;
