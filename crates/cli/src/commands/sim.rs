@@ -13,8 +13,8 @@ use neuroshard_model::Config;
 use neuroshard_node::{InnerConfig, NodeConfig};
 use neuroshard_sim::adversary::{Attack, AttackKind};
 use neuroshard_sim::{
-    Comparison, DataPlan, GenesisData, Link, MemoryData, ModelWorkload, SimConfig, markov_corpus,
-    run_with_baselines,
+    Comparison, DataPlan, GenesisData, Link, MemoryData, ModelWorkload, SimConfig, SimReport,
+    markov_corpus, run_with_baselines,
 };
 use neuroshard_train::{AdamWConfig, LrSchedule, OuterConfig};
 
@@ -119,6 +119,13 @@ pub(crate) struct Args {
 /// Runs the simulation and its baselines, and prints the result.
 pub(crate) fn run(args: Args) -> Result<()> {
     let attack_kind: AttackKind = args.attack.parse()?;
+    if args.byzantine >= args.nodes {
+        bail!(
+            "--byzantine {} with --nodes {} leaves no honest node; use fewer attackers",
+            args.byzantine,
+            args.nodes
+        );
+    }
     if attack_kind != AttackKind::None && args.byzantine == 0 {
         bail!("--attack {attack_kind} needs attackers: give --byzantine a value above 0");
     }
@@ -300,21 +307,6 @@ fn summary_json(args: &Args, config: &SimConfig, c: &Comparison) -> serde_json::
     let run = &c.run;
     let honest = (config.nodes - run.attackers.len()).max(1) as u64;
     let tokens_per_node = run.honest_tokens / honest;
-    let nodes: Vec<serde_json::Value> = run
-        .traffic
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            serde_json::json!({
-                "index": i,
-                "attacker": run.attackers.contains(&i),
-                "bytes_sent": t.bytes_sent,
-                "bytes_received": t.bytes_received,
-                "penalties": run.penalties[i],
-                "resyncs": run.resyncs[i],
-            })
-        })
-        .collect();
     let gap = |a: Option<f32>, b: Option<f32>| a.zip(b).map(|(a, b)| (a - b) / b);
     serde_json::json!({
         "final_val_loss": run.final_val_loss,
@@ -325,27 +317,10 @@ fn summary_json(args: &Args, config: &SimConfig, c: &Comparison) -> serde_json::
         "sim_time_s": run.sim_time_s(),
         "tokens": run.honest_tokens,
         "bytes_per_token": run.mean_bytes_sent() as f64 / tokens_per_node.max(1) as f64,
-        "nodes": nodes,
+        "nodes": nodes_json(run),
         "attackers": run.attackers,
         "violations": run.violations,
-        "baselines": {
-            "sync_dp": {
-                "final_val_loss": c.sync_dp.final_val_loss,
-                "val_losses": c.sync_dp.val_losses,
-                "bytes_sent": c.sync_dp.bytes_sent,
-                "bytes_received": c.sync_dp.bytes_received,
-                "sim_time_s": c.sync_dp.sim_time_s,
-                "tokens": c.sync_dp.tokens,
-                "bytes_per_token": c.sync_dp.bytes_sent as f64 / (c.sync_dp.tokens / config.nodes as u64).max(1) as f64,
-            },
-            "no_attack": {
-                "final_val_loss": c.no_attack.final_val_loss,
-                "val_losses": c.no_attack.rounds.iter().map(|r| r.val_loss).collect::<Vec<_>>(),
-                "bytes_sent": c.no_attack.mean_bytes_sent(),
-                "bytes_received": c.no_attack.mean_bytes_received(),
-                "sim_time_s": c.no_attack.sim_time_s(),
-            },
-        },
+        "baselines": baselines_json(config, c),
         "comparison": {
             "comm_ratio_vs_sync_dp": ratio(c.sync_dp.bytes_sent, run.mean_bytes_sent()),
             "val_loss_gap_vs_sync_dp": gap(run.final_val_loss, c.sync_dp.final_val_loss),
@@ -366,6 +341,47 @@ fn summary_json(args: &Args, config: &SimConfig, c: &Comparison) -> serde_json::
         },
         "seed": run.seed,
         "digest": run.digest,
+    })
+}
+
+/// Traffic, penalties and resyncs of every node, attackers marked.
+fn nodes_json(run: &SimReport) -> Vec<serde_json::Value> {
+    run.traffic
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({
+                "index": i,
+                "attacker": run.attackers.contains(&i),
+                "bytes_sent": t.bytes_sent,
+                "bytes_received": t.bytes_received,
+                "penalties": run.penalties[i],
+                "resyncs": run.resyncs[i],
+            })
+        })
+        .collect()
+}
+
+/// The two baselines: synchronous data-parallel and the run without attackers.
+fn baselines_json(config: &SimConfig, c: &Comparison) -> serde_json::Value {
+    let sync_tokens_per_node = c.sync_dp.tokens / config.nodes as u64;
+    serde_json::json!({
+        "sync_dp": {
+            "final_val_loss": c.sync_dp.final_val_loss,
+            "val_losses": c.sync_dp.val_losses,
+            "bytes_sent": c.sync_dp.bytes_sent,
+            "bytes_received": c.sync_dp.bytes_received,
+            "sim_time_s": c.sync_dp.sim_time_s,
+            "tokens": c.sync_dp.tokens,
+            "bytes_per_token": c.sync_dp.bytes_sent as f64 / sync_tokens_per_node.max(1) as f64,
+        },
+        "no_attack": {
+            "final_val_loss": c.no_attack.final_val_loss,
+            "val_losses": c.no_attack.rounds.iter().map(|r| r.val_loss).collect::<Vec<_>>(),
+            "bytes_sent": c.no_attack.mean_bytes_sent(),
+            "bytes_received": c.no_attack.mean_bytes_received(),
+            "sim_time_s": c.no_attack.sim_time_s(),
+        },
     })
 }
 
