@@ -24,6 +24,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Fetch, build, verify and initialise the Genesis dataset and genesis file.
     Genesis(commands::genesis::Args),
+    /// Run a node: train with peers over libp2p, serve the dashboard.
+    Node(commands::node::Args),
+    /// Start a whole local network of nodes (the main job): `neuroshard up --nodes 3`.
+    Up(commands::up::Args),
     /// Train NeuroLLM locally on the Genesis data (builds it when missing).
     Train(commands::train::Args),
     /// Continue a prompt with a trained checkpoint.
@@ -39,6 +43,8 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => commands::bench::run(args),
         Command::Genesis(args) => commands::genesis::run(args),
+        Command::Node(args) => commands::node::run(args),
+        Command::Up(args) => commands::up::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Sim(args) => commands::sim::run(*args),

@@ -1,0 +1,159 @@
+//! `neuroshard node`: run one node of a network until Ctrl-C (or, under `neuroshard up`, until
+//! standard input closes).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use neuroshard_daemon::{Daemon, NodeConfig};
+
+/// Arguments of `neuroshard node`; each overrides the same field of `--config`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Settings file (TOML, see config/node.toml); the flags below override it.
+    #[arg(long, env = "NEUROSHARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The genesis file; its directory may hold the built dataset, otherwise peers supply it.
+    #[arg(long, env = "NEUROSHARD_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// Directory for the key (node.key, mode 0600), the checkpoint and fetched data.
+    #[arg(long, env = "NEUROSHARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// libp2p listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// A peer to dial at start, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3Koo… (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS.
+    #[arg(long)]
+    mdns: bool,
+    /// Address of the HTTP API and dashboard (port 0: chosen by the OS).
+    #[arg(long, env = "NEUROSHARD_HTTP")]
+    http: Option<SocketAddr>,
+    /// Wait for this many peers before the first round…
+    #[arg(long)]
+    min_peers: Option<usize>,
+    /// …but at most this many seconds.
+    #[arg(long)]
+    start_grace_secs: Option<f64>,
+    /// Sequences per inner step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak inner learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Inner steps of learning-rate warm-up.
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// Rounds the cosine learning-rate schedule spans.
+    #[arg(long)]
+    schedule_rounds: Option<u64>,
+    /// Training shards assigned per round.
+    #[arg(long)]
+    shards_per_node: Option<usize>,
+    /// Held-out batches for the validation loss (0: none).
+    #[arg(long)]
+    val_batches: Option<usize>,
+    /// Stop when standard input closes (set by `neuroshard up`).
+    #[arg(long, hide = true)]
+    exit_on_stdin_close: bool,
+}
+
+impl Args {
+    /// The config file (or the defaults) with every given flag applied.
+    fn resolve(self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::load(path)?,
+            None => NodeConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(value) = self.$field { config.$field = value; })* };
+        }
+        set!(
+            genesis,
+            data_dir,
+            http,
+            min_peers,
+            start_grace_secs,
+            batch_size,
+            lr,
+            warmup_steps
+        );
+        set!(schedule_rounds, shards_per_node, val_batches);
+        if !self.listen.is_empty() {
+            config.listen = self.listen;
+        }
+        if !self.bootstrap.is_empty() {
+            config.bootstrap = self.bootstrap;
+        }
+        config.mdns |= self.mdns;
+        config.exit_on_stdin_close |= self.exit_on_stdin_close;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs `neuroshard node`.
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    let daemon = Daemon::start(&config)
+        .await
+        .with_context(|| format!("starting the node in {}", config.data_dir.display()))?;
+    // Machine-readable lines: `neuroshard up` and the tests read them.
+    println!("node {}", daemon.node_id());
+    println!("dashboard http://{}/", daemon.http_addr());
+    for addr in daemon.bootstrap_addrs() {
+        println!("p2p {addr}");
+    }
+    daemon
+        .run(shutdown(config.exit_on_stdin_close))
+        .await
+        .context("running the node")
+}
+
+/// Resolves on Ctrl-C, on SIGTERM, or (when asked) when standard input closes.
+async fn shutdown(watch_stdin: bool) {
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    if watch_stdin {
+        // A plain thread: reading stdin blocks, and EOF means the parent (`neuroshard up`) is gone.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while std::io::Read::read(&mut std::io::stdin(), &mut buf).is_ok_and(|n| n > 0) {}
+            let _ = closed_tx.send(());
+        });
+    } else {
+        std::mem::forget(closed_tx);
+    }
+    let stdin_closed = async {
+        let _ = closed_rx.await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        () = terminated() => tracing::info!("terminated; stopping"),
+        () = stdin_closed => tracing::info!("standard input closed; stopping"),
+    }
+}
+
+#[cfg(unix)]
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminated() {
+    std::future::pending().await
+}

@@ -1,0 +1,192 @@
+//! The node's checkpoint: the state a round starts from, in one safetensors file written
+//! atomically after every round.
+//!
+//! `state.safetensors` holds `params` (f32, the global model) and `outer` (u8, the outer
+//! optimiser's own serialisation), with the round, the network id and the model hash in the
+//! header's metadata. It is written to a temporary file, fsynced, renamed over the old one and
+//! the directory fsynced, so a crash leaves the old checkpoint or the new one, never a mix. On
+//! load both tensors must match their recorded hashes and the network id must match.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use neuroshard_primitives::Hash;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::{Error, Result};
+
+/// File name of the checkpoint inside the data directory.
+pub const CHECKPOINT_FILE: &str = "state.safetensors";
+
+/// The layout version this build writes and reads.
+const FORMAT_VERSION: &str = "1";
+
+/// The state a round starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct State {
+    /// The round about to start.
+    pub(crate) round: u64,
+    /// The global model at its start.
+    pub(crate) params: Vec<f32>,
+    /// The outer optimiser's state, as it serialises itself.
+    pub(crate) outer: Vec<u8>,
+}
+
+/// Writes `state` of network `network_id` to `path`, replacing any checkpoint there atomically.
+pub(crate) fn save(path: &Path, network_id: Hash, state: &State) -> Result<()> {
+    let params: Vec<u8> = state.params.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let metadata = HashMap::from([
+        ("format_version".to_owned(), FORMAT_VERSION.to_owned()),
+        ("round".to_owned(), state.round.to_string()),
+        ("network_id".to_owned(), network_id.to_hex()),
+        ("model_hash".to_owned(), Hash::of(&params).to_hex()),
+        ("outer_hash".to_owned(), Hash::of(&state.outer).to_hex()),
+    ]);
+    let view = |dtype, len, data| {
+        TensorView::new(dtype, vec![len], data).expect("length matches the dtype")
+    };
+    let tensors = [
+        ("outer", view(Dtype::U8, state.outer.len(), &state.outer)),
+        ("params", view(Dtype::F32, state.params.len(), &params)),
+    ];
+    let bytes =
+        safetensors::serialize(tensors, Some(metadata)).map_err(|err| Error::Checkpoint {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
+    let tmp = path.with_extension("safetensors.tmp");
+    let mut file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(Error::io("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(Error::io("renaming", path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing", dir))
+}
+
+/// Reads the checkpoint at `path`, if there is one, checking its network id, its size against
+/// `n_params` and its parameters against the recorded hash.
+pub(crate) fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Option<State>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io("reading", path)(err)),
+    };
+    parse(&bytes, network_id, n_params)
+        .map(Some)
+        .map_err(|reason| Error::Checkpoint {
+            path: path.to_owned(),
+            reason,
+        })
+}
+
+fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<State, String> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|err| err.to_string())?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let field = |name: &str| {
+        meta.get(name)
+            .cloned()
+            .ok_or(format!("metadata has no `{name}`"))
+    };
+    if field("format_version")? != FORMAT_VERSION {
+        return Err(format!(
+            "format version {} is not {FORMAT_VERSION}",
+            field("format_version")?
+        ));
+    }
+    if field("network_id")? != network_id.to_hex() {
+        return Err("it belongs to another network (genesis file)".into());
+    }
+    let round: u64 = field("round")?
+        .parse()
+        .map_err(|_| "bad round".to_owned())?;
+    let hash = |name: &str| {
+        field(name)?
+            .parse::<Hash>()
+            .map_err(|_| format!("bad `{name}`"))
+    };
+    let (model_hash, outer_hash) = (hash("model_hash")?, hash("outer_hash")?);
+    let tensors = SafeTensors::deserialize(bytes).map_err(|err| err.to_string())?;
+    let tensor = |name: &str, dtype| {
+        let view = tensors.tensor(name).map_err(|err| err.to_string())?;
+        if view.dtype() != dtype {
+            return Err(format!(
+                "tensor `{name}` is {:?}, not {dtype:?}",
+                view.dtype()
+            ));
+        }
+        Ok(view.data())
+    };
+    let params = tensor("params", Dtype::F32)?;
+    if params.len() != 4 * n_params {
+        return Err(format!(
+            "{} parameters for a model of {n_params}",
+            params.len() / 4
+        ));
+    }
+    if Hash::of(params) != model_hash {
+        return Err("the parameters do not match the recorded model hash".into());
+    }
+    let outer = tensor("outer", Dtype::U8)?;
+    if Hash::of(outer) != outer_hash {
+        return Err("the outer optimiser state does not match its recorded hash".into());
+    }
+    Ok(State {
+        round,
+        params: params
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        outer: outer.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            round: 7,
+            params: vec![1.0, -2.5, 3.25],
+            outer: vec![9, 8, 7, 6],
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let net = Hash::of(b"net");
+        assert_eq!(load(&path, net, 3).unwrap(), None);
+        save(&path, net, &state()).unwrap();
+        let next = State {
+            round: 8,
+            ..state()
+        };
+        save(&path, net, &next).unwrap();
+        assert_eq!(load(&path, net, 3).unwrap(), Some(next));
+        assert!(!path.with_extension("safetensors.tmp").exists());
+    }
+
+    #[test]
+    fn wrong_network_size_or_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let net = Hash::of(b"net");
+        save(&path, net, &state()).unwrap();
+        assert!(load(&path, Hash::of(b"other"), 3).is_err());
+        assert!(load(&path, net, 4).is_err());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 5;
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(load(&path, net, 3).is_err());
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(load(&path, net, 3).is_err());
+    }
+}

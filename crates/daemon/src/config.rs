@@ -1,0 +1,141 @@
+//! The operator's settings for one node: `config/node.toml`, every field overridable by a flag
+//! of `neuroshard node`.
+//!
+//! What honest replicas must share (model, inner steps H, deadline, codec, aggregation rule,
+//! outer optimiser) comes from the genesis file, not from here; these settings only shape this
+//! node's own work and where it runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// One node's settings, as read from TOML (missing fields take their defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The genesis file (`--genesis`). When its directory holds the built dataset the node
+    /// serves it; otherwise the node fetches what it needs from peers.
+    pub genesis: PathBuf,
+    /// Where the key, checkpoint and fetched data live (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses (`--listen`, repeatable).
+    pub listen: Vec<String>,
+    /// Peers to dial at start, with their `/p2p/…` suffix (`--bootstrap`, repeatable).
+    pub bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS (`--mdns`).
+    pub mdns: bool,
+    /// Address of the HTTP API and dashboard (`--http`); loopback unless told otherwise.
+    pub http: SocketAddr,
+    /// Wait for this many peers before the first round (`--min-peers`)…
+    pub min_peers: usize,
+    /// …but at most this many seconds (`--start-grace-secs`).
+    pub start_grace_secs: f64,
+    /// Sequences per inner step (`--batch-size`).
+    pub batch_size: usize,
+    /// Peak inner AdamW learning rate (`--lr`).
+    pub lr: f32,
+    /// Inner steps of linear learning-rate warm-up (`--warmup-steps`).
+    pub warmup_steps: u64,
+    /// Rounds the cosine learning-rate schedule spans (`--schedule-rounds`).
+    pub schedule_rounds: u64,
+    /// Training shards assigned to the node per round (`--shards-per-node`).
+    pub shards_per_node: usize,
+    /// Held-out batches the validation loss is measured on after each round (`--val-batches`).
+    pub val_batches: usize,
+    /// Stop when standard input closes (`--exit-on-stdin-close`): how `neuroshard up` makes sure
+    /// its children never outlive it.
+    pub exit_on_stdin_close: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            genesis: PathBuf::from(".neuroshard/genesis/genesis.toml"),
+            data_dir: PathBuf::from(".neuroshard/node"),
+            listen: vec!["/ip4/0.0.0.0/tcp/0".to_owned()],
+            bootstrap: Vec::new(),
+            mdns: false,
+            http: neuroshard_api::DEFAULT_ADDR,
+            min_peers: 0,
+            start_grace_secs: 10.0,
+            batch_size: 8,
+            lr: 3e-3,
+            warmup_steps: 50,
+            schedule_rounds: 200,
+            shards_per_node: 1,
+            val_batches: 4,
+            exit_on_stdin_close: false,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Parses TOML text; missing fields take their defaults, unknown ones are refused.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|err| Error::Config(err.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and checks a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::io("reading", path))?;
+        Self::from_toml(&text).map_err(|err| Error::Config(format!("{}: {err}", path.display())))
+    }
+
+    /// Checks ranges and that every address parses; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |field: &str, why: String| Err(Error::Config(format!("`{field}` {why}")));
+        for (field, addrs) in [("listen", &self.listen), ("bootstrap", &self.bootstrap)] {
+            for addr in addrs {
+                if let Err(err) = addr.parse::<neuroshard_p2p::Multiaddr>() {
+                    return fail(field, format!("has an invalid multiaddr {addr:?}: {err}"));
+                }
+            }
+        }
+        if self.listen.is_empty() {
+            return fail("listen", "needs at least one address".into());
+        }
+        if self.batch_size == 0 || self.shards_per_node == 0 || self.schedule_rounds == 0 {
+            return fail(
+                "batch_size, shards_per_node, schedule_rounds",
+                "must be at least 1".into(),
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return fail("lr", "must be a positive number".into());
+        }
+        if !(self.start_grace_secs.is_finite() && self.start_grace_secs >= 0.0) {
+            return fail("start_grace_secs", "must be a non-negative number".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses_to_the_defaults() {
+        let example = include_str!("../../../config/node.toml");
+        assert_eq!(
+            NodeConfig::from_toml(example).unwrap(),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
+    fn partial_files_take_defaults_and_bad_values_name_the_field() {
+        let config = NodeConfig::from_toml("min_peers = 2\n").unwrap();
+        assert_eq!(config.min_peers, 2);
+        assert_eq!(config.batch_size, NodeConfig::default().batch_size);
+        let err = NodeConfig::from_toml("bootstrap = [\"nonsense\"]\n").unwrap_err();
+        assert!(err.to_string().contains("bootstrap"), "{err}");
+        assert!(NodeConfig::from_toml("typo = 1\n").is_err());
+        assert!(NodeConfig::from_toml("lr = -1.0\n").is_err());
+    }
+}

@@ -1,0 +1,357 @@
+//! The event loop: one `select!` over network events, finished jobs and fetches, the node's
+//! wake-up times and a one-second refresh; it feeds the node core [`Input`]s and carries out
+//! its [`Output`]s. The only code in the node path that reads the clock.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use neuroshard_node::{Input, Message, Node, Output, Timestamp, TrainingJob};
+use neuroshard_p2p::{NetEvent, NetworkHandle, Offence, PeerId};
+use neuroshard_primitives::NodeId;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::checkpoint::State;
+use crate::dataset::DataSync;
+use crate::status::StatusBoard;
+use crate::transport::Transport;
+use crate::wire::{
+    self, DATA_TOPIC, FRAME_NS, HOLDINGS_NS, OFFER_NS, Offer, ROUND_TOPIC, inbox_topic,
+};
+use crate::work::{JobOutcome, Progress, Trainer};
+use crate::{Error, Result};
+
+/// Something that finished off the loop: a fetched frame, a training job.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// A frame offered by `from`, fetched and hash-checked.
+    Frame {
+        /// Its sender.
+        from: NodeId,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// A training job ended; the trainer comes back with it.
+    Job(Box<Trainer>, JobOutcome),
+    /// A job could not get its data; the trainer comes back.
+    NoData(Box<Trainer>, TrainingJob, Error),
+    /// The training thread died.
+    Crashed(String),
+}
+
+/// When the first round may start: once `min_peers` peers are connected, or at `latest`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StartRule {
+    pub(crate) min_peers: usize,
+    pub(crate) latest: Instant,
+}
+
+/// Everything the loop owns.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    pub(crate) node: Node,
+    pub(crate) net: NetworkHandle,
+    pub(crate) events: mpsc::Receiver<NetEvent>,
+    pub(crate) transport: Transport,
+    pub(crate) data: DataSync,
+    pub(crate) trainer: Option<Box<Trainer>>,
+    pub(crate) progress: Progress,
+    pub(crate) status: StatusBoard,
+    pub(crate) checkpoints: watch::Sender<Option<Arc<State>>>,
+    pub(crate) start: Option<StartRule>,
+    pub(crate) max_frame: usize,
+    pub(crate) done_tx: mpsc::Sender<Done>,
+    pub(crate) done_rx: mpsc::Receiver<Done>,
+    pub(crate) peers: BTreeMap<PeerId, NodeId>,
+    pub(crate) pending: Option<TrainingJob>,
+    pub(crate) wake: Option<Timestamp>,
+    pub(crate) last_vote: Option<Vec<u8>>,
+}
+
+/// Now, as microseconds since the Unix epoch: the node core's clock.
+fn now() -> Timestamp {
+    #[allow(clippy::disallowed_methods)] // the driver is the one place that reads the clock
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    Timestamp(since.map_or(0, |d| d.as_micros() as u64))
+}
+
+impl Driver {
+    /// Runs until `shutdown` resolves or the network stops.
+    pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut refresh = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                event = self.events.recv() => match event {
+                    Some(event) => self.on_event(event).await,
+                    None => return Err(Error::Net(neuroshard_p2p::Error::Stopped)),
+                },
+                Some(done) = self.done_rx.recv() => self.on_done(done)?,
+                () = tokio::time::sleep_until(wake) => self.tick(),
+                _ = refresh.tick() => self.refresh().await,
+            }
+        }
+    }
+
+    /// The next node wake-up as a tokio instant (an hour away when none is due).
+    fn next_wake(&self) -> Instant {
+        let Some(at) = self.wake else {
+            return Instant::now() + Duration::from_secs(3600);
+        };
+        Instant::now() + at.since(now())
+    }
+
+    fn input(&mut self, input: Input) {
+        let outputs = self.node.handle(now(), input);
+        self.execute(outputs);
+    }
+
+    fn tick(&mut self) {
+        if self.wake.is_some_and(|at| at <= now()) {
+            self.wake = None;
+        }
+        if self.start.is_none() {
+            self.input(Input::Tick);
+        }
+    }
+
+    async fn refresh(&mut self) {
+        if let Some(rule) = self.start
+            && (self.peers.len() >= rule.min_peers || Instant::now() >= rule.latest)
+        {
+            tracing::info!(
+                peers = self.peers.len(),
+                round = self.node.round(),
+                "starting to train"
+            );
+            self.start = None;
+        }
+        self.tick();
+        self.start_job();
+        self.transport.expire();
+        let step = self.progress.step.load(Ordering::Relaxed);
+        self.status.refresh(
+            self.node.round(),
+            step,
+            self.node.model_hash(),
+            &self.peers,
+            self.net.traffic(),
+        );
+        if let Ok(addrs) = self.net.bootstrap_addrs().await {
+            self.status.set_addrs(&addrs);
+        }
+    }
+
+    fn execute(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Broadcast(frame) => {
+                    self.remember_vote(&frame);
+                    self.transport.send(ROUND_TOPIC.to_owned(), &frame, false);
+                }
+                Output::Send(to, frame) => self.transport.send(inbox_topic(&to), &frame, true),
+                Output::Train(job) => {
+                    self.progress.wanted.store(job.round, Ordering::Relaxed);
+                    self.pending = Some(job);
+                    self.start_job();
+                }
+                Output::WakeAt(at) => self.wake = Some(self.wake.map_or(at, |w| w.min(at))),
+                Output::Penalize { peer, reason } => self.penalize(peer, &reason),
+                Output::Closed(summary) => {
+                    let traffic = self.net.traffic();
+                    tracing::info!(
+                        round = summary.round, included = summary.included.len(), model = %summary.model_hash.short(),
+                        loss = summary.train_loss, skipped = ?summary.skipped, wire_sent = traffic.wire_sent,
+                        wire_received = traffic.wire_received, payload_sent = traffic.payload_sent,
+                        payload_received = traffic.payload_received, "round closed"
+                    );
+                    self.status.round_closed(&summary);
+                    self.checkpoint();
+                }
+                Output::Resynced { round, hash } => {
+                    tracing::info!(round, model = %hash.short(), "resynced the model from a peer");
+                    self.checkpoint();
+                }
+            }
+        }
+    }
+
+    /// Keeps this node's latest model-hash vote, to repeat it to peers that join.
+    fn remember_vote(&mut self, frame: &[u8]) {
+        if let Ok((_, Message::ModelHash { .. })) = Message::open(frame, self.max_frame) {
+            self.last_vote = Some(frame.to_vec());
+        }
+    }
+
+    fn penalize(&self, peer: NodeId, reason: &str) {
+        tracing::warn!(%peer, reason, "penalising a peer");
+        if let Ok(peer) = neuroshard_p2p::identity::peer_id(&peer) {
+            let net = self.net.clone();
+            tokio::spawn(async move { net.report(peer, Offence::Invalid).await });
+        }
+    }
+
+    /// Hands the latest round-start state to the checkpoint writer.
+    fn checkpoint(&self) {
+        let snapshot = self.node.snapshot();
+        let state = State {
+            round: snapshot.round,
+            params: snapshot.params,
+            outer: snapshot.outer,
+        };
+        self.checkpoints.send_replace(Some(Arc::new(state)));
+    }
+
+    /// Starts the pending job if the trainer is free and the job is still the node's current one.
+    fn start_job(&mut self) {
+        if self.trainer.is_none() || self.start.is_some() {
+            return;
+        }
+        let Some(job) = self.pending.take() else {
+            return;
+        };
+        if job.round != self.node.round() || job.start != self.node.model_hash() {
+            return;
+        }
+        let trainer = self.trainer.take().expect("checked above");
+        let params = self.node.params().to_vec();
+        let (data, node, done) = (self.data.clone(), self.node.id(), self.done_tx.clone());
+        tokio::spawn(async move {
+            if let Err(err) = data.ensure(job.round, node).await {
+                let _ = done.send(Done::NoData(trainer, job, err)).await;
+                return;
+            }
+            let ran = tokio::task::spawn_blocking(move || {
+                let mut trainer = trainer;
+                let outcome = trainer.run(job, &params);
+                (trainer, outcome)
+            })
+            .await;
+            let message = match ran {
+                Ok((trainer, outcome)) => Done::Job(trainer, outcome),
+                Err(err) => Done::Crashed(err.to_string()),
+            };
+            let _ = done.send(message).await;
+        });
+    }
+
+    fn on_done(&mut self, done: Done) -> Result<()> {
+        match done {
+            Done::Frame { from, frame } => self.input(Input::Message(from, frame)),
+            Done::Job(trainer, outcome) => {
+                self.trainer = Some(trainer);
+                self.status.job_done(&outcome);
+                match outcome.result {
+                    Ok(result) => self.input(Input::Trained(result)),
+                    Err(err) => {
+                        tracing::info!(round = outcome.job.round, %err, "training job stopped")
+                    }
+                }
+                self.start_job();
+            }
+            Done::NoData(trainer, job, err) => {
+                tracing::warn!(round = job.round, %err, "no training data yet; retrying");
+                self.trainer = Some(trainer);
+                self.pending.get_or_insert(job);
+            }
+            Done::Crashed(reason) => return Err(Error::Worker(reason)),
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::PeerConnected { peer, node } => {
+                tracing::info!(%peer, "peer connected");
+                self.peers.insert(peer, node);
+                self.members_changed();
+                self.greet(node);
+            }
+            NetEvent::PeerDisconnected { peer } | NetEvent::PeerBanned { peer, .. } => {
+                tracing::info!(%peer, "peer left");
+                self.peers.remove(&peer);
+                self.data.peer_left(&peer);
+                self.members_changed();
+            }
+            NetEvent::PeerSubscribed { topic, .. } => self.on_subscribed(&topic).await,
+            NetEvent::Announcement {
+                peer,
+                node,
+                topic,
+                announcement,
+            } => {
+                self.on_announcement(peer, node, &topic, &announcement)
+                    .await;
+            }
+            NetEvent::Listening(addr) => tracing::info!(%addr, "listening"),
+        }
+    }
+
+    fn members_changed(&mut self) {
+        let members = self
+            .peers
+            .values()
+            .copied()
+            .chain([self.node.id()])
+            .collect();
+        let outputs = self.node.set_members(now(), members);
+        self.execute(outputs);
+    }
+
+    /// A peer subscribed to the data topic: tell it what we hold.
+    async fn on_subscribed(&mut self, topic: &str) {
+        if topic == DATA_TOPIC {
+            self.data.announce().await;
+        }
+    }
+
+    /// Repeats our last model-hash vote into a new peer's inbox, so a joining or restarted node
+    /// learns the network's model without waiting for the next round to close.
+    fn greet(&mut self, node: NodeId) {
+        if let Some(vote) = self.last_vote.clone() {
+            self.transport.send(inbox_topic(&node), &vote, true);
+        }
+    }
+
+    async fn on_announcement(
+        &mut self,
+        peer: PeerId,
+        node: NodeId,
+        topic: &str,
+        note: &neuroshard_p2p::Announcement,
+    ) {
+        let mine = inbox_topic(&self.node.id());
+        let for_round = topic == ROUND_TOPIC || topic == mine;
+        match note.namespace.as_str() {
+            FRAME_NS if for_round => self.input(Input::Message(node, note.payload().to_vec())),
+            OFFER_NS if for_round => match wire::decode::<Offer>(note.payload()) {
+                Some(offer) if offer.len <= self.max_frame as u64 => {
+                    self.fetch_offer(peer, node, offer)
+                }
+                _ => self.penalize(node, "an offer that does not decode or is too large"),
+            },
+            HOLDINGS_NS if topic == DATA_TOPIC => match wire::decode(note.payload()) {
+                Some(holdings) => self.data.holder_announced(peer, holdings),
+                None => self.penalize(node, "holdings that do not decode"),
+            },
+            _ => self.penalize(node, "an announcement of the wrong kind for its topic"),
+        }
+    }
+
+    fn fetch_offer(&self, peer: PeerId, from: NodeId, offer: Offer) {
+        let (net, done) = (self.net.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            match net.fetch(peer, offer.key).await {
+                Ok(frame) => {
+                    let _ = done.send(Done::Frame { from, frame }).await;
+                }
+                Err(err) => tracing::warn!(%peer, %err, "fetching an offered frame failed"),
+            }
+        });
+    }
+}

@@ -1,0 +1,287 @@
+//! Runs a node: the round state machine over the libp2p network, with checkpoints and the HTTP
+//! API.
+//!
+//! # Bird's Eye View
+//!
+//! [`Daemon::start`] loads (or creates, mode 0600) the node's key, opens the genesis data,
+//! resumes from the last checkpoint if there is one, starts the libp2p network and the HTTP
+//! API; [`Daemon::run`] then drives the pure [`neuroshard_node::Node`] until told to stop. The
+//! driver is the only code in the node path that reads the clock or awaits anything:
+//!
+//! ```text
+//!             ┌──────────── tokio::select! (driver.rs) ────────────┐
+//!  NetEvent ─▶│ frame / offer / holdings / peer up, down           │──▶ Node::handle(now, Input)
+//!  Done     ─▶│ fetched frame, finished job (spawn_blocking)       │        │ Vec<Output>
+//!  timer    ─▶│ WakeAt deadline, 1 s refresh (status, start, GC)   │◀───────┘
+//!             └────────────────────────────────────────────────────┘
+//!  Output::Broadcast / Send → gossip (small) or store + offer + fetch (large)   (transport.rs, wire.rs)
+//!  Output::Train            → fetch the round's shards, H inner steps on a blocking thread (work.rs)
+//!  Output::Closed/Resynced  → atomic checkpoint, status                  (checkpoint.rs, status.rs)
+//! ```
+//!
+//! - **Frames.** The core's frames are signed and size-bounded by the core; the driver only moves
+//!   them. Frames for everyone go on one gossip topic, frames for one peer on that peer's inbox
+//!   topic; frames over the gossip limit (Δs, full states) are put in the content store and
+//!   offered, and the recipient fetches them by hash ([`wire`](crate::wire) has the table).
+//! - **Membership.** The members are this node and its connected peers of the same network;
+//!   a peer that disconnects (or is killed) stops holding the round open at once.
+//! - **Joining and catching up.** There is one path: the core's model-hash vote and resync. A new
+//!   or restarted node starts from genesis or its checkpoint; peers repeat their last vote into
+//!   its inbox when it connects, the core sees it is behind, asks a majority voter for its full
+//!   state (model and outer optimiser), checks the hash and carries on from the next round. A
+//!   training job for a round that the node has left stops at its next inner step.
+//! - **Genesis data** travels through the network ([`dataset`](crate::dataset)): only one node
+//!   needs the built dataset; the others fetch the manifest, tokenizer, validation shards and
+//!   each round's assigned training shards from holders and check each against the genesis roots.
+//! - **Checkpoints** ([`checkpoint`](crate::checkpoint)): after every round, one safetensors file
+//!   written atomically; on restart the node resumes from it, then catches up as above.
+//!
+//! # Feature Flags
+//!
+//! None.
+
+mod checkpoint;
+mod config;
+mod dataset;
+mod driver;
+mod error;
+pub mod keyfile;
+mod settings;
+mod status;
+mod transport;
+mod wire;
+mod work;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::Device;
+use neuroshard_model::NeuroLlm;
+use neuroshard_node::{DeadlineAgreement, Node, Snapshot};
+use neuroshard_p2p::{MemoryStore, Multiaddr, Network, NetworkConfig};
+use neuroshard_primitives::{Keypair, NodeId};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use checkpoint::CHECKPOINT_FILE;
+pub use config::NodeConfig;
+pub use error::{Error, Result};
+
+use crate::dataset::{DataSync, Dataset};
+use crate::driver::{Driver, StartRule};
+use crate::settings::Settings;
+use crate::status::StatusBoard;
+use crate::transport::Transport;
+use crate::work::{Assignment, Progress, Trainer};
+
+/// A started node: bound, connected to its bootstrap peers, ready to [`Daemon::run`].
+#[derive(Debug)]
+pub struct Daemon {
+    driver: Driver,
+    http: SocketAddr,
+    addrs: Vec<Multiaddr>,
+    api: JoinHandle<neuroshard_api::Result<()>>,
+    checkpoints: JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Loads the key, the genesis data and any checkpoint, then starts the network and the API.
+    pub async fn start(config: &NodeConfig) -> Result<Self> {
+        config.validate()?;
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(Error::io("creating", data_dir))?;
+        let key = keyfile::load_or_create(&data_dir.join(keyfile::KEY_FILE))?;
+        let dataset = Dataset::open(&config.genesis, data_dir)?;
+        let genesis = dataset.genesis().clone();
+        let network_id = genesis.network_id();
+        let settings = Settings::resolve(&genesis, config).map_err(|reason| Error::Genesis {
+            path: config.genesis.clone(),
+            reason,
+        })?;
+        let node = resume_node(&key, &settings, genesis.seed, network_id, data_dir)?;
+        let progress = Progress::default();
+        let assignment = Assignment {
+            dir: dataset.dir().to_owned(),
+            node: key.node_id(),
+            per_node: config.shards_per_node,
+            inner_steps: genesis.diloco.inner_steps,
+        };
+        let trainer = Trainer::new(
+            &settings.model,
+            genesis.seed,
+            settings.inner,
+            assignment,
+            progress.clone(),
+            config.val_batches,
+        )?;
+        let store = MemoryStore::new();
+        let net = Network::start(
+            &key,
+            network_config(config, network_id, &key.node_id())?,
+            Arc::new(store.clone()),
+        )
+        .await?;
+        let data = DataSync::new(
+            dataset,
+            net.handle.clone(),
+            store.clone(),
+            &key,
+            config.shards_per_node,
+        )?;
+        let (status, status_rx) =
+            StatusBoard::new(key.node_id(), network_id, genesis.diloco.inner_steps);
+        let (http, api) = neuroshard_api::serve(config.http, status_rx).await?;
+        let addrs = net.handle.bootstrap_addrs().await?;
+        status.set_addrs(&addrs);
+        let (checkpoints, checkpoint_rx) = watch::channel(None);
+        let checkpoint_task = tokio::spawn(write_checkpoints(
+            data_dir.join(CHECKPOINT_FILE),
+            network_id,
+            checkpoint_rx,
+        ));
+        let offer_ttl = (3 * settings.protocol.round_timeout).max(Duration::from_secs(60));
+        let (done_tx, done_rx) = mpsc::channel(64);
+        let driver = Driver {
+            transport: Transport::new(&key, net.handle.clone(), store, offer_ttl),
+            net: net.handle,
+            events: net.events,
+            node,
+            data,
+            trainer: Some(Box::new(trainer)),
+            progress,
+            status,
+            checkpoints,
+            start: Some(StartRule {
+                min_peers: config.min_peers,
+                latest: tokio::time::Instant::now()
+                    + Duration::from_secs_f64(config.start_grace_secs),
+            }),
+            max_frame: settings.protocol.max_frame,
+            done_tx,
+            done_rx,
+            peers: BTreeMap::new(),
+            pending: None,
+            wake: None,
+            last_vote: None,
+        };
+        Ok(Self {
+            driver,
+            http,
+            addrs,
+            api,
+            checkpoints: checkpoint_task,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.driver.node.id()
+    }
+
+    /// Where the HTTP API and dashboard listen.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// The addresses other nodes can pass as `--bootstrap` (with `/p2p/<peer id>`).
+    pub fn bootstrap_addrs(&self) -> &[Multiaddr] {
+        &self.addrs
+    }
+
+    /// Trains with the network until `shutdown` resolves; the last checkpoint is flushed first.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let outcome = self.driver.run(shutdown).await;
+        // Dropping the driver closes the checkpoint channel; the writer finishes its last file.
+        let _ = self.checkpoints.await;
+        self.api.abort();
+        outcome
+    }
+}
+
+/// The node core at its checkpoint's round, or at genesis.
+fn resume_node(
+    key: &Keypair,
+    settings: &Settings,
+    seed: u64,
+    network_id: neuroshard_primitives::Hash,
+    data_dir: &std::path::Path,
+) -> Result<Node> {
+    let genesis = NeuroLlm::new(&settings.model, seed, &Device::Cpu)?.flat_params()?;
+    let members = BTreeSet::from([key.node_id()]);
+    let key = Keypair::from_seed(key.secret_bytes());
+    let agreement = Box::new(DeadlineAgreement);
+    match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, genesis.len())? {
+        Some(state) => {
+            tracing::info!(round = state.round, "resuming from the checkpoint");
+            let snapshot = Snapshot {
+                round: state.round,
+                params: state.params,
+                outer: state.outer,
+            };
+            Ok(Node::resume(
+                key,
+                settings.protocol.clone(),
+                members,
+                snapshot,
+                agreement,
+            )?)
+        }
+        None => Ok(Node::new(
+            key,
+            settings.protocol.clone(),
+            members,
+            genesis,
+            agreement,
+        )?),
+    }
+}
+
+fn network_config(
+    config: &NodeConfig,
+    network_id: neuroshard_primitives::Hash,
+    me: &NodeId,
+) -> Result<NetworkConfig> {
+    let parse = |addrs: &[String]| -> Result<Vec<Multiaddr>> {
+        addrs
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|err| Error::Config(format!("multiaddr {a:?}: {err}")))
+            })
+            .collect()
+    };
+    let mut net = NetworkConfig::loopback(network_id);
+    net.listen = parse(&config.listen)?;
+    net.bootstrap = parse(&config.bootstrap)?;
+    net.mdns = config.mdns;
+    net.topics = vec![
+        wire::ROUND_TOPIC.to_owned(),
+        wire::DATA_TOPIC.to_owned(),
+        wire::inbox_topic(me),
+    ];
+    Ok(net)
+}
+
+/// Writes each new round-start state as it comes, until the driver drops the channel.
+async fn write_checkpoints(
+    path: std::path::PathBuf,
+    network_id: neuroshard_primitives::Hash,
+    mut states: watch::Receiver<Option<Arc<checkpoint::State>>>,
+) {
+    while states.changed().await.is_ok() {
+        let Some(state) = states.borrow_and_update().clone() else {
+            continue;
+        };
+        let path = path.clone();
+        let written =
+            tokio::task::spawn_blocking(move || checkpoint::save(&path, network_id, &state)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(%err, "checkpoint not written"),
+            Err(err) => tracing::error!(%err, "checkpoint writer failed"),
+        }
+    }
+}

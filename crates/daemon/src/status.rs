@@ -1,0 +1,119 @@
+//! The node's status as the HTTP API shows it, kept up to date by the driver.
+
+use std::collections::BTreeMap;
+
+use neuroshard_api::{Point, Status};
+use neuroshard_node::RoundSummary;
+use neuroshard_p2p::{Multiaddr, PeerId, TrafficStats};
+use neuroshard_primitives::{Hash, NodeId};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::work::JobOutcome;
+
+/// The writing side of the status channel, with the bookkeeping the figures need.
+#[derive(Debug)]
+pub(crate) struct StatusBoard {
+    tx: watch::Sender<Status>,
+    started: Instant,
+    inner_steps: u64,
+}
+
+impl StatusBoard {
+    /// A board for node `node` of network `network`; returns the receiver the API serves.
+    pub(crate) fn new(
+        node: NodeId,
+        network: Hash,
+        inner_steps: u64,
+    ) -> (Self, watch::Receiver<Status>) {
+        let status = Status {
+            node_id: node.to_hex(),
+            network_id: network,
+            ..Status::default()
+        };
+        let (tx, rx) = watch::channel(status);
+        let board = Self {
+            tx,
+            started: Instant::now(),
+            inner_steps,
+        };
+        (board, rx)
+    }
+
+    /// The addresses peers can dial (with `/p2p/…`).
+    pub(crate) fn set_addrs(&self, addrs: &[Multiaddr]) {
+        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        self.tx
+            .send_if_modified(|s| replace(&mut s.listen_addrs, addrs));
+    }
+
+    /// Round, step, model, peers and traffic: the figures that change all the time.
+    pub(crate) fn refresh(
+        &self,
+        round: u64,
+        step: u64,
+        model: Hash,
+        peers: &BTreeMap<PeerId, NodeId>,
+        traffic: TrafficStats,
+    ) {
+        let peers: Vec<String> = peers.keys().map(ToString::to_string).collect();
+        self.tx.send_if_modified(|s| {
+            let mut changed = replace(&mut s.round, round);
+            changed |= replace(&mut s.inner_step, step);
+            changed |= replace(&mut s.model_hash, Some(model));
+            changed |= replace(&mut s.peers, peers);
+            changed |= replace(&mut s.bytes_sent, traffic.wire_sent);
+            changed |= replace(&mut s.bytes_received, traffic.wire_received);
+            changed
+        });
+    }
+
+    /// A training job finished: its loss, throughput, and the start model's validation loss.
+    pub(crate) fn job_done(&self, outcome: &JobOutcome) {
+        let Ok(result) = &outcome.result else {
+            return;
+        };
+        let h = self.inner_steps;
+        let elapsed_s = self.started.elapsed().as_secs_f64();
+        let round = outcome.job.round;
+        self.tx.send_modify(|s| {
+            if let Some(val) = outcome.val_loss {
+                s.val_loss = Some(f64::from(val));
+                s.push_point(Point {
+                    round,
+                    step: round * h,
+                    loss: None,
+                    val_loss: Some(f64::from(val)),
+                    elapsed_s,
+                });
+            }
+            s.loss = Some(f64::from(result.loss_end));
+            s.tokens_per_sec = result.tokens as f64 / outcome.train_secs.max(1e-9);
+            s.push_point(Point {
+                round,
+                step: (round + 1) * h,
+                loss: Some(f64::from(result.loss_end)),
+                val_loss: None,
+                elapsed_s,
+            });
+        });
+    }
+
+    /// A round closed: the network's mean training loss for it.
+    pub(crate) fn round_closed(&self, summary: &RoundSummary) {
+        if summary.included.is_empty() {
+            return;
+        }
+        self.tx
+            .send_modify(|s| s.loss = Some(f64::from(summary.train_loss)));
+    }
+}
+
+/// Sets `slot` to `value`; whether it changed.
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        return false;
+    }
+    *slot = value;
+    true
+}

@@ -1,0 +1,195 @@
+//! The training side of the node: its round-aware batch source, the replica that runs H inner
+//! steps, and the validation loss, all run on a blocking thread.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_core::Device;
+use neuroshard_data::{GenesisDir, TrainBatches, assign};
+use neuroshard_model::{Config, NeuroLlm};
+use neuroshard_node::{InnerConfig, ModelWorker, TrainingJob, TrainingResult, Worker};
+use neuroshard_primitives::{Batch, BatchSource, NodeId};
+
+use crate::{Error, Result};
+
+/// What the driver and the training thread share: which round is wanted, how far the job is.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// The round the driver wants trained; a job for an earlier round stops at its next step.
+    pub(crate) wanted: Arc<AtomicU64>,
+    /// Inner steps done in the running job.
+    pub(crate) step: Arc<AtomicU64>,
+}
+
+/// Where the node's shards are and how it is assigned them.
+#[derive(Debug, Clone)]
+pub(crate) struct Assignment {
+    /// The local genesis directory (holding at least this round's shards when a job starts).
+    pub(crate) dir: PathBuf,
+    /// This node.
+    pub(crate) node: NodeId,
+    /// Shards per node per round.
+    pub(crate) per_node: usize,
+    /// Inner steps per round (batch `i` belongs to round `i / H`).
+    pub(crate) inner_steps: u64,
+}
+
+impl Assignment {
+    /// The training shards of `round`, as `neuroshard_data::assign` gives them.
+    pub(crate) fn shards(&self, dir: &GenesisDir, round: u64) -> Vec<usize> {
+        let n = dir.manifest().shards.len();
+        assign(dir.network_id(), round, self.node, n, self.per_node)
+    }
+}
+
+/// Batches of the round's assigned shards, loaded once per round, stopping early when the driver
+/// has moved on to a later round (the node resynced while this job ran).
+#[derive(Debug)]
+pub(crate) struct RoundSource {
+    assignment: Assignment,
+    progress: Progress,
+    loaded: Mutex<Option<(u64, TrainBatches)>>,
+}
+
+impl RoundSource {
+    pub(crate) fn new(assignment: Assignment, progress: Progress) -> Self {
+        Self {
+            assignment,
+            progress,
+            loaded: Mutex::new(None),
+        }
+    }
+
+    fn load(&self, round: u64) -> Result<TrainBatches> {
+        let dir = GenesisDir::open(&self.assignment.dir)?;
+        let shards = self.assignment.shards(&dir, round);
+        let id_bits =
+            u64::from_le_bytes(self.assignment.node.0[..8].try_into().expect("32-byte id"));
+        Ok(dir.train_batches(Some(&shards), dir.genesis().seed ^ id_bits)?)
+    }
+}
+
+impl BatchSource for RoundSource {
+    type Error = Error;
+
+    fn batch(&self, index: u64, batch: usize, seq: usize) -> Result<Batch> {
+        let h = self.assignment.inner_steps;
+        let round = index / h;
+        if round < self.progress.wanted.load(Ordering::Relaxed) {
+            return Err(Error::Worker(format!(
+                "round {round} was overtaken by a resync"
+            )));
+        }
+        self.progress.step.store(index % h + 1, Ordering::Relaxed);
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if loaded.as_ref().is_none_or(|(at, _)| *at != round) {
+            *loaded = Some((round, self.load(round)?));
+        }
+        let (_, batches) = loaded.as_ref().expect("loaded above");
+        Ok(batches.batch(index, batch, seq)?)
+    }
+}
+
+/// The replica and an evaluation copy of the model; moved onto a blocking thread for each job.
+#[derive(Debug)]
+pub(crate) struct Trainer {
+    worker: ModelWorker<RoundSource>,
+    eval: NeuroLlm,
+    val: Option<Vec<Batch>>,
+    val_batches: usize,
+    inner: InnerConfig,
+    dir: PathBuf,
+}
+
+/// One finished job: the training result (or why it failed) and the start model's val loss.
+#[derive(Debug)]
+pub(crate) struct JobOutcome {
+    /// The job that ran.
+    pub(crate) job: TrainingJob,
+    /// H inner steps, or why they stopped.
+    pub(crate) result: Result<TrainingResult>,
+    /// Validation loss of the job's start parameters, when measurable.
+    pub(crate) val_loss: Option<f32>,
+    /// Wall time of the inner steps, seconds.
+    pub(crate) train_secs: f64,
+}
+
+impl Trainer {
+    /// A replica of `model` (initialised from `seed`) over the assigned shards.
+    pub(crate) fn new(
+        model: &Config,
+        seed: u64,
+        inner: InnerConfig,
+        assignment: Assignment,
+        progress: Progress,
+        val_batches: usize,
+    ) -> Result<Self> {
+        let dir = assignment.dir.clone();
+        let source = RoundSource::new(assignment, progress);
+        let worker = ModelWorker::new(NeuroLlm::new(model, seed, &Device::Cpu)?, inner, source)?;
+        Ok(Self {
+            worker,
+            eval: NeuroLlm::new(model, seed, &Device::Cpu)?,
+            val: None,
+            val_batches,
+            inner,
+            dir,
+        })
+    }
+
+    /// Measures the start model's validation loss, then runs the job's inner steps.
+    /// Blocking: call it on a blocking thread.
+    pub(crate) fn run(&mut self, job: TrainingJob, start: &[f32]) -> JobOutcome {
+        let val_loss = match self.val_loss(start) {
+            Ok(loss) => loss,
+            Err(err) => {
+                tracing::warn!(%err, "cannot measure the validation loss");
+                None
+            }
+        };
+        #[allow(clippy::disallowed_methods)] // the driver's training thread: wall time for tokens/s
+        let started = std::time::Instant::now();
+        let result = self
+            .worker
+            .train(&job, start)
+            .map_err(|err| Error::Worker(err.to_string()));
+        JobOutcome {
+            job,
+            result,
+            val_loss,
+            train_secs: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Mean loss of `params` on the held-out batches (loaded on first use); `None` when the
+    /// node measures none.
+    fn val_loss(&mut self, params: &[f32]) -> Result<Option<f32>> {
+        if self.val_batches == 0 {
+            return Ok(None);
+        }
+        if self.val.is_none() {
+            let val = GenesisDir::open(&self.dir)?.validation_batches()?;
+            let (batch, seq) = (self.inner.batch_size, self.inner.seq_len);
+            let count = val.n_batches(batch, seq).min(self.val_batches as u64);
+            let batches = (0..count)
+                .map(|i| val.batch(i, batch, seq))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.val = Some(batches);
+        }
+        let batches = self.val.as_deref().unwrap_or_default();
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        self.eval.set_flat_params(params)?;
+        let mut total = 0.0;
+        for batch in batches {
+            total += self.eval.loss(batch)?;
+        }
+        Ok(Some(total / batches.len() as f32))
+    }
+}
