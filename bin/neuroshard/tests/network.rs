@@ -4,7 +4,8 @@
 //! One test, because every phase needs the network the previous one built. It builds a small
 //! generated-corpus genesis (nano, small H) in a temporary directory, reads each node's dashboard
 //! and p2p address from the lines it prints, and polls `/api/status`. Every wait is bounded and
-//! every child is killed when the test ends, pass or fail.
+//! every child is killed when the test ends, pass or fail. The rounds are short (nano, H = 48):
+//! the whole test takes seconds.
 
 // Real processes over real sockets: the waits are bounded by wall time.
 #![allow(clippy::disallowed_methods)]
@@ -184,6 +185,14 @@ fn agree_at(statuses: &[Value], round: u64) -> bool {
         })
 }
 
+/// How many contributions each node applied in its last closed round.
+fn contributors(statuses: &[Value]) -> Vec<u64> {
+    statuses
+        .iter()
+        .map(|s| s["contributors"].as_u64().unwrap_or(0))
+        .collect()
+}
+
 fn round_of(status: &Value) -> u64 {
     status["round"].as_u64().unwrap_or(0)
 }
@@ -268,7 +277,7 @@ fn build_genesis(work: &Path) -> PathBuf {
         dir_s,
         "--force",
         "--inner-steps",
-        "8",
+        "48",
         "--round-deadline-secs",
         "30",
     ]);
@@ -285,7 +294,6 @@ fn bare_genesis(genesis: &Path, work: &Path, name: &str) -> PathBuf {
 }
 
 #[test]
-#[ignore = "slow (several node processes training for minutes) and not yet run to completion; run with --ignored"]
 fn nodes_train_together_join_and_survive_a_crash() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
@@ -338,6 +346,12 @@ fn nodes_train_together_join_and_survive_a_crash() {
     wait_for("the fourth node to agree", &[&a, &b, &c, &d], limit, |s| {
         agree_at(s, target)
     });
+    wait_for(
+        "the fourth node to contribute",
+        &[&a, &b, &c, &d],
+        limit,
+        |s| agree_at(s, target) && contributors(s) == [4; 4],
+    );
     println!(
         "fourth node agreed after {:.1} s",
         joined_at.elapsed().as_secs_f64()
@@ -352,7 +366,7 @@ fn nodes_train_together_join_and_survive_a_crash() {
         "the others to finish rounds without b",
         &[&a, &c, &d],
         limit,
-        |s| agree_at(s, before + 2),
+        |s| agree_at(s, before + 2) && contributors(s) == [3; 3],
     );
     let b_dir_genesis = work.join("b-genesis/genesis.toml");
     drop(b);
@@ -362,7 +376,7 @@ fn nodes_train_together_join_and_survive_a_crash() {
         "the restarted node to catch up",
         &[&a, &b, &c, &d],
         limit,
-        |s| agree_at(s, now + 1),
+        |s| agree_at(s, now + 1) && contributors(s) == [4; 4],
     );
     let log = std::fs::read_to_string(&b.log).unwrap();
     assert!(

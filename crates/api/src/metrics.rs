@@ -25,7 +25,7 @@ pub fn render(status: &Status) -> String {
         "Identity of this node; always 1.",
     );
     sample(&mut out, "neuroshard_info", &info_labels, 1.0);
-    let gauges: [(&str, &str, f64); 7] = [
+    let gauges: [(&str, &str, f64); 8] = [
         (
             "neuroshard_peers",
             "Connected peers.",
@@ -61,6 +61,11 @@ pub fn render(status: &Status) -> String {
             "Training throughput in tokens per second.",
             status.tokens_per_sec,
         ),
+        (
+            "neuroshard_round_contributors",
+            "Contributions applied in the last closed round.",
+            status.contributors as f64,
+        ),
     ];
     for (name, help, value) in gauges {
         family(&mut out, name, "gauge", help);
@@ -76,6 +81,16 @@ pub fn render(status: &Status) -> String {
             "neuroshard_bytes_received_total",
             "Bytes received from peers.",
             status.bytes_received,
+        ),
+        (
+            "neuroshard_payload_bytes_sent_total",
+            "Application bytes sent to peers, without transport overhead.",
+            status.payload_bytes_sent,
+        ),
+        (
+            "neuroshard_payload_bytes_received_total",
+            "Application bytes received from peers, without transport overhead.",
+            status.payload_bytes_received,
         ),
     ];
     for (name, help, value) in counters {

@@ -36,6 +36,13 @@ pub struct Status {
     pub bytes_sent: u64,
     /// Bytes this node has received from peers.
     pub bytes_received: u64,
+    /// Of `bytes_sent`, the application's own bytes (announcements and fetched chunks), without
+    /// the transport's encryption, framing and protocol chatter.
+    pub payload_bytes_sent: u64,
+    /// Of `bytes_received`, the application's own bytes, counted the same way.
+    pub payload_bytes_received: u64,
+    /// Contributions (pseudo-gradients) applied in the last closed round.
+    pub contributors: u64,
     /// Loss over time, oldest first, at most [`HISTORY_LIMIT`] points.
     pub history: Vec<Point>,
 }

@@ -134,6 +134,14 @@ impl Driver {
         self.tick();
         self.start_job();
         self.transport.expire();
+        self.show_progress();
+        if let Ok(addrs) = self.net.bootstrap_addrs().await {
+            self.status.set_addrs(&addrs);
+        }
+    }
+
+    /// Puts the round, step, model hash, peers and traffic on the status board.
+    fn show_progress(&self) {
         let step = self.progress.step.load(Ordering::Relaxed);
         self.status.refresh(
             self.node.round(),
@@ -142,9 +150,6 @@ impl Driver {
             &self.peers,
             self.net.traffic(),
         );
-        if let Ok(addrs) = self.net.bootstrap_addrs().await {
-            self.status.set_addrs(&addrs);
-        }
     }
 
     fn execute(&mut self, outputs: Vec<Output>) {
@@ -171,10 +176,12 @@ impl Driver {
                         payload_received = traffic.payload_received, "round closed"
                     );
                     self.status.round_closed(&summary);
+                    self.show_progress();
                     self.checkpoint();
                 }
                 Output::Resynced { round, hash } => {
                     tracing::info!(round, model = %hash.short(), "resynced the model from a peer");
+                    self.show_progress();
                     self.checkpoint();
                 }
             }

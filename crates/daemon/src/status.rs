@@ -64,6 +64,8 @@ impl StatusBoard {
             changed |= replace(&mut s.peers, peers);
             changed |= replace(&mut s.bytes_sent, traffic.wire_sent);
             changed |= replace(&mut s.bytes_received, traffic.wire_received);
+            changed |= replace(&mut s.payload_bytes_sent, traffic.payload_sent);
+            changed |= replace(&mut s.payload_bytes_received, traffic.payload_received);
             changed
         });
     }
@@ -99,13 +101,14 @@ impl StatusBoard {
         });
     }
 
-    /// A round closed: the network's mean training loss for it.
+    /// A round closed: how many contributions it applied and the network's mean training loss.
     pub(crate) fn round_closed(&self, summary: &RoundSummary) {
-        if summary.included.is_empty() {
-            return;
-        }
-        self.tx
-            .send_modify(|s| s.loss = Some(f64::from(summary.train_loss)));
+        self.tx.send_modify(|s| {
+            s.contributors = summary.included.len() as u64;
+            if !summary.included.is_empty() {
+                s.loss = Some(f64::from(summary.train_loss));
+            }
+        });
     }
 }
 

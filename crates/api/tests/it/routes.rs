@@ -17,6 +17,7 @@ async fn status_json_has_the_documented_shape() {
         {
           "bytes_received": 3145728,
           "bytes_sent": 1048576,
+          "contributors": 3,
           "history": [
             {
               "elapsed_s": 0.0,
@@ -48,6 +49,8 @@ async fn status_json_has_the_documented_shape() {
           "model_hash": "ccca53791b024d98ee5d8c126d923e16f6cede945beb0b93c9abca301ed453e7",
           "network_id": "396507cea36428fd93fd41a7ad586c82c66b4e9b72ab149f94ca9967bd0590ad",
           "node_id": "abababababababababababababababababababababababababababababababab",
+          "payload_bytes_received": 3072000,
+          "payload_bytes_sent": 1024000,
           "peers": [
             "12D3KooWPeerA",
             "12D3KooWPeerB"
@@ -135,6 +138,12 @@ async fn metrics_are_valid_prometheus_text_with_the_status_figures() {
     assert_eq!(samples["neuroshard_tokens_per_second"], 1234.5);
     assert_eq!(samples["neuroshard_bytes_sent_total"], 1048576.0);
     assert_eq!(samples["neuroshard_bytes_received_total"], 3145728.0);
+    assert_eq!(samples["neuroshard_payload_bytes_sent_total"], 1024000.0);
+    assert_eq!(
+        samples["neuroshard_payload_bytes_received_total"],
+        3072000.0
+    );
+    assert_eq!(samples["neuroshard_round_contributors"], 3.0);
     let info = samples
         .keys()
         .find(|k| k.starts_with("neuroshard_info{"))

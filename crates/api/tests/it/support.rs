@@ -26,6 +26,9 @@ pub(crate) fn sample_status(points: u64) -> Status {
         model_hash: Some(Hash::of(b"model")),
         bytes_sent: 1 << 20,
         bytes_received: 3 << 20,
+        payload_bytes_sent: 1000 << 10,
+        payload_bytes_received: 3000 << 10,
+        contributors: 3,
         ..Status::default()
     };
     for i in 0..points {
