@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use neuroshard_node::{Input, Message, Node, Output, Timestamp, TrainingJob};
+use neuroshard_node::{Input, LossGauge, Message, Node, Output, Timestamp, TrainingJob};
 use neuroshard_p2p::{NetEvent, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::NodeId;
 use tokio::sync::{mpsc, watch};
@@ -59,6 +59,7 @@ pub(crate) struct Driver {
     pub(crate) data: DataSync,
     pub(crate) trainer: Option<Box<Trainer>>,
     pub(crate) progress: Progress,
+    pub(crate) loss: LossGauge,
     pub(crate) status: StatusBoard,
     pub(crate) checkpoints: watch::Sender<Option<Arc<State>>>,
     pub(crate) start: Option<StartRule>,
@@ -150,6 +151,10 @@ impl Driver {
             &self.peers,
             self.net.traffic(),
         );
+        let global = self.progress.global.load(Ordering::Relaxed);
+        if let Some(loss) = self.loss.get() {
+            self.status.live_loss(self.node.round(), global, loss);
+        }
     }
 
     fn execute(&mut self, outputs: Vec<Output>) {

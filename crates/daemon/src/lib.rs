@@ -117,6 +117,7 @@ impl Daemon {
             progress.clone(),
             config.val_batches,
         )?;
+        let loss = trainer.loss_gauge();
         let store = MemoryStore::new();
         let net = Network::start(
             &key,
@@ -152,6 +153,7 @@ impl Daemon {
             data,
             trainer: Some(Box::new(trainer)),
             progress,
+            loss,
             status,
             checkpoints,
             start: Some(StartRule {

@@ -70,34 +70,45 @@ impl StatusBoard {
         });
     }
 
-    /// A training job finished: its loss, throughput, and the start model's validation loss.
+    /// The loss of the inner step before global step `step`, plotted when it is new.
+    pub(crate) fn live_loss(&self, round: u64, step: u64, loss: f32) {
+        let elapsed_s = self.started.elapsed().as_secs_f64();
+        self.tx.send_if_modified(|s| {
+            if s.history.last().is_some_and(|p| p.step >= step) {
+                return false;
+            }
+            s.loss = Some(f64::from(loss));
+            s.push_point(Point {
+                round,
+                step,
+                loss: Some(f64::from(loss)),
+                val_loss: None,
+                elapsed_s,
+            });
+            true
+        });
+    }
+
+    /// A training job finished: its throughput, and the start model's validation loss.
     pub(crate) fn job_done(&self, outcome: &JobOutcome) {
         let Ok(result) = &outcome.result else {
             return;
         };
-        let h = self.inner_steps;
-        let elapsed_s = self.started.elapsed().as_secs_f64();
         let round = outcome.job.round;
+        let elapsed_s = self.started.elapsed().as_secs_f64();
+        let step = round * self.inner_steps;
         self.tx.send_modify(|s| {
+            s.tokens_per_sec = result.tokens as f64 / outcome.train_secs.max(1e-9);
             if let Some(val) = outcome.val_loss {
                 s.val_loss = Some(f64::from(val));
                 s.push_point(Point {
                     round,
-                    step: round * h,
+                    step,
                     loss: None,
                     val_loss: Some(f64::from(val)),
                     elapsed_s,
                 });
             }
-            s.loss = Some(f64::from(result.loss_end));
-            s.tokens_per_sec = result.tokens as f64 / outcome.train_secs.max(1e-9);
-            s.push_point(Point {
-                round,
-                step: (round + 1) * h,
-                loss: Some(f64::from(result.loss_end)),
-                val_loss: None,
-                elapsed_s,
-            });
         });
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::Device;
 use neuroshard_data::{GenesisDir, TrainBatches, assign};
 use neuroshard_model::{Config, NeuroLlm};
-use neuroshard_node::{InnerConfig, ModelWorker, TrainingJob, TrainingResult, Worker};
+use neuroshard_node::{InnerConfig, LossGauge, ModelWorker, TrainingJob, TrainingResult, Worker};
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
 
 use crate::{Error, Result};
@@ -21,6 +21,8 @@ pub(crate) struct Progress {
     pub(crate) wanted: Arc<AtomicU64>,
     /// Inner steps done in the running job.
     pub(crate) step: Arc<AtomicU64>,
+    /// Global index of the inner step running now (round × H + step): the steps done before it.
+    pub(crate) global: Arc<AtomicU64>,
 }
 
 /// Where the node's shards are and how it is assigned them.
@@ -83,6 +85,7 @@ impl BatchSource for RoundSource {
             )));
         }
         self.progress.step.store(index % h + 1, Ordering::Relaxed);
+        self.progress.global.store(index, Ordering::Relaxed);
         let mut loaded = self
             .loaded
             .lock()
@@ -140,6 +143,11 @@ impl Trainer {
             inner,
             dir,
         })
+    }
+
+    /// A gauge that follows the inner-step loss while jobs run.
+    pub(crate) fn loss_gauge(&self) -> LossGauge {
+        self.worker.loss_gauge()
     }
 
     /// Measures the start model's validation loss, then runs the job's inner steps.

@@ -1,5 +1,8 @@
 //! The worker that trains a real NeuroLLM replica: H inner AdamW steps on the node's batches.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use neuroshard_model::NeuroLlm;
 use neuroshard_primitives::BatchSource;
 use neuroshard_train::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm};
@@ -29,6 +32,26 @@ impl InnerConfig {
     }
 }
 
+/// The latest inner-step loss of a worker, readable from other threads while it trains (for a
+/// live display). Cheap to clone; every clone reads the same value.
+#[derive(Debug, Clone)]
+pub struct LossGauge(Arc<AtomicU32>);
+
+impl LossGauge {
+    fn new() -> Self {
+        Self(Arc::new(AtomicU32::new(f32::NAN.to_bits())))
+    }
+
+    fn set(&self, loss: f32) {
+        self.0.store(loss.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The loss of the last inner step, `None` before the first.
+    pub fn get(&self) -> Option<f32> {
+        Some(f32::from_bits(self.0.load(Ordering::Relaxed))).filter(|l| !l.is_nan())
+    }
+}
+
 /// A NeuroLLM replica with its own AdamW state, which persists across rounds as DiLoCo wants.
 #[derive(Debug)]
 pub struct ModelWorker<S> {
@@ -36,6 +59,7 @@ pub struct ModelWorker<S> {
     adamw: AdamW,
     inner: InnerConfig,
     data: S,
+    gauge: LossGauge,
 }
 
 impl<S: BatchSource> ModelWorker<S> {
@@ -48,7 +72,13 @@ impl<S: BatchSource> ModelWorker<S> {
             adamw,
             inner,
             data,
+            gauge: LossGauge::new(),
         })
+    }
+
+    /// A gauge that follows this worker's inner-step loss.
+    pub fn loss_gauge(&self) -> LossGauge {
+        self.gauge.clone()
     }
 
     /// One inner step at global step `step`: loss, gradients, clip, AdamW.
@@ -62,6 +92,7 @@ impl<S: BatchSource> ModelWorker<S> {
         clip_grad_norm(&mut grads, self.inner.clip_norm);
         self.adamw
             .step(params, &grads, self.inner.schedule.lr(step));
+        self.gauge.set(loss);
         Ok(loss)
     }
 }

@@ -18,6 +18,8 @@ use neuroshard_sim::{
 };
 use neuroshard_train::{AdamWConfig, LrSchedule, OuterConfig};
 
+mod table;
+
 /// Vocabulary of the synthetic corpus used when no genesis directory is given.
 const SYNTHETIC_VOCAB: usize = 256;
 
@@ -114,6 +116,10 @@ pub(crate) struct Args {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Instead of one run with baselines: every aggregator under every attack (the attackers
+    /// and all other settings from the flags), as a table of final validation losses.
+    #[arg(long)]
+    table: bool,
 }
 
 /// Runs the simulation and its baselines, and prints the result.
@@ -125,6 +131,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
             args.byzantine,
             args.nodes
         );
+    }
+    if args.table && args.byzantine == 0 {
+        bail!("--table compares attacks: give --byzantine a value above 0");
     }
     if attack_kind != AttackKind::None && args.byzantine == 0 {
         bail!("--attack {attack_kind} needs attackers: give --byzantine a value above 0");
@@ -156,7 +165,14 @@ fn execute<D: DataPlan + Clone>(
         model.seq_len = seq;
     }
     let inner = inner_config(args, model.seq_len)?;
-    let config = sim_config(args, attack, &model, &inner)?;
+    if args.table {
+        let workload = ModelWorkload::new(model.clone(), args.seed, inner, data, args.val_batches)?;
+        return table::run(args, &workload, |attack, kind| {
+            sim_config(args, attack, rule(args, kind)?, &model, &inner)
+        });
+    }
+    let aggregator = rule(args, args.aggregator.parse()?)?;
+    let config = sim_config(args, attack, aggregator, &model, &inner)?;
     let workload = ModelWorkload::new(model, args.seed, inner, data, args.val_batches)?;
     let comparison = run_with_baselines(&config, &workload, |stage, record| {
         let loss = record
@@ -192,11 +208,11 @@ fn inner_config(args: &Args, seq_len: usize) -> Result<InnerConfig> {
 fn sim_config(
     args: &Args,
     attack: AttackKind,
+    aggregator: Rule,
     model: &Config,
     inner: &InnerConfig,
 ) -> Result<SimConfig> {
     let compress: CompressConfig = args.codec.parse()?;
-    let aggregator = rule(args)?;
     let link = Link {
         latency_s: args.latency_ms / 1e3,
         jitter_s: args.jitter_ms / 1e3,
@@ -243,8 +259,7 @@ fn sim_config(
 }
 
 /// The aggregation rule with its parameters defaulted from f and overridden by the flags.
-fn rule(args: &Args) -> Result<Rule> {
-    let kind: RuleKind = args.aggregator.parse()?;
+fn rule(args: &Args, kind: RuleKind) -> Result<Rule> {
     let overrides = Overrides {
         trim: args.trim.map(Trim::Count),
         f: args.rule_f,
