@@ -3,7 +3,8 @@
 //!
 //! One test, because every phase needs the network the previous one built. It builds a small
 //! generated-corpus genesis (nano, small H) in a temporary directory, reads each node's dashboard
-//! and p2p address from the lines it prints, and polls `/api/status`. Every wait is bounded and
+//! and p2p address from the lines it prints, polls `/api/status`, and loads one dashboard in
+//! headless Chromium (skipped where it is absent). Every wait is bounded and
 //! every child is killed when the test ends, pass or fail. The rounds are short (nano, H = 48):
 //! the whole test takes seconds.
 
@@ -185,6 +186,69 @@ fn agree_at(statuses: &[Value], round: u64) -> bool {
         })
 }
 
+/// Loads `node`'s dashboard in headless Chromium and checks that the plot shows the loss the
+/// node reports; skipped, with the reason printed, where Chromium is absent.
+fn dashboard_plots_the_node_loss(node: &Node) {
+    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+    else {
+        println!("browser check skipped: no chromium (apt-get install chromium)");
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{}/", node.dashboard))
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let plotted: Vec<f64> = plotted_values(&dom, "loss-line");
+    let served: Vec<f64> = node.status().unwrap()["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["loss"].as_f64())
+        .collect();
+    assert!(
+        plotted.len() >= 2,
+        "the plot shows the live loss: {plotted:?}"
+    );
+    assert!(
+        plotted
+            .iter()
+            .all(|v| served.iter().any(|s| (s - v).abs() < 1e-9)),
+        "every plotted value is one the node reported: {plotted:?} vs {served:?}"
+    );
+}
+
+/// The `data-values` of the plot line with id `id` in Chromium's serialised DOM.
+fn plotted_values(dom: &str, id: &str) -> Vec<f64> {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .expect("the plot line is on the page");
+    let tag = &dom[dom[..at].rfind('<').unwrap()..at + dom[at..].find('>').unwrap()];
+    let Some(from) = tag.find("data-values=\"") else {
+        return Vec::new();
+    };
+    let values = &tag[from + "data-values=\"".len()..];
+    values[..values.find('"').unwrap()]
+        .split(',')
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
 /// How many contributions each node applied in its last closed round.
 fn contributors(statuses: &[Value]) -> Vec<u64> {
     statuses
@@ -332,6 +396,7 @@ fn nodes_train_together_join_and_survive_a_crash() {
         "three nodes agree at round {}; val loss {vals:?}",
         round_of(&statuses[0])
     );
+    dashboard_plots_the_node_loss(&a);
 
     // A fourth node joins mid-training, fetches data and state from peers, and agrees.
     let joined_at = Instant::now();
