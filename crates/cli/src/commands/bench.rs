@@ -86,8 +86,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         args.steps > 0 && args.batch > 0 && args.seq > 0,
         "steps, batch and seq must be positive"
     );
-    keep_freed_memory();
-    let threads = set_threads(args.threads)?;
+    let threads = super::set_threads(args.threads)?;
     let cfg = Config::preset(&args.preset, args.vocab)?;
     let mut model = NeuroLlm::new(&cfg, args.seed, &Device::Cpu)?;
     let mut params = model.flat_params()?;
@@ -113,33 +112,6 @@ fn train(args: &TrainArgs) -> Result<()> {
     }
     let report = summarise(args, cfg.n_params(), threads, &times, &losses)?;
     print(&report, args.json)
-}
-
-/// Tells mimalloc (the binary's allocator) never to return freed memory to the OS. A training
-/// step frees and re-allocates the same few hundred MiB of activations and gradients; returned
-/// pages come back as fresh page faults that the kernel must zero, which cost about a fifth of
-/// the step. Harmless where mimalloc is linked but not the global allocator.
-fn keep_freed_memory() {
-    /// `mi_option_purge_delay` in `mimalloc.h` (the same index in mimalloc v2 and v3).
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets a process-wide option; mimalloc reads it with atomics, at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
-
-/// Sizes the global rayon pool (used by the kernels and by gemm) and tells candle the same
-/// count through `RAYON_NUM_THREADS`, which it reads per matrix product. Must run before any
-/// parallel work creates the default pool.
-fn set_threads(threads: Option<usize>) -> Result<usize> {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    anyhow::ensure!(n > 0, "--threads must be at least 1");
-    // SAFETY: called at start-up, before this process starts any other thread that could read
-    // the environment concurrently.
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .context("building the thread pool")?;
-    Ok(n)
 }
 
 fn summarise(

@@ -42,7 +42,7 @@ pub(crate) struct Args {
 
 /// Runs `neuroshard generate`: prints the prompt and its continuation to stdout.
 pub(crate) fn run(args: Args) -> Result<()> {
-    super::train::set_threads(args.threads)?;
+    super::set_threads(args.threads)?;
     let (meta, model) = checkpoint::load_model(&args.checkpoint, &super::train::device()?)
         .with_context(|| format!("loading the checkpoint in {}", args.checkpoint.display()))?;
     let tokenizer_path = args.genesis.join("tokenizer.json");

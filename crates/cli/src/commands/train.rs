@@ -73,7 +73,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result<()> {
     // Refuse a bad preset before spending minutes building the dataset.
     Config::preset(&args.preset, DEFAULT_VOCAB_SIZE)?;
-    set_threads(args.threads)?;
+    super::set_threads(args.threads)?;
     let genesis = open_or_build_genesis(&args.genesis)?;
     let spec = run_spec(&args, &genesis)?;
     let dir = args
@@ -196,19 +196,6 @@ impl Progress for LogProgress {
 /// The first CUDA GPU when built with the `cuda` feature and one is present, else the CPU.
 pub(crate) fn device() -> Result<Device> {
     Device::cuda_if_available(0).context("opening the GPU")
-}
-
-/// Sizes the global rayon pool (kernels, gemm) and tells candle the same count through
-/// `RAYON_NUM_THREADS`. Must run before any parallel work creates the default pool.
-pub(crate) fn set_threads(threads: Option<usize>) -> Result<()> {
-    let Some(n) = threads else { return Ok(()) };
-    anyhow::ensure!(n > 0, "--threads must be at least 1");
-    // SAFETY: called at start-up, before this process starts threads that read the environment.
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .context("building the thread pool")
 }
 
 /// The progress bar on stderr and, with `--json`, one JSON line per logged step on stdout.
