@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Embedding, Linear};
-use neuroshard_kernels::{cross_entropy, rms_norm, rope_tables};
+use neuroshard_kernels::{linear_cross_entropy, rms_norm, rope_tables};
 
 use crate::block::{Block, INIT_STD, LayerCache, RopeTables};
 use crate::params::{Init, ParamBuilder, Params};
@@ -190,7 +190,8 @@ impl Stage {
     /// [`Stage::forward`] returns), returns the gradient of its input and of its parameters.
     pub fn backward(&self, input: &StageInput, grad_output: &Tensor) -> Result<StageGrads> {
         let grad_output = grad_output.detach();
-        let (_, grads) = self.backward_of(input, |out, (b, t)| {
+        let (_, grads) = self.backward_of(input, |hidden, (b, t)| {
+            let out = &self.apply_head(hidden)?;
             let want = [b, t, out.dim(1)?];
             if grad_output.dims() != want {
                 let got = grad_output.dims();
@@ -209,15 +210,14 @@ impl Stage {
         input: &StageInput,
         targets: &Tensor,
     ) -> Result<(f32, StageGrads)> {
-        let (loss, grads) =
-            self.backward_of(input, |logits, _| self.cross_entropy(logits, targets))?;
+        let (loss, grads) = self.backward_of(input, |hidden, _| self.head_loss(hidden, targets))?;
         Ok((loss.to_scalar::<f32>()?, grads))
     }
 
     /// For the last stage: the mean cross-entropy of `targets` (b, t) u32, without gradients.
     pub fn loss(&self, input: &StageInput, targets: &Tensor) -> Result<f32> {
-        let (logits, _) = self.run(input, None)?;
-        Ok(self.cross_entropy(&logits, targets)?.to_scalar::<f32>()?)
+        let (hidden, _) = self.run_body(input, None)?;
+        Ok(self.head_loss(&hidden, targets)?.to_scalar::<f32>()?)
     }
 
     /// Number of parameters in this stage.
@@ -265,8 +265,8 @@ impl Stage {
             Some(var) => &StageInput::Hidden(var.as_tensor().clone()),
             None => input,
         };
-        let (out, bt) = self.run(input, None)?;
-        let value = objective(&out, bt)?;
+        let (hidden, bt) = self.run_body(input, None)?;
+        let value = objective(&hidden, bt)?;
         let grads = value.backward()?;
         let input = match input_var {
             Some(var) => Some(match grads.get(var.as_tensor()) {
@@ -286,6 +286,26 @@ impl Stage {
 
     /// The forward pass on flat rows: returns (b·t, d_model) or (b·t, vocab), and (b, t).
     fn run(
+        &self,
+        input: &StageInput,
+        cache: Option<&mut KvCache>,
+    ) -> Result<(Tensor, (usize, usize))> {
+        let (hidden, bt) = self.run_body(input, cache)?;
+        Ok((self.apply_head(&hidden)?, bt))
+    }
+
+    /// The head's logits (b·t, vocab) for hidden rows; the rows unchanged without a head.
+    fn apply_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        match &self.head {
+            Some(head) => Ok(head
+                .lm
+                .forward(&rms_norm(hidden, &head.norm, self.cfg.norm_eps)?)?),
+            None => Ok(hidden.clone()),
+        }
+    }
+
+    /// Embedding (or hidden input) and blocks, without the head: (b·t, d_model) and (b, t).
+    fn run_body(
         &self,
         input: &StageInput,
         mut cache: Option<&mut KvCache>,
@@ -314,11 +334,6 @@ impl Stage {
         }
         if let Some(cache) = cache {
             cache.len += t;
-        }
-        if let Some(head) = &self.head {
-            x = head
-                .lm
-                .forward(&rms_norm(&x, &head.norm, self.cfg.norm_eps)?)?;
         }
         Ok((x, (b, t)))
     }
@@ -359,11 +374,13 @@ impl Stage {
         }
     }
 
-    fn cross_entropy(&self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        if self.head.is_none() {
+    /// Mean cross-entropy of `targets` under the head's logits for `hidden`, fused: the logits
+    /// are never a node of the graph on the CPU (the kernels fall back to the composite form).
+    fn head_loss(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let Some(head) = &self.head else {
             return Err(Error::NoHead);
-        }
-        let n = logits.dim(0)?;
+        };
+        let n = hidden.dim(0)?;
         if targets.elem_count() != n || targets.dtype() != DType::U32 {
             return Err(bad_shape(
                 "targets",
@@ -372,7 +389,12 @@ impl Stage {
             ));
         }
         self.check_ids(targets)?;
-        Ok(cross_entropy(logits, &targets.flatten_all()?)?)
+        let normed = rms_norm(hidden, &head.norm, self.cfg.norm_eps)?;
+        Ok(linear_cross_entropy(
+            &normed,
+            head.lm.weight(),
+            &targets.flatten_all()?,
+        )?)
     }
 
     /// Fails unless every id in the u32 tensor `ids` is below the vocabulary size.
