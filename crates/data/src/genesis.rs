@@ -124,7 +124,7 @@ pub struct CompressionSpec {
 
 impl Genesis {
     /// A genesis for the dataset in `manifest` with model `preset` and the default settings:
-    /// 500 inner steps, outer lr 0.7 and momentum 0.9, trimmed mean (20 %), `topk-int8`,
+    /// 500 inner steps, outer lr 0.7 and momentum 0.9, trimmed mean (20 %), `int4`,
     /// 600-second rounds.
     pub fn new(manifest: &Manifest, preset: &str, seed: u64) -> Self {
         Self {
@@ -143,7 +143,7 @@ impl Genesis {
                 params: BTreeMap::from([("trim_fraction".into(), 0.2)]),
             },
             compression: CompressionSpec {
-                codec: "topk-int8".into(),
+                codec: "int4".into(),
             },
         }
     }
@@ -342,7 +342,7 @@ mod tests {
         let example = Genesis::parse(include_str!("../../../config/genesis.toml")).unwrap();
         assert_eq!(
             example.network_id().to_hex(),
-            "a5253f7a34085d95e1ef3a52f89f5b8c5bb1e26f4e34d52aaaae20946042ada1"
+            "f649a501d6f11dea098e21ef5268e59e3b9448a3e4c41f2feaf59b2a9eea019e"
         );
     }
 
@@ -359,7 +359,7 @@ mod tests {
                 "diloco.outer_lr",
             ),
             (text.replace("[diloco]", "[diloco]\nwarmup = 3"), "warmup"),
-            (text.replace("codec = \"topk-int8\"", ""), "codec"),
+            (text.replace("codec = \"int4\"", ""), "codec"),
             (
                 text.replace("preset = \"nano\"", "d_model = 64"),
                 "model.n_layers",

@@ -92,7 +92,7 @@ struct InitArgs {
     #[arg(long, default_value = "trimmed-mean")]
     aggregation: String,
     /// Pseudo-gradient codec.
-    #[arg(long, default_value = "topk-int8")]
+    #[arg(long, default_value = "int4")]
     codec: String,
     /// Round deadline in seconds.
     #[arg(long, default_value_t = 600)]

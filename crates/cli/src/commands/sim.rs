@@ -63,7 +63,7 @@ pub(crate) struct Args {
     #[arg(long)]
     clip_tau: Option<f64>,
     /// Codec, optionally with parameters: `topk-int8`, `topk-int8:chunk=4096,k=0.01`, `none`, …
-    #[arg(long, default_value = "topk-int8")]
+    #[arg(long, default_value = "int4")]
     codec: String,
     /// Rounds to run.
     #[arg(long, default_value_t = 10)]
