@@ -135,7 +135,12 @@ async fn start_node(
         std::fs::copy(&source, &copy).with_context(|| format!("copying {}", source.display()))?;
         copy
     };
-    let log = std::fs::File::create(log_path(args, index)).context("creating the node log")?;
+    // Appended to, so a restarted network keeps the earlier runs' logs.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(args, index))
+        .context("opening the node log")?;
     let port = if args.http_port == 0 {
         0
     } else {
