@@ -41,7 +41,8 @@ pub(crate) struct Args {
     /// sign-flip, noise, scale, alie, ipm, free-ride, replay or none.
     #[arg(long, default_value = "none")]
     attack: String,
-    /// The attack's strength: noise σ in honest-RMS units, scale factor, ALIE z, IPM ε.
+    /// The attack's strength: sign-flip factor, noise σ in honest-RMS units, scale factor,
+    /// ALIE z, IPM ε.
     #[arg(long)]
     attack_strength: Option<f32>,
     /// Colluding groups the attackers form (they share statistics within a group).

@@ -36,7 +36,7 @@ use crate::{Error, Result};
 pub enum AttackKind {
     /// Every node is honest.
     None,
-    /// Send −Δ.
+    /// Send −Δ (times the strength, 1 by default).
     SignFlip,
     /// Send Gaussian noise.
     Noise,
@@ -139,7 +139,7 @@ pub fn forge(attack: Attack, knows: &Knowledge<'_>, rng: &mut ChaCha8Rng) -> Vec
     let own = knows.own;
     match attack.kind {
         AttackKind::None => own.to_vec(),
-        AttackKind::SignFlip => sign_flip(own),
+        AttackKind::SignFlip => sign_flip(own, attack.strength),
         AttackKind::Noise => noise(own, attack.strength, rng),
         AttackKind::Scale => scale(own, attack.strength),
         AttackKind::Alie => alie(&group_stats(knows.group), attack.strength),

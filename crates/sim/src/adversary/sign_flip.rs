@@ -1,8 +1,9 @@
-//! Sign flip: send the exact opposite of the honest Δ.
+//! Sign flip: send the opposite of the honest Δ, optionally magnified.
 
-/// −Δ: pushes the model uphill as hard as an honest node pushes it downhill.
-pub fn sign_flip(own: &[f32]) -> Vec<f32> {
-    own.iter().map(|v| -v).collect()
+/// −s·Δ: pushes the model uphill `strength` times as hard as an honest node pushes it downhill
+/// (1 is the classic sign flip).
+pub fn sign_flip(own: &[f32], strength: f32) -> Vec<f32> {
+    own.iter().map(|v| -strength * v).collect()
 }
 
 #[cfg(test)]
@@ -11,6 +12,7 @@ mod tests {
 
     #[test]
     fn negates_every_coordinate() {
-        assert_eq!(sign_flip(&[1.0, -2.0, 0.0]), vec![-1.0, 2.0, -0.0]);
+        assert_eq!(sign_flip(&[1.0, -2.0, 0.0], 1.0), vec![-1.0, 2.0, -0.0]);
+        assert_eq!(sign_flip(&[1.0, -2.0], 3.0), vec![-3.0, 6.0]);
     }
 }
