@@ -3,8 +3,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The checkout under test: cargo runs a test binary in its package's directory. Not
+/// `env!("CARGO_MANIFEST_DIR")`, which a build cache shared between clones keeps from another path.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::current_dir()
+        .expect("working directory")
         .join("../..")
         .canonicalize()
         .expect("repo root exists")
