@@ -162,7 +162,8 @@ impl BatchSource for TrainBatches {
 
 /// Validation batches: consecutive windows of `seq + 1` tokens at stride `seq` through each
 /// validation shard, so every token but the first of a shard is a target exactly once per pass.
-/// Batch `index` takes windows `index * batch ..`, wrapping around.
+/// Batch `index` takes positions `index * batch ..` (wrapping around) of a fixed walk over the
+/// windows that strides across the whole split.
 #[derive(Debug, Clone)]
 pub struct ValidationBatches {
     shards: Vec<ShardData>,
@@ -197,8 +198,10 @@ impl ValidationBatches {
             return Err(Error::NotEnoughTokens { needed: seq + 1 });
         }
         let first = index.wrapping_mul(batch as u64);
+        let step = stride(total);
         let rows = (0..batch as u64).map(|r| {
-            let mut window = first.wrapping_add(r) % total;
+            let position = first.wrapping_add(r) % total;
+            let mut window = (u128::from(position) * u128::from(step) % u128::from(total)) as u64;
             let slot = windows
                 .iter()
                 .position(|&count| {
@@ -217,6 +220,23 @@ impl ValidationBatches {
         });
         Ok(rows.collect())
     }
+}
+
+/// The step between consecutive validation windows: coprime with `total`, so every window comes
+/// once per pass, and near the golden section of it, so that the first few batches (all a node
+/// measures) sample the whole split rather than its first document.
+fn stride(total: u64) -> u64 {
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut step = ((total as f64 * 0.618_033_988_75) as u64).max(1);
+    while gcd(step, total) != 1 {
+        step += 1;
+    }
+    step
 }
 
 impl BatchSource for ValidationBatches {
@@ -290,6 +310,28 @@ mod tests {
                 })
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_few_validation_batches_span_the_whole_split() {
+        let source = ValidationBatches::new(vec![shard(0, 0..4001)]);
+        let windows = 1000;
+        assert_eq!(source.n_batches(10, 4), 100);
+        let first: Vec<u64> = source
+            .addresses(0, 10, 4)
+            .unwrap()
+            .iter()
+            .map(|a| a.offset / 4)
+            .collect();
+        let spread = first.iter().max().unwrap() - first.iter().min().unwrap();
+        assert!(spread > windows / 2, "the first batch covers {first:?}");
+        // Still every window once per pass.
+        let mut all: Vec<u64> = (0..100)
+            .flat_map(|i| source.addresses(i, 10, 4).unwrap())
+            .map(|a| a.offset / 4)
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..windows).collect::<Vec<_>>());
     }
 
     #[test]

@@ -342,7 +342,7 @@ mod tests {
         let example = Genesis::parse(include_str!("../../../config/genesis.toml")).unwrap();
         assert_eq!(
             example.network_id().to_hex(),
-            "f649a501d6f11dea098e21ef5268e59e3b9448a3e4c41f2feaf59b2a9eea019e"
+            "d3ca893b7c8556dc32f3352730431b450bbe95e6e9782e8426b05770fbca6ead"
         );
     }
 

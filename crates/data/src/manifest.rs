@@ -11,8 +11,9 @@ use crate::merkle::{MerkleProof, merkle_root};
 use crate::shard::{TokenWidth, train_name, validation_name};
 use crate::{Error, Result};
 
-/// The manifest format this crate writes and reads.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// The manifest format this crate writes and reads (2: training documents in hash order, so a
+/// directory built by an older version is rebuilt rather than reused).
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 
 /// One shard file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

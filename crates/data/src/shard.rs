@@ -112,6 +112,10 @@ fn threshold(fraction: f64) -> u64 {
 /// Splits document indices into (training, validation) by [`is_validation`]. When `fraction`
 /// is positive but no document falls under it, the document with the smallest key goes to
 /// validation, so there is always something to validate on (given two documents or more).
+///
+/// Training documents come in the order of their keys, a deterministic shuffle: a corpus read
+/// source by source would otherwise give shards of one source each, and replicas that train on
+/// different shards would learn different languages (DiLoCo wants every shard a fair sample).
 pub fn split(texts: &[&str], fraction: f64) -> (Vec<usize>, Vec<usize>) {
     let keys: Vec<u64> = texts.iter().map(|t| validation_key(t)).collect();
     let cut = threshold(fraction);
@@ -124,6 +128,7 @@ pub fn split(texts: &[&str], fraction: f64) -> (Vec<usize>, Vec<usize>) {
         train.retain(|&i| i != smallest);
         val.push(smallest);
     }
+    train.sort_by_key(|&i| (keys[i], i));
     (train, val)
 }
 
@@ -175,6 +180,24 @@ mod tests {
         let (_, val_half) = split(&texts[..2500], 0.01);
         let expected: Vec<usize> = val.iter().copied().filter(|&i| i < 2500).collect();
         assert_eq!(val_half, expected);
+    }
+
+    #[test]
+    fn training_documents_are_shuffled_the_same_way_every_time() {
+        // Two "sources" read one after the other, as the corpus reader does.
+        let docs: Vec<String> = (0..400)
+            .map(|i| format!("{} {i}", if i < 200 { "play" } else { "news" }))
+            .collect();
+        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let (train, _) = split(&texts, 0.01);
+        assert_eq!(train, split(&texts, 0.01).0);
+        let first_half = &train[..train.len() / 2];
+        let plays = first_half.iter().filter(|&&i| i < 200).count();
+        assert!(
+            (60..=140).contains(&plays),
+            "{plays} of {} are plays",
+            first_half.len()
+        );
     }
 
     #[test]
