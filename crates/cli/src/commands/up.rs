@@ -1,6 +1,6 @@
 //! `neuroshard up`: a whole local network in one command.
 //!
-//! Builds the genesis data if it is missing (`neuroshard genesis build`), starts N
+//! Builds the genesis data if it is missing or outdated (`neuroshard genesis build`), starts N
 //! `neuroshard node` child processes on 127.0.0.1 (the first one holds the dataset and is the
 //! others' bootstrap peer; the others get only the genesis file and fetch their shards from it),
 //! prints each dashboard address, then a line per node every few seconds (round, loss,
@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use neuroshard_data::GenesisDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -59,15 +60,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(supervise(&exe, &args))
 }
 
-/// Builds the genesis directory with `neuroshard genesis build` unless it holds a genesis file.
+/// Builds the genesis directory with `neuroshard genesis build` unless it already opens; one
+/// this build cannot read (an older format) is rebuilt.
 fn ensure_genesis(exe: &Path, args: &Args) -> anyhow::Result<()> {
-    if args.genesis.join("genesis.toml").exists() {
-        return Ok(());
+    let dir = args.genesis.display();
+    match GenesisDir::open(&args.genesis) {
+        Ok(_) => return Ok(()),
+        Err(err) if args.genesis.join("manifest.json").exists() => {
+            println!("rebuilding the genesis data in {dir}: {err}");
+        }
+        Err(_) => println!("building the genesis data in {dir} (first run only)"),
     }
-    println!(
-        "building the genesis data in {} (first run only)",
-        args.genesis.display()
-    );
     let mut build = std::process::Command::new(exe);
     build.args(["genesis", "build", "--out"]).arg(&args.genesis);
     if let Some(corpus) = &args.corpus {
