@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use neuroshard_testkit::{attr, chromium, run_chromium};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
@@ -189,32 +190,20 @@ fn agree_at(statuses: &[Value], round: u64) -> bool {
 /// Loads `node`'s dashboard in headless Chromium and checks that the plot shows the loss the
 /// node reports; skipped, with the reason printed, where Chromium is absent.
 fn dashboard_plots_the_node_loss(node: &Node) {
-    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-    else {
-        println!("browser check skipped: no chromium (apt-get install chromium)");
+    let Some(chromium) = chromium() else {
+        println!("browser check skipped: no chromium on PATH (apt-get install chromium)");
         return;
     };
-    let profile = tempfile::tempdir().unwrap();
-    let output = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{}/", node.dashboard))
-        .stderr(Stdio::null())
-        .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&output.stdout);
-    let plotted: Vec<f64> = plotted_values(&dom, "loss-line");
+    let dom = run_chromium(
+        &chromium,
+        &format!("http://{}/", node.dashboard),
+        &["--dump-dom"],
+    );
+    let plotted: Vec<f64> = attr(&dom, "loss-line", "data-values")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|v| v.parse().ok())
+        .collect();
     let served: Vec<f64> = node.status().unwrap()["history"]
         .as_array()
         .unwrap()
@@ -231,22 +220,6 @@ fn dashboard_plots_the_node_loss(node: &Node) {
             .all(|v| served.iter().any(|s| (s - v).abs() < 1e-9)),
         "every plotted value is one the node reported: {plotted:?} vs {served:?}"
     );
-}
-
-/// The `data-values` of the plot line with id `id` in Chromium's serialised DOM.
-fn plotted_values(dom: &str, id: &str) -> Vec<f64> {
-    let at = dom
-        .find(&format!("id=\"{id}\""))
-        .expect("the plot line is on the page");
-    let tag = &dom[dom[..at].rfind('<').unwrap()..at + dom[at..].find('>').unwrap()];
-    let Some(from) = tag.find("data-values=\"") else {
-        return Vec::new();
-    };
-    let values = &tag[from + "data-values=\"".len()..];
-    values[..values.find('"').unwrap()]
-        .split(',')
-        .filter_map(|v| v.parse().ok())
-        .collect()
 }
 
 /// How many contributions each node applied in its last closed round.

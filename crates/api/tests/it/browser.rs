@@ -5,70 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use neuroshard_api::Point;
+use neuroshard_testkit::{attr, chromium, run_chromium, text};
 
 use crate::support::{loss_at, sample_status, start};
-
-fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return Some(path.into());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Runs Chromium headless on `url` with `extra` flags and returns its stdout.
-async fn run_chromium(binary: &Path, url: &str, extra: &[String]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(binary);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=4000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("chromium finishes within 60 s")
-        .expect("chromium starts");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The value of attribute `name` on the element with id `id` in serialised HTML.
-fn attr<'a>(dom: &'a str, id: &str, name: &str) -> &'a str {
-    let at = dom.find(&format!("id=\"{id}\"")).expect("element present");
-    let start = dom[..at].rfind('<').unwrap();
-    let tag = &dom[start..start + dom[start..].find('>').unwrap()];
-    let key = format!(" {name}=\"");
-    let from = tag
-        .find(&key)
-        .unwrap_or_else(|| panic!("{id} has {name}: {tag}"))
-        + key.len();
-    &tag[from..from + tag[from..].find('"').unwrap()]
-}
-
-/// The text inside the element with id `id`.
-fn text<'a>(dom: &'a str, id: &str) -> &'a str {
-    let at = dom.find(&format!("id=\"{id}\"")).expect("element present");
-    let from = at + dom[at..].find('>').unwrap() + 1;
-    &dom[from..from + dom[from..].find('<').unwrap()]
-}
 
 /// Keeps adding a point every 20 ms, as a training node would, up to 300 points.
 fn keep_training(tx: tokio::sync::watch::Sender<neuroshard_api::Status>, from: u64) {
@@ -99,7 +41,7 @@ async fn dashboard_plots_the_live_loss() {
     let (addr, tx) = start(sample_status(initial)).await;
     keep_training(tx, initial);
     let url = format!("http://{addr}/");
-    let dom = run_chromium(&binary, &url, &["--dump-dom".to_owned()]).await;
+    let dom = headless(&binary, url, vec!["--dump-dom".to_owned()]).await;
     assert!(dom.contains("id=\"plot\""), "page rendered: {dom}");
     check_plot(&dom, initial);
     if let Some(path) = std::env::var_os("NS_DASHBOARD_SCREENSHOT") {
@@ -111,6 +53,7 @@ fn check_plot(dom: &str, initial: u64) {
     let updates = body_updates(dom);
     assert!(updates >= 2, "the page polled more than once: {updates}");
     let values: Vec<f64> = attr(dom, "loss-line", "data-values")
+        .expect("the plot has values")
         .split(',')
         .map(|v| v.parse().unwrap())
         .collect();
@@ -126,6 +69,7 @@ fn check_plot(dom: &str, initial: u64) {
         );
     }
     let points: Vec<(f64, f64)> = attr(dom, "loss-line", "points")
+        .expect("the plot has points")
         .split(' ')
         .map(|pair| {
             let (x, y) = pair.split_once(',').unwrap();
@@ -162,10 +106,21 @@ fn body_updates(dom: &str) -> u32 {
 }
 
 async fn screenshot(binary: &Path, addr: SocketAddr, path: &Path) {
-    let flags = [
+    let flags = vec![
         format!("--screenshot={}", path.display()),
         "--window-size=1280,900".to_owned(),
     ];
-    run_chromium(binary, &format!("http://{addr}/"), &flags).await;
+    headless(binary, format!("http://{addr}/"), flags).await;
     println!("screenshot written to {}", path.display());
+}
+
+/// [`run_chromium`] off the runtime's threads, which keep serving the page meanwhile.
+async fn headless(binary: &Path, url: String, flags: Vec<String>) -> String {
+    let binary: PathBuf = binary.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        run_chromium(&binary, &url, &flags)
+    })
+    .await
+    .expect("chromium thread")
 }
