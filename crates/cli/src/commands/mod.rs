@@ -8,6 +8,8 @@ pub(crate) mod sim;
 pub(crate) mod train;
 pub(crate) mod up;
 
+use anyhow::Context;
+
 /// Sizes the global rayon pool (used by the kernels and by gemm) to `threads` and tells candle
 /// the same count through `RAYON_NUM_THREADS`, which it reads per matrix product; without a
 /// count, the defaults stand (`RAYON_NUM_THREADS`, else every core). Returns the pool's size.
@@ -19,11 +21,9 @@ pub(crate) fn set_threads(threads: Option<usize>) -> anyhow::Result<usize> {
     anyhow::ensure!(n > 0, "--threads must be at least 1");
     // SAFETY: called at start-up, before this process starts threads that read the environment.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
-    anyhow::Context::context(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global(),
-        "building the thread pool",
-    )?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("building the thread pool")?;
     Ok(n)
 }
