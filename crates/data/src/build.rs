@@ -81,7 +81,7 @@ pub struct BuildOptions {
     pub strict: bool,
     /// Tokenizer vocabulary size, specials included.
     pub vocab_size: usize,
-    /// Tokens per shard.
+    /// Most tokens per shard (each split is cut into equal shards no larger).
     pub shard_tokens: usize,
     /// Fraction of documents held out for validation, in `[0, 0.5]`.
     pub validation_fraction: f64,
@@ -332,8 +332,7 @@ fn write_split(
     name: fn(usize) -> String,
     progress: &dyn Progress,
 ) -> Result<Vec<ShardEntry>> {
-    stream
-        .chunks(shard_tokens)
+    shard::balanced_chunks(stream, shard_tokens)
         .enumerate()
         .map(|(index, chunk)| {
             let bytes = width.encode(chunk);

@@ -342,7 +342,7 @@ mod tests {
         let example = Genesis::parse(include_str!("../../../config/genesis.toml")).unwrap();
         assert_eq!(
             example.network_id().to_hex(),
-            "d3ca893b7c8556dc32f3352730431b450bbe95e6e9782e8426b05770fbca6ead"
+            "aaed598b197dd38f7c5e1ea2508f164f6b1aa41367ebb1fdfb41b2dfe59a1806"
         );
     }
 

@@ -11,9 +11,10 @@ use crate::merkle::{MerkleProof, merkle_root};
 use crate::shard::{TokenWidth, train_name, validation_name};
 use crate::{Error, Result};
 
-/// The manifest format this crate writes and reads (2: training documents in hash order, so a
-/// directory built by an older version is rebuilt rather than reused).
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// The manifest format this crate writes and reads (2: training documents in hash order; 3: the
+/// shards of a split of equal size), so a directory built by an older version is rebuilt rather
+/// than reused.
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 
 /// One shard file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +42,8 @@ pub struct Manifest {
     pub token_width: TokenWidth,
     /// The `<|eos|>` id that ends every document in the shards.
     pub eos_id: u32,
-    /// Tokens per shard (the last shard of each split may hold fewer).
+    /// Most tokens per shard: each split is cut into the fewest shards that respects it, of equal
+    /// size to within one token.
     pub shard_tokens: usize,
     /// Fraction of documents held out for validation.
     pub validation_fraction: f64,

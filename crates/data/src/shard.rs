@@ -132,6 +132,23 @@ pub fn split(texts: &[&str], fraction: f64) -> (Vec<usize>, Vec<usize>) {
     (train, val)
 }
 
+/// `stream` cut into the fewest pieces of at most `max` tokens, of equal length to within one
+/// token (the longer ones first): a remainder shard would be trained on for several epochs in a
+/// round that draws it, while the others are not finished once.
+pub fn balanced_chunks(stream: &[u32], max: usize) -> impl Iterator<Item = &[u32]> {
+    let pieces = stream.len().div_ceil(max.max(1));
+    let (base, longer) = match pieces {
+        0 => (0, 0),
+        n => (stream.len() / n, stream.len() % n),
+    };
+    let mut rest = stream;
+    (0..pieces).map(move |i| {
+        let (piece, tail) = rest.split_at(base + usize::from(i < longer));
+        rest = tail;
+        piece
+    })
+}
+
 /// The documents' tokens in order, each followed by `eos`.
 pub fn join(documents: &[Vec<u32>], order: &[usize], eos: u32) -> Vec<u32> {
     let total = order.iter().map(|&i| documents[i].len() + 1).sum();
@@ -205,6 +222,24 @@ mod tests {
         let (train, val) = split(&["a", "b", "c"], 1e-9);
         assert_eq!((train.len(), val.len()), (2, 1));
         assert_eq!(split(&["a", "b"], 0.0).1, Vec::<usize>::new());
+    }
+
+    #[test]
+    fn balanced_chunks_are_few_equal_and_cover_the_stream() {
+        let lengths = |len: u32, max| {
+            let stream: Vec<u32> = (0..len).collect();
+            let pieces: Vec<&[u32]> = balanced_chunks(&stream, max).collect();
+            assert_eq!(pieces.concat(), stream);
+            pieces.iter().map(|p| p.len()).collect::<Vec<_>>()
+        };
+        assert_eq!(lengths(10, 4), [4, 3, 3]);
+        assert_eq!(
+            lengths(3_103_177, 1_000_000),
+            [775_795, 775_794, 775_794, 775_794]
+        );
+        assert_eq!(lengths(8, 4), [4, 4]);
+        assert_eq!(lengths(3, 10), [3]);
+        assert!(lengths(0, 10).is_empty());
     }
 
     #[test]

@@ -56,6 +56,12 @@ fn two_fresh_builds_agree_and_a_rebuild_reuses() {
         manifest.shards.len()
     );
     assert!(!manifest.validation_shards.is_empty());
+    let sizes: Vec<u64> = manifest.shards.iter().map(|s| s.tokens).collect();
+    let (least, most) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+    assert!(
+        most - least <= 1 && *most <= 2048,
+        "unequal shards {sizes:?}"
+    );
     for (i, entry) in manifest.shards.iter().enumerate() {
         assert!(
             manifest

@@ -54,7 +54,7 @@ struct BuildArgs {
     /// Tokenizer vocabulary size, specials included.
     #[arg(long, default_value_t = 8192)]
     vocab_size: usize,
-    /// Tokens per shard file.
+    /// Most tokens per shard file (each split is cut into equal shards no larger).
     #[arg(long, default_value_t = 1_000_000)]
     shard_tokens: usize,
     /// Fraction of documents held out for validation.
