@@ -284,8 +284,8 @@ fn write_shards(
     let width = TokenWidth::for_vocab(tokenizer.vocab_size());
     let train_stream = shard::join(tokens, &train, eos);
     let validation_stream = shard::join(tokens, &validation, eos);
-    let n_shards = train_stream.len().div_ceil(options.shard_tokens)
-        + validation_stream.len().div_ceil(options.shard_tokens);
+    let n_shards = shard::balanced_chunks(&train_stream, options.shard_tokens).len()
+        + shard::balanced_chunks(&validation_stream, options.shard_tokens).len();
     progress.begin(Stage::WriteShards, n_shards as u64);
     let shards = write_split(
         &options.out,

@@ -135,12 +135,9 @@ pub fn split(texts: &[&str], fraction: f64) -> (Vec<usize>, Vec<usize>) {
 /// `stream` cut into the fewest pieces of at most `max` tokens, of equal length to within one
 /// token (the longer ones first): a remainder shard would be trained on for several epochs in a
 /// round that draws it, while the others are not finished once.
-pub fn balanced_chunks(stream: &[u32], max: usize) -> impl Iterator<Item = &[u32]> {
+pub fn balanced_chunks(stream: &[u32], max: usize) -> impl ExactSizeIterator<Item = &[u32]> {
     let pieces = stream.len().div_ceil(max.max(1));
-    let (base, longer) = match pieces {
-        0 => (0, 0),
-        n => (stream.len() / n, stream.len() % n),
-    };
+    let (base, longer) = (stream.len() / pieces.max(1), stream.len() % pieces.max(1));
     let mut rest = stream;
     (0..pieces).map(move |i| {
         let (piece, tail) = rest.split_at(base + usize::from(i < longer));
@@ -233,6 +230,7 @@ mod tests {
             pieces.iter().map(|p| p.len()).collect::<Vec<_>>()
         };
         assert_eq!(lengths(10, 4), [4, 3, 3]);
+        assert_eq!(balanced_chunks(&[0; 10], 4).len(), 3);
         assert_eq!(
             lengths(3_103_177, 1_000_000),
             [775_795, 775_794, 775_794, 775_794]
