@@ -23,9 +23,11 @@ pub struct RoundView<'a> {
     pub now: Timestamp,
     /// The round's deadline.
     pub deadline: Timestamp,
-    /// Who is expected to contribute.
+    /// Who is expected to contribute: the members, less those that announced a Δ trained from
+    /// a model other than this node's.
     pub members: &'a BTreeSet<NodeId>,
-    /// Who has delivered a valid contribution so far (the node itself included).
+    /// Who has delivered a valid contribution from this node's model so far (the node itself
+    /// included).
     pub delivered: &'a BTreeSet<NodeId>,
 }
 

@@ -114,6 +114,7 @@ impl<S: BatchSource> Worker for ModelWorker<S> {
         let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len().max(1) as f32;
         Ok(TrainingResult {
             round: job.round,
+            start: job.start,
             delta,
             tokens: job.steps as u64 * self.inner.tokens_per_step(),
             loss_start: mean(&losses[..window.min(losses.len())]),

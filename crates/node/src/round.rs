@@ -6,7 +6,8 @@
 //! 3. **Exchange.** For each peer's announcement, fetch its Δ by hash, check the hash, decode.
 //! 4. **Agree.** Ask the [`crate::Agreement`] whether the round may close, and on which list.
 //! 5. **Outer step.** Aggregate the listed Δs with the robust rule; apply the Nesterov step.
-//! 6. **Check.** Vote the new model hash; a node outvoted by a majority resyncs from a peer.
+//! 6. **Check.** Vote the new model hash; a node whose hash is not the one the members settled on
+//!    (a majority, or the plurality once everyone voted) resyncs from a peer.
 //!    Then the next round begins.
 
 use neuroshard_primitives::NodeId;
@@ -53,7 +54,11 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
             round,
             params,
             outer,
-        } => sync::on_state(node, now, signer, round, &params, &outer),
+        } => {
+            let mut outputs = sync::on_state(node, now, signer, round, &params, &outer);
+            outputs.extend(try_close(node, now));
+            outputs
+        }
     }
 }
 

@@ -25,6 +25,8 @@ pub struct TrainingJob {
 pub struct TrainingResult {
     /// The round trained.
     pub round: Round,
+    /// Hash of the parameters the job started from (the job's [`TrainingJob::start`]).
+    pub start: Hash,
     /// The pseudo-gradient Δ = θ_start − θ_end, flat, in canonical parameter order.
     pub delta: Vec<f32>,
     /// Training tokens processed.

@@ -6,17 +6,21 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
-    DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Timestamp, TrainingResult,
+    DeadlineAgreement, Input, Message, Node, NodeConfig, Output, RoundSummary, Timestamp,
+    TrainingJob, TrainingResult,
 };
 use neuroshard_primitives::{Keypair, NodeId};
 use neuroshard_train::OuterConfig;
 
 const PARAMS: usize = 8;
 
-/// Three nodes and a queue of frames in flight; `drop` filters frames out (a lossy link).
+/// Nodes, a queue of frames in flight and the training jobs handed out; `drop` filters frames
+/// out (a lossy link).
 struct Net {
     nodes: Vec<Node>,
     in_flight: VecDeque<(usize, NodeId, Vec<u8>)>,
+    jobs: Vec<(usize, TrainingJob)>,
+    closed: Vec<(usize, RoundSummary)>,
     penalties: Vec<(usize, NodeId)>,
     resyncs: usize,
     now: Timestamp,
@@ -53,6 +57,8 @@ impl Net {
         Self {
             nodes,
             in_flight: VecDeque::new(),
+            jobs: Vec::new(),
+            closed: Vec::new(),
             penalties: Vec::new(),
             resyncs: 0,
             now: Timestamp::ZERO,
@@ -63,8 +69,8 @@ impl Net {
         self.nodes.iter().position(|n| n.id() == id).unwrap()
     }
 
-    /// Feeds `input` to node `i` and carries out its outputs; training finishes at once with a
-    /// Δ of `(i + 1) / 10` everywhere.
+    /// Feeds `input` to node `i` and carries out its outputs; training jobs wait for
+    /// [`Net::train`].
     fn feed(&mut self, i: usize, input: Input) {
         let outputs = self.nodes[i].handle(self.now, input);
         for output in outputs {
@@ -79,30 +85,35 @@ impl Net {
                     let j = self.index(to);
                     self.in_flight.push_back((j, from, frame));
                 }
-                Output::Train(job) => {
-                    let result = TrainingResult {
-                        round: job.round,
-                        delta: vec![(i as f32 + 1.0) / 10.0; PARAMS],
-                        tokens: 1,
-                        loss_start: 2.0,
-                        loss_end: 1.0,
-                    };
-                    if job.round == 0 {
-                        self.feed(i, Input::Trained(result));
-                    }
-                }
+                Output::Train(job) => self.jobs.push((i, job)),
                 Output::Penalize { peer, .. } => self.penalties.push((i, peer)),
                 Output::Resynced { .. } => self.resyncs += 1,
-                Output::WakeAt(_) | Output::Closed(_) => {}
+                Output::Closed(summary) => self.closed.push((i, summary)),
+                Output::WakeAt(_) => {}
             }
         }
     }
 
-    /// Delivers frames until none is left, skipping those `drop` rejects.
-    fn settle(&mut self, drop: impl Fn(usize, &Message) -> bool) {
+    /// Finishes every job handed out so far: node `i` trains a Δ of `(i + 1) / 10` everywhere.
+    fn train(&mut self) {
+        for (i, job) in std::mem::take(&mut self.jobs) {
+            let result = TrainingResult {
+                round: job.round,
+                start: job.start,
+                delta: vec![(i as f32 + 1.0) / 10.0; PARAMS],
+                tokens: 1,
+                loss_start: 2.0,
+                loss_end: 1.0,
+            };
+            self.feed(i, Input::Trained(result));
+        }
+    }
+
+    /// Delivers frames until none is left, skipping those `drop(to, from, message)` rejects.
+    fn settle(&mut self, drop: impl Fn(usize, usize, &Message) -> bool) {
         while let Some((to, from, frame)) = self.in_flight.pop_front() {
             let (_, message) = Message::open(&frame, 1 << 20).unwrap();
-            if !drop(to, &message) {
+            if !drop(to, self.index(from), &message) {
                 self.feed(to, Input::Message(from, frame));
             }
         }
@@ -115,7 +126,8 @@ fn honest_nodes_apply_the_same_outer_step() {
     for i in 0..3 {
         net.feed(i, Input::Tick);
     }
-    net.settle(|_, _| false);
+    net.train();
+    net.settle(|_, _, _| false);
     let hash = net.nodes[0].model_hash();
     assert!(
         net.nodes
@@ -139,12 +151,13 @@ fn a_node_missing_a_delta_closes_at_the_deadline_then_resyncs() {
     for i in 0..3 {
         net.feed(i, Input::Tick);
     }
+    net.train();
     // Node 2 never receives the others' Δs: it must wait for its deadline.
-    net.settle(|to, m| to == 2 && matches!(m, Message::Delta { .. }));
+    net.settle(|to, _, m| to == 2 && matches!(m, Message::Delta { .. }));
     assert_eq!(net.nodes[2].round(), 0);
     net.now = Timestamp::from_secs_f64(10.0);
     net.feed(2, Input::Tick);
-    net.settle(|_, _| false);
+    net.settle(|_, _, _| false);
     // It applied only its own Δ, was outvoted and installed the majority's model.
     assert_eq!(net.resyncs, 1);
     let hash = net.nodes[0].model_hash();
@@ -192,7 +205,8 @@ fn a_late_joiner_catches_up_from_the_votes() {
         assert!(outputs.is_empty());
         net.feed(i, Input::Tick);
     }
-    net.settle(|to, _| to == 3);
+    net.train();
+    net.settle(|to, _, _| to == 3);
     assert!(net.nodes[..3].iter().all(|n| n.round() == 1));
     // Node 3 hears the three votes (as a joining node's driver would be greeted), asks for the
     // state and installs it.
@@ -204,9 +218,46 @@ fn a_late_joiner_catches_up_from_the_votes() {
         let frame = vote.seal(&Keypair::from_seed([i as u8 + 1; 32]));
         net.feed(3, Input::Message(net.nodes[i].id(), frame));
     }
-    net.settle(|_, _| false);
+    net.settle(|_, _, _| false);
     assert_eq!(net.resyncs, 1);
     assert_eq!(net.nodes[3].round(), 1);
     assert_eq!(net.nodes[3].model_hash(), net.nodes[0].model_hash());
     assert_eq!(net.nodes[3].snapshot(), net.nodes[0].snapshot());
+}
+
+#[test]
+fn an_even_split_heals_on_the_lowest_hash_and_the_stale_deltas_count_nowhere() {
+    let mut net = Net::new(4);
+    for i in 0..4 {
+        net.feed(i, Input::Tick);
+    }
+    net.train();
+    // Node 3's Δ reaches nodes 1 and 2 only after their deadline: nodes 0 and 3 apply four Δs
+    // (at 5 s), nodes 1 and 2 three (at 10 s). Two against two: no majority.
+    net.now = Timestamp::from_secs_f64(5.0);
+    net.settle(|to, from, m| from == 3 && to != 0 && matches!(m, Message::Delta { .. }));
+    net.now = Timestamp::from_secs_f64(10.0);
+    for i in 1..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.settle(|_, _, _| false);
+    let hashes: Vec<_> = net.nodes.iter().map(Node::model_hash).collect();
+    assert_eq!(net.resyncs, 2, "the pair with the higher hash resyncs");
+    assert!(hashes.iter().all(|h| *h == hashes[0]));
+    assert_eq!(hashes[0], hashes[1].min(hashes[0]));
+
+    // The resynced pair's round-1 jobs started from the model it replaced: their Δs are announced
+    // but neither waited for nor applied, on either side.
+    net.closed.clear();
+    net.train();
+    net.settle(|_, _, _| false);
+    let hash = net.nodes[0].model_hash();
+    assert!(
+        net.nodes
+            .iter()
+            .all(|n| n.round() == 2 && n.model_hash() == hash)
+    );
+    assert_eq!(net.closed.len(), 4);
+    assert!(net.closed.iter().all(|(_, s)| s.included.len() == 2));
+    assert!(net.penalties.is_empty());
 }

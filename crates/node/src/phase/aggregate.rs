@@ -9,21 +9,36 @@ use crate::agreement::RoundView;
 use crate::node::{Node, Phase, RoundSummary};
 
 /// The inclusion list, if the agreement lets the round close now.
+///
+/// Only Δs trained from the model this node holds count: a contributor that announced a Δ from
+/// another model (it diverged, or resynced during the round) is neither waited for nor included.
+/// Nodes that hold the same model therefore apply the same Δs whatever else they received.
 pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Vec<NodeId>> {
     if node.phase != Phase::Exchange {
         return None;
     }
+    let other_base = |id: &NodeId| {
+        node.inbox
+            .get(id)
+            .is_some_and(|entry| entry.announcement.base != node.model_hash)
+    };
+    let expected: BTreeSet<NodeId> = node
+        .members
+        .iter()
+        .filter(|id| !other_base(id))
+        .copied()
+        .collect();
     let delivered: BTreeSet<NodeId> = node
         .inbox
         .iter()
-        .filter(|(_, entry)| entry.delta.is_some())
+        .filter(|(id, entry)| entry.delta.is_some() && !other_base(id))
         .map(|(id, _)| *id)
         .collect();
     let view = RoundView {
         round: node.round,
         now,
         deadline: node.deadline,
-        members: &node.members,
+        members: &expected,
         delivered: &delivered,
     };
     node.agreement.decide(&view)

@@ -1,11 +1,12 @@
 //! Step 6: model-hash votes, and resync from a peer when the majority holds another model.
 //!
 //! After each outer step every node gossips the hash of its parameters. A node compares its own
-//! hash with the votes: when a strict majority of members agree on a hash for its last closed
-//! round that is not its own, or on a round it has not reached (it fell behind, or it is joining),
-//! it asks one of those voters for the full state and installs it once the hash checks out.
+//! hash with the round's settled hash (see [`settled_hash`]): when the network settled on another
+//! hash for its last closed round, or on a round it has not reached (it fell behind, or it is
+//! joining), it asks one of those voters for the full state and installs it once the hash checks
+//! out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use neuroshard_primitives::{Hash, NodeId};
 
@@ -55,12 +56,13 @@ pub(crate) fn check(node: &mut Node) -> Vec<Output> {
     if node.pending_sync.is_some() {
         return Vec::new();
     }
-    let majority = node.members.len() / 2 + 1;
     let target = node
         .votes
         .range(node.round.saturating_sub(1)..)
         .rev()
-        .find_map(|(round, votes)| majority_hash(votes, majority).map(|hash| (*round, hash)));
+        .find_map(|(round, votes)| {
+            settled_hash(votes, &node.members, node.id).map(|hash| (*round, hash))
+        });
     let Some((round, hash)) = target else {
         return Vec::new();
     };
@@ -142,14 +144,31 @@ pub(crate) fn on_state(
     outputs
 }
 
-/// The hash at least `majority` of `votes` agree on.
-fn majority_hash(votes: &BTreeMap<NodeId, Hash>, majority: usize) -> Option<Hash> {
+/// The hash the members settled on for one round, from their `votes`.
+///
+/// A hash a strict majority voted. Failing that (honest nodes split, say two against two, when a
+/// contribution reached some of them before their deadline and others after), once every member
+/// but `me` has voted: the most-voted hash among those vouched for by more than
+/// f = ⌊(n − 1) / 3⌋ voters, the lowest hash breaking a tie. Up to f Byzantine voters cannot
+/// put forward a model of their own that way, only tip the choice between honest ones; a member
+/// that never votes holds such a split until it leaves.
+fn settled_hash(
+    votes: &BTreeMap<NodeId, Hash>,
+    members: &BTreeSet<NodeId>,
+    me: NodeId,
+) -> Option<Hash> {
     let mut counts: BTreeMap<Hash, usize> = BTreeMap::new();
-    for hash in votes.values() {
+    for (_, hash) in votes.iter().filter(|(id, _)| members.contains(id)) {
         *counts.entry(*hash).or_default() += 1;
     }
-    counts
-        .into_iter()
-        .find(|(_, count)| *count >= majority)
-        .map(|(hash, _)| hash)
+    // Most votes first; among equals the lowest hash, which compares as the greatest here.
+    let (&hash, &count) = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+    let n = members.len();
+    if count > n / 2 {
+        return Some(hash);
+    }
+    let everyone_voted = members.iter().all(|m| *m == me || votes.contains_key(m));
+    (everyone_voted && count > n.saturating_sub(1) / 3).then_some(hash)
 }

@@ -29,7 +29,9 @@ pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
 /// Compresses the Δ with error feedback, records it as this node's own entry, and announces it.
 /// A result for another round (the node resynced meanwhile) is dropped; a Δ the codec refuses
 /// (not finite: the replica diverged) is not contributed, and the node still takes part in the
-/// rest of the round.
+/// rest of the round. The announcement names the model the job started from: after a resync
+/// within the round that is no longer the node's model, so the Δ counts nowhere, but peers
+/// learn not to wait for it.
 pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output> {
     if result.round != node.round || node.phase != Phase::Training {
         return Vec::new();
@@ -51,7 +53,7 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         .expect("a payload this node just encoded decodes");
     let announcement = Announcement {
         round: node.round,
-        base: node.model_hash,
+        base: result.start,
         delta: Hash::of(&payload),
         delta_len: payload.len() as u64,
         tokens: result.tokens,
