@@ -27,9 +27,9 @@
 //!   a peer that disconnects (or is killed) stops holding the round open at once.
 //! - **Joining and catching up.** There is one path: the core's model-hash vote and resync. A new
 //!   or restarted node starts from genesis or its checkpoint; peers repeat their last vote into
-//!   its inbox when it connects, the core sees it is behind, asks a majority voter for its full
-//!   state (model and outer optimiser), checks the hash and carries on from the next round. A
-//!   training job for a round that the node has left stops at its next inner step.
+//!   its inbox when it connects, the core sees it is behind, asks a voter of the settled hash
+//!   for its full state (model and outer optimiser), checks the hash and carries on from the
+//!   next round. A training job for a round that the node has left stops at its next inner step.
 //! - **Genesis data** travels through the network ([`dataset`](crate::dataset)): only one node
 //!   needs the built dataset; the others fetch the manifest, tokenizer, validation shards and
 //!   each round's assigned training shards from holders and check each against the genesis roots.

@@ -11,7 +11,7 @@
 //! A round, as `round.rs` strings it together (see `docs/protocol.md`):
 //! train H inner steps (the driver's [`Worker`]), compress Δ with error feedback and announce
 //! it, fetch the others' Δs by hash, let the [`Agreement`] close the round, aggregate robustly,
-//! apply the outer Nesterov step, vote the model hash, resync if outvoted.
+//! apply the outer Nesterov step, vote the model hash, resync if the members settled on another.
 //!
 //! ```mermaid
 //! stateDiagram-v2

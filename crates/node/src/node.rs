@@ -41,7 +41,7 @@ pub enum Output {
     },
     /// A round closed: what was applied.
     Closed(RoundSummary),
-    /// The node's model disagreed with the majority and was replaced by a peer's.
+    /// The node's model was not the one the members settled on and was replaced by a peer's.
     Resynced {
         /// The round whose end state was installed.
         round: Round,
@@ -107,7 +107,7 @@ pub(crate) type Inbox = BTreeMap<NodeId, Entry>;
 ///     Training --> Exchange: Trained(Δ) / compress, announce
 ///     Exchange --> Exchange: Announce / Fetch, Delta / check, store
 ///     Exchange --> Training: agreement closes / aggregate, outer step, hash vote
-///     Training --> Training: majority hash differs / SyncRequest, install SyncState
+///     Training --> Training: settled hash differs / SyncRequest, install SyncState
 /// ```
 ///
 /// Feed it [`Input`]s with the current time; carry out the [`Output`]s it returns. It never reads
@@ -135,7 +135,7 @@ pub struct Node {
     pub(crate) served: BTreeMap<Round, (Hash, Vec<u8>)>,
     /// Model-hash votes per round, this node's own included.
     pub(crate) votes: BTreeMap<Round, BTreeMap<NodeId, Hash>>,
-    /// A resync in flight: the round and the majority hash wanted.
+    /// A resync in flight: the round and the settled hash wanted.
     pub(crate) pending_sync: Option<(Round, Hash)>,
 }
 

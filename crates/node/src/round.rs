@@ -62,7 +62,7 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
     }
 }
 
-/// The members changed: the round may close without those who left, and the majority moved.
+/// The members changed: the round may close without those who left, and a round may settle.
 pub(crate) fn on_members(node: &mut Node, now: Timestamp) -> Vec<Output> {
     let mut outputs = try_close(node, now);
     outputs.extend(sync::check(node));
