@@ -34,6 +34,13 @@ pub(crate) enum Done {
         /// The frame.
         frame: Vec<u8>,
     },
+    /// A job's start model was measured on the validation batches (before its training).
+    Validated {
+        /// The job's round.
+        round: u64,
+        /// Mean validation loss of the round's start model.
+        val_loss: f32,
+    },
     /// A training job ended; the trainer comes back with it.
     Job(Box<Trainer>, JobOutcome),
     /// A job could not get its data; the trainer comes back.
@@ -238,16 +245,7 @@ impl Driver {
                 let _ = done.send(Done::NoData(trainer, job, err)).await;
                 return;
             }
-            let ran = tokio::task::spawn_blocking(move || {
-                let mut trainer = trainer;
-                let outcome = trainer.run(job, &params);
-                (trainer, outcome)
-            })
-            .await;
-            let message = match ran {
-                Ok((trainer, outcome)) => Done::Job(trainer, outcome),
-                Err(err) => Done::Crashed(err.to_string()),
-            };
+            let message = validate_and_train(trainer, job, params, &done).await;
             let _ = done.send(message).await;
         });
     }
@@ -255,6 +253,7 @@ impl Driver {
     fn on_done(&mut self, done: Done) -> Result<()> {
         match done {
             Done::Frame { from, frame } => self.input(Input::Message(from, frame)),
+            Done::Validated { round, val_loss } => self.status.validated(round, val_loss),
             Done::Job(trainer, outcome) => {
                 self.trainer = Some(trainer);
                 self.status.job_done(&outcome);
@@ -365,5 +364,37 @@ impl Driver {
                 Err(err) => tracing::warn!(%peer, %err, "fetching an offered frame failed"),
             }
         });
+    }
+}
+
+/// Measures the job's start model on the validation batches and reports it at once, then runs
+/// the inner steps; both on blocking threads. The trainer comes back in the returned message.
+async fn validate_and_train(
+    mut trainer: Box<Trainer>,
+    job: TrainingJob,
+    params: Vec<f32>,
+    done: &mpsc::Sender<Done>,
+) -> Done {
+    let measured = tokio::task::spawn_blocking(move || {
+        let val_loss = trainer.validate(&params);
+        (trainer, params, val_loss)
+    })
+    .await;
+    let (mut trainer, params, val_loss) = match measured {
+        Ok(measured) => measured,
+        Err(err) => return Done::Crashed(err.to_string()),
+    };
+    if let Some(val_loss) = val_loss {
+        let round = job.round;
+        let _ = done.send(Done::Validated { round, val_loss }).await;
+    }
+    let ran = tokio::task::spawn_blocking(move || {
+        let outcome = trainer.run(job, &params);
+        (trainer, outcome)
+    })
+    .await;
+    match ran {
+        Ok((trainer, outcome)) => Done::Job(trainer, outcome),
+        Err(err) => Done::Crashed(err.to_string()),
     }
 }

@@ -89,26 +89,27 @@ impl StatusBoard {
         });
     }
 
-    /// A training job finished: its throughput, and the start model's validation loss.
+    /// A training job finished: its throughput.
     pub(crate) fn job_done(&self, outcome: &JobOutcome) {
-        let Ok(result) = &outcome.result else {
-            return;
-        };
-        let round = outcome.job.round;
+        if let Ok(result) = &outcome.result {
+            let rate = result.tokens as f64 / outcome.train_secs.max(1e-9);
+            self.tx.send_modify(|s| s.tokens_per_sec = rate);
+        }
+    }
+
+    /// The validation loss of `round`'s start model, plotted at the round's first step.
+    pub(crate) fn validated(&self, round: u64, val_loss: f32) {
         let elapsed_s = self.started.elapsed().as_secs_f64();
         let step = round * self.inner_steps;
         self.tx.send_modify(|s| {
-            s.tokens_per_sec = result.tokens as f64 / outcome.train_secs.max(1e-9);
-            if let Some(val) = outcome.val_loss {
-                s.val_loss = Some(f64::from(val));
-                s.push_point(Point {
-                    round,
-                    step,
-                    loss: None,
-                    val_loss: Some(f64::from(val)),
-                    elapsed_s,
-                });
-            }
+            s.val_loss = Some(f64::from(val_loss));
+            s.push_point(Point {
+                round,
+                step,
+                loss: None,
+                val_loss: Some(f64::from(val_loss)),
+                elapsed_s,
+            });
         });
     }
 

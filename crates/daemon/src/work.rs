@@ -109,15 +109,13 @@ pub(crate) struct Trainer {
     dir: PathBuf,
 }
 
-/// One finished job: the training result (or why it failed) and the start model's val loss.
+/// One finished job: the training result (or why it failed) and how long it trained.
 #[derive(Debug)]
 pub(crate) struct JobOutcome {
     /// The job that ran.
     pub(crate) job: TrainingJob,
     /// H inner steps, or why they stopped.
     pub(crate) result: Result<TrainingResult>,
-    /// Validation loss of the job's start parameters, when measurable.
-    pub(crate) val_loss: Option<f32>,
     /// Wall time of the inner steps, seconds.
     pub(crate) train_secs: f64,
 }
@@ -150,16 +148,17 @@ impl Trainer {
         self.worker.loss_gauge()
     }
 
-    /// Measures the start model's validation loss, then runs the job's inner steps.
-    /// Blocking: call it on a blocking thread.
+    /// The validation loss of a job's start model, `None` when the node measures none or cannot
+    /// (logged). Blocking: call it on a blocking thread.
+    pub(crate) fn validate(&mut self, start: &[f32]) -> Option<f32> {
+        self.val_loss(start).unwrap_or_else(|err| {
+            tracing::warn!(%err, "cannot measure the validation loss");
+            None
+        })
+    }
+
+    /// Runs the job's inner steps. Blocking: call it on a blocking thread.
     pub(crate) fn run(&mut self, job: TrainingJob, start: &[f32]) -> JobOutcome {
-        let val_loss = match self.val_loss(start) {
-            Ok(loss) => loss,
-            Err(err) => {
-                tracing::warn!(%err, "cannot measure the validation loss");
-                None
-            }
-        };
         #[allow(clippy::disallowed_methods)] // the driver's training thread: wall time for tokens/s
         let started = std::time::Instant::now();
         let result = self
@@ -169,7 +168,6 @@ impl Trainer {
         JobOutcome {
             job,
             result,
-            val_loss,
             train_secs: started.elapsed().as_secs_f64(),
         }
     }
