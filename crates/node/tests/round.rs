@@ -6,10 +6,10 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
-    DeadlineAgreement, Input, Message, Node, NodeConfig, Output, RoundSummary, Timestamp,
+    DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Round, RoundSummary, Timestamp,
     TrainingJob, TrainingResult,
 };
-use neuroshard_primitives::{Keypair, NodeId};
+use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_train::OuterConfig;
 
 const PARAMS: usize = 8;
@@ -94,6 +94,26 @@ impl Net {
         }
     }
 
+    /// Starts round 0 on every node and finishes its training jobs.
+    fn start(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.feed(i, Input::Tick);
+        }
+        self.train();
+    }
+
+    /// The model hash every node holds at `round`; panics if they are not all there.
+    fn agreed_at(&self, round: Round) -> Hash {
+        let hash = self.nodes[0].model_hash();
+        assert!(
+            self.nodes
+                .iter()
+                .all(|n| n.round() == round && n.model_hash() == hash),
+            "all nodes at round {round} on one model"
+        );
+        hash
+    }
+
     /// Finishes every job handed out so far: node `i` trains a Δ of `(i + 1) / 10` everywhere.
     fn train(&mut self) {
         for (i, job) in std::mem::take(&mut self.jobs) {
@@ -123,17 +143,9 @@ impl Net {
 #[test]
 fn honest_nodes_apply_the_same_outer_step() {
     let mut net = Net::new(3);
-    for i in 0..3 {
-        net.feed(i, Input::Tick);
-    }
-    net.train();
+    net.start();
     net.settle(|_, _, _| false);
-    let hash = net.nodes[0].model_hash();
-    assert!(
-        net.nodes
-            .iter()
-            .all(|n| n.round() == 1 && n.model_hash() == hash)
-    );
+    net.agreed_at(1);
     // Mean Δ 0.2, first Nesterov step: θ − 0.7 · (0.2 + 0.9 · 0.2).
     let expected = 1.0 - 0.7 * (0.2 + 0.9 * 0.2);
     assert!(
@@ -148,10 +160,7 @@ fn honest_nodes_apply_the_same_outer_step() {
 #[test]
 fn a_node_missing_a_delta_closes_at_the_deadline_then_resyncs() {
     let mut net = Net::new(3);
-    for i in 0..3 {
-        net.feed(i, Input::Tick);
-    }
-    net.train();
+    net.start();
     // Node 2 never receives the others' Δs: it must wait for its deadline.
     net.settle(|to, _, m| to == 2 && matches!(m, Message::Delta { .. }));
     assert_eq!(net.nodes[2].round(), 0);
@@ -160,12 +169,7 @@ fn a_node_missing_a_delta_closes_at_the_deadline_then_resyncs() {
     net.settle(|_, _, _| false);
     // It applied only its own Δ, was outvoted and installed the majority's model.
     assert_eq!(net.resyncs, 1);
-    let hash = net.nodes[0].model_hash();
-    assert!(
-        net.nodes
-            .iter()
-            .all(|n| n.round() == 1 && n.model_hash() == hash)
-    );
+    net.agreed_at(1);
 }
 
 #[test]
@@ -228,10 +232,7 @@ fn a_late_joiner_catches_up_from_the_votes() {
 #[test]
 fn an_even_split_heals_on_the_lowest_hash_and_the_stale_deltas_count_nowhere() {
     let mut net = Net::new(4);
-    for i in 0..4 {
-        net.feed(i, Input::Tick);
-    }
-    net.train();
+    net.start();
     // Node 3's Δ reaches nodes 1 and 2 only after their deadline: nodes 0 and 3 apply four Δs
     // (at 5 s), nodes 1 and 2 three (at 10 s). Two against two: no majority.
     net.now = Timestamp::from_secs_f64(5.0);
@@ -241,22 +242,17 @@ fn an_even_split_heals_on_the_lowest_hash_and_the_stale_deltas_count_nowhere() {
         net.feed(i, Input::Tick);
     }
     net.settle(|_, _, _| false);
-    let hashes: Vec<_> = net.nodes.iter().map(Node::model_hash).collect();
+    let split: BTreeSet<Hash> = net.closed.iter().map(|(_, s)| s.model_hash).collect();
+    assert_eq!(split.len(), 2);
     assert_eq!(net.resyncs, 2, "the pair with the higher hash resyncs");
-    assert!(hashes.iter().all(|h| *h == hashes[0]));
-    assert_eq!(hashes[0], hashes[1].min(hashes[0]));
+    assert_eq!(Some(&net.agreed_at(1)), split.first());
 
     // The resynced pair's round-1 jobs started from the model it replaced: their Δs are announced
     // but neither waited for nor applied, on either side.
     net.closed.clear();
     net.train();
     net.settle(|_, _, _| false);
-    let hash = net.nodes[0].model_hash();
-    assert!(
-        net.nodes
-            .iter()
-            .all(|n| n.round() == 2 && n.model_hash() == hash)
-    );
+    net.agreed_at(2);
     assert_eq!(net.closed.len(), 4);
     assert!(net.closed.iter().all(|(_, s)| s.included.len() == 2));
     assert!(net.penalties.is_empty());
