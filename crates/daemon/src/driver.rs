@@ -226,7 +226,10 @@ impl Driver {
         self.checkpoints.send_replace(Some(Arc::new(state)));
     }
 
-    /// Starts the pending job if the trainer is free and the job is still the node's current one.
+    /// Starts the pending job if the trainer is free and the job is for the node's current round.
+    /// A job that waited while the node resynced within the round starts from the installed
+    /// model instead, and says so: the node still owes the round a Δ, and only one trained from
+    /// the model it now holds counts.
     fn start_job(&mut self) {
         if self.trainer.is_none() || self.start.is_some() {
             return;
@@ -234,9 +237,13 @@ impl Driver {
         let Some(job) = self.pending.take() else {
             return;
         };
-        if job.round != self.node.round() || job.start != self.node.model_hash() {
+        if job.round != self.node.round() {
             return;
         }
+        let job = TrainingJob {
+            start: self.node.model_hash(),
+            ..job
+        };
         let trainer = self.trainer.take().expect("checked above");
         let params = self.node.params().to_vec();
         let (data, node, done) = (self.data.clone(), self.node.id(), self.done_tx.clone());
