@@ -252,7 +252,7 @@ impl Driver {
                 let _ = done.send(Done::NoData(trainer, job, err)).await;
                 return;
             }
-            let message = validate_and_train(trainer, job, params, &done).await;
+            let message = validate_and_train(trainer, job, params, done.clone()).await;
             let _ = done.send(message).await;
         });
     }
@@ -374,28 +374,19 @@ impl Driver {
     }
 }
 
-/// Measures the job's start model on the validation batches and reports it at once, then runs
-/// the inner steps; both on blocking threads. The trainer comes back in the returned message.
+/// On a blocking thread: measures the job's start model on the validation batches and reports
+/// it at once, then runs the inner steps. The trainer comes back in the returned message.
 async fn validate_and_train(
     mut trainer: Box<Trainer>,
     job: TrainingJob,
     params: Vec<f32>,
-    done: &mpsc::Sender<Done>,
+    done: mpsc::Sender<Done>,
 ) -> Done {
-    let measured = tokio::task::spawn_blocking(move || {
-        let val_loss = trainer.validate(&params);
-        (trainer, params, val_loss)
-    })
-    .await;
-    let (mut trainer, params, val_loss) = match measured {
-        Ok(measured) => measured,
-        Err(err) => return Done::Crashed(err.to_string()),
-    };
-    if let Some(val_loss) = val_loss {
-        let round = job.round;
-        let _ = done.send(Done::Validated { round, val_loss }).await;
-    }
     let ran = tokio::task::spawn_blocking(move || {
+        if let Some(val_loss) = trainer.validate(&params) {
+            let round = job.round;
+            let _ = done.blocking_send(Done::Validated { round, val_loss });
+        }
         let outcome = trainer.run(job, &params);
         (trainer, outcome)
     })

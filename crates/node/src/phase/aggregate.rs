@@ -12,7 +12,7 @@ use crate::node::{Node, Phase, RoundSummary};
 ///
 /// Only Δs trained from the model this node holds count: a contributor that announced a Δ from
 /// another model (it diverged, or resynced during the round) is neither waited for nor included.
-/// Nodes that hold the same model therefore apply the same Δs whatever else they received.
+/// The sides of a split on the model hash therefore never mix; the hash votes settle it.
 pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Vec<NodeId>> {
     if node.phase != Phase::Exchange {
         return None;
