@@ -69,9 +69,7 @@ pub fn run_chromium(binary: &Path, url: &str, extra: &[&str]) -> String {
 /// The value of attribute `name` on the element with id `id` in serialised HTML, `None` when the
 /// element has no such attribute. Panics when there is no element with that id.
 pub fn attr<'a>(dom: &'a str, id: &str, name: &str) -> Option<&'a str> {
-    let at = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no element with id {id} on the page"));
+    let at = id_at(dom, id);
     let start = dom[..at].rfind('<').expect("an opening tag");
     let tag = &dom[start..start + dom[start..].find('>').expect("a closed tag")];
     let key = format!(" {name}=\"");
@@ -81,11 +79,15 @@ pub fn attr<'a>(dom: &'a str, id: &str, name: &str) -> Option<&'a str> {
 
 /// The text inside the element with id `id`.
 pub fn text<'a>(dom: &'a str, id: &str) -> &'a str {
-    let at = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no element with id {id} on the page"));
+    let at = id_at(dom, id);
     let from = at + dom[at..].find('>').expect("a closed tag") + 1;
     &dom[from..from + dom[from..].find('<').expect("the element's end")]
+}
+
+/// Where the `id="…"` attribute of element `id` starts; panics when there is none.
+fn id_at(dom: &str, id: &str) -> usize {
+    dom.find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element with id {id} on the page"))
 }
 
 #[cfg(test)]
