@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use neuroshard_node::{Input, LossGauge, Message, Node, Output, Timestamp, TrainingJob};
+use neuroshard_node::{Input, LossGauge, Node, Output, Timestamp, TrainingJob};
 use neuroshard_p2p::{NetEvent, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::NodeId;
 use tokio::sync::{mpsc, watch};
@@ -49,11 +49,31 @@ pub(crate) enum Done {
     Crashed(String),
 }
 
-/// When the first round may start: once `min_peers` peers are connected, or at `latest`.
+/// When the first round may start: [`LISTEN`] after `min_peers` peers are connected (their
+/// greetings, the network's latest model-hash votes, tell the core where the network stands
+/// before it trains), or at `latest`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StartRule {
     pub(crate) min_peers: usize,
     pub(crate) latest: Instant,
+    /// When `min_peers` were first connected.
+    pub(crate) peers_since: Option<Instant>,
+}
+
+/// How long a starting node listens to its peers' greetings before its first round: enough for
+/// a direct frame to reach it while its inbox subscription propagates.
+const LISTEN: Duration = Duration::from_secs(2);
+
+impl StartRule {
+    /// Whether the first round may start now, with `peers` connected.
+    fn ready(&mut self, peers: usize, now: Instant) -> bool {
+        if peers < self.min_peers {
+            self.peers_since = None;
+        } else {
+            self.peers_since.get_or_insert(now);
+        }
+        now >= self.latest || self.peers_since.is_some_and(|since| now >= since + LISTEN)
+    }
 }
 
 /// Everything the loop owns.
@@ -76,7 +96,6 @@ pub(crate) struct Driver {
     pub(crate) peers: BTreeMap<PeerId, NodeId>,
     pub(crate) pending: Option<TrainingJob>,
     pub(crate) wake: Option<Timestamp>,
-    pub(crate) last_vote: Option<Vec<u8>>,
 }
 
 /// Now, as microseconds since the Unix epoch: the node core's clock.
@@ -129,8 +148,8 @@ impl Driver {
     }
 
     async fn refresh(&mut self) {
-        if let Some(rule) = self.start
-            && (self.peers.len() >= rule.min_peers || Instant::now() >= rule.latest)
+        if let Some(rule) = &mut self.start
+            && rule.ready(self.peers.len(), Instant::now())
         {
             tracing::info!(
                 peers = self.peers.len(),
@@ -168,7 +187,6 @@ impl Driver {
         for output in outputs {
             match output {
                 Output::Broadcast(frame) => {
-                    self.remember_vote(&frame);
                     self.transport.send(ROUND_TOPIC.to_owned(), &frame, false);
                 }
                 Output::Send(to, frame) => self.transport.send(inbox_topic(&to), &frame, true),
@@ -197,13 +215,6 @@ impl Driver {
                     self.checkpoint();
                 }
             }
-        }
-    }
-
-    /// Keeps this node's latest model-hash vote, to repeat it to peers that join.
-    fn remember_vote(&mut self, frame: &[u8]) {
-        if let Ok((_, Message::ModelHash { .. })) = Message::open(frame, self.max_frame) {
-            self.last_vote = Some(frame.to_vec());
         }
     }
 
@@ -288,7 +299,6 @@ impl Driver {
                 tracing::info!(%peer, "peer connected");
                 self.peers.insert(peer, node);
                 self.members_changed();
-                self.greet(node);
             }
             NetEvent::PeerDisconnected { peer } | NetEvent::PeerBanned { peer, .. } => {
                 tracing::info!(%peer, "peer left");
@@ -325,14 +335,6 @@ impl Driver {
     async fn on_subscribed(&mut self, topic: &str) {
         if topic == DATA_TOPIC {
             self.data.announce().await;
-        }
-    }
-
-    /// Repeats our last model-hash vote into a new peer's inbox, so a joining or restarted node
-    /// learns the network's model without waiting for the next round to close.
-    fn greet(&mut self, node: NodeId) {
-        if let Some(vote) = self.last_vote.clone() {
-            self.transport.send(inbox_topic(&node), &vote, true);
         }
     }
 

@@ -26,10 +26,12 @@
 //! - **Membership.** The members are this node and its connected peers of the same network;
 //!   a peer that disconnects (or is killed) stops holding the round open at once.
 //! - **Joining and catching up.** There is one path: the core's model-hash vote and resync. A new
-//!   or restarted node starts from genesis or its checkpoint; peers repeat their last vote into
-//!   its inbox when it connects, the core sees it is behind, asks a voter of the settled hash
-//!   for its full state (model and outer optimiser), checks the hash and carries on from the
-//!   next round. A training job for a round that the node has left stops at its next inner step.
+//!   or restarted node starts from genesis or its checkpoint and listens to its peers before its
+//!   first round; the core greets each peer that connects with its latest vote, so the node
+//!   learns at once whether the network is ahead, asks a voter of the settled hash for its full
+//!   state (model and outer optimiser), checks the hash, observes one round and trains from the
+//!   next, whether the network is at round 2 or 20 000. A training job for a round that the node
+//!   has left stops at its next inner step.
 //! - **Genesis data** travels through the network ([`dataset`](crate::dataset)): only one node
 //!   needs the built dataset; the others fetch the manifest, tokenizer, validation shards and
 //!   each round's assigned training shards from holders and check each against the genesis roots.
@@ -157,9 +159,13 @@ impl Daemon {
             status,
             checkpoints,
             start: Some(StartRule {
-                min_peers: config.min_peers,
+                // A node given a bootstrap peer waits to hear from it, whatever `min_peers` says.
+                min_peers: config
+                    .min_peers
+                    .max(usize::from(!config.bootstrap.is_empty())),
                 latest: tokio::time::Instant::now()
                     + Duration::from_secs_f64(config.start_grace_secs),
+                peers_since: None,
             }),
             max_frame: settings.protocol.max_frame,
             done_tx,
@@ -167,7 +173,6 @@ impl Daemon {
             peers: BTreeMap::new(),
             pending: None,
             wake: None,
-            last_vote: None,
         };
         Ok(Self {
             driver,

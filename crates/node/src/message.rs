@@ -62,12 +62,14 @@ pub enum Message {
         /// Hash of the flat parameters.
         hash: Hash,
     },
-    /// A request for the full model state after `round` (a node found itself out of sync).
+    /// A request for the full model state after `round` or a later round (a node found itself
+    /// out of sync).
     SyncRequest {
-        /// The round whose end state is wanted.
+        /// The earliest round whose end state will do.
         round: Round,
     },
-    /// The full model state after `round`, answering a [`Message::SyncRequest`].
+    /// The full model state after `round` (the sender's last closed round), answering a
+    /// [`Message::SyncRequest`].
     SyncState {
         /// The round whose end state this is.
         round: Round,
@@ -75,6 +77,9 @@ pub enum Message {
         params: Vec<u8>,
         /// The outer optimiser's state, as its owner serialises it.
         outer: Vec<u8>,
+        /// Members the sender's rounds have stopped waiting for (they missed a deadline), so the
+        /// installing node waits for the same members as the network.
+        missed: Vec<NodeId>,
     },
 }
 

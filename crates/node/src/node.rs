@@ -70,6 +70,9 @@ pub struct RoundSummary {
     pub included: Vec<NodeId>,
     /// Why the outer step was skipped (the aggregator refused the inputs), if it was.
     pub skipped: Option<String>,
+    /// Members the round waited for that had not delivered when it closed (it closed at its
+    /// deadline because of them), in ascending id order.
+    pub missed: Vec<NodeId>,
     /// Hash of the parameters after the outer step.
     pub model_hash: Hash,
     /// Mean of the included contributors' reported final inner losses.
@@ -87,6 +90,17 @@ pub(crate) enum Phase {
     Training,
     /// The node's own Δ is announced; collecting the others' until the agreement closes.
     Exchange,
+    /// The node installed the network's model after the round began: it collects and applies
+    /// the others' Δs without training, and contributes from the next round.
+    Observing,
+}
+
+/// A state request in flight: the round and settled hash wanted, and when to ask another holder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PendingSync {
+    pub(crate) round: Round,
+    pub(crate) hash: Hash,
+    pub(crate) retry_at: Timestamp,
 }
 
 /// One contributor's entry for a round: its announcement and, once fetched and checked, its Δ.
@@ -135,8 +149,14 @@ pub struct Node {
     pub(crate) served: BTreeMap<Round, (Hash, Vec<u8>)>,
     /// Model-hash votes per round, this node's own included.
     pub(crate) votes: BTreeMap<Round, BTreeMap<NodeId, Hash>>,
-    /// A resync in flight: the round and the settled hash wanted.
-    pub(crate) pending_sync: Option<(Round, Hash)>,
+    /// This node's own votes over a longer window: the hashes it held after each round.
+    pub(crate) own_votes: BTreeMap<Round, Hash>,
+    /// Members a round waited for in vain: not waited for again until a Δ of theirs counts.
+    pub(crate) missed: BTreeSet<NodeId>,
+    /// A resync in flight.
+    pub(crate) pending_sync: Option<PendingSync>,
+    /// Unanswered state requests since the last install; picks the next holder to ask.
+    pub(crate) sync_attempts: u64,
 }
 
 impl Node {
@@ -174,13 +194,17 @@ impl Node {
             residual,
             served: BTreeMap::new(),
             votes: BTreeMap::new(),
+            own_votes: BTreeMap::new(),
+            missed: BTreeSet::new(),
             pending_sync: None,
+            sync_attempts: 0,
         })
     }
 
     /// A node that continues from `snapshot` (a checkpoint, or state fetched from peers) instead
     /// of the genesis model. Error-feedback residuals are not part of a snapshot and restart at
-    /// zero.
+    /// zero. Its first tick repeats its vote for the round before the snapshot's, so peers
+    /// resuming with it wait for its Δ, and a network that moved on tells it so.
     pub fn resume(
         key: Keypair,
         config: NodeConfig,
@@ -191,6 +215,10 @@ impl Node {
         let mut node = Self::new(key, config, members, snapshot.params, agreement)?;
         node.outer = outer_from_bytes(node.config.outer, &snapshot.outer, node.params.len())?;
         node.round = snapshot.round;
+        if let Some(closed) = snapshot.round.checked_sub(1) {
+            let hash = node.model_hash;
+            crate::phase::sync::record_own(&mut node, closed, hash);
+        }
         Ok(node)
     }
 
@@ -205,14 +233,17 @@ impl Node {
     }
 
     /// Replaces the set of members expected to contribute (peers joined or left); the node must
-    /// stay a member. A round waiting only on members that left may close now.
+    /// stay a member. A round waiting only on members that left may close now; each new member
+    /// is told this node's latest model-hash vote, so a joining node learns where the network
+    /// stands.
     pub fn set_members(&mut self, now: Timestamp, members: BTreeSet<NodeId>) -> Vec<Output> {
         assert!(
             members.contains(&self.id),
             "a node stays a member of its own network"
         );
+        let joined: Vec<NodeId> = members.difference(&self.members).copied().collect();
         self.members = members;
-        round::on_members(self, now)
+        round::on_members(self, now, &joined)
     }
 
     /// Handles one input at time `now`.

@@ -7,7 +7,8 @@
 //! 4. **Agree.** Ask the [`crate::Agreement`] whether the round may close, and on which list.
 //! 5. **Outer step.** Aggregate the listed Δs with the robust rule; apply the Nesterov step.
 //! 6. **Check.** Vote the new model hash; a node whose hash is not the one the members settled on
-//!    (a majority, or the plurality once everyone voted) resyncs from a peer.
+//!    (a majority, or the plurality once everyone voted), or that finds the network ahead of it,
+//!    installs a peer's state and observes one round before it trains again.
 //!    Then the next round begins.
 
 use neuroshard_primitives::NodeId;
@@ -18,13 +19,31 @@ use crate::node::{Node, Output, Phase, penalize};
 use crate::phase::{aggregate, exchange, sync, train};
 use crate::work::TrainingResult;
 
-/// Time passed: start the first round, or close the exchange at its deadline.
+/// Time passed: start the first round, close the exchange at its deadline, or ask another
+/// holder for a state that did not come.
 pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    let mut outputs = sync::retry(node, now);
     match node.phase {
-        Phase::Idle => train::begin(node, now),
-        Phase::Exchange => try_close(node, now),
-        Phase::Training => Vec::new(),
+        Phase::Idle => outputs.extend(start(node, now)),
+        Phase::Exchange | Phase::Observing => outputs.extend(try_close(node, now)),
+        Phase::Training => {}
     }
+    outputs
+}
+
+/// The first round: tell the peers where this node stands (a resumed node's last vote), and
+/// train unless the votes already heard say the network is elsewhere (the node then waits for
+/// the network's state instead of training a round nobody needs).
+fn start(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    let mut outputs: Vec<Output> = sync::latest_vote(node)
+        .map(Output::Broadcast)
+        .into_iter()
+        .collect();
+    outputs.extend(sync::check(node, now));
+    if node.pending_sync.is_none() && node.phase == Phase::Idle {
+        outputs.extend(train::begin(node, now));
+    }
+    outputs
 }
 
 /// The driver's training job finished: contribute, then see whether the round can close.
@@ -48,36 +67,51 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
             outputs.extend(try_close(node, now));
             outputs
         }
-        Message::ModelHash { round, hash } => sync::on_vote(node, signer, round, hash),
+        Message::ModelHash { round, hash } => sync::on_vote(node, now, signer, round, hash),
         Message::SyncRequest { round } => sync::on_request(node, peer, round),
         Message::SyncState {
             round,
             params,
             outer,
+            missed,
         } => {
-            let mut outputs = sync::on_state(node, now, signer, round, &params, &outer);
+            let state = sync::State {
+                round,
+                params: &params,
+                outer: &outer,
+                missed: &missed,
+            };
+            let mut outputs = sync::on_state(node, now, signer, state);
             outputs.extend(try_close(node, now));
             outputs
         }
     }
 }
 
-/// The members changed: the round may close without those who left, and a round may settle.
-pub(crate) fn on_members(node: &mut Node, now: Timestamp) -> Vec<Output> {
-    let mut outputs = try_close(node, now);
-    outputs.extend(sync::check(node));
+/// The members changed: greet the new ones with this node's latest vote; the round may close
+/// without those who left, and a round may settle.
+pub(crate) fn on_members(node: &mut Node, now: Timestamp, joined: &[NodeId]) -> Vec<Output> {
+    let mut outputs: Vec<Output> = match sync::latest_vote(node) {
+        Some(vote) => joined
+            .iter()
+            .map(|peer| Output::Send(*peer, vote.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
+    outputs.extend(try_close(node, now));
+    outputs.extend(sync::check(node, now));
     outputs
 }
 
 /// Steps 4 to 6, once the agreement says the round may close.
 fn try_close(node: &mut Node, now: Timestamp) -> Vec<Output> {
-    let Some(included) = aggregate::agree(node, now) else {
+    let Some(closing) = aggregate::agree(node, now) else {
         return Vec::new();
     };
-    let summary = aggregate::outer_step(node, now, included);
+    let summary = aggregate::outer_step(node, now, closing);
     let mut outputs = vec![Output::Broadcast(sync::vote(node, summary.round))];
     outputs.push(Output::Closed(summary));
-    outputs.extend(sync::check(node));
+    outputs.extend(sync::check(node, now));
     outputs.extend(train::begin(node, now));
     outputs
 }

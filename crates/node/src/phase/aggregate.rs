@@ -8,13 +8,28 @@ use crate::Timestamp;
 use crate::agreement::RoundView;
 use crate::node::{Node, Phase, RoundSummary};
 
+/// What the agreement decided for a round: whom it waited for, and whose Δs count.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    /// The members the round waited for.
+    expected: BTreeSet<NodeId>,
+    /// The contributors to apply, in canonical order.
+    included: Vec<NodeId>,
+}
+
 /// The inclusion list, if the agreement lets the round close now.
 ///
-/// Only Δs trained from the model this node holds count: a contributor that announced a Δ from
-/// another model (it diverged, or resynced during the round) is neither waited for nor included.
-/// The sides of a split on the model hash therefore never mix; the hash votes settle it.
-pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Vec<NodeId>> {
-    if node.phase != Phase::Exchange {
+/// The round waits for the members that are on this node's model and have standing: in round
+/// r > 0 those that voted, for round r − 1, the hash this node starts r from (round 0: every
+/// member, all start from genesis), less those that missed an earlier round's deadline and
+/// have not had a Δ counted since. A joining or lagging member is therefore not waited for
+/// until it has voted the network's model, and a member that stays silent costs at most one
+/// deadline. Only Δs trained from the model this node holds count: a contributor that
+/// announced a Δ from another model (it diverged, or resynced during the round) is neither
+/// waited for nor included. The sides of a split on the model hash therefore never mix; the
+/// hash votes settle it.
+pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
+    if !matches!(node.phase, Phase::Exchange | Phase::Observing) {
         return None;
     }
     let other_base = |id: &NodeId| {
@@ -22,12 +37,21 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Vec<NodeId>> {
             .get(id)
             .is_some_and(|entry| entry.announcement.base != node.model_hash)
     };
-    let expected: BTreeSet<NodeId> = node
+    let previous = node.round.checked_sub(1).map(|r| node.votes.get(&r));
+    let on_model = |id: &NodeId| match previous {
+        None => true,
+        Some(votes) => votes.and_then(|v| v.get(id)) == Some(&node.model_hash),
+    };
+    let mut expected: BTreeSet<NodeId> = node
         .members
         .iter()
+        .filter(|id| **id != node.id && on_model(id) && !node.missed.contains(id))
         .filter(|id| !other_base(id))
         .copied()
         .collect();
+    if node.inbox.contains_key(&node.id) && !other_base(&node.id) {
+        expected.insert(node.id);
+    }
     let delivered: BTreeSet<NodeId> = node
         .inbox
         .iter()
@@ -41,13 +65,15 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Vec<NodeId>> {
         members: &expected,
         delivered: &delivered,
     };
-    node.agreement.decide(&view)
+    let included = node.agreement.decide(&view)?;
+    Some(Closing { expected, included })
 }
 
 /// Aggregates the included Δs in the listed order, applies the outer step, and moves the node
 /// to the next round. A rule that refuses the inputs (too few for its tolerance) leaves the
 /// model unchanged for the round, the same on every honest node.
-pub(crate) fn outer_step(node: &mut Node, now: Timestamp, included: Vec<NodeId>) -> RoundSummary {
+pub(crate) fn outer_step(node: &mut Node, now: Timestamp, closing: Closing) -> RoundSummary {
+    let Closing { expected, included } = closing;
     let deltas: Vec<&[f32]> = included
         .iter()
         .map(|id| {
@@ -70,15 +96,25 @@ pub(crate) fn outer_step(node: &mut Node, now: Timestamp, included: Vec<NodeId>)
         .map(|id| node.inbox[id].announcement.loss_end)
         .sum::<f32>()
         / included.len().max(1) as f32;
+    let missed: Vec<NodeId> = expected
+        .iter()
+        .filter(|id| !included.contains(id))
+        .copied()
+        .collect();
+    node.missed.extend(missed.iter().copied());
+    for id in &included {
+        node.missed.remove(id);
+    }
     let summary = RoundSummary {
         round: node.round,
         included,
+        missed,
         skipped,
         model_hash: node.model_hash,
         train_loss,
         closed_at: now,
     };
     node.inbox.clear();
-    node.round += 1;
+    node.round = node.round.saturating_add(1);
     summary
 }

@@ -109,7 +109,7 @@ pub(crate) fn on_delta(node: &mut Node, round: Round, payload: &[u8]) -> Vec<Out
 fn inbox_for(node: &mut Node, round: Round) -> Option<&mut Inbox> {
     if round == node.round {
         Some(&mut node.inbox)
-    } else if round == node.round + 1 {
+    } else if node.round.checked_add(1) == Some(round) {
         Some(&mut node.early)
     } else {
         None

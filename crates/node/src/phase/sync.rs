@@ -1,31 +1,33 @@
-//! Step 6: model-hash votes, and resync from a peer when the majority holds another model.
+//! Step 6: model-hash votes, and resync from a peer when this node is not on the network's model.
 //!
-//! After each outer step every node gossips the hash of its parameters. A node compares its own
-//! hash with the round's settled hash (see [`settled_hash`]): when the network settled on another
-//! hash for its last closed round, or on a round it has not reached (it fell behind, or it is
-//! joining), it asks one of those voters for the full state and installs it once the hash checks
-//! out.
+//! After each outer step every node gossips the hash of its parameters; a node repeats its latest
+//! vote to each peer that connects and when it resumes from a checkpoint, so a node learns where
+//! the network stands as soon as it meets it. From the votes it holds, a node finds the latest
+//! round the members settled (see [`target`]) and asks a voter of that hash for its full state
+//! when the network is ahead of it (it is joining, or came back from an absence of any length),
+//! when its own hash for its last closed round lost, or when a majority built on another model
+//! (it ran on alone in a partition). It installs the state once the hash checks out, then
+//! observes one round (applies the others' Δs without training) and contributes from the next.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::mem;
 
 use neuroshard_primitives::{Hash, NodeId};
 
 use crate::Timestamp;
 use crate::message::{Message, Round};
-use crate::node::{Node, Output, Phase, f32_bytes, f32_values, outer_from_bytes, penalize};
-use crate::phase::train;
+use crate::node::{
+    Node, Output, PendingSync, Phase, f32_bytes, f32_values, outer_from_bytes, penalize,
+};
 
 /// Votes are kept for rounds this far behind the current one.
 const VOTES_BEHIND: u64 = 2;
-/// Votes are accepted for rounds at most this far ahead (a node that fell behind).
-const VOTES_AHEAD: u64 = 16;
+/// This node's own votes are kept this many rounds, to tell a fork from a slow majority.
+const OWN_VOTES_KEPT: u64 = 1024;
 
 /// Records this node's hash for the round it just closed and returns the signed vote.
 pub(crate) fn vote(node: &mut Node, round: Round) -> Vec<u8> {
-    node.votes
-        .entry(round)
-        .or_default()
-        .insert(node.id, node.model_hash);
+    record_own(node, round, node.model_hash);
     let keep_from = node.round.saturating_sub(VOTES_BEHIND);
     node.votes.retain(|r, _| *r >= keep_from);
     node.pending_sync = None;
@@ -35,128 +37,256 @@ pub(crate) fn vote(node: &mut Node, round: Round) -> Vec<u8> {
     })
 }
 
-/// A peer's model-hash vote: record the first one per signer and round, then check.
-pub(crate) fn on_vote(node: &mut Node, signer: NodeId, round: Round, hash: Hash) -> Vec<Output> {
-    let in_window = round + VOTES_BEHIND >= node.round && round <= node.round + VOTES_AHEAD;
-    if !node.members.contains(&signer) || !in_window {
+/// This node's latest vote, signed again: what it tells a peer that connects, or the network
+/// when it resumes from a checkpoint. `None` before it has closed or installed any round.
+pub(crate) fn latest_vote(node: &Node) -> Option<Vec<u8>> {
+    let (&round, &hash) = node.own_votes.last_key_value()?;
+    Some(node.seal(&Message::ModelHash { round, hash }))
+}
+
+/// A peer's model-hash vote: record it, then check where this node stands.
+///
+/// Votes for recent rounds (up to the next one) are kept per signer and round, the first one
+/// standing. Of the rounds further ahead only each signer's latest vote is kept, so a node at
+/// round 0 learns that a network at round 20 000 is ahead, while a peer cannot fill memory with
+/// votes for rounds nobody has reached.
+pub(crate) fn on_vote(
+    node: &mut Node,
+    now: Timestamp,
+    signer: NodeId,
+    round: Round,
+    hash: Hash,
+) -> Vec<Output> {
+    let too_old = round.saturating_add(VOTES_BEHIND) < node.round;
+    if !node.members.contains(&signer) || signer == node.id || too_old {
         return Vec::new();
+    }
+    let next = node.round.saturating_add(1);
+    if round > next {
+        let later = node
+            .votes
+            .range(round..)
+            .any(|(_, votes)| votes.contains_key(&signer));
+        if later {
+            return Vec::new();
+        }
+        for (_, votes) in node.votes.range_mut(next + 1..) {
+            votes.remove(&signer);
+        }
+        node.votes.retain(|_, votes| !votes.is_empty());
     }
     node.votes
         .entry(round)
         .or_default()
         .entry(signer)
         .or_insert(hash);
-    check(node)
+    check(node, now)
 }
 
-/// Asks a majority voter for its state if this node disagrees with the majority about the round
-/// it closed last, or lags behind it: the majority closed a round this node has not started (or
-/// any round, while this node has not started at all, as a node joining late).
-pub(crate) fn check(node: &mut Node) -> Vec<Output> {
+/// Asks a voter of the network's model for its state when this node is not on it (see
+/// [`target`]); does nothing while a request is in flight.
+pub(crate) fn check(node: &mut Node, now: Timestamp) -> Vec<Output> {
     if node.pending_sync.is_some() {
         return Vec::new();
     }
-    let target = node
-        .votes
-        .range(node.round.saturating_sub(1)..)
-        .rev()
-        .find_map(|(round, votes)| {
-            settled_hash(votes, &node.members, node.id).map(|hash| (*round, hash))
-        });
-    let Some((round, hash)) = target else {
+    let Some((round, hash)) = target(node) else {
         return Vec::new();
     };
-    let mine = node.votes.get(&round).and_then(|votes| votes.get(&node.id));
-    let closed_it = round + 1 == node.round;
-    let behind = round > node.round || (round == node.round && node.phase == Phase::Idle);
-    if (closed_it && mine == Some(&hash)) || !(closed_it || behind) {
-        return Vec::new();
-    }
     let holders: Vec<NodeId> = node.votes[&round]
         .iter()
-        .filter(|(id, vote)| **vote == hash && **id != node.id)
+        .filter(|(id, vote)| **vote == hash && **id != node.id && node.members.contains(id))
         .map(|(id, _)| *id)
         .collect();
-    // Spread resync load over the holders, deterministically.
-    let Some(&source) = holders.get((round as usize) % holders.len().max(1)) else {
+    // Spread resync load over the holders, deterministically; a retry asks the next one.
+    let pick = round.wrapping_add(node.sync_attempts) as usize % holders.len().max(1);
+    let Some(&source) = holders.get(pick) else {
         return Vec::new();
     };
-    node.pending_sync = Some((round, hash));
-    vec![Output::Send(
-        source,
-        node.seal(&Message::SyncRequest { round }),
-    )]
+    let retry_at = now + node.config.round_timeout / SYNC_PATIENCE_DIVISOR;
+    node.pending_sync = Some(PendingSync {
+        round,
+        hash,
+        retry_at,
+    });
+    vec![
+        Output::Send(source, node.seal(&Message::SyncRequest { round })),
+        Output::WakeAt(retry_at),
+    ]
 }
 
-/// A peer wants this node's state after `round`: serve it while the node still holds it.
+/// A state request is given up and asked of the next holder after this fraction of the round
+/// deadline.
+const SYNC_PATIENCE_DIVISOR: u32 = 4;
+
+/// A state request that went unanswered too long is dropped, and the next holder asked.
+pub(crate) fn retry(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    match node.pending_sync {
+        Some(pending) if now >= pending.retry_at => {
+            node.pending_sync = None;
+            node.sync_attempts = node.sync_attempts.wrapping_add(1);
+            check(node, now)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The round and hash this node should install, if it is not on the network's model.
+///
+/// The latest round with a settled hash decides (rounds without one are skipped):
+/// - a round this node has not closed (it is ahead of the node, or the node's current round
+///   while the node is not already exchanging its own Δ for it): the node is behind. For such
+///   rounds a hash vouched for by more than f members is enough, so the smaller side of a healed
+///   partition follows the larger one even when neither holds a majority;
+/// - the round the node closed last, with another hash than its own: it lost a split;
+/// - an older round that a strict majority settled on a hash the node never held: the node
+///   built on another model (it ran on alone in a partition) and goes back to the network's.
+fn target(node: &Node) -> Option<(Round, Hash)> {
+    let (round, hash, majority) = node.votes.iter().rev().find_map(|(round, votes)| {
+        let open = *round >= node.round;
+        settled_hash(votes, &node.members, node.id, open).map(|(h, m)| (*round, h, m))
+    })?;
+    let open =
+        round > node.round || (round == node.round && !matches!(node.phase, Phase::Exchange));
+    let own = node.own_votes.get(&round);
+    let lost_split = round.saturating_add(1) == node.round && own != Some(&hash);
+    let forked = round.saturating_add(1) < node.round && majority && own != Some(&hash);
+    (open || lost_split || forked).then_some((round, hash))
+}
+
+/// A peer wants this node's state from `round` on: serve the latest closed-round state it
+/// holds, if that is at least as recent and is the one it voted for.
 pub(crate) fn on_request(node: &mut Node, peer: NodeId, round: Round) -> Vec<Output> {
-    let holds = round + 1 == node.round
-        && node.votes.get(&round).and_then(|votes| votes.get(&node.id)) == Some(&node.model_hash);
-    if !holds {
+    let Some(closed) = node.round.checked_sub(1) else {
+        return Vec::new();
+    };
+    let holds = node.own_votes.get(&closed) == Some(&node.model_hash);
+    if closed < round || !holds {
         return Vec::new();
     }
     let state = Message::SyncState {
-        round,
+        round: closed,
         params: f32_bytes(&node.params),
         outer: f32_bytes(node.outer.momentum()),
+        missed: node.missed.iter().copied().collect(),
     };
     vec![Output::Send(peer, node.seal(&state))]
 }
 
-/// A peer's full state: install it if it is the one this node asked for and its hash checks.
+/// What a [`Message::SyncState`] carries.
+#[derive(Debug)]
+pub(crate) struct State<'a> {
+    pub(crate) round: Round,
+    pub(crate) params: &'a [u8],
+    pub(crate) outer: &'a [u8],
+    pub(crate) missed: &'a [NodeId],
+}
+
+/// A peer's full state: install it if it is the one this node asked for (or a later one the
+/// members settled) and its hash checks.
+///
+/// After a split within the node's round the round goes on; otherwise the node moves to the
+/// round after the installed one and observes it: it applies the others' Δs without training
+/// (its own Δ would come late and count nowhere) and contributes from the round after.
 pub(crate) fn on_state(
     node: &mut Node,
     now: Timestamp,
     signer: NodeId,
-    round: Round,
-    params: &[u8],
-    outer: &[u8],
+    state: State<'_>,
 ) -> Vec<Output> {
-    let Some((wanted, hash)) = node.pending_sync else {
+    let Some(pending) = node.pending_sync else {
         return Vec::new();
     };
-    if round != wanted || node.round > round + 1 {
+    let hash = Hash::of(state.params);
+    let wanted = if state.round == pending.round {
+        Some(pending.hash)
+    } else if state.round > pending.round {
+        node.votes
+            .get(&state.round)
+            .and_then(|votes| settled_hash(votes, &node.members, node.id, true))
+            .map(|(hash, _)| hash)
+    } else {
+        None
+    };
+    let Some(wanted) = wanted else {
         return Vec::new();
-    }
-    if Hash::of(params) != hash || params.len() != 4 * node.params.len() {
+    };
+    let Some(next) = state.round.checked_add(1) else {
+        return vec![penalize(signer, "sync state for the last possible round")];
+    };
+    if hash != wanted || state.params.len() != 4 * node.params.len() {
         return vec![penalize(
             signer,
-            "sync state does not match the majority hash",
+            "sync state does not match the settled hash",
         )];
     }
-    let outer = match outer_from_bytes(node.config.outer, outer, node.params.len()) {
+    let outer = match outer_from_bytes(node.config.outer, state.outer, node.params.len()) {
         Ok(outer) => outer,
         Err(err) => return vec![penalize(signer, err)],
     };
-    node.params = f32_values(params, node.params.len()).expect("length checked above");
+    node.params = f32_values(state.params, node.params.len()).expect("length checked above");
     node.outer = outer;
     node.model_hash = hash;
-    node.votes.entry(round).or_default().insert(node.id, hash);
+    node.own_votes.retain(|round, _| *round < state.round);
+    for (_, votes) in node.votes.range_mut(next..) {
+        votes.remove(&node.id);
+    }
+    record_own(node, state.round, hash);
+    node.missed = state
+        .missed
+        .iter()
+        .filter(|id| node.members.contains(id))
+        .copied()
+        .collect();
     node.pending_sync = None;
-    let mut outputs = vec![Output::Resynced { round, hash }];
-    if node.round <= round {
-        if node.round < round {
-            node.early.clear();
-        }
-        node.round = round + 1;
-        outputs.extend(train::begin(node, now));
+    node.sync_attempts = 0;
+    let mut outputs = vec![Output::Resynced {
+        round: state.round,
+        hash,
+    }];
+    if node.round != next {
+        outputs.extend(observe(node, now, next));
     }
     outputs
 }
 
-/// The hash the members settled on for one round, from their `votes`.
+/// Moves the node to `round`, just installed, to observe it: no training job; the Δs announced
+/// for it (kept early if the node was in the round before) are fetched and applied as usual.
+fn observe(node: &mut Node, now: Timestamp, round: Round) -> Vec<Output> {
+    let early = mem::take(&mut node.early);
+    node.inbox = if node.round.checked_add(1) == Some(round) {
+        early
+    } else {
+        BTreeMap::new()
+    };
+    node.round = round;
+    node.phase = Phase::Observing;
+    node.deadline = now + node.config.round_timeout;
+    vec![Output::WakeAt(node.deadline)]
+}
+
+/// Records this node's own hash for `round`, as a vote among the others and in its history.
+pub(crate) fn record_own(node: &mut Node, round: Round, hash: Hash) {
+    node.votes.entry(round).or_default().insert(node.id, hash);
+    node.own_votes.insert(round, hash);
+    let keep_from = round.saturating_sub(OWN_VOTES_KEPT);
+    node.own_votes.retain(|r, _| *r >= keep_from);
+}
+
+/// The hash the members settled on for one round, from their `votes`, and whether a strict
+/// majority voted it.
 ///
-/// A hash a strict majority voted. Failing that (honest nodes split, say two against two, when a
-/// contribution reached some of them before their deadline and others after), once every member
-/// but `me` has voted: the most-voted hash among those vouched for by more than
-/// f = ⌊(n − 1) / 3⌋ voters, the lowest hash breaking a tie. Up to f Byzantine voters cannot
-/// put forward a model of their own that way, only tip the choice between honest ones; a member
-/// that never votes holds such a split until it leaves.
+/// A hash a strict majority voted. Failing that, for a round this node has not closed
+/// (`open`): a hash more than f = ⌊(n − 1) / 3⌋ members vouch for, the most-voted, the lowest
+/// breaking a tie. For other rounds the same, but only once every member but `me` has voted
+/// (honest nodes split, say two against two, when a contribution reached some of them before
+/// their deadline and others after). Up to f Byzantine voters cannot put forward a model of
+/// their own that way, only tip the choice between honest ones.
 fn settled_hash(
     votes: &BTreeMap<NodeId, Hash>,
     members: &BTreeSet<NodeId>,
     me: NodeId,
-) -> Option<Hash> {
+    open: bool,
+) -> Option<(Hash, bool)> {
     let mut counts: BTreeMap<Hash, usize> = BTreeMap::new();
     for (_, hash) in votes.iter().filter(|(id, _)| members.contains(id)) {
         *counts.entry(*hash).or_default() += 1;
@@ -167,8 +297,9 @@ fn settled_hash(
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
     let n = members.len();
     if count > n / 2 {
-        return Some(hash);
+        return Some((hash, true));
     }
     let everyone_voted = members.iter().all(|m| *m == me || votes.contains_key(m));
-    (everyone_voted && count > n.saturating_sub(1) / 3).then_some(hash)
+    let vouched = count > n.saturating_sub(1) / 3;
+    ((open || everyone_voted) && vouched).then_some((hash, false))
 }
