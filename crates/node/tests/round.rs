@@ -104,12 +104,18 @@ impl Net {
 
     /// The model hash every node holds at `round`; panics if they are not all there.
     fn agreed_at(&self, round: Round) -> Hash {
-        let hash = self.nodes[0].model_hash();
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.agreed_at_among(&all, round)
+    }
+
+    /// The model hash the nodes of `group` hold at `round`; panics if they are not all there.
+    fn agreed_at_among(&self, group: &[usize], round: Round) -> Hash {
+        let hash = self.nodes[group[0]].model_hash();
         assert!(
-            self.nodes
+            group
                 .iter()
-                .all(|n| n.round() == round && n.model_hash() == hash),
-            "all nodes at round {round} on one model"
+                .all(|i| self.nodes[*i].round() == round && self.nodes[*i].model_hash() == hash),
+            "nodes {group:?} at round {round} on one model"
         );
         hash
     }
@@ -256,4 +262,176 @@ fn an_even_split_heals_on_the_lowest_hash_and_the_stale_deltas_count_nowhere() {
     assert_eq!(net.closed.len(), 4);
     assert!(net.closed.iter().all(|(_, s)| s.included.len() == 2));
     assert!(net.penalties.is_empty());
+}
+
+impl Net {
+    /// Sets the members of each node in `group` to that group.
+    fn partition(&mut self, group: &[usize]) {
+        let ids: BTreeSet<NodeId> = group.iter().map(|i| self.nodes[*i].id()).collect();
+        for &i in group {
+            let outputs = self.nodes[i].set_members(self.now, ids.clone());
+            self.push(i, outputs);
+        }
+    }
+
+    /// Carries out outputs of node `i` that a test produced outside [`Net::feed`].
+    fn push(&mut self, i: usize, outputs: Vec<Output>) {
+        let from = self.nodes[i].id();
+        for output in outputs {
+            match output {
+                Output::Send(to, frame) => {
+                    let j = self.index(to);
+                    self.in_flight.push_back((j, from, frame));
+                }
+                Output::Broadcast(frame) => {
+                    for j in (0..self.nodes.len()).filter(|j| *j != i) {
+                        self.in_flight.push_back((j, from, frame.clone()));
+                    }
+                }
+                Output::Train(job) => self.jobs.push((i, job)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs `rounds` rounds among `group` only: frames to and from others are dropped, their
+    /// jobs wait.
+    fn run_group(&mut self, group: &[usize], rounds: usize) {
+        for _ in 0..rounds {
+            let (mine, others) = std::mem::take(&mut self.jobs)
+                .into_iter()
+                .partition(|(i, _)| group.contains(i));
+            self.jobs = mine;
+            self.train();
+            self.jobs.extend(others);
+            self.settle(|to, from, _| !group.contains(&to) || !group.contains(&from));
+        }
+    }
+}
+
+#[test]
+fn a_node_joining_at_round_300_holds_the_model_within_one_round_and_nobody_waits() {
+    let mut net = Net::new(4);
+    net.partition(&[0, 1, 2]);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.run_group(&[0, 1, 2], 300);
+    assert_eq!(net.nodes[0].round(), 300);
+    // Node 3 connects with the genesis model: the others greet it with their votes for round
+    // 299, it asks for the state and installs it before it has trained anything.
+    net.partition(&[0, 1, 2, 3]);
+    net.settle(|_, _, _| false);
+    net.feed(3, Input::Tick);
+    assert_eq!(net.resyncs, 1);
+    assert_eq!(net.nodes[3].round(), 300);
+    assert_eq!(net.nodes[3].model_hash(), net.nodes[0].model_hash());
+    assert!(
+        net.jobs.iter().all(|(i, _)| *i != 3),
+        "it observes round 300"
+    );
+    // Round 300 closes among the three without waiting for it (no deadline tick is ever fed),
+    // and it applies the same Δs; from round 301 it contributes and is waited for.
+    net.closed.clear();
+    net.run_group(&[0, 1, 2, 3], 2);
+    net.agreed_at(302);
+    let by_round = |r: Round| net.closed.iter().filter(move |(_, s)| s.round == r);
+    assert!(by_round(300).all(|(_, s)| s.included.len() == 3 && s.missed.is_empty()));
+    assert_eq!(by_round(300).count(), 4);
+    assert!(by_round(301).all(|(_, s)| s.included.len() == 4 && s.missed.is_empty()));
+    assert!(net.penalties.is_empty());
+}
+
+#[test]
+fn a_silent_member_costs_one_deadline() {
+    let mut net = Net::new(4);
+    let silent = Keypair::from_seed([4; 32]);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    // Node 3 is a member that never trains; it votes whatever hash the others hold.
+    for round in 0..6 {
+        net.jobs.retain(|(i, _)| *i != 3);
+        net.train();
+        net.settle(|to, from, _| to == 3 || from == 3);
+        if net.nodes[0].round() == round {
+            net.now = net.now + Duration::from_secs(10);
+            for i in 0..3 {
+                net.feed(i, Input::Tick);
+            }
+            net.settle(|to, from, _| to == 3 || from == 3);
+        }
+        let vote = Message::ModelHash {
+            round,
+            hash: net.nodes[0].model_hash(),
+        };
+        for i in 0..3 {
+            net.feed(i, Input::Message(silent.node_id(), vote.seal(&silent)));
+        }
+    }
+    net.agreed_at_among(&[0, 1, 2], 6);
+    let waited: BTreeSet<Round> = net
+        .closed
+        .iter()
+        .filter(|(_, s)| !s.missed.is_empty())
+        .map(|(_, s)| s.round)
+        .collect();
+    assert_eq!(waited, BTreeSet::from([0]), "only round 0 waited for it");
+}
+
+#[test]
+fn a_node_that_ran_ahead_alone_goes_back_to_the_majority() {
+    let mut net = Net::new(4);
+    net.partition(&[0, 1, 2]);
+    net.partition(&[3]);
+    for i in 0..4 {
+        net.feed(i, Input::Tick);
+    }
+    net.run_group(&[3], 6);
+    net.run_group(&[0, 1, 2], 2);
+    net.jobs.retain(|(i, _)| *i != 3);
+    assert_eq!((net.nodes[3].round(), net.nodes[0].round()), (6, 2));
+    net.partition(&[0, 1, 2, 3]);
+    net.settle(|_, _, _| false);
+    assert_eq!(
+        net.nodes[3].round(),
+        2,
+        "it went back to the majority's model"
+    );
+    assert_eq!(net.nodes[3].model_hash(), net.nodes[0].model_hash());
+    net.run_group(&[0, 1, 2, 3], 2);
+    net.agreed_at(4);
+}
+
+#[test]
+fn an_unanswered_state_request_goes_to_the_next_holder_and_hostile_rounds_do_not_panic() {
+    let mut net = Net::new(4);
+    net.partition(&[0, 1, 2]);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.run_group(&[0, 1, 2], 3);
+    // A member votes the last possible round; node 3 asks it, and refuses its answer.
+    let liar = Keypair::from_seed([1; 32]);
+    net.partition(&[0, 1, 2, 3]);
+    let far = Message::ModelHash {
+        round: u64::MAX,
+        hash: Hash::of(b"nothing"),
+    };
+    net.feed(3, Input::Message(liar.node_id(), far.seal(&liar)));
+    let state = Message::SyncState {
+        round: u64::MAX,
+        params: vec![0; 4 * PARAMS],
+        outer: vec![0; 4 * PARAMS],
+        missed: Vec::new(),
+    };
+    net.feed(3, Input::Message(liar.node_id(), state.seal(&liar)));
+    // Its first state request is lost; the retry goes to another holder.
+    net.settle(|to, _, m| to != 3 && matches!(m, Message::SyncRequest { .. }));
+    assert_eq!(net.resyncs, 0);
+    net.now = Timestamp::from_secs_f64(60.0);
+    net.feed(3, Input::Tick);
+    net.settle(|_, _, _| false);
+    assert_eq!(net.resyncs, 1);
+    assert_eq!(net.nodes[3].model_hash(), net.nodes[0].model_hash());
 }

@@ -20,7 +20,8 @@ use crate::node::{
     Node, Output, PendingSync, Phase, f32_bytes, f32_values, outer_from_bytes, penalize,
 };
 
-/// Votes are kept for rounds this far behind the current one.
+/// All votes are kept for rounds this far behind the current one; for rounds further behind or
+/// ahead, only each signer's latest.
 const VOTES_BEHIND: u64 = 2;
 /// This node's own votes are kept this many rounds, to tell a fork from a slow majority.
 const OWN_VOTES_KEPT: u64 = 1024;
@@ -28,8 +29,7 @@ const OWN_VOTES_KEPT: u64 = 1024;
 /// Records this node's hash for the round it just closed and returns the signed vote.
 pub(crate) fn vote(node: &mut Node, round: Round) -> Vec<u8> {
     record_own(node, round, node.model_hash);
-    let keep_from = node.round.saturating_sub(VOTES_BEHIND);
-    node.votes.retain(|r, _| *r >= keep_from);
+    prune(node);
     node.pending_sync = None;
     node.seal(&Message::ModelHash {
         round,
@@ -46,10 +46,11 @@ pub(crate) fn latest_vote(node: &Node) -> Option<Vec<u8>> {
 
 /// A peer's model-hash vote: record it, then check where this node stands.
 ///
-/// Votes for recent rounds (up to the next one) are kept per signer and round, the first one
-/// standing. Of the rounds further ahead only each signer's latest vote is kept, so a node at
-/// round 0 learns that a network at round 20 000 is ahead, while a peer cannot fill memory with
-/// votes for rounds nobody has reached.
+/// Votes for the recent rounds (from [`VOTES_BEHIND`] back to the next one) are kept per signer
+/// and round, the first one standing. Outside that window only each signer's latest vote is
+/// kept: a node at round 0 learns that a network at round 20 000 is ahead, a node that ran on
+/// alone learns where the majority stayed, and a peer cannot fill memory with votes for rounds
+/// nobody has reached.
 pub(crate) fn on_vote(
     node: &mut Node,
     now: Timestamp,
@@ -57,30 +58,46 @@ pub(crate) fn on_vote(
     round: Round,
     hash: Hash,
 ) -> Vec<Output> {
-    let too_old = round.saturating_add(VOTES_BEHIND) < node.round;
-    if !node.members.contains(&signer) || signer == node.id || too_old {
+    if !node.members.contains(&signer) || signer == node.id {
         return Vec::new();
     }
-    let next = node.round.saturating_add(1);
-    if round > next {
-        let later = node
-            .votes
-            .range(round..)
-            .any(|(_, votes)| votes.contains_key(&signer));
-        if later {
-            return Vec::new();
-        }
-        for (_, votes) in node.votes.range_mut(next + 1..) {
-            votes.remove(&signer);
-        }
-        node.votes.retain(|_, votes| !votes.is_empty());
+    let later = node
+        .votes
+        .range(round.saturating_add(1)..)
+        .any(|(_, votes)| votes.contains_key(&signer));
+    if !in_window(node, round) && later {
+        return Vec::new();
     }
     node.votes
         .entry(round)
         .or_default()
         .entry(signer)
         .or_insert(hash);
+    prune(node);
     check(node, now)
+}
+
+/// Whether all votes for `round` are kept, not only each signer's latest.
+fn in_window(node: &Node, round: Round) -> bool {
+    round.saturating_add(VOTES_BEHIND) >= node.round && round <= node.round.saturating_add(1)
+}
+
+/// Drops, outside the window, every vote whose signer voted for a later round.
+fn prune(node: &mut Node) {
+    let mut seen: BTreeSet<NodeId> = BTreeSet::new();
+    let window: BTreeSet<Round> = node
+        .votes
+        .keys()
+        .copied()
+        .filter(|round| in_window(node, *round))
+        .collect();
+    for (round, votes) in node.votes.iter_mut().rev() {
+        if !window.contains(round) {
+            votes.retain(|id, _| !seen.contains(id));
+        }
+        seen.extend(votes.keys().copied());
+    }
+    node.votes.retain(|_, votes| !votes.is_empty());
 }
 
 /// Asks a voter of the network's model for its state when this node is not on it (see
@@ -302,4 +319,47 @@ fn settled_hash(
     let everyone_voted = members.iter().all(|m| *m == me || votes.contains_key(m));
     let vouched = count > n.saturating_sub(1) / 3;
     ((open || everyone_voted) && vouched).then_some((hash, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use neuroshard_aggregate::{Rule, RuleKind};
+    use neuroshard_compress::{Codec, CompressConfig};
+    use neuroshard_primitives::Keypair;
+    use neuroshard_train::OuterConfig;
+
+    use super::*;
+    use crate::{DeadlineAgreement, NodeConfig};
+
+    #[test]
+    fn a_peer_cannot_fill_memory_with_votes() {
+        let keys: Vec<Keypair> = (1..=4).map(|i| Keypair::from_seed([i; 32])).collect();
+        let members = keys.iter().map(Keypair::node_id).collect();
+        let config = NodeConfig {
+            inner_steps: 1,
+            round_timeout: Duration::from_secs(10),
+            compress: CompressConfig::new(Codec::None),
+            aggregator: Rule::for_attackers(RuleKind::Mean, 4, 0).unwrap(),
+            outer: OuterConfig::DILOCO,
+            max_frame: 1 << 20,
+        };
+        let key = Keypair::from_seed([1; 32]);
+        let mut node = Node::new(
+            key,
+            config,
+            members,
+            vec![0.0; 4],
+            Box::new(DeadlineAgreement),
+        )
+        .unwrap();
+        let peer = keys[1].node_id();
+        for round in (0..1000).chain([u64::MAX, u64::MAX - 1, 7]) {
+            on_vote(&mut node, Timestamp::ZERO, peer, round, Hash::of(b"x"));
+        }
+        let kept: usize = node.votes.values().map(BTreeMap::len).sum();
+        assert!(kept <= 3, "{kept} votes kept from one signer");
+        assert!(node.votes.contains_key(&u64::MAX), "its latest vote stands");
+    }
 }
