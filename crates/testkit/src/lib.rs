@@ -1,7 +1,10 @@
 //! Test support shared by the crates' integration tests: headless Chromium (Debian's `chromium`)
-//! with the flags the dashboard tests need, and reading elements out of the DOM it prints.
+//! with the flags the dashboard tests need, reading elements out of the DOM it prints, and real
+//! node processes on loopback for the binary's end-to-end tests ([`nodes`]).
 //!
 //! A dev-dependency only: nothing here ships in the binary.
+
+pub mod nodes;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

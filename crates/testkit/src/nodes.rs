@@ -1,0 +1,308 @@
+//! Real `neuroshard node` processes on 127.0.0.1 for the binary's end-to-end tests: a small
+//! generated-corpus genesis, nodes on ports the OS chooses (killed when dropped), and bounded
+//! polling of their `/api/status`.
+//!
+//! The functions take the binary's path, which only the binary's own tests know
+//! (`env!("CARGO_BIN_EXE_neuroshard")`).
+
+// Real processes over real sockets: the waits are bounded by wall time.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Training flags for a small, quick node: batch 4, two validation batches, lr 0.01, five
+/// warm-up steps.
+pub const SMALL_TRAINING: [&str; 8] = [
+    "--batch-size",
+    "4",
+    "--val-batches",
+    "2",
+    "--lr",
+    "0.01",
+    "--warmup-steps",
+    "5",
+];
+
+/// A running `neuroshard node`: killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    /// `host:port` of its HTTP API and dashboard.
+    pub dashboard: String,
+    /// Its first p2p address, with `/p2p/…`: what others bootstrap from.
+    pub p2p: String,
+    /// The file its stderr (the log) goes to.
+    pub log: PathBuf,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl NodeProcess {
+    /// Starts `exe node` named `name`: data in `work/name`, log in `work/name.log`, the p2p and
+    /// HTTP ports chosen by the OS on 127.0.0.1, `args` (training flags, `--bootstrap …`) after
+    /// those. Returns once the node printed its addresses; panics with its log if it does not
+    /// within two minutes.
+    pub fn start(
+        exe: &Path,
+        name: &str,
+        work: &Path,
+        genesis: &Path,
+        args: &[&str],
+    ) -> NodeProcess {
+        let data_dir = work.join(name);
+        std::fs::create_dir_all(&data_dir).expect("creating the node's data directory");
+        let log = work.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&log).expect("creating the node's log");
+        let mut child = Command::new(exe)
+            .args([
+                "node",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .arg("--genesis")
+            .arg(genesis)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--exit-on-stdin-close")
+            .args(args)
+            .env("RAYON_NUM_THREADS", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("the neuroshard binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (dashboard, p2p) = read_addresses(stdout, &log);
+        NodeProcess {
+            child,
+            dashboard,
+            p2p,
+            log,
+        }
+    }
+
+    /// Its `/api/status`, or `None` when it does not answer.
+    pub fn status(&self) -> Option<Value> {
+        http_get_json(&self.dashboard, "/api/status")
+    }
+
+    /// The last 25 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(25)..].join("\n")
+    }
+
+    /// Kills it with SIGKILL and reaps it: no chance to say goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Closes its standard input, which tells it to stop cleanly, and waits up to 30 s for it to
+    /// exit; whether it did (it is killed otherwise).
+    pub fn stop(&mut self) -> bool {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+}
+
+/// The `dashboard …` and first `p2p …` lines a node prints at start.
+fn read_addresses(stdout: ChildStdout, log: &Path) -> (String, String) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut dashboard = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let Some(url) = line.strip_prefix("dashboard http://") {
+            dashboard = Some(url.trim_end_matches('/').to_owned());
+        } else if let (Some(p2p), Some(url)) = (line.strip_prefix("p2p "), &dashboard) {
+            return (url.clone(), p2p.to_owned());
+        }
+    }
+    panic!(
+        "node did not print its addresses; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// `GET path` from `host` parsed as JSON; `None` on any failure.
+pub fn http_get_json(host: &str, path: &str) -> Option<Value> {
+    let mut stream = TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+}
+
+/// Polls until `done` holds for the nodes' statuses, or panics with their logs after `limit`.
+pub fn wait_for(
+    what: &str,
+    nodes: &[&NodeProcess],
+    limit: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let statuses: Option<Vec<Value>> = nodes.iter().map(|n| n.status()).collect();
+        if let Some(statuses) = statuses {
+            if done(&statuses) {
+                return statuses;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = nodes.iter().map(|n| n.log_tail()).collect();
+                panic!(
+                    "timed out waiting for {what}; statuses {statuses:#?}\nlogs:\n{}",
+                    logs.join("\n-----\n")
+                );
+            }
+        } else if Instant::now() > deadline {
+            panic!("timed out waiting for {what}: a node does not answer");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// All statuses at the same round ≥ `round` with the same model hash.
+pub fn agree_at(statuses: &[Value], round: u64) -> bool {
+    let first = &statuses[0];
+    first["round"].as_u64().is_some_and(|r| r >= round)
+        && statuses.iter().all(|s| {
+            s["round"] == first["round"]
+                && s["model_hash"] == first["model_hash"]
+                && !s["model_hash"].is_null()
+        })
+}
+
+/// The round a status reports (0 when absent).
+pub fn round_of(status: &Value) -> u64 {
+    status["round"].as_u64().unwrap_or(0)
+}
+
+/// A corpus of generated sentences: a small grammar, so the model has something to learn.
+fn write_corpus(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("creating the corpus directory");
+    let subjects = [
+        "the cat",
+        "a dog",
+        "my friend",
+        "the old man",
+        "a small bird",
+        "the river",
+    ];
+    let verbs = ["sees", "likes", "follows", "finds", "remembers", "carries"];
+    let objects = [
+        "the moon",
+        "a red ball",
+        "the quiet house",
+        "an apple",
+        "the long road",
+        "a song",
+    ];
+    let mut state = 12345u64;
+    let mut next = |n: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize % n
+    };
+    for doc in 0..60 {
+        let mut text = String::new();
+        for _ in 0..120 {
+            text.push_str(&format!(
+                "{} {} {}. ",
+                subjects[next(6)],
+                verbs[next(6)],
+                objects[next(6)]
+            ));
+        }
+        std::fs::write(dir.join(format!("doc-{doc:03}.txt")), text).expect("writing the corpus");
+    }
+}
+
+/// Runs `exe args` to completion; panics with its stderr if it fails.
+fn run_ok(exe: &Path, args: &[&str]) {
+    let output = Command::new(exe)
+        .args(args)
+        .output()
+        .expect("neuroshard runs");
+    assert!(
+        output.status.success(),
+        "neuroshard {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Builds a small genesis in `work/genesis` from a generated corpus (vocabulary 384, shards of
+/// 8,000 tokens, the nano model) with `init` (`--inner-steps`, `--round-deadline-secs`, …) added
+/// to `genesis init`; returns the path of its genesis file.
+pub fn build_genesis(exe: &Path, work: &Path, init: &[&str]) -> PathBuf {
+    let corpus = work.join("corpus");
+    write_corpus(&corpus);
+    let dir = work.join("genesis");
+    let dir_s = dir.to_str().expect("a UTF-8 temporary path");
+    run_ok(
+        exe,
+        &[
+            "genesis",
+            "build",
+            "--out",
+            dir_s,
+            "--corpus",
+            corpus.to_str().expect("a UTF-8 temporary path"),
+            "--vocab-size",
+            "384",
+            "--shard-tokens",
+            "8000",
+            "--validation-fraction",
+            "0.1",
+        ],
+    );
+    let mut args = vec!["genesis", "init", "--dir", dir_s, "--force"];
+    args.extend_from_slice(init);
+    run_ok(exe, &args);
+    dir.join("genesis.toml")
+}
+
+/// A copy of the genesis file alone (no dataset) in `work/<name>-genesis`: a node started with
+/// it must fetch its shards from peers.
+pub fn bare_genesis(genesis: &Path, work: &Path, name: &str) -> PathBuf {
+    let dir = work.join(format!("{name}-genesis"));
+    std::fs::create_dir_all(&dir).expect("creating the genesis copy's directory");
+    let copy = dir.join("genesis.toml");
+    std::fs::copy(genesis, &copy).expect("copying the genesis file");
+    copy
+}
