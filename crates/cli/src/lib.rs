@@ -8,6 +8,8 @@
 
 mod commands;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 /// NeuroShard: train one transformer across many untrusted machines.
@@ -64,11 +66,14 @@ fn keep_freed_memory() {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays for `--json` output.
+/// Colours only when stderr is a terminal: a log redirected to a file (`neuroshard up` writes
+/// each node's to `node-N.log`) or a pipe stays plain text.
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
