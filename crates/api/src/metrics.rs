@@ -92,6 +92,11 @@ pub fn render(status: &Status) -> String {
             "Application bytes received from peers, without transport overhead.",
             status.payload_bytes_received,
         ),
+        (
+            "neuroshard_rounds_at_deadline_total",
+            "Rounds closed at their deadline because a member had not delivered its pseudo-gradient.",
+            status.rounds_at_deadline,
+        ),
     ];
     for (name, help, value) in counters {
         family(&mut out, name, "counter", help);

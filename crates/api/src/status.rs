@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 /// Most points kept in [`Status::history`]; past it, every other point is dropped.
 pub const HISTORY_LIMIT: usize = 512;
 
+/// Most rounds kept in [`Status::rounds`]; past it, the oldest is dropped.
+pub const ROUNDS_LIMIT: usize = 64;
+
 /// What one node reports about itself: the body of `GET /api/status`.
 ///
 /// The node owns the value and sends a fresh copy through a `tokio::sync::watch` channel
@@ -45,6 +48,28 @@ pub struct Status {
     pub contributors: u64,
     /// Loss over time, oldest first, at most [`HISTORY_LIMIT`] points.
     pub history: Vec<Point>,
+    /// The rounds this node closed most recently, oldest first, at most [`ROUNDS_LIMIT`].
+    pub rounds: Vec<ClosedRound>,
+    /// Rounds this node closed at their deadline because a member had not delivered its Δ.
+    pub rounds_at_deadline: u64,
+}
+
+/// One round as this node closed it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClosedRound {
+    /// The outer round.
+    pub round: u64,
+    /// Contributions the round applied.
+    pub included: u64,
+    /// Members the round waited for that had not delivered (public keys, lowercase hex): when
+    /// not empty, the round closed at its deadline because of them.
+    pub missed: Vec<String>,
+    /// When the round closed, in seconds since the Unix epoch.
+    pub closed_at_s: f64,
+    /// Seconds since this node closed the round before, if it closed that one too.
+    pub duration_s: Option<f64>,
+    /// Hash of the model after the round's outer step.
+    pub model_hash: Hash,
 }
 
 /// One point of the loss history.
@@ -79,6 +104,18 @@ impl Status {
         }
         self.history.push(point);
     }
+
+    /// Appends `round` to the closed rounds, keeping the newest [`ROUNDS_LIMIT`], and counts it
+    /// if it closed at its deadline.
+    pub fn push_round(&mut self, round: ClosedRound) {
+        if !round.missed.is_empty() {
+            self.rounds_at_deadline += 1;
+        }
+        if self.rounds.len() >= ROUNDS_LIMIT {
+            self.rounds.remove(0);
+        }
+        self.rounds.push(round);
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +142,26 @@ mod tests {
         assert_eq!(*steps.last().unwrap(), 10 * HISTORY_LIMIT as u64 - 1);
         assert!(steps.windows(2).all(|w| w[0] < w[1]), "oldest first");
         assert!(steps.len() > HISTORY_LIMIT / 4);
+    }
+
+    #[test]
+    fn rounds_keep_the_newest_and_count_the_deadlines() {
+        let mut status = Status::default();
+        for round in 0..2 * ROUNDS_LIMIT as u64 {
+            let missed = if round % 4 == 0 {
+                vec!["ab".to_owned()]
+            } else {
+                Vec::new()
+            };
+            status.push_round(ClosedRound {
+                round,
+                missed,
+                ..ClosedRound::default()
+            });
+        }
+        let rounds: Vec<u64> = status.rounds.iter().map(|r| r.round).collect();
+        let newest: Vec<u64> = (ROUNDS_LIMIT as u64..2 * ROUNDS_LIMIT as u64).collect();
+        assert_eq!(rounds, newest, "the newest rounds, oldest first");
+        assert_eq!(status.rounds_at_deadline, ROUNDS_LIMIT as u64 / 2);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use neuroshard_api::{Point, Status};
+use neuroshard_api::{ClosedRound, Point, Status};
 use neuroshard_node::RoundSummary;
 use neuroshard_p2p::{Multiaddr, PeerId, TrafficStats};
 use neuroshard_primitives::{Hash, NodeId};
@@ -113,13 +113,29 @@ impl StatusBoard {
         });
     }
 
-    /// A round closed: how many contributions it applied and the network's mean training loss.
+    /// A round closed: how many contributions it applied, the network's mean training loss, and
+    /// the round's entry in the recent rounds (with whom it waited for in vain, and how long it
+    /// took since the round before closed here).
     pub(crate) fn round_closed(&self, summary: &RoundSummary) {
+        let closed_at_s = summary.closed_at.as_secs_f64();
         self.tx.send_modify(|s| {
             s.contributors = summary.included.len() as u64;
             if !summary.included.is_empty() {
                 s.loss = Some(f64::from(summary.train_loss));
             }
+            let duration_s = s
+                .rounds
+                .last()
+                .filter(|r| r.round + 1 == summary.round)
+                .map(|r| closed_at_s - r.closed_at_s);
+            s.push_round(ClosedRound {
+                round: summary.round,
+                included: summary.included.len() as u64,
+                missed: summary.missed.iter().map(NodeId::to_hex).collect(),
+                closed_at_s,
+                duration_s,
+                model_hash: summary.model_hash,
+            });
         });
     }
 }

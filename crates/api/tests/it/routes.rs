@@ -56,6 +56,27 @@ async fn status_json_has_the_documented_shape() {
             "12D3KooWPeerB"
           ],
           "round": 3,
+          "rounds": [
+            {
+              "closed_at_s": 1800000000.0,
+              "duration_s": null,
+              "included": 3,
+              "missed": [],
+              "model_hash": "40ade19869edcc4c84d289d4cd2fbcbad5f7455ad64fbf118ff2cc1be12040b6",
+              "round": 1
+            },
+            {
+              "closed_at_s": 1800000030.0,
+              "duration_s": 30.0,
+              "included": 2,
+              "missed": [
+                "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+              ],
+              "model_hash": "ccca53791b024d98ee5d8c126d923e16f6cede945beb0b93c9abca301ed453e7",
+              "round": 2
+            }
+          ],
+          "rounds_at_deadline": 1,
           "tokens_per_sec": 1234.5,
           "val_loss": 6.25
         }"#]]
@@ -144,6 +165,7 @@ async fn metrics_are_valid_prometheus_text_with_the_status_figures() {
         3072000.0
     );
     assert_eq!(samples["neuroshard_round_contributors"], 3.0);
+    assert_eq!(samples["neuroshard_rounds_at_deadline_total"], 1.0);
     let info = samples
         .keys()
         .find(|k| k.starts_with("neuroshard_info{"))

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use neuroshard_api::{Point, Status, serve};
+use neuroshard_api::{ClosedRound, Point, Status, serve};
 use neuroshard_primitives::Hash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -41,6 +41,22 @@ pub(crate) fn sample_status(points: u64) -> Status {
             elapsed_s: i as f64 * 1.5,
         });
     }
+    status.push_round(ClosedRound {
+        round: 1,
+        included: 3,
+        missed: Vec::new(),
+        closed_at_s: 1_800_000_000.0,
+        duration_s: None,
+        model_hash: Hash::of(b"model 1"),
+    });
+    status.push_round(ClosedRound {
+        round: 2,
+        included: 2,
+        missed: vec!["cd".repeat(32)],
+        closed_at_s: 1_800_000_030.0,
+        duration_s: Some(30.0),
+        model_hash: Hash::of(b"model"),
+    });
     if let Some(last) = status.history.last() {
         status.loss = last.loss;
         status.val_loss = Some(loss_at(0) + 0.25);
