@@ -41,6 +41,7 @@ mod queue;
 mod report;
 mod rng;
 mod sim;
+mod toy;
 mod workload;
 
 pub use baseline::{BaselineReport, sync_data_parallel};
@@ -54,4 +55,5 @@ pub use queue::EventQueue;
 pub use report::{RoundRecord, SimReport};
 pub use rng::RngTree;
 pub use sim::Sim;
+pub use toy::{ToyWorker, ToyWorkload};
 pub use workload::{DataPlan, ModelWorkload, Workload};
