@@ -5,7 +5,7 @@
 pub enum Error {
     /// An attack name is not one of the known ones.
     #[error(
-        "unknown attack {0:?}; use one of sign-flip, noise, scale, alie, ipm, free-ride, replay, none"
+        "unknown attack {0:?}; use one of sign-flip, noise, scale, alie, ipm, free-ride, replay, silent, none"
     )]
     UnknownAttack(String),
     /// The scenario's settings contradict each other.

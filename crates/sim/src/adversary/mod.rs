@@ -14,6 +14,7 @@ mod noise;
 mod replay;
 mod scale;
 mod sign_flip;
+mod silent;
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,6 +29,7 @@ pub use noise::noise;
 pub use replay::replay;
 pub use scale::scale;
 pub use sign_flip::sign_flip;
+pub use silent::silent;
 
 use crate::{Error, Result};
 
@@ -50,11 +52,13 @@ pub enum AttackKind {
     FreeRide,
     /// Replay another node's announced Δ as one's own.
     Replay,
+    /// Take part in every round (votes included) but never announce a Δ.
+    Silent,
 }
 
 impl AttackKind {
     /// Every kind, in command-line order.
-    pub const ALL: [AttackKind; 8] = [
+    pub const ALL: [AttackKind; 9] = [
         AttackKind::SignFlip,
         AttackKind::Noise,
         AttackKind::Scale,
@@ -62,6 +66,7 @@ impl AttackKind {
         AttackKind::Ipm,
         AttackKind::FreeRide,
         AttackKind::Replay,
+        AttackKind::Silent,
         AttackKind::None,
     ];
 
@@ -76,6 +81,7 @@ impl AttackKind {
             AttackKind::Ipm => "ipm",
             AttackKind::FreeRide => "free-ride",
             AttackKind::Replay => "replay",
+            AttackKind::Silent => "silent",
         }
     }
 }
@@ -134,7 +140,7 @@ pub struct Knowledge<'a> {
     pub victim: Option<&'a [f32]>,
 }
 
-/// The Δ an attacker sends instead of its honest one.
+/// The Δ an attacker sends instead of its honest one (a silent attacker's is one no codec sends).
 pub fn forge(attack: Attack, knows: &Knowledge<'_>, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let own = knows.own;
     match attack.kind {
@@ -146,6 +152,7 @@ pub fn forge(attack: Attack, knows: &Knowledge<'_>, rng: &mut ChaCha8Rng) -> Vec
         AttackKind::Ipm => ipm(&group_stats(knows.group), attack.strength),
         AttackKind::FreeRide => free_ride(own.len(), knows.stale),
         AttackKind::Replay => replay(own.len(), knows.victim),
+        AttackKind::Silent => silent(own.len()),
     }
 }
 
