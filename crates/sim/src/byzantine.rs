@@ -11,7 +11,9 @@ use neuroshard_node::{Round, Timestamp};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::SimConfig;
 use crate::adversary::{Attack, AttackKind, Knowledge, forge};
+use crate::rng::RngTree;
 
 /// Roles and the attackers' shared memory.
 #[derive(Debug)]
@@ -53,6 +55,24 @@ impl Byzantine {
             victim: None,
             rng,
         }
+    }
+
+    /// The roles a run of `config` draws from its seed.
+    pub(crate) fn for_config(config: &SimConfig) -> Self {
+        Self::new(
+            config.nodes,
+            config.byzantine,
+            config.groups,
+            config.attack,
+            RngTree::new(config.seed).stream("byzantine", 0),
+        )
+    }
+
+    /// The attackers' indices, ascending.
+    pub(crate) fn attackers(&self) -> Vec<usize> {
+        (0..self.group.len())
+            .filter(|node| self.is_attacker(*node))
+            .collect()
     }
 
     /// Whether node `node` attacks.

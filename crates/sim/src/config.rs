@@ -3,6 +3,8 @@
 use neuroshard_node::NodeConfig;
 
 use crate::adversary::Attack;
+use crate::byzantine::Byzantine;
+use crate::churn::{self, ChurnEvent};
 use crate::network::Link;
 use crate::{Error, Result};
 
@@ -40,6 +42,9 @@ pub struct SimConfig {
     pub link_overrides: Vec<LinkOverride>,
     /// Each node's training speed in tokens per simulated second.
     pub tokens_per_sec: Vec<f64>,
+    /// Joins, leaves, crashes, restarts and partitions, each keyed to a round; a node with a
+    /// join starts offline.
+    pub churn: Vec<ChurnEvent>,
 }
 
 impl SimConfig {
@@ -84,6 +89,11 @@ impl SimConfig {
                 "links need latency >= 0, bandwidth > 0, loss in [0, 1), nodes in range".into(),
             );
         }
-        Ok(())
+        churn::validate(&self.churn, self.nodes)
+    }
+
+    /// The nodes the seed makes attackers, ascending (a scenario can give them a schedule).
+    pub fn attackers(&self) -> Vec<usize> {
+        Byzantine::for_config(self).attackers()
     }
 }

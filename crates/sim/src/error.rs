@@ -36,14 +36,14 @@ pub enum Error {
     Data(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The run made no progress: every event was handled before all rounds closed.
     #[error(
-        "simulation stalled at {time} with rounds {rounds:?} closed per honest node (SIM_SEED={seed})"
+        "simulation stalled at {time} with nodes in rounds {rounds:?} (0 while down) (SIM_SEED={seed})"
     )]
     Stalled {
         /// The run's seed, to replay it.
         seed: u64,
         /// The simulated time reached.
         time: neuroshard_node::Timestamp,
-        /// Rounds each honest node closed.
+        /// The round each node was in (0 for a node that was down).
         rounds: Vec<u64>,
     },
 }

@@ -7,9 +7,11 @@
 //! time (latency, jitter, bandwidth, loss) and counts bytes per node; training jobs run for real
 //! on the CPU but take simulated time from each node's configured speed. Byzantine nodes run the
 //! same protocol code and forge only their pseudo-gradient, with the pure functions in
-//! [`adversary`]. After every round the checkers compare the honest replicas' model hashes and
-//! the validation loss. Randomness comes from an [`RngTree`] rooted at the run's seed, so the
-//! same seed gives the same history, byte for byte.
+//! [`adversary`]. A churn schedule ([`ChurnEvent`]) brings nodes up and down and splits and
+//! heals the network; frames to a node that is down or across a cut are lost. After every round
+//! the checkers compare the model hashes of the honest replicas on the network and the
+//! validation loss, and note the rounds that waited for their deadline. Randomness comes from an
+//! [`RngTree`] rooted at the run's seed, so the same seed gives the same history, byte for byte.
 //!
 //! ```no_run
 //! use neuroshard_sim::{Sim, SimConfig};
@@ -29,6 +31,7 @@
 pub mod adversary;
 mod baseline;
 mod byzantine;
+mod churn;
 mod compare;
 mod config;
 mod error;
@@ -41,10 +44,12 @@ mod queue;
 mod report;
 mod rng;
 mod sim;
+mod topology;
 mod toy;
 mod workload;
 
 pub use baseline::{BaselineReport, sync_data_parallel};
+pub use churn::{Change, ChurnEvent};
 pub use compare::{Comparison, Stage, run_with_baselines};
 pub use config::{LinkOverride, SimConfig};
 pub use error::{Error, Result};

@@ -53,6 +53,7 @@ pub fn tiny_config(seed: u64, nodes: usize) -> SimConfig {
         link: Link::datacentre(),
         link_overrides: Vec::new(),
         tokens_per_sec: vec![1_000.0; nodes],
+        churn: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::network::Traffic;
 
-/// One round, as seen once every honest node has closed it.
+/// One round, as the honest nodes on the network's side of any partition ended it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoundRecord {
     /// The round.
@@ -19,16 +19,24 @@ pub struct RoundRecord {
     pub bytes_sent: u64,
     /// Bytes each honest node received during the round, on average.
     pub bytes_received: u64,
-    /// Simulated time when the last honest node closed the round, seconds from the start.
+    /// Simulated time when the last honest network node moved beyond the round, seconds from
+    /// the start.
     pub sim_time_s: f64,
-    /// Contributions the first honest node to close included.
+    /// Contributions the first close that produced [`RoundRecord::model_hash`] included.
     pub included: usize,
-    /// Whether that node skipped the outer step (its rule refused the inputs).
+    /// Whether that close skipped the outer step (its rule refused the inputs).
     pub skipped: bool,
-    /// Whether every honest node ended the round with the same model hash.
+    /// Whether every counted replica ended the round with the same model hash (after repairing
+    /// any split in the round after).
     pub agreed: bool,
-    /// Hash of the first honest node's model after the round.
+    /// The model hash the counted replicas ended the round with (the most common one when they
+    /// disagree).
     pub model_hash: Hash,
+    /// Honest replicas counted: up on the network's side for a full round by then.
+    pub replicas: usize,
+    /// Members a counted replica's close waited for and did not get a Δ from: the round closed
+    /// at its deadline because of them. Node indices, ascending.
+    pub missed: Vec<usize>,
 }
 
 /// The outcome of one simulated run.
@@ -77,6 +85,20 @@ impl SimReport {
     /// Mean bytes received per honest node over the run.
     pub fn mean_bytes_received(&self) -> u64 {
         self.rounds.iter().map(|r| r.bytes_received).sum()
+    }
+
+    /// The replicas counted in each round, round by round.
+    pub fn replicas(&self) -> Vec<usize> {
+        self.rounds.iter().map(|record| record.replicas).collect()
+    }
+
+    /// Rounds that closed at their deadline because a member had not delivered.
+    pub fn deadline_rounds(&self) -> Vec<u64> {
+        self.rounds
+            .iter()
+            .filter(|record| !record.missed.is_empty())
+            .map(|record| record.round)
+            .collect()
     }
 
     /// Simulated seconds the run took.

@@ -1,35 +1,48 @@
-//! The simulation loop: N node cores, one thread, a simulated clock and network.
+//! The simulation loop: N node cores, one thread, a simulated clock and network, and the churn
+//! schedule (joins, leaves, crashes, restarts, partitions) carried out as it comes due.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use neuroshard_node::Timestamp;
 use neuroshard_node::{
-    DeadlineAgreement, Input, Node, Output, TrainingJob, TrainingResult, Worker,
+    DeadlineAgreement, Input, Node, Output, Round, RoundSummary, Snapshot, Timestamp, TrainingJob,
+    TrainingResult, Worker,
 };
-use neuroshard_primitives::{Keypair, NodeId};
+use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::byzantine::Byzantine;
+use crate::churn::Change;
 use crate::network::Network;
 use crate::progress::Progress;
 use crate::queue::EventQueue;
-use crate::report::{RoundRecord, SimReport, digest, finite};
+use crate::report::{SimReport, digest, finite};
 use crate::rng::RngTree;
-use crate::{Error, Result, SimConfig, Workload};
+use crate::topology::Topology;
+use crate::{Error, Result, RoundRecord, SimConfig, Workload};
 
-/// Something that happens to one node at a simulated time.
+/// Something that happens at a simulated time. A node's events carry the generation they were
+/// scheduled in: a node that stopped (and perhaps came back) never sees its earlier life's
+/// ticks, training results or connections.
 #[derive(Debug)]
 enum Event {
-    /// A deadline the node asked to be woken for (or the start).
-    Tick(usize),
-    /// A frame from `from` arrives at `to`.
+    /// A deadline the node asked to be woken for (or its start).
+    Tick { node: usize, generation: u64 },
+    /// A frame from `from` arrives at `to`, if both are still the lives that sent and awaited it
+    /// and can still reach each other.
     Deliver {
         to: usize,
         from: usize,
+        generations: (u64, u64),
         frame: Vec<u8>,
     },
     /// The node's training job finishes.
-    Trained { node: usize, result: TrainingResult },
+    Trained {
+        node: usize,
+        generation: u64,
+        result: TrainingResult,
+    },
+    /// The churn schedule's change number `.0` comes due.
+    Churn(usize),
 }
 
 /// A deterministic run of N nodes.
@@ -37,11 +50,22 @@ enum Event {
 pub struct Sim<W: Workload> {
     config: SimConfig,
     workload: W,
+    tree: RngTree,
     queue: EventQueue<Event>,
     net: Network,
-    nodes: Vec<Node>,
-    workers: Vec<W::Worker>,
+    genesis: Vec<f32>,
+    ids: Vec<NodeId>,
     index: BTreeMap<NodeId, usize>,
+    /// Each node's core while it is up.
+    nodes: Vec<Option<Node>>,
+    workers: Vec<Option<W::Worker>>,
+    /// Each node's state after the last round it closed or installed, as a daemon checkpoints.
+    checkpoints: Vec<Option<Snapshot>>,
+    topology: Topology,
+    /// Churn changes waiting for their round to begin: (round, index in the schedule).
+    waiting: BTreeSet<(Round, usize)>,
+    /// The latest round the network has begun.
+    begun: Round,
     byzantine: Byzantine,
     progress: Progress,
     penalties: Vec<u64>,
@@ -51,67 +75,54 @@ pub struct Sim<W: Workload> {
 }
 
 impl<W: Workload> Sim<W> {
-    /// Builds the nodes (keys and roles from the seed), their workers and the network.
+    /// Builds the network, the roles (from the seed) and the nodes that are up from the start.
     pub fn new(config: SimConfig, mut workload: W) -> Result<Self> {
         config.validate()?;
+        let n = config.nodes;
         let tree = RngTree::new(config.seed);
-        let keys: Vec<Keypair> = (0..config.nodes as u64)
-            .map(|i| Keypair::from_seed(tree.seed_bytes("key", i)))
-            .collect();
-        let ids: Vec<NodeId> = keys.iter().map(Keypair::node_id).collect();
-        let members: BTreeSet<NodeId> = ids.iter().copied().collect();
-        let params = workload.init_params()?;
-        let initial_val_loss = workload.val_loss(&params)?;
-        let workers = (0..config.nodes)
-            .map(|i| workload.worker(i, ids[i]))
-            .collect::<Result<Vec<_>>>()?;
-        let nodes = keys
-            .into_iter()
-            .map(|key| {
-                let agreement = Box::new(DeadlineAgreement);
-                Node::new(
-                    key,
-                    config.node.clone(),
-                    members.clone(),
-                    params.clone(),
-                    agreement,
-                )
-                .map_err(|err| Error::InvalidConfig(err.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut net = Network::new(config.nodes, config.link, tree.stream("network", 0));
+        let ids: Vec<NodeId> = (0..n).map(|i| key(&tree, i).node_id()).collect();
+        let genesis = workload.init_params()?;
+        let initial_val_loss = workload.val_loss(&genesis)?;
+        let mut net = Network::new(n, config.link, tree.stream("network", 0));
         for o in &config.link_overrides {
             net.set_link(o.from, o.to, o.link);
         }
-        let byzantine = Byzantine::new(
-            config.nodes,
-            config.byzantine,
-            config.groups,
-            config.attack,
-            tree.stream("byzantine", 0),
-        );
-        let honest = (0..config.nodes)
-            .map(|i| !byzantine.is_attacker(i))
-            .collect();
-        let mut queue = EventQueue::new();
-        for i in 0..config.nodes {
-            queue.push(Timestamp::ZERO, Event::Tick(i));
-        }
-        Ok(Self {
+        let byzantine = Byzantine::for_config(&config);
+        let honest = (0..n).map(|i| !byzantine.is_attacker(i)).collect();
+        let topology = Topology::new(n, &config.churn);
+        let up: Vec<bool> = (0..n).map(|i| topology.is_up(i)).collect();
+        let mut sim = Self {
             index: ids.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
-            penalties: vec![0; config.nodes],
-            resyncs: vec![0; config.nodes],
+            progress: Progress::new(honest, &up, config.rounds),
+            waiting: config
+                .churn
+                .iter()
+                .enumerate()
+                .map(|(k, event)| (event.round, k))
+                .collect(),
+            penalties: vec![0; n],
+            resyncs: vec![0; n],
+            nodes: (0..n).map(|_| None).collect(),
+            workers: (0..n).map(|_| None).collect(),
+            checkpoints: vec![None; n],
             config,
             workload,
-            queue,
+            tree,
+            queue: EventQueue::new(),
             net,
-            nodes,
-            workers,
+            genesis,
+            ids,
+            topology,
+            begun: 0,
             byzantine,
-            progress: Progress::new(honest),
             honest_tokens: 0,
             initial_val_loss,
-        })
+        };
+        for node in (0..n).filter(|i| up[*i]) {
+            sim.start(Timestamp::ZERO, node)?;
+        }
+        sim.begin_rounds(Timestamp::ZERO);
+        Ok(sim)
     }
 
     /// Runs every round and returns the report.
@@ -119,19 +130,25 @@ impl<W: Workload> Sim<W> {
         self.run_observed(|_| {})
     }
 
-    /// Runs every round, handing each round's record to `on_round` as soon as every honest node
-    /// has closed it (for progress output), and returns the report.
+    /// Runs every round, handing each round's record to `on_round` as soon as it is written
+    /// (for progress output), and returns the report.
     pub fn run_observed(mut self, mut on_round: impl FnMut(&RoundRecord)) -> Result<SimReport> {
         let mut seen = 0;
-        while (self.progress.records.len() as u64) < self.config.rounds {
+        while self.progress.passed() < self.config.rounds {
             let Some((now, event)) = self.queue.pop() else {
                 return Err(self.stalled());
             };
             self.step(now, event)?;
+            self.begin_rounds(now);
+            self.advance(now);
             for record in &self.progress.records[seen..] {
                 on_round(record);
             }
             seen = self.progress.records.len();
+        }
+        self.progress.finish();
+        for record in &self.progress.records[seen..] {
+            on_round(record);
         }
         Ok(self.report())
     }
@@ -139,11 +156,25 @@ impl<W: Workload> Sim<W> {
     /// Handles one event and carries out what the node asks.
     fn step(&mut self, now: Timestamp, event: Event) -> Result<()> {
         let (node, input) = match event {
-            Event::Tick(node) => (node, Input::Tick),
-            Event::Deliver { to, from, frame } => {
-                (to, Input::Message(self.nodes[from].id(), frame))
+            Event::Tick { node, generation } if self.topology.is_current(node, generation) => {
+                (node, Input::Tick)
             }
-            Event::Trained { node, mut result } => {
+            Event::Deliver {
+                to,
+                from,
+                generations,
+                frame,
+            } if self.topology.is_current(from, generations.0)
+                && self.topology.is_current(to, generations.1)
+                && self.topology.reachable(from, to) =>
+            {
+                (to, Input::Message(self.ids[from], frame))
+            }
+            Event::Trained {
+                node,
+                generation,
+                mut result,
+            } if self.topology.is_current(node, generation) => {
                 if self.byzantine.is_attacker(node) {
                     result.delta = self.byzantine.forge(node, result.round, now, &result.delta);
                 } else {
@@ -152,8 +183,15 @@ impl<W: Workload> Sim<W> {
                 }
                 (node, Input::Trained(result))
             }
+            Event::Churn(k) => return self.churn(now, k),
+            // A stopped node's events, and frames across a cut link, are lost.
+            Event::Tick { .. } | Event::Deliver { .. } | Event::Trained { .. } => return Ok(()),
         };
-        let outputs = self.nodes[node].handle(now, input);
+        let outputs = self.up_mut(node).handle(now, input);
+        self.carry_out_all(now, node, outputs)
+    }
+
+    fn carry_out_all(&mut self, now: Timestamp, node: usize, outputs: Vec<Output>) -> Result<()> {
         outputs
             .into_iter()
             .try_for_each(|output| self.carry_out(now, node, output))
@@ -162,7 +200,8 @@ impl<W: Workload> Sim<W> {
     fn carry_out(&mut self, now: Timestamp, node: usize, output: Output) -> Result<()> {
         match output {
             Output::Broadcast(frame) => {
-                for to in (0..self.nodes.len()).filter(|to| *to != node) {
+                let peers: Vec<usize> = self.topology.peers(node).collect();
+                for to in peers.into_iter().filter(|to| *to != node) {
                     self.send(now, node, to, frame.clone());
                 }
             }
@@ -172,31 +211,72 @@ impl<W: Workload> Sim<W> {
                 }
             }
             Output::Train(job) => self.train(now, node, &job)?,
-            Output::WakeAt(at) => self.queue.push(at, Event::Tick(node)),
+            Output::WakeAt(at) => {
+                let generation = self.topology.generation(node);
+                self.queue.push(at, Event::Tick { node, generation });
+            }
             Output::Penalize { peer, reason } => {
                 if let Some(&peer) = self.index.get(&peer) {
                     self.penalties[peer] += 1;
                     self.progress.penalty(node, peer, &reason);
                 }
             }
-            Output::Closed(summary) => {
-                let val_loss = if self.progress.needs_eval(node, summary.round) {
-                    Some(self.workload.val_loss(self.nodes[node].params())?)
-                } else {
-                    None
-                };
-                if let Some(round) = self.progress.closed(node, summary, val_loss) {
-                    self.progress.finish(round, now, self.net.traffic());
-                }
+            Output::Closed(summary) => self.closed(node, summary)?,
+            Output::Resynced { round, hash } => {
+                self.resyncs[node] += 1;
+                self.word(node, round, hash, None)?;
             }
-            Output::Resynced { .. } => self.resyncs[node] += 1,
         }
         Ok(())
     }
 
+    fn closed(&mut self, node: usize, summary: RoundSummary) -> Result<()> {
+        let missed = summary
+            .missed
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .collect();
+        let (round, hash) = (summary.round, summary.model_hash);
+        self.word(node, round, hash, Some((summary, missed)))
+    }
+
+    /// `node` ended `round` with `hash`: checkpoint it, and evaluate the model if the checkers
+    /// need it and the node still holds it.
+    fn word(
+        &mut self,
+        node: usize,
+        round: Round,
+        hash: Hash,
+        closed: Option<(RoundSummary, Vec<usize>)>,
+    ) -> Result<()> {
+        let core = self.nodes[node]
+            .as_ref()
+            .expect("only a node that is up has outputs");
+        let val_loss = if core.model_hash() == hash && self.progress.wants_eval(node, round, hash) {
+            Some(self.workload.val_loss(core.params())?)
+        } else {
+            None
+        };
+        self.checkpoints[node] = Some(core.snapshot());
+        self.progress.word(node, round, hash, val_loss, closed);
+        Ok(())
+    }
+
     fn send(&mut self, now: Timestamp, from: usize, to: usize, frame: Vec<u8>) {
+        if !self.topology.reachable(from, to) {
+            return;
+        }
         let at = self.net.transmit(now, from, to, frame.len());
-        self.queue.push(at, Event::Deliver { to, from, frame });
+        let generations = (self.topology.generation(from), self.topology.generation(to));
+        self.queue.push(
+            at,
+            Event::Deliver {
+                to,
+                from,
+                generations,
+                frame,
+            },
+        );
     }
 
     /// Runs the job for real now, and schedules its result after the simulated compute time.
@@ -204,8 +284,12 @@ impl<W: Workload> Sim<W> {
         if job.round >= self.config.rounds {
             return Ok(());
         }
-        let result = self.workers[node]
-            .train(job, self.nodes[node].params())
+        let core = self.nodes[node].as_ref().expect("a node that trains is up");
+        let worker = self.workers[node]
+            .as_mut()
+            .expect("a node that is up has a worker");
+        let result = worker
+            .train(job, core.params())
             .map_err(|err| Error::Worker {
                 node,
                 round: job.round,
@@ -214,15 +298,136 @@ impl<W: Workload> Sim<W> {
         let tokens = job.steps as f64 * self.workload.tokens_per_step() as f64;
         let done = now + Duration::from_secs_f64(tokens / self.config.tokens_per_sec[node]);
         self.byzantine.trained(node, job.round, done, &result.delta);
-        self.queue.push(done, Event::Trained { node, result });
+        let generation = self.topology.generation(node);
+        self.queue.push(
+            done,
+            Event::Trained {
+                node,
+                generation,
+                result,
+            },
+        );
         Ok(())
+    }
+
+    /// Carries out the schedule's change number `k`.
+    fn churn(&mut self, now: Timestamp, k: usize) -> Result<()> {
+        let change = self.config.churn[k].change.clone();
+        self.topology.apply(&change)?;
+        match change {
+            Change::Join(node) | Change::Restart(node) => self.start(now, node)?,
+            Change::Leave(node) | Change::Crash(node) => {
+                self.nodes[node] = None;
+                self.workers[node] = None;
+            }
+            Change::Partition(_) | Change::Heal => {}
+        }
+        let network = self.topology.network();
+        for node in 0..self.config.nodes {
+            let on_network = network.contains(&node);
+            if on_network && !self.progress.is_connected(node) {
+                self.progress.connect(node, self.begun);
+            } else if !on_network && self.progress.is_connected(node) {
+                self.progress.disconnect(node);
+            }
+        }
+        // Each node that is up now reaches a different set of peers: tell it, as a driver does
+        // when connections open and close.
+        for node in 0..self.config.nodes {
+            let members = self.members(node);
+            let changed = self.nodes[node]
+                .as_ref()
+                .is_some_and(|core| *core.members() != members);
+            if changed {
+                let outputs = self.up_mut(node).set_members(now, members);
+                self.carry_out_all(now, node, outputs)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings `node` up: from its checkpoint if it has one (a restart), else from the genesis
+    /// model at round 0; its first tick comes now.
+    fn start(&mut self, now: Timestamp, node: usize) -> Result<()> {
+        let key = key(&self.tree, node);
+        let config = self.config.node.clone();
+        let members = self.members(node);
+        let agreement = Box::new(DeadlineAgreement);
+        let core = match self.checkpoints[node].clone() {
+            Some(snapshot) => Node::resume(key, config, members, snapshot, agreement),
+            None => Node::new(key, config, members, self.genesis.clone(), agreement),
+        }
+        .map_err(|err| Error::InvalidConfig(err.to_string()))?;
+        self.nodes[node] = Some(core);
+        self.workers[node] = Some(self.workload.worker(node, self.ids[node])?);
+        let generation = self.topology.generation(node);
+        self.queue.push(now, Event::Tick { node, generation });
+        Ok(())
+    }
+
+    /// Notes the rounds the network has begun, and schedules the churn that waited for them.
+    fn begin_rounds(&mut self, now: Timestamp) {
+        let latest = self
+            .honest_network()
+            .into_iter()
+            .filter_map(|node| self.nodes[node].as_ref().map(Node::round))
+            .max();
+        self.begun = self.begun.max(latest.unwrap_or(0));
+        while let Some(&(round, k)) = self.waiting.first()
+            && round <= self.begun
+        {
+            self.waiting.pop_first();
+            self.queue
+                .push(now + self.config.churn[k].after, Event::Churn(k));
+        }
+    }
+
+    /// Lets the records move on to the lowest round an honest node on the network is in.
+    fn advance(&mut self, now: Timestamp) {
+        let counted = self.honest_network();
+        let frontier = counted
+            .iter()
+            .filter_map(|node| self.nodes[*node].as_ref().map(Node::round))
+            .min();
+        if let Some(frontier) = frontier {
+            self.progress
+                .advance(frontier, now, self.net.traffic(), &counted);
+        }
+    }
+
+    /// The honest nodes up on the network's side. The network's round is theirs: an attacker
+    /// may run ahead alone (a silent one closes rounds with nothing to wait for).
+    fn honest_network(&self) -> Vec<usize> {
+        self.topology
+            .network()
+            .into_iter()
+            .filter(|node| !self.byzantine.is_attacker(*node))
+            .collect()
+    }
+
+    /// The ids of the nodes `node` reaches, itself included.
+    fn members(&self, node: usize) -> BTreeSet<NodeId> {
+        self.topology
+            .peers(node)
+            .map(|peer| self.ids[peer])
+            .collect()
+    }
+
+    fn up_mut(&mut self, node: usize) -> &mut Node {
+        self.nodes[node]
+            .as_mut()
+            .expect("events reach only nodes that are up")
     }
 
     fn stalled(&self) -> Error {
         Error::Stalled {
             seed: self.config.seed,
             time: self.queue.now(),
-            rounds: self.progress.closed.clone(),
+            rounds: self
+                .nodes
+                .iter()
+                .map(|core| core.as_ref().map_or(0, Node::round))
+                .collect(),
         }
     }
 
@@ -234,9 +439,7 @@ impl<W: Workload> Sim<W> {
             final_val_loss: records.last().and_then(|r| r.val_loss),
             digest: digest(&records),
             rounds: records,
-            attackers: (0..self.config.nodes)
-                .filter(|i| self.byzantine.is_attacker(*i))
-                .collect(),
+            attackers: self.byzantine.attackers(),
             traffic: self.net.traffic().to_vec(),
             honest_tokens: self.honest_tokens,
             penalties: self.penalties,
@@ -244,4 +447,9 @@ impl<W: Workload> Sim<W> {
             violations: self.progress.violations,
         }
     }
+}
+
+/// Node `i`'s key, from the run's seed.
+fn key(tree: &RngTree, i: usize) -> Keypair {
+    Keypair::from_seed(tree.seed_bytes("key", i as u64))
 }
