@@ -38,7 +38,7 @@ pub(crate) struct Args {
     /// How many of them are Byzantine (f).
     #[arg(long, default_value_t = 0)]
     byzantine: usize,
-    /// sign-flip, noise, scale, alie, ipm, free-ride, replay or none.
+    /// sign-flip, noise, scale, alie, ipm, free-ride, replay, silent or none.
     #[arg(long, default_value = "none")]
     attack: String,
     /// The attack's strength: sign-flip factor, noise σ in honest-RMS units, scale factor,
@@ -254,6 +254,7 @@ fn sim_config(
         link,
         link_overrides: Vec::new(),
         tokens_per_sec: vec![args.tokens_per_sec; args.nodes],
+        churn: Vec::new(),
     };
     config.validate()?;
     Ok(config)
