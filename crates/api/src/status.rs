@@ -54,7 +54,7 @@ pub struct Status {
     pub rounds_at_deadline: u64,
 }
 
-/// One round as this node closed it.
+/// One round as this node closed it, or the round whose end state it installed from a peer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClosedRound {
     /// The outer round.
@@ -70,6 +70,10 @@ pub struct ClosedRound {
     pub duration_s: Option<f64>,
     /// Hash of the model after the round's outer step.
     pub model_hash: Hash,
+    /// The node did not close this round itself but installed the network's state at its end
+    /// (it had fallen behind, or closed it on another model): `included` is 0 and `closed_at_s`
+    /// is when it installed it.
+    pub installed: bool,
 }
 
 /// One point of the loss history.

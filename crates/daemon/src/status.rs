@@ -135,6 +135,7 @@ impl StatusBoard {
                 closed_at_s,
                 duration_s,
                 model_hash: summary.model_hash,
+                installed: false,
             });
         });
     }

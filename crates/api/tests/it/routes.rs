@@ -61,6 +61,7 @@ async fn status_json_has_the_documented_shape() {
               "closed_at_s": 1800000000.0,
               "duration_s": null,
               "included": 3,
+              "installed": false,
               "missed": [],
               "model_hash": "40ade19869edcc4c84d289d4cd2fbcbad5f7455ad64fbf118ff2cc1be12040b6",
               "round": 1
@@ -69,9 +70,19 @@ async fn status_json_has_the_documented_shape() {
               "closed_at_s": 1800000030.0,
               "duration_s": 30.0,
               "included": 2,
+              "installed": false,
               "missed": [
                 "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
               ],
+              "model_hash": "db433a3666676c880492044bca28d3908e91641c7a4201dee04ace92cfb60376",
+              "round": 2
+            },
+            {
+              "closed_at_s": 1800000030.5,
+              "duration_s": null,
+              "included": 0,
+              "installed": true,
+              "missed": [],
               "model_hash": "ccca53791b024d98ee5d8c126d923e16f6cede945beb0b93c9abca301ed453e7",
               "round": 2
             }

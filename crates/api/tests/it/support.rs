@@ -48,6 +48,7 @@ pub(crate) fn sample_status(points: u64) -> Status {
         closed_at_s: 1_800_000_000.0,
         duration_s: None,
         model_hash: Hash::of(b"model 1"),
+        installed: false,
     });
     status.push_round(ClosedRound {
         round: 2,
@@ -55,7 +56,15 @@ pub(crate) fn sample_status(points: u64) -> Status {
         missed: vec!["cd".repeat(32)],
         closed_at_s: 1_800_000_030.0,
         duration_s: Some(30.0),
+        model_hash: Hash::of(b"model 2, split"),
+        installed: false,
+    });
+    status.push_round(ClosedRound {
+        round: 2,
+        closed_at_s: 1_800_000_030.5,
         model_hash: Hash::of(b"model"),
+        installed: true,
+        ..ClosedRound::default()
     });
     if let Some(last) = status.history.last() {
         status.loss = last.loss;
