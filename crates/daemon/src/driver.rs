@@ -211,6 +211,9 @@ impl Driver {
                 }
                 Output::Resynced { round, hash } => {
                     tracing::info!(round, model = %hash.short(), "resynced the model from a peer");
+                    // The node has heard where the network stands: nothing left to listen for,
+                    // and the round after the one it observes must not wait for the start rule.
+                    self.start = None;
                     self.show_progress();
                     self.checkpoint();
                 }
