@@ -82,6 +82,8 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
                 missed: &missed,
             };
             let mut outputs = sync::on_state(node, now, signer, state);
+            // The votes may already say the network has moved past the installed round.
+            outputs.extend(sync::check(node, now));
             outputs.extend(try_close(node, now));
             outputs
         }

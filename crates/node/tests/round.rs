@@ -435,3 +435,46 @@ fn an_unanswered_state_request_goes_to_the_next_holder_and_hostile_rounds_do_not
     assert_eq!(net.resyncs, 1);
     assert_eq!(net.nodes[3].model_hash(), net.nodes[0].model_hash());
 }
+
+#[test]
+fn a_state_that_arrives_after_the_network_moved_on_is_followed_by_the_newer_one() {
+    let mut net = Net::new(4);
+    net.partition(&[0, 1, 2]);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.run_group(&[0, 1, 2], 5);
+    // Node 3 joins; the state it asks for is held back while the others close round 5, so
+    // their votes for round 5 reach it before the state for round 4 does.
+    net.partition(&[0, 1, 2, 3]);
+    let held = std::cell::RefCell::new(Vec::new());
+    net.settle(|to, from, m| {
+        let state = to == 3 && matches!(m, Message::SyncState { .. });
+        if state {
+            held.borrow_mut().push(from);
+        }
+        state
+    });
+    let from = held.borrow()[0];
+    let stale = net.nodes[from].snapshot();
+    net.train();
+    net.settle(|_, _, _| false);
+    assert_eq!(net.nodes[0].round(), 6);
+    let state = Message::SyncState {
+        round: stale.round - 1,
+        params: stale.params.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        outer: stale.outer,
+        missed: Vec::new(),
+    };
+    let key = Keypair::from_seed([from as u8 + 1; 32]);
+    net.feed(3, Input::Message(net.nodes[from].id(), state.seal(&key)));
+    net.settle(|_, _, _| false);
+    // It installed round 4, then round 5 at once, and closed nothing of its own in between.
+    assert_eq!(net.resyncs, 2);
+    assert!(net.closed.iter().all(|(i, s)| *i != 3 || s.round > 6));
+    net.closed.clear();
+    net.run_group(&[0, 1, 2, 3], 2);
+    net.agreed_at(8);
+    assert!(net.closed.iter().all(|(_, s)| s.missed.is_empty()));
+    assert!(net.penalties.is_empty());
+}

@@ -27,9 +27,11 @@ pub(crate) struct Closing {
 /// deadline. Only Δs trained from the model this node holds count: a contributor that
 /// announced a Δ from another model (it diverged, or resynced during the round) is neither
 /// waited for nor included. The sides of a split on the model hash therefore never mix; the
-/// hash votes settle it.
+/// hash votes settle it. A node observing a round it installed does not close it while it is
+/// already fetching a later state (the network moved on meanwhile).
 pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
-    if !matches!(node.phase, Phase::Exchange | Phase::Observing) {
+    let waiting_for_state = node.phase == Phase::Observing && node.pending_sync.is_some();
+    if !matches!(node.phase, Phase::Exchange | Phase::Observing) || waiting_for_state {
         return None;
     }
     let other_base = |id: &NodeId| {
