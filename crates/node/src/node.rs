@@ -140,6 +140,8 @@ pub struct Node {
     pub(crate) inbox: Inbox,
     /// Contributions for the next round that arrived early.
     pub(crate) early: Inbox,
+    /// Each member's latest announcement for a round beyond the next (a node catching up).
+    pub(crate) ahead: BTreeMap<NodeId, Announcement>,
     /// The global model at the start of the current round.
     pub(crate) params: Vec<f32>,
     pub(crate) model_hash: Hash,
@@ -188,6 +190,7 @@ impl Node {
             deadline: Timestamp::ZERO,
             inbox: Inbox::new(),
             early: Inbox::new(),
+            ahead: BTreeMap::new(),
             model_hash: Hash::of_f32(&params),
             params,
             outer,

@@ -478,3 +478,48 @@ fn a_state_that_arrives_after_the_network_moved_on_is_followed_by_the_newer_one(
     assert!(net.closed.iter().all(|(_, s)| s.missed.is_empty()));
     assert!(net.penalties.is_empty());
 }
+
+#[test]
+fn a_joiner_whose_state_comes_after_the_round_was_announced_still_observes_it() {
+    let mut net = Net::new(4);
+    net.partition(&[0, 1, 2]);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.run_group(&[0, 1, 2], 5);
+    net.partition(&[0, 1, 2, 3]);
+    let held = std::cell::RefCell::new(None);
+    net.settle(|to, from, m| {
+        let state = to == 3 && matches!(m, Message::SyncState { .. });
+        if state {
+            *held.borrow_mut() = Some((from, m.clone()));
+        }
+        state
+    });
+    // The others announce their round-5 Δs; node 3, still at round 0, keeps them aside. Only
+    // then does the state for round 4 reach it.
+    let before = net.in_flight.len();
+    net.train();
+    for (to, from, frame) in net.in_flight.split_off(before) {
+        if to == 3 {
+            net.feed(3, Input::Message(from, frame));
+        } else {
+            net.in_flight.push_back((to, from, frame));
+        }
+    }
+    let (from, state) = held.into_inner().expect("a state was sent");
+    let frame = state.seal(&Keypair::from_seed([from as u8 + 1; 32]));
+    net.feed(3, Input::Message(net.nodes[from].id(), frame));
+    net.settle(|_, _, _| false);
+    assert_eq!(net.resyncs, 1, "one install, then it observed round 5");
+    net.agreed_at(6);
+    assert!(
+        net.closed
+            .iter()
+            .any(|(i, s)| *i == 3 && s.round == 5 && s.included.len() == 3)
+    );
+    net.run_group(&[0, 1, 2, 3], 1);
+    net.agreed_at(7);
+    let mut round_6 = net.closed.iter().filter(|(_, s)| s.round == 6);
+    assert!(round_6.clone().count() == 4 && round_6.all(|(_, s)| s.included.len() == 4));
+}

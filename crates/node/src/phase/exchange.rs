@@ -7,9 +7,10 @@ use crate::node::{Entry, Inbox, Node, Output, penalize};
 
 /// A peer announced a Δ: remember it and fetch it from the announcer.
 ///
-/// Announcements from non-members and for rounds other than this one and the next are dropped.
-/// A second, different announcement from the same signer for the same round is equivocation:
-/// the signer is penalised and its first announcement stands.
+/// Announcements from non-members and for past rounds are dropped; of those for rounds beyond
+/// the next, each signer's latest is kept aside (a node catching up adopts them when it reaches
+/// their round, see [`adopt_ahead`]). A second, different announcement from the same signer for
+/// the same round is equivocation: the signer is penalised and its first announcement stands.
 pub(crate) fn on_announce(
     node: &mut Node,
     signer: NodeId,
@@ -21,6 +22,7 @@ pub(crate) fn on_announce(
     let round = announcement.round;
     let max_frame = node.config.max_frame as u64;
     let Some(inbox) = inbox_for(node, round) else {
+        keep_ahead(node, signer, announcement);
         return Vec::new();
     };
     if let Some(existing) = inbox.get(&signer) {
@@ -51,6 +53,40 @@ pub(crate) fn on_announce(
         signer,
         node.seal(&Message::Fetch { round, delta }),
     )]
+}
+
+/// Keeps `signer`'s announcement for a round beyond the next one, if it is its latest.
+fn keep_ahead(node: &mut Node, signer: NodeId, announcement: Announcement) {
+    let beyond_next = node
+        .round
+        .checked_add(1)
+        .is_some_and(|next| announcement.round > next);
+    let later = node
+        .ahead
+        .get(&signer)
+        .is_some_and(|kept| kept.round >= announcement.round);
+    if beyond_next && !later {
+        node.ahead.insert(signer, announcement);
+    }
+}
+
+/// The node just moved to a later round without training up to it (it installed the network's
+/// state): takes the announcements kept aside for this round and the next as if they had just
+/// arrived, and fetches their Δs.
+pub(crate) fn adopt_ahead(node: &mut Node) -> Vec<Output> {
+    let now_due: Vec<(NodeId, Announcement)> = node
+        .ahead
+        .iter()
+        .filter(|(_, a)| inbox_for_round(node, a.round))
+        .map(|(id, a)| (*id, a.clone()))
+        .collect();
+    let current = node.round;
+    node.ahead
+        .retain(|_, a| a.round > current.saturating_add(1));
+    now_due
+        .into_iter()
+        .flat_map(|(signer, announcement)| on_announce(node, signer, announcement))
+        .collect()
 }
 
 /// A peer asked for an encoded Δ: serve it if it is one of this node's recent ones.
@@ -114,4 +150,9 @@ fn inbox_for(node: &mut Node, round: Round) -> Option<&mut Inbox> {
     } else {
         None
     }
+}
+
+/// Whether `round` has an inbox now (this round or the next).
+fn inbox_for_round(node: &Node, round: Round) -> bool {
+    round == node.round || node.round.checked_add(1) == Some(round)
 }

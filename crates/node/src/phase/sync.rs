@@ -19,6 +19,7 @@ use crate::message::{Message, Round};
 use crate::node::{
     Node, Output, PendingSync, Phase, f32_bytes, f32_values, outer_from_bytes, penalize,
 };
+use crate::phase::exchange;
 
 /// All votes are kept for rounds this far behind the current one; for rounds further behind or
 /// ahead, only each signer's latest.
@@ -267,7 +268,8 @@ pub(crate) fn on_state(
 }
 
 /// Moves the node to `round`, just installed, to observe it: no training job; the Δs announced
-/// for it (kept early if the node was in the round before) are fetched and applied as usual.
+/// for it (kept early if the node was in the round before, or kept aside as each member's
+/// latest announcement) are fetched and applied as usual.
 fn observe(node: &mut Node, now: Timestamp, round: Round) -> Vec<Output> {
     let early = mem::take(&mut node.early);
     node.inbox = if node.round.checked_add(1) == Some(round) {
@@ -278,7 +280,9 @@ fn observe(node: &mut Node, now: Timestamp, round: Round) -> Vec<Output> {
     node.round = round;
     node.phase = Phase::Observing;
     node.deadline = now + node.config.round_timeout;
-    vec![Output::WakeAt(node.deadline)]
+    let mut outputs = vec![Output::WakeAt(node.deadline)];
+    outputs.extend(exchange::adopt_ahead(node));
+    outputs
 }
 
 /// Records this node's own hash for `round`, as a vote among the others and in its history.
