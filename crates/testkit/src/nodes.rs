@@ -107,6 +107,11 @@ impl NodeProcess {
         lines[lines.len().saturating_sub(25)..].join("\n")
     }
 
+    /// Whether it has exited (by itself, or killed from outside).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Kills it with SIGKILL and reaps it: no chance to say goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
