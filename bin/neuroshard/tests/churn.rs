@@ -5,13 +5,16 @@
 //! After every round, from each node's `/api/status` (the rounds it closed, or whose end state
 //! it installed from a peer, and its validation losses):
 //!
-//! 1. every live node that had begun its first round when the round began holds the round on the
-//!    network's model hash, by closing it or installing it; none skips it (so a node joining in
-//!    round k holds the network's model from the round after the one it begins training in);
-//!    only the round a node was stopped in and the next may split while the vote heals it;
-//! 2. a round that closed at its deadline waited only for nodes already stopped, never for a live
+//! 1. every live node that had begun to take part when the round began (begun its first round,
+//!    or closed or installed one) holds the round on the network's model hash, by closing it or
+//!    installing it, and skips none: a node joining in round k holds the network's model from the
+//!    round after the one it takes part in; only the round a node was stopped in and the next
+//!    may split while the vote heals it;
+//! 2. no node that held the round before installs both instead of training (it catches up once,
+//!    then works with the others);
+//! 3. a round that closed at its deadline waited only for nodes already stopped, never for a live
 //!    one (a joiner above all);
-//! 3. the validation loss keeps falling: no window of [`WINDOW`] rounds is worse than the one
+//! 4. the validation loss keeps falling: no window of [`WINDOW`] rounds is worse than the one
 //!    before by more than [`LOSS_SLACK`].
 //!
 //! At the end: every live node on one hash, and the rounds around each join no slower than the
@@ -49,9 +52,12 @@ const WARM_UP: u64 = 3;
 /// Rounds after the last event: the end is checked on a settled network.
 const TAIL: u64 = 6;
 /// Rounds the validation loss is averaged over for the trend check.
-const WINDOW: u64 = 5;
-/// How much worse a window's mean validation loss may be than the window before.
-const LOSS_SLACK: f64 = 0.02;
+const WINDOW: u64 = 10;
+/// How much worse a window's mean validation loss may be than the window before. The generated
+/// grammar's loss reaches its floor (about 0.80) within some 15 rounds; from there the mean of 10
+/// rounds wandered up to 1.9 % above the 10 before in seven runs, so a rise past 4 % is a
+/// regression rather than noise.
+const LOSS_SLACK: f64 = 0.04;
 /// How many times the median round the rounds around a join may take.
 const SLOW_ROUND: f64 = 3.0;
 /// Broken checks after which a run gives up.
@@ -567,6 +573,7 @@ impl Soak {
                 ))
             })
             .collect();
+        self.check_chasing(round, required);
         if !off.is_empty() || !split.is_empty() {
             let what = format!("round {round} (network {hash}): {off:?} {split:?}");
             if self.stop_near(round) {
@@ -599,6 +606,28 @@ impl Soak {
             },
         );
         self.check_loss(round);
+    }
+
+    /// No node that had to hold the round before as well installed both: a node that falls
+    /// behind installs the network's state once, observes a round and trains again, rather than
+    /// chasing the network round after round while others do the work.
+    fn check_chasing(&mut self, round: u64, required: &[usize]) {
+        let Some(before) = round.checked_sub(1) else {
+            return;
+        };
+        let before_too = self.required(before).unwrap_or_default();
+        let installed = |m: &Member, r: u64| m.rounds.get(&r).is_some_and(|c| c.installed);
+        let chasing: Vec<String> = required
+            .iter()
+            .filter(|i| before_too.contains(i))
+            .filter(|&&i| installed(&self.members[i], before) && installed(&self.members[i], round))
+            .map(|&i| self.describe(i))
+            .collect();
+        for who in chasing {
+            self.violate(format!(
+                "{who} installed the network's state for rounds {before} and {round} instead of training"
+            ));
+        }
     }
 
     /// Every node that closed `round` at its deadline waited only for nodes stopped before it
