@@ -34,30 +34,11 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
     if !matches!(node.phase, Phase::Exchange | Phase::Observing) || waiting_for_state {
         return None;
     }
-    let other_base = |id: &NodeId| {
-        node.inbox
-            .get(id)
-            .is_some_and(|entry| entry.announcement.base != node.model_hash)
-    };
-    let previous = node.round.checked_sub(1).map(|r| node.votes.get(&r));
-    let on_model = |id: &NodeId| match previous {
-        None => true,
-        Some(votes) => votes.and_then(|v| v.get(id)) == Some(&node.model_hash),
-    };
-    let mut expected: BTreeSet<NodeId> = node
-        .members
-        .iter()
-        .filter(|id| **id != node.id && on_model(id) && !node.missed.contains(id))
-        .filter(|id| !other_base(id))
-        .copied()
-        .collect();
-    if node.inbox.contains_key(&node.id) && !other_base(&node.id) {
-        expected.insert(node.id);
-    }
+    let expected = expected(node);
     let delivered: BTreeSet<NodeId> = node
         .inbox
         .iter()
-        .filter(|(id, entry)| entry.delta.is_some() && !other_base(id))
+        .filter(|(id, entry)| entry.delta.is_some() && !other_base(node, id))
         .map(|(id, _)| *id)
         .collect();
     let view = RoundView {
@@ -69,6 +50,40 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
     };
     let included = node.agreement.decide(&view)?;
     Some(Closing { expected, included })
+}
+
+/// The members the round waits for (see [`agree`]).
+fn expected(node: &Node) -> BTreeSet<NodeId> {
+    let previous = node.round.checked_sub(1).map(|r| node.votes.get(&r));
+    let on_model = |id: &NodeId| match previous {
+        None => true,
+        Some(votes) => votes.and_then(|v| v.get(id)) == Some(&node.model_hash),
+    };
+    let mut expected: BTreeSet<NodeId> = node
+        .members
+        .iter()
+        .filter(|id| **id != node.id && on_model(id) && !node.missed.contains(id))
+        .filter(|id| !other_base(node, id))
+        .copied()
+        .collect();
+    if node.inbox.contains_key(&node.id) && !other_base(node, &node.id) {
+        expected.insert(node.id);
+    }
+    expected
+}
+
+/// Whether `id` announced a Δ for this round trained from another model than the node's.
+fn other_base(node: &Node, id: &NodeId) -> bool {
+    node.inbox
+        .get(id)
+        .is_some_and(|entry| entry.announcement.base != node.model_hash)
+}
+
+/// Whether the round waits for somebody and every one of them has announced its Δ: an
+/// observing node in that position closes the round itself once it has fetched them.
+pub(crate) fn all_announced(node: &Node) -> bool {
+    let expected = expected(node);
+    !expected.is_empty() && expected.iter().all(|id| node.inbox.contains_key(id))
 }
 
 /// Aggregates the included Δs in the listed order, applies the outer step, and moves the node

@@ -19,7 +19,7 @@ use crate::message::{Message, Round};
 use crate::node::{
     Node, Output, PendingSync, Phase, f32_bytes, f32_values, outer_from_bytes, penalize,
 };
-use crate::phase::exchange;
+use crate::phase::{aggregate, exchange};
 
 /// All votes are kept for rounds this far behind the current one; for rounds further behind or
 /// ahead, only each signer's latest.
@@ -152,7 +152,8 @@ pub(crate) fn retry(node: &mut Node, now: Timestamp) -> Vec<Output> {
 ///
 /// The latest round with a settled hash decides (rounds without one are skipped):
 /// - a round this node has not closed (it is ahead of the node, or the node's current round
-///   while the node is not already exchanging its own Δ for it): the node is behind. For such
+///   while the node is neither exchanging its own Δ for it nor observing it with every awaited
+///   announcement in hand): the node is behind. For such
 ///   rounds a hash vouched for by more than f members is enough, so the smaller side of a healed
 ///   partition follows the larger one even when neither holds a majority;
 /// - the round the node closed last, with another hash than its own: it lost a split;
@@ -163,8 +164,13 @@ fn target(node: &Node) -> Option<(Round, Hash)> {
         let open = *round >= node.round;
         settled_hash(votes, &node.members, node.id, open).map(|(h, m)| (*round, h, m))
     })?;
-    let open =
-        round > node.round || (round == node.round && !matches!(node.phase, Phase::Exchange));
+    let open = round > node.round
+        || (round == node.round
+            && match node.phase {
+                Phase::Exchange => false,
+                Phase::Observing => !aggregate::all_announced(node),
+                Phase::Idle | Phase::Training => true,
+            });
     let own = node.own_votes.get(&round);
     let lost_split = round.saturating_add(1) == node.round && own != Some(&hash);
     let forked = round.saturating_add(1) < node.round && majority && own != Some(&hash);
