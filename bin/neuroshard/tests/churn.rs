@@ -418,28 +418,32 @@ impl Soak {
         }
     }
 
-    /// The highest round any node has closed, plus one: the round the network is in.
+    /// The round the network is in: the first not yet checked (a node that runs ahead alone
+    /// does not move it).
     fn network_round(&self) -> u64 {
-        self.members
-            .iter()
-            .filter_map(|m| m.rounds.keys().next_back())
-            .max()
-            .map_or(0, |r| r + 1)
+        self.records.len() as u64
     }
 
     /// When round `round` began: when the first node closed the round before (`None` for round
-    /// 0, and while no node has).
+    /// 0, and while no node has), on the network's model once that round is checked (a node that
+    /// ran ahead alone may have closed it on its own model long before).
     fn began(&self, round: u64) -> Option<f64> {
         let before = round.checked_sub(1)?;
+        self.first_close(before, self.records.get(&before).map(|r| r.hash.as_str()))
+    }
+
+    /// When the first node closed `round` (on `hash`, if given).
+    fn first_close(&self, round: u64, hash: Option<&str>) -> Option<f64> {
         self.members
             .iter()
-            .filter_map(|m| m.rounds.get(&before))
+            .filter_map(|m| m.rounds.get(&round))
+            .filter(|c| hash.is_none_or(|h| c.hash == h))
             .map(|c| c.closed_at_s)
             .reduce(f64::min)
     }
 
-    /// The nodes that must hold `round` on one hash: the live ones that had begun their first
-    /// round when it began (for round 0, those that closed it). `None` while it has not begun.
+    /// The nodes that must hold `round` on one hash: the live ones that had begun to take part
+    /// when it began (for round 0, those that closed it). `None` while it has not begun.
     fn required(&self, round: u64) -> Option<Vec<usize>> {
         let indices = 0..self.members.len();
         if round == 0 {
@@ -596,7 +600,7 @@ impl Soak {
         self.records.insert(
             round,
             Record {
-                closed_s: self.began(round + 1).unwrap_or(f64::NAN),
+                closed_s: self.first_close(round, Some(&hash)).unwrap_or(f64::NAN),
                 hash,
                 included,
                 required: required.len(),
