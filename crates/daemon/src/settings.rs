@@ -7,8 +7,7 @@ use neuroshard_aggregate::{Overrides, Rule, RuleKind, Trim};
 use neuroshard_compress::CompressConfig;
 use neuroshard_data::{Genesis, ModelSpec};
 use neuroshard_model::Config;
-use neuroshard_node::InnerConfig;
-use neuroshard_train::{AdamWConfig, LrSchedule, OuterConfig};
+use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, OuterConfig};
 
 use crate::NodeConfig;
 

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::Device;
 use neuroshard_data::{GenesisDir, TrainBatches, assign};
 use neuroshard_model::{Config, NeuroLlm};
-use neuroshard_node::{InnerConfig, LossGauge, ModelWorker, TrainingJob, TrainingResult, Worker};
+use neuroshard_node::{LossGauge, ModelWorker, TrainingJob, TrainingResult, Worker};
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
+use neuroshard_train::{InnerConfig, InnerLoop};
 
 use crate::{Error, Result};
 
@@ -132,7 +133,8 @@ impl Trainer {
     ) -> Result<Self> {
         let dir = assignment.dir.clone();
         let source = RoundSource::new(assignment, progress);
-        let worker = ModelWorker::new(NeuroLlm::new(model, seed, &Device::Cpu)?, inner, source)?;
+        let replica = InnerLoop::new(NeuroLlm::new(model, seed, &Device::Cpu)?, inner)?;
+        let worker = ModelWorker::new(replica, source);
         Ok(Self {
             worker,
             eval: NeuroLlm::new(model, seed, &Device::Cpu)?,

@@ -23,10 +23,7 @@ pub enum Error {
     /// A snapshot or a peer's state does not fit this node's model.
     #[error("unusable state: {0}; it belongs to another model or is damaged")]
     BadState(String),
-    /// The model failed while training.
-    #[error(transparent)]
-    Model(#[from] neuroshard_model::Error),
-    /// The optimiser refused its settings or inputs.
+    /// The model or the optimiser failed while training, or refused its settings or inputs.
     #[error(transparent)]
     Train(#[from] neuroshard_train::Error),
     /// Compression refused its settings or a payload.

@@ -41,6 +41,6 @@ pub use config::NodeConfig;
 pub use error::{Error, Result};
 pub use message::{Announcement, MAX_SMALL_FRAME, Message, Round};
 pub use node::{Input, Node, Output, RoundSummary, Snapshot};
-pub use replica::{InnerConfig, LossGauge, ModelWorker};
+pub use replica::{LossGauge, ModelWorker};
 pub use time::Timestamp;
 pub use work::{TrainingJob, TrainingResult, Worker};

@@ -1,36 +1,14 @@
-//! The worker that trains a real NeuroLLM replica: H inner AdamW steps on the node's batches.
+//! The worker that trains a real NeuroLLM replica: H steps of the shared inner loop
+//! (`neuroshard_train::InnerLoop`) on the node's batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use neuroshard_model::NeuroLlm;
 use neuroshard_primitives::BatchSource;
-use neuroshard_train::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm};
+use neuroshard_train::InnerLoop;
 
 use crate::work::{TrainingJob, TrainingResult, Worker};
 use crate::{Error, Result};
-
-/// How a replica trains between outer steps.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct InnerConfig {
-    /// Sequences per inner step.
-    pub batch_size: usize,
-    /// Tokens per sequence.
-    pub seq_len: usize,
-    /// The inner optimiser.
-    pub adamw: AdamWConfig,
-    /// Learning rate by global inner step (round × H + step).
-    pub schedule: LrSchedule,
-    /// Gradients are clipped to this global L2 norm.
-    pub clip_norm: f32,
-}
-
-impl InnerConfig {
-    /// Tokens one inner step trains on.
-    pub fn tokens_per_step(&self) -> u64 {
-        (self.batch_size * self.seq_len) as u64
-    }
-}
 
 /// The latest inner-step loss of a worker, readable from other threads while it trains (for a
 /// live display). Cheap to clone; every clone reads the same value.
@@ -55,25 +33,19 @@ impl LossGauge {
 /// A NeuroLLM replica with its own AdamW state, which persists across rounds as DiLoCo wants.
 #[derive(Debug)]
 pub struct ModelWorker<S> {
-    model: NeuroLlm,
-    adamw: AdamW,
-    inner: InnerConfig,
+    inner: InnerLoop,
     data: S,
     gauge: LossGauge,
 }
 
 impl<S: BatchSource> ModelWorker<S> {
-    /// A replica of `model` training on `data` (this node's assigned batches).
-    pub fn new(model: NeuroLlm, inner: InnerConfig, data: S) -> Result<Self> {
-        let adamw = AdamW::new(model.n_params(), inner.adamw)?;
-        inner.schedule.validate()?;
-        Ok(Self {
-            model,
-            adamw,
+    /// A replica stepping `inner` on `data` (this node's assigned batches).
+    pub fn new(inner: InnerLoop, data: S) -> Self {
+        Self {
             inner,
             data,
             gauge: LossGauge::new(),
-        })
+        }
     }
 
     /// A gauge that follows this worker's inner-step loss.
@@ -81,17 +53,14 @@ impl<S: BatchSource> ModelWorker<S> {
         self.gauge.clone()
     }
 
-    /// One inner step at global step `step`: loss, gradients, clip, AdamW.
-    fn inner_step(&mut self, params: &mut [f32], step: u64) -> Result<f32> {
+    /// One inner step at global step `step`, on batch `step` of the node's data.
+    fn inner_step(&mut self, step: u64) -> Result<f32> {
+        let config = self.inner.config();
         let batch = self
             .data
-            .batch(step, self.inner.batch_size, self.inner.seq_len)
+            .batch(step, config.batch_size, config.seq_len)
             .map_err(|err| Error::Data(Box::new(err)))?;
-        self.model.set_flat_params(params)?;
-        let (loss, mut grads) = self.model.loss_and_grads(&batch)?;
-        clip_grad_norm(&mut grads, self.inner.clip_norm);
-        self.adamw
-            .step(params, &grads, self.inner.schedule.lr(step));
+        let loss = self.inner.step_on(&batch, step)?.loss;
         self.gauge.set(loss);
         Ok(loss)
     }
@@ -103,12 +72,16 @@ impl<S: BatchSource> Worker for ModelWorker<S> {
     /// H inner steps from `start`; batch `round × H + i` is step `i`'s, so a replay (or a
     /// verifier) sees the same data.
     fn train(&mut self, job: &TrainingJob, start: &[f32]) -> Result<TrainingResult> {
-        let mut params = start.to_vec();
+        self.inner.set_params(start)?;
         let first = job.round * job.steps as u64;
         let losses = (0..job.steps as u64)
-            .map(|i| self.inner_step(&mut params, first + i))
+            .map(|i| self.inner_step(first + i))
             .collect::<Result<Vec<f32>>>()?;
-        let delta = start.iter().zip(&params).map(|(s, e)| s - e).collect();
+        let delta = start
+            .iter()
+            .zip(self.inner.params())
+            .map(|(s, e)| s - e)
+            .collect();
         // The first and last tenth of the steps (at least one each).
         let window = (losses.len() / 10).clamp(1, losses.len().max(1));
         let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len().max(1) as f32;
@@ -116,7 +89,7 @@ impl<S: BatchSource> Worker for ModelWorker<S> {
             round: job.round,
             start: job.start,
             delta,
-            tokens: job.steps as u64 * self.inner.tokens_per_step(),
+            tokens: job.steps as u64 * self.inner.config().tokens_per_step(),
             loss_start: mean(&losses[..window.min(losses.len())]),
             loss_end: mean(&losses[losses.len() - window.min(losses.len())..]),
         })

@@ -7,7 +7,7 @@
 //! 4P/n bytes at the link's rate. A step also waits for the slowest node's compute.
 
 use neuroshard_primitives::{BatchSource, Keypair};
-use neuroshard_train::{AdamW, clip_grad_norm};
+use neuroshard_train::InnerLoop;
 use serde::Serialize;
 
 use crate::report::finite;
@@ -44,31 +44,24 @@ pub fn sync_data_parallel<D: DataPlan>(
             workload.data().source(i, id)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut model = workload.genesis_model()?;
     let inner = *workload.inner();
-    let mut params = model.flat_params()?;
-    let mut adamw = AdamW::new(params.len(), inner.adamw)?;
+    let mut replica = InnerLoop::new(workload.genesis_model()?, inner)?;
     let h = config.node.inner_steps as u64;
     let mut val_losses = Vec::new();
     for step in 0..config.rounds * h {
-        model.set_flat_params(&params)?;
-        let mut mean = vec![0.0f32; params.len()];
-        for source in &sources {
-            let batch = source
-                .batch(step, inner.batch_size, inner.seq_len)
-                .map_err(|err| Error::Data(Box::new(err)))?;
-            let (_, grads) = model.loss_and_grads(&batch)?;
-            mean.iter_mut().zip(&grads).for_each(|(m, g)| *m += g);
-        }
-        let n = sources.len() as f32;
-        mean.iter_mut().for_each(|m| *m /= n);
-        clip_grad_norm(&mut mean, inner.clip_norm);
-        adamw.step(&mut params, &mean, inner.schedule.lr(step));
+        let batches = sources
+            .iter()
+            .map(|source| source.batch(step, inner.batch_size, inner.seq_len))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| Error::Data(Box::new(err)))?;
+        let gradients = replica.gradients(&batches)?;
+        replica.descend(&gradients, step)?;
         if (step + 1) % h == 0 {
-            val_losses.push(finite(workload.val_loss(&params)?));
+            val_losses.push(finite(workload.val_loss(replica.params())?));
         }
     }
-    Ok(ring_accounting(workload, config, params.len(), val_losses))
+    let n_params = replica.params().len();
+    Ok(ring_accounting(workload, config, n_params, val_losses))
 }
 
 /// Fills in bytes, time and tokens for the run.

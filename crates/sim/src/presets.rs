@@ -5,8 +5,8 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_model::Config;
-use neuroshard_node::{InnerConfig, NodeConfig};
-use neuroshard_train::{AdamWConfig, LrSchedule, OuterConfig};
+use neuroshard_node::NodeConfig;
+use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, OuterConfig};
 
 use crate::adversary::{Attack, AttackKind};
 use crate::memory::{MemoryData, markov_corpus};

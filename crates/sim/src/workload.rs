@@ -3,8 +3,9 @@
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm};
-use neuroshard_node::{InnerConfig, ModelWorker, Worker};
+use neuroshard_node::{ModelWorker, Worker};
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
+use neuroshard_train::{InnerConfig, InnerLoop};
 
 use crate::Result;
 
@@ -116,7 +117,8 @@ impl<D: DataPlan> Workload for ModelWorkload<D> {
 
     fn worker(&self, index: usize, id: NodeId) -> Result<Self::Worker> {
         let source = self.data.source(index, id)?;
-        Ok(ModelWorker::new(self.genesis_model()?, self.inner, source)?)
+        let inner = InnerLoop::new(self.genesis_model()?, self.inner)?;
+        Ok(ModelWorker::new(inner, source))
     }
 
     fn val_loss(&mut self, params: &[f32]) -> Result<f32> {

@@ -4,8 +4,9 @@
 //!
 //! The optimisers ([`AdamW`], [`clip_grad_norm`], [`OuterOptimizer`]) are pure functions over
 //! flat `f32` slices in the model's canonical parameter order, split into fixed-size chunks so
-//! the result is the same to the bit on any number of threads. A [`Trainer`] owns a model, its
-//! AdamW state and a step counter; step `i` reads batch `i` of any
+//! the result is the same to the bit on any number of threads. [`InnerLoop`] is the one inner
+//! step (batch → loss and gradients → clip → AdamW at lr(step)) that everything which trains or
+//! replays training runs. A [`Trainer`] owns an inner loop and a step counter; step `i` reads batch `i` of any
 //! [`neuroshard_primitives::BatchSource`], so a run restored from a [`checkpoint`] continues
 //! exactly. [`run`] drives a trainer with periodic validation and checkpoints and reports to an
 //! [`Observer`]; it does no other I/O and reads no clock. [`Replica`] is one DiLoCo worker: it
@@ -44,6 +45,7 @@ pub mod checkpoint;
 mod clip;
 mod diloco;
 mod error;
+mod inner;
 mod run;
 mod schedule;
 mod source;
@@ -53,10 +55,11 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, l2_norm};
 pub use diloco::{OuterConfig, OuterOptimizer, Replica};
 pub use error::{Error, Result};
+pub use inner::{Gradients, InnerConfig, InnerLoop, StepStats};
 pub use run::{CheckpointPolicy, Observer, Validation, run};
 pub use schedule::LrSchedule;
 pub use source::InMemorySource;
-pub use trainer::{RunSpec, StepStats, Trainer, evaluate};
+pub use trainer::{RunSpec, Trainer, evaluate};
 
 /// Elements per rayon task in the element-wise optimisers: fixed, so results never depend on
 /// the number of threads.

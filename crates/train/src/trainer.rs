@@ -1,11 +1,12 @@
-//! One training step and the run description that makes a run reproducible.
+//! The local trainer, stepping the shared inner loop, and the run description that makes a run
+//! reproducible.
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm};
 use neuroshard_primitives::{Batch, BatchSource, Hash};
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamW, AdamWConfig, Error, LrSchedule, Result, clip_grad_norm};
+use crate::{AdamW, AdamWConfig, Error, InnerConfig, InnerLoop, LrSchedule, Result, StepStats};
 
 /// Everything that fixes a run's trajectory: with the same spec and data, every step's loss is
 /// the same to the bit. Stored in each checkpoint's `meta.json` and checked on resume.
@@ -51,21 +52,17 @@ impl RunSpec {
         }
         Ok(())
     }
-}
 
-/// What one step did, for progress displays and logs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepStats {
-    /// Steps completed after this one (the first step reports 1).
-    pub step: u64,
-    /// Mean cross-entropy of the batch, before the update.
-    pub loss: f32,
-    /// Learning rate used.
-    pub lr: f32,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f32,
-    /// Tokens predicted in the batch.
-    pub tokens: usize,
+    /// The inner loop's settings this run trains with.
+    pub fn inner(&self) -> InnerConfig {
+        InnerConfig {
+            batch_size: self.batch,
+            seq_len: self.seq,
+            adamw: self.adamw,
+            schedule: self.schedule,
+            clip_norm: self.max_grad_norm,
+        }
+    }
 }
 
 /// A model, its optimizer and the step counter: `step` reads batch `step` from the source, so
@@ -73,9 +70,7 @@ pub struct StepStats {
 #[derive(Debug)]
 pub struct Trainer {
     spec: RunSpec,
-    model: NeuroLlm,
-    optimizer: AdamW,
-    params: Vec<f32>,
+    inner: InnerLoop,
     step: u64,
 }
 
@@ -84,8 +79,12 @@ impl Trainer {
     pub fn new(spec: RunSpec, device: &Device) -> Result<Self> {
         spec.validate()?;
         let model = NeuroLlm::new(&spec.model, spec.seed, device)?;
-        let optimizer = AdamW::new(model.n_params(), spec.adamw)?;
-        Self::from_parts(spec, model, optimizer, 0)
+        let inner = InnerLoop::new(model, spec.inner())?;
+        Ok(Self {
+            spec,
+            inner,
+            step: 0,
+        })
     }
 
     /// A trainer from saved parts (see `checkpoint::load`), checking they fit together.
@@ -98,21 +97,8 @@ impl Trainer {
                 requested: format!("{:?}", spec.model),
             });
         }
-        if optimizer.len() != model.n_params() {
-            return Err(Error::LengthMismatch {
-                what: "optimizer state",
-                expected: model.n_params(),
-                got: optimizer.len(),
-            });
-        }
-        let params = model.flat_params()?;
-        Ok(Self {
-            spec,
-            model,
-            optimizer,
-            params,
-            step,
-        })
+        let inner = InnerLoop::from_parts(model, optimizer, spec.inner())?;
+        Ok(Self { spec, inner, step })
     }
 
     /// The run description.
@@ -122,12 +108,12 @@ impl Trainer {
 
     /// The model as of the last step.
     pub fn model(&self) -> &NeuroLlm {
-        &self.model
+        self.inner.model()
     }
 
     /// The optimizer state.
     pub fn optimizer(&self) -> &AdamW {
-        &self.optimizer
+        self.inner.optimizer()
     }
 
     /// Steps completed: the index of the next batch.
@@ -152,44 +138,33 @@ impl Trainer {
 
     /// One step on the given batch, at the learning rate the schedule gives the current step.
     pub fn step_on(&mut self, batch: &Batch) -> Result<StepStats> {
-        let (loss, mut grads) = self.model.loss_and_grads(batch)?;
-        let grad_norm = clip_grad_norm(&mut grads, self.spec.max_grad_norm);
-        if !loss.is_finite() || !grad_norm.is_finite() {
+        let gradients = self.inner.gradients(std::slice::from_ref(batch))?;
+        if !gradients.loss.is_finite() || !gradients.grad_norm.is_finite() {
             return Err(Error::NonFinite {
                 step: self.step,
-                loss,
-                grad_norm,
+                loss: gradients.loss,
+                grad_norm: gradients.grad_norm,
             });
         }
-        let lr = self.spec.schedule.lr(self.step);
-        self.optimizer.step(&mut self.params, &grads, lr);
-        self.model.set_flat_params(&self.params)?;
+        let stats = self.inner.descend(&gradients, self.step)?;
         self.step += 1;
-        Ok(StepStats {
-            step: self.step,
-            loss,
-            lr,
-            grad_norm,
-            tokens: batch.n_tokens(),
-        })
+        Ok(stats)
     }
 
     /// The current parameters, flat in canonical order.
     pub fn params(&self) -> &[f32] {
-        &self.params
+        self.inner.params()
     }
 
     /// Replaces the parameters (flat, canonical order), keeping the optimizer state and step.
     pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        self.model.set_flat_params(params)?;
-        self.params.copy_from_slice(params);
-        Ok(())
+        self.inner.set_params(params)
     }
 
     /// Mean loss over batches `0..n_batches` of `source`, without changing anything.
     pub fn evaluate<S: BatchSource>(&self, source: &S, n_batches: u64) -> Result<f32> {
         evaluate(
-            &self.model,
+            self.inner.model(),
             source,
             n_batches,
             self.spec.batch,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm};
 use neuroshard_primitives::Batch;
-use neuroshard_train::{AdamW, AdamWConfig, clip_grad_norm};
+use neuroshard_train::{AdamWConfig, InnerConfig, InnerLoop, LrSchedule};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -88,9 +88,16 @@ fn train(args: &TrainArgs) -> Result<()> {
     );
     let threads = super::set_threads(args.threads)?;
     let cfg = Config::preset(&args.preset, args.vocab)?;
-    let mut model = NeuroLlm::new(&cfg, args.seed, &Device::Cpu)?;
-    let mut params = model.flat_params()?;
-    let mut opt = AdamW::new(params.len(), AdamWConfig::NEUROSHARD)?;
+    let total = (args.warmup + args.steps) as u64;
+    let inner = InnerConfig {
+        batch_size: args.batch,
+        seq_len: args.seq,
+        adamw: AdamWConfig::NEUROSHARD,
+        // A constant rate: the schedule's floor equals its peak and there is no warm-up.
+        schedule: LrSchedule::new(0, total, 1e-3, 1e-3)?,
+        clip_norm: 1.0,
+    };
+    let mut replica = InnerLoop::new(NeuroLlm::new(&cfg, args.seed, &Device::Cpu)?, inner)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut times = Vec::with_capacity(args.steps);
     let mut losses = Vec::with_capacity(args.steps);
@@ -101,10 +108,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         let batch = Batch::new(tokens, args.batch, args.seq);
         #[allow(clippy::disallowed_methods)] // timing is what a benchmark is for
         let start = Instant::now();
-        let (loss, mut grads) = model.loss_and_grads(&batch)?;
-        clip_grad_norm(&mut grads, 1.0);
-        opt.step(&mut params, &grads, 1e-3);
-        model.set_flat_params(&params)?;
+        let loss = replica.step_on(&batch, step as u64)?.loss;
         if step >= args.warmup {
             times.push(start.elapsed());
             losses.push(loss);

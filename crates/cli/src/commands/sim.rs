@@ -10,13 +10,13 @@ use neuroshard_aggregate::{ClipParams, Overrides, Radius, Rule, RuleKind, Trim};
 use neuroshard_compress::{CompressConfig, encoded_len};
 use neuroshard_data::GenesisDir;
 use neuroshard_model::Config;
-use neuroshard_node::{InnerConfig, NodeConfig};
+use neuroshard_node::NodeConfig;
 use neuroshard_sim::adversary::{Attack, AttackKind};
 use neuroshard_sim::{
     Comparison, DataPlan, GenesisData, Link, MemoryData, ModelWorkload, SimConfig, SimReport,
     markov_corpus, run_with_baselines,
 };
-use neuroshard_train::{AdamWConfig, LrSchedule, OuterConfig};
+use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, OuterConfig};
 
 mod table;
 

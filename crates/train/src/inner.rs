@@ -1,0 +1,248 @@
+//! The one inner step: batch → loss and gradients → clip → AdamW at lr(step).
+//!
+//! Verification replays training, so the local trainer, a DiLoCo node's worker, the benchmark,
+//! the simulator's data-parallel baseline and a verifier all step through [`InnerLoop`]; none of
+//! them strings the parts together on its own.
+
+use neuroshard_model::NeuroLlm;
+use neuroshard_primitives::Batch;
+
+use crate::{AdamW, AdamWConfig, Error, LrSchedule, Result, clip_grad_norm};
+
+/// How a replica trains between outer steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InnerConfig {
+    /// Sequences per inner step.
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// The inner optimiser.
+    pub adamw: AdamWConfig,
+    /// Learning rate by global inner step.
+    pub schedule: LrSchedule,
+    /// Gradients are clipped to this global L2 norm.
+    pub clip_norm: f32,
+}
+
+impl InnerConfig {
+    /// Tokens one inner step trains on.
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.batch_size * self.seq_len) as u64
+    }
+}
+
+/// What one step did, for progress displays and logs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Steps completed after this one: the 0-based index of the step plus one.
+    pub step: u64,
+    /// Mean cross-entropy of the batch, before the update.
+    pub loss: f32,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Tokens predicted in the batch.
+    pub tokens: usize,
+}
+
+/// The half of a step that only reads the weights: the loss and the clipped gradients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradients {
+    /// Mean cross-entropy over the batches.
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Tokens predicted in the batches.
+    pub tokens: usize,
+    grads: Vec<f32>,
+}
+
+/// A model, its AdamW state and its weights, flat in canonical order; the model always holds
+/// the flat weights.
+#[derive(Debug)]
+pub struct InnerLoop {
+    config: InnerConfig,
+    model: NeuroLlm,
+    optimizer: AdamW,
+    params: Vec<f32>,
+}
+
+impl InnerLoop {
+    /// An inner loop on `model`'s weights with a fresh AdamW state.
+    pub fn new(model: NeuroLlm, config: InnerConfig) -> Result<Self> {
+        let optimizer = AdamW::new(model.n_params(), config.adamw)?;
+        Self::from_parts(model, optimizer, config)
+    }
+
+    /// An inner loop from saved parts, checking that they fit together.
+    pub fn from_parts(model: NeuroLlm, optimizer: AdamW, config: InnerConfig) -> Result<Self> {
+        config.schedule.validate()?;
+        if optimizer.len() != model.n_params() {
+            return Err(Error::LengthMismatch {
+                what: "optimizer state",
+                expected: model.n_params(),
+                got: optimizer.len(),
+            });
+        }
+        let params = model.flat_params()?;
+        Ok(Self {
+            config,
+            model,
+            optimizer,
+            params,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &InnerConfig {
+        &self.config
+    }
+
+    /// The model, holding the current weights.
+    pub fn model(&self) -> &NeuroLlm {
+        &self.model
+    }
+
+    /// The optimizer state.
+    pub fn optimizer(&self) -> &AdamW {
+        &self.optimizer
+    }
+
+    /// The current weights, flat in canonical order.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Replaces the weights (flat, canonical order), keeping the optimizer state.
+    pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.model.set_flat_params(params)?;
+        self.params.copy_from_slice(params);
+        Ok(())
+    }
+
+    /// One inner step at the 0-based global step `step`: loss and gradients of `batch`, clip,
+    /// AdamW at the rate the schedule gives `step`.
+    pub fn step_on(&mut self, batch: &Batch, step: u64) -> Result<StepStats> {
+        let gradients = self.gradients(std::slice::from_ref(batch))?;
+        self.descend(&gradients, step)
+    }
+
+    /// The loss and the gradients at the current weights, averaged over `batches` (one batch
+    /// for an inner step, one per node for a synchronous data-parallel step), clipped to the
+    /// global norm.
+    ///
+    /// Panics on an empty slice (a programmer error).
+    pub fn gradients(&self, batches: &[Batch]) -> Result<Gradients> {
+        assert!(!batches.is_empty(), "gradients: need at least one batch");
+        let (mut loss, mut grads) = self.model.loss_and_grads(&batches[0])?;
+        if batches.len() > 1 {
+            for batch in &batches[1..] {
+                let (more_loss, more) = self.model.loss_and_grads(batch)?;
+                loss += more_loss;
+                grads.iter_mut().zip(&more).for_each(|(g, m)| *g += m);
+            }
+            let n = batches.len() as f32;
+            loss /= n;
+            grads.iter_mut().for_each(|g| *g /= n);
+        }
+        let grad_norm = clip_grad_norm(&mut grads, self.config.clip_norm);
+        Ok(Gradients {
+            loss,
+            grad_norm,
+            tokens: batches.iter().map(Batch::n_tokens).sum(),
+            grads,
+        })
+    }
+
+    /// The half of a step that writes the weights: AdamW on `gradients` at the rate the
+    /// schedule gives the 0-based global step `step`.
+    pub fn descend(&mut self, gradients: &Gradients, step: u64) -> Result<StepStats> {
+        let lr = self.config.schedule.lr(step);
+        self.optimizer.step(&mut self.params, &gradients.grads, lr);
+        self.model.set_flat_params(&self.params)?;
+        Ok(StepStats {
+            step: step + 1,
+            loss: gradients.loss,
+            lr,
+            grad_norm: gradients.grad_norm,
+            tokens: gradients.tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+    use neuroshard_model::Config;
+    use neuroshard_primitives::BatchSource;
+
+    use super::*;
+    use crate::InMemorySource;
+
+    fn config(clip_norm: f32) -> InnerConfig {
+        InnerConfig {
+            batch_size: 2,
+            seq_len: 8,
+            adamw: AdamWConfig::NEUROSHARD,
+            schedule: LrSchedule::new(2, 20, 3e-3, 3e-4).unwrap(),
+            clip_norm,
+        }
+    }
+
+    fn model() -> NeuroLlm {
+        NeuroLlm::new(&Config::preset("nano", 32).unwrap(), 5, &Device::Cpu).unwrap()
+    }
+
+    fn inner_loop(clip_norm: f32) -> InnerLoop {
+        InnerLoop::new(model(), config(clip_norm)).unwrap()
+    }
+
+    fn batch(index: u64) -> Batch {
+        let source = InMemorySource::new((0..500).map(|i| (i * 7) % 32).collect(), 1);
+        source.batch(index, 2, 8).unwrap()
+    }
+
+    #[test]
+    fn a_step_is_loss_and_gradients_then_clip_then_adamw_at_the_scheduled_rate() {
+        let mut inner = inner_loop(0.5);
+        let mut model = model();
+        let mut params = inner.params().to_vec();
+        let mut adamw = AdamW::new(params.len(), AdamWConfig::NEUROSHARD).unwrap();
+        for step in [7, 8] {
+            let stats = inner.step_on(&batch(step), step).unwrap();
+            let (loss, mut grads) = model.loss_and_grads(&batch(step)).unwrap();
+            let norm = clip_grad_norm(&mut grads, 0.5);
+            let lr = config(0.5).schedule.lr(step);
+            adamw.step(&mut params, &grads, lr);
+            model.set_flat_params(&params).unwrap();
+            assert_eq!((stats.step, stats.loss, stats.lr), (step + 1, loss, lr));
+            assert_eq!((stats.grad_norm, stats.tokens), (norm, 16));
+            assert_eq!(inner.params(), &params[..]);
+        }
+        assert_eq!(
+            inner.model().param_hash().unwrap(),
+            model.param_hash().unwrap()
+        );
+    }
+
+    #[test]
+    fn gradients_over_several_batches_are_their_mean() {
+        let inner = inner_loop(f32::MAX);
+        let (a, b) = (batch(0), batch(1));
+        let both = inner.gradients(&[a.clone(), b.clone()]).unwrap();
+        let (ga, gb) = (
+            inner.gradients(&[a]).unwrap(),
+            inner.gradients(&[b]).unwrap(),
+        );
+        assert_eq!(both.loss, (ga.loss + gb.loss) / 2.0);
+        assert_eq!(both.tokens, 32);
+        let mean: Vec<f32> = ga
+            .grads
+            .iter()
+            .zip(&gb.grads)
+            .map(|(x, y)| (x + y) / 2.0)
+            .collect();
+        assert_eq!(both.grads, mean);
+    }
+}
