@@ -31,7 +31,7 @@ impl Settings {
             .codec
             .parse()
             .map_err(|err| format!("field `compression.codec`: {err}"))?;
-        let payload = neuroshard_compress::encoded_len(model.n_params(), &compress)
+        let max_frame = neuroshard_node::NodeConfig::max_frame_for(model.n_params(), &compress)
             .map_err(|err| format!("field `compression.codec`: {err}"))?;
         let outer = OuterConfig::new(
             genesis.diloco.outer_lr as f32,
@@ -44,8 +44,7 @@ impl Settings {
             compress,
             aggregator: rule(&genesis.aggregation)?,
             outer,
-            // The largest frame is a full-state resync: parameters plus two optimiser vectors.
-            max_frame: (16 * payload).max(12 * model.n_params()) + (1 << 20),
+            max_frame,
         };
         let inner = inner_config(genesis, config, model.seq_len)
             .map_err(|err| format!("training settings: {err}"))?;

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::Result;
+
 /// Settings every member of a network must share (they shape what honest replicas compute).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -16,6 +18,20 @@ pub struct NodeConfig {
     pub aggregator: neuroshard_aggregate::Rule,
     /// The outer Nesterov optimiser's settings.
     pub outer: neuroshard_train::OuterConfig,
-    /// The largest frame accepted from a peer, in bytes (bounds every allocation a peer causes).
+    /// The largest frame accepted from a peer, in bytes (bounds every allocation a peer causes);
+    /// [`NodeConfig::max_frame_for`] gives it.
     pub max_frame: usize,
+}
+
+impl NodeConfig {
+    /// The frame limit for a network training `n_params` parameters under `compress`: the larger
+    /// of sixteen Δ packets and a full-state resync (parameters plus two optimiser vectors), plus
+    /// 1 MiB for the rest of the frame.
+    pub fn max_frame_for(
+        n_params: usize,
+        compress: &neuroshard_compress::CompressConfig,
+    ) -> Result<usize> {
+        let payload = neuroshard_compress::encoded_len(n_params, compress)?;
+        Ok((16 * payload).max(12 * n_params) + (1 << 20))
+    }
 }

@@ -35,6 +35,9 @@ pub fn tiny_model() -> Config {
 /// `nodes` honest nodes, 4 rounds of 10 inner steps, trimmed mean with f = 0, int8 codec, a
 /// datacentre network; change the fields a scenario is about.
 pub fn tiny_config(seed: u64, nodes: usize) -> SimConfig {
+    let compress = CompressConfig::new(Codec::Int8);
+    let max_frame = NodeConfig::max_frame_for(tiny_model().n_params(), &compress)
+        .expect("the int8 codec is valid");
     SimConfig {
         seed,
         nodes,
@@ -45,10 +48,10 @@ pub fn tiny_config(seed: u64, nodes: usize) -> SimConfig {
         node: NodeConfig {
             inner_steps: 10,
             round_timeout: Duration::from_secs(30),
-            compress: CompressConfig::new(Codec::Int8),
+            compress,
             aggregator: Rule::for_attackers(RuleKind::Mean, nodes, 0).expect("mean takes any n"),
             outer: OuterConfig::DILOCO,
-            max_frame: 1 << 24,
+            max_frame,
         },
         link: Link::datacentre(),
         link_overrides: Vec::new(),

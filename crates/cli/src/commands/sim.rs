@@ -221,6 +221,7 @@ fn sim_config(
         loss: args.loss,
     };
     let payload = encoded_len(model.n_params(), &compress)?;
+    let max_frame = NodeConfig::max_frame_for(model.n_params(), &compress)?;
     let compute_s = args.inner_steps as f64 * inner.tokens_per_step() as f64 / args.tokens_per_sec;
     let transfer_s =
         2.0 * args.nodes as f64 * payload as f64 / link.effective_rate() + 20.0 * link.latency_s;
@@ -249,7 +250,7 @@ fn sim_config(
             compress,
             aggregator,
             outer,
-            max_frame: 16 * payload + (1 << 20),
+            max_frame,
         },
         link,
         link_overrides: Vec::new(),
