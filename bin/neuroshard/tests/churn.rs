@@ -484,6 +484,14 @@ impl Soak {
             .find_map(|m| m.vals.get(&round).copied())
     }
 
+    /// Node `i`'s entry for `round`, unless it closed the round before the round began on the
+    /// network: alone, on a model of its own, and has not held the round since.
+    fn held(&self, i: usize, round: u64) -> Option<&Closed> {
+        let closed = self.members[i].rounds.get(&round)?;
+        let began = self.began(round).unwrap_or(f64::NEG_INFINITY);
+        (closed.closed_at_s >= began).then_some(closed)
+    }
+
     /// The round the network was in at time `t`: the number of checked rounds closed by then.
     fn round_at(&self, t: f64) -> u64 {
         self.records.values().filter(|r| r.closed_s <= t).count() as u64
@@ -519,12 +527,13 @@ impl Soak {
                 continue;
             };
             let mut lagging = Vec::new();
+            let began = self.began(round).unwrap_or(f64::NEG_INFINITY);
             for &i in &required {
-                let member = &self.members[i];
-                if member.rounds.contains_key(&round) || skipped.contains(&i) {
+                if self.held(i, round).is_some() || skipped.contains(&i) {
                     continue;
                 }
-                if let Some((&later, _)) = member.rounds.range(round..).next() {
+                let mut later = self.members[i].rounds.range(round..);
+                if let Some((&later, _)) = later.find(|(_, c)| c.closed_at_s >= began) {
                     let who = self.describe(i);
                     self.violate(format!(
                         "{who} neither closed nor installed round {round}: the next it holds is round {later}"
@@ -559,7 +568,7 @@ impl Soak {
     fn check(&mut self, round: u64, required: &[usize]) {
         let holders: Vec<(usize, Closed)> = required
             .iter()
-            .filter_map(|&i| Some((i, self.members[i].rounds.get(&round)?.clone())))
+            .filter_map(|&i| Some((i, self.held(i, round)?.clone())))
             .collect();
         let hash = most_common(holders.iter().map(|(_, c)| c.hash.as_str())).to_owned();
         let off: Vec<String> = holders
@@ -620,11 +629,11 @@ impl Soak {
             return;
         };
         let before_too = self.required(before).unwrap_or_default();
-        let installed = |m: &Member, r: u64| m.rounds.get(&r).is_some_and(|c| c.installed);
+        let installed = |i: usize, r: u64| self.held(i, r).is_some_and(|c| c.installed);
         let chasing: Vec<String> = required
             .iter()
             .filter(|i| before_too.contains(i))
-            .filter(|&&i| installed(&self.members[i], before) && installed(&self.members[i], round))
+            .filter(|&&i| installed(i, before) && installed(i, round))
             .map(|&i| self.describe(i))
             .collect();
         for who in chasing {
