@@ -155,6 +155,9 @@ pub struct Node {
     pub(crate) own_votes: BTreeMap<Round, Hash>,
     /// Members a round waited for in vain: not waited for again until a Δ of theirs counts.
     pub(crate) missed: BTreeSet<NodeId>,
+    /// The contributors this node applied in the round before the current one (empty after it
+    /// installed a state).
+    pub(crate) included_last: BTreeSet<NodeId>,
     /// A resync in flight.
     pub(crate) pending_sync: Option<PendingSync>,
     /// Unanswered state requests since the last install; picks the next holder to ask.
@@ -199,6 +202,7 @@ impl Node {
             votes: BTreeMap::new(),
             own_votes: BTreeMap::new(),
             missed: BTreeSet::new(),
+            included_last: BTreeSet::new(),
             pending_sync: None,
             sync_attempts: 0,
         })

@@ -523,3 +523,27 @@ fn a_joiner_whose_state_comes_after_the_round_was_announced_still_observes_it() 
     let mut round_6 = net.closed.iter().filter(|(_, s)| s.round == 6);
     assert!(round_6.clone().count() == 4 && round_6.all(|(_, s)| s.included.len() == 4));
 }
+
+#[test]
+fn a_contributor_whose_vote_is_late_is_still_waited_for() {
+    let mut net = Net::new(3);
+    net.start();
+    // Round 0 closes everywhere, but the model-hash votes are held back until round 1's Δs
+    // have been exchanged (training shorter than the transfers ahead of the votes).
+    let held = std::cell::RefCell::new(Vec::new());
+    net.settle(|to, from, m| {
+        let vote = matches!(m, Message::ModelHash { .. });
+        if vote {
+            held.borrow_mut().push((to, from));
+        }
+        vote
+    });
+    net.agreed_at(1);
+    net.train();
+    net.settle(|_, _, m| matches!(m, Message::ModelHash { .. }));
+    net.agreed_at(2);
+    let round_1 = net.closed.iter().filter(|(_, s)| s.round == 1);
+    assert!(round_1.clone().count() == 3);
+    assert!(round_1.into_iter().all(|(_, s)| s.included.len() == 3));
+    assert_eq!(held.borrow().len(), 6);
+}

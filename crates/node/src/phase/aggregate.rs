@@ -20,9 +20,11 @@ pub(crate) struct Closing {
 /// The inclusion list, if the agreement lets the round close now.
 ///
 /// The round waits for the members that are on this node's model and have standing: in round
-/// r > 0 those that voted, for round r − 1, the hash this node starts r from (round 0: every
-/// member, all start from genesis), less those that missed an earlier round's deadline and
-/// have not had a Δ counted since. A joining or lagging member is therefore not waited for
+/// r > 0 those that voted, for round r − 1, the hash this node starts r from, or have not voted
+/// yet but had their Δ counted in r − 1 (their vote may still be on its way when a round's
+/// training is shorter than its transfers); in round 0 every member, all start from genesis;
+/// less those that missed an earlier round's deadline and have not had a Δ counted since. A
+/// joining or lagging member is therefore not waited for
 /// until it has voted the network's model, and a member that stays silent costs at most one
 /// deadline. Only Δs trained from the model this node holds count: a contributor that
 /// announced a Δ from another model (it diverged, or resynced during the round) is neither
@@ -57,7 +59,10 @@ fn expected(node: &Node) -> BTreeSet<NodeId> {
     let previous = node.round.checked_sub(1).map(|r| node.votes.get(&r));
     let on_model = |id: &NodeId| match previous {
         None => true,
-        Some(votes) => votes.and_then(|v| v.get(id)) == Some(&node.model_hash),
+        Some(votes) => match votes.and_then(|v| v.get(id)) {
+            Some(hash) => *hash == node.model_hash,
+            None => node.included_last.contains(id),
+        },
     };
     let mut expected: BTreeSet<NodeId> = node
         .members
@@ -122,6 +127,7 @@ pub(crate) fn outer_step(node: &mut Node, now: Timestamp, closing: Closing) -> R
     for id in &included {
         node.missed.remove(id);
     }
+    node.included_last = included.iter().copied().collect();
     let summary = RoundSummary {
         round: node.round,
         included,

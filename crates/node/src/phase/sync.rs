@@ -255,6 +255,7 @@ pub(crate) fn on_state(
         votes.remove(&node.id);
     }
     record_own(node, state.round, hash);
+    node.included_last.clear();
     node.missed = state
         .missed
         .iter()
