@@ -211,6 +211,7 @@ impl Driver {
                 }
                 Output::Resynced { round, hash } => {
                     tracing::info!(round, model = %hash.short(), "resynced the model from a peer");
+                    self.status.resynced(round, hash, now());
                     // The node has heard where the network stands: nothing left to listen for,
                     // and the round after the one it observes must not wait for the start rule.
                     self.start = None;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use neuroshard_api::{ClosedRound, Point, Status};
-use neuroshard_node::RoundSummary;
+use neuroshard_node::{RoundSummary, Timestamp};
 use neuroshard_p2p::{Multiaddr, PeerId, TrafficStats};
 use neuroshard_primitives::{Hash, NodeId};
 use tokio::sync::watch;
@@ -136,6 +136,21 @@ impl StatusBoard {
                 duration_s,
                 model_hash: summary.model_hash,
                 installed: false,
+            });
+        });
+    }
+
+    /// The node installed the network's state at the end of `round` (model `hash`) at `at`,
+    /// instead of closing the round itself: listed among the rounds, so a reader sees which
+    /// model the node held after every round.
+    pub(crate) fn resynced(&self, round: u64, hash: Hash, at: Timestamp) {
+        self.tx.send_modify(|s| {
+            s.push_round(ClosedRound {
+                round,
+                model_hash: hash,
+                closed_at_s: at.as_secs_f64(),
+                installed: true,
+                ..ClosedRound::default()
             });
         });
     }
