@@ -27,8 +27,9 @@
 //! Knobs, by environment variable: `CHURN_SEED` (default: from the clock), `CHURN_ROUNDS`
 //! (120), `CHURN_NODES` (3), `CHURN_REPLACE` (2: nodes replaced, the first one always among
 //! them), `CHURN_LATE` (100: the last joiner arrives at this round or later), `CHURN_BASELINE`,
-//! `CHURN_DIR` (keep the nodes' directories and logs there). `bench/churn.sh` runs the long
-//! version.
+//! `CHURN_DIR` (keep the nodes' directories and logs there), `CHURN_GENESIS` (a built genesis
+//! directory, the real Genesis data say, instead of the generated grammar corpus).
+//! `bench/churn.sh` runs the long version.
 
 // Real processes over real sockets: the waits are bounded by wall time.
 #![allow(clippy::disallowed_methods)]
@@ -38,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_TRAINING, bare_genesis, build_genesis, round_of,
+    NodeProcess, SMALL_TRAINING, bare_genesis, build_genesis, copy_genesis, round_of,
 };
 use serde_json::Value;
 
@@ -305,6 +306,8 @@ struct Soak {
 impl Soak {
     /// Starts `nodes` nodes in `work`: the first holds the dataset, the others fetch it from it.
     fn start(seed: u64, nodes: usize, work: &Path, genesis: &Path) -> Soak {
+        // Nodes resume from what they find: a kept directory of an earlier run must not leak in.
+        let _ = std::fs::remove_dir_all(work);
         std::fs::create_dir_all(work).expect("creating the soak's directory");
         let mut soak = Soak {
             seed,
@@ -1035,7 +1038,10 @@ fn nodes_join_leave_and_die_while_the_network_trains() {
         DEADLINE_SECS.to_string(),
     ];
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
-    let genesis = build_genesis(Path::new(EXE), &work, &init);
+    let genesis = match std::env::var_os("CHURN_GENESIS") {
+        Some(built) => copy_genesis(Path::new(EXE), Path::new(&built), &work, &init),
+        None => build_genesis(Path::new(EXE), &work, &init),
+    };
 
     let started = Instant::now();
     let mut soak = Soak::start(plan.seed, plan.nodes, &work.join("churn"), &genesis);

@@ -296,6 +296,27 @@ pub fn build_genesis(exe: &Path, work: &Path, init: &[&str]) -> PathBuf {
             "0.1",
         ],
     );
+    init_genesis(exe, &dir, init)
+}
+
+/// A copy in `work/genesis` of the genesis directory `built` (a real corpus's, say), with its
+/// genesis file rewritten by `neuroshard genesis init <init…>`.
+pub fn copy_genesis(exe: &Path, built: &Path, work: &Path, init: &[&str]) -> PathBuf {
+    let dir = work.join("genesis");
+    std::fs::create_dir_all(&dir).expect("creating the genesis directory");
+    for entry in std::fs::read_dir(built).expect("reading the built genesis directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_file() {
+            let name = path.file_name().expect("a file name");
+            std::fs::copy(&path, dir.join(name)).expect("copying a genesis file");
+        }
+    }
+    init_genesis(exe, &dir, init)
+}
+
+/// Rewrites the genesis file of the built directory `dir` with `neuroshard genesis init <init…>`.
+fn init_genesis(exe: &Path, dir: &Path, init: &[&str]) -> PathBuf {
+    let dir_s = dir.to_str().expect("a UTF-8 path");
     let mut args = vec!["genesis", "init", "--dir", dir_s, "--force"];
     args.extend_from_slice(init);
     run_ok(exe, &args);
