@@ -304,8 +304,8 @@ pub(crate) fn record_own(node: &mut Node, round: Round, hash: Hash) {
 /// majority voted it.
 ///
 /// A hash a strict majority voted. Failing that, for a round this node has not closed
-/// (`open`): a hash more than f = ⌊(n − 1) / 3⌋ members vouch for, the most-voted, the lowest
-/// breaking a tie. For other rounds the same, but only once every member but `me` has voted
+/// (`open`): a hash more than max(f, ⌊(n − 1) / 2⌋) members vouch for (f = ⌊(n − 1) / 3⌋), the
+/// most-voted, the lowest breaking a tie. For other rounds the same, but only once every member but `me` has voted
 /// (honest nodes split, say two against two, when a contribution reached some of them before
 /// their deadline and others after). Up to f Byzantine voters cannot put forward a model of
 /// their own that way, only tip the choice between honest ones.
@@ -327,9 +327,14 @@ fn settled_hash(
     if count > n / 2 {
         return Some((hash, true));
     }
+    let f = n.saturating_sub(1) / 3;
     let everyone_voted = members.iter().all(|m| *m == me || votes.contains_key(m));
-    let vouched = count > n.saturating_sub(1) / 3;
-    ((open || everyone_voted) && vouched).then_some((hash, false))
+    // A round ahead needs half of the other members as well, so a lone fast node (f is 0 below
+    // four members) cannot drag the others after it, and a minority that ran ahead in a
+    // partition goes back to the majority rather than the other way round.
+    let ahead = count > f.max(n.saturating_sub(1) / 2);
+    let settled_split = everyone_voted && count > f;
+    ((open && ahead) || settled_split).then_some((hash, false))
 }
 
 #[cfg(test)]
