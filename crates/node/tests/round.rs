@@ -547,3 +547,23 @@ fn a_contributor_whose_vote_is_late_is_still_waited_for() {
     assert!(round_1.into_iter().all(|(_, s)| s.included.len() == 3));
     assert_eq!(held.borrow().len(), 6);
 }
+
+#[test]
+fn announcements_that_reach_a_node_before_its_first_round_are_kept() {
+    let mut net = Net::new(3);
+    // Nodes 0 and 1 start and announce round 0 while node 2 has not started yet.
+    for i in 0..2 {
+        net.feed(i, Input::Tick);
+    }
+    net.train();
+    net.settle(|_, _, _| false);
+    net.feed(2, Input::Tick);
+    net.train();
+    net.settle(|_, _, _| false);
+    net.agreed_at(1);
+    assert!(
+        net.closed
+            .iter()
+            .all(|(_, s)| s.included.len() == 3 && s.missed.is_empty())
+    );
+}

@@ -137,7 +137,7 @@ pub(crate) fn outer_step(node: &mut Node, now: Timestamp, closing: Closing) -> R
         train_loss,
         closed_at: now,
     };
-    node.inbox.clear();
+    node.inbox = std::mem::take(&mut node.early);
     node.round = node.round.saturating_add(1);
     summary
 }

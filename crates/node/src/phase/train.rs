@@ -1,8 +1,6 @@
 //! Steps 1 and 2: start a round's training job; turn its Δ into a compressed, announced
 //! contribution.
 
-use std::mem;
-
 use neuroshard_primitives::Hash;
 
 use crate::Timestamp;
@@ -13,11 +11,12 @@ use crate::work::{TrainingJob, TrainingResult};
 /// How many recent rounds' encoded Δs a node keeps serving to late fetchers.
 const SERVED_ROUNDS: u64 = 2;
 
-/// Starts the current round: its deadline, its early arrivals, and the driver's training job.
+/// Starts the current round: its deadline and the driver's training job. (The announcements
+/// for it are already in the inbox: kept while the node was idle, or moved there from the early
+/// inbox when the previous round closed.)
 pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
     node.phase = Phase::Training;
     node.deadline = now + node.config.round_timeout;
-    node.inbox = mem::take(&mut node.early);
     let job = TrainingJob {
         round: node.round,
         steps: node.config.inner_steps,
