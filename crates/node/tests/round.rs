@@ -265,6 +265,17 @@ fn an_even_split_heals_on_the_lowest_hash_and_the_stale_deltas_count_nowhere() {
 }
 
 impl Net {
+    /// Four nodes of which 0 to 2 ran `rounds` rounds among themselves; node 3 has not started.
+    fn three_of_four_ran(rounds: usize) -> Self {
+        let mut net = Net::new(4);
+        net.partition(&[0, 1, 2]);
+        for i in 0..3 {
+            net.feed(i, Input::Tick);
+        }
+        net.run_group(&[0, 1, 2], rounds);
+        net
+    }
+
     /// Sets the members of each node in `group` to that group.
     fn partition(&mut self, group: &[usize]) {
         let ids: BTreeSet<NodeId> = group.iter().map(|i| self.nodes[*i].id()).collect();
@@ -311,12 +322,7 @@ impl Net {
 
 #[test]
 fn a_node_joining_at_round_300_holds_the_model_within_one_round_and_nobody_waits() {
-    let mut net = Net::new(4);
-    net.partition(&[0, 1, 2]);
-    for i in 0..3 {
-        net.feed(i, Input::Tick);
-    }
-    net.run_group(&[0, 1, 2], 300);
+    let mut net = Net::three_of_four_ran(300);
     assert_eq!(net.nodes[0].round(), 300);
     // Node 3 connects with the genesis model: the others greet it with their votes for round
     // 299, it asks for the state and installs it before it has trained anything.
@@ -405,12 +411,7 @@ fn a_node_that_ran_ahead_alone_goes_back_to_the_majority() {
 
 #[test]
 fn an_unanswered_state_request_goes_to_the_next_holder_and_hostile_rounds_do_not_panic() {
-    let mut net = Net::new(4);
-    net.partition(&[0, 1, 2]);
-    for i in 0..3 {
-        net.feed(i, Input::Tick);
-    }
-    net.run_group(&[0, 1, 2], 3);
+    let mut net = Net::three_of_four_ran(3);
     // A member votes the last possible round; node 3 asks it, and refuses its answer.
     let liar = Keypair::from_seed([1; 32]);
     net.partition(&[0, 1, 2, 3]);
@@ -438,12 +439,7 @@ fn an_unanswered_state_request_goes_to_the_next_holder_and_hostile_rounds_do_not
 
 #[test]
 fn a_state_that_arrives_after_the_network_moved_on_is_followed_by_the_newer_one() {
-    let mut net = Net::new(4);
-    net.partition(&[0, 1, 2]);
-    for i in 0..3 {
-        net.feed(i, Input::Tick);
-    }
-    net.run_group(&[0, 1, 2], 5);
+    let mut net = Net::three_of_four_ran(5);
     // Node 3 joins; the state it asks for is held back while the others close round 5, so
     // their votes for round 5 reach it before the state for round 4 does.
     net.partition(&[0, 1, 2, 3]);
@@ -481,12 +477,7 @@ fn a_state_that_arrives_after_the_network_moved_on_is_followed_by_the_newer_one(
 
 #[test]
 fn a_joiner_whose_state_comes_after_the_round_was_announced_still_observes_it() {
-    let mut net = Net::new(4);
-    net.partition(&[0, 1, 2]);
-    for i in 0..3 {
-        net.feed(i, Input::Tick);
-    }
-    net.run_group(&[0, 1, 2], 5);
+    let mut net = Net::three_of_four_ran(5);
     net.partition(&[0, 1, 2, 3]);
     let held = std::cell::RefCell::new(None);
     net.settle(|to, from, m| {

@@ -12,7 +12,7 @@ use crate::adversary::{Attack, AttackKind};
 use crate::memory::{MemoryData, markov_corpus};
 use crate::network::Link;
 use crate::workload::ModelWorkload;
-use crate::{Result, SimConfig};
+use crate::{Result, Sim, SimConfig, SimReport, ToyWorkload};
 
 /// Vocabulary of the tiny scenarios.
 pub const TINY_VOCAB: usize = 64;
@@ -73,4 +73,11 @@ pub fn tiny_workload(config: &SimConfig) -> Result<ModelWorkload<MemoryData>> {
         clip_norm: 1.0,
     };
     ModelWorkload::new(tiny_model(), config.seed, inner, data, 4)
+}
+
+/// Runs `config` on the toy workload (seeded from the config): the protocol alone, hundreds of
+/// rounds in milliseconds.
+pub fn run_toy(config: SimConfig) -> Result<SimReport> {
+    let workload = ToyWorkload::new(config.seed);
+    Sim::new(config, workload)?.run()
 }

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use neuroshard_sim::presets::tiny_config;
-use neuroshard_sim::{Change, ChurnEvent, Sim, ToyWorkload};
+use neuroshard_sim::presets::{run_toy, tiny_config};
+use neuroshard_sim::{Change, ChurnEvent};
 
 const CHECKPOINTED: usize = 2;
 const FRESH: usize = 4;
@@ -23,10 +23,7 @@ fn crash_and_restart() {
         ChurnEvent::at_round(3, Change::Crash(CHECKPOINTED)).after(mid_round),
         ChurnEvent::at_round(6, Change::Restart(CHECKPOINTED)).after(soon),
     ];
-    let report = Sim::new(config.clone(), ToyWorkload::new(config.seed))
-        .unwrap()
-        .run()
-        .unwrap();
+    let report = run_toy(config.clone()).unwrap();
     report.assert_clean();
     let seed = report.seed;
     // FRESH counts from round 3; CHECKPOINTED, down in round 3 before round 2's split could be

@@ -1,8 +1,8 @@
 //! A node that joins a network 300 rounds in holds the network's model within one round of
 //! connecting and contributes soon after; no round waits for it on the way.
 
-use neuroshard_sim::presets::tiny_config;
-use neuroshard_sim::{Change, ChurnEvent, Sim, ToyWorkload};
+use neuroshard_sim::presets::{run_toy, tiny_config};
+use neuroshard_sim::{Change, ChurnEvent};
 
 const NODES: usize = 4;
 const JOINER: usize = 3;
@@ -13,10 +13,7 @@ fn join_after_hundreds_of_rounds() {
     let mut config = tiny_config(21, NODES);
     config.rounds = JOIN_AT + 6;
     config.churn = vec![ChurnEvent::at_round(JOIN_AT, Change::Join(JOINER))];
-    let report = Sim::new(config.clone(), ToyWorkload::new(config.seed))
-        .unwrap()
-        .run()
-        .unwrap();
+    let report = run_toy(config.clone()).unwrap();
     report.assert_clean();
     let seed = report.seed;
     // It connects while the network is in round 300, so it counts from round 301 on.

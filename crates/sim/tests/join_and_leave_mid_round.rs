@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use neuroshard_sim::presets::tiny_config;
-use neuroshard_sim::{Change, ChurnEvent, Sim, ToyWorkload};
+use neuroshard_sim::presets::{run_toy, tiny_config};
+use neuroshard_sim::{Change, ChurnEvent};
 
 const JOINER: usize = 4;
 const LEAVER: usize = 1;
@@ -20,10 +20,7 @@ fn join_and_leave_mid_round() {
         ChurnEvent::at_round(3, Change::Join(JOINER)).after(mid_round),
         ChurnEvent::at_round(6, Change::Leave(LEAVER)).after(mid_round),
     ];
-    let report = Sim::new(config.clone(), ToyWorkload::new(config.seed))
-        .unwrap()
-        .run()
-        .unwrap();
+    let report = run_toy(config.clone()).unwrap();
     report.assert_clean();
     let seed = report.seed;
     // Four nodes until the joiner counts (from round 4), five until the leaver goes in round 6

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use neuroshard_sim::presets::tiny_config;
-use neuroshard_sim::{Change, ChurnEvent, Sim, ToyWorkload};
+use neuroshard_sim::presets::{run_toy, tiny_config};
+use neuroshard_sim::{Change, ChurnEvent};
 
 #[test]
 fn partition_heals() {
@@ -17,10 +17,7 @@ fn partition_heals() {
             .after(mid_round),
         ChurnEvent::at_round(6, Change::Heal).after(mid_round),
     ];
-    let report = Sim::new(config.clone(), ToyWorkload::new(config.seed))
-        .unwrap()
-        .run()
-        .unwrap();
+    let report = run_toy(config.clone()).unwrap();
     report.assert_clean();
     let seed = report.seed;
     // The smaller side is off the network from round 1 (it is cut off before that round's

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use neuroshard_sim::adversary::{Attack, AttackKind};
-use neuroshard_sim::presets::{tiny_config, tiny_workload};
-use neuroshard_sim::{Change, ChurnEvent, Link, Sim, SimReport, ToyWorkload};
+use neuroshard_sim::presets::{run_toy, tiny_config, tiny_workload};
+use neuroshard_sim::{Change, ChurnEvent, Link, Sim, SimReport};
 
 /// A run with everything random switched on: jitter, loss, attackers with noise.
 fn run(seed: u64) -> SimReport {
@@ -56,10 +56,7 @@ fn run_with_churn(seed: u64) -> SimReport {
         ChurnEvent::at_round(6, Change::Heal).after(mid_round),
         ChurnEvent::at_round(8, Change::Leave(2)).after(mid_round),
     ];
-    Sim::new(config.clone(), ToyWorkload::new(config.seed))
-        .unwrap()
-        .run()
-        .unwrap()
+    run_toy(config.clone()).unwrap()
 }
 
 #[test]

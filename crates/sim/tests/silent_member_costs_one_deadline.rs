@@ -3,8 +3,8 @@
 //! round, whether it is a member from the start or joins later.
 
 use neuroshard_sim::adversary::{Attack, AttackKind};
-use neuroshard_sim::presets::tiny_config;
-use neuroshard_sim::{Change, ChurnEvent, Sim, SimConfig, SimReport, ToyWorkload};
+use neuroshard_sim::presets::{run_toy, tiny_config};
+use neuroshard_sim::{Change, ChurnEvent, SimConfig, SimReport};
 
 const NODES: usize = 5;
 
@@ -20,10 +20,7 @@ fn run(attack: AttackKind, join_at: Option<u64>) -> SimReport {
     if let Some(round) = join_at {
         config.churn = vec![ChurnEvent::at_round(round, Change::Join(attacker))];
     }
-    Sim::new(config.clone(), ToyWorkload::new(config.seed))
-        .unwrap()
-        .run()
-        .unwrap()
+    run_toy(config.clone()).unwrap()
 }
 
 /// At most one round closed at its deadline, only the attacker was missed, and the run took at
