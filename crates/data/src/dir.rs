@@ -244,7 +244,7 @@ fn read_shard(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::merkle::merkle_root;
+    use neuroshard_primitives::merkle_root;
 
     /// A manifest with two fake shards, for tests of the files that refer to one.
     pub(crate) fn tiny_manifest() -> Manifest {

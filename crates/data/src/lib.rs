@@ -69,7 +69,6 @@ mod error;
 mod fetch;
 mod genesis;
 mod manifest;
-mod merkle;
 pub mod shard;
 mod tokenizer;
 
@@ -85,5 +84,5 @@ pub use genesis::{
     ModelSpec,
 };
 pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest, ShardEntry};
-pub use merkle::{MerkleProof, merkle_root};
+pub use neuroshard_primitives::{MerkleProof, merkle_root};
 pub use tokenizer::{BOS, EOS, PAD, Tokenizer, train_tokenizer};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::SourceStats;
 use crate::fetch::PackageRecord;
-use crate::merkle::{MerkleProof, merkle_root};
+use neuroshard_primitives::{MerkleProof, merkle_root};
 use crate::shard::{TokenWidth, train_name, validation_name};
 use crate::{Error, Result};
 

@@ -1,4 +1,4 @@
-//! Shared vocabulary: hashes, ids, signed envelopes, token batches.
+//! Shared vocabulary: hashes, Merkle proofs, ids, signed envelopes, token batches.
 //!
 //! # Bird's Eye View
 //!
@@ -17,9 +17,11 @@
 mod batch;
 mod error;
 mod hash;
+mod merkle;
 mod signed;
 
 pub use batch::{Batch, BatchSource};
 pub use error::{Error, Result};
 pub use hash::Hash;
+pub use merkle::{MerkleProof, merkle_root};
 pub use signed::{Keypair, NodeId, Signed};

@@ -1,8 +1,9 @@
-//! The Merkle tree over shard hashes: its root, and inclusion proofs for single shards.
+//! A Merkle tree over hashes: its root, and inclusion proofs for single leaves (shards of the
+//! Genesis manifest, checkpoints of a training chain).
 //!
 //! # Shape
 //!
-//! 1. The leaves are the shards' BLAKE3 hashes, in shard order.
+//! 1. The leaves are hashes, in the caller's order (the shards' hashes in shard order).
 //! 2. Each level pairs neighbours left to right: `parent = Hash::pair(left, right)`.
 //! 3. **Odd node:** when a level has an odd count, its last node is carried up unchanged (it is
 //!    *not* paired with itself, so no two different leaf lists share a root the way Bitcoin's
@@ -12,7 +13,7 @@
 //! A proof carries the leaf count, so its path length is fixed by (index, count): an inner node
 //! cannot be passed off as a leaf by a shorter proof.
 
-use neuroshard_primitives::Hash;
+use crate::Hash;
 use serde::{Deserialize, Serialize};
 
 /// The Merkle root of `leaves` (see the module docs for the shape).
