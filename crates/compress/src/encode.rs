@@ -22,6 +22,12 @@ impl Residual {
         Self::default()
     }
 
+    /// A residual carrying `values` (empty for none), as saved or as a contributor disclosed it
+    /// for a verifier to repeat its encoding.
+    pub fn from_values(values: Vec<f32>) -> Self {
+        Self(values)
+    }
+
     /// The carried values (empty before the first encoding).
     pub fn as_slice(&self) -> &[f32] {
         &self.0

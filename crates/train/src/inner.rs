@@ -121,6 +121,21 @@ impl InnerLoop {
         Ok(())
     }
 
+    /// Replaces the weights and the optimizer state (a checkpoint a verifier replays from),
+    /// checking that they fit the model.
+    pub fn restore(&mut self, params: &[f32], optimizer: AdamW) -> Result<()> {
+        if optimizer.len() != self.params.len() {
+            return Err(Error::LengthMismatch {
+                what: "optimizer state",
+                expected: self.params.len(),
+                got: optimizer.len(),
+            });
+        }
+        self.set_params(params)?;
+        self.optimizer = optimizer;
+        Ok(())
+    }
+
     /// One inner step at the 0-based global step `step`: loss and gradients of `batch`, clip,
     /// AdamW at the rate the schedule gives `step`.
     pub fn step_on(&mut self, batch: &Batch, step: u64) -> Result<StepStats> {
