@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use error::{Error, Result};
-pub use status::{ClosedRound, HISTORY_LIMIT, Point, ROUNDS_LIMIT, Status};
+pub use status::{Audits, ClosedRound, Excluded, HISTORY_LIMIT, Point, ROUNDS_LIMIT, Status};
 
 /// Where the HTTP API listens unless told otherwise: loopback only, port 8000.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8000));

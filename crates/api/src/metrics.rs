@@ -102,7 +102,56 @@ pub fn render(status: &Status) -> String {
         family(&mut out, name, "counter", help);
         sample(&mut out, name, &[], value as f64);
     }
+    audits(&mut out, &status.audits);
     out
+}
+
+/// Proof of Neural Work: audits by outcome, fraud proofs by finding, peers excluded.
+fn audits(out: &mut String, audits: &crate::Audits) {
+    let name = "neuroshard_audits_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Audits of other nodes' work this node concluded, by outcome.",
+    );
+    for (outcome, value) in [
+        ("passed", audits.passed),
+        ("failed", audits.failed),
+        ("withheld", audits.withheld),
+    ] {
+        sample(out, name, &[("outcome", outcome.to_owned())], value as f64);
+    }
+    let name = "neuroshard_fraud_proofs_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Fraud proofs received and checked, by finding.",
+    );
+    for (finding, value) in [
+        ("upheld", audits.proofs_upheld),
+        ("false", audits.false_accusations),
+        ("seen", audits.proofs_seen),
+    ] {
+        sample(out, name, &[("finding", finding.to_owned())], value as f64);
+    }
+    let name = "neuroshard_challenges_served_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Challenges of this node's own work it answered.",
+    );
+    sample(out, name, &[], audits.served as f64);
+    let name = "neuroshard_excluded_peers";
+    family(
+        out,
+        name,
+        "gauge",
+        "Peers excluded as proven cheaters or false accusers.",
+    );
+    sample(out, name, &[], audits.excluded.len() as f64);
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -52,6 +52,8 @@ pub struct Status {
     pub rounds: Vec<ClosedRound>,
     /// Rounds this node closed at their deadline because a member had not delivered its Δ.
     pub rounds_at_deadline: u64,
+    /// Proof of Neural Work: this node's audits, the fraud proofs it checked, whom it excluded.
+    pub audits: Audits,
 }
 
 /// One round as this node closed it, or the round whose end state it installed from a peer.
@@ -168,4 +170,37 @@ mod tests {
         assert_eq!(rounds, newest, "the newest rounds, oldest first");
         assert_eq!(status.rounds_at_deadline, ROUNDS_LIMIT as u64 / 2);
     }
+}
+
+/// What a node's audits of others' work found (`Status::audits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Audits {
+    /// Segments of other nodes' chains this node challenged.
+    pub challenged: u64,
+    /// Of its replays, those that matched the commitment.
+    pub passed: u64,
+    /// Its audits that failed (a bad opening or a replay that did not match).
+    pub failed: u64,
+    /// Its challenges the contributor did not answer in time.
+    pub withheld: u64,
+    /// Challenges of this node's own chains it answered.
+    pub served: u64,
+    /// Fraud proofs received from other nodes.
+    pub proofs_seen: u64,
+    /// Of those, the ones that held when this node checked them.
+    pub proofs_upheld: u64,
+    /// Of those, the false ones: the accuser was excluded.
+    pub false_accusations: u64,
+    /// Peers excluded as proven cheaters or false accusers (node ids, hex), with why.
+    pub excluded: Vec<Excluded>,
+}
+
+/// One excluded peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    /// Its node id, hex.
+    pub node: String,
+    /// The finding that excluded it.
+    pub reason: String,
 }

@@ -8,8 +8,6 @@
 //! load both tensors must match their recorded hashes and the network id must match.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use neuroshard_primitives::Hash;
@@ -56,16 +54,7 @@ pub(crate) fn save(path: &Path, network_id: Hash, state: &State) -> Result<()> {
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
-    let tmp = path.with_extension("safetensors.tmp");
-    let mut file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(Error::io("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::io("renaming", path))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("syncing", dir))
+    crate::atomic::write_atomic(path, &bytes)
 }
 
 /// Reads the checkpoint at `path`, if there is one, checking its network id, its size against

@@ -17,6 +17,7 @@ use neuroshard_p2p::{MemoryStore, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use tokio::sync::Notify;
 
+use crate::atomic::write_atomic;
 use crate::wire::{self, DATA_TOPIC, HOLDINGS_NS, Holdings};
 use crate::{Error, Result};
 
@@ -251,12 +252,6 @@ fn key(piece: Piece) -> Hash {
             h
         }
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).map_err(Error::io("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::io("renaming", path))
 }
 
 /// The dataset shared between the driver (which hears holders) and training jobs (which wait

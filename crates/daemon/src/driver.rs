@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use neuroshard_node::{Input, LossGauge, Node, Output, Timestamp, TrainingJob};
+use neuroshard_node::{
+    CheckpointStore, Input, LossGauge, Node, Output, ReplayJob, Replayed, Timestamp, TrainingJob,
+};
 use neuroshard_p2p::{NetEvent, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::NodeId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::audit::{DiskCheckpoints, Replayer};
 use crate::checkpoint::State;
 use crate::dataset::DataSync;
 use crate::status::StatusBoard;
@@ -45,6 +48,23 @@ pub(crate) enum Done {
     Job(Box<Trainer>, JobOutcome),
     /// A job could not get its data; the trainer comes back.
     NoData(Box<Trainer>, TrainingJob, Error),
+    /// The checkpoints a challenge asked for, read from disk (`None`: no longer kept).
+    Checkpoints {
+        /// The challenger.
+        peer: NodeId,
+        /// The chain's round.
+        round: u64,
+        /// The segment.
+        segment: u64,
+        /// Checkpoints `segment` and `segment + 1`.
+        checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+    },
+    /// A replay ended (or its data could not be had); the replayer comes back with it.
+    Replayed(
+        Box<Replayer>,
+        ReplayJob,
+        std::result::Result<Replayed, String>,
+    ),
     /// The training thread died.
     Crashed(String),
 }
@@ -96,6 +116,12 @@ pub(crate) struct Driver {
     pub(crate) peers: BTreeMap<PeerId, NodeId>,
     pub(crate) pending: Option<TrainingJob>,
     pub(crate) wake: Option<Timestamp>,
+    /// This node's chain checkpoints, served to challengers.
+    pub(crate) chains: DiskCheckpoints,
+    /// The replayer, when no replay is running.
+    pub(crate) replayer: Option<Box<Replayer>>,
+    /// Replays waiting for the replayer.
+    pub(crate) replays: std::collections::VecDeque<ReplayJob>,
 }
 
 /// Now, as microseconds since the Unix epoch: the node core's clock.
@@ -218,8 +244,86 @@ impl Driver {
                     self.show_progress();
                     self.checkpoint();
                 }
+                Output::Checkpoints {
+                    peer,
+                    round,
+                    segment,
+                } => self.read_checkpoints(peer, round, segment),
+                Output::Replay(job) => {
+                    self.replays.push_back(job);
+                    self.start_replay();
+                }
+                Output::Audited(verdict) => {
+                    tracing::info!(round = verdict.round, contributor = %verdict.contributor,
+                        segment = verdict.segment, outcome = ?verdict.outcome, "audit concluded");
+                    self.show_audits();
+                }
+                Output::Excluded { node, reason } => {
+                    tracing::warn!(%node, reason, "excluded a member: proven to cheat or to accuse falsely");
+                    self.show_audits();
+                }
             }
         }
+    }
+
+    fn show_audits(&self) {
+        self.status
+            .audits(self.node.audit_stats(), self.node.excluded());
+    }
+
+    /// Reads a challenged segment's checkpoints off disk, off the loop.
+    fn read_checkpoints(&self, peer: NodeId, round: u64, segment: u64) {
+        let (chains, done) = (self.chains.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                chains
+                    .get(round, segment)
+                    .zip(chains.get(round, segment + 1))
+            })
+            .await;
+            let checkpoints = read.ok().flatten();
+            let _ = done
+                .send(Done::Checkpoints {
+                    peer,
+                    round,
+                    segment,
+                    checkpoints,
+                })
+                .await;
+        });
+    }
+
+    /// Starts the next replay if the replayer is free: fetch the contributor's shards for the
+    /// round, then replay on a blocking thread, beside training.
+    fn start_replay(&mut self) {
+        if self.replayer.is_none() {
+            return;
+        }
+        let Some(job) = self.replays.pop_front() else {
+            return;
+        };
+        let mut replayer = self.replayer.take().expect("checked above");
+        let (data, done) = (self.data.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            if let Err(err) = data.ensure(job.round, job.contributor).await {
+                let reason = format!("the contributor's shards: {err}");
+                let _ = done.send(Done::Replayed(replayer, job, Err(reason))).await;
+                return;
+            }
+            let ran = tokio::task::spawn_blocking(move || {
+                let result = replayer.run(&job);
+                (replayer, job, result)
+            })
+            .await;
+            match ran {
+                Ok((replayer, job, result)) => {
+                    let _ = done.send(Done::Replayed(replayer, job, result)).await;
+                }
+                Err(err) => {
+                    let _ = done.send(Done::Crashed(err.to_string())).await;
+                }
+            }
+        });
     }
 
     fn penalize(&self, peer: NodeId, reason: &str) {
@@ -291,6 +395,25 @@ impl Driver {
                 tracing::warn!(round = job.round, %err, "no training data yet; retrying");
                 self.trainer = Some(trainer);
                 self.pending.get_or_insert(job);
+            }
+            Done::Checkpoints {
+                peer,
+                round,
+                segment,
+                checkpoints,
+            } => self.input(Input::Checkpoints {
+                peer,
+                round,
+                segment,
+                checkpoints,
+            }),
+            Done::Replayed(replayer, job, result) => {
+                self.replayer = Some(replayer);
+                if let Err(err) = &result {
+                    tracing::warn!(round = job.round, contributor = %job.contributor, %err, "could not replay a segment");
+                }
+                self.input(Input::Replayed(job, result));
+                self.start_replay();
             }
             Done::Crashed(reason) => return Err(Error::Worker(reason)),
         }

@@ -42,6 +42,8 @@
 //!
 //! None.
 
+mod atomic;
+mod audit;
 mod checkpoint;
 mod config;
 mod dataset;
@@ -65,13 +67,18 @@ use neuroshard_model::NeuroLlm;
 use neuroshard_node::{DeadlineAgreement, Node, Snapshot};
 use neuroshard_p2p::{MemoryStore, Multiaddr, Network, NetworkConfig};
 use neuroshard_primitives::{Keypair, NodeId};
+use neuroshard_train::InnerLoop;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use checkpoint::CHECKPOINT_FILE;
+
+/// Where, under the data directory, a node keeps its training chains' checkpoints for audits.
+pub const CHAINS_DIR: &str = "chains";
 pub use config::NodeConfig;
 pub use error::{Error, Result};
 
+use crate::audit::{DirAssignments, DiskCheckpoints, Replayer};
 use crate::dataset::{DataSync, Dataset};
 use crate::driver::{Driver, StartRule};
 use crate::settings::Settings;
@@ -111,6 +118,18 @@ impl Daemon {
             per_node: config.shards_per_node,
             inner_steps: genesis.diloco.inner_steps,
         };
+        let chains = DiskCheckpoints::open(&data_dir.join(CHAINS_DIR))?;
+        let replayer = Replayer::new(
+            InnerLoop::new(
+                NeuroLlm::new(&settings.model, genesis.seed, &Device::Cpu)?,
+                settings.inner,
+            )?,
+            DirAssignments {
+                template: assignment.clone(),
+            },
+            config.val_batches,
+            settings.protocol.outer.lr,
+        );
         let trainer = Trainer::new(
             &settings.model,
             genesis.seed,
@@ -118,6 +137,7 @@ impl Daemon {
             assignment,
             progress.clone(),
             config.val_batches,
+            chains.clone(),
         )?;
         let loss = trainer.loss_gauge();
         let store = MemoryStore::new();
@@ -173,6 +193,9 @@ impl Daemon {
             peers: BTreeMap::new(),
             pending: None,
             wake: None,
+            chains,
+            replayer: Some(Box::new(replayer)),
+            replays: std::collections::VecDeque::new(),
         };
         Ok(Self {
             driver,

@@ -45,6 +45,7 @@ impl Settings {
             aggregator: rule(&genesis.aggregation)?,
             outer,
             max_frame,
+            audit: Some(neuroshard_verify::AuditConfig::DEFAULT),
         };
         let inner = inner_config(genesis, config, model.seq_len)
             .map_err(|err| format!("training settings: {err}"))?;

@@ -140,6 +140,33 @@ impl StatusBoard {
         });
     }
 
+    /// What the node's audits found so far, and whom it excluded.
+    pub(crate) fn audits(
+        &self,
+        stats: neuroshard_node::AuditStats,
+        excluded: &std::collections::BTreeMap<NodeId, String>,
+    ) {
+        self.tx.send_modify(|s| {
+            s.audits = neuroshard_api::Audits {
+                challenged: stats.challenged,
+                passed: stats.passed,
+                failed: stats.failed,
+                withheld: stats.withheld,
+                served: stats.served,
+                proofs_seen: stats.proofs_seen,
+                proofs_upheld: stats.proofs_upheld,
+                false_accusations: stats.false_accusations,
+                excluded: excluded
+                    .iter()
+                    .map(|(node, reason)| neuroshard_api::Excluded {
+                        node: node.to_hex(),
+                        reason: reason.clone(),
+                    })
+                    .collect(),
+            };
+        });
+    }
+
     /// The node installed the network's state at the end of `round` (model `hash`) at `at`,
     /// instead of closing the round itself: listed among the rounds, so a reader sees which
     /// model the node held after every round.

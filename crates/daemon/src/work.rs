@@ -1,7 +1,7 @@
 //! The training side of the node: its round-aware batch source, the replica that runs H inner
 //! steps, and the validation loss, all run on a blocking thread.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +13,7 @@ use neuroshard_node::{LossGauge, ModelWorker, TrainingJob, TrainingResult, Worke
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
 use neuroshard_train::{InnerConfig, InnerLoop};
 
+use crate::audit::DiskCheckpoints;
 use crate::{Error, Result};
 
 /// What the driver and the training thread share: which round is wanted, how far the job is.
@@ -102,7 +103,7 @@ impl BatchSource for RoundSource {
 /// The replica and an evaluation copy of the model; moved onto a blocking thread for each job.
 #[derive(Debug)]
 pub(crate) struct Trainer {
-    worker: ModelWorker<RoundSource>,
+    worker: ModelWorker<RoundSource, DiskCheckpoints>,
     eval: NeuroLlm,
     val: Option<Vec<Batch>>,
     val_batches: usize,
@@ -130,11 +131,12 @@ impl Trainer {
         assignment: Assignment,
         progress: Progress,
         val_batches: usize,
+        chains: DiskCheckpoints,
     ) -> Result<Self> {
         let dir = assignment.dir.clone();
         let source = RoundSource::new(assignment, progress);
         let replica = InnerLoop::new(NeuroLlm::new(model, seed, &Device::Cpu)?, inner)?;
-        let worker = ModelWorker::new(replica, source);
+        let worker = ModelWorker::new(replica, source, chains);
         Ok(Self {
             worker,
             eval: NeuroLlm::new(model, seed, &Device::Cpu)?,
@@ -181,23 +183,24 @@ impl Trainer {
             return Ok(None);
         }
         if self.val.is_none() {
-            let val = GenesisDir::open(&self.dir)?.validation_batches()?;
-            let (batch, seq) = (self.inner.batch_size, self.inner.seq_len);
-            let count = val.n_batches(batch, seq).min(self.val_batches as u64);
-            let batches = (0..count)
-                .map(|i| val.batch(i, batch, seq))
-                .collect::<Result<Vec<_>, _>>()?;
-            self.val = Some(batches);
+            let shape = (self.inner.batch_size, self.inner.seq_len);
+            self.val = Some(val_batches(&self.dir, shape, self.val_batches)?);
         }
         let batches = self.val.as_deref().unwrap_or_default();
         if batches.is_empty() {
             return Ok(None);
         }
         self.eval.set_flat_params(params)?;
-        let mut total = 0.0;
-        for batch in batches {
-            total += self.eval.loss(batch)?;
-        }
-        Ok(Some(total / batches.len() as f32))
+        Ok(Some(neuroshard_train::mean_loss(&self.eval, batches)?))
     }
+}
+
+/// Up to `count` held-out batches of `shape` (sequences, tokens) from the genesis directory.
+pub(crate) fn val_batches(dir: &Path, shape: (usize, usize), count: usize) -> Result<Vec<Batch>> {
+    let val = GenesisDir::open(dir)?.validation_batches()?;
+    let (batch, seq) = shape;
+    let count = val.n_batches(batch, seq).min(count as u64);
+    Ok((0..count)
+        .map(|i| val.batch(i, batch, seq))
+        .collect::<Result<Vec<_>, _>>()?)
 }

@@ -13,10 +13,10 @@ use crate::dir::GenesisDir;
 use crate::fetch::{Clients, PackageRecord, default_cache_dir, fetch_default_corpus};
 use crate::genesis::{DataSpec, Genesis};
 use crate::manifest::{MANIFEST_FORMAT_VERSION, Manifest, ShardEntry};
-use neuroshard_primitives::merkle_root;
 use crate::shard::{self, TokenWidth};
 use crate::tokenizer::{Tokenizer, train_tokenizer};
 use crate::{Error, Result};
+use neuroshard_primitives::merkle_root;
 
 /// The steps of a build, as shown by a [`Progress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

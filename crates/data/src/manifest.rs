@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::SourceStats;
 use crate::fetch::PackageRecord;
-use neuroshard_primitives::{MerkleProof, merkle_root};
 use crate::shard::{TokenWidth, train_name, validation_name};
 use crate::{Error, Result};
+use neuroshard_primitives::{MerkleProof, merkle_root};
 
 /// The manifest format this crate writes and reads (2: training documents in hash order; 3: the
 /// shards of a split of equal size), so a directory built by an older version is rebuilt rather

@@ -21,17 +21,21 @@ pub struct NodeConfig {
     /// The largest frame accepted from a peer, in bytes (bounds every allocation a peer causes);
     /// [`NodeConfig::max_frame_for`] gives it.
     pub max_frame: usize,
+    /// Proof of Neural Work: how contributions are committed and audited; `None` trusts every
+    /// Δ that decodes (a network of one operator's machines, or a protocol test).
+    pub audit: Option<neuroshard_verify::AuditConfig>,
 }
 
 impl NodeConfig {
     /// The frame limit for a network training `n_params` parameters under `compress`: the larger
-    /// of sixteen Δ packets and a full-state resync (parameters plus two optimiser vectors), plus
-    /// 1 MiB for the rest of the frame.
+    /// of sixteen Δ packets and a fraud proof (an opening of the last segment: two checkpoints of
+    /// three vectors each, the base model and the residual, so eight f32 per parameter, which
+    /// also covers a full-state resync), plus 1 MiB for the rest of the frame.
     pub fn max_frame_for(
         n_params: usize,
         compress: &neuroshard_compress::CompressConfig,
     ) -> Result<usize> {
         let payload = neuroshard_compress::encoded_len(n_params, compress)?;
-        Ok((16 * payload).max(12 * n_params) + (1 << 20))
+        Ok((16 * payload).max(32 * n_params) + (1 << 20))
     }
 }

@@ -29,6 +29,12 @@ pub enum Error {
     /// Compression refused its settings or a payload.
     #[error(transparent)]
     Compress(#[from] neuroshard_compress::Error),
+    /// A checkpoint, an opening or a replay failed on this node.
+    #[error(transparent)]
+    Verify(#[from] neuroshard_verify::Error),
+    /// The node's checkpoint store failed.
+    #[error("keeping a checkpoint: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The node's data source failed.
     #[error("reading training data: {0}")]
     Data(#[source] Box<dyn std::error::Error + Send + Sync>),

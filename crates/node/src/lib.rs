@@ -41,6 +41,10 @@ pub use config::NodeConfig;
 pub use error::{Error, Result};
 pub use message::{Announcement, MAX_SMALL_FRAME, Message, Round};
 pub use node::{Input, Node, Output, RoundSummary, Snapshot};
-pub use replica::{LossGauge, ModelWorker};
+pub use phase::audit::AuditStats;
+pub use replica::{
+    Assignments, CHECKPOINT_ROUNDS, CheckpointStore, LossGauge, MemoryCheckpoints, ModelVerifier,
+    ModelWorker, loss_ends,
+};
 pub use time::Timestamp;
-pub use work::{TrainingJob, TrainingResult, Worker};
+pub use work::{Purpose, ReplayJob, Replayed, TrainingJob, TrainingResult, Verifier, Worker};

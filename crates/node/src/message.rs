@@ -7,6 +7,7 @@
 //! frame holds.
 
 use neuroshard_primitives::{Hash, Keypair, NodeId, Signed};
+use neuroshard_verify::{Commitment, Opening, Verdict};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -34,6 +35,8 @@ pub struct Announcement {
     pub loss_start: f32,
     /// Mean training loss over the last inner steps, as the contributor reports it.
     pub loss_end: f32,
+    /// What the contributor's training commits to (`None` when the network does not audit).
+    pub commitment: Option<Commitment>,
 }
 
 /// Every message of the round protocol.
@@ -81,6 +84,39 @@ pub enum Message {
         /// installing node waits for the same members as the network.
         missed: Vec<NodeId>,
     },
+    /// An audit: serve segment `segment` of your chain for `round`.
+    Challenge {
+        /// The round audited.
+        round: Round,
+        /// Whose chain.
+        contributor: NodeId,
+        /// The segment the ticket draws.
+        segment: u64,
+        /// The auditor's ticket: its signature over the round, the contributor's commitment
+        /// root and the contributor (see `neuroshard_verify::audit`).
+        ticket: Vec<u8>,
+    },
+    /// The challenged segment, answering a [`Message::Challenge`].
+    Opening {
+        /// The round audited.
+        round: Round,
+        /// Both checkpoints with their Merkle proofs.
+        opening: Opening,
+    },
+    /// An auditor's conclusion about one contribution.
+    Verdict(Verdict),
+    /// Proof that `contributor`'s work for `round` is false: its own signed announcement and
+    /// signed opening, which any node can check and replay.
+    FraudProof {
+        /// The round.
+        round: Round,
+        /// The accused.
+        contributor: NodeId,
+        /// The accused's sealed [`Message::Announce`] frame.
+        announcement: Vec<u8>,
+        /// The accused's sealed [`Message::Opening`] frame.
+        opening: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -93,6 +129,10 @@ impl Message {
             Message::ModelHash { .. } => b"_NEUROSHARD_ROUND_MODEL_HASH",
             Message::SyncRequest { .. } => b"_NEUROSHARD_ROUND_SYNC_REQUEST",
             Message::SyncState { .. } => b"_NEUROSHARD_ROUND_SYNC_STATE",
+            Message::Challenge { .. } => b"_NEUROSHARD_AUDIT_CHALLENGE",
+            Message::Opening { .. } => b"_NEUROSHARD_AUDIT_OPENING",
+            Message::Verdict(_) => b"_NEUROSHARD_AUDIT_VERDICT",
+            Message::FraudProof { .. } => b"_NEUROSHARD_AUDIT_FRAUD_PROOF",
         }
     }
 
@@ -100,17 +140,27 @@ impl Message {
     pub fn round(&self) -> Round {
         match self {
             Message::Announce(a) => a.round,
+            Message::Verdict(v) => v.round,
             Message::Fetch { round, .. }
             | Message::Delta { round, .. }
             | Message::ModelHash { round, .. }
             | Message::SyncRequest { round }
-            | Message::SyncState { round, .. } => *round,
+            | Message::SyncState { round, .. }
+            | Message::Challenge { round, .. }
+            | Message::Opening { round, .. }
+            | Message::FraudProof { round, .. } => *round,
         }
     }
 
     /// Whether this kind carries a large payload; the others must fit [`MAX_SMALL_FRAME`].
     fn is_bulk(&self) -> bool {
-        matches!(self, Message::Delta { .. } | Message::SyncState { .. })
+        matches!(
+            self,
+            Message::Delta { .. }
+                | Message::SyncState { .. }
+                | Message::Opening { .. }
+                | Message::FraudProof { .. }
+        )
     }
 
     /// Signs and encodes the message for the wire.
@@ -156,6 +206,7 @@ mod tests {
             tokens: 4096,
             loss_start: 5.0,
             loss_end: 4.0,
+            commitment: None,
         })
     }
 

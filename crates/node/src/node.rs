@@ -7,7 +7,8 @@ use neuroshard_primitives::{Hash, Keypair, NodeId};
 use crate::agreement::Agreement;
 use crate::config::NodeConfig;
 use crate::message::{Announcement, Message, Round};
-use crate::work::{TrainingJob, TrainingResult};
+use crate::phase::audit::{AuditStats, Audits};
+use crate::work::{ReplayJob, Replayed, TrainingJob, TrainingResult};
 use crate::{Error, Result, Timestamp, round};
 
 /// Everything that can happen to a node.
@@ -19,6 +20,21 @@ pub enum Input {
     Message(NodeId, Vec<u8>),
     /// The driver finished a [`TrainingJob`].
     Trained(TrainingResult),
+    /// The driver read the checkpoints [`Output::Checkpoints`] asked for: the segment's start and
+    /// end in wire form, `None` if its store no longer holds them.
+    Checkpoints {
+        /// The challenger to serve.
+        peer: NodeId,
+        /// The round of the chain.
+        round: Round,
+        /// The segment.
+        segment: u64,
+        /// Checkpoints `segment` and `segment + 1`.
+        checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+    },
+    /// The driver finished a [`ReplayJob`]: what it computed, or why it could not (a local
+    /// failure, which judges nobody).
+    Replayed(ReplayJob, std::result::Result<Replayed, String>),
 }
 
 /// Everything a node asks its driver to do.
@@ -41,6 +57,28 @@ pub enum Output {
     },
     /// A round closed: what was applied.
     Closed(RoundSummary),
+    /// Read checkpoints `segment` and `segment + 1` of this node's chain for `round` from the
+    /// store and feed back [`Input::Checkpoints`] (a member challenged that segment).
+    Checkpoints {
+        /// The challenger.
+        peer: NodeId,
+        /// The round of the chain.
+        round: Round,
+        /// The segment.
+        segment: u64,
+    },
+    /// Replay another node's segment with the driver's [`crate::Verifier`] and feed back
+    /// [`Input::Replayed`].
+    Replay(ReplayJob),
+    /// This node concluded an audit (for logs and status).
+    Audited(neuroshard_verify::Verdict),
+    /// A member was proven to cheat, or to accuse falsely: it counts for nothing from now on.
+    Excluded {
+        /// The member.
+        node: NodeId,
+        /// The proof's finding, for logs.
+        reason: String,
+    },
     /// The node's model was not the one the members settled on and was replaced by a peer's.
     Resynced {
         /// The round whose end state was installed.
@@ -162,6 +200,8 @@ pub struct Node {
     pub(crate) pending_sync: Option<PendingSync>,
     /// Unanswered state requests since the last install; picks the next holder to ask.
     pub(crate) sync_attempts: u64,
+    /// Proof of Neural Work: own chains, claims, challenges, exclusions.
+    pub(crate) audits: Audits,
 }
 
 impl Node {
@@ -180,6 +220,9 @@ impl Node {
             )));
         }
         config.compress.validate()?;
+        if let Some(audit) = &config.audit {
+            audit.validate()?;
+        }
         let outer = neuroshard_train::OuterOptimizer::new(params.len(), config.outer)?;
         let residual = neuroshard_compress::Residual::new();
         Ok(Self {
@@ -205,6 +248,7 @@ impl Node {
             included_last: BTreeSet::new(),
             pending_sync: None,
             sync_attempts: 0,
+            audits: Audits::default(),
         })
     }
 
@@ -259,6 +303,13 @@ impl Node {
             Input::Tick => round::on_tick(self, now),
             Input::Trained(result) => round::on_trained(self, now, result),
             Input::Message(peer, frame) => round::on_frame(self, now, peer, &frame),
+            Input::Checkpoints {
+                peer,
+                round,
+                segment,
+                checkpoints,
+            } => round::on_checkpoints(self, peer, round, segment, checkpoints),
+            Input::Replayed(job, result) => round::on_replayed(self, now, job, result),
         }
     }
 
@@ -285,6 +336,16 @@ impl Node {
     /// The members expected to contribute.
     pub fn members(&self) -> &BTreeSet<NodeId> {
         &self.members
+    }
+
+    /// What this node's audits have found so far.
+    pub fn audit_stats(&self) -> AuditStats {
+        self.audits.stats
+    }
+
+    /// The members this node excluded (proven cheaters and false accusers), with why.
+    pub fn excluded(&self) -> &BTreeMap<NodeId, String> {
+        &self.audits.excluded
     }
 
     /// Signs and encodes a message with this node's key.

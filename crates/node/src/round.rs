@@ -10,19 +10,24 @@
 //!    (a majority, or the plurality once everyone voted), or that finds the network ahead of it,
 //!    installs a peer's state and observes one round before it trains again.
 //!    Then the next round begins.
+//! 7. **Audit.** When a round closes, challenge the segments the draw picks among its
+//!    contributions (before the outer step, while the round's start model is at hand); serve
+//!    this node's own; replay what is served, beside the next round's training; exclude whoever
+//!    a checked fraud proof convicts.
 
 use neuroshard_primitives::NodeId;
 
 use crate::Timestamp;
-use crate::message::Message;
+use crate::message::{Message, Round};
 use crate::node::{Node, Output, Phase, penalize};
-use crate::phase::{aggregate, exchange, sync, train};
-use crate::work::TrainingResult;
+use crate::phase::{aggregate, audit, exchange, sync, train};
+use crate::work::{ReplayJob, Replayed, TrainingResult};
 
 /// Time passed: start the first round, close the exchange at its deadline, or ask another
 /// holder for a state that did not come.
 pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
     let mut outputs = sync::retry(node, now);
+    outputs.extend(audit::on_tick(node, now));
     match node.phase {
         Phase::Idle => outputs.extend(start(node, now)),
         Phase::Exchange | Phase::Observing => outputs.extend(try_close(node, now)),
@@ -59,8 +64,14 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
         Ok(opened) => opened,
         Err(err) => return vec![penalize(peer, err)],
     };
+    if node.audits.excluded.contains_key(&signer) {
+        return Vec::new();
+    }
     match message {
-        Message::Announce(announcement) => exchange::on_announce(node, signer, announcement),
+        Message::Announce(announcement) => {
+            audit::remember_claim(node, signer, announcement.round, frame);
+            exchange::on_announce(node, signer, announcement)
+        }
         Message::Fetch { round, delta } => exchange::on_fetch(node, peer, round, delta),
         Message::Delta { round, payload } => {
             let mut outputs = exchange::on_delta(node, round, &payload);
@@ -87,7 +98,58 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
             outputs.extend(try_close(node, now));
             outputs
         }
+        Message::Challenge {
+            round,
+            contributor,
+            segment,
+            ticket,
+        } if contributor == node.id && node.members.contains(&signer) => {
+            audit::on_challenge(node, signer, round, segment, ticket)
+        }
+        Message::Challenge { .. } => Vec::new(),
+        Message::Opening { round, opening } => {
+            audit::on_opening(node, signer, frame, round, opening)
+        }
+        Message::Verdict(verdict) if node.members.contains(&signer) => {
+            audit::on_verdict(node, now, verdict)
+        }
+        Message::Verdict(_) => Vec::new(),
+        Message::FraudProof {
+            round,
+            contributor,
+            announcement,
+            opening,
+        } if node.members.contains(&signer) => {
+            let mut outputs =
+                audit::on_fraud_proof(node, signer, round, contributor, &announcement, &opening);
+            outputs.extend(try_close(node, now));
+            outputs
+        }
+        Message::FraudProof { .. } => Vec::new(),
     }
+}
+
+/// The driver read a challenged segment's checkpoints: serve them.
+pub(crate) fn on_checkpoints(
+    node: &mut Node,
+    peer: NodeId,
+    round: Round,
+    segment: u64,
+    checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+) -> Vec<Output> {
+    audit::on_checkpoints(node, peer, round, segment, checkpoints)
+}
+
+/// The driver replayed a segment: judge it; an exclusion may let the round close.
+pub(crate) fn on_replayed(
+    node: &mut Node,
+    now: Timestamp,
+    job: ReplayJob,
+    result: Result<Replayed, String>,
+) -> Vec<Output> {
+    let mut outputs = audit::on_replayed(node, job, result);
+    outputs.extend(try_close(node, now));
+    outputs
 }
 
 /// The members changed: greet the new ones with this node's latest vote; the round may close
@@ -110,8 +172,9 @@ fn try_close(node: &mut Node, now: Timestamp) -> Vec<Output> {
     let Some(closing) = aggregate::agree(node, now) else {
         return Vec::new();
     };
+    let mut outputs = audit::select(node, now, closing.included());
     let summary = aggregate::outer_step(node, now, closing);
-    let mut outputs = vec![Output::Broadcast(sync::vote(node, summary.round))];
+    outputs.push(Output::Broadcast(sync::vote(node, summary.round)));
     outputs.push(Output::Closed(summary));
     outputs.extend(sync::check(node, now));
     outputs.extend(train::begin(node, now));

@@ -39,6 +39,7 @@ impl Net {
             aggregator: Rule::for_attackers(RuleKind::Mean, n, 0).unwrap(),
             outer: OuterConfig::DILOCO,
             max_frame: 1 << 20,
+            audit: None,
         };
         let nodes = keys
             .into_iter()
@@ -89,7 +90,11 @@ impl Net {
                 Output::Penalize { peer, .. } => self.penalties.push((i, peer)),
                 Output::Resynced { .. } => self.resyncs += 1,
                 Output::Closed(summary) => self.closed.push((i, summary)),
-                Output::WakeAt(_) => {}
+                Output::WakeAt(_)
+                | Output::Checkpoints { .. }
+                | Output::Replay(_)
+                | Output::Audited(_)
+                | Output::Excluded { .. } => {}
             }
         }
     }
@@ -130,6 +135,7 @@ impl Net {
                 tokens: 1,
                 loss_start: 2.0,
                 loss_end: 1.0,
+                chain: neuroshard_verify::Chain::new(),
             };
             self.feed(i, Input::Trained(result));
         }
@@ -197,6 +203,7 @@ fn garbage_and_equivocation_are_penalised() {
             tokens: 1,
             loss_start: 1.0,
             loss_end: 1.0,
+            commitment: None,
         })
     };
     let (first, second) = (announce(1).seal(&liar), announce(2).seal(&liar));

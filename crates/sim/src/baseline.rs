@@ -33,7 +33,7 @@ pub struct BaselineReport {
 }
 
 /// Runs synchronous data-parallel training for `config.rounds × H` steps on `config.nodes` nodes.
-pub fn sync_data_parallel<D: DataPlan>(
+pub fn sync_data_parallel<D: DataPlan + Clone>(
     workload: &mut ModelWorkload<D>,
     config: &SimConfig,
 ) -> Result<BaselineReport> {
@@ -65,7 +65,7 @@ pub fn sync_data_parallel<D: DataPlan>(
 }
 
 /// Fills in bytes, time and tokens for the run.
-fn ring_accounting<D: DataPlan>(
+fn ring_accounting<D: DataPlan + Clone>(
     workload: &ModelWorkload<D>,
     config: &SimConfig,
     n_params: usize,

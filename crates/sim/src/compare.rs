@@ -38,11 +38,14 @@ pub fn run_with_baselines<D: DataPlan + Clone>(
 ) -> Result<Comparison> {
     let run = Sim::new(config.clone(), workload.fresh()?)?
         .run_observed(|record| on_round(Stage::Run, record))?;
-    let no_attack = if config.attack.kind == AttackKind::None || config.byzantine == 0 {
+    let attacked = config.attack.kind != AttackKind::None && config.byzantine > 0;
+    let no_attack = if !attacked && config.cheaters == 0 {
         run.clone()
     } else {
         let honest = SimConfig {
             attack: Attack::with_defaults(AttackKind::None, config.nodes, 0),
+            cheat: None,
+            cheaters: 0,
             ..config.clone()
         };
         Sim::new(honest, workload.fresh()?)?

@@ -4,6 +4,7 @@ use neuroshard_node::NodeConfig;
 
 use crate::adversary::Attack;
 use crate::byzantine::Byzantine;
+use crate::cheat::Cheat;
 use crate::churn::{self, ChurnEvent};
 use crate::network::Link;
 use crate::{Error, Result};
@@ -45,6 +46,10 @@ pub struct SimConfig {
     /// Joins, leaves, crashes, restarts and partitions, each keyed to a round; a node with a
     /// join starts offline.
     pub churn: Vec<ChurnEvent>,
+    /// How the cheaters cheat the work proof (needs audits on: `node.audit`).
+    pub cheat: Option<Cheat>,
+    /// How many nodes cheat: the highest-numbered nodes that do not attack.
+    pub cheaters: usize,
 }
 
 impl SimConfig {
@@ -58,6 +63,18 @@ impl SimConfig {
             return fail(format!(
                 "{} attackers among {} nodes leaves no honest node; use fewer --byzantine",
                 self.byzantine, self.nodes
+            ));
+        }
+        if self.cheaters > 0 && (self.cheat.is_none() || self.node.audit.is_none()) {
+            return fail(format!(
+                "{} cheaters need a --cheat and audits on (the work proof is what they cheat)",
+                self.cheaters
+            ));
+        }
+        if self.byzantine + self.cheaters >= self.nodes {
+            return fail(format!(
+                "{} attackers and {} cheaters among {} nodes leave no honest node",
+                self.byzantine, self.cheaters, self.nodes
             ));
         }
         if self.byzantine > 0 && (self.groups == 0 || self.groups > self.byzantine) {
@@ -95,5 +112,17 @@ impl SimConfig {
     /// The nodes the seed makes attackers, ascending (a scenario can give them a schedule).
     pub fn attackers(&self) -> Vec<usize> {
         Byzantine::for_config(self).attackers()
+    }
+
+    /// The cheating nodes, ascending: the highest-numbered nodes that do not attack.
+    pub fn cheaters(&self) -> Vec<usize> {
+        let attackers = self.attackers();
+        let mut cheaters: Vec<usize> = (0..self.nodes)
+            .rev()
+            .filter(|n| !attackers.contains(n))
+            .take(self.cheaters)
+            .collect();
+        cheaters.reverse();
+        cheaters
     }
 }

@@ -52,11 +52,14 @@ pub fn tiny_config(seed: u64, nodes: usize) -> SimConfig {
             aggregator: Rule::for_attackers(RuleKind::Mean, nodes, 0).expect("mean takes any n"),
             outer: OuterConfig::DILOCO,
             max_frame,
+            audit: None,
         },
         link: Link::datacentre(),
         link_overrides: Vec::new(),
         tokens_per_sec: vec![1_000.0; nodes],
         churn: Vec::new(),
+        cheat: None,
+        cheaters: 0,
     }
 }
 

@@ -5,6 +5,7 @@ use neuroshard_primitives::Hash;
 use serde::Serialize;
 
 use crate::network::Traffic;
+use crate::ponw::PonwReport;
 
 /// One round, as the honest nodes on the network's side of any partition ended it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +65,8 @@ pub struct SimReport {
     pub violations: Vec<String>,
     /// A digest of every round's model hash and losses: equal digests, equal histories.
     pub digest: Hash,
+    /// What Proof of Neural Work did, when the run audits.
+    pub ponw: Option<PonwReport>,
 }
 
 impl SimReport {

@@ -5,14 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use neuroshard_node::{
-    DeadlineAgreement, Input, Node, Output, Round, RoundSummary, Snapshot, Timestamp, TrainingJob,
-    TrainingResult, Worker,
+    CheckpointStore, DeadlineAgreement, Input, MemoryCheckpoints, Node, Output, Purpose, ReplayJob,
+    Replayed, Round, RoundSummary, Snapshot, Timestamp, TrainingJob, TrainingResult, Verifier,
+    Worker,
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::byzantine::Byzantine;
+use crate::cheat::Cheats;
 use crate::churn::Change;
 use crate::network::Network;
+use crate::ponw::PonwReport;
 use crate::progress::Progress;
 use crate::queue::EventQueue;
 use crate::report::{SimReport, digest, finite};
@@ -43,6 +46,22 @@ enum Event {
     },
     /// The churn schedule's change number `.0` comes due.
     Churn(usize),
+    /// The node's driver read the checkpoints a challenge asked for.
+    Checkpoints {
+        node: usize,
+        generation: u64,
+        peer: NodeId,
+        round: Round,
+        segment: u64,
+        checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+    },
+    /// The node's replay finishes.
+    Replayed {
+        node: usize,
+        generation: u64,
+        job: ReplayJob,
+        result: std::result::Result<Replayed, String>,
+    },
 }
 
 /// A deterministic run of N nodes.
@@ -59,6 +78,11 @@ pub struct Sim<W: Workload> {
     /// Each node's core while it is up.
     nodes: Vec<Option<Node>>,
     workers: Vec<Option<W::Worker>>,
+    /// Each node's checkpoint store, shared with its worker (it survives a restart, as a disk
+    /// would).
+    stores: Vec<MemoryCheckpoints>,
+    verifier: W::Verifier,
+    cheats: Cheats,
     /// Each node's state after the last round it closed or installed, as a daemon checkpoints.
     checkpoints: Vec<Option<Snapshot>>,
     topology: Topology,
@@ -88,7 +112,11 @@ impl<W: Workload> Sim<W> {
             net.set_link(o.from, o.to, o.link);
         }
         let byzantine = Byzantine::for_config(&config);
-        let honest = (0..n).map(|i| !byzantine.is_attacker(i)).collect();
+        let cheats = Cheats::for_config(&config, &tree);
+        let honest = (0..n)
+            .map(|i| !byzantine.is_attacker(i) && !cheats.is_cheater(i))
+            .collect();
+        let verifier = workload.verifier(&ids, config.node.outer.lr)?;
         let topology = Topology::new(n, &config.churn);
         let up: Vec<bool> = (0..n).map(|i| topology.is_up(i)).collect();
         let mut sim = Self {
@@ -104,6 +132,9 @@ impl<W: Workload> Sim<W> {
             resyncs: vec![0; n],
             nodes: (0..n).map(|_| None).collect(),
             workers: (0..n).map(|_| None).collect(),
+            stores: (0..n).map(|_| MemoryCheckpoints::default()).collect(),
+            verifier,
+            cheats,
             checkpoints: vec![None; n],
             config,
             workload,
@@ -184,8 +215,34 @@ impl<W: Workload> Sim<W> {
                 (node, Input::Trained(result))
             }
             Event::Churn(k) => return self.churn(now, k),
+            Event::Checkpoints {
+                node,
+                generation,
+                peer,
+                round,
+                segment,
+                checkpoints,
+            } if self.topology.is_current(node, generation) => (
+                node,
+                Input::Checkpoints {
+                    peer,
+                    round,
+                    segment,
+                    checkpoints,
+                },
+            ),
+            Event::Replayed {
+                node,
+                generation,
+                job,
+                result,
+            } if self.topology.is_current(node, generation) => (node, Input::Replayed(job, result)),
             // A stopped node's events, and frames across a cut link, are lost.
-            Event::Tick { .. } | Event::Deliver { .. } | Event::Trained { .. } => return Ok(()),
+            Event::Tick { .. }
+            | Event::Deliver { .. }
+            | Event::Trained { .. }
+            | Event::Checkpoints { .. }
+            | Event::Replayed { .. } => return Ok(()),
         };
         let outputs = self.up_mut(node).handle(now, input);
         self.carry_out_all(now, node, outputs)
@@ -226,8 +283,82 @@ impl<W: Workload> Sim<W> {
                 self.resyncs[node] += 1;
                 self.word(node, round, hash, None)?;
             }
+            Output::Checkpoints {
+                peer,
+                round,
+                segment,
+            } => self.serve(now, node, peer, round, segment),
+            Output::Replay(job) => self.replay(now, node, job),
+            Output::Audited(verdict) => {
+                if let Some(&contributor) = self.index.get(&verdict.contributor) {
+                    let honest = self.honest_nodes();
+                    let honest = |i: usize| honest[i];
+                    self.cheats
+                        .tally
+                        .audited(node, contributor, &verdict, honest);
+                }
+            }
+            Output::Excluded { node: who, .. } => {
+                if let Some(&who) = self.index.get(&who) {
+                    let honest = self.honest_nodes();
+                    let honest = |i: usize| honest[i];
+                    self.cheats.tally.excluded(self.begun, node, who, honest);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Whether each node neither attacks nor cheats.
+    fn honest_nodes(&self) -> Vec<bool> {
+        (0..self.config.nodes)
+            .map(|i| !self.byzantine.is_attacker(i) && !self.cheats.is_cheater(i))
+            .collect()
+    }
+
+    /// The driver reads checkpoints `segment` and `segment + 1` of `round` for a challenger (a
+    /// withholding cheater may not).
+    fn serve(&mut self, now: Timestamp, node: usize, peer: NodeId, round: Round, segment: u64) {
+        let store = &self.stores[node];
+        let read = store.get(round, segment).zip(store.get(round, segment + 1));
+        let checkpoints = read.filter(|_| !self.cheats.withholds(node, round));
+        let generation = self.topology.generation(node);
+        self.queue.push(
+            now,
+            Event::Checkpoints {
+                node,
+                generation,
+                peer,
+                round,
+                segment,
+                checkpoints,
+            },
+        );
+    }
+
+    /// Runs a replay for real now (a false accuser reports one that did not happen), and feeds
+    /// it back after the simulated compute time; it runs beside training.
+    fn replay(&mut self, now: Timestamp, node: usize, job: ReplayJob) {
+        let steps = job.opened.end.step.saturating_sub(job.opened.start.step);
+        let audit = matches!(job.purpose, Purpose::Audit { .. });
+        let result = if audit && self.cheats.accuses(node, job.round) {
+            Ok(crate::cheat::false_replay(&job))
+        } else {
+            self.cheats.tally.replayed(steps);
+            self.verifier.replay(&job).map_err(|err| err.to_string())
+        };
+        let tokens = steps as f64 * self.workload.tokens_per_step() as f64;
+        let done = now + Duration::from_secs_f64(tokens / self.config.tokens_per_sec[node]);
+        let generation = self.topology.generation(node);
+        self.queue.push(
+            done,
+            Event::Replayed {
+                node,
+                generation,
+                job,
+                result,
+            },
+        );
     }
 
     fn closed(&mut self, node: usize, summary: RoundSummary) -> Result<()> {
@@ -285,16 +416,26 @@ impl<W: Workload> Sim<W> {
             return Ok(());
         }
         let core = self.nodes[node].as_ref().expect("a node that trains is up");
+        let start = core.params().to_vec();
         let worker = self.workers[node]
             .as_mut()
             .expect("a node that is up has a worker");
-        let result = worker
-            .train(job, core.params())
-            .map_err(|err| Error::Worker {
+        let result = if self.cheats.is_cheater(node) {
+            let store = &mut self.stores[node];
+            let other = (node + 1) % self.config.nodes;
+            let other = (other, self.ids[other]);
+            self.cheats
+                .train(&self.workload, worker, store, node, other, job, &start)?
+        } else {
+            let result = worker.train(job, &start).map_err(|err| Error::Worker {
                 node,
                 round: job.round,
                 source: Box::new(err),
             })?;
+            self.cheats.honest_delta(job.round, &result.delta);
+            result
+        };
+        self.cheats.tally.trained(job.steps as u64);
         let tokens = job.steps as f64 * self.workload.tokens_per_step() as f64;
         let done = now + Duration::from_secs_f64(tokens / self.config.tokens_per_sec[node]);
         self.byzantine.trained(node, job.round, done, &result.delta);
@@ -359,7 +500,8 @@ impl<W: Workload> Sim<W> {
         }
         .map_err(|err| Error::InvalidConfig(err.to_string()))?;
         self.nodes[node] = Some(core);
-        self.workers[node] = Some(self.workload.worker(node, self.ids[node])?);
+        let store = self.stores[node].clone();
+        self.workers[node] = Some(self.workload.worker(node, self.ids[node], store)?);
         let generation = self.topology.generation(node);
         self.queue.push(now, Event::Tick { node, generation });
         Ok(())
@@ -431,7 +573,8 @@ impl<W: Workload> Sim<W> {
         }
     }
 
-    fn report(self) -> SimReport {
+    fn report(mut self) -> SimReport {
+        let ponw = self.ponw_report();
         let records = self.progress.records;
         SimReport {
             seed: self.config.seed,
@@ -445,7 +588,25 @@ impl<W: Workload> Sim<W> {
             penalties: self.penalties,
             resyncs: self.resyncs,
             violations: self.progress.violations,
+            ponw,
         }
+    }
+
+    /// The work-proof report, when the run audits.
+    fn ponw_report(&mut self) -> Option<PonwReport> {
+        self.config.node.audit?;
+        let n_params = self.genesis.len();
+        let delta_bytes =
+            neuroshard_compress::encoded_len(n_params, &self.config.node.compress).unwrap_or(0);
+        let commitment_bytes = crate::ponw::commitment_bytes();
+        let tally = std::mem::take(&mut self.cheats.tally);
+        let cheat = self.cheats.cheat().map(|c| c.to_string());
+        Some(tally.report(
+            cheat,
+            self.cheats.cheaters().to_vec(),
+            commitment_bytes,
+            delta_bytes,
+        ))
     }
 }
 

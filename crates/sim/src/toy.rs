@@ -4,7 +4,9 @@
 
 use std::convert::Infallible;
 
-use neuroshard_node::{TrainingJob, TrainingResult, Worker};
+use neuroshard_node::{
+    MemoryCheckpoints, ReplayJob, Replayed, TrainingJob, TrainingResult, Verifier, Worker,
+};
 use neuroshard_primitives::NodeId;
 use rand::Rng;
 
@@ -40,12 +42,28 @@ impl ToyWorkload {
 
 impl Workload for ToyWorkload {
     type Worker = ToyWorker;
+    type Verifier = NoReplays;
 
     fn init_params(&self) -> Result<Vec<f32>> {
         Ok(vec![0.0; PARAMS])
     }
 
-    fn worker(&self, index: usize, _id: NodeId) -> Result<ToyWorker> {
+    fn verifier(&self, _ids: &[NodeId], _outer_lr: f32) -> Result<NoReplays> {
+        Ok(NoReplays)
+    }
+
+    fn train_lazily(
+        &self,
+        worker: &mut ToyWorker,
+        job: &TrainingJob,
+        start: &[f32],
+        _skip: &[bool],
+    ) -> Result<TrainingResult> {
+        let Ok(result) = worker.train(job, start);
+        Ok(result)
+    }
+
+    fn worker(&self, index: usize, _id: NodeId, _store: MemoryCheckpoints) -> Result<ToyWorker> {
         Ok(ToyWorker {
             tree: RngTree::new(self.tree.seed_for("toy worker", index as u64)),
             target: self.target.clone(),
@@ -90,7 +108,25 @@ impl Worker for ToyWorker {
             tokens: job.steps as u64 * TOKENS_PER_STEP,
             loss_start: distance(start, &self.target),
             loss_end: distance(&end, &self.target),
+            chain: neuroshard_verify::Chain::new(),
         })
+    }
+}
+
+/// The toy workload keeps no chains, so there is nothing to replay: its runs do not audit.
+#[derive(Debug, Clone, Copy)]
+pub struct NoReplays;
+
+/// Why [`NoReplays`] refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("the toy workload keeps no chains to replay; run it without audits")]
+pub struct NothingToReplay;
+
+impl Verifier for NoReplays {
+    type Error = NothingToReplay;
+
+    fn replay(&mut self, _job: &ReplayJob) -> Result<Replayed, NothingToReplay> {
+        Err(NothingToReplay)
     }
 }
 
@@ -113,11 +149,17 @@ mod tests {
             round: 0,
             steps: 10,
             start: Hash::of_f32(&start),
+            chain: None,
         };
         let id = NodeId([0; 32]);
-        let first = workload.worker(0, id).unwrap().train(&job, &start).unwrap();
-        let again = workload.worker(0, id).unwrap().train(&job, &start).unwrap();
-        let other = workload.worker(1, id).unwrap().train(&job, &start).unwrap();
+        let worker = |i| {
+            workload
+                .worker(i, id, MemoryCheckpoints::default())
+                .unwrap()
+        };
+        let first = worker(0).train(&job, &start).unwrap();
+        let again = worker(0).train(&job, &start).unwrap();
+        let other = worker(1).train(&job, &start).unwrap();
         assert_eq!(first, again);
         assert_ne!(first.delta, other.delta);
         assert!(first.loss_end < 0.5 * first.loss_start);

@@ -3,22 +3,42 @@
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm};
-use neuroshard_node::{ModelWorker, Worker};
+use neuroshard_node::{
+    Assignments, MemoryCheckpoints, ModelVerifier, ModelWorker, TrainingJob, TrainingResult,
+    Verifier, Worker,
+};
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
 use neuroshard_train::{InnerConfig, InnerLoop};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// The model-and-data side of a simulation.
 pub trait Workload {
     /// The worker that runs one node's inner steps.
     type Worker: Worker;
+    /// What replays audited segments (one for the whole run: a replay's result does not depend
+    /// on who runs it).
+    type Verifier: Verifier;
 
     /// The genesis parameters every node starts from.
     fn init_params(&self) -> Result<Vec<f32>>;
 
-    /// The worker for node number `index`, whose id is `id` (its data assignment depends on it).
-    fn worker(&self, index: usize, id: NodeId) -> Result<Self::Worker>;
+    /// The worker for node number `index`, whose id is `id` (its data assignment depends on
+    /// it), keeping its checkpoints in `store`.
+    fn worker(&self, index: usize, id: NodeId, store: MemoryCheckpoints) -> Result<Self::Worker>;
+
+    /// The verifier, for nodes with these `ids` (in index order), scoring usefulness at outer
+    /// learning rate `outer_lr`.
+    fn verifier(&self, ids: &[NodeId], outer_lr: f32) -> Result<Self::Verifier>;
+
+    /// A lazy node's job: `worker` trains `job` but skips the segments `skip` marks.
+    fn train_lazily(
+        &self,
+        worker: &mut Self::Worker,
+        job: &TrainingJob,
+        start: &[f32],
+        skip: &[bool],
+    ) -> Result<TrainingResult>;
 
     /// Mean loss of `params` on the held-out validation batches.
     fn val_loss(&mut self, params: &[f32]) -> Result<f32>;
@@ -108,17 +128,39 @@ impl<D: DataPlan> ModelWorkload<D> {
     }
 }
 
-impl<D: DataPlan> Workload for ModelWorkload<D> {
-    type Worker = ModelWorker<D::Source>;
+impl<D: DataPlan + Clone> Workload for ModelWorkload<D> {
+    type Worker = ModelWorker<D::Source, MemoryCheckpoints>;
+    type Verifier = ModelVerifier<PlanAssignments<D>>;
 
     fn init_params(&self) -> Result<Vec<f32>> {
         Ok(self.eval.flat_params()?)
     }
 
-    fn worker(&self, index: usize, id: NodeId) -> Result<Self::Worker> {
+    fn worker(&self, index: usize, id: NodeId, store: MemoryCheckpoints) -> Result<Self::Worker> {
         let source = self.data.source(index, id)?;
         let inner = InnerLoop::new(self.genesis_model()?, self.inner)?;
-        Ok(ModelWorker::new(inner, source))
+        Ok(ModelWorker::new(inner, source, store))
+    }
+
+    fn verifier(&self, ids: &[NodeId], outer_lr: f32) -> Result<Self::Verifier> {
+        let inner = InnerLoop::new(self.genesis_model()?, self.inner)?;
+        let data = PlanAssignments {
+            plan: self.data.clone(),
+            ids: ids.to_vec(),
+        };
+        Ok(ModelVerifier::new(inner, data, self.val.clone(), outer_lr))
+    }
+
+    fn train_lazily(
+        &self,
+        worker: &mut Self::Worker,
+        job: &TrainingJob,
+        start: &[f32],
+        skip: &[bool],
+    ) -> Result<TrainingResult> {
+        worker
+            .train_lazily(job, start, |j| skip.get(j as usize) == Some(&true))
+            .map_err(|err| Error::InvalidConfig(err.to_string()))
     }
 
     fn val_loss(&mut self, params: &[f32]) -> Result<f32> {
@@ -135,5 +177,25 @@ impl<D: DataPlan> Workload for ModelWorkload<D> {
 
     fn tokens_per_step(&self) -> u64 {
         self.inner.tokens_per_step()
+    }
+}
+
+/// A data plan as a verifier sees it: batches by node id.
+#[derive(Debug)]
+pub struct PlanAssignments<D> {
+    plan: D,
+    ids: Vec<NodeId>,
+}
+
+impl<D: DataPlan> Assignments for PlanAssignments<D> {
+    type Source = D::Source;
+
+    fn source(&self, node: NodeId) -> neuroshard_node::Result<D::Source> {
+        let index = self.ids.iter().position(|id| *id == node).ok_or_else(|| {
+            neuroshard_node::Error::InvalidConfig(format!("{node} is not a node of this run"))
+        })?;
+        self.plan
+            .source(index, node)
+            .map_err(|err| neuroshard_node::Error::Data(Box::new(err)))
     }
 }

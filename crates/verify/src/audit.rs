@@ -1,15 +1,14 @@
 //! Who audits which contribution, and which segment: a draw no contributor can steer.
 //!
-//! After round r closes, each node V signs a ticket naming (r, the model hash V holds after r,
-//! contributor X). Ed25519 signatures are deterministic, so V's ticket is fixed once the round's
-//! contributions are, and nobody without V's key can compute it. The ticket's hash decides
-//! whether V audits X (with the configured rate) and which of X's segments it replays.
+//! When round r closes, each node V signs a ticket naming (r, X's commitment root, X) for each
+//! contributor X it included. Ed25519 signatures are deterministic (RFC 8032), so V's ticket is
+//! fixed by X's commitment, and nobody without V's secret key can compute it. The ticket's hash
+//! decides whether V audits X (with the configured rate) and which of X's segments it replays.
 //!
-//! Grinding is ruled out: X fixed its chain before the round closed, and the ticket depends on
-//! V's secret key, so X cannot try commitments until one draws a segment it computed honestly.
-//! It could change the model hash only by changing its own Δ, and it cannot evaluate any
-//! honest node's ticket for the candidate hashes. A dishonest V can choose not to audit, or
-//! re-sign until it draws a segment it likes; that neither helps X nor harms an honest node.
+//! Grinding is ruled out: to retry commitments until the draw picks a segment it computed
+//! honestly, X would have to evaluate the honest auditors' tickets for its candidate roots,
+//! which needs their secret keys. A dishonest V can skip its audits, or re-sign with another
+//! nonce until it draws the segment it likes; that neither helps X nor harms an honest node.
 
 use neuroshard_primitives::{Hash, NodeId};
 
@@ -18,11 +17,11 @@ use crate::{Error, Result};
 /// The signing namespace of audit tickets.
 pub const TICKET_NAMESPACE: &[u8] = b"_NEUROSHARD_AUDIT_TICKET";
 
-/// The bytes a ticket signs: the round, the model the auditor holds after it, the contributor.
-pub fn ticket_payload(round: u64, model: &Hash, contributor: &NodeId) -> Vec<u8> {
+/// The bytes a ticket signs: the round, the contributor's commitment root, the contributor.
+pub fn ticket_payload(round: u64, root: &Hash, contributor: &NodeId) -> Vec<u8> {
     let mut payload = Vec::with_capacity(8 + 64);
     payload.extend_from_slice(&round.to_le_bytes());
-    payload.extend_from_slice(&model.0);
+    payload.extend_from_slice(&root.0);
     payload.extend_from_slice(&contributor.0);
     payload
 }

@@ -96,6 +96,11 @@ impl Chain {
         Self::default()
     }
 
+    /// A chain of the given leaves.
+    pub fn from_leaves(leaves: Vec<Leaf>) -> Self {
+        Self { leaves }
+    }
+
     /// Appends the checkpoint reached after the segment with `losses` (none for the start).
     pub fn push(&mut self, checkpoint: &Checkpoint, losses: Vec<f32>) {
         self.leaves.push(Leaf {
@@ -123,7 +128,9 @@ impl Chain {
 
     /// The losses of every step, in order.
     pub fn losses(&self) -> impl Iterator<Item = f32> + '_ {
-        self.leaves.iter().flat_map(|leaf| leaf.losses.iter().copied())
+        self.leaves
+            .iter()
+            .flat_map(|leaf| leaf.losses.iter().copied())
     }
 
     fn leaf_hashes(&self) -> Vec<Hash> {

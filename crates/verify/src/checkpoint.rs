@@ -4,8 +4,8 @@
 use neuroshard_primitives::Hash;
 use neuroshard_train::{AdamW, AdamWConfig, InnerLoop};
 
-use crate::error::malformed;
 use crate::Result;
+use crate::error::malformed;
 
 /// Wire-form magic and version.
 const MAGIC: &[u8; 4] = b"NSCK";

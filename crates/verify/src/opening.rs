@@ -101,7 +101,9 @@ impl Opening {
             return Err(mismatch(format!("{} losses for {len} steps", losses.len())));
         }
         if j == 0 && Hash::of_f32(&start.params) != *claim.base {
-            return Err(mismatch("segment 0 does not start from the announced model"));
+            return Err(mismatch(
+                "segment 0 does not start from the announced model",
+            ));
         }
         let tail = self.check_tail(claim, j + 1 == count)?;
         Ok(Opened {
@@ -121,7 +123,9 @@ impl Opening {
         ] {
             let placed = proof.index as u64 == at && proof.n_leaves as u64 == n_leaves;
             if !placed || !proof.verify(&leaf.hash(at), &commitment.root) {
-                return Err(mismatch(format!("leaf {at} does not prove against the root")));
+                return Err(mismatch(format!(
+                    "leaf {at} does not prove against the root"
+                )));
             }
             if Hash::of(bytes) != leaf.checkpoint {
                 return Err(mismatch(format!("checkpoint {at} does not match its leaf")));
@@ -148,7 +152,9 @@ impl Opening {
             f32s(&tail.residual, n, "tail residual")?
         };
         if residual_hash(&residual) != claim.commitment.residual_before {
-            return Err(mismatch("the tail's residual does not match the commitment"));
+            return Err(mismatch(
+                "the tail's residual does not match the commitment",
+            ));
         }
         Ok(Some((base, residual)))
     }
@@ -157,7 +163,10 @@ impl Opening {
 /// Exactly `n` little-endian f32 values from `bytes`.
 pub(crate) fn f32s(bytes: &[u8], n: usize, what: &'static str) -> Result<Vec<f32>> {
     if bytes.len() != 4 * n {
-        return Err(malformed(what, format!("{} bytes for {n} values", bytes.len())));
+        return Err(malformed(
+            what,
+            format!("{} bytes for {n} values", bytes.len()),
+        ));
     }
     Ok(bytes
         .chunks_exact(4)

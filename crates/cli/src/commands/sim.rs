@@ -13,10 +13,11 @@ use neuroshard_model::Config;
 use neuroshard_node::NodeConfig;
 use neuroshard_sim::adversary::{Attack, AttackKind};
 use neuroshard_sim::{
-    Comparison, DataPlan, GenesisData, Link, MemoryData, ModelWorkload, SimConfig, SimReport,
-    markov_corpus, run_with_baselines,
+    Cheat, Comparison, DataPlan, GenesisData, Link, MemoryData, ModelWorkload, SimConfig,
+    SimReport, markov_corpus, run_with_baselines,
 };
 use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, OuterConfig};
+use neuroshard_verify::AuditConfig;
 
 mod table;
 
@@ -108,6 +109,22 @@ pub(crate) struct Args {
     /// Round deadline in seconds (default: three times the expected compute and transfer time).
     #[arg(long)]
     round_timeout_s: Option<f64>,
+    /// Turn Proof of Neural Work off: contributions are trusted, nothing is audited.
+    #[arg(long)]
+    no_audit: bool,
+    /// Expected auditors per contribution.
+    #[arg(long, default_value_t = AuditConfig::DEFAULT.auditors)]
+    auditors: f64,
+    /// Segments per training job (a replay costs 1/segments of a job).
+    #[arg(long, default_value_t = AuditConfig::DEFAULT.segments)]
+    segments: u64,
+    /// How the cheaters cheat the work proof, `KIND[:STRENGTH]`: lazy, fabricate, copy, replay,
+    /// wrong-data, forge-loss, false-accuse or withhold.
+    #[arg(long)]
+    cheat: Option<Cheat>,
+    /// How many nodes cheat (default 1 with --cheat).
+    #[arg(long)]
+    cheaters: Option<usize>,
     /// Training shards each node is assigned per round (genesis data only).
     #[arg(long, default_value_t = 1)]
     shards_per_node: usize,
@@ -251,11 +268,18 @@ fn sim_config(
             aggregator,
             outer,
             max_frame,
+            audit: (!args.no_audit).then_some(AuditConfig {
+                auditors: args.auditors,
+                segments: args.segments,
+                ..AuditConfig::DEFAULT
+            }),
         },
         link,
         link_overrides: Vec::new(),
         tokens_per_sec: vec![args.tokens_per_sec; args.nodes],
         churn: Vec::new(),
+        cheat: args.cheat,
+        cheaters: args.cheaters.unwrap_or(usize::from(args.cheat.is_some())),
     };
     config.validate()?;
     Ok(config)
@@ -312,12 +336,43 @@ fn print_table(c: &Comparison) {
         kib(c.sync_dp.bytes_sent),
         ratio(c.sync_dp.bytes_sent, c.run.mean_bytes_sent())
     );
+    if let Some(p) = &c.run.ponw {
+        print_ponw(p);
+    }
     for violation in &c.run.violations {
         println!("checker: {violation}");
     }
     if !c.run.violations.is_empty() {
         println!("SIM_SEED={}", c.run.seed);
     }
+}
+
+/// What the work proof caught and cost, for people.
+fn print_ponw(p: &neuroshard_sim::PonwReport) {
+    if let Some(cheat) = &p.cheat {
+        let rate = p
+            .catch_rate
+            .map_or_else(|| "-".into(), |r| format!("{:.0} %", 100.0 * r));
+        let detection: Vec<String> = p
+            .rounds_to_detection
+            .iter()
+            .map(|d| d.map_or_else(|| "never".into(), |d| d.to_string()))
+            .collect();
+        println!(
+            "cheat {cheat} by nodes {:?}: {rate} of cheating acts caught; rounds to detection {}",
+            p.cheaters,
+            detection.join(", ")
+        );
+    }
+    println!(
+        "audits: {} honest passed, {} honest failed, {} honest excluded; verification {:.1} % of training; commitment {} B = {:.4} % of a Δ",
+        p.honest_passed,
+        p.honest_failed,
+        p.honest_excluded,
+        100.0 * p.verification_fraction,
+        p.commitment_bytes,
+        100.0 * p.commitment_fraction
+    );
 }
 
 /// The `--json` object: the run, per node, the baselines and the ratios between them.
@@ -338,6 +393,7 @@ fn summary_json(args: &Args, config: &SimConfig, c: &Comparison) -> serde_json::
         "nodes": nodes_json(run),
         "attackers": run.attackers,
         "violations": run.violations,
+        "ponw": run.ponw,
         "baselines": baselines_json(config, c),
         "comparison": {
             "comm_ratio_vs_sync_dp": ratio(c.sync_dp.bytes_sent, run.mean_bytes_sent()),

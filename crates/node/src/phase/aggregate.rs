@@ -17,6 +17,13 @@ pub(crate) struct Closing {
     included: Vec<NodeId>,
 }
 
+impl Closing {
+    /// The contributors to apply, in canonical order.
+    pub(crate) fn included(&self) -> &[NodeId] {
+        &self.included
+    }
+}
+
 /// The inclusion list, if the agreement lets the round close now.
 ///
 /// The round waits for the members that are on this node's model and have standing: in round
@@ -41,6 +48,7 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
         .inbox
         .iter()
         .filter(|(id, entry)| entry.delta.is_some() && !other_base(node, id))
+        .filter(|(id, _)| !node.audits.excluded.contains_key(id))
         .map(|(id, _)| *id)
         .collect();
     let view = RoundView {
@@ -68,6 +76,7 @@ fn expected(node: &Node) -> BTreeSet<NodeId> {
         .members
         .iter()
         .filter(|id| **id != node.id && on_model(id) && !node.missed.contains(id))
+        .filter(|id| !node.audits.excluded.contains_key(id))
         .filter(|id| !other_base(node, id))
         .copied()
         .collect();

@@ -4,6 +4,7 @@ use neuroshard_primitives::{Hash, NodeId};
 
 use crate::message::{Announcement, Message, Round};
 use crate::node::{Entry, Inbox, Node, Output, penalize};
+use crate::phase::train;
 
 /// A peer announced a Δ: remember it and fetch it from the announcer.
 ///
@@ -18,6 +19,13 @@ pub(crate) fn on_announce(
 ) -> Vec<Output> {
     if !node.members.contains(&signer) || signer == node.id {
         return Vec::new();
+    }
+    let plan = train::chain_plan(node);
+    if plan.is_some() && announcement.commitment.map(|c| c.segments) != plan {
+        return vec![penalize(
+            signer,
+            "announced a Δ without a commitment to the network's chain plan",
+        )];
     }
     let round = announcement.round;
     let max_frame = node.config.max_frame as u64;
@@ -41,6 +49,7 @@ pub(crate) fn on_announce(
             "announced a Δ larger than the frame limit",
         )];
     }
+
     let delta = announcement.delta;
     inbox.insert(
         signer,

@@ -360,6 +360,7 @@ mod tests {
             aggregator: Rule::for_attackers(RuleKind::Mean, 4, 0).unwrap(),
             outer: OuterConfig::DILOCO,
             max_frame: 1 << 20,
+            audit: None,
         };
         let key = Keypair::from_seed([1; 32]);
         let mut node = Node::new(

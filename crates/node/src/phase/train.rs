@@ -2,10 +2,12 @@
 //! contribution.
 
 use neuroshard_primitives::Hash;
+use neuroshard_verify::{Commitment, Segments, residual_hash};
 
 use crate::Timestamp;
 use crate::message::{Announcement, Message};
 use crate::node::{Entry, Node, Output, Phase};
+use crate::phase::audit;
 use crate::work::{TrainingJob, TrainingResult};
 
 /// How many recent rounds' encoded Δs a node keeps serving to late fetchers.
@@ -21,6 +23,7 @@ pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
         round: node.round,
         steps: node.config.inner_steps,
         start: node.model_hash,
+        chain: chain_plan(node),
     };
     vec![Output::Train(job), Output::WakeAt(node.deadline)]
 }
@@ -41,6 +44,7 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         "the worker returns a Δ of the model's size"
     );
     node.phase = Phase::Exchange;
+    let residual_before = node.residual.as_slice().to_vec();
     let Ok(packet) =
         neuroshard_compress::encode(&result.delta, &mut node.residual, &node.config.compress)
     else {
@@ -58,6 +62,23 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         tokens: result.tokens,
         loss_start: result.loss_start,
         loss_end: result.loss_end,
+        commitment: None,
+    };
+    let announcement = match chain_plan(node).filter(|_| !result.chain.leaves().is_empty()) {
+        Some(segments) => {
+            let commitment = Commitment {
+                segments,
+                root: result.chain.root(),
+                residual_before: residual_hash(&residual_before),
+                residual_after: residual_hash(node.residual.as_slice()),
+            };
+            audit::keep_own(node, node.round, result.chain, commitment, residual_before);
+            Announcement {
+                commitment: Some(commitment),
+                ..announcement
+            }
+        }
+        None => announcement,
     };
     let frame = node.seal(&Message::Announce(announcement.clone()));
     node.inbox.insert(
@@ -72,4 +93,10 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
     let keep_from = node.round.saturating_sub(SERVED_ROUNDS - 1);
     node.served.retain(|round, _| *round >= keep_from);
     vec![Output::Broadcast(frame)]
+}
+
+/// How the network cuts a training job into a committed chain, if it audits.
+pub(crate) fn chain_plan(node: &Node) -> Option<Segments> {
+    let audit = node.config.audit?;
+    Segments::new(node.config.inner_steps as u64, audit.segments).ok()
 }

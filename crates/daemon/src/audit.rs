@@ -1,0 +1,135 @@
+//! The node's side of Proof of Neural Work that touches disk and threads: its chains'
+//! checkpoints on disk, served by round and index, and the replayer that checks other nodes'
+//! segments beside training.
+//!
+//! Disk bound: a node keeps the checkpoints of its last [`CHECKPOINT_ROUNDS`] chains, S + 1 of
+//! 12 bytes per parameter each (parameters and both AdamW moments): 2 × 41 × 12 × n bytes at
+//! the default 40 segments, about 1 GB per million parameters.
+
+use std::path::{Path, PathBuf};
+
+use neuroshard_node::{
+    Assignments, CHECKPOINT_ROUNDS, CheckpointStore, ModelVerifier, ReplayJob, Replayed, Round,
+    Verifier,
+};
+use neuroshard_primitives::NodeId;
+use neuroshard_train::InnerLoop;
+
+use crate::atomic::write_atomic;
+use crate::work::{Assignment, Progress, RoundSource};
+use crate::{Error, Result};
+
+/// Chain checkpoints in a directory, one file per (round, index). Cheap to clone: the driver
+/// reads what the training thread writes.
+#[derive(Debug, Clone)]
+pub(crate) struct DiskCheckpoints {
+    dir: PathBuf,
+}
+
+impl DiskCheckpoints {
+    /// The store in `dir` (created if missing).
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn path(&self, round: Round, index: u64) -> PathBuf {
+        self.dir.join(format!("{round:020}-{index:06}.ckpt"))
+    }
+
+    /// Removes the files of rounds before `oldest`.
+    fn prune(&self, oldest: Round) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir).map_err(Error::io("listing", &self.dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let round = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|r| r.parse::<Round>().ok());
+            if round.is_some_and(|r| r < oldest) {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(Error::io("removing", &path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CheckpointStore for DiskCheckpoints {
+    fn keep(&mut self, round: Round, index: u64, bytes: Vec<u8>) -> neuroshard_node::Result<()> {
+        let store = |err: Error| neuroshard_node::Error::Store(Box::new(err));
+        if index == 0 {
+            self.prune(round.saturating_sub(CHECKPOINT_ROUNDS - 1))
+                .map_err(store)?;
+        }
+        write_atomic(&self.path(round, index), &bytes).map_err(store)
+    }
+
+    fn get(&self, round: Round, index: u64) -> Option<Vec<u8>> {
+        std::fs::read(self.path(round, index)).ok()
+    }
+}
+
+/// Any node's batches from the local genesis directory (the driver fetches a contributor's
+/// shards before a replay needs them).
+#[derive(Debug, Clone)]
+pub(crate) struct DirAssignments {
+    /// This node's assignment; the node id is swapped for the contributor's.
+    pub(crate) template: Assignment,
+}
+
+impl Assignments for DirAssignments {
+    type Source = RoundSource;
+
+    fn source(&self, node: NodeId) -> neuroshard_node::Result<RoundSource> {
+        let assignment = Assignment {
+            node,
+            ..self.template.clone()
+        };
+        // Its own progress: a replay is never overtaken by the node's rounds.
+        Ok(RoundSource::new(assignment, Progress::default()))
+    }
+}
+
+/// The replayer: a model of its own and the contributors' batches; moved onto a blocking thread
+/// for each replay, beside the training thread.
+#[derive(Debug)]
+pub(crate) struct Replayer {
+    verifier: ModelVerifier<DirAssignments>,
+    dir: PathBuf,
+    val_batches: usize,
+}
+
+impl Replayer {
+    /// A replayer stepping `inner` on the batches `data` assigns, scoring usefulness at outer
+    /// learning rate `outer_lr` on up to `val_batches` held-out batches.
+    pub(crate) fn new(
+        inner: InnerLoop,
+        data: DirAssignments,
+        val_batches: usize,
+        outer_lr: f32,
+    ) -> Self {
+        let dir = data.template.dir.clone();
+        Self {
+            verifier: ModelVerifier::new(inner, data, Vec::new(), outer_lr),
+            dir,
+            val_batches,
+        }
+    }
+
+    /// Replays `job`. Blocking: call it on a blocking thread.
+    pub(crate) fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
+        if !self.verifier.has_val() {
+            match crate::work::val_batches(&self.dir, self.verifier.batch_shape(), self.val_batches)
+            {
+                Ok(val) => self.verifier.set_val(val),
+                Err(err) => {
+                    tracing::debug!(%err, "no validation batches to score usefulness on yet")
+                }
+            }
+        }
+        self.verifier.replay(job).map_err(|err| err.to_string())
+    }
+}

@@ -1,0 +1,70 @@
+//! Proof of Neural Work in the simulator: honest work always passes its audits and learning is
+//! unchanged by them; every kind of cheater is caught and excluded by every honest node.
+
+use neuroshard_sim::presets::{tiny_config, tiny_workload};
+use neuroshard_sim::{Cheat, CheatKind, Sim, SimConfig, SimReport};
+use neuroshard_verify::AuditConfig;
+
+const NODES: usize = 5;
+
+fn config(seed: u64, audit: bool) -> SimConfig {
+    let mut config = tiny_config(seed, NODES);
+    config.rounds = 6;
+    config.node.round_timeout = std::time::Duration::from_secs(4);
+    config.node.audit = audit.then_some(AuditConfig {
+        segments: 5,
+        ..AuditConfig::DEFAULT
+    });
+    config
+}
+
+fn run(config: SimConfig) -> SimReport {
+    Sim::new(config.clone(), tiny_workload(&config).unwrap())
+        .unwrap()
+        .run()
+        .unwrap()
+}
+
+#[test]
+fn honest_work_passes_and_learning_is_unchanged() {
+    let on = run(config(3, true));
+    let off = run(config(3, false));
+    let ponw = on.ponw.clone().unwrap();
+    eprintln!("{ponw:?}");
+    on.assert_clean();
+    assert!(ponw.honest_passed > 0, "audits ran");
+    assert_eq!((ponw.honest_failed, ponw.honest_excluded), (0, 0));
+    assert_eq!(on.final_val_loss, off.final_val_loss);
+    assert_eq!(
+        on.rounds.iter().map(|r| r.model_hash).collect::<Vec<_>>(),
+        off.rounds.iter().map(|r| r.model_hash).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn every_cheat_is_caught() {
+    for kind in CheatKind::ALL {
+        let mut config = config(11, true);
+        config.cheat = Some(Cheat {
+            kind,
+            strength: kind.full(),
+        });
+        config.cheaters = 1;
+        let report = run(config);
+        let ponw = report.ponw.clone().unwrap();
+        eprintln!(
+            "{kind}: {ponw:?} included {:?}",
+            report.rounds.iter().map(|r| r.included).collect::<Vec<_>>()
+        );
+        report.assert_clean();
+        assert_eq!((ponw.honest_failed, ponw.honest_excluded), (0, 0), "{kind}");
+        assert!(
+            ponw.rounds_to_detection[0].is_some(),
+            "{kind} was never caught"
+        );
+        assert!(
+            ponw.cheaters_excluded > 0,
+            "{kind}: nobody excluded the cheater"
+        );
+    }
+}
