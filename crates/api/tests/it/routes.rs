@@ -15,6 +15,17 @@ async fn status_json_has_the_documented_shape() {
     let value: serde_json::Value = serde_json::from_str(&response.body).unwrap();
     expect![[r#"
         {
+          "audits": {
+            "challenged": 0,
+            "excluded": [],
+            "failed": 0,
+            "false_accusations": 0,
+            "passed": 0,
+            "proofs_seen": 0,
+            "proofs_upheld": 0,
+            "served": 0,
+            "withheld": 0
+          },
           "bytes_received": 3145728,
           "bytes_sent": 1048576,
           "contributors": 3,
