@@ -11,7 +11,7 @@ use neuroshard_data::{GenesisDir, TrainBatches, assign};
 use neuroshard_model::{Config, NeuroLlm};
 use neuroshard_node::{LossGauge, ModelWorker, TrainingJob, TrainingResult, Worker};
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
-use neuroshard_train::{InnerConfig, InnerLoop};
+use neuroshard_train::{InnerConfig, InnerLoop, mean_loss};
 
 use crate::{Error, Result};
 
@@ -194,10 +194,6 @@ impl Trainer {
             return Ok(None);
         }
         self.eval.set_flat_params(params)?;
-        let mut total = 0.0;
-        for batch in batches {
-            total += self.eval.loss(batch)?;
-        }
-        Ok(Some(total / batches.len() as f32))
+        Ok(Some(mean_loss(&self.eval, batches)?))
     }
 }

@@ -30,6 +30,9 @@ pub enum Error {
         /// Tokens one row needs (`seq + 1`).
         needed: usize,
     },
+    /// A mean loss was asked of no batches.
+    #[error("a mean loss needs at least one batch; ask for at least one validation batch")]
+    NoBatches,
     /// The data source failed to produce a batch.
     #[error("reading a batch failed: {0}")]
     Data(#[source] Box<dyn std::error::Error + Send + Sync>),

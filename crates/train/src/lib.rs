@@ -9,7 +9,8 @@
 //! replays training runs. A [`Trainer`] owns an inner loop and a step counter; step `i` reads batch `i` of any
 //! [`neuroshard_primitives::BatchSource`], so a run restored from a [`checkpoint`] continues
 //! exactly. [`run`] drives a trainer with periodic validation and checkpoints and reports to an
-//! [`Observer`]; it does no other I/O and reads no clock. [`Replica`] is one DiLoCo worker: it
+//! [`Observer`]; it does no other I/O and reads no clock. [`mean_loss`] is the one validation
+//! loss (summed in `f64`) that the trainer, the node and the simulator report. [`Replica`] is one DiLoCo worker: it
 //! keeps θ_start and its AdamW state across rounds, returns the pseudo-gradient and applies the
 //! aggregated one with Nesterov momentum. This crate knows nothing about peers.
 //!
@@ -45,6 +46,7 @@ pub mod checkpoint;
 mod clip;
 mod diloco;
 mod error;
+mod eval;
 mod inner;
 mod run;
 mod schedule;
@@ -55,11 +57,12 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, l2_norm};
 pub use diloco::{OuterConfig, OuterOptimizer, Replica};
 pub use error::{Error, Result};
+pub use eval::{evaluate, mean_loss};
 pub use inner::{Gradients, InnerConfig, InnerLoop, StepStats};
 pub use run::{CheckpointPolicy, Observer, Validation, run};
 pub use schedule::LrSchedule;
 pub use source::InMemorySource;
-pub use trainer::{RunSpec, Trainer, evaluate};
+pub use trainer::{RunSpec, Trainer};
 
 /// Elements per rayon task in the element-wise optimisers: fixed, so results never depend on
 /// the number of threads.

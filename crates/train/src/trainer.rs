@@ -6,7 +6,9 @@ use neuroshard_model::{Config, NeuroLlm};
 use neuroshard_primitives::{Batch, BatchSource, Hash};
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamW, AdamWConfig, Error, InnerConfig, InnerLoop, LrSchedule, Result, StepStats};
+use crate::{
+    AdamW, AdamWConfig, Error, InnerConfig, InnerLoop, LrSchedule, Result, StepStats, evaluate,
+};
 
 /// Everything that fixes a run's trajectory: with the same spec and data, every step's loss is
 /// the same to the bit. Stored in each checkpoint's `meta.json` and checked on resume.
@@ -161,7 +163,8 @@ impl Trainer {
         self.inner.set_params(params)
     }
 
-    /// Mean loss over batches `0..n_batches` of `source`, without changing anything.
+    /// Mean loss over batches `0..n_batches` of `source`, without changing anything (see
+    /// [`crate::mean_loss`]).
     pub fn evaluate<S: BatchSource>(&self, source: &S, n_batches: u64) -> Result<f32> {
         evaluate(
             self.inner.model(),
@@ -171,23 +174,6 @@ impl Trainer {
             self.spec.seq,
         )
     }
-}
-
-/// Mean loss of `model` over batches `0..n_batches` of `source` (`batch` rows of `seq`).
-pub fn evaluate<S: BatchSource>(
-    model: &NeuroLlm,
-    source: &S,
-    n_batches: u64,
-    batch: usize,
-    seq: usize,
-) -> Result<f32> {
-    assert!(n_batches > 0, "evaluate: need at least one batch");
-    let mut total = 0.0_f64;
-    for index in 0..n_batches {
-        let b = source.batch(index, batch, seq).map_err(Error::data)?;
-        total += f64::from(model.loss(&b)?);
-    }
-    Ok((total / n_batches as f64) as f32)
 }
 
 #[cfg(test)]
