@@ -11,7 +11,7 @@ use neuroshard_data::{GenesisDir, TrainBatches, assign};
 use neuroshard_model::{Config, NeuroLlm};
 use neuroshard_node::{LossGauge, ModelWorker, TrainingJob, TrainingResult, Worker};
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
-use neuroshard_train::{InnerConfig, InnerLoop};
+use neuroshard_train::{InnerConfig, InnerLoop, mean_loss};
 
 use crate::audit::DiskCheckpoints;
 use crate::{Error, Result};
@@ -191,7 +191,7 @@ impl Trainer {
             return Ok(None);
         }
         self.eval.set_flat_params(params)?;
-        Ok(Some(neuroshard_train::mean_loss(&self.eval, batches)?))
+        Ok(Some(mean_loss(&self.eval, batches)?))
     }
 }
 

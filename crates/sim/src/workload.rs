@@ -8,7 +8,7 @@ use neuroshard_node::{
     Verifier, Worker,
 };
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
-use neuroshard_train::{InnerConfig, InnerLoop};
+use neuroshard_train::{InnerConfig, InnerLoop, mean_loss};
 
 use crate::{Error, Result};
 
@@ -72,7 +72,7 @@ pub struct ModelWorkload<D> {
 
 impl<D: DataPlan> ModelWorkload<D> {
     /// Models of shape `config` initialised from `seed`, trained with `inner`, validated on
-    /// `val_batches` held-out batches of the inner batch shape.
+    /// `val_batches` (at least one) held-out batches of the inner batch shape.
     pub fn new(
         config: Config,
         seed: u64,
@@ -80,6 +80,12 @@ impl<D: DataPlan> ModelWorkload<D> {
         data: D,
         val_batches: usize,
     ) -> Result<Self> {
+        if val_batches == 0 {
+            return Err(Error::InvalidConfig(
+                "the validation loss needs at least one held-out batch; use --val-batches 1 or more"
+                    .into(),
+            ));
+        }
         let val = data.val_batches(val_batches, inner.batch_size, inner.seq_len)?;
         let eval = NeuroLlm::new(&config, seed, &Device::Cpu)?;
         Ok(Self {
@@ -168,11 +174,7 @@ impl<D: DataPlan + Clone> Workload for ModelWorkload<D> {
             return Ok(f32::NAN);
         }
         self.eval.set_flat_params(params)?;
-        let mut total = 0.0;
-        for batch in &self.val {
-            total += self.eval.loss(batch)?;
-        }
-        Ok(total / self.val.len().max(1) as f32)
+        Ok(mean_loss(&self.eval, &self.val)?)
     }
 
     fn tokens_per_step(&self) -> u64 {
