@@ -48,6 +48,11 @@ pub struct NodeConfig {
     /// Stop when standard input closes (`--exit-on-stdin-close`): how `neuroshard up` makes sure
     /// its children never outlive it.
     pub exit_on_stdin_close: bool,
+    /// Test builds only (feature `cheat`): cheat the work proof. `lazy` skips every segment of
+    /// its training and fakes the chain; `withhold` serves no challenged checkpoint.
+    #[cfg(feature = "cheat")]
+    #[serde(skip)]
+    pub cheat: Option<crate::Cheat>,
 }
 
 impl Default for NodeConfig {
@@ -68,6 +73,8 @@ impl Default for NodeConfig {
             shards_per_node: 1,
             val_batches: 4,
             exit_on_stdin_close: false,
+            #[cfg(feature = "cheat")]
+            cheat: None,
         }
     }
 }

@@ -122,6 +122,9 @@ pub(crate) struct Driver {
     pub(crate) replayer: Option<Box<Replayer>>,
     /// Replays waiting for the replayer.
     pub(crate) replays: std::collections::VecDeque<ReplayJob>,
+    /// Test builds only: serve no challenged checkpoint.
+    #[cfg(feature = "cheat")]
+    pub(crate) withhold: bool,
 }
 
 /// Now, as microseconds since the Unix epoch: the node core's clock.
@@ -274,6 +277,10 @@ impl Driver {
     /// Reads a challenged segment's checkpoints off disk, off the loop.
     fn read_checkpoints(&self, peer: NodeId, round: u64, segment: u64) {
         let (chains, done) = (self.chains.clone(), self.done_tx.clone());
+        #[cfg(feature = "cheat")]
+        let withhold = self.withhold;
+        #[cfg(not(feature = "cheat"))]
+        let withhold = false;
         tokio::spawn(async move {
             let read = tokio::task::spawn_blocking(move || {
                 chains
@@ -281,7 +288,7 @@ impl Driver {
                     .zip(chains.get(round, segment + 1))
             })
             .await;
-            let checkpoints = read.ok().flatten();
+            let checkpoints = read.ok().flatten().filter(|_| !withhold);
             let _ = done
                 .send(Done::Checkpoints {
                     peer,

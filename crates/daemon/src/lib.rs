@@ -44,6 +44,8 @@
 
 mod atomic;
 mod audit;
+#[cfg(feature = "cheat")]
+mod cheat;
 mod checkpoint;
 mod config;
 mod dataset;
@@ -71,6 +73,8 @@ use neuroshard_train::InnerLoop;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "cheat")]
+pub use cheat::Cheat;
 pub use checkpoint::CHECKPOINT_FILE;
 
 /// Where, under the data directory, a node keeps its training chains' checkpoints for audits.
@@ -130,7 +134,8 @@ impl Daemon {
             config.val_batches,
             settings.protocol.outer.lr,
         );
-        let trainer = Trainer::new(
+        #[cfg_attr(not(feature = "cheat"), allow(unused_mut))]
+        let mut trainer = Trainer::new(
             &settings.model,
             genesis.seed,
             settings.inner,
@@ -139,6 +144,10 @@ impl Daemon {
             config.val_batches,
             chains.clone(),
         )?;
+        #[cfg(feature = "cheat")]
+        {
+            trainer.cheat = config.cheat;
+        }
         let loss = trainer.loss_gauge();
         let store = MemoryStore::new();
         let net = Network::start(
@@ -196,6 +205,8 @@ impl Daemon {
             chains,
             replayer: Some(Box::new(replayer)),
             replays: std::collections::VecDeque::new(),
+            #[cfg(feature = "cheat")]
+            withhold: config.cheat == Some(crate::Cheat::Withhold),
         };
         Ok(Self {
             driver,

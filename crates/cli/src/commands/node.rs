@@ -58,6 +58,10 @@ pub(crate) struct Args {
     /// Stop when standard input closes (set by `neuroshard up`).
     #[arg(long, hide = true)]
     exit_on_stdin_close: bool,
+    /// Test builds only: cheat the work proof (lazy or withhold).
+    #[cfg(feature = "cheat")]
+    #[arg(long)]
+    cheat: Option<neuroshard_daemon::Cheat>,
 }
 
 impl Args {
@@ -89,6 +93,10 @@ impl Args {
         }
         config.mdns |= self.mdns;
         config.exit_on_stdin_close |= self.exit_on_stdin_close;
+        #[cfg(feature = "cheat")]
+        {
+            config.cheat = self.cheat;
+        }
         config.validate()?;
         Ok(config)
     }
