@@ -1,5 +1,9 @@
 //! `neuroshard bench train`: times full training steps (forward, backward, clipping, AdamW) of a
 //! preset on seeded random tokens; `bench/pytorch_train.py` runs the same measurement in PyTorch.
+//! `neuroshard bench verify`: honest replays of training chains on other thread counts and
+//! kernels (see `verify`).
+
+mod verify;
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,9 @@ pub(crate) struct Args {
 enum What {
     /// Tokens per second of full training steps on random tokens.
     Train(TrainArgs),
+    /// How far honest replays of training chains land from them on other thread counts and
+    /// kernels, and what a replay costs.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +85,7 @@ struct Report {
 pub(crate) fn run(args: Args) -> Result<()> {
     match args.what {
         What::Train(args) => train(&args),
+        What::Verify(args) => verify::run(&args),
     }
 }
 
