@@ -4,6 +4,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Device, Layout, Result, Shape, Storage, StorageRef, Tensor, bail};
 
+use crate::{KernelPath, kernel_path};
+
 /// Elements one rayon task handles: large enough to amortise scheduling, small enough to
 /// balance two to sixteen threads on the model's activation sizes.
 const TASK_ELEMS: usize = 16 * 1024;
@@ -14,11 +16,13 @@ pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (TASK_ELEMS / row_len.max(1)).max(1)
 }
 
-/// Whether every tensor lives on the CPU as f32: the case the fused kernels handle.
+/// Whether the fused kernels should run: the process is on [`KernelPath::Fused`] and every
+/// tensor lives on the CPU as f32, the case they handle.
 pub(crate) fn fused_ok(tensors: &[&Tensor]) -> bool {
-    tensors
-        .iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32)
+    kernel_path() == KernelPath::Fused
+        && tensors
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32)
 }
 
 /// The contiguous f32 data a custom op's `cpu_fwd` receives.

@@ -5,6 +5,10 @@
 //! device or dtype it runs the composite candle-op version, which is also the reference the fused
 //! kernels are tested against. Activations use the (batch, time, heads, head_dim) layout that a
 //! projection's output reshapes to without a transpose.
+//!
+//! [`set_kernel_path`] with [`KernelPath::Composite`] makes every op in the process take its
+//! composite form even on the CPU, so a verifier can replay training with the references and
+//! compare it with the fused run; the default, [`KernelPath::Fused`], is the dispatch above.
 
 #[macro_use]
 mod cpu;
@@ -12,6 +16,7 @@ mod attention;
 mod cross_entropy;
 mod linear_cross_entropy;
 mod matmul;
+mod path;
 mod rms_norm;
 mod rope;
 mod swiglu;
@@ -21,6 +26,7 @@ mod testutil;
 pub use attention::causal_attention;
 pub use cross_entropy::cross_entropy;
 pub use linear_cross_entropy::linear_cross_entropy;
+pub use path::{KernelPath, kernel_path, set_kernel_path};
 pub use rms_norm::rms_norm;
 pub use rope::{rope, rope_tables};
 pub use swiglu::swiglu;
