@@ -3,8 +3,8 @@
 //! segments beside training.
 //!
 //! Disk bound: a node keeps the checkpoints of its last [`CHECKPOINT_ROUNDS`] chains, S + 1 of
-//! 12 bytes per parameter each (parameters and both AdamW moments): 2 × 41 × 12 × n bytes at
-//! the default 40 segments, about 1 GB per million parameters.
+//! 12 bytes per parameter each (parameters and both AdamW moments): 2 × 51 × 12 × n bytes at
+//! the default 50 segments, about 1.2 GB per million parameters.
 
 use std::path::{Path, PathBuf};
 

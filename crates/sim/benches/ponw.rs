@@ -76,7 +76,11 @@ fn main() {
             let workload = tiny_workload(&config).expect("the tiny workload");
             let report = Sim::new(config, workload).and_then(Sim::run).expect("a run");
             let ponw = report.ponw.expect("audits on");
-            caught_runs += usize::from(ponw.rounds_to_detection[0].is_some_and(|r| r <= rounds));
+            let in_time = ponw.rounds_to_detection[0].is_some_and(|r| r <= rounds);
+            if !in_time {
+                eprintln!("{cheat}: not caught within {rounds} rounds, SIM_SEED={seed}");
+            }
+            caught_runs += usize::from(in_time);
             let counted = ponw.rounds.iter().filter(|r| r.round < rounds);
             let (a, c) = counted.fold((0, 0), |(a, c), r| (a + r.cheating, c + r.caught));
             acts += a;
