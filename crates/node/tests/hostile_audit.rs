@@ -36,11 +36,21 @@ fn node() -> Node {
         }),
     };
     let key = Keypair::from_seed([1; 32]);
-    Node::new(key, config, members, vec![0.5; PARAMS], Box::new(DeadlineAgreement)).unwrap()
+    Node::new(
+        key,
+        config,
+        members,
+        vec![0.5; PARAMS],
+        Box::new(DeadlineAgreement),
+    )
+    .unwrap()
 }
 
 fn feed(node: &mut Node, from: &Keypair, message: &Message) -> Vec<Output> {
-    node.handle(Timestamp::ZERO, Input::Message(from.node_id(), message.seal(from)))
+    node.handle(
+        Timestamp::ZERO,
+        Input::Message(from.node_id(), message.seal(from)),
+    )
 }
 
 fn announcement(node: &Node) -> Announcement {
@@ -156,8 +166,14 @@ fn unsolicited_openings_bad_tickets_and_garbage_change_nothing() {
     assert!(feed(&mut node, peer, &challenge).is_empty());
     let frame = unsolicited.seal(peer);
     for cut in [0, 1, frame.len() / 2, frame.len() - 1] {
-        let outputs = node.handle(Timestamp::ZERO, Input::Message(peer.node_id(), frame[..cut].to_vec()));
-        assert!(matches!(outputs.as_slice(), [Output::Penalize { .. }]), "cut at {cut}");
+        let outputs = node.handle(
+            Timestamp::ZERO,
+            Input::Message(peer.node_id(), frame[..cut].to_vec()),
+        );
+        assert!(
+            matches!(outputs.as_slice(), [Output::Penalize { .. }]),
+            "cut at {cut}"
+        );
     }
     let oversized = vec![0u8; (1 << 20) + 1];
     let outputs = node.handle(Timestamp::ZERO, Input::Message(peer.node_id(), oversized));

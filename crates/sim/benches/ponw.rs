@@ -34,10 +34,16 @@ fn predicted(rate: f64, others: usize, found: f64) -> f64 {
 fn found(cheat: Cheat, segments: u64) -> f64 {
     match cheat.kind {
         CheatKind::Lazy => {
-            let skipped = (cheat.strength * segments as f64).round().clamp(1.0, segments as f64);
+            let skipped = (cheat.strength * segments as f64)
+                .round()
+                .clamp(1.0, segments as f64);
             skipped / segments as f64
         }
-        CheatKind::ForgeLoss if cheat.strength <= f64::from(AuditConfig::DEFAULT.tolerance.loss) => 0.0,
+        CheatKind::ForgeLoss
+            if cheat.strength <= f64::from(AuditConfig::DEFAULT.tolerance.loss) =>
+        {
+            0.0
+        }
         CheatKind::Withhold | CheatKind::FalseAccuse => cheat.strength.min(1.0),
         _ => 1.0,
     }
@@ -74,7 +80,9 @@ fn main() {
             config.cheat = Some(cheat);
             config.cheaters = 1;
             let workload = tiny_workload(&config).expect("the tiny workload");
-            let report = Sim::new(config, workload).and_then(Sim::run).expect("a run");
+            let report = Sim::new(config, workload)
+                .and_then(Sim::run)
+                .expect("a run");
             let ponw = report.ponw.expect("audits on");
             let in_time = ponw.rounds_to_detection[0].is_some_and(|r| r <= rounds);
             if !in_time {

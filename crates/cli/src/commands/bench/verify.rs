@@ -116,7 +116,10 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<()> {
     let corpus = neuroshard_sim::markov_corpus(args.vocab, 400_000, args.seed);
     let data = InMemorySource::new(corpus, args.seed);
     let fresh = || -> Result<InnerLoop> {
-        Ok(InnerLoop::new(NeuroLlm::new(&model, args.seed, &Device::Cpu)?, inner)?)
+        Ok(InnerLoop::new(
+            NeuroLlm::new(&model, args.seed, &Device::Cpu)?,
+            inner,
+        )?)
     };
     let store = MemoryCheckpoints::default();
     let mut worker = ModelWorker::new(fresh()?, data.clone(), store.clone());
@@ -174,11 +177,27 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<()> {
                 }
             }
         }
-        params = params.iter().zip(&result.delta).map(|(p, d)| p - d).collect();
-        eprintln!("job {} of {} checked: {failed} failed so far", round + 1, args.jobs);
+        params = params
+            .iter()
+            .zip(&result.delta)
+            .map(|(p, d)| p - d)
+            .collect();
+        eprintln!(
+            "job {} of {} checked: {failed} failed so far",
+            round + 1,
+            args.jobs
+        );
     }
     threads(args.train_threads, KernelPath::Fused);
-    let report = summarise(args, model.n_params(), plan, distances, failed, loss_diff, (train_time, replay_time));
+    let report = summarise(
+        args,
+        model.n_params(),
+        plan,
+        distances,
+        failed,
+        loss_diff,
+        (train_time, replay_time),
+    );
     print(&report, args.json)
 }
 
@@ -208,7 +227,11 @@ fn open(
     plan: Segments,
     segment: u64,
 ) -> Result<Opening> {
-    let read = |i| store.get(result.round, i).context("a checkpoint the worker kept");
+    let read = |i| {
+        store
+            .get(result.round, i)
+            .context("a checkpoint the worker kept")
+    };
     let leaf = |i| result.chain.open(i).context("a leaf of the chain");
     let last = segment + 1 == plan.count();
     Ok(Opening {
@@ -280,7 +303,12 @@ fn print(r: &Report, json: bool) -> Result<()> {
     );
     println!(
         "state distance: median {:.2e}, p99 {:.2e}, max {:.2e} (tolerance {:.0e}); loss difference max {:.2e} (tolerance {:.0e})",
-        r.distance_median, r.distance_p99, r.distance_max, r.tolerance_state, r.loss_diff_max, r.tolerance_loss
+        r.distance_median,
+        r.distance_p99,
+        r.distance_max,
+        r.tolerance_state,
+        r.loss_diff_max,
+        r.tolerance_loss
     );
     println!(
         "training {:.1} ms per job, replay {:.1} ms per segment: one audit costs {:.2} % of a job",
