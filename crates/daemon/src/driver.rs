@@ -62,7 +62,7 @@ pub(crate) enum Done {
     /// A replay ended (or its data could not be had); the replayer comes back with it.
     Replayed(
         Box<Replayer>,
-        ReplayJob,
+        Box<ReplayJob>,
         std::result::Result<Replayed, String>,
     ),
     /// The training thread died.
@@ -121,7 +121,7 @@ pub(crate) struct Driver {
     /// The replayer, when no replay is running.
     pub(crate) replayer: Option<Box<Replayer>>,
     /// Replays waiting for the replayer.
-    pub(crate) replays: std::collections::VecDeque<ReplayJob>,
+    pub(crate) replays: std::collections::VecDeque<Box<ReplayJob>>,
     /// Test builds only: serve no challenged checkpoint.
     #[cfg(feature = "cheat")]
     pub(crate) withhold: bool,

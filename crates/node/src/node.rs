@@ -34,7 +34,7 @@ pub enum Input {
     },
     /// The driver finished a [`ReplayJob`]: what it computed, or why it could not (a local
     /// failure, which judges nobody).
-    Replayed(ReplayJob, std::result::Result<Replayed, String>),
+    Replayed(Box<ReplayJob>, std::result::Result<Replayed, String>),
 }
 
 /// Everything a node asks its driver to do.
@@ -69,7 +69,7 @@ pub enum Output {
     },
     /// Replay another node's segment with the driver's [`crate::Verifier`] and feed back
     /// [`Input::Replayed`].
-    Replay(ReplayJob),
+    Replay(Box<ReplayJob>),
     /// This node concluded an audit (for logs and status).
     Audited(neuroshard_verify::Verdict),
     /// A member was proven to cheat, or to accuse falsely: it counts for nothing from now on.
@@ -309,7 +309,7 @@ impl Node {
                 segment,
                 checkpoints,
             } => round::on_checkpoints(self, peer, round, segment, checkpoints),
-            Input::Replayed(job, result) => round::on_replayed(self, now, job, result),
+            Input::Replayed(job, result) => round::on_replayed(self, now, *job, result),
         }
     }
 

@@ -48,12 +48,15 @@ pub trait CheckpointStore: Send {
     fn get(&self, round: Round, index: u64) -> Option<Vec<u8>>;
 }
 
+/// Checkpoints by (round, index).
+type Kept = BTreeMap<(Round, u64), Vec<u8>>;
+
 /// Checkpoints in memory, shared between the worker and its driver (the simulator's store).
 #[derive(Debug, Clone, Default)]
-pub struct MemoryCheckpoints(Arc<Mutex<BTreeMap<(Round, u64), Vec<u8>>>>);
+pub struct MemoryCheckpoints(Arc<Mutex<Kept>>);
 
 impl MemoryCheckpoints {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Round, u64), Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         self.0.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 }

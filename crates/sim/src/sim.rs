@@ -59,7 +59,7 @@ enum Event {
     Replayed {
         node: usize,
         generation: u64,
-        job: ReplayJob,
+        job: Box<ReplayJob>,
         result: std::result::Result<Replayed, String>,
     },
 }
@@ -338,7 +338,7 @@ impl<W: Workload> Sim<W> {
 
     /// Runs a replay for real now (a false accuser reports one that did not happen), and feeds
     /// it back after the simulated compute time; it runs beside training.
-    fn replay(&mut self, now: Timestamp, node: usize, job: ReplayJob) {
+    fn replay(&mut self, now: Timestamp, node: usize, job: Box<ReplayJob>) {
         let steps = job.opened.end.step.saturating_sub(job.opened.start.step);
         let audit = matches!(job.purpose, Purpose::Audit { .. });
         let result = if audit && self.cheats.accuses(node, job.round) {

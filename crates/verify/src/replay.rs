@@ -84,12 +84,12 @@ pub fn judge(
     .into_iter()
     .map(|(r, c, s)| relative_distance(r, c, s))
     .fold(0.0_f32, f32::max);
-    if !(distance <= tolerance.state) {
+    if !within(distance, tolerance.state) {
         return Err(Fault::Diverged { distance });
     }
     for (i, (claimed, replayed)) in opened.losses.iter().zip(losses).enumerate() {
         let bound = tolerance.loss * replayed.abs().max(1.0);
-        if !((claimed - replayed).abs() <= bound) {
+        if !within((claimed - replayed).abs(), bound) {
             return Err(Fault::Losses {
                 step: end.step - opened.losses.len() as u64 + i as u64,
                 claimed: *claimed,
@@ -98,6 +98,14 @@ pub fn judge(
         }
     }
     Ok(distance)
+}
+
+/// Whether `x` is at most `bound`; never for NaN (a non-finite claim fails).
+fn within(x: f32, bound: f32) -> bool {
+    matches!(
+        x.partial_cmp(&bound),
+        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+    )
 }
 
 /// ‖replayed − committed‖ / ‖committed − start‖ (0 when all three are equal; infinite when the

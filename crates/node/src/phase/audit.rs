@@ -291,14 +291,14 @@ pub(crate) fn on_opening(
             node.audits
                 .replaying
                 .insert((round, contributor), frame.to_vec());
-            vec![Output::Replay(ReplayJob {
+            vec![Output::Replay(Box::new(ReplayJob {
                 round,
                 contributor,
                 opened,
                 purpose: Purpose::Audit {
                     usefulness: pending.usefulness,
                 },
-            })]
+            }))]
         }
     }
 }
@@ -496,12 +496,12 @@ pub(crate) fn on_fraud_proof(
             claims
                 .entry(contributor)
                 .or_insert_with(|| announcement.to_vec());
-            vec![Output::Replay(ReplayJob {
+            vec![Output::Replay(Box::new(ReplayJob {
                 round,
                 contributor,
                 opened,
                 purpose: Purpose::Proof { accuser },
-            })]
+            }))]
         }
     }
 }
