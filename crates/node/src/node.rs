@@ -9,7 +9,7 @@ use crate::config::NodeConfig;
 use crate::message::{Announcement, Message, Round};
 use crate::phase::audit::{AuditStats, Audits};
 use crate::work::{ReplayJob, Replayed, TrainingJob, TrainingResult};
-use crate::{Error, Result, Timestamp, round};
+use crate::{Error, Result, Timestamp};
 
 /// Everything that can happen to a node.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,36 +280,6 @@ impl Node {
             round: self.round,
             params: self.params.clone(),
             outer: f32_bytes(self.outer.momentum()),
-        }
-    }
-
-    /// Replaces the set of members expected to contribute (peers joined or left); the node must
-    /// stay a member. A round waiting only on members that left may close now; each new member
-    /// is told this node's latest model-hash vote, so a joining node learns where the network
-    /// stands.
-    pub fn set_members(&mut self, now: Timestamp, members: BTreeSet<NodeId>) -> Vec<Output> {
-        assert!(
-            members.contains(&self.id),
-            "a node stays a member of its own network"
-        );
-        let joined: Vec<NodeId> = members.difference(&self.members).copied().collect();
-        self.members = members;
-        round::on_members(self, now, &joined)
-    }
-
-    /// Handles one input at time `now`.
-    pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
-        match input {
-            Input::Tick => round::on_tick(self, now),
-            Input::Trained(result) => round::on_trained(self, now, result),
-            Input::Message(peer, frame) => round::on_frame(self, now, peer, &frame),
-            Input::Checkpoints {
-                peer,
-                round,
-                segment,
-                checkpoints,
-            } => round::on_checkpoints(self, peer, round, segment, checkpoints),
-            Input::Replayed(job, result) => round::on_replayed(self, now, *job, result),
         }
     }
 

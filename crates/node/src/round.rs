@@ -15,13 +15,47 @@
 //!    this node's own; replay what is served, beside the next round's training; exclude whoever
 //!    a checked fraud proof convicts.
 
+use std::collections::BTreeSet;
+
 use neuroshard_primitives::NodeId;
 
 use crate::Timestamp;
 use crate::message::{Message, Round};
-use crate::node::{Node, Output, Phase, penalize};
+use crate::node::{Input, Node, Output, Phase, penalize};
 use crate::phase::{aggregate, audit, exchange, sync, train};
 use crate::work::{ReplayJob, Replayed, TrainingResult};
+
+impl Node {
+    /// Replaces the set of members expected to contribute (peers joined or left); the node must
+    /// stay a member. A round waiting only on members that left may close now; each new member
+    /// is told this node's latest model-hash vote, so a joining node learns where the network
+    /// stands.
+    pub fn set_members(&mut self, now: Timestamp, members: BTreeSet<NodeId>) -> Vec<Output> {
+        assert!(
+            members.contains(&self.id),
+            "a node stays a member of its own network"
+        );
+        let joined: Vec<NodeId> = members.difference(&self.members).copied().collect();
+        self.members = members;
+        on_members(self, now, &joined)
+    }
+
+    /// Handles one input at time `now`.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
+        match input {
+            Input::Tick => on_tick(self, now),
+            Input::Trained(result) => on_trained(self, now, result),
+            Input::Message(peer, frame) => on_frame(self, now, peer, &frame),
+            Input::Checkpoints {
+                peer,
+                round,
+                segment,
+                checkpoints,
+            } => on_checkpoints(self, peer, round, segment, checkpoints),
+            Input::Replayed(job, result) => on_replayed(self, now, *job, result),
+        }
+    }
+}
 
 /// Time passed: start the first round, close the exchange at its deadline, or ask another
 /// holder for a state that did not come.
@@ -92,7 +126,11 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
                 outer: &outer,
                 missed: &missed,
             };
-            let mut outputs = sync::on_state(node, now, signer, state);
+            let installed = sync::on_state(node, signer, state);
+            let mut outputs = installed.outputs;
+            if let Some(next) = installed.observe {
+                outputs.extend(sync::observe(node, now, next));
+            }
             // The votes may already say the network has moved past the installed round.
             outputs.extend(sync::check(node, now));
             outputs.extend(try_close(node, now));

@@ -205,20 +205,30 @@ pub(crate) struct State<'a> {
     pub(crate) missed: &'a [NodeId],
 }
 
+/// What installing a peer's state did: its outputs, and the round after the installed one when
+/// the node is not in it (the caller moves the node there to observe it, see [`observe`]).
+pub(crate) struct Installed {
+    pub(crate) outputs: Vec<Output>,
+    pub(crate) observe: Option<Round>,
+}
+
+impl Installed {
+    fn nothing(outputs: Vec<Output>) -> Self {
+        Self {
+            outputs,
+            observe: None,
+        }
+    }
+}
+
 /// A peer's full state: install it if it is the one this node asked for (or a later one the
 /// members settled) and its hash checks.
 ///
-/// After a split within the node's round the round goes on; otherwise the node moves to the
-/// round after the installed one and observes it: it applies the others' Δs without training
-/// (its own Δ would come late and count nowhere) and contributes from the round after.
-pub(crate) fn on_state(
-    node: &mut Node,
-    now: Timestamp,
-    signer: NodeId,
-    state: State<'_>,
-) -> Vec<Output> {
+/// After a split within the node's round the round goes on; otherwise the node is to observe
+/// the round after the installed one.
+pub(crate) fn on_state(node: &mut Node, signer: NodeId, state: State<'_>) -> Installed {
     let Some(pending) = node.pending_sync else {
-        return Vec::new();
+        return Installed::nothing(Vec::new());
     };
     let hash = Hash::of(state.params);
     let wanted = if state.round == pending.round {
@@ -232,20 +242,23 @@ pub(crate) fn on_state(
         None
     };
     let Some(wanted) = wanted else {
-        return Vec::new();
+        return Installed::nothing(Vec::new());
     };
     let Some(next) = state.round.checked_add(1) else {
-        return vec![penalize(signer, "sync state for the last possible round")];
+        return Installed::nothing(vec![penalize(
+            signer,
+            "sync state for the last possible round",
+        )]);
     };
     if hash != wanted || state.params.len() != 4 * node.params.len() {
-        return vec![penalize(
+        return Installed::nothing(vec![penalize(
             signer,
             "sync state does not match the settled hash",
-        )];
+        )]);
     }
     let outer = match outer_from_bytes(node.config.outer, state.outer, node.params.len()) {
         Ok(outer) => outer,
-        Err(err) => return vec![penalize(signer, err)],
+        Err(err) => return Installed::nothing(vec![penalize(signer, err)]),
     };
     node.params = f32_values(state.params, node.params.len()).expect("length checked above");
     node.outer = outer;
@@ -264,20 +277,20 @@ pub(crate) fn on_state(
         .collect();
     node.pending_sync = None;
     node.sync_attempts = 0;
-    let mut outputs = vec![Output::Resynced {
-        round: state.round,
-        hash,
-    }];
-    if node.round != next {
-        outputs.extend(observe(node, now, next));
+    Installed {
+        outputs: vec![Output::Resynced {
+            round: state.round,
+            hash,
+        }],
+        observe: (node.round != next).then_some(next),
     }
-    outputs
 }
 
-/// Moves the node to `round`, just installed, to observe it: no training job; the Δs announced
-/// for it (kept early if the node was in the round before, or kept aside as each member's
-/// latest announcement) are fetched and applied as usual.
-fn observe(node: &mut Node, now: Timestamp, round: Round) -> Vec<Output> {
+/// Moves the node to `round`, just installed, to observe it: no training job (its own Δ would
+/// come late and count nowhere); the Δs announced for it (kept early if the node was in the
+/// round before, or kept aside as each member's latest announcement) are fetched and applied as
+/// usual, and the node contributes from the round after.
+pub(crate) fn observe(node: &mut Node, now: Timestamp, round: Round) -> Vec<Output> {
     let early = mem::take(&mut node.early);
     node.inbox = if node.round.checked_add(1) == Some(round) {
         early
