@@ -30,7 +30,18 @@ fn predicted(rate: f64, others: usize, found: f64) -> f64 {
     1.0 - (1.0 - rate * found).powi(others as i32)
 }
 
-/// The chance one audit of a cheating contribution finds it.
+/// The predicted per-round catch rate of `cheat`.
+fn prediction(cheat: Cheat, rate: f64, others: usize, segments: u64) -> f64 {
+    let found = found(cheat, segments);
+    if cheat.kind == CheatKind::FalseAccuse {
+        found
+    } else {
+        predicted(rate, others, found)
+    }
+}
+
+/// The chance one audit of a cheating contribution finds it (for a false accuser: the chance an
+/// accusation is caught).
 fn found(cheat: Cheat, segments: u64) -> f64 {
     match cheat.kind {
         CheatKind::Lazy => {
@@ -44,7 +55,9 @@ fn found(cheat: Cheat, segments: u64) -> f64 {
         {
             0.0
         }
-        CheatKind::Withhold | CheatKind::FalseAccuse => cheat.strength.min(1.0),
+        CheatKind::Withhold => cheat.strength.min(1.0),
+        // Every node checks every proof: a false one is always caught.
+        CheatKind::FalseAccuse => 1.0,
         _ => 1.0,
     }
 }
@@ -103,7 +116,7 @@ fn main() {
             cheat.to_string(),
             100.0 * caught_runs as f64 / seeds as f64,
             100.0 * per_round,
-            100.0 * predicted(rate, nodes - 1, found(cheat, audit.segments)),
+            100.0 * prediction(cheat, rate, nodes - 1, audit.segments),
             honest_failed,
             100.0 * verification,
             100.0 * commitment,

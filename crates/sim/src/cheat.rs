@@ -43,7 +43,11 @@ impl Cheats {
             cheaters: config.cheaters(),
             rng: tree.stream("cheat", 0),
             honest: BTreeMap::new(),
-            tally: Tally::default(),
+            tally: Tally::new(
+                config
+                    .cheat
+                    .is_some_and(|c| c.kind == CheatKind::FalseAccuse),
+            ),
         }
     }
 
@@ -70,15 +74,11 @@ impl Cheats {
         }
     }
 
-    /// Whether cheater `node` withholds the checkpoints a challenge of `round` asks for.
-    pub(crate) fn withholds(&mut self, node: usize, round: Round) -> bool {
-        let withholds = self.is_cheater(node)
+    /// Whether cheater `node` withholds the checkpoints a challenge asks for.
+    pub(crate) fn withholds(&mut self, node: usize) -> bool {
+        self.is_cheater(node)
             && self.kind() == Some(CheatKind::Withhold)
-            && this_time(self.strength(), &mut self.rng);
-        if withholds {
-            self.tally.cheated(round, node);
-        }
-        withholds
+            && this_time(self.strength(), &mut self.rng)
     }
 
     /// Whether cheater `node` reports its audit of `round` as failed whatever the replay.
@@ -123,7 +123,12 @@ impl Cheats {
             CheatKind::Fabricate | CheatKind::Replay | CheatKind::WrongData => {
                 this_time(strength, &mut self.rng)
             }
-            CheatKind::FalseAccuse | CheatKind::Withhold => false,
+            // A withholder's every contribution is one it will not stand behind when challenged.
+            CheatKind::Withhold => {
+                self.tally.cheated(job.round, node);
+                false
+            }
+            CheatKind::FalseAccuse => false,
         };
         if !cheats {
             return honest(worker);

@@ -92,6 +92,9 @@ pub(crate) struct Tally {
     cheating: BTreeMap<u64, BTreeSet<usize>>,
     /// Cheaters an honest node has excluded: their later acts count nowhere.
     convicted: BTreeSet<usize>,
+    /// Whether an exclusion catches the act (a false accusation, which no audit judges) rather
+    /// than only an auditor's failed verdict.
+    caught_by_exclusion: bool,
     caught: BTreeMap<u64, BTreeSet<usize>>,
     honest_passed: u64,
     honest_failed: u64,
@@ -103,6 +106,14 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
+    /// A tally for cheats that an exclusion catches (false accusations) or only audits do.
+    pub(crate) fn new(caught_by_exclusion: bool) -> Self {
+        Self {
+            caught_by_exclusion,
+            ..Self::default()
+        }
+    }
+
     /// A cheater cheated in `round` (once excluded, its acts no longer count: nobody includes
     /// its contributions).
     pub(crate) fn cheated(&mut self, round: u64, node: usize) {
@@ -165,7 +176,7 @@ impl Tally {
             self.cheaters_excluded += 1;
             self.convicted.insert(who);
             // A false accuser is caught when an honest node convicts it.
-            if self.cheating.values().any(|nodes| nodes.contains(&who)) {
+            if self.caught_by_exclusion {
                 let first = self
                     .cheating
                     .iter()

@@ -321,7 +321,7 @@ impl<W: Workload> Sim<W> {
     fn serve(&mut self, now: Timestamp, node: usize, peer: NodeId, round: Round, segment: u64) {
         let store = &self.stores[node];
         let read = store.get(round, segment).zip(store.get(round, segment + 1));
-        let checkpoints = read.filter(|_| !self.cheats.withholds(node, round));
+        let checkpoints = read.filter(|_| !self.cheats.withholds(node));
         let generation = self.topology.generation(node);
         self.queue.push(
             now,
