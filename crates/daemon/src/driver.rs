@@ -56,8 +56,8 @@ pub(crate) enum Done {
         round: u64,
         /// The segment.
         segment: u64,
-        /// Checkpoints `segment` and `segment + 1`.
-        checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+        /// The checkpoints asked for, in order.
+        checkpoints: Option<Vec<Vec<u8>>>,
     },
     /// A replay ended (or its data could not be had); the replayer comes back with it.
     Replayed(
@@ -251,7 +251,8 @@ impl Driver {
                     peer,
                     round,
                     segment,
-                } => self.read_checkpoints(peer, round, segment),
+                    indices,
+                } => self.read_checkpoints(peer, round, segment, indices),
                 Output::Replay(job) => {
                     self.replays.push_back(job);
                     self.start_replay();
@@ -274,8 +275,8 @@ impl Driver {
             .audits(self.node.audit_stats(), self.node.excluded());
     }
 
-    /// Reads a challenged segment's checkpoints off disk, off the loop.
-    fn read_checkpoints(&self, peer: NodeId, round: u64, segment: u64) {
+    /// Reads the checkpoints a challenge of `segment` needs off disk, off the loop.
+    fn read_checkpoints(&self, peer: NodeId, round: u64, segment: u64, indices: Vec<u64>) {
         let (chains, done) = (self.chains.clone(), self.done_tx.clone());
         #[cfg(feature = "cheat")]
         let withhold = self.withhold;
@@ -283,9 +284,10 @@ impl Driver {
         let withhold = false;
         tokio::spawn(async move {
             let read = tokio::task::spawn_blocking(move || {
-                chains
-                    .get(round, segment)
-                    .zip(chains.get(round, segment + 1))
+                indices
+                    .iter()
+                    .map(|i| chains.get(round, *i))
+                    .collect::<Option<Vec<_>>>()
             })
             .await;
             let checkpoints = read.ok().flatten().filter(|_| !withhold);

@@ -20,17 +20,17 @@ pub enum Input {
     Message(NodeId, Vec<u8>),
     /// The driver finished a [`TrainingJob`].
     Trained(TrainingResult),
-    /// The driver read the checkpoints [`Output::Checkpoints`] asked for: the segment's start and
-    /// end in wire form, `None` if its store no longer holds them.
+    /// The driver read the checkpoints [`Output::Checkpoints`] asked for, in wire form and in
+    /// the order asked; `None` if its store no longer holds them all.
     Checkpoints {
         /// The challenger to serve.
         peer: NodeId,
         /// The round of the chain.
         round: Round,
-        /// The segment.
+        /// The segment challenged.
         segment: u64,
-        /// Checkpoints `segment` and `segment + 1`.
-        checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+        /// The checkpoints.
+        checkpoints: Option<Vec<Vec<u8>>>,
     },
     /// The driver finished a [`ReplayJob`]: what it computed, or why it could not (a local
     /// failure, which judges nobody).
@@ -57,15 +57,18 @@ pub enum Output {
     },
     /// A round closed: what was applied.
     Closed(RoundSummary),
-    /// Read checkpoints `segment` and `segment + 1` of this node's chain for `round` from the
-    /// store and feed back [`Input::Checkpoints`] (a member challenged that segment).
+    /// Read checkpoints `indices` of this node's chain for `round` from the store and feed them
+    /// back as [`Input::Checkpoints`] (a member challenged `segment`: its start and end, and for
+    /// the last segment the chain's start, whose parameters are the round's model).
     Checkpoints {
         /// The challenger.
         peer: NodeId,
         /// The round of the chain.
         round: Round,
-        /// The segment.
+        /// The segment challenged.
         segment: u64,
+        /// The checkpoints to read.
+        indices: Vec<u64>,
     },
     /// Replay another node's segment with the driver's [`crate::Verifier`] and feed back
     /// [`Input::Replayed`].

@@ -173,7 +173,7 @@ pub(crate) fn on_checkpoints(
     peer: NodeId,
     round: Round,
     segment: u64,
-    checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+    checkpoints: Option<Vec<Vec<u8>>>,
 ) -> Vec<Output> {
     audit::on_checkpoints(node, peer, round, segment, checkpoints)
 }

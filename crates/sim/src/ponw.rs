@@ -11,8 +11,8 @@ use serde::Serialize;
 pub struct PonwRound {
     /// The round.
     pub round: u64,
-    /// Cheating acts in the round: contributions trained dishonestly, challenges withheld, false
-    /// fraud proofs sent.
+    /// Cheating acts in the round: contributions trained dishonestly (or to be withheld) that an
+    /// honest node included, false fraud proofs sent.
     pub cheating: usize,
     /// Of those, the ones an honest node caught.
     pub caught: usize,
@@ -90,6 +90,8 @@ pub(crate) fn commitment_bytes() -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     cheating: BTreeMap<u64, BTreeSet<usize>>,
+    /// Cheating contributions an honest node included (the others were left out in time).
+    included: BTreeMap<u64, BTreeSet<usize>>,
     /// Cheaters an honest node has excluded: their later acts count nowhere.
     convicted: BTreeSet<usize>,
     /// Whether an exclusion catches the act (a false accusation, which no audit judges) rather
@@ -120,6 +122,11 @@ impl Tally {
         if !self.convicted.contains(&node) {
             self.cheating.entry(round).or_default().insert(node);
         }
+    }
+
+    /// An honest node's round `round` included node `node`'s contribution.
+    pub(crate) fn included(&mut self, round: u64, node: usize) {
+        self.included.entry(round).or_default().insert(node);
     }
 
     /// Some node trained `steps` inner steps.
@@ -199,17 +206,30 @@ impl Tally {
         commitment_bytes: usize,
         delta_bytes: usize,
     ) -> PonwReport {
+        // A cheating contribution counts once an honest node included it (one left out of
+        // every round in time, its sender already excluded, did no harm); a false accusation
+        // counts as made.
+        let empty = BTreeSet::new();
         let rounds: Vec<PonwRound> = self
             .cheating
             .iter()
-            .map(|(round, nodes)| PonwRound {
-                round: *round,
-                cheating: nodes.len(),
-                caught: self
-                    .caught
-                    .get(round)
-                    .map_or(0, |caught| caught.intersection(nodes).count()),
+            .map(|(round, nodes)| {
+                let included = self.included.get(round).unwrap_or(&empty);
+                let counted: BTreeSet<usize> = nodes
+                    .iter()
+                    .filter(|n| self.caught_by_exclusion || included.contains(n))
+                    .copied()
+                    .collect();
+                PonwRound {
+                    round: *round,
+                    cheating: counted.len(),
+                    caught: self
+                        .caught
+                        .get(round)
+                        .map_or(0, |caught| caught.intersection(&counted).count()),
+                }
             })
+            .filter(|r| r.cheating > 0)
             .collect();
         let cheating: usize = rounds.iter().map(|r| r.cheating).sum();
         let caught: usize = rounds.iter().map(|r| r.caught).sum();

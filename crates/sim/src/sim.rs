@@ -53,7 +53,7 @@ enum Event {
         peer: NodeId,
         round: Round,
         segment: u64,
-        checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+        checkpoints: Option<Vec<Vec<u8>>>,
     },
     /// The node's replay finishes.
     Replayed {
@@ -287,7 +287,8 @@ impl<W: Workload> Sim<W> {
                 peer,
                 round,
                 segment,
-            } => self.serve(now, node, peer, round, segment),
+                indices,
+            } => self.serve(now, node, peer, round, segment, &indices),
             Output::Replay(job) => self.replay(now, node, job),
             Output::Audited(verdict) => {
                 if let Some(&contributor) = self.index.get(&verdict.contributor) {
@@ -316,11 +317,19 @@ impl<W: Workload> Sim<W> {
             .collect()
     }
 
-    /// The driver reads checkpoints `segment` and `segment + 1` of `round` for a challenger (a
+    /// The driver reads checkpoints `indices` of `round` for a challenger of `segment` (a
     /// withholding cheater may not).
-    fn serve(&mut self, now: Timestamp, node: usize, peer: NodeId, round: Round, segment: u64) {
+    fn serve(
+        &mut self,
+        now: Timestamp,
+        node: usize,
+        peer: NodeId,
+        round: Round,
+        segment: u64,
+        indices: &[u64],
+    ) {
         let store = &self.stores[node];
-        let read = store.get(round, segment).zip(store.get(round, segment + 1));
+        let read: Option<Vec<Vec<u8>>> = indices.iter().map(|i| store.get(round, *i)).collect();
         let checkpoints = read.filter(|_| !self.cheats.withholds(node));
         let generation = self.topology.generation(node);
         self.queue.push(
@@ -362,6 +371,15 @@ impl<W: Workload> Sim<W> {
     }
 
     fn closed(&mut self, node: usize, summary: RoundSummary) -> Result<()> {
+        let honest = self.honest_nodes();
+        for id in &summary.included {
+            if let Some(&i) = self.index.get(id)
+                && honest[node]
+                && !honest[i]
+            {
+                self.cheats.tally.included(summary.round, i);
+            }
+        }
         let missed = summary
             .missed
             .iter()

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use neuroshard_primitives::{NodeId, Signed};
 use neuroshard_verify::audit::{TICKET_NAMESPACE, ticket_payload};
 use neuroshard_verify::{
-    Chain, Claim, Commitment, Draw, Fault, Opened, Opening, Outcome, Tail, Verdict,
+    Chain, Checkpoint, Claim, Commitment, Draw, Fault, Opened, Opening, Outcome, Tail, Verdict,
 };
 
 use crate::Timestamp;
@@ -49,13 +49,12 @@ pub struct AuditStats {
     pub false_accusations: u64,
 }
 
-/// One of this node's chains, kept to serve openings.
+/// One of this node's chains, kept to serve openings (the checkpoints themselves are in the
+/// driver's store).
 #[derive(Debug)]
 struct Own {
     chain: Chain,
     commitment: Commitment,
-    /// The round's start parameters.
-    base: Vec<f32>,
     /// The residual added before encoding.
     residual: Vec<f32>,
 }
@@ -104,13 +103,11 @@ pub(crate) fn keep_own(
     commitment: Commitment,
     residual: Vec<f32>,
 ) {
-    let base = node.params.clone();
     node.audits.own.insert(
         round,
         Own {
             chain,
             commitment,
-            base,
             residual,
         },
     );
@@ -216,10 +213,15 @@ pub(crate) fn on_challenge(
     if !node.audits.served.insert((round, challenger)) {
         return Vec::new();
     }
+    let mut indices = vec![segment, segment + 1];
+    if segment + 1 == count {
+        indices.push(0);
+    }
     vec![Output::Checkpoints {
         peer: challenger,
         round,
         segment,
+        indices,
     }]
 }
 
@@ -230,9 +232,9 @@ pub(crate) fn on_checkpoints(
     peer: NodeId,
     round: Round,
     segment: u64,
-    checkpoints: Option<(Vec<u8>, Vec<u8>)>,
+    checkpoints: Option<Vec<Vec<u8>>>,
 ) -> Vec<Output> {
-    let (Some(own), Some((start, end))) = (node.audits.own.get(&round), checkpoints) else {
+    let (Some(own), Some(mut read)) = (node.audits.own.get(&round), checkpoints) else {
         return Vec::new();
     };
     let (Some(start_leaf), Some(end_leaf)) = (own.chain.open(segment), own.chain.open(segment + 1))
@@ -240,10 +242,21 @@ pub(crate) fn on_checkpoints(
         return Vec::new();
     };
     let last = segment + 1 == own.commitment.segments.count();
-    let tail = last.then(|| Tail {
-        base: f32_bytes(&own.base),
-        residual: f32_bytes(&own.residual),
-    });
+    // The chain's start holds the round's model the job trained from (the node may hold
+    // another since, after a resync within the round).
+    let base = if last { read.pop() } else { None };
+    let tail = match base.map(|bytes| Checkpoint::from_bytes(&bytes, node.params.len())) {
+        Some(Ok(start)) => Some(Tail {
+            base: f32_bytes(&start.params),
+            residual: f32_bytes(&own.residual),
+        }),
+        Some(Err(_)) => return Vec::new(),
+        None => None,
+    };
+    let [start, end]: [Vec<u8>; 2] = match read.try_into() {
+        Ok(pair) => pair,
+        Err(_) => return Vec::new(),
+    };
     let opening = Opening {
         segment,
         start,
