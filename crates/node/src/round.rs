@@ -51,7 +51,7 @@ impl Node {
                 round,
                 segment,
                 checkpoints,
-            } => on_checkpoints(self, peer, round, segment, checkpoints),
+            } => audit::on_checkpoints(self, peer, round, segment, checkpoints),
             Input::Replayed(job, result) => on_replayed(self, now, *job, result),
         }
     }
@@ -165,17 +165,6 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
         }
         Message::FraudProof { .. } => Vec::new(),
     }
-}
-
-/// The driver read a challenged segment's checkpoints: serve them.
-pub(crate) fn on_checkpoints(
-    node: &mut Node,
-    peer: NodeId,
-    round: Round,
-    segment: u64,
-    checkpoints: Option<Vec<Vec<u8>>>,
-) -> Vec<Output> {
-    audit::on_checkpoints(node, peer, round, segment, checkpoints)
 }
 
 /// The driver replayed a segment: judge it; an exclusion may let the round close.

@@ -131,10 +131,7 @@ pub(crate) fn select(node: &mut Node, now: Timestamp, included: &[NodeId]) -> Ve
         let Some(commitment) = announcement.commitment else {
             continue;
         };
-        let ticket = node.key.sign(
-            TICKET_NAMESPACE,
-            &ticket_payload(round, &commitment.root, &contributor),
-        );
+        let ticket = ticket(node, round, &commitment, contributor);
         let draw = Draw::of(&ticket.signature);
         if !draw.audits(rate) {
             continue;
@@ -157,6 +154,14 @@ pub(crate) fn select(node: &mut Node, now: Timestamp, included: &[NodeId]) -> Ve
         node.audits.stats.challenged += 1;
     }
     outputs
+}
+
+/// This node's ticket for auditing `contributor`'s commitment of `round`.
+fn ticket(node: &Node, round: Round, commitment: &Commitment, contributor: NodeId) -> Signed {
+    node.key.sign(
+        TICKET_NAMESPACE,
+        &ticket_payload(round, &commitment.root, &contributor),
+    )
 }
 
 /// Sends `contributor` a challenge for the segment `draw` picks, and waits for it.
@@ -533,10 +538,7 @@ pub(crate) fn on_verdict(node: &mut Node, now: Timestamp, verdict: Verdict) -> V
     let Some(commitment) = claimed(node, round, contributor).and_then(|a| a.commitment) else {
         return Vec::new();
     };
-    let ticket = node.key.sign(
-        TICKET_NAMESPACE,
-        &ticket_payload(round, &commitment.root, &contributor),
-    );
+    let ticket = ticket(node, round, &commitment, contributor);
     let pending = Pending {
         deadline: now + answer_time(node),
         usefulness: None,
