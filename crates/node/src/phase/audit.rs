@@ -80,8 +80,10 @@ pub(crate) struct Audits {
     replaying: BTreeMap<(Round, NodeId), Vec<u8>>,
     /// (round, challenger) pairs this node served.
     served: BTreeSet<(Round, NodeId)>,
-    /// (round, contributor) pairs whose fraud proof or withholding report this node took up.
+    /// (round, contributor) pairs whose fraud proof this node took up (or sent).
     judged: BTreeSet<(Round, NodeId)>,
+    /// (round, contributor) pairs whose reported withholding this node checked for itself.
+    rechecked: BTreeSet<(Round, NodeId)>,
     /// Members proven to cheat or to accuse falsely, with why.
     pub(crate) excluded: BTreeMap<NodeId, String>,
     pub(crate) stats: AuditStats,
@@ -532,7 +534,7 @@ pub(crate) fn on_verdict(node: &mut Node, now: Timestamp, verdict: Verdict) -> V
         && contributor != node.id
         && !node.audits.excluded.contains_key(&contributor)
         && !node.audits.pending.contains_key(&(round, contributor));
-    if !relevant || !node.audits.judged.insert((round, contributor)) {
+    if !relevant || !node.audits.rechecked.insert((round, contributor)) {
         return Vec::new();
     }
     let Some(commitment) = claimed(node, round, contributor).and_then(|a| a.commitment) else {
@@ -579,7 +581,7 @@ pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
             continue;
         }
         node.audits.stats.withheld += 1;
-        node.audits.judged.insert((round, contributor));
+        node.audits.rechecked.insert((round, contributor));
         let verdict = Verdict {
             round,
             contributor,
@@ -638,5 +640,6 @@ fn prune(node: &mut Node) {
     audits.claims.retain(|r, _| *r >= oldest);
     audits.served.retain(|(r, _)| *r >= oldest);
     audits.judged.retain(|(r, _)| *r >= oldest);
+    audits.rechecked.retain(|(r, _)| *r >= oldest);
     audits.replaying.retain(|(r, _), _| *r >= oldest);
 }
