@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use neuroshard_primitives::NodeId;
 
 use crate::Timestamp;
-use crate::message::{Message, Round};
+use crate::message::Message;
 use crate::node::{Input, Node, Output, Phase, penalize};
 use crate::phase::{aggregate, audit, exchange, sync, train};
 use crate::work::{ReplayJob, Replayed, TrainingResult};

@@ -302,7 +302,7 @@ pub(crate) fn on_opening(
                 round,
                 contributor,
                 opening.segment,
-                frame.to_vec(),
+                Some(frame.to_vec()),
                 fault,
             )
         }
@@ -382,7 +382,6 @@ pub(crate) fn on_replayed(
         }
         (Purpose::Audit { .. }, Err(fault)) => {
             node.audits.stats.failed += 1;
-            let frame = frame.unwrap_or_default();
             fail(node, round, contributor, opened.segment, frame, fault)
         }
         (Purpose::Proof { accuser }, Ok(_)) => {
@@ -435,7 +434,7 @@ fn fail(
     round: Round,
     contributor: NodeId,
     segment: u64,
-    opening: Vec<u8>,
+    opening: Option<Vec<u8>>,
     fault: Fault,
 ) -> Vec<Output> {
     let announcement = node
@@ -443,8 +442,7 @@ fn fail(
         .claims
         .get(&round)
         .and_then(|claims| claims.get(&contributor))
-        .cloned()
-        .unwrap_or_default();
+        .cloned();
     node.audits.judged.insert((round, contributor));
     let verdict = Verdict {
         round,
@@ -453,16 +451,18 @@ fn fail(
         outcome: Outcome::Failed(fault.clone()),
         usefulness: None,
     };
-    let proof = Message::FraudProof {
-        round,
-        contributor,
-        announcement,
-        opening,
-    };
-    let mut outputs = vec![
-        Output::Broadcast(node.seal(&proof)),
-        Output::Audited(verdict),
-    ];
+    let mut outputs = vec![Output::Audited(verdict)];
+    // Without both of the contributor's frames (forgotten after a very slow replay) the proof
+    // would look false to others: this node then only excludes the contributor itself.
+    if let (Some(announcement), Some(opening)) = (announcement, opening) {
+        let proof = Message::FraudProof {
+            round,
+            contributor,
+            announcement,
+            opening,
+        };
+        outputs.push(Output::Broadcast(node.seal(&proof)));
+    }
     outputs.extend(exclude(
         node,
         contributor,
