@@ -16,10 +16,10 @@ use neuroshard_verify::{AuditConfig, Commitment, Leaf, Opening, Segments};
 const PARAMS: usize = 8;
 
 fn keys() -> Vec<Keypair> {
-    (1..=3).map(|i| Keypair::from_seed([i; 32])).collect()
+    (1..=4).map(|i| Keypair::from_seed([i; 32])).collect()
 }
 
-/// Node 0 of three, auditing, at round 0.
+/// Node 0 of four, auditing, at round 0.
 fn node() -> Node {
     let keys = keys();
     let members: BTreeSet<NodeId> = keys.iter().map(Keypair::node_id).collect();
@@ -27,7 +27,7 @@ fn node() -> Node {
         inner_steps: 4,
         round_timeout: Duration::from_secs(10),
         compress: CompressConfig::new(Codec::None),
-        aggregator: Rule::for_attackers(RuleKind::Mean, 3, 0).unwrap(),
+        aggregator: Rule::for_attackers(RuleKind::Mean, 4, 0).unwrap(),
         outer: neuroshard_train::OuterConfig::DILOCO,
         max_frame: 1 << 20,
         audit: Some(AuditConfig {
@@ -144,6 +144,38 @@ fn a_contributor_that_signed_a_bad_opening_is_convicted_by_its_own_frames() {
     let outputs = feed(&mut node, accuser, &proof);
     assert_eq!(excluded(&outputs), vec![accused.node_id()]);
     assert_eq!(node.audit_stats().proofs_upheld, 1);
+}
+
+#[test]
+fn a_junk_proof_does_not_shield_the_accused_from_a_real_one() {
+    let mut node = node();
+    let keys = keys();
+    let (junk_sender, accused, honest) = (&keys[1], &keys[2], &keys[3]);
+    let served = Message::Opening {
+        round: 0,
+        opening: opening(),
+    }
+    .seal(accused);
+    let junk = Message::FraudProof {
+        round: 0,
+        contributor: accused.node_id(),
+        announcement: vec![1, 2, 3],
+        opening: served.clone(),
+    };
+    assert_eq!(
+        excluded(&feed(&mut node, junk_sender, &junk)),
+        vec![junk_sender.node_id()]
+    );
+    let real = Message::FraudProof {
+        round: 0,
+        contributor: accused.node_id(),
+        announcement: Message::Announce(announcement(&node)).seal(accused),
+        opening: served,
+    };
+    assert_eq!(
+        excluded(&feed(&mut node, honest, &real)),
+        vec![accused.node_id()]
+    );
 }
 
 #[test]

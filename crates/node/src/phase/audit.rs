@@ -80,8 +80,9 @@ pub(crate) struct Audits {
     replaying: BTreeMap<(Round, NodeId), Vec<u8>>,
     /// (round, challenger) pairs this node served.
     served: BTreeSet<(Round, NodeId)>,
-    /// (round, contributor) pairs whose fraud proof this node took up (or sent).
-    judged: BTreeSet<(Round, NodeId)>,
+    /// (round, contributor, segment) whose fraud proof this node took up (or sent): a proof
+    /// counts only once it quotes the contributor's own frames, so junk cannot shield anybody.
+    judged: BTreeSet<(Round, NodeId, u64)>,
     /// (round, contributor) pairs whose reported withholding this node checked for itself.
     rechecked: BTreeSet<(Round, NodeId)>,
     /// Members proven to cheat or to accuse falsely, with why.
@@ -443,7 +444,7 @@ fn fail(
         .get(&round)
         .and_then(|claims| claims.get(&contributor))
         .cloned();
-    node.audits.judged.insert((round, contributor));
+    node.audits.judged.insert((round, contributor, segment));
     let verdict = Verdict {
         round,
         contributor,
@@ -481,13 +482,9 @@ pub(crate) fn on_fraud_proof(
     announcement: &[u8],
     opening: &[u8],
 ) -> Vec<Output> {
-    if node.config.audit.is_none()
-        || node.audits.excluded.contains_key(&contributor)
-        || !node.audits.judged.insert((round, contributor))
-    {
+    if node.config.audit.is_none() || node.audits.excluded.contains_key(&contributor) {
         return Vec::new();
     }
-    node.audits.stats.proofs_seen += 1;
     let quoted = Message::open(announcement, node.config.max_frame)
         .ok()
         .zip(Message::open(opening, node.config.max_frame).ok());
@@ -498,6 +495,7 @@ pub(crate) fn on_fraud_proof(
             (claim, opening)
         }
         _ => {
+            node.audits.stats.proofs_seen += 1;
             node.audits.stats.false_accusations += 1;
             return exclude(
                 node,
@@ -506,6 +504,14 @@ pub(crate) fn on_fraud_proof(
             );
         }
     };
+    if !node
+        .audits
+        .judged
+        .insert((round, contributor, served.segment))
+    {
+        return Vec::new();
+    }
+    node.audits.stats.proofs_seen += 1;
     match check_opening(node, round, &claim, &served) {
         Err(fault) => {
             node.audits.stats.proofs_upheld += 1;
@@ -639,7 +645,7 @@ fn prune(node: &mut Node) {
     audits.own.retain(|r, _| *r >= oldest);
     audits.claims.retain(|r, _| *r >= oldest);
     audits.served.retain(|(r, _)| *r >= oldest);
-    audits.judged.retain(|(r, _)| *r >= oldest);
+    audits.judged.retain(|(r, _, _)| *r >= oldest);
     audits.rechecked.retain(|(r, _)| *r >= oldest);
     audits.replaying.retain(|(r, _), _| *r >= oldest);
 }
