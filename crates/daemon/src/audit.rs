@@ -15,7 +15,7 @@ use neuroshard_node::{
 use neuroshard_primitives::NodeId;
 use neuroshard_train::InnerLoop;
 
-use crate::atomic::write_atomic;
+use crate::atomic::{Durability, write_atomic};
 use crate::work::{Assignment, Progress, RoundSource};
 use crate::{Error, Result};
 
@@ -64,7 +64,7 @@ impl CheckpointStore for DiskCheckpoints {
             self.prune(round.saturating_sub(CHECKPOINT_ROUNDS - 1))
                 .map_err(store)?;
         }
-        write_atomic(&self.path(round, index), &bytes).map_err(store)
+        write_atomic(&self.path(round, index), &bytes, Durability::Volatile).map_err(store)
     }
 
     fn get(&self, round: Round, index: u64) -> Option<Vec<u8>> {

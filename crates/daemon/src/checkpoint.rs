@@ -54,7 +54,7 @@ pub(crate) fn save(path: &Path, network_id: Hash, state: &State) -> Result<()> {
             path: path.to_owned(),
             reason: err.to_string(),
         })?;
-    crate::atomic::write_atomic(path, &bytes)
+    crate::atomic::write_atomic(path, &bytes, crate::atomic::Durability::Durable)
 }
 
 /// Reads the checkpoint at `path`, if there is one, checking its network id, its size against

@@ -17,7 +17,7 @@ use neuroshard_p2p::{MemoryStore, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use tokio::sync::Notify;
 
-use crate::atomic::write_atomic;
+use crate::atomic::{Durability, write_atomic};
 use crate::wire::{self, DATA_TOPIC, HOLDINGS_NS, Holdings};
 use crate::{Error, Result};
 
@@ -56,7 +56,7 @@ impl Dataset {
             let dir = data_dir.join("genesis");
             std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
             let text = std::fs::read(genesis_path).map_err(Error::io("reading", genesis_path))?;
-            write_atomic(&dir.join("genesis.toml"), &text)?;
+            write_atomic(&dir.join("genesis.toml"), &text, Durability::Durable)?;
             dir
         };
         let mut dataset = Self {
@@ -215,7 +215,7 @@ impl Dataset {
                 manifest.validation_shards[index].name.clone()
             }
         };
-        write_atomic(&self.dir.join(name), bytes)?;
+        write_atomic(&self.dir.join(name), bytes, Durability::Durable)?;
         if let (Piece::Validation(..), Some((manifest, _))) = (piece, &self.manifest) {
             self.validation = manifest
                 .validation_shards
