@@ -2,15 +2,16 @@
 //! atomically after every round.
 //!
 //! `state.safetensors` holds `params` (f32, the global model) and `outer` (u8, the outer
-//! optimiser's own serialisation), with the round, the network id and the model hash in the
-//! header's metadata. It is written to a temporary file, fsynced, renamed over the old one and
+//! optimiser's own serialisation), with the round, the network id, the model hash and the
+//! members the node excluded (JSON: node id to reason) in the header's metadata. It is written to a temporary file, fsynced, renamed over the old one and
 //! the directory fsynced, so a crash leaves the old checkpoint or the new one, never a mix. On
 //! load both tensors must match their recorded hashes and the network id must match.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use neuroshard_primitives::Hash;
+use neuroshard_node::Snapshot;
+use neuroshard_primitives::{Hash, NodeId};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::{Error, Result};
@@ -21,19 +22,8 @@ pub const CHECKPOINT_FILE: &str = "state.safetensors";
 /// The layout version this build writes and reads.
 const FORMAT_VERSION: &str = "1";
 
-/// The state a round starts from.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct State {
-    /// The round about to start.
-    pub(crate) round: u64,
-    /// The global model at its start.
-    pub(crate) params: Vec<f32>,
-    /// The outer optimiser's state, as it serialises itself.
-    pub(crate) outer: Vec<u8>,
-}
-
 /// Writes `state` of network `network_id` to `path`, replacing any checkpoint there atomically.
-pub(crate) fn save(path: &Path, network_id: Hash, state: &State) -> Result<()> {
+pub(crate) fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
     let params: Vec<u8> = state.params.iter().flat_map(|v| v.to_le_bytes()).collect();
     let metadata = HashMap::from([
         ("format_version".to_owned(), FORMAT_VERSION.to_owned()),
@@ -41,6 +31,7 @@ pub(crate) fn save(path: &Path, network_id: Hash, state: &State) -> Result<()> {
         ("network_id".to_owned(), network_id.to_hex()),
         ("model_hash".to_owned(), Hash::of(&params).to_hex()),
         ("outer_hash".to_owned(), Hash::of(&state.outer).to_hex()),
+        ("excluded".to_owned(), excluded_json(&state.excluded)),
     ]);
     let view = |dtype, len, data| {
         TensorView::new(dtype, vec![len], data).expect("length matches the dtype")
@@ -59,7 +50,7 @@ pub(crate) fn save(path: &Path, network_id: Hash, state: &State) -> Result<()> {
 
 /// Reads the checkpoint at `path`, if there is one, checking its network id, its size against
 /// `n_params` and its parameters against the recorded hash.
-pub(crate) fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Option<State>> {
+pub(crate) fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Option<Snapshot>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -73,7 +64,7 @@ pub(crate) fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Opt
         })
 }
 
-fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<State, String> {
+fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<Snapshot, String> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|err| err.to_string())?;
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |name: &str| {
@@ -124,25 +115,50 @@ fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<State, Strin
     if Hash::of(outer) != outer_hash {
         return Err("the outer optimiser state does not match its recorded hash".into());
     }
-    Ok(State {
+    Ok(Snapshot {
         round,
         params: params
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
         outer: outer.to_vec(),
+        excluded: meta
+            .get("excluded")
+            .map_or(Ok(BTreeMap::new()), |text| excluded_from_json(text))?,
     })
+}
+
+/// The excluded members as JSON text: node id (hex) to reason.
+fn excluded_json(excluded: &BTreeMap<NodeId, String>) -> String {
+    let map: BTreeMap<String, &String> = excluded.iter().map(|(id, r)| (id.to_hex(), r)).collect();
+    serde_json::to_string(&map).expect("a map of strings serialises")
+}
+
+/// The excluded members from their JSON text (a checkpoint written before exclusions has none).
+fn excluded_from_json(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|err| format!("bad `excluded`: {err}"))?;
+    map.into_iter()
+        .map(|(hex, reason)| {
+            let id = hex
+                .parse::<Hash>()
+                .map(|h| NodeId(h.0))
+                .map_err(|_| format!("bad excluded node id `{hex}`"))?;
+            Ok((id, reason))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn state() -> State {
-        State {
+    fn state() -> Snapshot {
+        Snapshot {
             round: 7,
             params: vec![1.0, -2.5, 3.25],
             outer: vec![9, 8, 7, 6],
+            excluded: BTreeMap::from([(NodeId([3; 32]), "withheld".to_owned())]),
         }
     }
 
@@ -153,7 +169,7 @@ mod tests {
         let net = Hash::of(b"net");
         assert_eq!(load(&path, net, 3).unwrap(), None);
         save(&path, net, &state()).unwrap();
-        let next = State {
+        let next = Snapshot {
             round: 8,
             ..state()
         };

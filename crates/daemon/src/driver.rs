@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use neuroshard_node::{
-    CheckpointStore, Input, LossGauge, Node, Output, ReplayJob, Replayed, Timestamp, TrainingJob,
+    CheckpointStore, Input, LossGauge, Node, Output, ReplayJob, Replayed, Snapshot, Timestamp,
+    TrainingJob,
 };
 use neuroshard_p2p::{NetEvent, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::NodeId;
@@ -17,7 +18,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::audit::{DiskCheckpoints, Replayer};
-use crate::checkpoint::State;
 use crate::dataset::DataSync;
 use crate::status::StatusBoard;
 use crate::transport::Transport;
@@ -108,7 +108,7 @@ pub(crate) struct Driver {
     pub(crate) progress: Progress,
     pub(crate) loss: LossGauge,
     pub(crate) status: StatusBoard,
-    pub(crate) checkpoints: watch::Sender<Option<Arc<State>>>,
+    pub(crate) checkpoints: watch::Sender<Option<Arc<Snapshot>>>,
     pub(crate) start: Option<StartRule>,
     pub(crate) max_frame: usize,
     pub(crate) done_tx: mpsc::Sender<Done>,
@@ -345,13 +345,8 @@ impl Driver {
 
     /// Hands the latest round-start state to the checkpoint writer.
     fn checkpoint(&self) {
-        let snapshot = self.node.snapshot();
-        let state = State {
-            round: snapshot.round,
-            params: snapshot.params,
-            outer: snapshot.outer,
-        };
-        self.checkpoints.send_replace(Some(Arc::new(state)));
+        self.checkpoints
+            .send_replace(Some(Arc::new(self.node.snapshot())));
     }
 
     /// Starts the pending job if the trainer is free and the job is for the node's current round.

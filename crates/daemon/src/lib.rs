@@ -255,13 +255,8 @@ fn resume_node(
     let key = Keypair::from_seed(key.secret_bytes());
     let agreement = Box::new(DeadlineAgreement);
     match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, genesis.len())? {
-        Some(state) => {
-            tracing::info!(round = state.round, "resuming from the checkpoint");
-            let snapshot = Snapshot {
-                round: state.round,
-                params: state.params,
-                outer: state.outer,
-            };
+        Some(snapshot) => {
+            tracing::info!(round = snapshot.round, "resuming from the checkpoint");
             Ok(Node::resume(
                 key,
                 settings.protocol.clone(),
@@ -310,7 +305,7 @@ fn network_config(
 async fn write_checkpoints(
     path: std::path::PathBuf,
     network_id: neuroshard_primitives::Hash,
-    mut states: watch::Receiver<Option<Arc<checkpoint::State>>>,
+    mut states: watch::Receiver<Option<Arc<Snapshot>>>,
 ) {
     while states.changed().await.is_ok() {
         let Some(state) = states.borrow_and_update().clone() else {

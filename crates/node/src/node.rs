@@ -100,6 +100,9 @@ pub struct Snapshot {
     pub params: Vec<f32>,
     /// The outer optimiser's state, as it serialises itself.
     pub outer: Vec<u8>,
+    /// The members this node excluded (proven cheaters and false accusers), with why: they stay
+    /// excluded after a restart.
+    pub excluded: BTreeMap<NodeId, String>,
 }
 
 /// What a closed round applied.
@@ -269,6 +272,7 @@ impl Node {
         let mut node = Self::new(key, config, members, snapshot.params, agreement)?;
         node.outer = outer_from_bytes(node.config.outer, &snapshot.outer, node.params.len())?;
         node.round = snapshot.round;
+        node.audits.excluded = snapshot.excluded;
         if let Some(closed) = snapshot.round.checked_sub(1) {
             let hash = node.model_hash;
             crate::phase::sync::record_own(&mut node, closed, hash);
@@ -277,12 +281,13 @@ impl Node {
     }
 
     /// The state a checkpoint needs: the round about to be trained, the parameters it starts
-    /// from and the outer optimiser's state.
+    /// from, the outer optimiser's state and whom the node excluded.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             round: self.round,
             params: self.params.clone(),
             outer: f32_bytes(self.outer.momentum()),
+            excluded: self.audits.excluded.clone(),
         }
     }
 

@@ -23,7 +23,20 @@ fn keys() -> Vec<Keypair> {
 fn node() -> Node {
     let keys = keys();
     let members: BTreeSet<NodeId> = keys.iter().map(Keypair::node_id).collect();
-    let config = NodeConfig {
+    let key = Keypair::from_seed([1; 32]);
+    Node::new(
+        key,
+        node_config(),
+        members,
+        vec![0.5; PARAMS],
+        Box::new(DeadlineAgreement),
+    )
+    .unwrap()
+}
+
+/// The settings: H = 4 in 2 segments, audits on.
+fn node_config() -> NodeConfig {
+    NodeConfig {
         inner_steps: 4,
         round_timeout: Duration::from_secs(10),
         compress: CompressConfig::new(Codec::None),
@@ -34,16 +47,7 @@ fn node() -> Node {
             segments: 2,
             ..AuditConfig::DEFAULT
         }),
-    };
-    let key = Keypair::from_seed([1; 32]);
-    Node::new(
-        key,
-        config,
-        members,
-        vec![0.5; PARAMS],
-        Box::new(DeadlineAgreement),
-    )
-    .unwrap()
+    }
 }
 
 fn feed(node: &mut Node, from: &Keypair, message: &Message) -> Vec<Output> {
@@ -122,6 +126,19 @@ fn a_fraud_proof_that_quotes_no_signed_frames_convicts_the_accuser() {
     // Its later frames count for nothing; the accused stands.
     assert!(feed(&mut node, accuser, &forged).is_empty());
     assert!(!node.excluded().contains_key(&accused.node_id()));
+    // A restart from the node's checkpoint keeps the exclusion.
+    let snapshot = node.snapshot();
+    let members = node.members().clone();
+    let config = node_config();
+    let resumed = Node::resume(
+        Keypair::from_seed([1; 32]),
+        config,
+        members,
+        snapshot,
+        Box::new(DeadlineAgreement),
+    )
+    .unwrap();
+    assert!(resumed.excluded().contains_key(&accuser.node_id()));
 }
 
 #[test]
