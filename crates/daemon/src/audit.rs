@@ -121,7 +121,8 @@ impl Replayer {
 
     /// Replays `job`. Blocking: call it on a blocking thread.
     pub(crate) fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
-        if !self.verifier.has_val() {
+        // Loaded once the validation shards are local; a node that measures none never reads them.
+        if self.val_batches > 0 && !self.verifier.has_val() {
             match crate::work::val_batches(&self.dir, self.verifier.batch_shape(), self.val_batches)
             {
                 Ok(val) => self.verifier.set_val(val),

@@ -222,7 +222,7 @@ impl<S: BatchSource, K: CheckpointStore> ModelWorker<S, K> {
 }
 
 /// The mean loss over the first and over the last tenth of the steps (at least one each).
-pub fn loss_ends(losses: &[f32]) -> (f32, f32) {
+fn loss_ends(losses: &[f32]) -> (f32, f32) {
     let window = (losses.len() / 10)
         .clamp(1, losses.len().max(1))
         .min(losses.len());

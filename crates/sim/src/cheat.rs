@@ -343,11 +343,9 @@ pub(crate) fn fake_chain(
         return Ok(());
     };
     let first = job.round * job.steps as u64;
-    let adam = result
-        .chain
-        .leaves()
-        .first()
-        .and_then(|_| store.get(job.round, 0))
+    // The honest chain's first checkpoint holds the AdamW step count the job started at.
+    let adam = store
+        .get(job.round, 0)
         .and_then(|bytes| Checkpoint::from_bytes(&bytes, start.len()).ok())
         .map_or(0, |c| c.adam_steps);
     let losses: Vec<Vec<f32>> = result

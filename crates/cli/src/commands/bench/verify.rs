@@ -192,7 +192,6 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<()> {
     let report = summarise(
         args,
         model.n_params(),
-        plan,
         distances,
         failed,
         loss_diff,
@@ -250,7 +249,6 @@ fn open(
 fn summarise(
     args: &VerifyArgs,
     params: usize,
-    plan: Segments,
     mut distances: Vec<f32>,
     failed: usize,
     loss_diff: f32,
@@ -266,7 +264,6 @@ fn summarise(
     let verifications = distances.len() + failed;
     let train_ms_per_job = train.as_secs_f64() * 1e3 / args.jobs.max(1) as f64;
     let replay_ms_per_segment = replay.as_secs_f64() * 1e3 / verifications.max(1) as f64;
-    let _ = plan;
     Report {
         preset: args.preset.clone(),
         params,
