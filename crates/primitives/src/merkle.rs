@@ -75,17 +75,21 @@ impl MerkleProof {
 
     /// Whether `leaf` at this proof's position hashes up to `root`.
     pub fn verify(&self, leaf: &Hash, root: &Hash) -> bool {
+        self.root_of(leaf).is_some_and(|computed| computed == *root)
+    }
+
+    /// The root `leaf` at this proof's position hashes up to, or `None` when the proof's shape
+    /// does not fit its position and leaf count.
+    pub fn root_of(&self, leaf: &Hash) -> Option<Hash> {
         if self.index >= self.n_leaves {
-            return false;
+            return None;
         }
         let mut node = *leaf;
         let mut siblings = self.siblings.iter();
         let (mut at, mut width) = (self.index, self.n_leaves);
         while width > 1 {
             if let Some(sibling_at) = sibling_of(at, width) {
-                let Some(sibling) = siblings.next() else {
-                    return false;
-                };
+                let sibling = siblings.next()?;
                 node = if sibling_at < at {
                     Hash::pair(sibling, &node)
                 } else {
@@ -95,7 +99,7 @@ impl MerkleProof {
             at /= 2;
             width = width.div_ceil(2);
         }
-        siblings.next().is_none() && node == *root
+        siblings.next().is_none().then_some(node)
     }
 }
 

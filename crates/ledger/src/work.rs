@@ -1,0 +1,28 @@
+//! What the ledger needs to know about Proof of Neural Work, supplied by the node: whether an
+//! audit ticket selects its auditor, and whether a conviction's evidence names committed work.
+//!
+//! The ledger cannot replay training (it has neither the model nor the data), so it checks only
+//! what a signature can prove; the replay itself is attested by a quorum of bonded accusers
+//! (`docs/economics.md`, "Slashing").
+
+use neuroshard_primitives::NodeId;
+
+use crate::{Claim, Round};
+
+/// Checks on Proof of Neural Work artefacts; must be pure and deterministic.
+pub trait Work {
+    /// Whether `ticket` is `auditor`'s signature on the audit ticket of `claim` in `round`, and
+    /// the draw picks `auditor` among the round's other `contributors - 1` contributors.
+    fn ticket_selects(
+        &self,
+        round: Round,
+        claim: &Claim,
+        auditor: &NodeId,
+        ticket: &[u8],
+        contributors: usize,
+    ) -> bool;
+
+    /// Checks that `evidence` is `claim.contributor`'s own signed announcement of `claim`'s Δ
+    /// and root for `round`.
+    fn evidence_holds(&self, round: Round, claim: &Claim, evidence: &[u8]) -> Result<(), String>;
+}

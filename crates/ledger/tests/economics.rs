@@ -1,0 +1,165 @@
+//! The worked examples of `docs/economics.md`, checked number for number.
+
+mod support;
+
+use neuroshard_ledger::{Action, NEURO, Rules, Unbond};
+use support::{Chain, id};
+
+/// "Settling a round": three trainers, three verdicts; round 0 pays when round 2 closes.
+#[test]
+fn a_round_pays_its_verified_trainers_and_its_verifiers() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let window = Rules::DEFAULT.claim_window_ms;
+    // Round 0: A = 3, B = 4, C = 5 claim; the window closes it.
+    let claims = (3..=5)
+        .map(|i| chain.tx(i, Chain::claim_action(0, i)))
+        .collect();
+    chain.block(1, claims).unwrap();
+    let receipt = chain.block(window, vec![]).unwrap();
+    let (round, list) = receipt
+        .closed
+        .expect("round 0 closes when its window has passed");
+    assert_eq!(round, 0);
+    assert_eq!(
+        list.iter().map(|c| c.contributor).collect::<Vec<_>>(),
+        vec![id(3), id(4), id(5)]
+    );
+
+    // B and C pass A (gains +500 and +300 µnats); A passes B, whose Δ alone hurt (−200).
+    let (a, b) = (Chain::claim_of(3), Chain::claim_of(4));
+    let verdicts = vec![(4, 3, &a, 500), (5, 3, &a, 300), (3, 4, &b, -200)]
+        .into_iter()
+        .map(|(auditor, contributor, claim, gain)| {
+            let ticket = chain.ticket(auditor, 0, claim);
+            chain.tx(
+                auditor,
+                Action::Verdict {
+                    round: 0,
+                    contributor: id(contributor),
+                    ticket,
+                    passed: true,
+                    gain,
+                },
+            )
+        })
+        .collect();
+    chain.block(1, verdicts).unwrap();
+
+    // Rounds 1 and 2: everyone claims again, which closes each round at once (early close).
+    for round in 1..=2 {
+        let claims = (3..=5)
+            .map(|i| chain.tx(i, Chain::claim_action(round, i)))
+            .collect();
+        let receipt = chain.block(1, claims).unwrap();
+        assert_eq!(
+            receipt.closed.map(|(r, _)| r),
+            Some(round),
+            "everyone claimed"
+        );
+        if round == 2 {
+            let payout = &receipt.settled[0];
+            assert_eq!(payout.round, 0);
+            assert_eq!(payout.rewards[&id(3)], 53_333_333 + 6_666_666);
+            assert_eq!(payout.rewards[&id(4)], 26_666_666 + 6_666_666);
+            assert_eq!(payout.rewards[&id(5)], 6_666_666);
+            assert_eq!(payout.rewards.values().sum::<u64>(), 99_999_997);
+        }
+    }
+    assert_eq!(chain.state.account(&id(3)).stake, 59_999_999);
+}
+
+/// "Validators": 0.1 NEURO per second of block time to the proposer, gaps capped at 10 s.
+#[test]
+fn the_proposer_earns_for_block_time() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let first = chain.block(5_000, vec![]).unwrap();
+    assert_eq!(
+        first.proposer_reward, 0,
+        "the first block has no previous block"
+    );
+    let bond = Rules::DEFAULT.validator_bond;
+    assert_eq!(chain.block(2_000, vec![]).unwrap().proposer_reward, 200_000);
+    assert_eq!(chain.block(60_000, vec![]).unwrap().proposer_reward, NEURO);
+    assert_eq!(chain.state.account(&id(1)).stake, bond + 1_200_000);
+}
+
+/// "Slashing": 100 bonded + 20 unbonding; half is taken, a tenth of that to the first accuser.
+#[test]
+fn a_slash_takes_half_the_stake_and_pays_the_prover_a_tenth() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let txs = vec![
+        chain.tx(3, Chain::claim_action(0, 3)),
+        chain.tx(
+            3,
+            Action::Stake {
+                amount: 120 * NEURO,
+            },
+        ),
+        chain.tx(3, Action::Unstake { amount: 20 * NEURO }),
+        chain.tx(5, Action::Stake { amount: 10 * NEURO }),
+        chain.tx(6, Action::Stake { amount: 10 * NEURO }),
+    ];
+    chain.block(1, txs).unwrap();
+    chain.block(Rules::DEFAULT.claim_window_ms, vec![]).unwrap();
+    let claim = Chain::claim_of(3);
+    let evidence = chain.evidence(3, 0, claim.delta, claim.root);
+    let convictions = [5, 6]
+        .into_iter()
+        .map(|i| {
+            let action = Action::Convict {
+                round: 0,
+                contributor: id(3),
+                evidence: evidence.clone(),
+            };
+            chain.tx(i, action)
+        })
+        .collect();
+    let burned_before = chain.state.meta.supply.burned;
+    let receipt = chain.block(1, convictions).unwrap();
+    assert_eq!(receipt.slashed, vec![(id(3), 60 * NEURO)]);
+    let accused = chain.state.account(&id(3));
+    assert_eq!(accused.stake, 40 * NEURO);
+    assert_eq!(
+        accused.unbonding,
+        vec![Unbond {
+            amount: 20 * NEURO,
+            release: 1 + Rules::DEFAULT.unbonding_blocks
+        }]
+    );
+    assert_eq!(chain.state.account(&id(5)).stake, 16 * NEURO);
+    assert_eq!(chain.state.meta.supply.burned - burned_before, 54 * NEURO);
+}
+
+/// "The committee": the top stakers at or above the bond, chosen one epoch ahead.
+#[test]
+fn the_committee_follows_stake_with_an_epoch_of_notice() {
+    let rules = Rules {
+        epoch_blocks: 2,
+        committee_size: 2,
+        ..Rules::DEFAULT
+    };
+    let mut chain = Chain::new(rules);
+    let bond = rules.validator_bond;
+    // Account 3 bonds the validator bond; validator 2 unbonds its own.
+    let txs = vec![
+        chain.tx(
+            3,
+            Action::Stake {
+                amount: 1_000 * NEURO,
+            },
+        ),
+        chain.tx(2, Action::Unstake { amount: bond }),
+    ];
+    chain.block(1, txs).unwrap(); // height 1
+    chain.block(1, vec![]).unwrap(); // height 2: boundary; {1, 3} elected for epoch 2
+    let sorted = |mut ids: Vec<_>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(chain.state.meta.committee, sorted(vec![id(1), id(2)]));
+    let next = sorted(vec![id(1), id(3)]);
+    assert_eq!(chain.state.meta.next_committee, next);
+    chain.block(1, vec![]).unwrap(); // 3
+    chain.block(1, vec![]).unwrap(); // 4: boundary; the elected committee takes over
+    assert_eq!(chain.state.meta.committee, next);
+}
