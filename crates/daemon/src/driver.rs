@@ -262,7 +262,9 @@ impl Driver {
                         segment = verdict.segment, outcome = ?verdict.outcome, "audit concluded");
                     self.show_audits();
                 }
-                Output::Excluded { node, reason } => {
+                // The ledger's consensus is wired in by the next change.
+                Output::Claim { .. } => {}
+                Output::Excluded { node, reason, .. } => {
                     tracing::warn!(%node, reason, "excluded a member: proven to cheat or to accuse falsely");
                     self.show_audits();
                 }

@@ -1,16 +1,20 @@
 //! The agreement seam: which of a round's contributions count, and when the round may close.
 //!
 //! Every honest node must apply exactly the same contributions in the same order, or their
-//! replicas diverge. Until the ledger exists this is [`DeadlineAgreement`]: everything that
-//! arrived (announced, fetched, hash-checked and decoded) before the round's deadline counts, in
-//! ascending node-id order, and the round closes early once every member has delivered. A node
-//! that still ends up with a different model finds out from the model-hash votes and resyncs.
-//! The ledger's consensus will be another implementation of [`Agreement`].
+//! replicas diverge. Two implementations:
+//! - [`LedgerAgreement`]: the NEURO ledger's consensus decides the list (the claims of a closed
+//!   round, in ledger order, `docs/economics.md`); the driver hands each decision in with
+//!   [`crate::Input::Decided`], and every honest replica applies the same list.
+//! - [`DeadlineAgreement`], for a network without a ledger (a simulation, one operator's
+//!   machines): everything that arrived (announced, fetched, hash-checked and decoded) before
+//!   the round's deadline counts, in ascending node-id order, and the round closes early once
+//!   every member has delivered. A node that still ends up with a different model finds out
+//!   from the model-hash votes and resyncs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use neuroshard_primitives::NodeId;
+use neuroshard_primitives::{Hash, NodeId};
 
 use crate::{Round, Timestamp};
 
@@ -27,15 +31,54 @@ pub struct RoundView<'a> {
     /// a model other than this node's.
     pub members: &'a BTreeSet<NodeId>,
     /// Who has delivered a valid contribution from this node's model so far (the node itself
-    /// included).
-    pub delivered: &'a BTreeSet<NodeId>,
+    /// included), with the hash of the Δ delivered.
+    pub delivered: &'a BTreeMap<NodeId, Hash>,
 }
 
 /// Decides a round's inclusion list.
 pub trait Agreement: fmt::Debug {
     /// `None` while the round should stay open; otherwise the contributors to apply, in the
-    /// canonical order every honest node uses.
+    /// canonical order every honest node uses. Only contributors in `view.delivered` may be
+    /// listed.
     fn decide(&mut self, view: &RoundView<'_>) -> Option<Vec<NodeId>>;
+
+    /// An outside decision on `round`'s list (contributor, Δ hash), in order; ignored by an
+    /// agreement that decides alone.
+    fn learn(&mut self, round: crate::Round, list: Vec<(NodeId, Hash)>) {
+        let _ = (round, list);
+    }
+}
+
+/// The ledger decides: a round closes once the ledger closed it, on its list, in its order.
+///
+/// A listed Δ counts only when this node holds a Δ with the listed hash. The round waits for
+/// the listed Δs until its deadline, then applies those it holds: a contributor that claimed
+/// but serves its Δ to nobody is left out by every honest node alike; one that serves only some
+/// nodes splits them, and the hash votes settle the split (`docs/protocol.md`, step 6).
+#[derive(Debug, Clone, Default)]
+pub struct LedgerAgreement {
+    decided: BTreeMap<crate::Round, Vec<(NodeId, Hash)>>,
+}
+
+/// Decisions kept for rounds behind the newest one (a node that is behind still finds its
+/// round's list).
+const DECISIONS_KEPT: u64 = 16;
+
+impl Agreement for LedgerAgreement {
+    fn decide(&mut self, view: &RoundView<'_>) -> Option<Vec<NodeId>> {
+        let list = self.decided.get(&view.round)?;
+        let held = |(id, hash): &&(NodeId, Hash)| view.delivered.get(id) == Some(hash);
+        let all_held = list.iter().all(|entry| held(&entry));
+        (all_held || view.now >= view.deadline)
+            .then(|| list.iter().filter(held).map(|(id, _)| *id).collect())
+    }
+
+    fn learn(&mut self, round: crate::Round, list: Vec<(NodeId, Hash)>) {
+        self.decided.insert(round, list);
+        let newest = *self.decided.keys().next_back().expect("just inserted");
+        let oldest = newest.saturating_sub(DECISIONS_KEPT);
+        self.decided.retain(|r, _| *r >= oldest);
+    }
 }
 
 /// Deadline plus canonical order: the agreement used until the ledger takes over.
@@ -44,8 +87,8 @@ pub struct DeadlineAgreement;
 
 impl Agreement for DeadlineAgreement {
     fn decide(&mut self, view: &RoundView<'_>) -> Option<Vec<NodeId>> {
-        let everyone = view.members.iter().all(|m| view.delivered.contains(m));
-        (everyone || view.now >= view.deadline).then(|| view.delivered.iter().copied().collect())
+        let everyone = view.members.iter().all(|m| view.delivered.contains_key(m));
+        (everyone || view.now >= view.deadline).then(|| view.delivered.keys().copied().collect())
     }
 }
 
@@ -57,10 +100,18 @@ mod tests {
         bytes.iter().map(|b| NodeId([*b; 32])).collect()
     }
 
+    fn delivered(bytes: &[u8]) -> BTreeMap<NodeId, Hash> {
+        bytes
+            .iter()
+            .map(|b| (NodeId([*b; 32]), Hash([*b; 32])))
+            .collect()
+    }
+
     #[test]
     fn waits_for_everyone_or_the_deadline_then_sorts() {
         let members = ids(&[1, 2, 3]);
-        let partial = ids(&[3, 1]);
+        let partial = delivered(&[3, 1]);
+        let all = delivered(&[1, 2, 3]);
         let mut agreement = DeadlineAgreement;
         let mut view = RoundView {
             round: 0,
@@ -76,7 +127,44 @@ mod tests {
             Some(vec![NodeId([1; 32]), NodeId([3; 32])])
         );
         view.now = Timestamp(0);
-        view.delivered = &members;
+        view.delivered = &all;
         assert_eq!(agreement.decide(&view).map(|list| list.len()), Some(3));
+    }
+
+    #[test]
+    fn the_ledger_list_decides_in_its_order_and_only_held_deltas_count() {
+        let members = ids(&[1, 2, 3]);
+        let partial = delivered(&[3, 1]);
+        let all = delivered(&[1, 2, 3]);
+        let mut agreement = LedgerAgreement::default();
+        let mut view = RoundView {
+            round: 4,
+            now: Timestamp(5),
+            deadline: Timestamp(10),
+            members: &members,
+            delivered: &all,
+        };
+        assert_eq!(agreement.decide(&view), None, "nothing decided yet");
+        let listed = |b: u8| (NodeId([b; 32]), Hash([b; 32]));
+        // The ledger lists 3 then 1, and 2 with a Δ hash nobody holds.
+        let forged = (NodeId([2; 32]), Hash([9; 32]));
+        agreement.learn(4, vec![listed(3), listed(1), forged]);
+        assert_eq!(
+            agreement.decide(&view),
+            None,
+            "waits for the listed Δ until the deadline"
+        );
+        view.now = Timestamp(10);
+        let order = vec![NodeId([3; 32]), NodeId([1; 32])];
+        assert_eq!(agreement.decide(&view), Some(order.clone()));
+        agreement.learn(5, vec![listed(3), listed(1)]);
+        view.round = 5;
+        view.now = Timestamp(0);
+        view.delivered = &partial;
+        assert_eq!(
+            agreement.decide(&view),
+            Some(order),
+            "everything listed is held"
+        );
     }
 }

@@ -28,6 +28,7 @@
 mod agreement;
 mod config;
 mod error;
+mod ledger_work;
 mod message;
 mod node;
 mod phase;
@@ -36,9 +37,10 @@ mod round;
 mod time;
 mod work;
 
-pub use agreement::{Agreement, DeadlineAgreement, RoundView};
+pub use agreement::{Agreement, DeadlineAgreement, LedgerAgreement, RoundView};
 pub use config::NodeConfig;
 pub use error::{Error, Result};
+pub use ledger_work::WorkChecks;
 pub use message::{Announcement, MAX_SMALL_FRAME, Message, Round};
 pub use node::{Input, Node, Output, RoundSummary, Snapshot};
 pub use phase::audit::AuditStats;

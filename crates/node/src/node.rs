@@ -35,6 +35,13 @@ pub enum Input {
     /// The driver finished a [`ReplayJob`]: what it computed, or why it could not (a local
     /// failure, which judges nobody).
     Replayed(Box<ReplayJob>, std::result::Result<Replayed, String>),
+    /// The ledger closed `round`: its inclusion list, (contributor, Δ hash) in ledger order.
+    Decided {
+        /// The round.
+        round: Round,
+        /// The list.
+        list: Vec<(NodeId, Hash)>,
+    },
 }
 
 /// Everything a node asks its driver to do.
@@ -75,12 +82,25 @@ pub enum Output {
     Replay(Box<ReplayJob>),
     /// This node concluded an audit (for logs and status).
     Audited(neuroshard_verify::Verdict),
+    /// Put this node's work claim for `round` on the ledger (its Δ's hash and its training
+    /// chain's root, the zero hash when the network does not audit).
+    Claim {
+        /// The round.
+        round: Round,
+        /// The hash of the announced Δ.
+        delta: Hash,
+        /// The training chain's root.
+        root: Hash,
+    },
     /// A member was proven to cheat, or to accuse falsely: it counts for nothing from now on.
     Excluded {
         /// The member.
         node: NodeId,
         /// The proof's finding, for logs.
         reason: String,
+        /// For a cheat: the round and the member's own signed announcement of the work
+        /// convicted, the evidence a ledger conviction carries. `None` for a false accuser.
+        evidence: Option<(Round, Vec<u8>)>,
     },
     /// The node's model was not the one the members settled on and was replaced by a peer's.
     Resynced {

@@ -53,6 +53,10 @@ impl Node {
                 checkpoints,
             } => audit::on_checkpoints(self, peer, round, segment, checkpoints),
             Input::Replayed(job, result) => on_replayed(self, now, *job, result),
+            Input::Decided { round, list } => {
+                self.agreement.learn(round, list);
+                try_close(self, now)
+            }
         }
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
-    DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Round, RoundSummary, Timestamp,
-    TrainingJob, TrainingResult,
+    Agreement, DeadlineAgreement, Input, LedgerAgreement, Message, Node, NodeConfig, Output, Round,
+    RoundSummary, Timestamp, TrainingJob, TrainingResult,
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_train::OuterConfig;
@@ -23,11 +23,17 @@ struct Net {
     closed: Vec<(usize, RoundSummary)>,
     penalties: Vec<(usize, NodeId)>,
     resyncs: usize,
+    /// Work claims for the ledger: (node, round, Δ hash).
+    claims: Vec<(usize, Round, Hash)>,
     now: Timestamp,
 }
 
 impl Net {
     fn new(n: usize) -> Self {
+        Self::agreeing(n, || Box::new(DeadlineAgreement))
+    }
+
+    fn agreeing(n: usize, agreement: impl Fn() -> Box<dyn Agreement>) -> Self {
         let keys: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
             .collect();
@@ -44,13 +50,12 @@ impl Net {
         let nodes = keys
             .into_iter()
             .map(|key| {
-                let agreement = Box::new(DeadlineAgreement);
                 Node::new(
                     key,
                     config.clone(),
                     members.clone(),
                     vec![1.0; PARAMS],
-                    agreement,
+                    agreement(),
                 )
                 .unwrap()
             })
@@ -62,6 +67,7 @@ impl Net {
             closed: Vec::new(),
             penalties: Vec::new(),
             resyncs: 0,
+            claims: Vec::new(),
             now: Timestamp::ZERO,
         }
     }
@@ -90,6 +96,7 @@ impl Net {
                 Output::Penalize { peer, .. } => self.penalties.push((i, peer)),
                 Output::Resynced { .. } => self.resyncs += 1,
                 Output::Closed(summary) => self.closed.push((i, summary)),
+                Output::Claim { round, delta, .. } => self.claims.push((i, round, delta)),
                 Output::WakeAt(_)
                 | Output::Checkpoints { .. }
                 | Output::Replay(_)
@@ -167,6 +174,53 @@ fn honest_nodes_apply_the_same_outer_step() {
             .all(|p| (p - expected).abs() < 1e-6)
     );
     assert!(net.penalties.is_empty());
+}
+
+#[test]
+fn under_the_ledger_every_node_applies_its_list_in_its_order() {
+    let mut net = Net::agreeing(3, || Box::new(LedgerAgreement::default()));
+    net.start();
+    net.settle(|_, _, _| false);
+    assert!(
+        net.closed.is_empty(),
+        "nobody closes before the ledger decides"
+    );
+    assert_eq!(net.claims.len(), 3, "every node claims its work");
+    // The ledger lists node 2, then node 0; node 1's claim came too late.
+    let ids: Vec<NodeId> = net.nodes.iter().map(Node::id).collect();
+    let list: Vec<(NodeId, Hash)> = [2, 0]
+        .iter()
+        .map(|&i| {
+            let (_, _, delta) = net.claims.iter().find(|(n, ..)| *n == i).unwrap();
+            (ids[i], *delta)
+        })
+        .collect();
+    for i in 0..3 {
+        net.feed(
+            i,
+            Input::Decided {
+                round: 0,
+                list: list.clone(),
+            },
+        );
+    }
+    net.settle(|_, _, _| false);
+    net.agreed_at(1);
+    assert_eq!(net.closed.len(), 3);
+    assert!(
+        net.closed
+            .iter()
+            .all(|(_, s)| s.included == vec![ids[2], ids[0]])
+    );
+    // Mean Δ of nodes 2 and 0: (0.3 + 0.1) / 2.
+    let expected = 1.0 - 0.7 * (0.2 + 0.9 * 0.2);
+    assert!(
+        net.nodes[1]
+            .params()
+            .iter()
+            .all(|p| (p - expected).abs() < 1e-6)
+    );
+    assert_eq!(net.resyncs, 0);
 }
 
 #[test]

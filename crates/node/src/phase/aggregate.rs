@@ -1,6 +1,6 @@
 //! Steps 4 and 5: agree on the round's inclusion list, aggregate it robustly, apply the outer step.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use neuroshard_primitives::{Hash, NodeId};
 
@@ -44,12 +44,12 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
         return None;
     }
     let expected = expected(node);
-    let delivered: BTreeSet<NodeId> = node
+    let delivered: BTreeMap<NodeId, Hash> = node
         .inbox
         .iter()
         .filter(|(id, entry)| entry.delta.is_some() && !other_base(node, id))
         .filter(|(id, _)| !node.audits.excluded.contains_key(id))
-        .map(|(id, _)| *id)
+        .map(|(id, entry)| (*id, entry.announcement.delta))
         .collect();
     let view = RoundView {
         round: node.round,
@@ -58,7 +58,9 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
         members: &expected,
         delivered: &delivered,
     };
-    let included = node.agreement.decide(&view)?;
+    let mut included = node.agreement.decide(&view)?;
+    // A list from outside is checked against what this node holds before anything indexes it.
+    included.retain(|id| delivered.contains_key(id));
     Some(Closing { expected, included })
 }
 

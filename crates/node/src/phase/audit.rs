@@ -390,12 +390,18 @@ pub(crate) fn on_replayed(
             exclude(
                 node,
                 accuser,
+                None,
                 format!("accused {contributor} falsely for round {round}"),
             )
         }
         (Purpose::Proof { .. }, Err(fault)) => {
             node.audits.stats.proofs_upheld += 1;
-            exclude(node, contributor, format!("round {round}: {fault}"))
+            exclude(
+                node,
+                contributor,
+                Some(round),
+                format!("round {round}: {fault}"),
+            )
         }
     }
 }
@@ -467,6 +473,7 @@ fn fail(
     outputs.extend(exclude(
         node,
         contributor,
+        Some(round),
         format!("round {round}: {fault}"),
     ));
     outputs
@@ -500,6 +507,7 @@ pub(crate) fn on_fraud_proof(
             return exclude(
                 node,
                 accuser,
+                None,
                 "sent a fraud proof that quotes no signed frames",
             );
         }
@@ -515,7 +523,12 @@ pub(crate) fn on_fraud_proof(
     match check_opening(node, round, &claim, &served) {
         Err(fault) => {
             node.audits.stats.proofs_upheld += 1;
-            exclude(node, contributor, format!("round {round}: {fault}"))
+            exclude(
+                node,
+                contributor,
+                Some(round),
+                format!("round {round}: {fault}"),
+            )
         }
         Ok(opened) => {
             let claims = node.audits.claims.entry(round).or_default();
@@ -582,7 +595,7 @@ pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
             .remove(&(round, contributor))
             .expect("listed");
         let reason = format!("withheld its challenged segment of round {round}");
-        outputs.extend(exclude(node, contributor, reason));
+        outputs.extend(exclude(node, contributor, Some(round), reason));
         if pending.recheck {
             continue;
         }
@@ -609,15 +622,29 @@ fn answer_time(node: &Node) -> std::time::Duration {
     node.config.round_timeout / 2
 }
 
-/// Excludes `id` from every later round (and from this one if it has not closed).
-fn exclude(node: &mut Node, id: NodeId, reason: impl ToString) -> Vec<Output> {
+/// Excludes `id` from every later round (and from this one if it has not closed). `convicted`:
+/// the round whose work `id` was caught cheating on (`None` for a false accuser).
+fn exclude(
+    node: &mut Node,
+    id: NodeId,
+    convicted: Option<Round>,
+    reason: impl ToString,
+) -> Vec<Output> {
     if id == node.id || node.audits.excluded.contains_key(&id) {
         return Vec::new();
     }
     let reason = reason.to_string();
     node.audits.excluded.insert(id, reason.clone());
     node.audits.pending.retain(|(_, c), _| *c != id);
-    vec![Output::Excluded { node: id, reason }]
+    let evidence = convicted.and_then(|round| {
+        let frame = node.audits.claims.get(&round)?.get(&id)?;
+        Some((round, frame.clone()))
+    });
+    vec![Output::Excluded {
+        node: id,
+        reason,
+        evidence,
+    }]
 }
 
 /// The members that count: all but those excluded.

@@ -92,7 +92,12 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         .insert(node.round, (announcement.delta, payload));
     let keep_from = node.round.saturating_sub(SERVED_ROUNDS - 1);
     node.served.retain(|round, _| *round >= keep_from);
-    vec![Output::Broadcast(frame)]
+    let claim = Output::Claim {
+        round: node.round,
+        delta: announcement.delta,
+        root: announcement.commitment.map(|c| c.root).unwrap_or_default(),
+    };
+    vec![Output::Broadcast(frame), claim]
 }
 
 /// How the network cuts a training job into a committed chain, if it audits.
