@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use neuroshard_primitives::Hash;
+use neuroshard_primitives::{Hash, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -40,6 +40,62 @@ pub struct Genesis {
     pub aggregation: AggregationSpec,
     /// How pseudo-gradients are compressed on the wire.
     pub compression: CompressionSpec,
+    /// The NEURO ledger's genesis: its first validators and allocations. A network without it
+    /// trains without a ledger (rounds agree by deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerSpec>,
+}
+
+/// The ledger's first state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSpec {
+    /// Epoch 0's validators, as hex node ids (ed25519 public keys); each starts with the
+    /// validator bond staked.
+    pub committee: Vec<String>,
+    /// Spendable NEURO at genesis, in micro-NEURO, by hex node id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocations: BTreeMap<String, u64>,
+}
+
+impl LedgerSpec {
+    /// The committee as node ids; the error names the bad entry.
+    pub fn committee_ids(&self) -> std::result::Result<Vec<NodeId>, String> {
+        self.committee
+            .iter()
+            .map(|hex| parse_id(hex).map_err(|why| format!("field `ledger.committee`: {why}")))
+            .collect()
+    }
+
+    /// The allocations as (node id, amount).
+    pub fn allocation_ids(&self) -> std::result::Result<Vec<(NodeId, u64)>, String> {
+        self.allocations
+            .iter()
+            .map(|(hex, amount)| {
+                let id =
+                    parse_id(hex).map_err(|why| format!("field `ledger.allocations`: {why}"))?;
+                Ok((id, *amount))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.committee.is_empty() {
+            return Err("field `ledger.committee` must name at least one validator".into());
+        }
+        self.committee_ids()?;
+        self.allocation_ids()?;
+        Ok(())
+    }
+}
+
+/// A node id from 64 hex digits.
+fn parse_id(hex: &str) -> std::result::Result<NodeId, String> {
+    let bytes = hex::decode(hex).map_err(|_| format!("`{hex}` is not hex"))?;
+    let id: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| format!("`{hex}` is not 32 bytes"))?;
+    Ok(NodeId(id))
 }
 
 /// The model: a preset name with the vocabulary size, or explicit sizes (which, next to a
@@ -145,6 +201,7 @@ impl Genesis {
             compression: CompressionSpec {
                 codec: "int4".into(),
             },
+            ledger: None,
         }
     }
 
@@ -202,6 +259,9 @@ impl Genesis {
         }
         if self.compression.codec.is_empty() {
             return fail("compression.codec", "must name a codec");
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger.validate()?;
         }
         self.model.validate()
     }
@@ -344,6 +404,28 @@ mod tests {
             example.network_id().to_hex(),
             "aaed598b197dd38f7c5e1ea2508f164f6b1aa41367ebb1fdfb41b2dfe59a1806"
         );
+    }
+
+    #[test]
+    fn a_ledger_section_round_trips_changes_the_id_and_names_bad_keys() {
+        let plain = sample();
+        let mut genesis = plain.clone();
+        genesis.ledger = Some(LedgerSpec {
+            committee: vec!["ab".repeat(32)],
+            allocations: BTreeMap::from([("cd".repeat(32), 5)]),
+        });
+        let parsed = Genesis::parse(&genesis.to_toml()).unwrap();
+        assert_eq!(parsed, genesis);
+        assert_ne!(genesis.network_id(), plain.network_id());
+        let ledger = genesis.ledger.as_ref().unwrap();
+        assert_eq!(ledger.committee_ids().unwrap(), vec![NodeId([0xab; 32])]);
+        assert_eq!(
+            ledger.allocation_ids().unwrap(),
+            vec![(NodeId([0xcd; 32]), 5)]
+        );
+        let bad = genesis.to_toml().replace(&"ab".repeat(32), "abc");
+        let err = Genesis::parse(&bad).unwrap_err();
+        assert!(err.contains("ledger.committee"), "{err}");
     }
 
     #[test]
