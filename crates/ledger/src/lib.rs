@@ -17,6 +17,7 @@ mod actions;
 mod error;
 mod genesis;
 mod ledger;
+mod outbox;
 mod rewards;
 mod rules;
 mod state;
@@ -27,6 +28,7 @@ pub use actions::MAX_UNBONDING;
 pub use error::{BlockError, CorruptState, Refused};
 pub use genesis::LedgerGenesis;
 pub use ledger::{BlockInfo, Body, Ledger, MAX_BODY_BYTES, Receipt};
+pub use outbox::Outbox;
 pub use rules::Rules;
 pub use state::{
     Account, AccountProof, Audit, Claim, Meta, Payout, RoundBook, State, Supply, Unbond,

@@ -2,12 +2,56 @@
 //! tickets (the draw of `docs/verification.md`) and the evidence a conviction carries (the
 //! contributor's own signed announcement).
 
-use neuroshard_ledger::{Claim, Round, Work};
+use neuroshard_ledger::{Action, Claim, Round, State, Work};
 use neuroshard_primitives::{NodeId, Signed};
 use neuroshard_verify::AuditConfig;
+use neuroshard_verify::Outcome;
 use neuroshard_verify::audit::{Draw, TICKET_NAMESPACE, ticket_payload};
 
 use crate::message::{MAX_SMALL_FRAME, Message};
+use crate::node::{Node, Output};
+use crate::phase::audit;
+
+impl Node {
+    /// The ledger transaction an output calls for, if any, given the ledger's `state`: a work
+    /// claim; a verdict (with this node's audit ticket, for a contribution on the round's list);
+    /// a conviction (with the cheater's own announcement).
+    pub fn ledger_action(&self, output: &Output, state: &State) -> Option<Action> {
+        match output {
+            Output::Claim { round, delta, root } => Some(Action::Claim {
+                round: *round,
+                delta: *delta,
+                root: *root,
+            }),
+            Output::Audited(verdict) => {
+                let claim = state
+                    .meta
+                    .rounds
+                    .get(&verdict.round)?
+                    .claim_of(&verdict.contributor)?;
+                let ticket = audit::ticket(self, verdict.round, &claim.root, verdict.contributor);
+                let gain = verdict.usefulness.map_or(0.0, |u| u.val_gain());
+                Some(Action::Verdict {
+                    round: verdict.round,
+                    contributor: verdict.contributor,
+                    ticket: ticket.signature,
+                    passed: matches!(verdict.outcome, Outcome::Passed { .. }),
+                    gain: (f64::from(gain) * 1e6) as i64,
+                })
+            }
+            Output::Excluded {
+                node,
+                evidence: Some((round, frame)),
+                ..
+            } => Some(Action::Convict {
+                round: *round,
+                contributor: *node,
+                evidence: frame.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
 
 /// The ledger's checks under a network's audit settings.
 #[derive(Debug, Clone, Copy)]

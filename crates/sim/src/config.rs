@@ -50,6 +50,9 @@ pub struct SimConfig {
     pub cheat: Option<Cheat>,
     /// How many nodes cheat: the highest-numbered nodes that do not attack.
     pub cheaters: usize,
+    /// Whether rounds close through the NEURO ledger (`LedgerAgreement`, every node in the
+    /// genesis committee) instead of by deadline.
+    pub ledger: bool,
 }
 
 impl SimConfig {

@@ -25,6 +25,9 @@ pub enum Error {
     /// The model failed (building, loading parameters, evaluating).
     #[error(transparent)]
     Model(#[from] neuroshard_model::Error),
+    /// The ledger refused a block its own sequencer built, or its supply invariant broke.
+    #[error("ledger: {0}")]
+    Ledger(String),
     /// A node refused its settings, or its worker failed to start.
     #[error(transparent)]
     Node(#[from] neuroshard_node::Error),

@@ -60,6 +60,7 @@ pub fn tiny_config(seed: u64, nodes: usize) -> SimConfig {
         churn: Vec::new(),
         cheat: None,
         cheaters: 0,
+        ledger: false,
     }
 }
 

@@ -67,6 +67,8 @@ pub struct SimReport {
     pub digest: Hash,
     /// What Proof of Neural Work did, when the run audits.
     pub ponw: Option<PonwReport>,
+    /// What the ledger did, when rounds close through it.
+    pub ledger: Option<crate::LedgerReport>,
 }
 
 impl SimReport {

@@ -5,15 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use neuroshard_node::{
-    CheckpointStore, DeadlineAgreement, Input, MemoryCheckpoints, Node, Output, Purpose, ReplayJob,
-    Replayed, Round, RoundSummary, Snapshot, Timestamp, TrainingJob, TrainingResult, Verifier,
-    Worker,
+    Agreement, CheckpointStore, DeadlineAgreement, Input, LedgerAgreement, MemoryCheckpoints, Node,
+    Output, Purpose, ReplayJob, Replayed, Round, RoundSummary, Snapshot, Timestamp, TrainingJob,
+    TrainingResult, Verifier, Worker,
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::byzantine::Byzantine;
 use crate::cheat::Cheats;
 use crate::churn::Change;
+use crate::ledger::{BLOCK_INTERVAL, SimLedger};
 use crate::network::Network;
 use crate::ponw::PonwReport;
 use crate::progress::Progress;
@@ -62,6 +63,8 @@ enum Event {
         job: Box<ReplayJob>,
         result: std::result::Result<Replayed, String>,
     },
+    /// The ledger's sequencer orders a block.
+    Block,
 }
 
 /// A deterministic run of N nodes.
@@ -96,6 +99,8 @@ pub struct Sim<W: Workload> {
     resyncs: Vec<u64>,
     honest_tokens: u64,
     initial_val_loss: f32,
+    /// The ledger, when rounds close through it.
+    ledger: Option<SimLedger>,
 }
 
 impl<W: Workload> Sim<W> {
@@ -118,6 +123,14 @@ impl<W: Workload> Sim<W> {
             .collect();
         let verifier = workload.verifier(&ids, config.node.outer.lr)?;
         let topology = Topology::new(n, &config.churn);
+        let audit = config
+            .node
+            .audit
+            .unwrap_or(neuroshard_verify::AuditConfig::DEFAULT);
+        let ledger = config
+            .ledger
+            .then(|| SimLedger::new((0..n).map(|i| key(&tree, i)).collect(), audit))
+            .transpose()?;
         let up: Vec<bool> = (0..n).map(|i| topology.is_up(i)).collect();
         let mut sim = Self {
             index: ids.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
@@ -148,6 +161,7 @@ impl<W: Workload> Sim<W> {
             byzantine,
             honest_tokens: 0,
             initial_val_loss,
+            ledger,
         };
         for node in (0..n).filter(|i| up[*i]) {
             sim.start(Timestamp::ZERO, node)?;
@@ -215,6 +229,7 @@ impl<W: Workload> Sim<W> {
                 (node, Input::Trained(result))
             }
             Event::Churn(k) => return self.churn(now, k),
+            Event::Block => return self.block(now),
             Event::Checkpoints {
                 node,
                 generation,
@@ -255,6 +270,7 @@ impl<W: Workload> Sim<W> {
     }
 
     fn carry_out(&mut self, now: Timestamp, node: usize, output: Output) -> Result<()> {
+        self.submit_to_ledger(now, node, &output);
         match output {
             Output::Broadcast(frame) => {
                 let peers: Vec<usize> = self.topology.peers(node).collect();
@@ -279,7 +295,7 @@ impl<W: Workload> Sim<W> {
                 }
             }
             Output::Closed(summary) => self.closed(node, summary)?,
-            // The simulated network agrees by deadline; it keeps no ledger.
+            // Claims reach the ledger above.
             Output::Claim { .. } => {}
             Output::Resynced { round, hash } => {
                 self.resyncs[node] += 1;
@@ -513,12 +529,20 @@ impl<W: Workload> Sim<W> {
         let key = key(&self.tree, node);
         let config = self.config.node.clone();
         let members = self.members(node);
-        let agreement = Box::new(DeadlineAgreement);
-        let core = match self.checkpoints[node].clone() {
+        let agreement: Box<dyn Agreement> = match &self.ledger {
+            Some(_) => Box::new(LedgerAgreement::default()),
+            None => Box::new(DeadlineAgreement),
+        };
+        let mut core = match self.checkpoints[node].clone() {
             Some(snapshot) => Node::resume(key, config, members, snapshot, agreement),
             None => Node::new(key, config, members, self.genesis.clone(), agreement),
         }
         .map_err(|err| Error::InvalidConfig(err.to_string()))?;
+        // A (re)started node learns the lists the ledger still holds, as a daemon reads them
+        // from its ledger store; nothing is due before its first tick.
+        for (round, list) in self.ledger.iter().flat_map(|l| l.decided()) {
+            let _ = core.handle(now, Input::Decided { round, list });
+        }
         self.nodes[node] = Some(core);
         let store = self.stores[node].clone();
         self.workers[node] = Some(self.workload.worker(node, self.ids[node], store)?);
@@ -609,7 +633,47 @@ impl<W: Workload> Sim<W> {
             resyncs: self.resyncs,
             violations: self.progress.violations,
             ponw,
+            ledger: self.ledger.as_ref().map(SimLedger::report),
         }
+    }
+
+    /// Puts what `output` calls for on the ledger, and schedules a block for it.
+    fn submit_to_ledger(&mut self, now: Timestamp, node: usize, output: &Output) {
+        let (Some(ledger), Some(core)) = (&mut self.ledger, &self.nodes[node]) else {
+            return;
+        };
+        if let Some(action) = core.ledger_action(output, ledger.state())
+            && ledger.submit(node, action)
+        {
+            self.queue.push(now + BLOCK_INTERVAL, Event::Block);
+        }
+    }
+
+    /// The sequencer's block: a round it closes is decided for every node that is up.
+    fn block(&mut self, now: Timestamp) -> Result<()> {
+        let ledger = self
+            .ledger
+            .as_mut()
+            .expect("blocks come only with a ledger");
+        let (receipt, due) = ledger.block(now)?;
+        if due {
+            self.queue.push(now + BLOCK_INTERVAL, Event::Block);
+        }
+        let Some((round, claims)) = receipt.closed else {
+            return Ok(());
+        };
+        let list: Vec<(NodeId, Hash)> = claims.iter().map(|c| (c.contributor, c.delta)).collect();
+        for node in 0..self.config.nodes {
+            if self.nodes[node].is_some() {
+                let input = Input::Decided {
+                    round,
+                    list: list.clone(),
+                };
+                let outputs = self.up_mut(node).handle(now, input);
+                self.carry_out_all(now, node, outputs)?;
+            }
+        }
+        Ok(())
     }
 
     /// The work-proof report, when the run audits.

@@ -125,6 +125,10 @@ pub(crate) struct Args {
     /// How many nodes cheat (default 1 with --cheat).
     #[arg(long)]
     cheaters: Option<usize>,
+    /// Close rounds through the NEURO ledger (an ideal sequencer over the real state
+    /// transition): claims, verdicts, convictions, rewards and slashes, reported at the end.
+    #[arg(long)]
+    ledger: bool,
     /// Training shards each node is assigned per round (genesis data only).
     #[arg(long, default_value_t = 1)]
     shards_per_node: usize,
@@ -280,6 +284,7 @@ fn sim_config(
         churn: Vec::new(),
         cheat: args.cheat,
         cheaters: args.cheaters.unwrap_or(usize::from(args.cheat.is_some())),
+        ledger: args.ledger,
     };
     config.validate()?;
     Ok(config)
@@ -339,6 +344,9 @@ fn print_table(c: &Comparison) {
     if let Some(p) = &c.run.ponw {
         print_ponw(p);
     }
+    if let Some(l) = &c.run.ledger {
+        print_ledger(l);
+    }
     for violation in &c.run.violations {
         println!("checker: {violation}");
     }
@@ -375,6 +383,33 @@ fn print_ponw(p: &neuroshard_sim::PonwReport) {
     );
 }
 
+/// What the ledger minted, burned and slashed, for people.
+fn print_ledger(l: &neuroshard_sim::LedgerReport) {
+    let neuro = |units: u64| units as f64 / neuroshard_ledger::NEURO as f64;
+    println!(
+        "ledger: {} blocks, {} rounds closed; minted {:.6} NEURO, burned {:.6} NEURO (genesis {:.0})",
+        l.blocks,
+        l.rounds_closed,
+        neuro(l.minted),
+        neuro(l.burned),
+        neuro(l.genesis)
+    );
+    for slash in &l.slashes {
+        println!(
+            "ledger: node {} slashed {:.6} NEURO while round {} was open",
+            slash.node,
+            neuro(slash.amount),
+            slash.open_round
+        );
+    }
+    let stakes: Vec<String> = l
+        .stakes
+        .iter()
+        .map(|s| format!("{:.3}", neuro(*s)))
+        .collect();
+    println!("ledger: stakes by node (NEURO): {}", stakes.join(", "));
+}
+
 /// The `--json` object: the run, per node, the baselines and the ratios between them.
 fn summary_json(args: &Args, config: &SimConfig, c: &Comparison) -> serde_json::Value {
     let run = &c.run;
@@ -394,6 +429,7 @@ fn summary_json(args: &Args, config: &SimConfig, c: &Comparison) -> serde_json::
         "attackers": run.attackers,
         "violations": run.violations,
         "ponw": run.ponw,
+        "ledger": run.ledger,
         "baselines": baselines_json(config, c),
         "comparison": {
             "comm_ratio_vs_sync_dp": ratio(c.sync_dp.bytes_sent, run.mean_bytes_sent()),

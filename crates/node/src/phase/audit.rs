@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use neuroshard_primitives::{NodeId, Signed};
+use neuroshard_primitives::{Hash, NodeId, Signed};
 use neuroshard_verify::audit::{TICKET_NAMESPACE, ticket_payload};
 use neuroshard_verify::{
     Chain, Checkpoint, Claim, Commitment, Draw, Fault, Opened, Opening, Outcome, Tail, Verdict,
@@ -134,7 +134,7 @@ pub(crate) fn select(node: &mut Node, now: Timestamp, included: &[NodeId]) -> Ve
         let Some(commitment) = announcement.commitment else {
             continue;
         };
-        let ticket = ticket(node, round, &commitment, contributor);
+        let ticket = ticket(node, round, &commitment.root, contributor);
         let draw = Draw::of(&ticket.signature);
         if !draw.audits(rate) {
             continue;
@@ -159,12 +159,10 @@ pub(crate) fn select(node: &mut Node, now: Timestamp, included: &[NodeId]) -> Ve
     outputs
 }
 
-/// This node's ticket for auditing `contributor`'s commitment of `round`.
-fn ticket(node: &Node, round: Round, commitment: &Commitment, contributor: NodeId) -> Signed {
-    node.key.sign(
-        TICKET_NAMESPACE,
-        &ticket_payload(round, &commitment.root, &contributor),
-    )
+/// This node's ticket for auditing `contributor`'s chain with `root` in `round`.
+pub(crate) fn ticket(node: &Node, round: Round, root: &Hash, contributor: NodeId) -> Signed {
+    node.key
+        .sign(TICKET_NAMESPACE, &ticket_payload(round, root, &contributor))
 }
 
 /// Sends `contributor` a challenge for the segment `draw` picks, and waits for it.
@@ -559,7 +557,7 @@ pub(crate) fn on_verdict(node: &mut Node, now: Timestamp, verdict: Verdict) -> V
     let Some(commitment) = claimed(node, round, contributor).and_then(|a| a.commitment) else {
         return Vec::new();
     };
-    let ticket = ticket(node, round, &commitment, contributor);
+    let ticket = ticket(node, round, &commitment.root, contributor);
     let pending = Pending {
         deadline: now + answer_time(node),
         usefulness: None,

@@ -1,0 +1,83 @@
+//! An account's outgoing transactions: signed with consecutive nonces from the ledger's, and
+//! signed again when the ledger has not taken them (a proposer dropped one, a node restarted),
+//! so one lost transaction never blocks the ones after it.
+
+use std::collections::VecDeque;
+
+use neuroshard_primitives::{Hash, Keypair};
+
+use crate::{Action, BlockInfo, Ledger, Receipt, SignedTx, State, Tx, Work};
+
+/// The actions an account wants on the ledger and not yet seen there.
+#[derive(Debug)]
+pub struct Outbox {
+    key: Keypair,
+    network: Hash,
+    /// Unconfirmed actions with the nonce they were last signed with.
+    waiting: VecDeque<(u64, Action)>,
+}
+
+impl Outbox {
+    /// An empty outbox signing with `key` for `network`.
+    pub fn new(key: Keypair, network: Hash) -> Self {
+        Self {
+            key,
+            network,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// Queues `action`; it is signed by the next [`Outbox::sign`].
+    pub fn push(&mut self, action: Action) {
+        self.waiting.push_back((u64::MAX, action));
+    }
+
+    /// How many actions wait for the ledger.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Brings the outbox up to `state`: actions whose nonce the ledger has used are done; the
+    /// rest are signed from the ledger's next nonce, in order, dropping any that would no longer
+    /// apply (a claim for a round that closed meanwhile). Returns the transactions to submit
+    /// (the same bytes again for an unchanged action and nonce: signatures are deterministic,
+    /// so a mempool sees duplicates as one).
+    pub fn sign<W: Work>(&mut self, ledger: &Ledger<W>, state: &State) -> Vec<Vec<u8>> {
+        let signer = self.key.node_id();
+        let mut nonce = state.account(&signer).nonce;
+        self.waiting.retain(|(n, _)| *n == u64::MAX || *n >= nonce);
+        let mut scratch = state.clone();
+        let info = BlockInfo {
+            height: state.meta.height.saturating_add(1),
+            time_ms: state.meta.time_ms,
+            proposer: signer,
+        };
+        let mut signed = Vec::new();
+        let mut kept = VecDeque::new();
+        for (_, action) in self.waiting.drain(..) {
+            let tx = SignedTx::sign(
+                &self.key,
+                Tx {
+                    network: self.network,
+                    nonce,
+                    action: action.clone(),
+                },
+            );
+            if ledger
+                .apply_tx(&mut scratch, &info, &tx, &mut Receipt::default())
+                .is_ok()
+            {
+                kept.push_back((nonce, action));
+                signed.push(tx.bytes);
+                nonce += 1;
+            }
+        }
+        self.waiting = kept;
+        signed
+    }
+}
