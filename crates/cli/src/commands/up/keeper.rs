@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-// Tokio's clock, not `std::time::Instant::now` (banned in the cores): how long a child ran.
 use tokio::sync::watch;
+// Tokio's clock, not `std::time::Instant::now` (banned in the cores): how long a child ran.
 use tokio::time::Instant;
 
 use super::Args;
@@ -180,11 +180,10 @@ fn log_tail(path: &Path) -> std::io::Result<String> {
 /// The last `n` lines of `text`.
 fn last_lines(text: &str, n: usize) -> &str {
     let text = text.trim_end_matches('\n');
-    let start = text
-        .rmatch_indices('\n')
-        .nth(n.saturating_sub(1))
-        .map_or(0, |(at, _)| at + 1);
-    if n == 0 { "" } else { &text[start..] }
+    let Some(skip) = n.checked_sub(1) else {
+        return "";
+    };
+    (text.rmatch_indices('\n').nth(skip)).map_or(text, |(at, _)| &text[at + 1..])
 }
 
 /// Starts node `index`, prints its start line, and marks it up; `None` when `stop` came first
@@ -264,6 +263,10 @@ fn spawn(net: &Network, index: usize) -> anyhow::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
+    // A process group of its own, so a terminal's Ctrl-C reaches `up` alone: `up` then stops
+    // every child cleanly, and none of them exits first and is taken for a crash.
+    #[cfg(unix)]
+    command.process_group(0);
     if let Some(addr) = net.bootstrap_for(index) {
         command.args(["--bootstrap", &addr]);
     }
