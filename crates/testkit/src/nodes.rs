@@ -201,6 +201,26 @@ pub fn wait_for(
     }
 }
 
+/// Polls the `/api/status` of the node at `dashboard` (`host:port`) until `done` holds for it, or
+/// panics with the last status after `limit`.
+pub fn wait_for_dashboard(
+    what: &str,
+    dashboard: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        match http_get_json(dashboard, "/api/status") {
+            Some(status) if done(&status) => return status,
+            last if Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; last status {last:#?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
 /// All statuses at the same round ≥ `round` with the same model hash.
 pub fn agree_at(statuses: &[Value], round: u64) -> bool {
     let first = &statuses[0];

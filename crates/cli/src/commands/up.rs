@@ -3,19 +3,32 @@
 //! Builds the genesis data if it is missing or outdated (`neuroshard genesis build`), starts N
 //! `neuroshard node` child processes on 127.0.0.1 (the first one holds the dataset and is the
 //! others' bootstrap peer; the others get only the genesis file and fetch their shards from it),
-//! prints each dashboard address, then a line per node every few seconds (round, loss,
-//! validation loss, peers, model hash) polled from `/api/status`. Ctrl-C stops every child
-//! cleanly; the children also stop by themselves when `up` dies, because they watch their
-//! standard input, a pipe that closes with it.
+//! prints each one's pid and dashboard address, then a line per node every few seconds (round,
+//! loss, validation loss, peers, model hash) polled from `/api/status`.
+//!
+//! A node that exits is restarted, not the end of the network: `up` prints which node exited, its
+//! exit status and the end of its log, and starts it again on the same data directory and key
+//! (so it resumes from its checkpoint and rejoins) after a back-off of 1 s, doubling while it
+//! keeps failing up to 30 s, and back to 1 s once it stayed up a minute ([`backoff`], the policy
+//! as plain data; [`keeper`], the task per node that applies it).
+//!
+//! Ctrl-C stops every child cleanly; the children also stop by themselves when `up` dies, because
+//! they watch their standard input, a pipe that closes with it.
+
+mod backoff;
+mod keeper;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use neuroshard_data::GenesisDir;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use keeper::{Network, unless_stopped};
 
 /// Arguments of `neuroshard up`.
 #[derive(Debug, clap::Args)]
@@ -32,18 +45,13 @@ pub(crate) struct Args {
     /// Where the nodes keep their keys, checkpoints and fetched data (one subdirectory each).
     #[arg(long, default_value = ".neuroshard/up")]
     dir: PathBuf,
-    /// HTTP port of the first node's dashboard; node i gets this + i (0: chosen by the OS).
+    /// HTTP port of the first node's dashboard; node i gets this + i (0: each port chosen by the
+    /// OS, anew at every restart; tests use it so that runs never collide).
     #[arg(long, default_value_t = 8000)]
     http_port: u16,
     /// Seconds between status lines.
     #[arg(long, default_value_t = 5)]
     every: u64,
-}
-
-/// A running child node.
-struct Running {
-    child: Child,
-    dashboard: String,
 }
 
 /// Runs `neuroshard up`.
@@ -57,7 +65,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(supervise(&exe, &args))
+    runtime.block_on(supervise(Network::new(&exe, args)))
 }
 
 /// Builds the genesis directory with `neuroshard genesis build` unless it already opens; one
@@ -85,126 +93,60 @@ fn ensure_genesis(exe: &Path, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn supervise(exe: &Path, args: &Args) -> anyhow::Result<()> {
-    let mut nodes: Vec<Running> = Vec::new();
-    let mut bootstrap = None;
-    for index in 0..args.nodes {
-        let started = start_node(exe, args, index, bootstrap.as_deref()).await;
-        let (node, p2p) = match started {
-            Ok(started) => started,
-            Err(err) => {
-                stop_all(&mut nodes).await;
-                return Err(err);
-            }
-        };
-        println!(
-            "node {index}: dashboard {}  (log {})",
-            node.dashboard,
-            log_path(args, index).display()
-        );
-        bootstrap.get_or_insert(p2p);
-        nodes.push(node);
+/// Starts the nodes, each with a keeper that restarts it when it exits, prints their status
+/// until Ctrl-C, then stops them all cleanly.
+async fn supervise(net: Network) -> anyhow::Result<()> {
+    let net = Arc::new(net);
+    let (stop, stopped) = watch::channel(false);
+    let on_ctrl_c = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.send_replace(true);
+        }
+    });
+    let mut keepers = Vec::new();
+    let outcome = start_all(&net, &stopped, &mut keepers).await;
+    if outcome.is_ok() && !*stopped.borrow() {
+        println!("{} nodes running; Ctrl-C stops them", keepers.len());
+        unless_stopped(&mut stopped.clone(), print_status(&net)).await;
     }
-    println!("{} nodes running; Ctrl-C stops them", nodes.len());
-    let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        outcome = watch(&mut nodes, args.every) => outcome,
-    };
-    println!("stopping {} nodes", nodes.len());
-    stop_all(&mut nodes).await;
+    stop.send_replace(true);
+    println!("stopping {} nodes", keepers.len());
+    for keeper in keepers {
+        let _ = keeper.await;
+    }
     outcome
 }
 
-fn log_path(args: &Args, index: usize) -> PathBuf {
-    args.dir.join(format!("node-{index}.log"))
-}
-
-/// Starts node `index` and waits for its dashboard and p2p address lines.
-async fn start_node(
-    exe: &Path,
-    args: &Args,
-    index: usize,
-    bootstrap: Option<&str>,
-) -> anyhow::Result<(Running, String)> {
-    let data_dir = args.dir.join(format!("node-{index}"));
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let source = args.genesis.join("genesis.toml");
-    // Only the first node is given the dataset; the others get the genesis file alone.
-    let genesis = if index == 0 {
-        source
-    } else {
-        let copy = data_dir.join("genesis.toml");
-        std::fs::copy(&source, &copy).with_context(|| format!("copying {}", source.display()))?;
-        copy
-    };
-    // Appended to, so a restarted network keeps the earlier runs' logs.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(args, index))
-        .context("opening the node log")?;
-    let port = if args.http_port == 0 {
-        0
-    } else {
-        args.http_port + index as u16
-    };
-    let mut command = Command::new(exe);
-    command
-        .arg("node")
-        .arg("--genesis")
-        .arg(&genesis)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--exit-on-stdin-close"])
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .args(["--min-peers", &(args.nodes - 1).to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
-    if let Some(addr) = bootstrap {
-        command.args(["--bootstrap", addr]);
+/// Starts the nodes one by one (node 0 first: the others bootstrap from it) and hands each to
+/// its keeper; stops early on Ctrl-C.
+async fn start_all(
+    net: &Arc<Network>,
+    stopped: &watch::Receiver<bool>,
+    keepers: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    for index in 0..net.args().nodes {
+        let Some(node) = keeper::start(net, index, &mut stopped.clone()).await? else {
+            return Ok(());
+        };
+        let keeper = keeper::keep(Arc::clone(net), index, node, stopped.clone());
+        keepers.push(tokio::spawn(keeper));
     }
-    let mut child = command.spawn().context("starting `neuroshard node`")?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (dashboard, p2p) = tokio::time::timeout(Duration::from_secs(120), read_addresses(stdout))
-        .await
-        .with_context(|| {
-            format!(
-                "node {index} did not start in time; see {}",
-                log_path(args, index).display()
-            )
-        })??;
-    Ok((Running { child, dashboard }, p2p))
+    Ok(())
 }
 
-/// Reads a node's start-up lines: its dashboard URL and its first p2p address.
-async fn read_addresses(stdout: tokio::process::ChildStdout) -> anyhow::Result<(String, String)> {
-    let mut lines = BufReader::new(stdout).lines();
-    let mut dashboard = None;
-    while let Some(line) = lines.next_line().await? {
-        if let Some(url) = line.strip_prefix("dashboard ") {
-            dashboard = Some(url.to_owned());
-        } else if let (Some(p2p), Some(url)) = (line.strip_prefix("p2p "), &dashboard) {
-            return Ok((url.clone(), p2p.to_owned()));
-        }
-    }
-    bail!("the node exited before printing its addresses")
-}
-
-/// Prints one status line per node every `every` seconds; returns if a node exits.
-async fn watch(nodes: &mut [Running], every: u64) -> anyhow::Result<()> {
-    let mut interval = tokio::time::interval(Duration::from_secs(every.max(1)));
+/// Prints one status line per node every `--every` seconds.
+async fn print_status(net: &Network) {
+    let mut interval = tokio::time::interval(Duration::from_secs(net.args().every.max(1)));
     loop {
         interval.tick().await;
-        for (index, node) in nodes.iter_mut().enumerate() {
-            if let Some(status) = node.child.try_wait()? {
-                bail!("node {index} exited ({status}); see its log");
-            }
-            let line = match status_of(&node.dashboard).await {
-                Ok(status) => summary(&status),
-                Err(err) => format!("no status ({err:#})"),
+        for index in 0..net.args().nodes {
+            let line = match net.dashboard(index) {
+                None => "down; restarting".to_owned(),
+                Some(dashboard) => match status_of(&dashboard).await {
+                    Ok(status) => summary(&status),
+                    Err(err) => format!("no status ({err:#})"),
+                },
             };
             println!("node {index}: {line}");
         }
@@ -247,19 +189,4 @@ async fn status_of(dashboard: &str) -> anyhow::Result<serde_json::Value> {
         .map(|(_, body)| body)
         .context("no HTTP body")?;
     Ok(serde_json::from_str(body)?)
-}
-
-/// Closes every child's standard input (each then stops cleanly), waits, and kills stragglers.
-async fn stop_all(nodes: &mut [Running]) {
-    for node in nodes.iter_mut() {
-        drop(node.child.stdin.take());
-    }
-    for node in nodes.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(15), node.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = node.child.kill().await;
-        }
-    }
 }
