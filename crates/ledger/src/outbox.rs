@@ -1,6 +1,7 @@
 //! An account's outgoing transactions: signed with consecutive nonces from the ledger's, and
-//! signed again when the ledger has not taken them (a proposer dropped one, a node restarted),
-//! so one lost transaction never blocks the ones after it.
+//! signed again when the ledger has not taken them (a proposer dropped one, another transaction
+//! of the same key took its nonce, a node restarted), so one lost transaction never blocks the
+//! ones after it. An action is done only when a block applied the very transaction signed for it.
 
 use std::collections::VecDeque;
 
@@ -13,8 +14,8 @@ use crate::{Action, BlockInfo, Ledger, Receipt, SignedTx, State, Tx, Work};
 pub struct Outbox {
     key: Keypair,
     network: Hash,
-    /// Unconfirmed actions with the nonce they were last signed with.
-    waiting: VecDeque<(u64, Action)>,
+    /// Unconfirmed actions, with the id of the transaction last signed for each.
+    waiting: VecDeque<(Option<Hash>, Action)>,
 }
 
 impl Outbox {
@@ -29,7 +30,7 @@ impl Outbox {
 
     /// Queues `action`; it is signed by the next [`Outbox::sign`].
     pub fn push(&mut self, action: Action) {
-        self.waiting.push_back((u64::MAX, action));
+        self.waiting.push_back((None, action));
     }
 
     /// How many actions wait for the ledger.
@@ -42,15 +43,19 @@ impl Outbox {
         self.waiting.is_empty()
     }
 
-    /// Brings the outbox up to `state`: actions whose nonce the ledger has used are done; the
-    /// rest are signed from the ledger's next nonce, in order, dropping any that would no longer
-    /// apply (a claim for a round that closed meanwhile). Returns the transactions to submit
-    /// (the same bytes again for an unchanged action and nonce: signatures are deterministic,
-    /// so a mempool sees duplicates as one).
+    /// A block applied the transactions `txs` (ids): the actions they carried are done.
+    pub fn applied(&mut self, receipt: &Receipt) {
+        self.waiting
+            .retain(|(id, _)| id.is_none_or(|id| !receipt.txs.contains(&id)));
+    }
+
+    /// Signs every waiting action from the ledger's next nonce in `state`, in order, dropping
+    /// any that would no longer apply (a claim for a round that closed meanwhile). Returns the
+    /// transactions to submit (the same bytes again for an unchanged action and nonce:
+    /// signatures are deterministic, so a mempool sees duplicates as one).
     pub fn sign<W: Work>(&mut self, ledger: &Ledger<W>, state: &State) -> Vec<Vec<u8>> {
         let signer = self.key.node_id();
         let mut nonce = state.account(&signer).nonce;
-        self.waiting.retain(|(n, _)| *n == u64::MAX || *n >= nonce);
         let mut scratch = state.clone();
         let info = BlockInfo {
             height: state.meta.height.saturating_add(1),
@@ -72,7 +77,7 @@ impl Outbox {
                 .apply_tx(&mut scratch, &info, &tx, &mut Receipt::default())
                 .is_ok()
             {
-                kept.push_back((nonce, action));
+                kept.push_back((Some(tx.id()), action));
                 signed.push(tx.bytes);
                 nonce += 1;
             }

@@ -25,12 +25,24 @@ fn lost_transactions_are_signed_again_and_stale_ones_dropped() {
     assert_eq!(outbox.len(), 3);
 
     // The proposer took only the first; the others come back with the same bytes.
-    chain.block(1, vec![first[0].clone()]).unwrap();
+    let receipt = chain.block(1, vec![first[0].clone()]).unwrap();
+    outbox.applied(&receipt);
     let again = outbox.sign(&chain.ledger, &chain.state);
     assert_eq!(again, first[1..].to_vec());
 
+    // Another transaction of the same key takes the next nonce: the waiting ones are signed
+    // again after it, not mistaken for done.
+    chain.nonces.insert(3, chain.state.account(&id(3)).nonce);
+    let other = chain.tx(3, Action::Stake { amount: NEURO });
+    let receipt = chain.block(1, vec![other]).unwrap();
+    outbox.applied(&receipt);
+    let moved = outbox.sign(&chain.ledger, &chain.state);
+    assert_eq!(moved.len(), 2);
+    assert_ne!(moved, again);
+
     // Both land: nothing waits any more.
-    chain.block(1, again).unwrap();
+    let receipt = chain.block(1, moved).unwrap();
+    outbox.applied(&receipt);
     assert!(outbox.sign(&chain.ledger, &chain.state).is_empty());
     assert!(outbox.is_empty());
     assert_eq!(chain.state.account(&id(4)).balance, 1_006 * NEURO);
@@ -46,6 +58,7 @@ fn lost_transactions_are_signed_again_and_stale_ones_dropped() {
     let next = outbox.sign(&chain.ledger, &chain.state);
     assert_eq!(next.len(), 1);
     assert_ne!(next, claim);
-    chain.block(1, next).unwrap();
-    assert_eq!(chain.state.account(&id(3)).stake, NEURO);
+    outbox.applied(&chain.block(1, next).unwrap());
+    assert!(outbox.is_empty());
+    assert_eq!(chain.state.account(&id(3)).stake, 2 * NEURO);
 }
