@@ -22,6 +22,7 @@ mod rewards;
 mod rules;
 mod state;
 mod tx;
+mod wallet;
 mod work;
 
 pub use actions::MAX_UNBONDING;
@@ -34,6 +35,7 @@ pub use state::{
     Account, AccountProof, Audit, Claim, Meta, Payout, RoundBook, State, Supply, Unbond,
 };
 pub use tx::{Action, MAX_TX_BYTES, SignedTx, TX_NAMESPACE, Tx};
+pub use wallet::{REQUEST_TTL_MS, WALLET_NAMESPACE, WalletRequest};
 pub use work::Work;
 
 /// An amount of NEURO in its smallest unit.
