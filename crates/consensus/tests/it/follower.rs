@@ -3,7 +3,7 @@
 
 use crate::{
     machine::Bank,
-    sim::{cluster, test_committee},
+    sim::{cluster, committee as test_committee},
 };
 use neuroshard_consensus::{Error, Follower, Machine as _, Store, verify_finalized};
 

@@ -1,7 +1,7 @@
 //! Four validators on the tokio runtime over real TCP on 127.0.0.1 in one process.
 
 use crate::machine::{ACCOUNTS, Bank, transfer};
-use commonware_cryptography::{PrivateKey as _, Signer as _, ed25519::PrivateKey};
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use commonware_codec::Encode as _;
 use neuroshard_consensus::{
     Machine as _, Timing,
@@ -124,7 +124,6 @@ fn loopback_four_validators_restart_and_catch_up() {
 #[test]
 #[ignore = "a measurement: prints finality latency, asserts nothing about it"]
 fn loopback_finality_latency() {
-    use futures::StreamExt as _;
     let dir = tempfile::tempdir().unwrap();
     let addresses = free_addresses();
     let nodes: Vec<_> = (0..N).map(|i| start(i, &addresses, dir.path())).collect();

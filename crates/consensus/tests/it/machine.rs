@@ -9,25 +9,25 @@ use std::{
 };
 
 /// Accounts in the genesis state.
-pub const ACCOUNTS: u32 = 16;
+pub(crate) const ACCOUNTS: u32 = 16;
 /// Each account's genesis balance.
-pub const START_BALANCE: u64 = 1_000;
+pub(crate) const START_BALANCE: u64 = 1_000;
 /// The supply every state must hold.
-pub const SUPPLY: u64 = ACCOUNTS as u64 * START_BALANCE;
+pub(crate) const SUPPLY: u64 = ACCOUNTS as u64 * START_BALANCE;
 /// Bytes of one transfer: from (4), to (4), amount (8), id (8).
-pub const TX_BYTES: usize = 24;
+pub(crate) const TX_BYTES: usize = 24;
 /// Transfers per block at most.
 const MAX_TXS: usize = 64;
 
 /// Balances and the ids of applied transfers (a transfer applies once).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     pub balances: BTreeMap<u32, u64>,
     pub applied: BTreeSet<u64>,
 }
 
 impl Ledger {
-    pub fn supply(&self) -> u64 {
+    pub(crate) fn supply(&self) -> u64 {
         self.balances.values().sum()
     }
 }
@@ -35,13 +35,13 @@ impl Ledger {
 /// The test machine. With `mint`, it also accepts and proposes transfers from account
 /// `u32::MAX`, which creates money: an honest validator must refuse such blocks.
 #[derive(Clone, Debug)]
-pub struct Bank {
+pub(crate) struct Bank {
     pub committee: Arc<Vec<[u8; 32]>>,
     pub mint: bool,
 }
 
 impl Bank {
-    pub fn new(committee: Vec<[u8; 32]>) -> Self {
+    pub(crate) fn new(committee: Vec<[u8; 32]>) -> Self {
         Self {
             committee: Arc::new(committee),
             mint: false,
@@ -49,7 +49,7 @@ impl Bank {
     }
 }
 
-pub fn transfer(from: u32, to: u32, amount: u64, id: u64) -> Vec<u8> {
+pub(crate) fn transfer(from: u32, to: u32, amount: u64, id: u64) -> Vec<u8> {
     let mut tx = Vec::with_capacity(TX_BYTES);
     tx.extend_from_slice(&from.to_be_bytes());
     tx.extend_from_slice(&to.to_be_bytes());

@@ -4,12 +4,12 @@
 
 use crate::machine::{Bank, Ledger, SUPPLY, transfer};
 use commonware_consensus::simplex::{elector::RoundRobin, mocks};
-use commonware_cryptography::{PrivateKey as _, Sha256, Signer as _, ed25519::PrivateKey};
+use commonware_cryptography::{Sha256, Signer as _, ed25519::PrivateKey};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{
     Clock as _, Handle, Quota, Runner as _, Spawner as _, Supervisor as _, deterministic,
 };
-use commonware_utils::{NZU32, NZUsize, probability};
+use commonware_utils::{NZU32, NZUsize, Probability};
 use futures::{StreamExt as _, channel::oneshot};
 use neuroshard_consensus::{
     Channels, Finalized, Machine as _, NAMESPACE, Scheme, Timing, Validator, ValidatorConfig,
@@ -309,7 +309,7 @@ impl Sim {
     }
 }
 
-fn committee(n: usize) -> Vec<[u8; 32]> {
+pub(crate) fn committee(n: usize) -> Vec<[u8; 32]> {
     (0..n as u64)
         .map(|s| {
             let mut k = [0u8; 32];
@@ -323,7 +323,7 @@ fn link(success_rate: f64) -> Link {
     Link {
         latency: Duration::from_millis(20),
         jitter: Duration::from_millis(5),
-        success_rate: probability!(success_rate),
+        success_rate: Probability::from_f64(success_rate).expect("a probability"),
     }
 }
 
@@ -400,16 +400,16 @@ fn partition_heal(seed: u64) {
     runner(seed).start(|context| async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut id = 0;
-        let mut sim = Sim::new(context.clone(), n, link(1.0), checker, bank.clone(), path).await;
+        let mut sim = Sim::new(context, n, link(1.0), checker, bank.clone(), path).await;
         for i in 0..n {
             sim.start(i, bank.clone()).await;
         }
         sim.wait_for(5, &mut rng, &mut id).await;
         sim.cut(&[0, 1]).await;
         // Blocks already voted may still finalize; then nothing can.
-        context.sleep(Duration::from_secs(3)).await;
+        sim.context.sleep(Duration::from_secs(3)).await;
         let stalled = sim.max_height();
-        context.sleep(Duration::from_secs(10)).await;
+        sim.context.sleep(Duration::from_secs(10)).await;
         assert_eq!(sim.max_height(), stalled, "seed {seed}: finality without a quorum");
         sim.link_all().await;
         sim.wait_for(stalled + 10, &mut rng, &mut id).await;
@@ -509,7 +509,6 @@ pub(crate) fn cluster(seed: u64, n: usize, height: u64, dir: PathBuf) {
     });
 }
 
-pub(crate) use committee as test_committee;
 
 const SEEDS: std::ops::Range<u64> = 0..4;
 
