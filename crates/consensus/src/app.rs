@@ -59,7 +59,7 @@ impl<M: Machine> App<M> {
     async fn state_of(
         &self,
         first: Digested<Block>,
-        ancestry: &mut (impl Ancestry<Block> + Unpin),
+        ancestry: &mut impl Ancestry<Block>,
     ) -> Option<Entry<M::State>> {
         let (_, finalized) = self.shared.finalized();
         let mut chain = Vec::new();
@@ -69,7 +69,10 @@ impl<M: Machine> App<M> {
                 break entry;
             }
             if cursor.height().get() <= finalized.height {
-                debug!(height = cursor.height().get(), "ancestry leaves the finalized chain");
+                debug!(
+                    height = cursor.height().get(),
+                    "ancestry leaves the finalized chain"
+                );
                 return None;
             }
             chain.push(cursor);
@@ -134,7 +137,10 @@ where
             body = machine.build(&base.state, &header, &[]);
             state = (*base.state).clone();
             if body.len() > MAX_BODY_BYTES || machine.execute(&mut state, &header, &body).is_err() {
-                warn!(height = header.height, "even an empty body fails; skipping the proposal");
+                warn!(
+                    height = header.height,
+                    "even an empty body fails; skipping the proposal"
+                );
                 return None;
             }
         }
@@ -153,7 +159,11 @@ where
         Some(Digested::precomputed(block, digest))
     }
 
-    async fn verify(&mut self, (clock, context): (E, Ctx), mut ancestry: impl Ancestry<Block>) -> bool {
+    async fn verify(
+        &mut self,
+        (clock, context): (E, Ctx),
+        mut ancestry: impl Ancestry<Block>,
+    ) -> bool {
         let Some(block) = ancestry.next().await else {
             return false;
         };

@@ -5,7 +5,9 @@ use crate::{
     block::{Block, Digest, hex32},
 };
 use commonware_codec::{Decode as _, DecodeExt as _, Encode as _};
-use commonware_consensus::{Epochable as _, simplex::scheme::ed25519, simplex::types::Finalization};
+use commonware_consensus::{
+    Epochable as _, simplex::scheme::ed25519, simplex::types::Finalization,
+};
 use commonware_cryptography::{Digestible as _, Hasher as _, Sha256, ed25519::PublicKey};
 use commonware_parallel::Sequential;
 use commonware_utils::{TryCollect as _, ordered::Set};
@@ -42,12 +44,14 @@ pub fn committee_set(committee: &[[u8; 32]]) -> Result<Set<PublicKey>, Error> {
 /// Decodes a finalization certificate for a committee of `participants` validators.
 pub(crate) fn decode_certificate(bytes: &[u8], verifier: &Scheme) -> Result<Certificate, Error> {
     use commonware_cryptography::certificate::Verifier as _;
-    Certificate::decode_cfg(commonware_codec::Copying(bytes), &verifier.certificate_codec_config()).map_err(
-        |e| Error::Decode {
-            what: "certificate",
-            reason: e.to_string(),
-        },
+    Certificate::decode_cfg(
+        commonware_codec::Copying(bytes),
+        &verifier.certificate_codec_config(),
     )
+    .map_err(|e| Error::Decode {
+        what: "certificate",
+        reason: e.to_string(),
+    })
 }
 
 /// Checks a finalization certificate's signatures against `verifier`'s committee.

@@ -57,10 +57,8 @@ pub mod channel {
 /// The largest message any channel carries for a committee of `participants`: a block of
 /// [`crate::MAX_BODY_BYTES`] with marshal's framing, or simplex's largest certificate.
 pub fn max_message_size(participants: u32) -> u32 {
-    let marshal = marshal::max_payload_size::<marshal::standard::Standard<Block>, Scheme>(
-        participants,
-        &(),
-    );
+    let marshal =
+        marshal::max_payload_size::<marshal::standard::Standard<Block>, Scheme>(participants, &());
     let simplex = simplex::max_payload_size::<Scheme, Digest>(participants);
     // Room for the p2p layer's own framing.
     (marshal.max(simplex) + 1024) as u32
@@ -170,7 +168,9 @@ impl<M: Machine> Validator<M> {
     /// The highest finalized height this validator has heard of (may be ahead of the store while
     /// it catches up).
     pub fn tip_height(&self) -> u64 {
-        self.tip.load(Ordering::Relaxed).max(self.finalized_height())
+        self.tip
+            .load(Ordering::Relaxed)
+            .max(self.finalized_height())
     }
 
     /// The last applied block's digest and header.
@@ -233,9 +233,10 @@ where
     let genesis = Block::genesis(machine.root(&genesis_state));
     let committee = committee_set(&machine.committee(&genesis_state))?;
     let public: PublicKey = config.key.clone().into();
-    let scheme = Scheme::signer(NAMESPACE, committee.clone(), config.key.clone()).ok_or_else(|| {
-        Error::Config("this validator's key is not in the genesis committee".into())
-    })?;
+    let scheme =
+        Scheme::signer(NAMESPACE, committee.clone(), config.key.clone()).ok_or_else(|| {
+            Error::Config("this validator's key is not in the genesis committee".into())
+        })?;
     let applied = Arc::new(AtomicU64::new(resumed.block.header.height));
     let tip = Arc::new(AtomicU64::new(resumed.block.header.height));
     let shared = Arc::new(Shared::new(machine, &resumed.block, resumed.state));
@@ -286,7 +287,14 @@ where
         commonware_cryptography::certificate::Verifier::certificate_codec_config(&scheme),
     )
     .await?;
-    let blocks = archive(&context, "blocks", format!("{prefix}-blocks"), &page_cache, ()).await?;
+    let blocks = archive(
+        &context,
+        "blocks",
+        format!("{prefix}-blocks"),
+        &page_cache,
+        (),
+    )
+    .await?;
 
     let epocher = FixedEpocher::new(NZU64!(u64::MAX));
     let (actor, marshal_mailbox, _floor) = Actor::init(

@@ -64,7 +64,9 @@ pub enum Error {
         reason: String,
     },
     /// The state root after re-executing differs from the one in the header.
-    #[error("block at height {height}: header state root {header} but re-execution gives {computed}")]
+    #[error(
+        "block at height {height}: header state root {header} but re-execution gives {computed}"
+    )]
     StateRoot {
         /// The block's height.
         height: u64,

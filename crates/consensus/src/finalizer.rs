@@ -60,10 +60,7 @@ pub(crate) async fn run<M: Machine>(
     while let Some((block, ack)) = blocks.next().await {
         match apply(&shared, &store, &marshal, &block).await {
             Ok(()) => {
-                applied.store(
-                    shared.finalized().1.height,
-                    Ordering::Relaxed,
-                );
+                applied.store(shared.finalized().1.height, Ordering::Relaxed);
                 ack.acknowledge();
             }
             Err(e) => {

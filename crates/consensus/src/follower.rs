@@ -124,10 +124,7 @@ impl<M: Machine> Follower<M> {
             });
         }
         let digest = block.digest();
-        let entry = self
-            .pending
-            .entry(digest)
-            .or_insert_with(|| (block, None));
+        let entry = self.pending.entry(digest).or_insert_with(|| (block, None));
         if entry.1.is_none() {
             entry.1 = certificate.map(<[u8]>::to_vec);
         }
@@ -194,7 +191,8 @@ impl<M: Machine> Follower<M> {
         }
         let state = execute(&self.machine, &self.state, &block)?;
         let changes = self.machine.changes(&self.state, &state);
-        self.store.commit(&block, certificate.as_deref(), &changes)?;
+        self.store
+            .commit(&block, certificate.as_deref(), &changes)?;
         self.head_digest = block.digest();
         self.head = block;
         self.state = state;

@@ -77,6 +77,6 @@ pub use engine::{
 };
 pub use error::Error;
 pub use follower::{Follower, MAX_PENDING};
-pub use machine::{Header, Machine};
+pub use machine::{Header, Machine, Rows};
 pub use state::{Finalized, MAX_MEMPOOL_TXS, MAX_TX_BYTES};
 pub use store::{Resumed, Store};

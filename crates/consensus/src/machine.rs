@@ -20,6 +20,9 @@ pub struct Header {
     pub state_root: [u8; 32],
 }
 
+/// State rows as stored: key and value.
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The replicated state machine the engine orders blocks for.
 ///
 /// Every method must be deterministic: the same inputs give the same outputs on every node,

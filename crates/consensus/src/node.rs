@@ -97,7 +97,8 @@ impl<M: Machine> Drop for NodeHandle<M> {
 }
 
 fn key(bytes: &[u8; 32]) -> Result<PublicKey, Error> {
-    PublicKey::decode(commonware_codec::Copying(bytes.as_slice())).map_err(|e| Error::Config(format!("peer key: {e}")))
+    PublicKey::decode(commonware_codec::Copying(bytes.as_slice()))
+        .map_err(|e| Error::Config(format!("peer key: {e}")))
 }
 
 /// Starts a validator on its own thread and returns once it is wired (not once it is

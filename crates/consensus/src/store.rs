@@ -6,7 +6,7 @@
 //! block or the state after it, never a mix; and a block the node reported as finalized (after
 //! the commit) is never lost.
 
-use crate::{Error, Machine, block::Block};
+use crate::{Error, Machine, block::Block, machine::Rows};
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use std::path::Path;
 
@@ -88,7 +88,7 @@ impl Store {
     }
 
     /// Every state row, in key order.
-    pub fn rows(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    pub fn rows(&self) -> Result<Rows, Error> {
         let tx = self.db.begin_read().map_err(Error::store)?;
         let table = match tx.open_table(STATE) {
             Ok(t) => t,

@@ -40,7 +40,10 @@ fn follower_reaches_the_validators_state_and_refuses_forgeries() {
     // It resumes from its store.
     let follower = Follower::open(&dir.path().join("follower.redb"), bank.clone()).unwrap();
     assert_eq!(follower.height(), top);
-    assert_eq!(follower.root(), bank.root(&store.resume(&bank).unwrap().state));
+    assert_eq!(
+        follower.root(),
+        bank.root(&store.resume(&bank).unwrap().state)
+    );
 
     // A certified block and its certificate.
     let (h, (block, certificate)) = published

@@ -1,8 +1,8 @@
 //! Four validators on the tokio runtime over real TCP on 127.0.0.1 in one process.
 
 use crate::machine::{ACCOUNTS, Bank, transfer};
-use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use commonware_codec::Encode as _;
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use neuroshard_consensus::{
     Machine as _, Timing,
     node::{self, NodeConfig, NodeHandle},
@@ -35,7 +35,10 @@ fn start(i: usize, addresses: &[SocketAddr], dir: &Path) -> NodeHandle<Bank> {
     node::start(NodeConfig {
         secret_key: secret(i),
         listen: addresses[i],
-        peers: (0..N).filter(|j| *j != i).map(|j| (public(j), addresses[j])).collect(),
+        peers: (0..N)
+            .filter(|j| *j != i)
+            .map(|j| (public(j), addresses[j]))
+            .collect(),
         data_dir: dir.join(format!("node{i}")),
         machine: Bank::new((0..N).map(public).collect()),
         timing: Timing::default(),
@@ -58,8 +61,9 @@ fn wait(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
 fn loopback_four_validators_restart_and_catch_up() {
     let dir = tempfile::tempdir().unwrap();
     let addresses = free_addresses();
-    let mut nodes: Vec<Option<NodeHandle<Bank>>> =
-        (0..N).map(|i| Some(start(i, &addresses, dir.path()))).collect();
+    let mut nodes: Vec<Option<NodeHandle<Bank>>> = (0..N)
+        .map(|i| Some(start(i, &addresses, dir.path())))
+        .collect();
     let mut id = 0u64;
     let mut submit = |nodes: &[Option<NodeHandle<Bank>>]| {
         for node in nodes.iter().flatten() {
@@ -69,7 +73,12 @@ fn loopback_four_validators_restart_and_catch_up() {
         }
     };
     let height = |nodes: &[Option<NodeHandle<Bank>>]| {
-        nodes.iter().flatten().map(|n| n.finalized_height()).min().unwrap_or(0)
+        nodes
+            .iter()
+            .flatten()
+            .map(|n| n.finalized_height())
+            .min()
+            .unwrap_or(0)
     };
     let applied = |node: &NodeHandle<Bank>| node.validator().state().applied.len();
 
@@ -85,20 +94,29 @@ fn loopback_four_validators_restart_and_catch_up() {
     // One validator shuts down; the others go on without it.
     nodes[3].take().unwrap().shutdown();
     let target = height(&nodes) + 5;
-    assert!(wait(60, || {
-        submit(&nodes);
-        height(&nodes) >= target
-    }), "three of four did not finalize");
+    assert!(
+        wait(60, || {
+            submit(&nodes);
+            height(&nodes) >= target
+        }),
+        "three of four did not finalize"
+    );
 
     // It restarts from its store and catches up.
     nodes[3] = Some(start(3, &addresses, dir.path()));
     let resumed = nodes[3].as_ref().unwrap().finalized_height();
-    assert!(resumed >= 5, "restarted validator lost its store (height {resumed})");
+    assert!(
+        resumed >= 5,
+        "restarted validator lost its store (height {resumed})"
+    );
     let target = nodes[0].as_ref().unwrap().finalized_height() + 3;
-    assert!(wait(90, || {
-        submit(&nodes);
-        height(&nodes) >= target
-    }), "restarted validator did not catch up");
+    assert!(
+        wait(90, || {
+            submit(&nodes);
+            height(&nodes) >= target
+        }),
+        "restarted validator did not catch up"
+    );
 
     // One chain, one state root.
     let nodes: Vec<_> = nodes.into_iter().flatten().collect();

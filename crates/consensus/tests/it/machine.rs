@@ -125,14 +125,14 @@ impl Machine for Bank {
     }
 
     fn transactions(&self, body: &[u8]) -> Vec<Vec<u8>> {
-        if body.len() % TX_BYTES != 0 {
+        if !body.len().is_multiple_of(TX_BYTES) {
             return Vec::new();
         }
         body.chunks(TX_BYTES).map(<[u8]>::to_vec).collect()
     }
 
     fn execute(&self, state: &mut Ledger, _header: &Header, body: &[u8]) -> Result<(), String> {
-        if body.len() % TX_BYTES != 0 || body.len() / TX_BYTES > MAX_TXS {
+        if !body.len().is_multiple_of(TX_BYTES) || body.len() / TX_BYTES > MAX_TXS {
             return Err("malformed body".into());
         }
         for tx in body.chunks(TX_BYTES) {
@@ -168,7 +168,10 @@ impl Machine for Bank {
             }
         }
         for id in after.applied.difference(&before.applied) {
-            out.push(([b"t".as_slice(), &id.to_be_bytes()].concat(), Some(Vec::new())));
+            out.push((
+                [b"t".as_slice(), &id.to_be_bytes()].concat(),
+                Some(Vec::new()),
+            ));
         }
         for id in before.applied.difference(&after.applied) {
             out.push(([b"t".as_slice(), &id.to_be_bytes()].concat(), None));

@@ -76,7 +76,11 @@ impl Checker {
         let seed = c.seed;
         let height = block.header.height;
         let last = c.last.get(&node).copied().unwrap_or(0);
-        assert_eq!(height, last + 1, "seed {seed}: node {node} skipped from {last} to {height}");
+        assert_eq!(
+            height,
+            last + 1,
+            "seed {seed}: node {node} skipped from {last} to {height}"
+        );
         c.last.insert(node, height);
         if block.certificate.is_some() {
             c.certified += 1;
@@ -84,26 +88,53 @@ impl Checker {
             c.uncertified += 1;
         }
         if let Some((digest, root)) = c.canonical.get(&height) {
-            assert_eq!(*digest, block.digest, "seed {seed}: fork at height {height} on node {node}");
-            assert_eq!(*root, block.header.state_root, "seed {seed}: root differs at {height}");
+            assert_eq!(
+                *digest, block.digest,
+                "seed {seed}: fork at height {height} on node {node}"
+            );
+            assert_eq!(
+                *root, block.header.state_root,
+                "seed {seed}: root differs at {height}"
+            );
             return;
         }
         let top = *c.canonical.keys().next_back().unwrap();
-        assert_eq!(height, top + 1, "seed {seed}: canonical chain gap at {height}");
+        assert_eq!(
+            height,
+            top + 1,
+            "seed {seed}: canonical chain gap at {height}"
+        );
         let (parent, _) = c.canonical[&top];
-        assert_eq!(block.header.parent, parent, "seed {seed}: parent link broken at {height}");
+        assert_eq!(
+            block.header.parent, parent,
+            "seed {seed}: parent link broken at {height}"
+        );
         let bank = c.bank.clone();
         let mut state = c.reference.clone();
         bank.execute(&mut state, &block.header, &block.body)
             .unwrap_or_else(|e| panic!("seed {seed}: finalized block {height} is invalid: {e}"));
-        assert_eq!(bank.root(&state), block.header.state_root, "seed {seed}: bad root at {height}");
-        assert_eq!(state.supply(), SUPPLY, "seed {seed}: supply changed at height {height}");
+        assert_eq!(
+            bank.root(&state),
+            block.header.state_root,
+            "seed {seed}: bad root at {height}"
+        );
+        assert_eq!(
+            state.supply(),
+            SUPPLY,
+            "seed {seed}: supply changed at height {height}"
+        );
         c.reference = state;
-        c.canonical.insert(height, (block.digest, block.header.state_root));
+        c.canonical
+            .insert(height, (block.digest, block.header.state_root));
     }
 
     fn root_at(&self, height: u64) -> Option<[u8; 32]> {
-        self.inner.lock().unwrap().canonical.get(&height).map(|(_, r)| *r)
+        self.inner
+            .lock()
+            .unwrap()
+            .canonical
+            .get(&height)
+            .map(|(_, r)| *r)
     }
 
     fn transfers(&self) -> usize {
@@ -137,7 +168,14 @@ fn timing() -> Timing {
 }
 
 impl Sim {
-    async fn new(context: Ctx, n: usize, link: Link, checker: Checker, bank: Bank, dir: PathBuf) -> Self {
+    async fn new(
+        context: Ctx,
+        n: usize,
+        link: Link,
+        checker: Checker,
+        bank: Bank,
+        dir: PathBuf,
+    ) -> Self {
         let keys: Vec<_> = (0..n as u64).map(PrivateKey::from_seed).collect();
         let (network, oracle) = Network::new_with_peers(
             context.child("network"),
@@ -172,7 +210,11 @@ impl Sim {
                 if a != b {
                     let _ = self
                         .oracle
-                        .add_link(self.keys[a].public_key(), self.keys[b].public_key(), self.link.clone())
+                        .add_link(
+                            self.keys[a].public_key(),
+                            self.keys[b].public_key(),
+                            self.link.clone(),
+                        )
                         .await;
                 }
             }
@@ -190,11 +232,17 @@ impl Sim {
         }
     }
 
-    async fn channels(&self, i: usize) -> Channels<simulated::Sender<PublicKey, Ctx>, simulated::Receiver<PublicKey>> {
+    async fn channels(
+        &self,
+        i: usize,
+    ) -> Channels<simulated::Sender<PublicKey, Ctx>, simulated::Receiver<PublicKey>> {
         let control = self.oracle.control(self.keys[i].public_key());
         Channels {
             votes: control.register(channel::VOTES, QUOTA).await.unwrap(),
-            certificates: control.register(channel::CERTIFICATES, QUOTA).await.unwrap(),
+            certificates: control
+                .register(channel::CERTIFICATES, QUOTA)
+                .await
+                .unwrap(),
             resolver: control.register(channel::RESOLVER, QUOTA).await.unwrap(),
             broadcast: control.register(channel::BROADCAST, QUOTA).await.unwrap(),
             backfill: control.register(channel::BACKFILL, QUOTA).await.unwrap(),
@@ -219,9 +267,10 @@ impl Sim {
             .child("validator")
             .with_attribute("index", i)
             .spawn(move |context| async move {
-                let validator = start_validator(context.child("engine"), config, channels, peers, blocker)
-                    .await
-                    .expect("validator starts");
+                let validator =
+                    start_validator(context.child("engine"), config, channels, peers, blocker)
+                        .await
+                        .expect("validator starts");
                 // Subscribe before yielding, so no finalized block is missed.
                 let mut finalized = validator.subscribe();
                 checker.started(i, validator.finalized_height());
@@ -270,11 +319,17 @@ impl Sim {
     }
 
     fn min_height(&self) -> u64 {
-        self.running().map(|v| v.finalized_height()).min().unwrap_or(0)
+        self.running()
+            .map(|v| v.finalized_height())
+            .min()
+            .unwrap_or(0)
     }
 
     fn max_height(&self) -> u64 {
-        self.running().map(|v| v.finalized_height()).max().unwrap_or(0)
+        self.running()
+            .map(|v| v.finalized_height())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Waits until every running validator has applied `height`, submitting transfers meanwhile.
@@ -282,14 +337,18 @@ impl Sim {
         while self.min_height() < height {
             for v in self.running() {
                 if let Some(reason) = v.failure() {
-                    panic!("seed {}: a validator failed: {reason}", self.checker.inner.lock().unwrap().seed);
+                    panic!(
+                        "seed {}: a validator failed: {reason}",
+                        self.checker.inner.lock().unwrap().seed
+                    );
                 }
             }
             let live: Vec<_> = self.running().cloned().collect();
             if !live.is_empty() {
                 let v = &live[rng.random_range(0..live.len())];
                 let from = rng.random_range(0..crate::machine::ACCOUNTS);
-                let to = (from + 1 + rng.random_range(0..crate::machine::ACCOUNTS - 1)) % crate::machine::ACCOUNTS;
+                let to = (from + 1 + rng.random_range(0..crate::machine::ACCOUNTS - 1))
+                    % crate::machine::ACCOUNTS;
                 *next_id += 1;
                 let _ = v.submit(transfer(from, to, rng.random_range(1..50), *next_id));
             }
@@ -303,7 +362,11 @@ impl Sim {
         for v in self.running() {
             let h = v.finalized_height();
             let root = self.bank.root(&v.state());
-            assert_eq!(Some(root), self.checker.root_at(h), "seed {seed}: state root differs at {h}");
+            assert_eq!(
+                Some(root),
+                self.checker.root_at(h),
+                "seed {seed}: state root differs at {h}"
+            );
             assert_eq!(v.state().supply(), SUPPLY, "seed {seed}: supply");
         }
     }
@@ -361,7 +424,10 @@ fn lossy(seed: u64) {
         sim.wait_for(20, &mut rng, &mut id).await;
         sim.check_states();
     });
-    assert!(transfers.transfers() > 0, "seed {seed}: no transfer was finalized");
+    assert!(
+        transfers.transfers() > 0,
+        "seed {seed}: no transfer was finalized"
+    );
 }
 
 /// One validator crashes and restarts from its store; it catches up by backfill.
@@ -410,7 +476,11 @@ fn partition_heal(seed: u64) {
         sim.context.sleep(Duration::from_secs(3)).await;
         let stalled = sim.max_height();
         sim.context.sleep(Duration::from_secs(10)).await;
-        assert_eq!(sim.max_height(), stalled, "seed {seed}: finality without a quorum");
+        assert_eq!(
+            sim.max_height(),
+            stalled,
+            "seed {seed}: finality without a quorum"
+        );
         sim.link_all().await;
         sim.wait_for(stalled + 10, &mut rng, &mut id).await;
         sim.check_states();
@@ -452,7 +522,15 @@ fn minter(seed: u64) {
         evil.mint = true;
         let cheat = (seed as usize) % n;
         for i in 0..n {
-            sim.start(i, if i == cheat { evil.clone() } else { bank.clone() }).await;
+            sim.start(
+                i,
+                if i == cheat {
+                    evil.clone()
+                } else {
+                    bank.clone()
+                },
+            )
+            .await;
         }
         sim.wait_for(15, &mut rng, &mut id).await;
         sim.check_states();
@@ -508,7 +586,6 @@ pub(crate) fn cluster(seed: u64, n: usize, height: u64, dir: PathBuf) {
         sim.check_states();
     });
 }
-
 
 const SEEDS: std::ops::Range<u64> = 0..4;
 
