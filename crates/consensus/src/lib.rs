@@ -1,0 +1,82 @@
+//! Orders ledger blocks among a validator committee with BFT consensus and stores them.
+//!
+//! # Bird's Eye View
+//!
+//! Validators run commonware's [simplex] (ed25519 certificates, which are attributable; a
+//! round-robin leader) to agree on a chain of [`Block`]s, and commonware's marshal to carry
+//! blocks between them. The crate turns the project's replicated state machine, a [`Machine`],
+//! into a ledger:
+//!
+//! 1. A leader builds a block from its mempool on its parent's post-state
+//!    ([`Machine::build`]), executes it and puts the resulting state root in the header.
+//! 2. Every validator re-executes a proposed block on its parent's post-state and checks the
+//!    header (epoch, proposer, timestamp) and the state root before voting. Post-states of
+//!    verified, not yet finalized blocks stay in memory by digest; a validator that lacks a
+//!    parent's post-state (it restarted, or missed a proposal) re-executes the ancestry down to
+//!    its last finalized block.
+//! 3. Marshal delivers finalized blocks in height order, at least once. The finalizer applies
+//!    each to the [`Store`] (redb) in **one write transaction** (row changes, block,
+//!    certificate, `applied_height`), then reports a [`Finalized`] to subscribers and only then
+//!    acknowledges it to marshal. Blocks at or below `applied_height` are skipped, so a crash
+//!    between commit and acknowledgement replays harmlessly.
+//! 4. After a restart a validator resumes its state from the store and catches up through
+//!    marshal's backfill from peers.
+//! 5. Followers (non-validators) get `(block, certificate)` pairs over the project's libp2p
+//!    network and check them with [`verify_finalized`] or apply them with a [`Follower`].
+//!
+//! [simplex]: commonware_consensus::simplex
+//!
+//! # Why marshal
+//!
+//! Marshal already does what we would otherwise write: broadcast of proposed blocks, fetching
+//! a block a validator must verify but did not receive, backfill of finalized blocks after a
+//! restart or a partition, and in-order delivery with acknowledgements (so the store write is
+//! the durability point). It is commonware's own tested path from simplex to an application.
+//! The cost is a second copy of blocks and certificates in marshal's archives (runtime
+//! storage), which it needs to serve backfill to peers; the redb store is the ledger's copy.
+//! Marshal's `Application` trait and its `Inline` wrapper are ALPHA in commonware 2026.10.0.
+//!
+//! # Certificates
+//!
+//! Simplex finalizes a block either with its own finalization certificate or, after a
+//! timeout, only through a finalized descendant. [`Finalized::certificate`] is `None` in the
+//! second case; the descendant's certificate and the parent links make the block final, and
+//! [`Follower`] waits for that descendant.
+//!
+//! # Epochs
+//!
+//! Not implemented: the engine runs epoch 0 forever with the genesis committee
+//! (`Machine::committee` of the genesis state). [`Machine::committee`] is in the trait so a
+//! later version can restart simplex at epoch boundaries (marshal and `Inline` already support
+//! epochs; commonware-glue's DKG orchestrator shows the lifecycle).
+//!
+//! # Runtimes
+//!
+//! [`start_validator`] wires a validator over any commonware runtime and any authenticated
+//! p2p network: the tests use the deterministic runtime and the simulated network. [`node`]
+//! runs a validator for the daemon on the tokio runtime over `commonware_p2p::authenticated`.
+//! Nothing here reads the system clock or global randomness: time and randomness come from the
+//! runtime context.
+
+mod app;
+mod block;
+mod certificate;
+mod engine;
+mod error;
+mod finalizer;
+mod follower;
+mod machine;
+pub mod node;
+mod state;
+mod store;
+
+pub use block::{Block, Digest, MAX_BODY_BYTES};
+pub use certificate::{Certificate, NAMESPACE, Scheme, committee_set, verify_finalized};
+pub use engine::{
+    Channels, Timing, Validator, ValidatorConfig, channel, max_message_size, start_validator,
+};
+pub use error::Error;
+pub use follower::{Follower, MAX_PENDING};
+pub use machine::{Header, Machine, Rows};
+pub use state::{Finalized, MAX_MEMPOOL_TXS, MAX_TX_BYTES};
+pub use store::{Resumed, Store};

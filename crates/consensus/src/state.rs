@@ -1,0 +1,280 @@
+//! What a validator holds in memory: post-states of blocks in flight, the last finalized block,
+//! the mempool, and the subscribers to finalized blocks.
+
+use crate::{
+    Error, Machine,
+    block::{Block, Digest, MAX_BODY_BYTES, hex32},
+    machine::Header,
+};
+use commonware_cryptography::{Hasher as _, Sha256};
+use futures::channel::mpsc;
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+/// The most transactions a mempool holds; `submit` refuses more.
+pub const MAX_MEMPOOL_TXS: usize = 10_000;
+/// The largest transaction `submit` accepts, in bytes.
+pub const MAX_TX_BYTES: usize = 64 * 1024;
+
+/// A finalized block, reported in height order after it is durable in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finalized {
+    /// The block header.
+    pub header: Header,
+    /// The block body.
+    pub body: Vec<u8>,
+    /// The block digest.
+    pub digest: [u8; 32],
+    /// The encoded finalization certificate whose payload is this block's digest.
+    ///
+    /// `None` when simplex finalized the block only through a finalized descendant (its own
+    /// view was notarized but not finalized, which happens after timeouts): the block is final
+    /// because a later certified block's parent links reach it. A follower keeps such a block
+    /// until that descendant arrives ([`crate::Follower`] does this).
+    pub certificate: Option<Vec<u8>>,
+}
+
+impl Finalized {
+    /// The block's canonical encoding (what [`crate::verify_finalized`] takes).
+    pub fn block_bytes(&self) -> Vec<u8> {
+        Block {
+            header: self.header.clone(),
+            body: self.body.clone(),
+        }
+        .to_bytes()
+    }
+}
+
+/// The post-state of a block this node verified, built or applied.
+pub(crate) struct Entry<S> {
+    pub(crate) state: Arc<S>,
+    pub(crate) header: Header,
+    /// Hashes of the transactions the block carries.
+    pub(crate) txs: Vec<Digest>,
+}
+
+impl<S> Clone for Entry<S> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            header: self.header.clone(),
+            txs: self.txs.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Mempool {
+    next: u64,
+    order: BTreeMap<u64, (Digest, Vec<u8>)>,
+    index: HashMap<Digest, u64>,
+}
+
+pub(crate) struct Inner<S> {
+    /// Post-states by block digest: the last finalized block and the blocks above it in flight.
+    states: HashMap<Digest, Entry<S>>,
+    /// The last finalized (applied) block.
+    finalized: (Digest, Header),
+    mempool: Mempool,
+    subscribers: Vec<mpsc::UnboundedSender<Finalized>>,
+    failure: Option<String>,
+}
+
+/// State shared by the application (propose/verify), the finalizer and the handle.
+pub(crate) struct Shared<M: Machine> {
+    pub(crate) machine: M,
+    inner: Mutex<Inner<M::State>>,
+}
+
+pub(crate) fn tx_hash(tx: &[u8]) -> Digest {
+    Sha256::hash(&[tx])
+}
+
+/// Executes `block` on a copy of `parent`'s post-state and checks the header's state root.
+pub(crate) fn execute<M: Machine>(
+    machine: &M,
+    parent: &M::State,
+    block: &Block,
+) -> Result<M::State, Error> {
+    let mut state = parent.clone();
+    machine
+        .execute(&mut state, &block.header, &block.body)
+        .map_err(|reason| Error::Execute {
+            height: block.header.height,
+            reason,
+        })?;
+    let root = machine.root(&state);
+    if root != block.header.state_root {
+        return Err(Error::StateRoot {
+            height: block.header.height,
+            header: hex32(&block.header.state_root),
+            computed: hex32(&root),
+        });
+    }
+    Ok(state)
+}
+
+impl<M: Machine> Shared<M> {
+    pub(crate) fn new(machine: M, block: &Block, state: M::State) -> Self {
+        let digest = commonware_cryptography::Digestible::digest(block);
+        let entry = Entry {
+            state: Arc::new(state),
+            header: block.header.clone(),
+            txs: Vec::new(),
+        };
+        let mut states = HashMap::new();
+        states.insert(digest, entry);
+        Self {
+            machine,
+            inner: Mutex::new(Inner {
+                states,
+                finalized: (digest, block.header.clone()),
+                mempool: Mempool::default(),
+                subscribers: Vec::new(),
+                failure: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<M::State>> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn entry(&self, digest: &Digest) -> Option<Entry<M::State>> {
+        self.lock().states.get(digest).cloned()
+    }
+
+    pub(crate) fn insert(&self, digest: Digest, entry: Entry<M::State>) {
+        let mut inner = self.lock();
+        // A block at or below the finalized height is either finalized (already present) or
+        // on a dead fork; keep neither.
+        if entry.header.height > inner.finalized.1.height {
+            inner.states.insert(digest, entry);
+        }
+    }
+
+    /// The last finalized block: digest and header.
+    pub(crate) fn finalized(&self) -> (Digest, Header) {
+        self.lock().finalized.clone()
+    }
+
+    /// The post-state of the last finalized block.
+    pub(crate) fn finalized_state(&self) -> Arc<M::State> {
+        let inner = self.lock();
+        let digest = inner.finalized.0;
+        inner
+            .states
+            .get(&digest)
+            .map(|e| e.state.clone())
+            .unwrap_or_else(|| unreachable!("the finalized entry is never pruned"))
+    }
+
+    /// Records a durable finalized block: it becomes the base, states below it are dropped, its
+    /// transactions leave the mempool, and subscribers hear of it.
+    pub(crate) fn finalize(&self, digest: Digest, entry: Entry<M::State>, out: Finalized) {
+        let mut inner = self.lock();
+        let height = entry.header.height;
+        for tx in &entry.txs {
+            if let Some(seq) = inner.mempool.index.remove(tx) {
+                inner.mempool.order.remove(&seq);
+            }
+        }
+        inner.finalized = (digest, entry.header.clone());
+        inner.states.insert(digest, entry);
+        inner
+            .states
+            .retain(|d, e| e.header.height > height || *d == digest);
+        inner
+            .subscribers
+            .retain(|s| s.unbounded_send(out.clone()).is_ok());
+    }
+
+    /// Transactions a proposer may include on top of `parent`: the mempool in submission order,
+    /// less those carried by `parent` and its unfinalized ancestors, up to about half a body.
+    pub(crate) fn pending(&self, parent: &Digest) -> Vec<Vec<u8>> {
+        let inner = self.lock();
+        let mut included = HashSet::new();
+        let mut cursor = *parent;
+        while cursor != inner.finalized.0 {
+            let Some(entry) = inner.states.get(&cursor) else {
+                break;
+            };
+            included.extend(entry.txs.iter().copied());
+            cursor = commonware_cryptography::sha256::Digest(entry.header.parent);
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (hash, tx) in inner.mempool.order.values() {
+            if included.contains(hash) {
+                continue;
+            }
+            if bytes + tx.len() > MAX_BODY_BYTES / 2 {
+                break;
+            }
+            bytes += tx.len();
+            out.push(tx.clone());
+        }
+        out
+    }
+
+    pub(crate) fn submit(&self, tx: Vec<u8>) -> Result<(), Error> {
+        if tx.is_empty() || tx.len() > MAX_TX_BYTES {
+            return Err(Error::Mempool(format!(
+                "a transaction holds 1 to {MAX_TX_BYTES} bytes, this one {}",
+                tx.len()
+            )));
+        }
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.failure {
+            return Err(Error::Mempool(format!("the engine failed: {reason}")));
+        }
+        let hash = tx_hash(&tx);
+        if inner.mempool.index.contains_key(&hash) {
+            return Ok(());
+        }
+        if inner.mempool.order.len() >= MAX_MEMPOOL_TXS {
+            return Err(Error::Mempool(format!(
+                "the mempool is full ({MAX_MEMPOOL_TXS} transactions)"
+            )));
+        }
+        let seq = inner.mempool.next;
+        inner.mempool.next += 1;
+        inner.mempool.order.insert(seq, (hash, tx));
+        inner.mempool.index.insert(hash, seq);
+        Ok(())
+    }
+
+    pub(crate) fn mempool_len(&self) -> usize {
+        self.lock().mempool.order.len()
+    }
+
+    pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<Finalized> {
+        let (tx, rx) = mpsc::unbounded();
+        self.lock().subscribers.push(tx);
+        rx
+    }
+
+    /// Records a fatal failure (a finalized block that does not re-execute, a store error):
+    /// the node stops applying blocks and says why.
+    pub(crate) fn fail(&self, reason: String) {
+        let mut inner = self.lock();
+        inner.failure.get_or_insert(reason);
+        inner.subscribers.clear();
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
+    }
+}
+
+/// Hashes of the transactions `body` carries.
+pub(crate) fn body_txs<M: Machine>(machine: &M, body: &[u8]) -> Vec<Digest> {
+    machine
+        .transactions(body)
+        .iter()
+        .map(|t| tx_hash(t))
+        .collect()
+}
