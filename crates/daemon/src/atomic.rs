@@ -10,7 +10,7 @@ use crate::{Error, Result};
 
 /// Whether a written file must survive a power loss, or only a crash of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Durability {
+pub enum Durability {
     /// fsynced: the node's checkpoint, the dataset.
     Durable,
     /// Left to the page cache: a training chain's checkpoints, replaced every round and checked
@@ -19,7 +19,7 @@ pub(crate) enum Durability {
 }
 
 /// Writes `bytes` to `path` atomically (see the module docs).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let tmp = path.with_extension("part");
     let mut file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
     file.write_all(bytes).map_err(Error::io("writing", &tmp))?;

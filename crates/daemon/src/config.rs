@@ -45,6 +45,11 @@ pub struct NodeConfig {
     pub shards_per_node: usize,
     /// Held-out batches the validation loss is measured on after each round (`--val-batches`).
     pub val_batches: usize,
+    /// Where this node listens for the other validators when it is in the ledger's committee
+    /// (`--consensus-listen`).
+    pub consensus_listen: Option<SocketAddr>,
+    /// The other validators, `HEXKEY@HOST:PORT` (`--validator`, repeatable).
+    pub validators: Vec<String>,
     /// Stop when standard input closes (`--exit-on-stdin-close`): how `neuroshard up` makes sure
     /// its children never outlive it.
     pub exit_on_stdin_close: bool,
@@ -72,6 +77,8 @@ impl Default for NodeConfig {
             schedule_rounds: 200,
             shards_per_node: 1,
             val_batches: 4,
+            consensus_listen: None,
+            validators: Vec::new(),
             exit_on_stdin_close: false,
             #[cfg(feature = "cheat")]
             cheat: None,

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::audit::{DiskCheckpoints, Replayer};
+use crate::chain::{Chain, Effects, LEDGER_NS, LEDGER_TOPIC, LedgerWire};
 use crate::dataset::DataSync;
 use crate::status::StatusBoard;
 use crate::transport::Transport;
@@ -122,10 +123,25 @@ pub(crate) struct Driver {
     pub(crate) replayer: Option<Box<Replayer>>,
     /// Replays waiting for the replayer.
     pub(crate) replays: std::collections::VecDeque<Box<ReplayJob>>,
+    /// The ledger, when the network has one.
+    pub(crate) chain: Option<Chain>,
+    /// The ledger height at the last refresh, and since when it has not moved.
+    pub(crate) ledger_stalled: (u64, Instant),
     /// Test builds only: serve no challenged checkpoint.
     #[cfg(feature = "cheat")]
     pub(crate) withhold: bool,
 }
+
+/// Waits for the ledger engine's next finalized block (never, without a ledger).
+async fn finalized(chain: &mut Option<Chain>) {
+    match chain {
+        Some(chain) => chain.finalized().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A follower whose ledger has not moved for this long asks a validator for blocks.
+const LEDGER_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Now, as microseconds since the Unix epoch: the node core's clock.
 fn now() -> Timestamp {
@@ -149,6 +165,7 @@ impl Driver {
                 },
                 Some(done) = self.done_rx.recv() => self.on_done(done)?,
                 () = tokio::time::sleep_until(wake) => self.tick(),
+                () = finalized(&mut self.chain) => self.on_ledger_block()?,
                 _ = refresh.tick() => self.refresh().await,
             }
         }
@@ -189,6 +206,7 @@ impl Driver {
         }
         self.tick();
         self.start_job();
+        self.ledger_tick();
         self.transport.expire();
         self.show_progress();
         if let Ok(addrs) = self.net.bootstrap_addrs().await {
@@ -214,6 +232,7 @@ impl Driver {
 
     fn execute(&mut self, outputs: Vec<Output>) {
         for output in outputs {
+            self.to_ledger(&output);
             match output {
                 Output::Broadcast(frame) => {
                     self.transport.send(ROUND_TOPIC.to_owned(), &frame, false);
@@ -262,8 +281,9 @@ impl Driver {
                         segment = verdict.segment, outcome = ?verdict.outcome, "audit concluded");
                     self.show_audits();
                 }
-                // The ledger's consensus is wired in by the next change.
-                Output::Claim { .. } => {}
+                Output::Claim { round, .. } => {
+                    tracing::debug!(round, "work claim queued for the ledger");
+                }
                 Output::Excluded { node, reason, .. } => {
                     tracing::warn!(%node, reason, "excluded a member: proven to cheat or to accuse falsely");
                     self.show_audits();
@@ -488,11 +508,94 @@ impl Driver {
                 }
                 _ => self.penalize(node, "an offer that does not decode or is too large"),
             },
+            LEDGER_NS if topic == LEDGER_TOPIC || topic == mine => {
+                match wire::decode::<LedgerWire>(note.payload()) {
+                    Some(message) => self.on_ledger_wire(node, message),
+                    None => self.penalize(node, "a ledger message that does not decode"),
+                }
+            }
             HOLDINGS_NS if topic == DATA_TOPIC => match wire::decode(note.payload()) {
                 Some(holdings) => self.data.holder_announced(peer, holdings),
                 None => self.penalize(node, "holdings that do not decode"),
             },
             _ => self.penalize(node, "an announcement of the wrong kind for its topic"),
+        }
+    }
+
+    /// Puts what `output` calls for on the ledger (a claim, a verdict, a conviction).
+    fn to_ledger(&mut self, output: &Output) {
+        let Some(chain) = &mut self.chain else {
+            return;
+        };
+        if let Some(action) = self.node.ledger_action(output, chain.view()) {
+            let effects = chain.push(action);
+            self.carry_out_ledger(effects);
+        }
+    }
+
+    /// The engine finalized blocks.
+    fn on_ledger_block(&mut self) -> Result<()> {
+        let effects = match &mut self.chain {
+            Some(chain) => chain.on_finalized()?,
+            None => return Ok(()),
+        };
+        self.carry_out_ledger(effects);
+        Ok(())
+    }
+
+    fn on_ledger_wire(&mut self, from: NodeId, message: LedgerWire) {
+        let Some(chain) = &mut self.chain else {
+            return;
+        };
+        match chain.on_wire(from, message) {
+            Ok(effects) => self.carry_out_ledger(effects),
+            Err(err) => tracing::error!(%err, "the ledger could not apply a block"),
+        }
+    }
+
+    /// Every second: the outbox goes out again, and a follower whose ledger stalled asks a
+    /// connected validator for blocks.
+    fn ledger_tick(&mut self) {
+        let Some(chain) = &mut self.chain else {
+            return;
+        };
+        let height = chain.head().height;
+        if height != self.ledger_stalled.0 {
+            self.ledger_stalled = (height, Instant::now());
+        }
+        let behind = self.ledger_stalled.1.elapsed() >= LEDGER_PATIENCE;
+        let committee = &chain.view().meta.committee;
+        let ask = self
+            .peers
+            .values()
+            .find(|id| committee.contains(id))
+            .copied();
+        if behind {
+            self.ledger_stalled.1 = Instant::now();
+        }
+        let effects = chain.tick(behind, ask);
+        self.carry_out_ledger(effects);
+    }
+
+    /// Gossips what the ledger wants sent, hands closed rounds to the node core, shows blocks.
+    fn carry_out_ledger(&mut self, effects: Effects) {
+        for (topic, message, direct) in effects.gossip {
+            self.transport
+                .gossip(topic, LEDGER_NS, &wire::encode(&message), direct);
+        }
+        for (header, receipt) in &effects.receipts {
+            tracing::debug!(
+                height = header.height,
+                txs = receipt.txs.len(),
+                "ledger block applied"
+            );
+            for (who, amount) in &receipt.slashed {
+                tracing::warn!(%who, amount, "the ledger slashed a contributor");
+            }
+        }
+        for (round, list) in effects.decided {
+            tracing::info!(round, included = list.len(), "the ledger closed a round");
+            self.input(Input::Decided { round, list });
         }
     }
 

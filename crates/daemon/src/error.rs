@@ -16,6 +16,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The ledger could not start, or a block did not apply as the network applied it.
+    #[error("ledger: {0}")]
+    Ledger(String),
     /// The node's configuration file or flags are invalid.
     #[error("invalid node configuration: {0}")]
     Config(String),

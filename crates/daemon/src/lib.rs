@@ -44,6 +44,7 @@
 
 mod atomic;
 mod audit;
+mod chain;
 #[cfg(feature = "cheat")]
 mod cheat;
 mod checkpoint;
@@ -66,13 +67,16 @@ use std::time::Duration;
 
 use candle_core::Device;
 use neuroshard_model::NeuroLlm;
-use neuroshard_node::{DeadlineAgreement, Node, Snapshot};
+use neuroshard_node::{
+    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, Snapshot, Timestamp,
+};
 use neuroshard_p2p::{MemoryStore, Multiaddr, Network, NetworkConfig};
 use neuroshard_primitives::{Keypair, NodeId};
 use neuroshard_train::InnerLoop;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use atomic::{Durability, write_atomic};
 #[cfg(feature = "cheat")]
 pub use cheat::Cheat;
 pub use checkpoint::CHECKPOINT_FILE;
@@ -83,6 +87,7 @@ pub use config::NodeConfig;
 pub use error::{Error, Result};
 
 use crate::audit::{DirAssignments, DiskCheckpoints, Replayer};
+use crate::chain::Chain;
 use crate::dataset::{DataSync, Dataset};
 use crate::driver::{Driver, StartRule};
 use crate::settings::Settings;
@@ -114,7 +119,12 @@ impl Daemon {
             path: config.genesis.clone(),
             reason,
         })?;
-        let node = resume_node(&key, &settings, genesis.seed, network_id, data_dir)?;
+        let chain = open_chain(config, &key, &genesis, network_id, &settings)?;
+        let mut node = resume_node(&key, &settings, genesis.seed, network_id, data_dir, &chain)?;
+        for (round, list) in chain.iter().flat_map(Chain::decided) {
+            // A (re)started node learns the lists the ledger still holds; nothing is due yet.
+            let _ = node.handle(Timestamp::ZERO, Input::Decided { round, list });
+        }
         let progress = Progress::default();
         let assignment = Assignment {
             dir: dataset.dir().to_owned(),
@@ -205,6 +215,8 @@ impl Daemon {
             chains,
             replayer: Some(Box::new(replayer)),
             replays: std::collections::VecDeque::new(),
+            chain,
+            ledger_stalled: (0, tokio::time::Instant::now()),
             #[cfg(feature = "cheat")]
             withhold: config.cheat == Some(crate::Cheat::Withhold),
         };
@@ -242,18 +254,63 @@ impl Daemon {
     }
 }
 
-/// The node core at its checkpoint's round, or at genesis.
+/// The ledger, when the genesis has one: the engine if this node is in the committee, else a
+/// follower; its store lives in `<data-dir>/ledger`.
+fn open_chain(
+    config: &NodeConfig,
+    key: &Keypair,
+    genesis: &neuroshard_data::Genesis,
+    network_id: neuroshard_primitives::Hash,
+    settings: &Settings,
+) -> Result<Option<Chain>> {
+    let Some(spec) = &genesis.ledger else {
+        return Ok(None);
+    };
+    let bad = |reason: String| Error::Genesis {
+        path: config.genesis.clone(),
+        reason,
+    };
+    let ledger = neuroshard_ledger::LedgerGenesis {
+        network: network_id,
+        committee: spec.committee_ids().map_err(bad)?,
+        allocations: spec.allocation_ids().map_err(bad)?,
+    };
+    let committee = match config.consensus_listen {
+        Some(listen) => Some(chain::Committee {
+            listen,
+            peers: config
+                .validators
+                .iter()
+                .map(|v| chain::parse_validator(v))
+                .collect::<Result<_>>()?,
+        }),
+        None => None,
+    };
+    let audit = settings
+        .protocol
+        .audit
+        .unwrap_or(neuroshard_verify::AuditConfig::DEFAULT);
+    let dir = config.data_dir.join("ledger");
+    Chain::open(&dir, key, &ledger, audit, committee).map(Some)
+}
+
+/// The node core at its checkpoint's round, or at genesis; it agrees on rounds through the
+/// ledger when there is one.
 fn resume_node(
     key: &Keypair,
     settings: &Settings,
     seed: u64,
     network_id: neuroshard_primitives::Hash,
     data_dir: &std::path::Path,
+    chain: &Option<Chain>,
 ) -> Result<Node> {
     let genesis = NeuroLlm::new(&settings.model, seed, &Device::Cpu)?.flat_params()?;
     let members = BTreeSet::from([key.node_id()]);
     let key = Keypair::from_seed(key.secret_bytes());
-    let agreement = Box::new(DeadlineAgreement);
+    let agreement: Box<dyn Agreement> = match chain {
+        Some(_) => Box::new(LedgerAgreement::default()),
+        None => Box::new(DeadlineAgreement),
+    };
     match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, genesis.len())? {
         Some(snapshot) => {
             tracing::info!(round = snapshot.round, "resuming from the checkpoint");
@@ -296,6 +353,7 @@ fn network_config(
     net.topics = vec![
         wire::ROUND_TOPIC.to_owned(),
         wire::DATA_TOPIC.to_owned(),
+        chain::LEDGER_TOPIC.to_owned(),
         wire::inbox_topic(me),
     ];
     Ok(net)

@@ -56,6 +56,24 @@ impl Transport {
             };
             Announcement::sign(&self.key, OFFER_NS, &wire::encode(&offer))
         };
+        self.publish(topic, note, direct);
+    }
+
+    /// Gossips a small `payload` under `namespace` on `topic` (retried like [`Transport::send`]
+    /// when `direct`); one over the gossip limit is dropped with a warning.
+    pub(crate) fn gossip(&self, topic: String, namespace: &str, payload: &[u8], direct: bool) {
+        if payload.len() > SMALL_FRAME {
+            tracing::warn!(%topic, len = payload.len(), "too large for gossip; not sent");
+            return;
+        }
+        self.publish(
+            topic,
+            Announcement::sign(&self.key, namespace, payload),
+            direct,
+        );
+    }
+
+    fn publish(&self, topic: String, note: Announcement, direct: bool) {
         let net = self.net.clone();
         let attempts = if direct { DIRECT_ATTEMPTS } else { 1 };
         tokio::spawn(async move {

@@ -17,8 +17,9 @@ use crate::rewards::settle;
 use crate::state::{Audit, Claim, RoundBook, State};
 use crate::{Action, Amount, BlockError, Height, Refused, Round, Rules, SignedTx, Work, actions};
 
-/// The largest block body.
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The largest block body: the consensus engine's limit (`neuroshard_consensus::MAX_BODY_BYTES`,
+/// checked equal by the daemon's tests).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// What the consensus engine says about a block, as far as the ledger is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use neuroshard_data::{
-    BuildOptions, Clients, CorpusChoice, Genesis, GenesisDir, Manifest, Progress, Stage,
-    build_genesis, default_cache_dir, fetch_default_corpus,
+    BuildOptions, Clients, CorpusChoice, Genesis, GenesisDir, LedgerSpec, Manifest, Progress,
+    Stage, build_genesis, default_cache_dir, fetch_default_corpus,
 };
 
 /// Arguments of `neuroshard genesis`.
@@ -97,6 +97,13 @@ struct InitArgs {
     /// Round deadline in seconds.
     #[arg(long, default_value_t = 600)]
     round_deadline_secs: u64,
+    /// A validator of the NEURO ledger's genesis committee, as its hex node id (repeatable; none:
+    /// the network has no ledger and agrees on rounds by deadline).
+    #[arg(long = "validator")]
+    validators: Vec<String>,
+    /// A starting balance, `HEXID=MICRONEURO` (repeatable; needs --validator).
+    #[arg(long = "allocate")]
+    allocations: Vec<String>,
     /// Overwrite an existing genesis.toml.
     #[arg(long)]
     force: bool,
@@ -203,6 +210,7 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
         genesis.aggregation.params.clear();
     }
     genesis.compression.codec.clone_from(&args.codec);
+    genesis.ledger = ledger_spec(args)?;
     genesis
         .validate()
         .map_err(|reason| anyhow::anyhow!("invalid genesis settings: {reason}"))?;
@@ -214,6 +222,34 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
         genesis.network_id()
     );
     Ok(())
+}
+
+/// The ledger section the `--validator` and `--allocate` flags describe.
+fn ledger_spec(args: &InitArgs) -> anyhow::Result<Option<LedgerSpec>> {
+    if args.validators.is_empty() {
+        anyhow::ensure!(
+            args.allocations.is_empty(),
+            "--allocate needs a ledger: name its validators with --validator"
+        );
+        return Ok(None);
+    }
+    let allocations = args
+        .allocations
+        .iter()
+        .map(|a| {
+            let (id, amount) = a
+                .split_once('=')
+                .with_context(|| format!("--allocate {a:?}: expected HEXID=MICRONEURO"))?;
+            let amount = amount
+                .parse()
+                .with_context(|| format!("--allocate {a:?}: the amount is not a whole number"))?;
+            Ok((id.to_owned(), amount))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(LedgerSpec {
+        committee: args.validators.clone(),
+        allocations,
+    }))
 }
 
 /// Progress bars on stderr, one per stage, and each stage's wall time.

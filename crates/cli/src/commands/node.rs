@@ -55,6 +55,13 @@ pub(crate) struct Args {
     /// Held-out batches for the validation loss (0: none).
     #[arg(long)]
     val_batches: Option<usize>,
+    /// Where to listen for the other validators, when this node is in the ledger's committee
+    /// (HOST:PORT).
+    #[arg(long)]
+    consensus_listen: Option<std::net::SocketAddr>,
+    /// Another validator of the ledger's committee, `HEXKEY@HOST:PORT` (repeatable).
+    #[arg(long = "validator")]
+    validators: Vec<String>,
     /// Stop when standard input closes (set by `neuroshard up`).
     #[arg(long, hide = true)]
     exit_on_stdin_close: bool,
@@ -92,6 +99,12 @@ impl Args {
             config.bootstrap = self.bootstrap;
         }
         config.mdns |= self.mdns;
+        if self.consensus_listen.is_some() {
+            config.consensus_listen = self.consensus_listen;
+        }
+        if !self.validators.is_empty() {
+            config.validators = self.validators;
+        }
         config.exit_on_stdin_close |= self.exit_on_stdin_close;
         #[cfg(feature = "cheat")]
         {

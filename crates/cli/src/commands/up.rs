@@ -12,10 +12,14 @@
 //! keeps failing up to 30 s, and back to 1 s once it stayed up a minute ([`backoff`], the policy
 //! as plain data; [`keeper`], the task per node that applies it).
 //!
+//! The first nodes (up to four) are the NEURO ledger's genesis committee and run its consensus;
+//! the others follow it ([`committee`]).
+//!
 //! Ctrl-C stops every child cleanly; the children also stop by themselves when `up` dies, because
 //! they watch their standard input, a pipe that closes with it.
 
 mod backoff;
+mod committee;
 mod keeper;
 
 use std::path::{Path, PathBuf};
@@ -61,11 +65,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe().context("finding the neuroshard executable")?;
     ensure_genesis(&exe, &args)?;
+    let committee = committee::prepare(&args.genesis, &args.dir, args.nodes)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(supervise(Network::new(&exe, args)))
+    runtime.block_on(supervise(Network::new(&exe, args, committee)))
 }
 
 /// Builds the genesis directory with `neuroshard genesis build` unless it already opens; one

@@ -18,11 +18,13 @@ use tokio::time::Instant;
 
 use super::Args;
 use super::backoff::RESTART;
+use super::committee::Committee;
 
 /// How the keepers start nodes, and where each node listens while it is up.
 pub(super) struct Network {
     exe: PathBuf,
     args: Args,
+    committee: Committee,
     addresses: Mutex<Vec<Addresses>>,
 }
 
@@ -43,11 +45,12 @@ pub(super) struct Running {
 }
 
 impl Network {
-    pub(super) fn new(exe: &Path, args: Args) -> Network {
+    pub(super) fn new(exe: &Path, args: Args, committee: Committee) -> Network {
         let addresses = Mutex::new(vec![Addresses::default(); args.nodes]);
         Network {
             exe: exe.to_owned(),
             args,
+            committee,
             addresses,
         }
     }
@@ -259,6 +262,7 @@ fn spawn(net: &Network, index: usize) -> anyhow::Result<Child> {
         .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--exit-on-stdin-close"])
         .args(["--http", &format!("127.0.0.1:{port}")])
         .args(["--min-peers", &(args.nodes - 1).to_string()])
+        .args(net.committee.flags(index))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))

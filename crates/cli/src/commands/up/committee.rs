@@ -1,0 +1,130 @@
+//! The ledger of a local network: its first nodes are the genesis committee. Before the nodes
+//! start, `up` makes their keys, writes the committee (and each validator's starting balance)
+//! into `genesis.toml`, and gives each validator a consensus port on 127.0.0.1 and the others'
+//! keys and ports.
+//!
+//! Writing the committee changes the network id, so the nodes' state from an earlier network
+//! (checkpoints, ledger, chains) cannot be resumed: when `<dir>/network` names another network,
+//! each node directory is emptied except for its key.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+
+use anyhow::Context;
+use neuroshard_daemon::{Durability, keyfile, write_atomic};
+use neuroshard_data::{Genesis, LedgerSpec};
+use neuroshard_primitives::NodeId;
+
+/// The most validators `up` makes: four tolerate one failed validator (n = 3f + 1).
+pub(super) const MAX_VALIDATORS: usize = 4;
+
+/// NEURO (in micro-units) each validator holds at genesis, besides its bond: enough to try the
+/// wallet.
+const STARTING_BALANCE: u64 = 1_000 * neuroshard_ledger::NEURO;
+
+/// The validators: node index, key and consensus address.
+#[derive(Debug, Clone)]
+pub(super) struct Committee {
+    members: Vec<(NodeId, SocketAddr)>,
+}
+
+impl Committee {
+    /// `--consensus-listen` and `--validator` flags for node `index` (none for a follower).
+    pub(super) fn flags(&self, index: usize) -> Vec<String> {
+        let Some((_, listen)) = self.members.get(index) else {
+            return Vec::new();
+        };
+        let mut flags = vec!["--consensus-listen".to_owned(), listen.to_string()];
+        for (i, (id, addr)) in self.members.iter().enumerate() {
+            if i != index {
+                flags.push("--validator".to_owned());
+                flags.push(format!("{}@{addr}", id.to_hex()));
+            }
+        }
+        flags
+    }
+}
+
+/// Makes the first nodes' keys, puts them in `genesis.toml` as the committee, starts the nodes'
+/// state afresh if the network changed, and picks the consensus ports.
+pub(super) fn prepare(genesis_dir: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Committee> {
+    let count = nodes.min(MAX_VALIDATORS);
+    let mut ids = Vec::with_capacity(count);
+    for index in 0..count {
+        let node_dir = dir.join(format!("node-{index}"));
+        std::fs::create_dir_all(&node_dir)
+            .with_context(|| format!("creating {}", node_dir.display()))?;
+        ids.push(keyfile::load_or_create(&node_dir.join(keyfile::KEY_FILE))?.node_id());
+    }
+    let network = write_committee(&genesis_dir.join("genesis.toml"), &ids)?;
+    start_afresh_if_changed(dir, &network)?;
+    let members = ids
+        .into_iter()
+        .map(|id| Ok((id, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    println!("the ledger's genesis committee: nodes 0 to {}", count - 1);
+    Ok(Committee { members })
+}
+
+/// Sets the ledger section of the genesis file to `ids` (each with the starting balance); returns
+/// the network id.
+fn write_committee(path: &Path, ids: &[NodeId]) -> anyhow::Result<String> {
+    let mut genesis = Genesis::load(path)?;
+    let ledger = LedgerSpec {
+        committee: ids.iter().map(NodeId::to_hex).collect(),
+        allocations: ids
+            .iter()
+            .map(|id| (id.to_hex(), STARTING_BALANCE))
+            .collect(),
+    };
+    if genesis.ledger.as_ref() != Some(&ledger) {
+        genesis.ledger = Some(ledger);
+        write_atomic(path, genesis.to_toml().as_bytes(), Durability::Durable)?;
+    }
+    Ok(genesis.network_id().to_hex())
+}
+
+/// Empties every node directory but its key when `<dir>/network` names another network.
+fn start_afresh_if_changed(dir: &Path, network: &str) -> anyhow::Result<()> {
+    let marker = dir.join("network");
+    let previous = std::fs::read_to_string(&marker).unwrap_or_default();
+    if previous.trim() == network {
+        return Ok(());
+    }
+    if !previous.is_empty() {
+        println!("the genesis changed (network {network}): the nodes start afresh, keys kept");
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let is_node = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("node-"));
+        if is_node && path.is_dir() {
+            empty_but_key(&path)?;
+        }
+    }
+    write_atomic(&marker, network.as_bytes(), Durability::Durable)?;
+    Ok(())
+}
+
+fn empty_but_key(node_dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(node_dir)? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n == keyfile::KEY_FILE) {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A TCP port on 127.0.0.1 that is free now.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}

@@ -1,0 +1,498 @@
+//! The node's ledger: the consensus engine when the node validates, a follower when it does not;
+//! the view the node reads its rounds' lists from; the outbox its claims, verdicts, convictions
+//! and wallet requests leave through.
+//!
+//! ```text
+//!  validator: engine ──Finalized──▶ Chain::applied ──▶ Input::Decided, outbox, status
+//!                          └─▶ gossip Block{block, certificate} on the ledger topic
+//!  follower:  gossip Block ──▶ Follower::accept (certificate, parent, re-execution, root)
+//!                          └─▶ Chain::applied (the same path)
+//!  every node: outbox ──▶ gossip Tx on the ledger topic ──▶ each validator's mempool
+//! ```
+//!
+//! Every block is applied once more here with the same state transition (`Ledger::execute`) on
+//! the node's own copy of the state, for the receipt (a closed round's list, payouts, slashes);
+//! the root must equal the one the block carries.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
+use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
+use neuroshard_ledger::{
+    Action, BlockInfo, Body, Ledger, LedgerGenesis, Outbox, Receipt, Rules, State, WalletRequest,
+};
+use neuroshard_node::WorkChecks;
+use neuroshard_primitives::{Hash, Keypair, NodeId};
+use neuroshard_verify::AuditConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Gossip topic of ledger messages.
+pub(crate) const LEDGER_TOPIC: &str = "ledger";
+/// Namespace of an announcement whose payload is a [`LedgerWire`].
+pub(crate) const LEDGER_NS: &str = "neuroshard/ledger/1";
+/// Blocks a node sends per catch-up request.
+const SYNC_BATCH: u64 = 32;
+/// Wallet requests remembered, so each is taken once.
+const REQUESTS_KEPT: usize = 4096;
+
+/// What nodes say to each other about the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum LedgerWire {
+    /// A signed transaction for the validators' mempools.
+    Tx(Vec<u8>),
+    /// A finalized block, with its certificate when it has its own.
+    Block {
+        /// The block's canonical bytes.
+        block: Vec<u8>,
+        /// Its finalization certificate.
+        certificate: Option<Vec<u8>>,
+    },
+    /// "Send me the blocks from this height on" (to one peer's inbox).
+    Need {
+        /// The first height wanted.
+        from: u64,
+    },
+}
+
+/// The ledger's state machine for the consensus engine: the pure ledger and its genesis.
+#[derive(Debug, Clone)]
+pub(crate) struct LedgerMachine {
+    ledger: Ledger<WorkChecks>,
+    genesis: State,
+}
+
+impl LedgerMachine {
+    /// The machine for a network's genesis, checking Proof of Neural Work under `audit`.
+    pub(crate) fn new(genesis: &LedgerGenesis, audit: AuditConfig) -> Result<Self> {
+        let rules = Rules::DEFAULT;
+        Ok(Self {
+            genesis: genesis.state(&rules).map_err(Error::Ledger)?,
+            ledger: Ledger::new(rules, WorkChecks::new(audit)).map_err(Error::Ledger)?,
+        })
+    }
+}
+
+fn info(header: &Header) -> BlockInfo {
+    BlockInfo {
+        height: header.height,
+        time_ms: header.timestamp_ms,
+        proposer: NodeId(header.proposer),
+    }
+}
+
+impl Machine for LedgerMachine {
+    type State = State;
+
+    fn genesis(&self) -> State {
+        self.genesis.clone()
+    }
+
+    fn committee(&self, state: &State) -> Vec<[u8; 32]> {
+        state.meta.committee.iter().map(|id| id.0).collect()
+    }
+
+    fn build(&self, state: &State, header: &Header, pending: &[Vec<u8>]) -> Vec<u8> {
+        self.ledger.build(state, &info(header), pending)
+    }
+
+    fn transactions(&self, body: &[u8]) -> Vec<Vec<u8>> {
+        Body::decode(body, self.ledger.rules()).map_or_else(|_| Vec::new(), |b| b.txs)
+    }
+
+    fn execute(&self, state: &mut State, header: &Header, body: &[u8]) -> Result<(), String> {
+        let info = info(header);
+        self.ledger
+            .execute(state, &info, body)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    }
+
+    fn root(&self, state: &State) -> [u8; 32] {
+        state.root().0
+    }
+
+    fn changes(&self, before: &State, after: &State) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        after.changes(before)
+    }
+
+    fn load(&self, rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<State, String> {
+        if rows.is_empty() {
+            return Ok(State::default());
+        }
+        State::from_rows(rows).map_err(|err| err.to_string())
+    }
+}
+
+/// How this node takes part.
+enum Role {
+    /// It is in the committee: it runs the engine, and hears of each block it finalizes.
+    Validator(
+        Box<NodeHandle<LedgerMachine>>,
+        futures::channel::mpsc::UnboundedReceiver<Finalized>,
+    ),
+    /// It follows the validators' blocks.
+    Follower(Box<Follower<LedgerMachine>>),
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Validator(..) => "Validator",
+            Role::Follower(_) => "Follower",
+        })
+    }
+}
+
+/// Where a validator listens for the committee, and where the others listen.
+#[derive(Debug, Clone)]
+pub(crate) struct Committee {
+    /// This node's consensus address.
+    pub(crate) listen: SocketAddr,
+    /// The other validators' keys and consensus addresses.
+    pub(crate) peers: Vec<(NodeId, SocketAddr)>,
+}
+
+/// What the driver must do after the ledger moved.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Ledger messages to gossip (topic, payload, direct).
+    pub(crate) gossip: Vec<(String, LedgerWire, bool)>,
+    /// Rounds the ledger closed, with their lists, for the node core.
+    pub(crate) decided: Vec<(u64, Vec<(NodeId, Hash)>)>,
+    /// Receipts of the blocks applied, for the status.
+    pub(crate) receipts: Vec<(Header, Receipt)>,
+}
+
+/// The node's ledger.
+#[derive(Debug)]
+pub(crate) struct Chain {
+    machine: LedgerMachine,
+    role: Role,
+    /// The state after the last block this node applied.
+    view: State,
+    /// The last applied block's header.
+    head: Header,
+    outbox: Outbox,
+    owner: NodeId,
+    network: Hash,
+    requests: VecDeque<Hash>,
+}
+
+impl Chain {
+    /// Opens the ledger in `dir`: starts the engine when `owner` is in the genesis committee
+    /// (then `committee` must say where the validators listen), else a follower.
+    pub(crate) fn open(
+        dir: &Path,
+        key: &Keypair,
+        genesis: &LedgerGenesis,
+        audit: AuditConfig,
+        committee: Option<Committee>,
+    ) -> Result<Self> {
+        let machine = LedgerMachine::new(genesis, audit)?;
+        let owner = key.node_id();
+        let role = if genesis.committee.contains(&owner) {
+            let committee = committee.ok_or_else(|| {
+                Error::Config(
+                    "this node is in the genesis committee: give --consensus-listen and \
+                     --validator KEY@ADDR for every other validator"
+                        .into(),
+                )
+            })?;
+            let engine = start_engine(dir, key, &machine, committee)?;
+            let finalized = engine.subscribe();
+            Role::Validator(Box::new(engine), finalized)
+        } else {
+            let follower = Follower::open(&dir.join("ledger.redb"), machine.clone())
+                .map_err(|err| Error::Ledger(err.to_string()))?;
+            Role::Follower(Box::new(follower))
+        };
+        let view = machine.genesis();
+        let mut chain = Self {
+            head: Block::genesis(view.root().0).header,
+            view,
+            machine,
+            role,
+            outbox: Outbox::new(Keypair::from_seed(key.secret_bytes()), genesis.network),
+            owner,
+            network: genesis.network,
+            requests: VecDeque::new(),
+        };
+        // A restart: the blocks already in the store, onto the view.
+        chain.catch_up(&mut Effects::default())?;
+        Ok(chain)
+    }
+
+    /// Applies to the view every block the store holds beyond it; a validator gossips each to
+    /// the followers.
+    fn catch_up(&mut self, effects: &mut Effects) -> Result<()> {
+        for height in self.head.height + 1..=self.store_height() {
+            let block = self.stored(height)?;
+            let receipt = self.apply(&block.header, &block.body)?;
+            if self.validates() {
+                let certificate = self.store().certificate(height).ok().flatten();
+                let wire = LedgerWire::Block {
+                    block: block.to_bytes(),
+                    certificate,
+                };
+                effects.gossip.push((LEDGER_TOPIC.to_owned(), wire, false));
+            }
+            self.record(&block.header, receipt, effects);
+        }
+        Ok(())
+    }
+
+    fn store(&self) -> &neuroshard_consensus::Store {
+        match &self.role {
+            Role::Validator(engine, _) => engine.validator().store(),
+            Role::Follower(follower) => follower.store(),
+        }
+    }
+
+    fn store_height(&self) -> u64 {
+        self.store().applied_height().ok().flatten().unwrap_or(0)
+    }
+
+    fn stored(&self, height: u64) -> Result<Block> {
+        self.store()
+            .block(height)
+            .map_err(|err| Error::Ledger(err.to_string()))?
+            .ok_or_else(|| Error::Ledger(format!("block {height} missing from the store")))
+    }
+
+    /// Applies one block to the view, for its receipt; the root must match.
+    fn apply(&mut self, header: &Header, body: &[u8]) -> Result<Receipt> {
+        let info = info(header);
+        let receipt = self
+            .machine
+            .ledger
+            .execute(&mut self.view, &info, body)
+            .map_err(|err| Error::Ledger(format!("block {}: {err}", header.height)))?;
+        if self.view.root().0 != header.state_root {
+            return Err(Error::Ledger(format!(
+                "block {}: the state root differs from the block's",
+                header.height
+            )));
+        }
+        self.outbox.applied(&receipt);
+        self.head = header.clone();
+        Ok(receipt)
+    }
+
+    /// The rounds the view holds closed, for a node core that (re)starts.
+    pub(crate) fn decided(&self) -> Vec<(u64, Vec<(NodeId, Hash)>)> {
+        self.view
+            .meta
+            .rounds
+            .iter()
+            .filter(|(_, book)| book.closed_at.is_some())
+            .map(|(round, book)| (*round, list(&book.claims)))
+            .collect()
+    }
+
+    /// Waits until the engine has finalized a block (validators; never resolves for a
+    /// follower, or once the engine stopped).
+    pub(crate) async fn finalized(&mut self) {
+        use futures::StreamExt as _;
+        match &mut self.role {
+            Role::Validator(_, finalized) => {
+                if finalized.next().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Role::Follower(_) => std::future::pending().await,
+        }
+    }
+
+    /// The engine finalized blocks: apply what the store holds beyond the view (the store,
+    /// written before the notice, is the one source), and tell the followers.
+    pub(crate) fn on_finalized(&mut self) -> Result<Effects> {
+        let mut effects = Effects::default();
+        self.catch_up(&mut effects)?;
+        Ok(effects)
+    }
+
+    fn record(&mut self, header: &Header, receipt: Receipt, effects: &mut Effects) {
+        if let Some((round, claims)) = &receipt.closed {
+            effects.decided.push((*round, list(claims)));
+        }
+        effects.receipts.push((header.clone(), receipt));
+        self.resign(effects);
+    }
+
+    /// Signs the outbox again from the view and queues its transactions for gossip (and this
+    /// validator's own mempool).
+    fn resign(&mut self, effects: &mut Effects) {
+        for tx in self.outbox.sign(&self.machine.ledger, &self.view) {
+            if let Role::Validator(engine, _) = &self.role {
+                let _ = engine.submit(tx.clone());
+            }
+            effects
+                .gossip
+                .push((LEDGER_TOPIC.to_owned(), LedgerWire::Tx(tx), false));
+        }
+    }
+
+    /// The node core asked for `action` on the ledger.
+    pub(crate) fn push(&mut self, action: Action) -> Effects {
+        self.outbox.push(action);
+        let mut effects = Effects::default();
+        self.resign(&mut effects);
+        effects
+    }
+
+    /// A wallet's sealed request at `now_ms`: taken once, into the outbox.
+    pub(crate) fn request(&mut self, bytes: &[u8], now_ms: u64) -> Result<(Hash, Effects), String> {
+        let (request, hash) = WalletRequest::open(bytes, &self.owner, &self.network, now_ms)
+            .map_err(|err| err.to_string())?;
+        if self.requests.contains(&hash) {
+            return Err("this request was already taken".into());
+        }
+        if self.requests.len() >= REQUESTS_KEPT {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(hash);
+        Ok((hash, self.push(request.action)))
+    }
+
+    /// Every second: sign the outbox again (a lost transaction goes out again), and a follower
+    /// behind the network asks a validator for the blocks it lacks.
+    pub(crate) fn tick(&mut self, behind: bool, ask: Option<NodeId>) -> Effects {
+        let mut effects = Effects::default();
+        if !self.outbox.is_empty() {
+            self.resign(&mut effects);
+        }
+        if let (Role::Follower(_), true, Some(peer)) = (&self.role, behind, ask) {
+            effects.gossip.push((
+                crate::wire::inbox_topic(&peer),
+                LedgerWire::Need {
+                    from: self.head.height + 1,
+                },
+                true,
+            ));
+        }
+        effects
+    }
+
+    /// A ledger message from `from`.
+    pub(crate) fn on_wire(&mut self, from: NodeId, wire: LedgerWire) -> Result<Effects> {
+        let mut effects = Effects::default();
+        match wire {
+            LedgerWire::Tx(tx) => {
+                if let Role::Validator(engine, _) = &self.role {
+                    let _ = engine.submit(tx);
+                }
+            }
+            LedgerWire::Block { block, certificate } => {
+                self.follow(&block, certificate.as_deref(), &mut effects)?;
+            }
+            LedgerWire::Need { from: height } => self.serve(from, height, &mut effects),
+        }
+        Ok(effects)
+    }
+
+    /// A follower takes a block: checked by the follower, then applied here.
+    fn follow(
+        &mut self,
+        block: &[u8],
+        certificate: Option<&[u8]>,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        let Role::Follower(follower) = &mut self.role else {
+            return Ok(());
+        };
+        match follower.accept(block, certificate) {
+            Ok(0) => Ok(()),
+            Ok(_) => self.catch_up(effects),
+            Err(err) => {
+                tracing::debug!(%err, "a ledger block was refused");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `peer` the stored blocks from `from` on, a batch at a time.
+    fn serve(&self, peer: NodeId, from: u64, effects: &mut Effects) {
+        let top = self.store_height();
+        let last = top.min(from.saturating_add(SYNC_BATCH - 1));
+        for height in from.max(1)..=last {
+            let (Ok(block), certificate) = (self.stored(height), self.store().certificate(height))
+            else {
+                return;
+            };
+            let wire = LedgerWire::Block {
+                block: block.to_bytes(),
+                certificate: certificate.ok().flatten(),
+            };
+            effects
+                .gossip
+                .push((crate::wire::inbox_topic(&peer), wire, true));
+        }
+    }
+
+    /// Whether this node validates.
+    pub(crate) fn validates(&self) -> bool {
+        matches!(self.role, Role::Validator(..))
+    }
+
+    /// The state after the last applied block.
+    pub(crate) fn view(&self) -> &State {
+        &self.view
+    }
+
+    /// The last applied block's header.
+    pub(crate) fn head(&self) -> &Header {
+        &self.head
+    }
+
+    /// Actions waiting for the ledger.
+    pub(crate) fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The pure ledger (for the node core's actions).
+    pub(crate) fn ledger(&self) -> &Ledger<WorkChecks> {
+        &self.machine.ledger
+    }
+}
+
+fn list(claims: &[neuroshard_ledger::Claim]) -> Vec<(NodeId, Hash)> {
+    claims.iter().map(|c| (c.contributor, c.delta)).collect()
+}
+
+/// Starts the consensus engine for this validator.
+fn start_engine(
+    dir: &Path,
+    key: &Keypair,
+    machine: &LedgerMachine,
+    committee: Committee,
+) -> Result<NodeHandle<LedgerMachine>> {
+    let config = EngineConfig {
+        secret_key: key.secret_bytes(),
+        listen: committee.listen,
+        peers: committee.peers.iter().map(|(id, a)| (id.0, *a)).collect(),
+        data_dir: dir.to_owned(),
+        machine: machine.clone(),
+        timing: Timing::default(),
+    };
+    neuroshard_consensus::node::start(config).map_err(|err| Error::Ledger(err.to_string()))
+}
+
+/// Parses `KEY@ADDR` (a validator's hex node id and consensus address).
+pub(crate) fn parse_validator(text: &str) -> Result<(NodeId, SocketAddr)> {
+    let bad = |why: &str| Error::Config(format!("--validator {text:?}: {why}"));
+    let (key, addr) = text
+        .split_once('@')
+        .ok_or_else(|| bad("expected KEY@HOST:PORT"))?;
+    let bytes = hex::decode(key).map_err(|_| bad("the key is not hex"))?;
+    let id: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| bad("the key is not 32 bytes"))?;
+    let addr = addr
+        .parse()
+        .map_err(|_| bad("the address is not HOST:PORT"))?;
+    Ok((NodeId(id), addr))
+}
