@@ -51,9 +51,14 @@ fn follower_reaches_the_validators_state_and_refuses_forgeries() {
     for (i, (block, certificate)) in published.iter().enumerate() {
         let last = i + 1 == published.len();
         let keep = last || i % 3 == 2;
-        let waited = sparse.accept(block, certificate.as_deref().filter(|_| keep)).unwrap();
+        let waited = sparse
+            .accept(block, certificate.as_deref().filter(|_| keep))
+            .unwrap();
         if !keep {
-            assert_eq!(waited, 0, "an uncertified block applied before its certified descendant");
+            assert_eq!(
+                waited, 0,
+                "an uncertified block applied before its certified descendant"
+            );
         }
         applied += waited;
     }

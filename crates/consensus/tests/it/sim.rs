@@ -415,7 +415,7 @@ fn link(success_rate: f64) -> Link {
 fn run_seed(name: &str, seed: u64, scenario: impl FnOnce(u64) + std::panic::UnwindSafe) {
     if let Err(panic) = std::panic::catch_unwind(|| scenario(seed)) {
         eprintln!(
-            "scenario {name} failed with seed {seed}; replay it with CONSENSUS_SEED={seed} cargo test -p neuroshard-consensus {name}"
+            "scenario {name} failed with SIM_SEED={seed}; replay it with SIM_SEED={seed} cargo test -p neuroshard-consensus {name}"
         );
         std::panic::resume_unwind(panic);
     }
@@ -624,11 +624,14 @@ pub(crate) fn cluster(seed: u64, n: usize, height: u64, dir: PathBuf) {
     println!("{}", report.summary("cluster"));
 }
 
-/// The seeds each scenario runs, or only `CONSENSUS_SEED` when it is set (to replay one).
+/// The seeds each scenario runs: 0..10, or 0..`SIM_SEEDS` for a longer sweep, or only
+/// `SIM_SEED` to replay one.
 fn seeds() -> std::ops::Range<u64> {
-    match std::env::var("CONSENSUS_SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => seed..seed + 1,
-        None => 0..10,
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    match (var("SIM_SEED"), var("SIM_SEEDS")) {
+        (Some(seed), _) => seed..seed + 1,
+        (None, Some(count)) => 0..count,
+        (None, None) => 0..10,
     }
 }
 
