@@ -156,6 +156,9 @@ impl<M: Machine> Validator<M> {
     }
 
     /// Finalized blocks from now on, in height order, each after it is durable in the store.
+    ///
+    /// Blocks applied before the call are in the store (blocks and certificates by height). The
+    /// stream ends when the validator stops or fails (see `failure`).
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Finalized> {
         self.shared.subscribe()
     }

@@ -26,6 +26,62 @@
 //!
 //! [simplex]: commonware_consensus::simplex
 //!
+//! # Example
+//!
+//! A validator for a machine that counts one-byte transactions, as the daemon would start it:
+//!
+//! ```no_run
+//! use neuroshard_consensus::{Header, Machine, Rows, Timing, node};
+//!
+//! #[derive(Clone)]
+//! struct Counter {
+//!     committee: Vec<[u8; 32]>,
+//! }
+//!
+//! impl Machine for Counter {
+//!     type State = u64;
+//!     fn genesis(&self) -> u64 { 0 }
+//!     fn committee(&self, _: &u64) -> Vec<[u8; 32]> { self.committee.clone() }
+//!     fn build(&self, _: &u64, _: &Header, pending: &[Vec<u8>]) -> Vec<u8> { pending.concat() }
+//!     fn transactions(&self, body: &[u8]) -> Vec<Vec<u8>> { body.iter().map(|b| vec![*b]).collect() }
+//!     fn execute(&self, n: &mut u64, _: &Header, body: &[u8]) -> Result<(), String> {
+//!         *n += body.len() as u64;
+//!         Ok(())
+//!     }
+//!     fn root(&self, n: &u64) -> [u8; 32] {
+//!         let mut root = [0; 32];
+//!         root[..8].copy_from_slice(&n.to_be_bytes());
+//!         root
+//!     }
+//!     fn changes(&self, _: &u64, after: &u64) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+//!         vec![(b"n".to_vec(), Some(after.to_be_bytes().to_vec()))]
+//!     }
+//!     fn load(&self, rows: Rows) -> Result<u64, String> {
+//!         match rows.first() {
+//!             None => Ok(0),
+//!             Some((_, v)) => Ok(u64::from_be_bytes(v[..].try_into().map_err(|_| "row")?)),
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (me, other) = ([1; 32], [2; 32]); // the secret key, and another validator's public key
+//! let handle = node::start(node::NodeConfig {
+//!     secret_key: me,
+//!     listen: "127.0.0.1:9100".parse()?,
+//!     peers: vec![(other, "127.0.0.1:9101".parse()?)],
+//!     data_dir: "/var/lib/neuroshard/ledger".into(),
+//!     machine: Counter { committee: vec![/* every validator's public key */] },
+//!     timing: Timing::default(),
+//! })?;
+//! handle.submit(vec![42])?;
+//! let _blocks = handle.subscribe(); // `Finalized` blocks in height order, after the store write
+//! println!("finalized height {}", handle.finalized_height());
+//! handle.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Why marshal
 //!
 //! Marshal already does what we would otherwise write: broadcast of proposed blocks, fetching

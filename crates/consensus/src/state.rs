@@ -278,3 +278,121 @@ pub(crate) fn body_txs<M: Machine>(machine: &M, body: &[u8]) -> Vec<Digest> {
         .map(|t| tx_hash(t))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Rows;
+    use commonware_cryptography::Digestible as _;
+
+    /// Counts one-byte transactions.
+    #[derive(Clone)]
+    struct Counter;
+
+    impl Machine for Counter {
+        type State = u64;
+        fn genesis(&self) -> u64 {
+            0
+        }
+        fn committee(&self, _: &u64) -> Vec<[u8; 32]> {
+            Vec::new()
+        }
+        fn build(&self, _: &u64, _: &Header, pending: &[Vec<u8>]) -> Vec<u8> {
+            pending.concat()
+        }
+        fn transactions(&self, body: &[u8]) -> Vec<Vec<u8>> {
+            body.iter().map(|b| vec![*b]).collect()
+        }
+        fn execute(&self, n: &mut u64, _: &Header, body: &[u8]) -> Result<(), String> {
+            *n += body.len() as u64;
+            Ok(())
+        }
+        fn root(&self, n: &u64) -> [u8; 32] {
+            let mut root = [0; 32];
+            root[..8].copy_from_slice(&n.to_be_bytes());
+            root
+        }
+        fn changes(&self, _: &u64, after: &u64) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+            vec![(b"n".to_vec(), Some(after.to_be_bytes().to_vec()))]
+        }
+        fn load(&self, rows: Rows) -> Result<u64, String> {
+            Ok(rows.len() as u64)
+        }
+    }
+
+    fn child(parent: &Block, body: &[u8]) -> Block {
+        let parent_state = u64::from_be_bytes(parent.header.state_root[..8].try_into().unwrap());
+        Block {
+            header: Header {
+                height: parent.header.height + 1,
+                epoch: 0,
+                parent: parent.id(),
+                timestamp_ms: 0,
+                proposer: [0; 32],
+                state_root: Counter.root(&(parent_state + body.len() as u64)),
+            },
+            body: body.to_vec(),
+        }
+    }
+
+    fn entry(block: &Block) -> Entry<u64> {
+        let n = u64::from_be_bytes(block.header.state_root[..8].try_into().unwrap());
+        Entry {
+            state: Arc::new(n),
+            header: block.header.clone(),
+            txs: body_txs(&Counter, &block.body),
+        }
+    }
+
+    #[test]
+    fn mempool_skips_in_flight_and_drops_finalized_transactions() {
+        let genesis = Block::genesis(Counter.root(&0));
+        let shared = Shared::new(Counter, &genesis, 0);
+        for tx in [[1u8], [2], [3], [2]] {
+            shared.submit(tx.to_vec()).unwrap();
+        }
+        assert_eq!(
+            shared.mempool_len(),
+            3,
+            "a repeated transaction is kept once"
+        );
+        assert!(shared.submit(Vec::new()).is_err());
+        assert!(shared.submit(vec![0; MAX_TX_BYTES + 1]).is_err());
+
+        // Block 1 (in flight) carries tx 1; a proposal on it must not carry it again.
+        let one = child(&genesis, &[1]);
+        shared.insert(one.digest(), entry(&one));
+        assert_eq!(shared.pending(&one.digest()), vec![vec![2], vec![3]]);
+        assert_eq!(shared.pending(&genesis.digest()).len(), 3);
+
+        // Finalizing block 1 drops tx 1 from the mempool and tells subscribers.
+        let mut subscriber = shared.subscribe();
+        let out = Finalized {
+            header: one.header.clone(),
+            body: one.body.clone(),
+            digest: one.id(),
+            certificate: None,
+        };
+        shared.finalize(one.digest(), entry(&one), out.clone());
+        assert_eq!(shared.mempool_len(), 2);
+        assert_eq!(subscriber.try_recv().unwrap(), out);
+        assert_eq!(shared.finalized().1.height, 1);
+        assert_eq!(*shared.finalized_state(), 1);
+        // Entries at or below the finalized height are not kept.
+        let stale = child(&genesis, &[9]);
+        shared.insert(stale.digest(), entry(&stale));
+        assert!(shared.entry(&stale.digest()).is_none());
+    }
+
+    #[test]
+    fn execute_checks_the_state_root() {
+        let genesis = Block::genesis(Counter.root(&0));
+        let mut block = child(&genesis, &[7, 8]);
+        assert_eq!(execute(&Counter, &0, &block).unwrap(), 2);
+        block.header.state_root = [9; 32];
+        assert!(matches!(
+            execute(&Counter, &0, &block),
+            Err(Error::StateRoot { height: 1, .. })
+        ));
+    }
+}

@@ -67,8 +67,16 @@ impl Checker {
         }
     }
 
+    /// A node (re)started from its store at `height`: it must not have lost a block it reported.
     fn started(&self, node: usize, height: u64) {
-        self.inner.lock().unwrap().last.insert(node, height);
+        let mut c = self.inner.lock().unwrap();
+        let seed = c.seed;
+        if let Some(before) = c.last.insert(node, height) {
+            assert!(
+                height >= before,
+                "seed {seed}: node {node} reported height {before} but restarted at {height}"
+            );
+        }
     }
 
     fn record(&self, node: usize, block: &Finalized) {
@@ -135,6 +143,19 @@ impl Checker {
             .canonical
             .get(&height)
             .map(|(_, r)| *r)
+    }
+
+    /// One line about the run: heights, certificates, transfers.
+    fn summary(&self, name: &str) -> String {
+        let c = self.inner.lock().unwrap();
+        format!(
+            "{name} seed {}: height {}, reports with own certificate {}, through a descendant {}, transfers {}",
+            c.seed,
+            c.canonical.keys().next_back().unwrap(),
+            c.certified,
+            c.uncertified,
+            c.reference.applied.len()
+        )
     }
 
     fn transfers(&self) -> usize {
@@ -393,7 +414,9 @@ fn link(success_rate: f64) -> Link {
 /// Runs `scenario` for `seed`; a failure names the seed so it replays.
 fn run_seed(name: &str, seed: u64, scenario: impl FnOnce(u64) + std::panic::UnwindSafe) {
     if let Err(panic) = std::panic::catch_unwind(|| scenario(seed)) {
-        eprintln!("scenario {name} failed with seed {seed}; replay with that seed");
+        eprintln!(
+            "scenario {name} failed with SIM_SEED={seed}; replay it with SIM_SEED={seed} cargo test -p neuroshard-consensus {name}"
+        );
         std::panic::resume_unwind(panic);
     }
 }
@@ -413,6 +436,7 @@ fn lossy(seed: u64) {
     let path = dir.path().to_path_buf();
     let bank = Bank::new(committee(n));
     let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
     let transfers = checker.clone();
     runner(seed).start(|context| async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -424,6 +448,7 @@ fn lossy(seed: u64) {
         sim.wait_for(20, &mut rng, &mut id).await;
         sim.check_states();
     });
+    println!("{}", report.summary("lossy"));
     assert!(
         transfers.transfers() > 0,
         "seed {seed}: no transfer was finalized"
@@ -437,6 +462,7 @@ fn crash_restart(seed: u64) {
     let path = dir.path().to_path_buf();
     let bank = Bank::new(committee(n));
     let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
     runner(seed).start(|context| async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut id = 0;
@@ -454,6 +480,7 @@ fn crash_restart(seed: u64) {
         sim.wait_for(target, &mut rng, &mut id).await;
         sim.check_states();
     });
+    println!("{}", report.summary("crash_restart"));
 }
 
 /// The network splits 2 | 2 (no quorum on either side), then heals; finality resumes.
@@ -463,6 +490,7 @@ fn partition_heal(seed: u64) {
     let path = dir.path().to_path_buf();
     let bank = Bank::new(committee(n));
     let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
     runner(seed).start(|context| async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut id = 0;
@@ -485,6 +513,7 @@ fn partition_heal(seed: u64) {
         sim.wait_for(stalled + 10, &mut rng, &mut id).await;
         sim.check_states();
     });
+    println!("{}", report.summary("partition_heal"));
 }
 
 /// One validator equivocates (conflicting notarize votes when it leads); the rest go on.
@@ -494,6 +523,7 @@ fn equivocator(seed: u64) {
     let path = dir.path().to_path_buf();
     let bank = Bank::new(committee(n));
     let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
     runner(seed).start(|context| async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut id = 0;
@@ -505,6 +535,7 @@ fn equivocator(seed: u64) {
         sim.wait_for(15, &mut rng, &mut id).await;
         sim.check_states();
     });
+    println!("{}", report.summary("equivocator"));
 }
 
 /// One validator runs a machine that mints money; honest validators refuse its blocks.
@@ -514,6 +545,7 @@ fn minter(seed: u64) {
     let path = dir.path().to_path_buf();
     let bank = Bank::new(committee(n));
     let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
     runner(seed).start(|context| async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut id = 0;
@@ -535,6 +567,7 @@ fn minter(seed: u64) {
         sim.wait_for(15, &mut rng, &mut id).await;
         sim.check_states();
     });
+    println!("{}", report.summary("minter"));
 }
 
 /// The whole cluster loses power at once (unsynced runtime storage is resolved as a crash
@@ -545,6 +578,7 @@ fn power_loss(seed: u64) {
     let path = dir.path().to_path_buf();
     let bank = Bank::new(committee(n));
     let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
     let first = {
         let (path, bank, checker) = (path.clone(), bank.clone(), checker.clone());
         move |context: Ctx| async move {
@@ -569,12 +603,14 @@ fn power_loss(seed: u64) {
         sim.wait_for(reached + 8, &mut rng, &mut id).await;
         sim.check_states();
     });
+    println!("{}", report.summary("power_loss"));
 }
 
 /// Runs `n` honest validators to `height` and leaves their stores in `dir` (`node{i}.redb`).
 pub(crate) fn cluster(seed: u64, n: usize, height: u64, dir: PathBuf) {
     let bank = Bank::new(committee(n));
     let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
     runner(seed).start(|context| async move {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut id = 0;
@@ -585,48 +621,58 @@ pub(crate) fn cluster(seed: u64, n: usize, height: u64, dir: PathBuf) {
         sim.wait_for(height, &mut rng, &mut id).await;
         sim.check_states();
     });
+    println!("{}", report.summary("cluster"));
 }
 
-const SEEDS: std::ops::Range<u64> = 0..4;
+/// The seeds each scenario runs: 0..10, or 0..`SIM_SEEDS` for a longer sweep, or only
+/// `SIM_SEED` to replay one.
+fn seeds() -> std::ops::Range<u64> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    match (var("SIM_SEED"), var("SIM_SEEDS")) {
+        (Some(seed), _) => seed..seed + 1,
+        (None, Some(count)) => 0..count,
+        (None, None) => 0..10,
+    }
+}
 
 #[test]
 fn sim_lossy_links() {
-    for seed in SEEDS {
+    for seed in seeds() {
         run_seed("lossy", seed, lossy);
     }
 }
 
 #[test]
 fn sim_crash_restart() {
-    for seed in SEEDS {
+    for seed in seeds() {
         run_seed("crash_restart", seed, crash_restart);
     }
 }
 
 #[test]
 fn sim_partition_heal() {
-    for seed in SEEDS {
+    for seed in seeds() {
         run_seed("partition_heal", seed, partition_heal);
     }
 }
 
 #[test]
 fn sim_equivocator() {
-    for seed in SEEDS {
+    for seed in seeds() {
         run_seed("equivocator", seed, equivocator);
     }
 }
 
 #[test]
 fn sim_minting_validator() {
-    for seed in SEEDS {
+    for seed in seeds() {
         run_seed("minter", seed, minter);
     }
 }
 
 #[test]
 fn sim_power_loss() {
-    for seed in SEEDS {
+    for seed in seeds() {
         run_seed("power_loss", seed, power_loss);
     }
 }
