@@ -25,6 +25,12 @@ use tracing::{debug, warn};
 /// waits for its clock to catch up (it never votes no for a timestamp alone).
 const MAX_DRIFT_MS: u64 = 5_000;
 
+/// With nothing in its mempool, a leader waits until this long after its parent before it
+/// proposes (an empty block still moves block time, which the ledger's round windows read), so
+/// an idle chain grows by a few blocks a second rather than as fast as the network allows. Well
+/// under the leader timeout, so nobody votes to skip a waiting leader.
+pub(crate) const IDLE_BLOCK_MS: u64 = 500;
+
 /// The consensus context of a proposal (round, leader, parent).
 pub(crate) type Ctx = Context<Digest, PublicKey>;
 
@@ -117,6 +123,11 @@ where
         let parent = ancestry.next().await?;
         let parent_digest = parent.digest();
         let base = self.state_of(parent, &mut ancestry).await?;
+        if self.shared.pending(&parent_digest).is_empty() {
+            let due = base.header.timestamp_ms.saturating_add(IDLE_BLOCK_MS);
+            let wait = due.saturating_sub(now_ms(&clock));
+            clock.sleep(Duration::from_millis(wait)).await;
+        }
         let mut header = Header {
             height: base.header.height + 1,
             epoch: context.epoch().get(),
