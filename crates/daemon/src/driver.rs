@@ -127,6 +127,9 @@ pub(crate) struct Driver {
     pub(crate) chain: Option<Chain>,
     /// The ledger height at the last refresh, and since when it has not moved.
     pub(crate) ledger_stalled: (u64, Instant),
+    /// When this node claimed its work for a round, to measure how long the ledger took to
+    /// close it (the agreement's share of the round).
+    pub(crate) claimed: BTreeMap<u64, Instant>,
     /// Test builds only: serve no challenged checkpoint.
     #[cfg(feature = "cheat")]
     pub(crate) withhold: bool,
@@ -282,7 +285,8 @@ impl Driver {
                     self.show_audits();
                 }
                 Output::Claim { round, .. } => {
-                    tracing::debug!(round, "work claim queued for the ledger");
+                    self.claimed.retain(|r, _| r + 8 > round);
+                    self.claimed.insert(round, Instant::now());
                 }
                 Output::Excluded { node, reason, .. } => {
                     tracing::warn!(%node, reason, "excluded a member: proven to cheat or to accuse falsely");
@@ -594,7 +598,8 @@ impl Driver {
             }
         }
         for (round, list) in effects.decided {
-            tracing::info!(round, included = list.len(), "the ledger closed a round");
+            let after_claim_ms = self.claimed.remove(&round).map(|at| at.elapsed().as_millis());
+            tracing::info!(round, included = list.len(), after_claim_ms, "the ledger closed a round");
             self.input(Input::Decided { round, list });
         }
     }

@@ -217,6 +217,7 @@ impl Daemon {
             replays: std::collections::VecDeque::new(),
             chain,
             ledger_stalled: (0, tokio::time::Instant::now()),
+            claimed: BTreeMap::new(),
             #[cfg(feature = "cheat")]
             withhold: config.cheat == Some(crate::Cheat::Withhold),
         };
