@@ -53,6 +53,7 @@ async fn status_json_has_the_documented_shape() {
             }
           ],
           "inner_step": 7,
+          "ledger": null,
           "listen_addrs": [
             "/ip4/127.0.0.1/tcp/4001"
           ],
