@@ -267,6 +267,10 @@ fn kind(kind: HistoryKind) -> (char, &'static str) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use neuroshard_api::ApiError;
+
     use super::*;
 
     #[test]
@@ -344,5 +348,87 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = load_key(Some(dir.path().to_owned())).unwrap_err();
         assert!(format!("{err:#}").contains("neuroshard node"), "{err:#}");
+    }
+
+    /// Opens every submitted request as the node would, and keeps the actions.
+    struct Node {
+        owner: NodeId,
+        network: Hash,
+        taken: std::sync::Mutex<Vec<Action>>,
+    }
+
+    impl neuroshard_api::LedgerApi for Node {
+        fn account(&self, id: &str) -> Result<AccountView, ApiError> {
+            Ok(AccountView {
+                id: id.to_owned(),
+                balance: 1_500_000,
+                ..AccountView::default()
+            })
+        }
+        fn history(&self, _: &str) -> Result<Vec<HistoryEntry>, ApiError> {
+            Ok(Vec::new())
+        }
+        fn block(&self, height: u64) -> Result<neuroshard_api::BlockView, ApiError> {
+            Err(ApiError::NotFound(format!("no block {height}")))
+        }
+        fn round(&self, round: u64) -> Result<neuroshard_api::RoundLedgerView, ApiError> {
+            Err(ApiError::NotFound(format!("no round {round}")))
+        }
+        fn submit(&self, bytes: &[u8]) -> Result<SubmitReply, ApiError> {
+            let opened = WalletRequest::open(bytes, &self.owner, &self.network, now_ms());
+            let (request, hash) = opened.map_err(|err| ApiError::BadRequest(err.to_string()))?;
+            self.taken.lock().unwrap().push(request.action);
+            Ok(SubmitReply {
+                request: hash.to_hex(),
+                message: "queued".to_owned(),
+            })
+        }
+    }
+
+    /// A node's API on an OS-chosen loopback port, with the ledger `ledger` (or none).
+    async fn api(network: Hash, ledger: Option<Arc<Node>>) -> String {
+        let status = neuroshard_api::Status {
+            network_id: network,
+            ..Default::default()
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(status);
+        let ledger = ledger.map(|node| node as Arc<dyn neuroshard_api::LedgerApi>);
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let (addr, _task) = neuroshard_api::serve_with(addr, rx, ledger).await.unwrap();
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn the_node_takes_what_its_key_signed_and_says_why_not() {
+        let (mine, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let key = keyfile::load_or_create(&mine.path().join(keyfile::KEY_FILE)).unwrap();
+        keyfile::load_or_create(&other.path().join(keyfile::KEY_FILE)).unwrap();
+        let network = Hash::of(b"wallet test");
+        let node = Arc::new(Node {
+            owner: key.node_id(),
+            network,
+            taken: Default::default(),
+        });
+        let url = api(network, Some(node.clone())).await;
+        let stake = Action::Stake { amount: NEURO };
+        submit(&url, Some(mine.path().to_owned()), stake.clone())
+            .await
+            .unwrap();
+        assert_eq!(*node.taken.lock().unwrap(), vec![stake.clone()]);
+        assert_eq!(account(&url, None).await.unwrap().id, "me");
+        let stranger = submit(&url, Some(other.path().to_owned()), stake.clone()).await;
+        let message = format!("{:#}", stranger.unwrap_err());
+        assert!(message.contains("HTTP 400"), "{message}");
+        let plain = api(network, None).await;
+        let message = format!("{:#}", account(&plain, None).await.unwrap_err());
+        assert!(
+            message.contains("this network has no ledger (HTTP 503)"),
+            "{message}"
+        );
+        let message = format!(
+            "{:#}",
+            account("http://127.0.0.1:1", None).await.unwrap_err()
+        );
+        assert!(message.contains("cannot reach the node"), "{message}");
     }
 }
