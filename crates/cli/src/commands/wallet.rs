@@ -350,6 +350,34 @@ mod tests {
         assert!(format!("{err:#}").contains("neuroshard node"), "{err:#}");
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct WalletCli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        use clap::Parser;
+        WalletCli::try_parse_from([&["wallet"], argv].concat()).map(|cli| cli.args)
+    }
+
+    #[test]
+    fn the_command_line_parses_amounts_and_flags_anywhere() {
+        let args = parse(&["send", &"ab".repeat(32), "1.5", "--data-dir", "/k"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Command::Send {
+                amount: 1_500_000,
+                ..
+            }
+        ));
+        assert_eq!(args.data_dir, Some(PathBuf::from("/k")));
+        assert_eq!(parse(&["balance"]).unwrap().node, "http://127.0.0.1:8000");
+        let err = parse(&["--node", "http://h:1", "stake", "1.0000001"]).unwrap_err();
+        assert!(err.to_string().contains("6 decimals"), "{err}");
+        assert!(parse(&["unstake", "-1"]).is_err());
+    }
+
     /// Opens every submitted request as the node would, and keeps the actions.
     struct Node {
         owner: NodeId,
