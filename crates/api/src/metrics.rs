@@ -103,7 +103,48 @@ pub fn render(status: &Status) -> String {
         sample(&mut out, name, &[], value as f64);
     }
     audits(&mut out, &status.audits);
+    if let Some(ledger) = &status.ledger {
+        ledger_gauges(&mut out, ledger);
+    }
     out
+}
+
+/// The ledger's figures, only on a network with a ledger.
+fn ledger_gauges(out: &mut String, ledger: &crate::LedgerStatus) {
+    // Amounts are micro-NEURO; the gauges are in NEURO.
+    let neuro = |micro: u64| micro as f64 / 1e6;
+    let finality = ledger.finality_ms.map_or(f64::NAN, |ms| ms as f64 / 1e3);
+    let gauges = [
+        (
+            "neuroshard_ledger_height",
+            "Last finalized ledger height.",
+            ledger.height as f64,
+        ),
+        (
+            "neuroshard_ledger_finality_seconds",
+            "Proposal-to-finality time of the last block (NaN before the first).",
+            finality,
+        ),
+        (
+            "neuroshard_ledger_validators",
+            "Members of the committee that finalizes blocks.",
+            ledger.committee.len() as f64,
+        ),
+        (
+            "neuroshard_ledger_balance_neuro",
+            "This node's spendable balance, in NEURO.",
+            neuro(ledger.balance),
+        ),
+        (
+            "neuroshard_ledger_stake_neuro",
+            "This node's bonded stake, in NEURO.",
+            neuro(ledger.stake),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        sample(out, name, &[], value);
+    }
 }
 
 /// Proof of Neural Work: audits by outcome, fraud proofs by finding, peers excluded.
@@ -208,5 +249,9 @@ mod tests {
         let text = render(&Status::default());
         assert!(text.contains("\nneuroshard_loss NaN\n"), "{text}");
         assert!(text.contains("# TYPE neuroshard_bytes_sent_total counter\n"));
+        assert!(
+            !text.contains("neuroshard_ledger"),
+            "no ledger, no ledger lines"
+        );
     }
 }

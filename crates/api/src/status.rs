@@ -3,6 +3,8 @@
 use neuroshard_primitives::Hash;
 use serde::{Deserialize, Serialize};
 
+use crate::LedgerStatus;
+
 /// Most points kept in [`Status::history`]; past it, every other point is dropped.
 pub const HISTORY_LIMIT: usize = 512;
 
@@ -54,6 +56,9 @@ pub struct Status {
     pub rounds_at_deadline: u64,
     /// Proof of Neural Work: this node's audits, the fraud proofs it checked, whom it excluded.
     pub audits: Audits,
+    /// The NEURO ledger as this node sees it; `None` on a network without one.
+    #[serde(default)]
+    pub ledger: Option<LedgerStatus>,
 }
 
 /// One round as this node closed it, or the round whose end state it installed from a peer.
@@ -99,15 +104,7 @@ impl Status {
     /// When the history is full every other point is dropped (the newest is always kept), so
     /// the plot covers the whole run at a coarser resolution instead of forgetting its start.
     pub fn push_point(&mut self, point: Point) {
-        if self.history.len() >= HISTORY_LIMIT {
-            let newest = self.history.len() - 1;
-            let mut index = 0;
-            self.history.retain(|_| {
-                let keep = index % 2 == 0 || index == newest;
-                index += 1;
-                keep
-            });
-        }
+        thin(&mut self.history, HISTORY_LIMIT);
         self.history.push(point);
     }
 
@@ -122,6 +119,21 @@ impl Status {
         }
         self.rounds.push(round);
     }
+}
+
+/// Makes room in a series bounded by `limit` before a push: when full, drops every other point
+/// but keeps the newest, so the series keeps spanning the whole run at a coarser resolution.
+pub(crate) fn thin<T>(series: &mut Vec<T>, limit: usize) {
+    if series.len() < limit {
+        return;
+    }
+    let newest = series.len() - 1;
+    let mut index = 0;
+    series.retain(|_| {
+        let keep = index % 2 == 0 || index == newest;
+        index += 1;
+        keep
+    });
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! from the libraries arrive typed and leave here with context for a person to read.
 
 mod commands;
+mod http;
 
 use std::io::IsTerminal;
 
@@ -36,6 +37,8 @@ enum Command {
     Generate(commands::generate::Args),
     /// Simulate a network of nodes training together, with attackers and baselines.
     Sim(Box<commands::sim::Args>),
+    /// This node's NEURO account: address, balance, history; send, stake, unstake, withdraw.
+    Wallet(commands::wallet::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -51,6 +54,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Sim(args) => commands::sim::run(*args),
+        Command::Wallet(args) => commands::wallet::run(args),
     }
 }
 

@@ -21,6 +21,23 @@ pub fn load_or_create(path: &Path) -> Result<Keypair> {
     }
 }
 
+/// Loads the existing key at `path`; a missing file is an error that says how to create one
+/// (the wallet reads the node's key this way and never creates one).
+pub fn load(path: &Path) -> Result<Keypair> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let missing = std::io::Error::new(
+                err.kind(),
+                "no key file there (a node creates it on its first start: run `neuroshard node` \
+                 once, or pass the node's --data-dir)",
+            );
+            Err(Error::io("reading the key", path)(missing))
+        }
+        Err(err) => Err(Error::io("reading", path)(err)),
+    }
+}
+
 fn parse(path: &Path, text: &str) -> Result<Keypair> {
     let bad = |reason: &str| Error::BadKey {
         path: path.to_owned(),
@@ -65,6 +82,16 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn load_reads_an_existing_key_and_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        assert!(matches!(load(&path), Err(Error::Io { .. })));
+        assert!(!path.exists(), "load creates nothing");
+        let created = load_or_create(&path).unwrap();
+        assert_eq!(load(&path).unwrap().node_id(), created.node_id());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Loads the dashboard in headless Chromium and checks that the plot shows the served loss.
+//! Loads the dashboard in headless Chromium and checks that the plot shows the served loss, and
+//! that the ledger card shows the served ledger (and stays hidden without one).
 //!
 //! Skipped, with a printed reason, when no `chromium` binary is found (set `CHROMIUM` to point
 //! at one). Set `NS_DASHBOARD_SCREENSHOT=/path/shot.png` to also save a screenshot.
@@ -10,7 +11,7 @@ use std::time::Duration;
 use neuroshard_api::Point;
 use neuroshard_testkit::{attr, chromium, run_chromium, text};
 
-use crate::support::{loss_at, sample_status, start};
+use crate::support::{loss_at, sample_ledger, sample_status, start};
 
 /// Keeps adding a point every 20 ms, as a training node would, up to 300 points.
 fn keep_training(tx: tokio::sync::watch::Sender<neuroshard_api::Status>, from: u64) {
@@ -44,9 +45,48 @@ async fn dashboard_plots_the_live_loss() {
     let dom = headless(&binary, url, vec!["--dump-dom".to_owned()]).await;
     assert!(dom.contains("id=\"plot\""), "page rendered: {dom}");
     check_plot(&dom, initial);
+    assert_eq!(
+        attr(&dom, "ledger", "hidden"),
+        Some(""),
+        "no ledger, no card"
+    );
     if let Some(path) = std::env::var_os("NS_DASHBOARD_SCREENSHOT") {
         screenshot(&binary, addr, Path::new(&path)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_the_ledger_card() {
+    let Some(binary) = chromium() else {
+        println!("skipped: no chromium on PATH (apt-get install chromium, or set CHROMIUM)");
+        return;
+    };
+    let status = neuroshard_api::Status {
+        ledger: Some(sample_ledger(30)),
+        ..sample_status(5)
+    };
+    let (addr, _tx) = start(status).await;
+    let dom = headless(
+        &binary,
+        format!("http://{addr}/"),
+        vec!["--dump-dom".to_owned()],
+    )
+    .await;
+    assert_eq!(attr(&dom, "ledger", "hidden"), None, "the card shows");
+    assert_eq!(text(&dom, "ledger-balance"), "12.500000");
+    assert_eq!(text(&dom, "ledger-stake"), "100.000000");
+    assert_eq!(text(&dom, "ledger-unbonding"), "2.000000");
+    assert_eq!(text(&dom, "ledger-rewards"), "7.500000");
+    assert_eq!(text(&dom, "ledger-height"), "40");
+    assert_eq!(text(&dom, "ledger-finality"), "700 / 1900 ms");
+    assert_eq!(text(&dom, "ledger-committee-size"), "3");
+    let values: Vec<f64> = attr(&dom, "rewards-line", "data-values")
+        .expect("the rewards chart has values")
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let expected: Vec<f64> = (1..=30).map(|h| h as f64 * 0.25).collect();
+    assert_eq!(values, expected, "cumulative rewards, in NEURO, by height");
 }
 
 fn check_plot(dom: &str, initial: u64) {

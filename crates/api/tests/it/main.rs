@@ -1,5 +1,6 @@
 //! Integration tests: a real server on 127.0.0.1, queried over a socket.
 
 mod browser;
+mod ledger;
 mod routes;
 mod support;

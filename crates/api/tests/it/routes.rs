@@ -53,6 +53,7 @@ async fn status_json_has_the_documented_shape() {
             }
           ],
           "inner_step": 7,
+          "ledger": null,
           "listen_addrs": [
             "/ip4/127.0.0.1/tcp/4001"
           ],
@@ -116,7 +117,7 @@ async fn status_follows_the_watch_channel() {
 
 /// Parses the text format strictly: every sample belongs to a family declared with exactly one
 /// `HELP` and one `TYPE` line before it, and every value is a float.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let (mut helped, mut typed) = (BTreeSet::new(), BTreeMap::new());
     let mut samples = BTreeMap::new();
     for line in text.lines() {

@@ -1,9 +1,13 @@
 //! Test helpers: a sample status, a running server, a minimal HTTP/1.1 client.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use neuroshard_api::{ClosedRound, Point, Status, serve};
+use neuroshard_api::{
+    ClosedRound, LedgerApi, LedgerStatus, PendingTx, Point, RewardPoint, Status, UnbondView, serve,
+    serve_with,
+};
 use neuroshard_primitives::Hash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -80,6 +84,17 @@ pub(crate) async fn start(status: Status) -> (SocketAddr, watch::Sender<Status>)
     (addr, tx)
 }
 
+/// Starts a server on an ephemeral loopback port whose ledger routes ask `ledger`.
+pub(crate) async fn start_with(
+    status: Status,
+    ledger: Arc<dyn LedgerApi>,
+) -> (SocketAddr, watch::Sender<Status>) {
+    let (tx, rx) = watch::channel(status);
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let (addr, _task) = serve_with(addr, rx, Some(ledger)).await.unwrap();
+    (addr, tx)
+}
+
 /// A response: status code, header block (lowercased), body.
 pub(crate) struct Response {
     pub(crate) code: u16,
@@ -89,10 +104,27 @@ pub(crate) struct Response {
 
 /// `GET path` over a fresh connection, within five seconds.
 pub(crate) async fn get(addr: SocketAddr, path: &str) -> Response {
+    exchange(addr, format!("GET {path} HTTP/1.1\r\n").as_bytes(), b"").await
+}
+
+/// `POST path` with `body` over a fresh connection, within five seconds.
+pub(crate) async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
+    let line = format!(
+        "POST {path} HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    exchange(addr, line.as_bytes(), body).await
+}
+
+/// Sends `head` (request line and headers but the last ones) and `body`, reads to the end.
+async fn exchange(addr: SocketAddr, head: &[u8], body: &[u8]) -> Response {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
+        let end = format!("Host: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(&[head, end.as_bytes(), body].concat())
+            .await
+            .unwrap();
         let mut raw = String::new();
         stream.read_to_string(&mut raw).await.unwrap();
         raw
@@ -107,4 +139,37 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> Response {
         headers: head.to_ascii_lowercase(),
         body: body.to_owned(),
     }
+}
+
+/// A ledger status: 12.5 NEURO spendable, 100 staked, 3 of 4 committee members, rewards growing
+/// by 0.25 NEURO a block over `points` blocks.
+pub(crate) fn sample_ledger(points: u64) -> LedgerStatus {
+    let mut ledger = LedgerStatus {
+        height: 40,
+        state_root: "5e".repeat(32),
+        finality_ms: Some(850),
+        finality_p50_ms: Some(700),
+        finality_p99_ms: Some(1900),
+        committee: ["ab", "cd", "ef"].map(|b| b.repeat(32)).to_vec(),
+        validator: true,
+        balance: 12_500_000,
+        stake: 100_000_000,
+        unbonding: vec![UnbondView {
+            amount: 2_000_000,
+            release_height: 60,
+        }],
+        pending: vec![PendingTx {
+            action: "stake 1.000000 NEURO".to_owned(),
+            tx: None,
+        }],
+        ..LedgerStatus::default()
+    };
+    for height in 1..=points {
+        ledger.push_reward(RewardPoint {
+            height,
+            time_ms: 1_800_000_000_000 + height * 1000,
+            total: height * 250_000,
+        });
+    }
+    ledger
 }

@@ -7,6 +7,7 @@ pub(crate) mod node;
 pub(crate) mod sim;
 pub(crate) mod train;
 pub(crate) mod up;
+pub(crate) mod wallet;
 
 use anyhow::Context;
 

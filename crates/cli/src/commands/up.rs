@@ -28,11 +28,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use neuroshard_data::GenesisDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use keeper::{Network, unless_stopped};
+
+use crate::http;
 
 /// Arguments of `neuroshard up`.
 #[derive(Debug, clap::Args)]
@@ -148,10 +149,12 @@ async fn print_status(net: &Network) {
         for index in 0..net.args().nodes {
             let line = match net.dashboard(index) {
                 None => "down; restarting".to_owned(),
-                Some(dashboard) => match status_of(&dashboard).await {
-                    Ok(status) => summary(&status),
-                    Err(err) => format!("no status ({err:#})"),
-                },
+                Some(dashboard) => {
+                    match http::get::<serde_json::Value>(&dashboard, "/api/status").await {
+                        Ok(status) => summary(&status),
+                        Err(err) => format!("no status ({err:#})"),
+                    }
+                }
             };
             println!("node {index}: {line}");
         }
@@ -176,22 +179,4 @@ fn summary(status: &serde_json::Value) -> String {
         num("val_loss"),
         status["peers"].as_array().map_or(0, Vec::len),
     )
-}
-
-/// `GET /api/status` from a dashboard URL like `http://127.0.0.1:8000/`.
-async fn status_of(dashboard: &str) -> anyhow::Result<serde_json::Value> {
-    let host = dashboard
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    let request = format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await??;
-    let text = String::from_utf8_lossy(&response);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
-        .context("no HTTP body")?;
-    Ok(serde_json::from_str(body)?)
 }
