@@ -28,6 +28,7 @@ use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_verify::AuditConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::book::Book;
 use crate::{Error, Result};
 
 /// Gossip topic of ledger messages.
@@ -180,6 +181,7 @@ pub(crate) struct Chain {
     owner: NodeId,
     network: Hash,
     requests: VecDeque<Hash>,
+    book: Book,
 }
 
 impl Chain {
@@ -220,18 +222,23 @@ impl Chain {
             owner,
             network: genesis.network,
             requests: VecDeque::new(),
+            book: Book::default(),
         };
         // A restart: the blocks already in the store, onto the view.
-        chain.catch_up(&mut Effects::default())?;
+        chain.catch_up(&mut Effects::default(), false)?;
         Ok(chain)
     }
 
     /// Applies to the view every block the store holds beyond it; a validator gossips each to
-    /// the followers.
-    fn catch_up(&mut self, effects: &mut Effects) -> Result<()> {
+    /// the followers. `live`: these blocks were finalized just now (not read back at a restart),
+    /// so their finality can be measured.
+    fn catch_up(&mut self, effects: &mut Effects, live: bool) -> Result<()> {
         for height in self.head.height + 1..=self.store_height() {
             let block = self.stored(height)?;
             let receipt = self.apply(&block.header, &block.body)?;
+            let now = live.then(now_ms);
+            self.book
+                .record(&block.header, &block.body, &receipt, &self.owner, now);
             if self.validates() {
                 let certificate = self.store().certificate(height).ok().flatten();
                 let wire = LedgerWire::Block {
@@ -311,7 +318,7 @@ impl Chain {
     /// written before the notice, is the one source), and tell the followers.
     pub(crate) fn on_finalized(&mut self) -> Result<Effects> {
         let mut effects = Effects::default();
-        self.catch_up(&mut effects)?;
+        self.catch_up(&mut effects, true)?;
         Ok(effects)
     }
 
@@ -406,7 +413,7 @@ impl Chain {
         };
         match follower.accept(block, certificate) {
             Ok(0) => Ok(()),
-            Ok(_) => self.catch_up(effects),
+            Ok(_) => self.catch_up(effects, true),
             Err(err) => {
                 tracing::debug!(%err, "a ledger block was refused");
                 Ok(())
@@ -448,15 +455,39 @@ impl Chain {
         &self.head
     }
 
-    /// Actions waiting for the ledger.
-    pub(crate) fn pending(&self) -> usize {
-        self.outbox.len()
+    /// This node's account.
+    pub(crate) fn owner(&self) -> NodeId {
+        self.owner
     }
 
-    /// The pure ledger (for the node core's actions).
-    pub(crate) fn ledger(&self) -> &Ledger<WorkChecks> {
-        &self.machine.ledger
+    /// The record the API reads.
+    pub(crate) fn book(&self) -> &Book {
+        &self.book
     }
+
+    /// The ledger part of the node's status.
+    pub(crate) fn status(&self) -> neuroshard_api::LedgerStatus {
+        self.book.status(
+            &self.view,
+            &self.head,
+            &self.owner,
+            self.validates(),
+            &self.outbox,
+        )
+    }
+
+    /// A stored block and its certificate, if this node has it.
+    pub(crate) fn stored_with_certificate(&self, height: u64) -> Option<(Block, Option<Vec<u8>>)> {
+        let block = self.store().block(height).ok().flatten()?;
+        Some((block, self.store().certificate(height).ok().flatten()))
+    }
+}
+
+/// Now, ms since the Unix epoch: when a block reached this node, for its finality.
+fn now_ms() -> u64 {
+    #[allow(clippy::disallowed_methods)] // the daemon is where the clock is read
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_millis() as u64)
 }
 
 fn list(claims: &[neuroshard_ledger::Claim]) -> Vec<(NodeId, Hash)> {

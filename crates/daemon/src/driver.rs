@@ -130,6 +130,8 @@ pub(crate) struct Driver {
     /// When this node claimed its work for a round, to measure how long the ledger took to
     /// close it (the agreement's share of the round).
     pub(crate) claimed: BTreeMap<u64, Instant>,
+    /// The HTTP API's ledger requests.
+    pub(crate) jobs: mpsc::Receiver<crate::queries::Job>,
     /// Test builds only: serve no challenged checkpoint.
     #[cfg(feature = "cheat")]
     pub(crate) withhold: bool,
@@ -169,6 +171,7 @@ impl Driver {
                 Some(done) = self.done_rx.recv() => self.on_done(done)?,
                 () = tokio::time::sleep_until(wake) => self.tick(),
                 () = finalized(&mut self.chain) => self.on_ledger_block()?,
+                Some(job) = self.jobs.recv() => job(&mut self),
                 _ = refresh.tick() => self.refresh().await,
             }
         }
@@ -235,7 +238,7 @@ impl Driver {
 
     fn execute(&mut self, outputs: Vec<Output>) {
         for output in outputs {
-            self.to_ledger(&output);
+            self.submit_to_ledger(&output);
             match output {
                 Output::Broadcast(frame) => {
                     self.transport.send(ROUND_TOPIC.to_owned(), &frame, false);
@@ -527,7 +530,7 @@ impl Driver {
     }
 
     /// Puts what `output` calls for on the ledger (a claim, a verdict, a conviction).
-    fn to_ledger(&mut self, output: &Output) {
+    fn submit_to_ledger(&mut self, output: &Output) {
         let Some(chain) = &mut self.chain else {
             return;
         };
@@ -581,6 +584,25 @@ impl Driver {
         self.carry_out_ledger(effects);
     }
 
+    /// A wallet's sealed request, from the HTTP API.
+    pub(crate) fn wallet_request(
+        &mut self,
+        request: &[u8],
+    ) -> std::result::Result<neuroshard_api::SubmitReply, neuroshard_api::ApiError> {
+        let chain = self.chain.as_mut().ok_or_else(|| {
+            neuroshard_api::ApiError::Unavailable("this network has no ledger".into())
+        })?;
+        let now_ms = now().0 / 1000;
+        let (hash, effects) = chain
+            .request(request, now_ms)
+            .map_err(neuroshard_api::ApiError::BadRequest)?;
+        self.carry_out_ledger(effects);
+        Ok(neuroshard_api::SubmitReply {
+            request: hash.to_hex(),
+            message: "queued for the ledger; it is final once a block carries it".into(),
+        })
+    }
+
     /// Gossips what the ledger wants sent, hands closed rounds to the node core, shows blocks.
     fn carry_out_ledger(&mut self, effects: Effects) {
         for (topic, message, direct) in effects.gossip {
@@ -597,9 +619,20 @@ impl Driver {
                 tracing::warn!(%who, amount, "the ledger slashed a contributor");
             }
         }
+        if let Some(chain) = &self.chain {
+            self.status.ledger(chain.status());
+        }
         for (round, list) in effects.decided {
-            let after_claim_ms = self.claimed.remove(&round).map(|at| at.elapsed().as_millis());
-            tracing::info!(round, included = list.len(), after_claim_ms, "the ledger closed a round");
+            let after_claim_ms = self
+                .claimed
+                .remove(&round)
+                .map(|at| at.elapsed().as_millis());
+            tracing::info!(
+                round,
+                included = list.len(),
+                after_claim_ms,
+                "the ledger closed a round"
+            );
             self.input(Input::Decided { round, list });
         }
     }

@@ -44,6 +44,7 @@
 
 mod atomic;
 mod audit;
+mod book;
 mod chain;
 #[cfg(feature = "cheat")]
 mod cheat;
@@ -53,6 +54,7 @@ mod dataset;
 mod driver;
 mod error;
 pub mod keyfile;
+mod queries;
 mod settings;
 mod status;
 mod transport;
@@ -175,9 +177,16 @@ impl Daemon {
         )?;
         let (status, status_rx) =
             StatusBoard::new(key.node_id(), network_id, genesis.diloco.inner_steps);
-        let (http, api) = neuroshard_api::serve(config.http, status_rx).await?;
+        let (jobs_tx, jobs) = mpsc::channel(queries::JOBS_QUEUED);
+        let ledger_api: Option<Arc<dyn neuroshard_api::LedgerApi>> = chain
+            .is_some()
+            .then(|| Arc::new(queries::Queries::new(jobs_tx)) as _);
+        let (http, api) = neuroshard_api::serve_with(config.http, status_rx, ledger_api).await?;
         let addrs = net.handle.bootstrap_addrs().await?;
         status.set_addrs(&addrs);
+        if let Some(chain) = &chain {
+            status.ledger(chain.status());
+        }
         let (checkpoints, checkpoint_rx) = watch::channel(None);
         let checkpoint_task = tokio::spawn(write_checkpoints(
             data_dir.join(CHECKPOINT_FILE),
@@ -218,6 +227,7 @@ impl Daemon {
             chain,
             ledger_stalled: (0, tokio::time::Instant::now()),
             claimed: BTreeMap::new(),
+            jobs,
             #[cfg(feature = "cheat")]
             withhold: config.cheat == Some(crate::Cheat::Withhold),
         };

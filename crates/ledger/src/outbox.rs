@@ -38,6 +38,11 @@ impl Outbox {
         self.waiting.len()
     }
 
+    /// The waiting actions, oldest first, with the id of the transaction last signed for each.
+    pub fn waiting(&self) -> impl Iterator<Item = (Option<Hash>, &Action)> {
+        self.waiting.iter().map(|(id, action)| (*id, action))
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
