@@ -4,6 +4,7 @@
 //!
 //! A dev-dependency only: nothing here ships in the binary.
 
+pub mod ledger;
 pub mod nodes;
 
 use std::io::Read;
