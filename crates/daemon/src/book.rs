@@ -10,7 +10,8 @@ use neuroshard_api::{
 };
 use neuroshard_consensus::{Block, Header};
 use neuroshard_ledger::{
-    Account, Action, Amount, Body, Claim, Outbox, Payout, Receipt, Round, Rules, SignedTx, State,
+    Account, Action, Amount, Body, Claim, Outbox, Payout, Receipt, Round, RoundBook, Rules,
+    SignedTx, State,
 };
 use neuroshard_primitives::NodeId;
 
@@ -21,11 +22,10 @@ const ROUNDS_KEPT: usize = 256;
 /// Blocks whose finality feeds the percentiles.
 const FINALITY_KEPT: usize = 200;
 
-/// A settled round, as it ended.
+/// A settled round: the ledger's book of it as it stood when it settled, and what it paid.
 #[derive(Debug, Clone)]
 struct Settled {
-    claims: Vec<Claim>,
-    closed_at: Option<u64>,
+    book: RoundBook,
     payout: Payout,
 }
 
@@ -33,8 +33,6 @@ struct Settled {
 #[derive(Debug, Default)]
 pub(crate) struct Book {
     history: BTreeMap<NodeId, VecDeque<HistoryEntry>>,
-    /// Closed rounds' lists and closing heights until they settle.
-    lists: BTreeMap<Round, (Vec<Claim>, u64)>,
     settled: BTreeMap<Round, Settled>,
     finality: VecDeque<u64>,
     /// This node's rewards so far, and their series.
@@ -43,12 +41,15 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    /// Records block `header` with `body` and its `receipt`; `now_ms` is when this node applied it.
+    /// Records block `header` with `body` and its `receipt`; `rounds` are the ledger's round
+    /// books before the block (a round it settles is kept as it stood); `now_ms` is when this
+    /// node applied it.
     pub(crate) fn record(
         &mut self,
         header: &Header,
         body: &[u8],
         receipt: &Receipt,
+        rounds: &BTreeMap<Round, RoundBook>,
         owner: &NodeId,
         now_ms: Option<u64>,
     ) {
@@ -76,14 +77,21 @@ impl Book {
         for (who, lost) in &receipt.slashed {
             self.push(who, at, HistoryKind::Slash, *lost, None, None);
         }
-        if let Some((round, claims)) = &receipt.closed {
-            self.lists.insert(*round, (claims.clone(), header.height));
-        }
         for payout in &receipt.settled {
             for (who, amount) in &payout.rewards {
                 self.push(who, at, HistoryKind::Reward, *amount, None, None);
             }
-            self.settle(payout.clone());
+            let book = rounds.get(&payout.round).cloned().unwrap_or_default();
+            self.settled.insert(
+                payout.round,
+                Settled {
+                    book,
+                    payout: payout.clone(),
+                },
+            );
+            while self.settled.len() > ROUNDS_KEPT {
+                self.settled.pop_first();
+            }
         }
         let mine: u64 = self.history.get(owner).map_or(0, |entries| {
             entries
@@ -107,23 +115,6 @@ impl Book {
             }
             self.finality
                 .push_back(now.saturating_sub(header.timestamp_ms));
-        }
-    }
-
-    fn settle(&mut self, payout: Payout) {
-        let (claims, closed_at) = self
-            .lists
-            .remove(&payout.round)
-            .map_or((Vec::new(), None), |(claims, at)| (claims, Some(at)));
-        let round = payout.round;
-        let settled = Settled {
-            claims,
-            closed_at,
-            payout,
-        };
-        self.settled.insert(round, settled);
-        while self.settled.len() > ROUNDS_KEPT {
-            self.settled.pop_first();
         }
     }
 
@@ -189,50 +180,10 @@ impl Book {
     /// A round as the ledger holds it: open or closed in `state`, or settled in the record.
     pub(crate) fn round(&self, state: &State, round: Round) -> Option<RoundLedgerView> {
         if let Some(book) = state.meta.rounds.get(&round) {
-            return Some(RoundLedgerView {
-                round,
-                closed_at: book.closed_at,
-                settled: false,
-                included: book.claims.iter().map(claim_view).collect(),
-                audits: book
-                    .audits
-                    .iter()
-                    .map(|((contributor, auditor), audit)| AuditView {
-                        contributor: contributor.to_hex(),
-                        auditor: auditor.to_hex(),
-                        passed: audit.passed,
-                        gain: audit.gain,
-                    })
-                    .collect(),
-                convictions: book
-                    .convictions
-                    .iter()
-                    .map(|(contributor, accusers)| ConvictionView {
-                        contributor: contributor.to_hex(),
-                        accusers: accusers.iter().map(NodeId::to_hex).collect(),
-                    })
-                    .collect(),
-                slashed: book.slashed.iter().map(NodeId::to_hex).collect(),
-                rewards: Vec::new(),
-            });
+            return Some(round_view(round, book, None));
         }
         let settled = self.settled.get(&round)?;
-        Some(RoundLedgerView {
-            round,
-            closed_at: settled.closed_at,
-            settled: true,
-            included: settled.claims.iter().map(claim_view).collect(),
-            rewards: settled
-                .payout
-                .rewards
-                .iter()
-                .map(|(who, amount)| RewardView {
-                    account: who.to_hex(),
-                    amount: *amount,
-                })
-                .collect(),
-            ..RoundLedgerView::default()
-        })
+        Some(round_view(round, &settled.book, Some(&settled.payout)))
     }
 
     /// The ledger part of the node's status.
@@ -275,6 +226,44 @@ impl Book {
 
 fn is_reward(kind: HistoryKind) -> bool {
     matches!(kind, HistoryKind::Reward | HistoryKind::ProposerReward)
+}
+
+/// A round's book for people; `payout` once it settled.
+fn round_view(round: Round, book: &RoundBook, payout: Option<&Payout>) -> RoundLedgerView {
+    RoundLedgerView {
+        round,
+        closed_at: book.closed_at,
+        settled: payout.is_some(),
+        included: book.claims.iter().map(claim_view).collect(),
+        audits: book
+            .audits
+            .iter()
+            .map(|((contributor, auditor), audit)| AuditView {
+                contributor: contributor.to_hex(),
+                auditor: auditor.to_hex(),
+                passed: audit.passed,
+                gain: audit.gain,
+            })
+            .collect(),
+        convictions: book
+            .convictions
+            .iter()
+            .map(|(contributor, accusers)| ConvictionView {
+                contributor: contributor.to_hex(),
+                accusers: accusers.iter().map(NodeId::to_hex).collect(),
+            })
+            .collect(),
+        slashed: book.slashed.iter().map(NodeId::to_hex).collect(),
+        rewards: payout.map_or_else(Vec::new, |p| {
+            p.rewards
+                .iter()
+                .map(|(who, amount)| RewardView {
+                    account: who.to_hex(),
+                    amount: *amount,
+                })
+                .collect()
+        }),
+    }
 }
 
 fn claim_view(claim: &Claim) -> ClaimView {

@@ -235,10 +235,17 @@ impl Chain {
     fn catch_up(&mut self, effects: &mut Effects, live: bool) -> Result<()> {
         for height in self.head.height + 1..=self.store_height() {
             let block = self.stored(height)?;
+            let rounds = self.view.meta.rounds.clone();
             let receipt = self.apply(&block.header, &block.body)?;
             let now = live.then(now_ms);
-            self.book
-                .record(&block.header, &block.body, &receipt, &self.owner, now);
+            self.book.record(
+                &block.header,
+                &block.body,
+                &receipt,
+                &rounds,
+                &self.owner,
+                now,
+            );
             if self.validates() {
                 let certificate = self.store().certificate(height).ok().flatten();
                 let wire = LedgerWire::Block {
