@@ -3,9 +3,16 @@
 //! ledger; a wallet transfer goes through; a validator and then the follower are killed with
 //! SIGKILL and restarted from their stores; afterwards every node holds the same finalized blocks
 //! (digest and state root at a common height) and the transfer.
+//!
+//! With the binary's `cheat` feature (`.ci/run` enables it): a lazy cheater (`--cheat lazy`) that
+//! bonded stake through the wallet loses half of it within three rounds, and the rewards a settled
+//! round paid are exactly what `docs/economics.md` computes from that round's list, verdicts and
+//! slashes.
 // Real processes over real sockets: the waits are bounded by wall time.
 #![allow(clippy::disallowed_methods)]
 
+#[cfg(feature = "cheat")]
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -83,7 +90,7 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
     let genesis = build_genesis(Path::new(EXE), work, &init);
 
-    let v0 = start("v0", &genesis, work, None, &committee.node_flags("v0"));
+    let v0 = start("v0", &genesis, work, None, 4, &committee.node_flags("v0"));
     let copy = |name: &str| bare_genesis(&genesis, work, name);
     let v1 = start(
         "v1",
@@ -106,7 +113,7 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
         Some(&v0.p2p),
         &committee.node_flags("v3"),
     );
-    let mut f = start("f", &copy("f"), work, Some(&v0.p2p), &[]);
+    let mut f = start("f", &copy("f"), work, Some(&v0.p2p), 4, &[]);
 
     wait_for(
         "a round closed on the ledger",
@@ -146,7 +153,7 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
 
     // The follower dies and comes back.
     f.kill();
-    f = start("f", &copy("f-again"), work, Some(&v0.p2p), &[]);
+    f = start("f", &copy("f-again"), work, Some(&v0.p2p), 4, &[]);
     let target = height_of(&v0.status().unwrap());
     wait_for("the restarted follower caught up", &[&f], LIMIT, |s| {
         height_of(&s[0]) >= target
@@ -174,4 +181,137 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
     }
     assert_eq!(balance(&v0, committee.id("v0")), 95 * NEURO);
     println!("one chain at height {common}: {reference:?}");
+}
+
+#[cfg(feature = "cheat")]
+/// What `docs/economics.md` says round `view` pays: 80 NEURO over the verified contributions
+/// (passed by an auditor, not slashed) by weight (50 when every verdict found the Δ harmful,
+/// else 100), 20 NEURO over the verdicts; integer division throughout.
+fn expected_rewards(view: &Value) -> BTreeMap<String, u64> {
+    let audits = view["audits"].as_array().unwrap();
+    let slashed: Vec<&str> = view["slashed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let weight = |who: &str| -> u128 {
+        let mine: Vec<&Value> = audits.iter().filter(|a| a["contributor"] == who).collect();
+        let passed = mine.iter().any(|a| a["passed"].as_bool().unwrap());
+        if slashed.contains(&who) || !passed {
+            0
+        } else if mine.iter().all(|a| a["gain"].as_i64().unwrap() < 0) {
+            50
+        } else {
+            100
+        }
+    };
+    let contributors: Vec<&str> = view["included"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["contributor"].as_str().unwrap())
+        .collect();
+    let total: u128 = contributors.iter().map(|c| weight(c)).sum();
+    let mut due: BTreeMap<String, u128> = BTreeMap::new();
+    for who in &contributors {
+        *due.entry((*who).to_owned()).or_default() +=
+            u128::from(80 * NEURO) * weight(who) / total.max(1);
+    }
+    for audit in audits {
+        let auditor = audit["auditor"].as_str().unwrap().to_owned();
+        *due.entry(auditor).or_default() += u128::from(20 * NEURO) / audits.len() as u128;
+    }
+    due.into_iter()
+        .filter(|(_, amount)| *amount > 0)
+        .map(|(who, amount)| (who, amount as u64))
+        .collect()
+}
+
+#[cfg(feature = "cheat")]
+#[test]
+fn a_lazy_cheater_loses_stake_and_honest_rewards_follow_the_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let committee = Committee::new(work, &["a", "b", "c"]);
+    let cheater = write_key(work, "x", 9);
+    let mut init: Vec<String> = ["--inner-steps", "48", "--round-deadline-secs", "30"]
+        .map(str::to_owned)
+        .to_vec();
+    init.extend(committee.genesis_flags(200 * NEURO, &[&cheater]));
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let genesis = build_genesis(Path::new(EXE), work, &init);
+
+    let a = start("a", &genesis, work, None, 3, &committee.node_flags("a"));
+    let copy = |name: &str| bare_genesis(&genesis, work, name);
+    let b = start(
+        "b",
+        &copy("b"),
+        work,
+        Some(&a.p2p),
+        &committee.node_flags("b"),
+    );
+    let c = start(
+        "c",
+        &copy("c"),
+        work,
+        Some(&a.p2p),
+        &committee.node_flags("c"),
+    );
+    let cheat = ["--cheat".to_owned(), "lazy".to_owned()];
+    let x = start("x", &copy("x"), work, Some(&a.p2p), &cheat);
+    // The cheater bonds 100 NEURO through its wallet.
+    let staked = Command::new(EXE)
+        .args([
+            "wallet",
+            "--node",
+            &format!("http://{}/", x.dashboard),
+            "--data-dir",
+        ])
+        .arg(work.join("x"))
+        .args(["stake", "100"])
+        .output()
+        .unwrap();
+    assert!(staked.status.success(), "{staked:?}");
+    wait_for("the cheater's bond on the ledger", &[&a], LIMIT, |_| {
+        account(&a, &cheater, "stake") >= 100 * NEURO
+    });
+
+    let statuses = wait_for("the cheater slashed", &[&a, &b, &c], LIMIT, |_| {
+        account(&a, &cheater, "stake") < 100 * NEURO
+    });
+    let round = statuses.iter().map(round_of).max().unwrap();
+    assert!(round <= 3, "slashed by round {round}");
+    println!("the cheater was slashed while the honest nodes were at round {round}");
+    assert!(
+        account(&a, &cheater, "stake") <= 50 * NEURO,
+        "half the bond is gone"
+    );
+
+    // Round 0 settles when round 2 closes: its payout must follow the rules.
+    wait_for("round 0 settled", &[&a], LIMIT, |_| {
+        ledger_get(&a.dashboard, "round/0").is_some_and(|v| v["settled"] == true)
+    });
+    let view = ledger_get(&a.dashboard, "round/0").unwrap();
+    let paid: BTreeMap<String, u64> = view["rewards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let who = r["account"].as_str().unwrap().to_owned();
+            (who, r["amount"].as_u64().unwrap())
+        })
+        .collect();
+    println!("round 0: {view:#}");
+    assert_eq!(
+        paid,
+        expected_rewards(&view),
+        "round 0 pays what the rules say"
+    );
+    for honest in ["a", "b", "c"] {
+        assert!(
+            account(&a, committee.id(honest), "stake") > 1_000 * NEURO,
+            "{honest} earned"
+        );
+    }
 }
