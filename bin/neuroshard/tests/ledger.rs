@@ -27,15 +27,18 @@ const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
 const NEURO: u64 = 1_000_000;
 const LIMIT: Duration = Duration::from_secs(240);
 
+/// Starts node `name`, which waits for `peers` peers before its first round.
 fn start(
     name: &str,
     genesis: &Path,
     work: &Path,
     bootstrap: Option<&str>,
+    peers: usize,
     extra: &[String],
 ) -> NodeProcess {
+    let peers = peers.to_string();
     let mut args: Vec<&str> = SMALL_TRAINING.to_vec();
-    args.extend(["--min-peers", "4", "--start-grace-secs", "30"]);
+    args.extend(["--min-peers", &peers, "--start-grace-secs", "30"]);
     if let Some(addr) = bootstrap {
         args.extend(["--bootstrap", addr]);
     }
@@ -65,9 +68,14 @@ fn wallet(node: &NodeProcess, work: &Path, name: &str, args: &[&str]) -> String 
     text
 }
 
-fn balance(node: &NodeProcess, id: &str) -> u64 {
+/// A field of account `id` as `node` reports it (0 when it does not answer).
+fn account(node: &NodeProcess, id: &str, field: &str) -> u64 {
     ledger_get(&node.dashboard, &format!("account/{id}"))
-        .map_or(0, |a| a["balance"].as_u64().unwrap_or(0))
+        .map_or(0, |a| a[field].as_u64().unwrap_or(0))
+}
+
+fn balance(node: &NodeProcess, id: &str) -> u64 {
+    account(node, id, "balance")
 }
 
 /// The finalized block at `height` as a node stores it: (digest, state root).
@@ -97,6 +105,7 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
         &copy("v1"),
         work,
         Some(&v0.p2p),
+        4,
         &committee.node_flags("v1"),
     );
     let v2 = start(
@@ -104,6 +113,7 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
         &copy("v2"),
         work,
         Some(&v0.p2p),
+        4,
         &committee.node_flags("v2"),
     );
     let mut v3 = start(
@@ -111,6 +121,7 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
         &copy("v3"),
         work,
         Some(&v0.p2p),
+        4,
         &committee.node_flags("v3"),
     );
     let mut f = start("f", &copy("f"), work, Some(&v0.p2p), 4, &[]);
@@ -144,6 +155,7 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
         &copy("v3-again"),
         work,
         Some(&v0.p2p),
+        4,
         &committee.node_flags("v3"),
     );
     let target = height_of(&v0.status().unwrap());
@@ -249,6 +261,7 @@ fn a_lazy_cheater_loses_stake_and_honest_rewards_follow_the_rules() {
         &copy("b"),
         work,
         Some(&a.p2p),
+        3,
         &committee.node_flags("b"),
     );
     let c = start(
@@ -256,10 +269,11 @@ fn a_lazy_cheater_loses_stake_and_honest_rewards_follow_the_rules() {
         &copy("c"),
         work,
         Some(&a.p2p),
+        3,
         &committee.node_flags("c"),
     );
     let cheat = ["--cheat".to_owned(), "lazy".to_owned()];
-    let x = start("x", &copy("x"), work, Some(&a.p2p), &cheat);
+    let x = start("x", &copy("x"), work, Some(&a.p2p), 3, &cheat);
     // The cheater bonds 100 NEURO through its wallet.
     let staked = Command::new(EXE)
         .args([
