@@ -14,7 +14,7 @@
 //! the node's own copy of the state, for the receipt (a closed round's list, payouts, slashes);
 //! the root must equal the one the block carries.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -37,6 +37,9 @@ pub(crate) const LEDGER_TOPIC: &str = "ledger";
 pub(crate) const LEDGER_NS: &str = "neuroshard/ledger/1";
 /// Blocks a node sends per catch-up request.
 const SYNC_BATCH: u64 = 32;
+/// A peer is sent a catch-up batch at most this often (a `Need` costs its sender one message
+/// and the server up to a batch).
+const SERVE_EVERY_MS: u64 = 1_000;
 /// Wallet requests remembered, so each is taken once.
 const REQUESTS_KEPT: usize = 4096;
 
@@ -182,6 +185,8 @@ pub(crate) struct Chain {
     network: Hash,
     requests: VecDeque<Hash>,
     book: Book,
+    /// When each peer was last sent a catch-up batch.
+    served: BTreeMap<NodeId, u64>,
 }
 
 impl Chain {
@@ -223,6 +228,7 @@ impl Chain {
             network: genesis.network,
             requests: VecDeque::new(),
             book: Book::default(),
+            served: BTreeMap::new(),
         };
         // A restart: the blocks already in the store, onto the view.
         chain.catch_up(&mut Effects::default(), false)?;
@@ -428,8 +434,21 @@ impl Chain {
         }
     }
 
-    /// Sends `peer` the stored blocks from `from` on, a batch at a time.
-    fn serve(&self, peer: NodeId, from: u64, effects: &mut Effects) {
+    /// Sends `peer` the stored blocks from `from` on, a batch at a time, at most once per
+    /// [`SERVE_EVERY_MS`].
+    fn serve(&mut self, peer: NodeId, from: u64, effects: &mut Effects) {
+        let now = now_ms();
+        if self
+            .served
+            .get(&peer)
+            .is_some_and(|at| now.saturating_sub(*at) < SERVE_EVERY_MS)
+        {
+            return;
+        }
+        if self.served.len() >= REQUESTS_KEPT {
+            self.served.clear();
+        }
+        self.served.insert(peer, now);
         let top = self.store_height();
         let last = top.min(from.saturating_add(SYNC_BATCH - 1));
         for height in from.max(1)..=last {
