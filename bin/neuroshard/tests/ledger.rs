@@ -192,6 +192,42 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
         );
     }
     assert_eq!(balance(&v0, committee.id("v0")), 95 * NEURO);
+    // The follower's balance checked without trusting the node that serves it: the account's
+    // proof against a certified block's state root, the certificate against the genesis
+    // committee. A block finalized only through a later one has no certificate of its own:
+    // ask again.
+    let genesis_file = genesis.to_str().unwrap();
+    let verified = (0..20).find_map(|_| {
+        let output = Command::new(EXE)
+            .args(["wallet", "--node", &format!("http://{}/", f.dashboard)])
+            .args(["balance", &follower, "--verify", genesis_file])
+            .output()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    });
+    let verified = verified.expect("the balance verifies against a certified block");
+    assert!(
+        verified.contains("verified") && verified.contains("105.000000"),
+        "{verified}"
+    );
+    // Against another committee the same answer does not verify.
+    let forged = work.join("other-committee.toml");
+    let text = std::fs::read_to_string(&genesis).unwrap();
+    std::fs::write(&forged, text.replace(committee.id("v0"), &follower)).unwrap();
+    let refused = Command::new(EXE)
+        .args(["wallet", "--node", &format!("http://{}/", f.dashboard)])
+        .args(["balance", &follower, "--verify"])
+        .arg(&forged)
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "another committee must not verify"
+    );
     println!("one chain at height {common}: {reference:?}");
 }
 

@@ -168,8 +168,13 @@ pub struct BlockView {
     pub state_root: String,
     /// Its transactions, in order.
     pub txs: Vec<TxView>,
-    /// The finality certificate, encoded, hex.
+    /// The finality certificate, encoded, hex ("" when the block was finalized only through a
+    /// later block).
     pub certificate: String,
+    /// The block's canonical bytes, hex: what the certificate signs (its digest), so a client can
+    /// check the block against the committee itself.
+    #[serde(default)]
+    pub block: String,
 }
 
 /// A contribution on a round's inclusion list.

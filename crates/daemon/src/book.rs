@@ -326,6 +326,7 @@ pub(crate) fn block_view(block: &Block, certificate: Option<Vec<u8>>) -> BlockVi
             })
             .collect(),
         certificate: certificate.map(hex::encode).unwrap_or_default(),
+        block: hex::encode(block.to_bytes()),
     }
 }
 

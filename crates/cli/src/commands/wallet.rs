@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use neuroshard_api::{AccountView, HistoryEntry, HistoryKind, SubmitReply};
+use neuroshard_api::{AccountView, BlockView, HistoryEntry, HistoryKind, SubmitReply};
 use neuroshard_daemon::{NodeConfig, keyfile};
-use neuroshard_ledger::{Action, Amount, NEURO, WalletRequest};
+use neuroshard_ledger::{AccountProof, Action, Amount, NEURO, WalletRequest};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::http;
@@ -42,6 +42,11 @@ enum Command {
     Balance {
         /// The account id, 64 hex digits.
         id: Option<String>,
+        /// Check the answer instead of trusting the node: the account's Merkle proof against the
+        /// state root of the finalized block it was read at, and that block's certificate against
+        /// the committee of this genesis file (no replay of the ledger).
+        #[arg(long, value_name = "GENESIS_TOML")]
+        verify: Option<PathBuf>,
     },
     /// Send NEURO from this node's balance to another account.
     Send {
@@ -85,7 +90,16 @@ async fn wallet(args: Args) -> anyhow::Result<()> {
     let node = args.node.as_str();
     match args.command {
         Command::Address => println!("{}", load_key(args.data_dir)?.node_id().to_hex()),
-        Command::Balance { id } => print_account(&account(node, id.as_deref()).await?),
+        Command::Balance { id, verify } => {
+            let view = account(node, id.as_deref()).await?;
+            print_account(&view);
+            if let Some(genesis) = verify {
+                let block: BlockView =
+                    http::get(node, &format!("/api/ledger/block/{}", view.height)).await?;
+                check_account(&view, &block, &genesis)?;
+                println!("verified   against block {}'s certificate", view.height);
+            }
+        }
         Command::History { id } => print_history(history(node, id.as_deref()).await?),
         Command::Send { to, amount } => {
             let to = account_id(&to)?;
@@ -96,6 +110,50 @@ async fn wallet(args: Args) -> anyhow::Result<()> {
             submit(node, args.data_dir, Action::Unstake { amount }).await?;
         }
         Command::Withdraw => submit(node, args.data_dir, Action::Withdraw).await?,
+    }
+    Ok(())
+}
+
+/// Checks `view` without trusting the node: `block` carries a certificate of the genesis
+/// committee, its state root is the one `view` was read at, and the account's proof leads there.
+fn check_account(
+    view: &AccountView,
+    block: &BlockView,
+    genesis: &std::path::Path,
+) -> anyhow::Result<()> {
+    let genesis = neuroshard_data::Genesis::load(genesis)?;
+    let spec = genesis
+        .ledger
+        .context("this genesis file has no ledger section")?;
+    let committee: Vec<[u8; 32]> = spec
+        .committee_ids()
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .map(|id| id.0)
+        .collect();
+    if block.certificate.is_empty() {
+        bail!(
+            "block {} was finalized through a later block and has no certificate of its own;              ask again in a moment",
+            block.height
+        );
+    }
+    let bytes = hex::decode(&block.block).context("the block's bytes are not hex")?;
+    let certificate = hex::decode(&block.certificate).context("the certificate is not hex")?;
+    let certified = neuroshard_consensus::verify_finalized(&committee, 0, &bytes, &certificate)
+        .context("the block's certificate does not verify against the genesis committee")?;
+    let root = Hash(certified.header.state_root);
+    if certified.header.height != view.height || root.to_hex() != view.state_root {
+        bail!("the certified block is not the one the account was read at");
+    }
+    let proof: AccountProof =
+        postcard::from_bytes(&hex::decode(&view.proof).context("the account proof is not hex")?)
+            .context("the account proof does not decode")?;
+    let id = account_id(&view.id)?;
+    let account = &proof.account;
+    let same =
+        (account.balance, account.stake, account.nonce) == (view.balance, view.stake, view.nonce);
+    if !same || !proof.verify(&id, &root) {
+        bail!("the account's proof does not lead to the certified state root");
     }
     Ok(())
 }
