@@ -134,5 +134,5 @@ pub use engine::{
 pub use error::Error;
 pub use follower::{Follower, MAX_PENDING};
 pub use machine::{Header, Machine, Rows};
-pub use state::{Finalized, MAX_MEMPOOL_TXS, MAX_TX_BYTES};
+pub use state::{Finalized, MAX_MEMPOOL_TXS, MAX_TX_BYTES, MEMPOOL_TTL_BLOCKS};
 pub use store::{Resumed, Store};

@@ -15,6 +15,10 @@ use std::{
 
 /// The most transactions a mempool holds; `submit` refuses more.
 pub const MAX_MEMPOOL_TXS: usize = 10_000;
+/// Finalized blocks a transaction may wait in the mempool without being included; then it is
+/// dropped (one the machine refuses would otherwise stay for ever, and a mempool full of those
+/// would refuse every new transaction). Whoever still wants it submits it again.
+pub const MEMPOOL_TTL_BLOCKS: u64 = 64;
 /// The largest transaction `submit` accepts, in bytes.
 pub const MAX_TX_BYTES: usize = 64 * 1024;
 
@@ -70,6 +74,30 @@ struct Mempool {
     next: u64,
     order: BTreeMap<u64, (Digest, Vec<u8>)>,
     index: HashMap<Digest, u64>,
+    /// The finalized height at which each transaction (by sequence number) arrived.
+    arrived: BTreeMap<u64, u64>,
+}
+
+impl Mempool {
+    fn remove(&mut self, seq: u64) {
+        if let Some((hash, _)) = self.order.remove(&seq) {
+            self.index.remove(&hash);
+        }
+        self.arrived.remove(&seq);
+    }
+
+    /// Drops the transactions that have waited [`MEMPOOL_TTL_BLOCKS`] by `height`.
+    fn expire(&mut self, height: u64) {
+        let expired: Vec<u64> = self
+            .arrived
+            .iter()
+            .take_while(|(_, at)| at.saturating_add(MEMPOOL_TTL_BLOCKS) <= height)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            self.remove(seq);
+        }
+    }
 }
 
 pub(crate) struct Inner<S> {
@@ -178,10 +206,11 @@ impl<M: Machine> Shared<M> {
         let mut inner = self.lock();
         let height = entry.header.height;
         for tx in &entry.txs {
-            if let Some(seq) = inner.mempool.index.remove(tx) {
-                inner.mempool.order.remove(&seq);
+            if let Some(&seq) = inner.mempool.index.get(tx) {
+                inner.mempool.remove(seq);
             }
         }
+        inner.mempool.expire(height);
         inner.finalized = (digest, entry.header.clone());
         inner.states.insert(digest, entry);
         inner
@@ -242,8 +271,10 @@ impl<M: Machine> Shared<M> {
         }
         let seq = inner.mempool.next;
         inner.mempool.next += 1;
+        let height = inner.finalized.1.height;
         inner.mempool.order.insert(seq, (hash, tx));
         inner.mempool.index.insert(hash, seq);
+        inner.mempool.arrived.insert(seq, height);
         Ok(())
     }
 
@@ -382,6 +413,23 @@ mod tests {
         let stale = child(&genesis, &[9]);
         shared.insert(stale.digest(), entry(&stale));
         assert!(shared.entry(&stale.digest()).is_none());
+
+        // Transactions no block carries (they arrived at height 0) are dropped once the
+        // finalized height reaches MEMPOOL_TTL_BLOCKS.
+        let mut parent = one;
+        while parent.header.height < MEMPOOL_TTL_BLOCKS {
+            assert_eq!(shared.mempool_len(), 2, "still waiting");
+            let next = child(&parent, &[]);
+            let out = Finalized {
+                header: next.header.clone(),
+                body: next.body.clone(),
+                digest: next.id(),
+                certificate: None,
+            };
+            shared.finalize(next.digest(), entry(&next), out);
+            parent = next;
+        }
+        assert_eq!(shared.mempool_len(), 0, "expired");
     }
 
     #[test]

@@ -21,7 +21,8 @@ use std::path::Path;
 use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
 use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
 use neuroshard_ledger::{
-    Action, BlockInfo, Body, Ledger, LedgerGenesis, Outbox, Receipt, Rules, State, WalletRequest,
+    Action, BlockInfo, Body, Ledger, LedgerGenesis, Outbox, Receipt, Rules, SignedTx, State,
+    WalletRequest,
 };
 use neuroshard_node::WorkChecks;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -402,7 +403,7 @@ impl Chain {
         let mut effects = Effects::default();
         match wire {
             LedgerWire::Tx(tx) => {
-                if let Role::Validator(engine, _) = &self.role {
+                if let (Role::Validator(engine, _), true) = (&self.role, self.admits(&tx)) {
                     let _ = engine.submit(tx);
                 }
             }
@@ -412,6 +413,15 @@ impl Chain {
             LedgerWire::Need { from: height } => self.serve(from, height, &mut effects),
         }
         Ok(effects)
+    }
+
+    /// Whether a gossiped transaction may enter this validator's mempool: it decodes, its
+    /// signature holds, it names this network and a nonce the account has not used. (Whether it
+    /// applies is decided when a block is built; the mempool drops what waits too long.)
+    fn admits(&self, bytes: &[u8]) -> bool {
+        SignedTx::decode(bytes).is_ok_and(|tx| {
+            tx.tx.network == self.network && tx.tx.nonce >= self.view.account(&tx.signer).nonce
+        })
     }
 
     /// A follower takes a block: checked by the follower, then applied here.
