@@ -37,31 +37,24 @@ pub(crate) struct Book {
     finality: VecDeque<u64>,
     /// This node's rewards so far, and their series.
     earned: u64,
-    rewards: Vec<RewardPoint>,
+    /// Their series, kept bounded by [`LedgerStatus::push_reward`] (only `rewards` is used).
+    series: LedgerStatus,
 }
 
 impl Book {
-    /// Records block `header` with `body` and its `receipt`; `rounds` are the ledger's round
-    /// books before the block (a round it settles is kept as it stood); `now_ms` is when this
-    /// node applied it.
+    /// Records block `header` with its `receipt`; `rounds` are the ledger's round books before
+    /// the block (a round it settles is kept as it stood); `now_ms` is when this node applied it.
     pub(crate) fn record(
         &mut self,
         header: &Header,
-        body: &[u8],
         receipt: &Receipt,
         rounds: &BTreeMap<Round, RoundBook>,
         owner: &NodeId,
         now_ms: Option<u64>,
     ) {
         let at = (header.height, header.timestamp_ms);
-        if let Ok(body) = Body::decode(body, &Rules::DEFAULT) {
-            for tx in body
-                .txs
-                .iter()
-                .filter_map(|bytes| SignedTx::decode(bytes).ok())
-            {
-                self.transaction(at, &tx);
-            }
+        for tx in &receipt.txs {
+            self.transaction(at, tx);
         }
         let proposer = NodeId(header.proposer);
         if receipt.proposer_reward > 0 {
@@ -77,10 +70,16 @@ impl Book {
         for (who, lost) in &receipt.slashed {
             self.push(who, at, HistoryKind::Slash, *lost, None, None);
         }
+        let mut mine = if proposer == *owner {
+            receipt.proposer_reward
+        } else {
+            0
+        };
         for payout in &receipt.settled {
             for (who, amount) in &payout.rewards {
                 self.push(who, at, HistoryKind::Reward, *amount, None, None);
             }
+            mine = mine.saturating_add(payout.rewards.get(owner).copied().unwrap_or(0));
             let book = rounds.get(&payout.round).cloned().unwrap_or_default();
             self.settled.insert(
                 payout.round,
@@ -93,13 +92,6 @@ impl Book {
                 self.settled.pop_first();
             }
         }
-        let mine: u64 = self.history.get(owner).map_or(0, |entries| {
-            entries
-                .iter()
-                .filter(|e| e.height == header.height && is_reward(e.kind))
-                .map(|e| e.amount)
-                .sum()
-        });
         if mine > 0 {
             self.earned = self.earned.saturating_add(mine);
             let point = RewardPoint {
@@ -107,7 +99,7 @@ impl Book {
                 time_ms: header.timestamp_ms,
                 total: self.earned,
             };
-            self.rewards.push(point);
+            self.series.push_reward(point);
         }
         if let Some(now) = now_ms {
             if self.finality.len() >= FINALITY_KEPT {
@@ -212,7 +204,7 @@ impl Book {
             balance: account.balance,
             stake: account.stake,
             unbonding: unbonding(&account),
-            rewards: self.rewards.clone(),
+            rewards: self.series.rewards.clone(),
             pending: outbox
                 .waiting()
                 .map(|(tx, action)| PendingTx {
@@ -222,10 +214,6 @@ impl Book {
                 .collect(),
         }
     }
-}
-
-fn is_reward(kind: HistoryKind) -> bool {
-    matches!(kind, HistoryKind::Reward | HistoryKind::ProposerReward)
 }
 
 /// A round's book for people; `payout` once it settled.

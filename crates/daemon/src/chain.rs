@@ -22,7 +22,7 @@ use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
 use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
 use neuroshard_ledger::{
     Action, BlockInfo, Body, Ledger, LedgerGenesis, Outbox, Receipt, Rules, SignedTx, State,
-    WalletRequest,
+    WalletRequest, inclusion_list,
 };
 use neuroshard_node::WorkChecks;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -245,14 +245,8 @@ impl Chain {
             let rounds = self.view.meta.rounds.clone();
             let receipt = self.apply(&block.header, &block.body)?;
             let now = live.then(now_ms);
-            self.book.record(
-                &block.header,
-                &block.body,
-                &receipt,
-                &rounds,
-                &self.owner,
-                now,
-            );
+            self.book
+                .record(&block.header, &receipt, &rounds, &self.owner, now);
             if self.validates() {
                 let certificate = self.store().certificate(height).ok().flatten();
                 let wire = LedgerWire::Block {
@@ -303,17 +297,6 @@ impl Chain {
         Ok(receipt)
     }
 
-    /// The rounds the view holds closed, for a node core that (re)starts.
-    pub(crate) fn decided(&self) -> Vec<(u64, Vec<(NodeId, Hash)>)> {
-        self.view
-            .meta
-            .rounds
-            .iter()
-            .filter(|(_, book)| book.closed_at.is_some())
-            .map(|(round, book)| (*round, list(&book.claims)))
-            .collect()
-    }
-
     /// Waits until the engine has finalized a block (validators; never resolves for a
     /// follower, or once the engine stopped).
     pub(crate) async fn finalized(&mut self) {
@@ -338,7 +321,7 @@ impl Chain {
 
     fn record(&mut self, header: &Header, receipt: Receipt, effects: &mut Effects) {
         if let Some((round, claims)) = &receipt.closed {
-            effects.decided.push((*round, list(claims)));
+            effects.decided.push((*round, inclusion_list(claims)));
         }
         effects.receipts.push((header.clone(), receipt));
         self.resign(effects);
@@ -524,10 +507,6 @@ fn now_ms() -> u64 {
     #[allow(clippy::disallowed_methods)] // the daemon is where the clock is read
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since.map_or(0, |d| d.as_millis() as u64)
-}
-
-fn list(claims: &[neuroshard_ledger::Claim]) -> Vec<(NodeId, Hash)> {
-    claims.iter().map(|c| (c.contributor, c.delta)).collect()
 }
 
 /// Starts the consensus engine for this validator.

@@ -123,7 +123,7 @@ impl Daemon {
         })?;
         let chain = open_chain(config, &key, &genesis, network_id, &settings)?;
         let mut node = resume_node(&key, &settings, genesis.seed, network_id, data_dir, &chain)?;
-        for (round, list) in chain.iter().flat_map(Chain::decided) {
+        for (round, list) in chain.iter().flat_map(|c| c.view().decided()) {
             // A (re)started node learns the lists the ledger still holds; nothing is due yet.
             let _ = node.handle(Timestamp::ZERO, Input::Decided { round, list });
         }

@@ -75,8 +75,8 @@ pub struct Receipt {
     pub settled: Vec<crate::Payout>,
     /// Accounts slashed in this block, and what each lost.
     pub slashed: Vec<(NodeId, Amount)>,
-    /// The ids of the transactions applied, in order.
-    pub txs: Vec<Hash>,
+    /// The transactions applied, checked, in order.
+    pub txs: Vec<SignedTx>,
     /// The proposer's reward.
     pub proposer_reward: Amount,
 }
@@ -117,7 +117,7 @@ impl<W: Work> Ledger<W> {
                         .map(|()| tx)
                 })
                 .map_err(|reason| BlockError::Transaction { index, reason })?;
-            receipt.txs.push(tx.id());
+            receipt.txs.push(tx);
         }
         self.end(&mut next, info, &mut receipt);
         *state = next;

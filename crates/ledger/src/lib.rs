@@ -33,6 +33,7 @@ pub use outbox::Outbox;
 pub use rules::Rules;
 pub use state::{
     Account, AccountProof, Audit, Claim, Meta, Payout, RoundBook, State, Supply, Unbond,
+    inclusion_list,
 };
 pub use tx::{Action, MAX_TX_BYTES, SignedTx, TX_NAMESPACE, Tx};
 pub use wallet::{REQUEST_TTL_MS, WALLET_NAMESPACE, WalletRequest};

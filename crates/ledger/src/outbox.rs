@@ -50,8 +50,9 @@ impl Outbox {
 
     /// A block applied the transactions `txs` (ids): the actions they carried are done.
     pub fn applied(&mut self, receipt: &Receipt) {
+        let applied: Vec<Hash> = receipt.txs.iter().map(SignedTx::id).collect();
         self.waiting
-            .retain(|(id, _)| id.is_none_or(|id| !receipt.txs.contains(&id)));
+            .retain(|(id, _)| id.is_none_or(|id| !applied.contains(&id)));
     }
 
     /// Signs every waiting action from the ledger's next nonce in `state`, in order, dropping

@@ -62,6 +62,11 @@ pub struct Claim {
     pub root: Hash,
 }
 
+/// Claims as the node core takes an inclusion list: (contributor, Δ hash), in ledger order.
+pub fn inclusion_list(claims: &[Claim]) -> Vec<(NodeId, Hash)> {
+    claims.iter().map(|c| (c.contributor, c.delta)).collect()
+}
+
 /// An auditor's recorded verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
@@ -89,6 +94,11 @@ pub struct RoundBook {
 }
 
 impl RoundBook {
+    /// The inclusion list as the node core takes it.
+    pub fn list(&self) -> Vec<(NodeId, Hash)> {
+        inclusion_list(&self.claims)
+    }
+
     /// The claim of `contributor`, if it is on the list.
     pub fn claim_of(&self, contributor: &NodeId) -> Option<&Claim> {
         self.claims.iter().find(|c| &c.contributor == contributor)
@@ -184,6 +194,16 @@ impl State {
             path: MerkleProof::prove(&self.account_leaves(), index)?,
             meta: self.meta_hash(),
         })
+    }
+
+    /// The closed rounds the state still holds, with their lists (for a node core that starts).
+    pub fn decided(&self) -> Vec<(Round, Vec<(NodeId, Hash)>)> {
+        self.meta
+            .rounds
+            .iter()
+            .filter(|(_, book)| book.closed_at.is_some())
+            .map(|(round, book)| (*round, book.list()))
+            .collect()
     }
 
     /// The sum of every account's holdings, which must equal [`Supply::expected`].

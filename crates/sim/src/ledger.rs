@@ -86,24 +86,6 @@ impl SimLedger {
         })
     }
 
-    /// The closed rounds the state still holds, with their lists, for a node that (re)starts.
-    pub(crate) fn decided(&self) -> Vec<(Round, Vec<(NodeId, Hash)>)> {
-        self.state
-            .meta
-            .rounds
-            .iter()
-            .filter(|(_, book)| book.closed_at.is_some())
-            .map(|(round, book)| {
-                let list = book
-                    .claims
-                    .iter()
-                    .map(|c| (c.contributor, c.delta))
-                    .collect();
-                (*round, list)
-            })
-            .collect()
-    }
-
     /// The ledger state, for the nodes' [`neuroshard_node::Node::ledger_action`].
     pub(crate) fn state(&self) -> &State {
         &self.state

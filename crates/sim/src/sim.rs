@@ -540,7 +540,7 @@ impl<W: Workload> Sim<W> {
         .map_err(|err| Error::InvalidConfig(err.to_string()))?;
         // A (re)started node learns the lists the ledger still holds, as a daemon reads them
         // from its ledger store; nothing is due before its first tick.
-        for (round, list) in self.ledger.iter().flat_map(|l| l.decided()) {
+        for (round, list) in self.ledger.iter().flat_map(|l| l.state().decided()) {
             let _ = core.handle(now, Input::Decided { round, list });
         }
         self.nodes[node] = Some(core);
@@ -662,7 +662,7 @@ impl<W: Workload> Sim<W> {
         let Some((round, claims)) = receipt.closed else {
             return Ok(());
         };
-        let list: Vec<(NodeId, Hash)> = claims.iter().map(|c| (c.contributor, c.delta)).collect();
+        let list = neuroshard_ledger::inclusion_list(&claims);
         for node in 0..self.config.nodes {
             if self.nodes[node].is_some() {
                 let input = Input::Decided {
