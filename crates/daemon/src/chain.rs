@@ -232,21 +232,20 @@ impl Chain {
             served: BTreeMap::new(),
         };
         // A restart: the blocks already in the store, onto the view.
-        chain.catch_up(&mut Effects::default(), false)?;
+        chain.catch_up(&mut Effects::default(), None)?;
         Ok(chain)
     }
 
     /// Applies to the view every block the store holds beyond it; a validator gossips each to
-    /// the followers. `live`: these blocks were finalized just now (not read back at a restart),
-    /// so their finality can be measured.
-    fn catch_up(&mut self, effects: &mut Effects, live: bool) -> Result<()> {
+    /// the followers. `now_ms`: the driver's clock when these blocks were finalized just now
+    /// (`None` when they are read back at a restart), so their finality can be measured.
+    fn catch_up(&mut self, effects: &mut Effects, now_ms: Option<u64>) -> Result<()> {
         for height in self.head.height + 1..=self.store_height() {
             let block = self.stored(height)?;
             let rounds = self.view.meta.rounds.clone();
             let receipt = self.apply(&block.header, &block.body)?;
-            let now = live.then(now_ms);
             self.book
-                .record(&block.header, &receipt, &rounds, &self.owner, now);
+                .record(&block.header, &receipt, &rounds, &self.owner, now_ms);
             if self.validates() {
                 let certificate = self.store().certificate(height).ok().flatten();
                 let wire = LedgerWire::Block {
@@ -313,9 +312,9 @@ impl Chain {
 
     /// The engine finalized blocks: apply what the store holds beyond the view (the store,
     /// written before the notice, is the one source), and tell the followers.
-    pub(crate) fn on_finalized(&mut self) -> Result<Effects> {
+    pub(crate) fn on_finalized(&mut self, now_ms: u64) -> Result<Effects> {
         let mut effects = Effects::default();
-        self.catch_up(&mut effects, true)?;
+        self.catch_up(&mut effects, Some(now_ms))?;
         Ok(effects)
     }
 
@@ -382,7 +381,12 @@ impl Chain {
     }
 
     /// A ledger message from `from`.
-    pub(crate) fn on_wire(&mut self, from: NodeId, wire: LedgerWire) -> Result<Effects> {
+    pub(crate) fn on_wire(
+        &mut self,
+        from: NodeId,
+        wire: LedgerWire,
+        now_ms: u64,
+    ) -> Result<Effects> {
         let mut effects = Effects::default();
         match wire {
             LedgerWire::Tx(tx) => {
@@ -391,9 +395,9 @@ impl Chain {
                 }
             }
             LedgerWire::Block { block, certificate } => {
-                self.follow(&block, certificate.as_deref(), &mut effects)?;
+                self.follow(&block, certificate.as_deref(), now_ms, &mut effects)?;
             }
-            LedgerWire::Need { from: height } => self.serve(from, height, &mut effects),
+            LedgerWire::Need { from: height } => self.serve(from, height, now_ms, &mut effects),
         }
         Ok(effects)
     }
@@ -412,6 +416,7 @@ impl Chain {
         &mut self,
         block: &[u8],
         certificate: Option<&[u8]>,
+        now_ms: u64,
         effects: &mut Effects,
     ) -> Result<()> {
         let Role::Follower(follower) = &mut self.role else {
@@ -419,7 +424,7 @@ impl Chain {
         };
         match follower.accept(block, certificate) {
             Ok(0) => Ok(()),
-            Ok(_) => self.catch_up(effects, true),
+            Ok(_) => self.catch_up(effects, Some(now_ms)),
             Err(err) => {
                 tracing::debug!(%err, "a ledger block was refused");
                 Ok(())
@@ -429,8 +434,7 @@ impl Chain {
 
     /// Sends `peer` the stored blocks from `from` on, a batch at a time, at most once per
     /// [`SERVE_EVERY_MS`].
-    fn serve(&mut self, peer: NodeId, from: u64, effects: &mut Effects) {
-        let now = now_ms();
+    fn serve(&mut self, peer: NodeId, from: u64, now: u64, effects: &mut Effects) {
         if self
             .served
             .get(&peer)
@@ -500,13 +504,6 @@ impl Chain {
         let block = self.store().block(height).ok().flatten()?;
         Some((block, self.store().certificate(height).ok().flatten()))
     }
-}
-
-/// Now, ms since the Unix epoch: when a block reached this node, for its finality.
-fn now_ms() -> u64 {
-    #[allow(clippy::disallowed_methods)] // the daemon is where the clock is read
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Starts the consensus engine for this validator.

@@ -543,7 +543,7 @@ impl Driver {
     /// The engine finalized blocks.
     fn on_ledger_block(&mut self) -> Result<()> {
         let effects = match &mut self.chain {
-            Some(chain) => chain.on_finalized()?,
+            Some(chain) => chain.on_finalized(now().0 / 1000)?,
             None => return Ok(()),
         };
         self.carry_out_ledger(effects);
@@ -554,7 +554,7 @@ impl Driver {
         let Some(chain) = &mut self.chain else {
             return;
         };
-        match chain.on_wire(from, message) {
+        match chain.on_wire(from, message, now().0 / 1000) {
             Ok(effects) => self.carry_out_ledger(effects),
             Err(err) => tracing::error!(%err, "the ledger could not apply a block"),
         }

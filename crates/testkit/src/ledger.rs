@@ -21,8 +21,8 @@ pub fn write_key(work: &Path, name: &str, seed: u8) -> String {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir).expect("creating the node's data directory");
     let key = Keypair::from_seed([seed; 32]);
-    std::fs::write(dir.join("node.key"), hex(&key.secret_bytes())).expect("writing the key");
-    hex(&key.node_id().0)
+    std::fs::write(dir.join("node.key"), hex::encode(key.secret_bytes())).expect("writing the key");
+    key.node_id().to_hex()
 }
 
 impl Committee {
@@ -89,8 +89,4 @@ pub fn height_of(status: &Value) -> u64 {
 /// `GET /api/ledger/…` from the node at `dashboard`.
 pub fn ledger_get(dashboard: &str, path: &str) -> Option<Value> {
     http_get_json(dashboard, &format!("/api/ledger/{path}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
