@@ -120,13 +120,17 @@ fn inner_config(
     config: &NodeConfig,
     seq_len: usize,
 ) -> neuroshard_train::Result<InnerConfig> {
-    let total = config.schedule_rounds * genesis.diloco.inner_steps;
-    let warmup = config.warmup_steps.min(total.saturating_sub(1));
+    let schedule = LrSchedule::over_rounds(
+        config.warmup_steps,
+        config.schedule_rounds,
+        genesis.diloco.inner_steps,
+        config.lr,
+    )?;
     Ok(InnerConfig {
         batch_size: config.batch_size,
         seq_len,
         adamw: AdamWConfig::NEUROSHARD,
-        schedule: LrSchedule::new(warmup, total, config.lr, config.lr / 10.0)?,
+        schedule,
         clip_norm: 1.0,
     })
 }

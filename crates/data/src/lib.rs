@@ -24,7 +24,7 @@
 //! ```text
 //! // Build (or reuse, after verifying) a genesis directory: fetch → tokenizer → shards → manifest → genesis.toml.
 //! pub fn build_genesis(options: &BuildOptions, progress: &dyn Progress) -> Result<GenesisDir>;
-//! BuildOptions::new(out: impl Into<PathBuf>) -> BuildOptions      // defaults: fetched corpus, vocab 8192, 1M-token shards, 1 % validation, preset "nano"
+//! BuildOptions::new(out: impl Into<PathBuf>) -> BuildOptions      // defaults: fetched corpus, vocab 8192, 1M-token shards, 2 % validation, preset "nano"
 //! NoProgress                                                       // a Progress that shows nothing
 //!
 //! // Open a built directory (cheap checks: tokenizer hash, manifest root, genesis ↔ manifest).
@@ -74,7 +74,10 @@ mod tokenizer;
 
 pub use assign::assign;
 pub use batches::{BatchAddress, ShardData, TrainBatches, ValidationBatches};
-pub use build::{BuildOptions, CorpusChoice, NoProgress, Progress, Stage, build_genesis};
+pub use build::{
+    BuildOptions, CorpusChoice, DEFAULT_VALIDATION_FRACTION, NoProgress, Progress, Stage,
+    build_genesis,
+};
 pub use corpus::{Corpus, Document, Problem, SourceStats, read_corpus};
 pub use dir::{GenesisDir, VerifyReport};
 pub use error::{Error, Result};

@@ -12,9 +12,9 @@ use crate::{Error, Result};
 use neuroshard_primitives::{MerkleProof, merkle_root};
 
 /// The manifest format this crate writes and reads (2: training documents in hash order; 3: the
-/// shards of a split of equal size), so a directory built by an older version is rebuilt rather
+/// shards of a split of equal size; 4: validation drawn by chunks across the corpus), so a directory built by an older version is rebuilt rather
 /// than reused.
-pub const MANIFEST_FORMAT_VERSION: u32 = 3;
+pub const MANIFEST_FORMAT_VERSION: u32 = 4;
 
 /// One shard file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,12 +45,14 @@ pub struct Manifest {
     /// Most tokens per shard: each split is cut into the fewest shards that respects it, of equal
     /// size to within one token.
     pub shard_tokens: usize,
-    /// Fraction of documents held out for validation.
+    /// Fraction of the corpus's chunks held out for validation.
     pub validation_fraction: f64,
-    /// Documents in the training split.
-    pub train_documents: usize,
-    /// Documents in the validation split.
-    pub validation_documents: usize,
+    /// Documents in the corpus (both splits draw from all of them).
+    pub documents: usize,
+    /// Tokens per validation chunk ([`crate::shard::VALIDATION_CHUNK_TOKENS`] when written).
+    pub validation_chunk_tokens: usize,
+    /// Chunks in the validation split.
+    pub validation_chunks: usize,
     /// Merkle root over the training shards' hashes, in order (see [`crate::merkle_root`]).
     pub merkle_root: Hash,
     /// The training shards.

@@ -86,15 +86,25 @@ pub fn validation_name(index: usize) -> String {
     format!("val-{index:05}.bin")
 }
 
-/// Whether a document belongs to the validation split: the first 8 bytes of the BLAKE3 hash of
-/// its text, as a little-endian `u64`, fall below `fraction` of the `u64` range. This depends on
-/// the document alone, so a document is in the same split whatever else is in the corpus.
-pub fn is_validation(text: &str, fraction: f64) -> bool {
-    validation_key(text) < threshold(fraction)
+/// Tokens in one validation chunk: the validation split is drawn chunk by chunk from across the
+/// whole corpus, so it samples every source and many documents rather than a few whole ones.
+pub const VALIDATION_CHUNK_TOKENS: usize = 256;
+
+/// Whether a chunk of tokens belongs to the validation split: the first 8 bytes of the BLAKE3
+/// hash of its tokens (little-endian `u32`s), as a little-endian `u64`, fall below `fraction` of
+/// the `u64` range. This depends on the chunk alone.
+pub fn is_validation(chunk: &[u32], fraction: f64) -> bool {
+    validation_key(chunk) < threshold(fraction)
 }
 
-fn validation_key(text: &str) -> u64 {
-    let hash = blake3::hash(text.as_bytes());
+fn validation_key(chunk: &[u32]) -> u64 {
+    let bytes: Vec<u8> = chunk.iter().flat_map(|t| t.to_le_bytes()).collect();
+    hash_key(&bytes)
+}
+
+/// The first 8 bytes of the BLAKE3 hash of `bytes`, as a little-endian `u64`.
+fn hash_key(bytes: &[u8]) -> u64 {
+    let hash = blake3::hash(bytes);
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
     u64::from_le_bytes(first)
@@ -109,27 +119,40 @@ fn threshold(fraction: f64) -> u64 {
     }
 }
 
-/// Splits document indices into (training, validation) by [`is_validation`]. When `fraction`
-/// is positive but no document falls under it, the document with the smallest key goes to
-/// validation, so there is always something to validate on (given two documents or more).
-///
-/// Training documents come in the order of their keys, a deterministic shuffle: a corpus read
+/// The documents in the order of the hash of their text, a deterministic shuffle: a corpus read
 /// source by source would otherwise give shards of one source each, and replicas that train on
 /// different shards would learn different languages (DiLoCo wants every shard a fair sample).
-pub fn split(texts: &[&str], fraction: f64) -> (Vec<usize>, Vec<usize>) {
-    let keys: Vec<u64> = texts.iter().map(|t| validation_key(t)).collect();
+pub fn shuffled(texts: &[&str]) -> Vec<usize> {
+    let keys: Vec<u64> = texts.iter().map(|t| hash_key(t.as_bytes())).collect();
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| (keys[i], i));
+    order
+}
+
+/// The two splits of the joined corpus `stream`: cut into chunks of
+/// [`VALIDATION_CHUNK_TOKENS`], each goes to validation by [`is_validation`] and otherwise to
+/// training, both in stream order. When `fraction` is positive but no chunk falls under it, the
+/// chunk with the smallest key goes to validation, so there is always something to validate on
+/// (given two chunks or more). Returns (training, validation, validation chunks).
+pub fn split(stream: &[u32], fraction: f64) -> (Vec<u32>, Vec<u32>, usize) {
+    let chunks: Vec<&[u32]> = stream.chunks(VALIDATION_CHUNK_TOKENS).collect();
+    let keys: Vec<u64> = chunks.iter().map(|c| validation_key(c)).collect();
     let cut = threshold(fraction);
-    let (mut val, mut train): (Vec<usize>, Vec<usize>) =
-        (0..texts.len()).partition(|&i| keys[i] < cut);
-    if fraction > 0.0 && val.is_empty() && train.len() > 1 {
-        let smallest = (0..texts.len())
-            .min_by_key(|&i| (keys[i], i))
-            .expect("at least two documents");
-        train.retain(|&i| i != smallest);
-        val.push(smallest);
+    let mut held: Vec<bool> = keys.iter().map(|&k| k < cut).collect();
+    if fraction > 0.0 && chunks.len() > 1 && !held.contains(&true) {
+        let smallest = (0..chunks.len()).min_by_key(|&i| (keys[i], i));
+        held[smallest.expect("at least two chunks")] = true;
     }
-    train.sort_by_key(|&i| (keys[i], i));
-    (train, val)
+    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    for (chunk, &held) in chunks.iter().zip(&held) {
+        if held {
+            validation.extend_from_slice(chunk);
+        } else {
+            train.extend_from_slice(chunk);
+        }
+    }
+    let count = held.iter().filter(|&&h| h).count();
+    (train, validation, count)
 }
 
 /// `stream` cut into the fewest pieces of at most `max` tokens, of equal length to within one
@@ -177,48 +200,55 @@ mod tests {
     }
 
     #[test]
-    fn split_is_by_document_and_roughly_the_fraction() {
-        let docs: Vec<String> = (0..5000).map(|i| format!("document number {i}")).collect();
-        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let (train, val) = split(&texts, 0.01);
-        assert_eq!(train.len() + val.len(), 5000);
-        assert!(
-            (25..=75).contains(&val.len()),
-            "{} validation docs",
-            val.len()
-        );
-        for &i in &val {
-            assert!(is_validation(texts[i], 0.01));
+    fn split_is_by_chunk_and_roughly_the_fraction() {
+        let stream: Vec<u32> = (0..VALIDATION_CHUNK_TOKENS as u32 * 5000).collect();
+        let (train, val, count) = split(&stream, 0.02);
+        assert_eq!(train.len() + val.len(), stream.len());
+        assert_eq!(val.len(), count * VALIDATION_CHUNK_TOKENS);
+        assert!((60..=140).contains(&count), "{count} validation chunks");
+        // Every held-out chunk is one is_validation picks, and none of it reaches training.
+        for chunk in val.chunks(VALIDATION_CHUNK_TOKENS) {
+            assert!(is_validation(chunk, 0.02));
+            assert!(!train.contains(&chunk[0]));
         }
-        // Membership depends on the document alone: a smaller corpus keeps the same choices.
-        let (_, val_half) = split(&texts[..2500], 0.01);
-        let expected: Vec<usize> = val.iter().copied().filter(|&i| i < 2500).collect();
-        assert_eq!(val_half, expected);
+        // Chunks are drawn from across the stream, not from one end of it.
+        let first_half = val
+            .iter()
+            .filter(|&&t| (t as usize) < stream.len() / 2)
+            .count();
+        let share = first_half as f64 / val.len() as f64;
+        assert!(
+            (0.3..=0.7).contains(&share),
+            "{share} of the split from the first half"
+        );
     }
 
     #[test]
-    fn training_documents_are_shuffled_the_same_way_every_time() {
+    fn documents_are_shuffled_the_same_way_every_time() {
         // Two "sources" read one after the other, as the corpus reader does.
         let docs: Vec<String> = (0..400)
             .map(|i| format!("{} {i}", if i < 200 { "play" } else { "news" }))
             .collect();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let (train, _) = split(&texts, 0.01);
-        assert_eq!(train, split(&texts, 0.01).0);
-        let first_half = &train[..train.len() / 2];
-        let plays = first_half.iter().filter(|&&i| i < 200).count();
-        assert!(
-            (60..=140).contains(&plays),
-            "{plays} of {} are plays",
-            first_half.len()
-        );
+        let order = shuffled(&texts);
+        assert_eq!(order, shuffled(&texts));
+        let plays = order[..200].iter().filter(|&&i| i < 200).count();
+        assert!((60..=140).contains(&plays), "{plays} of 200 are plays");
     }
 
     #[test]
-    fn split_keeps_at_least_one_validation_document() {
-        let (train, val) = split(&["a", "b", "c"], 1e-9);
-        assert_eq!((train.len(), val.len()), (2, 1));
-        assert_eq!(split(&["a", "b"], 0.0).1, Vec::<usize>::new());
+    fn split_keeps_at_least_one_validation_chunk() {
+        let stream: Vec<u32> = (0..3 * VALIDATION_CHUNK_TOKENS as u32).collect();
+        let (train, val, count) = split(&stream, 1e-9);
+        assert_eq!(
+            (train.len(), val.len(), count),
+            (
+                stream.len() - VALIDATION_CHUNK_TOKENS,
+                VALIDATION_CHUNK_TOKENS,
+                1
+            )
+        );
+        assert!(split(&stream, 0.0).1.is_empty());
     }
 
     #[test]

@@ -95,35 +95,32 @@ fn two_fresh_builds_agree_and_a_rebuild_reuses() {
 }
 
 #[test]
-fn validation_documents_never_reach_training_shards() {
+fn validation_chunks_never_reach_training_shards() {
     let corpus = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
     let out = tempfile::tempdir().unwrap();
     let dir = build_genesis(&options(corpus.path(), out.path()), &NoProgress).unwrap();
-    let tokenizer = dir.tokenizer();
     let manifest = dir.manifest();
-    let train = dir.train_batches(None, 0).unwrap();
-    let mut text = String::new();
-    for (i, entry) in manifest.shards.iter().enumerate() {
-        let address = neuroshard_data::BatchAddress {
-            shard: i,
-            offset: 0,
-            length: entry.tokens,
-        };
-        text.push_str(&tokenizer.decode(&train.read(address).unwrap()).unwrap());
-    }
-    let docs = neuroshard_data::read_corpus(corpus.path(), false)
-        .unwrap()
-        .documents;
-    let held_out: Vec<&str> = docs
-        .iter()
-        .map(|d| d.text.as_str())
-        .filter(|t| shard::is_validation(t, 0.05))
-        .collect();
-    assert!(!held_out.is_empty());
-    assert_eq!(held_out.len(), manifest.validation_documents);
-    for doc in held_out {
-        assert!(!text.contains(doc), "validation document leaked: {doc}");
+    let read_split = |entries: &[neuroshard_data::ShardEntry]| -> Vec<u32> {
+        entries
+            .iter()
+            .flat_map(|entry| {
+                let bytes = std::fs::read(out.path().join(&entry.name)).unwrap();
+                let n = manifest.token_width.count(&entry.name, &bytes).unwrap();
+                (0..n).map(move |i| manifest.token_width.read(&bytes, i))
+            })
+            .collect()
+    };
+    let train = read_split(&manifest.shards);
+    let validation = read_split(&manifest.validation_shards);
+    let chunk = shard::VALIDATION_CHUNK_TOKENS;
+    assert!(manifest.validation_chunks > 0);
+    assert!(validation.len() <= manifest.validation_chunks * chunk);
+    assert!(validation.len() > (manifest.validation_chunks - 1) * chunk);
+    for held in validation.chunks(chunk).filter(|c| c.len() == chunk) {
+        assert!(shard::is_validation(held, 0.05));
+        let leaked = train.windows(chunk).any(|w| w == held);
+        assert!(!leaked, "a validation chunk is in the training shards");
     }
 }
 

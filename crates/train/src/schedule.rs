@@ -32,6 +32,24 @@ impl LrSchedule {
         Ok(schedule)
     }
 
+    /// The schedule of a network's inner steps: `warmup_steps` (at most the whole span less one)
+    /// of warm-up to `max_lr`, then a cosine to a tenth of it over `rounds` rounds of
+    /// `inner_steps` each. The node and the simulator both take their schedule from here.
+    pub fn over_rounds(
+        warmup_steps: u64,
+        rounds: u64,
+        inner_steps: u64,
+        max_lr: f32,
+    ) -> Result<Self> {
+        let total = rounds.saturating_mul(inner_steps);
+        Self::new(
+            warmup_steps.min(total.saturating_sub(1)),
+            total,
+            max_lr,
+            max_lr / 10.0,
+        )
+    }
+
     /// Checks the invariants [`LrSchedule::new`] enforces (for schedules read from a file).
     pub fn validate(&self) -> Result<()> {
         let rates_ok = self.max_lr.is_finite()

@@ -57,8 +57,8 @@ struct BuildArgs {
     /// Most tokens per shard file (each split is cut into equal shards no larger).
     #[arg(long, default_value_t = 1_000_000)]
     shard_tokens: usize,
-    /// Fraction of documents held out for validation.
-    #[arg(long, default_value_t = 0.01)]
+    /// Fraction of the corpus held out for validation, drawn in 256-token chunks from across it.
+    #[arg(long, default_value_t = neuroshard_data::DEFAULT_VALIDATION_FRACTION)]
     validation_fraction: f64,
     /// Model preset written to genesis.toml (nano, tiny, small, base).
     #[arg(long, default_value = "nano")]

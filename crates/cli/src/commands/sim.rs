@@ -85,6 +85,14 @@ pub(crate) struct Args {
     /// Peak inner AdamW learning rate.
     #[arg(long, default_value_t = 3e-3)]
     lr: f32,
+    /// Inner steps of linear learning-rate warm-up (default: a tenth of the schedule, at most
+    /// 200).
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// Rounds the cosine learning-rate schedule spans (default `--rounds`; a node's default is
+    /// in `config/node.toml`).
+    #[arg(long)]
+    schedule_rounds: Option<u64>,
     /// Outer Nesterov learning rate.
     #[arg(long, default_value_t = 0.7)]
     outer_lr: f32,
@@ -216,8 +224,10 @@ fn execute<D: DataPlan + Clone>(
 }
 
 fn inner_config(args: &Args, seq_len: usize) -> Result<InnerConfig> {
-    let total = args.rounds * args.inner_steps as u64;
-    let schedule = LrSchedule::new((total / 10).min(200), total, args.lr, args.lr / 10.0)?;
+    let rounds = args.schedule_rounds.unwrap_or(args.rounds);
+    let total = rounds * args.inner_steps as u64;
+    let warmup = args.warmup_steps.unwrap_or((total / 10).min(200));
+    let schedule = LrSchedule::over_rounds(warmup, rounds, args.inner_steps as u64, args.lr)?;
     Ok(InnerConfig {
         batch_size: args.batch_size,
         seq_len,
