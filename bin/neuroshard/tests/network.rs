@@ -42,8 +42,9 @@ fn start(
     NodeProcess::start(Path::new(EXE), name, work, genesis, &args)
 }
 
-/// Loads `node`'s dashboard in headless Chromium and checks that the plot shows the loss the
-/// node reports; skipped, with the reason printed, where Chromium is absent.
+/// Loads `node`'s dashboard in headless Chromium and checks that the plots show the losses the
+/// node reports (its replica's training loss; its network model's validation loss against
+/// tokens); skipped, with the reason printed, where Chromium is absent.
 fn dashboard_plots_the_node_loss(node: &NodeProcess) {
     let Some(chromium) = chromium() else {
         println!("browser check skipped: no chromium on PATH (apt-get install chromium)");
@@ -54,25 +55,40 @@ fn dashboard_plots_the_node_loss(node: &NodeProcess) {
         &format!("http://{}/", node.dashboard),
         &["--dump-dom"],
     );
-    let plotted: Vec<f64> = attr(&dom, "loss-line", "data-values")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let served: Vec<f64> = node.status().unwrap()["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["loss"].as_f64())
-        .collect();
+    let values = |id| -> Vec<f64> {
+        attr(&dom, id, "data-values")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    let status = node.status().unwrap();
+    let served = |series: &str, field: &str| -> Vec<f64> {
+        status[series]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p[field].as_f64())
+            .collect()
+    };
+    let reported = |plotted: &[f64], served: &[f64]| {
+        plotted
+            .iter()
+            .all(|v| served.iter().any(|s| (s - v).abs() < 1e-9))
+    };
+    let (plotted, served_model) = (values("loss-line"), served("model_history", "val_loss"));
+    let served = served("history", "loss");
+    let model = values("model-line");
+    assert!(
+        !model.is_empty() && reported(&model, &served_model),
+        "the network model's plot shows its reported validation losses: {model:?} vs {served_model:?}"
+    );
     assert!(
         plotted.len() >= 2,
         "the plot shows the live loss: {plotted:?}"
     );
     assert!(
-        plotted
-            .iter()
-            .all(|v| served.iter().any(|s| (s - v).abs() < 1e-9)),
+        reported(&plotted, &served),
         "every plotted value is one the node reported: {plotted:?} vs {served:?}"
     );
 }
@@ -123,6 +139,16 @@ fn nodes_train_together_join_and_survive_a_crash() {
     assert!(
         vals.len() >= 2 && vals.last() < vals.first(),
         "validation loss should fall: {vals:?}"
+    );
+    let tokens: Vec<u64> = statuses[0]["model_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["tokens"].as_u64())
+        .collect();
+    assert!(
+        tokens.len() >= 2 && tokens.windows(2).all(|w| w[0] < w[1]),
+        "the network model's tokens grow round by round: {tokens:?}"
     );
     println!(
         "three nodes agree at round {}; val loss {vals:?}",

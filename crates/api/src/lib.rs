@@ -59,7 +59,9 @@ pub use ledger::{
     HistoryEntry, HistoryKind, LedgerApi, LedgerStatus, PendingTx, REWARDS_LIMIT, RewardPoint,
     RewardView, RoundLedgerView, SubmitReply, TxView, UnbondView,
 };
-pub use status::{Audits, ClosedRound, Excluded, HISTORY_LIMIT, Point, ROUNDS_LIMIT, Status};
+pub use status::{
+    Audits, ClosedRound, Excluded, HISTORY_LIMIT, ModelPoint, Point, ROUNDS_LIMIT, Status,
+};
 
 /// Where the HTTP API listens unless told otherwise: loopback only, port 8000.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8000));

@@ -48,12 +48,12 @@ pub fn render(status: &Status) -> String {
         ),
         (
             "neuroshard_loss",
-            "Latest training loss (NaN before the first step).",
+            "Latest training loss of this node's replica on its own batches (NaN before the first step).",
             status.loss.unwrap_or(f64::NAN),
         ),
         (
             "neuroshard_validation_loss",
-            "Latest validation loss (NaN before the first evaluation).",
+            "Latest validation loss of the network's model (NaN before the first evaluation).",
             status.val_loss.unwrap_or(f64::NAN),
         ),
         (
@@ -91,6 +91,11 @@ pub fn render(status: &Status) -> String {
             "neuroshard_payload_bytes_received_total",
             "Application bytes received from peers, without transport overhead.",
             status.payload_bytes_received,
+        ),
+        (
+            "neuroshard_network_tokens_total",
+            "Training tokens in the outer steps of the rounds this node closed.",
+            status.network_tokens,
         ),
         (
             "neuroshard_rounds_at_deadline_total",

@@ -29,10 +29,20 @@ pub struct Status {
     pub round: u64,
     /// The inner step within the current round.
     pub inner_step: u64,
-    /// The latest training loss, if a step has run.
+    /// The latest training loss of this node's replica on its own batches (or, after a round
+    /// closed, the mean its contributors reported), if a step has run.
     pub loss: Option<f64>,
-    /// The latest validation loss, if one was measured.
+    /// The latest validation loss of the network's model (the one every replica starts the
+    /// round from, and the one an export writes), if one was measured.
     pub val_loss: Option<f64>,
+    /// Training tokens in the outer steps of the rounds this node closed since it started:
+    /// the x axis of [`Status::model_history`].
+    #[serde(default)]
+    pub network_tokens: u64,
+    /// The network model's validation loss against `network_tokens`, oldest first, at most
+    /// [`HISTORY_LIMIT`] points.
+    #[serde(default)]
+    pub model_history: Vec<ModelPoint>,
     /// Training throughput in tokens per second.
     pub tokens_per_sec: f64,
     /// Hash of the current model weights, if a model is loaded.
@@ -83,6 +93,17 @@ pub struct ClosedRound {
     pub installed: bool,
 }
 
+/// The network's model at the start of a round: how far it has trained and how well it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelPoint {
+    /// The round whose start model was measured.
+    pub round: u64,
+    /// [`Status::network_tokens`] when it was measured.
+    pub tokens: u64,
+    /// Its validation loss.
+    pub val_loss: f64,
+}
+
 /// One point of the loss history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -106,6 +127,13 @@ impl Status {
     pub fn push_point(&mut self, point: Point) {
         thin(&mut self.history, HISTORY_LIMIT);
         self.history.push(point);
+    }
+
+    /// Appends `point` to the network model's history, keeping it within [`HISTORY_LIMIT`] the
+    /// way [`Status::push_point`] does.
+    pub fn push_model_point(&mut self, point: ModelPoint) {
+        thin(&mut self.model_history, HISTORY_LIMIT);
+        self.model_history.push(point);
     }
 
     /// Appends `round` to the closed rounds, keeping the newest [`ROUNDS_LIMIT`], and counts it

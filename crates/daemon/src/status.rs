@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use neuroshard_api::{ClosedRound, Point, Status};
+use neuroshard_api::{ClosedRound, ModelPoint, Point, Status};
 use neuroshard_node::{RoundSummary, Timestamp};
 use neuroshard_p2p::{Multiaddr, PeerId, TrafficStats};
 use neuroshard_primitives::{Hash, NodeId};
@@ -103,6 +103,11 @@ impl StatusBoard {
         let step = round * self.inner_steps;
         self.tx.send_modify(|s| {
             s.val_loss = Some(f64::from(val_loss));
+            s.push_model_point(ModelPoint {
+                round,
+                tokens: s.network_tokens,
+                val_loss: f64::from(val_loss),
+            });
             s.push_point(Point {
                 round,
                 step,
@@ -120,6 +125,7 @@ impl StatusBoard {
         let closed_at_s = summary.closed_at.as_secs_f64();
         self.tx.send_modify(|s| {
             s.contributors = summary.included.len() as u64;
+            s.network_tokens = s.network_tokens.saturating_add(summary.tokens);
             if !summary.included.is_empty() {
                 s.loss = Some(f64::from(summary.train_loss));
             }

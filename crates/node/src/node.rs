@@ -141,6 +141,9 @@ pub struct RoundSummary {
     pub model_hash: Hash,
     /// Mean of the included contributors' reported final inner losses.
     pub train_loss: f32,
+    /// Training tokens the outer step applied: the included contributors' claimed tokens,
+    /// summed (0 when the step was skipped).
+    pub tokens: u64,
     /// When the round closed.
     pub closed_at: Timestamp,
 }

@@ -6,32 +6,58 @@ use neuroshard_primitives::{Batch, BatchSource};
 
 use crate::{Error, Result};
 
-/// Mean loss of `model` over `batches`, summed in `f64` so the order of many small terms does
-/// not move the result; refuses an empty slice rather than report a loss of no batches.
+/// Mean loss of `model` over `batches`, by [`loss_estimate`].
 pub fn mean_loss(model: &NeuroLlm, batches: &[Batch]) -> Result<f32> {
+    Ok(loss_estimate(model, batches)?.mean)
+}
+
+/// A validation loss with its standard error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossEstimate {
+    /// The mean of the batch losses.
+    pub mean: f32,
+    /// The standard error of that mean: the batch losses' sample standard deviation over
+    /// √batches (0 for a single batch), treating the batches as independent draws.
+    pub stderr: f32,
+}
+
+/// The mean loss of `model` over `batches` and its standard error, summed in `f64` so the order
+/// of many small terms does not move the result; refuses an empty slice rather than report a
+/// loss of no batches.
+pub fn loss_estimate(model: &NeuroLlm, batches: &[Batch]) -> Result<LossEstimate> {
     if batches.is_empty() {
         return Err(Error::NoBatches);
     }
-    let mut total = 0.0_f64;
-    for batch in batches {
-        total += f64::from(model.loss(batch)?);
-    }
-    Ok((total / batches.len() as f64) as f32)
+    let losses = batches
+        .iter()
+        .map(|batch| Ok(f64::from(model.loss(batch)?)))
+        .collect::<Result<Vec<f64>>>()?;
+    let n = losses.len() as f64;
+    let mean = losses.iter().sum::<f64>() / n;
+    let variance = if losses.len() > 1 {
+        losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    Ok(LossEstimate {
+        mean: mean as f32,
+        stderr: (variance / n).sqrt() as f32,
+    })
 }
 
-/// Mean loss of `model` over batches `0..n_batches` of `source` (`batch` rows of `seq`), by
-/// [`mean_loss`].
+/// The loss of `model` over batches `0..n_batches` of `source` (`batch` rows of `seq`), by
+/// [`loss_estimate`].
 pub fn evaluate<S: BatchSource>(
     model: &NeuroLlm,
     source: &S,
     n_batches: u64,
     batch: usize,
     seq: usize,
-) -> Result<f32> {
+) -> Result<LossEstimate> {
     let batches = (0..n_batches)
         .map(|index| source.batch(index, batch, seq).map_err(Error::data))
         .collect::<Result<Vec<_>>>()?;
-    mean_loss(model, &batches)
+    loss_estimate(model, &batches)
 }
 
 #[cfg(test)]
@@ -57,7 +83,12 @@ mod tests {
             .collect();
         let expected = (losses.iter().sum::<f64>() / 3.0) as f32;
         assert_eq!(mean_loss(&model, &batches).unwrap(), expected);
-        assert_eq!(evaluate(&model, &source, 3, 2, 8).unwrap(), expected);
+        let mean = losses.iter().sum::<f64>() / 3.0;
+        let sd = (losses.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        let estimate = loss_estimate(&model, &batches).unwrap();
+        assert!((f64::from(estimate.stderr) - sd / 3f64.sqrt()).abs() < 1e-6);
+        assert!(estimate.stderr > 0.0);
+        assert_eq!(evaluate(&model, &source, 3, 2, 8).unwrap().mean, expected);
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, l2_norm};
 pub use diloco::{OuterConfig, OuterOptimizer, Replica};
 pub use error::{Error, Result};
-pub use eval::{evaluate, mean_loss};
+pub use eval::{LossEstimate, evaluate, loss_estimate, mean_loss};
 pub use inner::{Gradients, InnerConfig, InnerLoop, StepStats};
 pub use run::{CheckpointPolicy, Observer, Validation, run};
 pub use schedule::LrSchedule;

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use neuroshard_primitives::BatchSource;
 
-use crate::{Result, StepStats, Trainer, checkpoint};
+use crate::{LossEstimate, Result, StepStats, Trainer, checkpoint};
 
 /// Receives progress from [`run`]; the command line draws a progress bar or prints JSON lines
 /// from it, so the loop itself does no I/O except checkpoints.
 pub trait Observer {
     /// Called after every step, with the validation loss when one was computed after it.
-    fn on_step(&mut self, stats: &StepStats, val_loss: Option<f32>);
+    fn on_step(&mut self, stats: &StepStats, val_loss: Option<LossEstimate>);
 
     /// Called after a checkpoint has been written completely.
     fn on_checkpoint(&mut self, step: u64, dir: &Path);

@@ -7,7 +7,8 @@ use neuroshard_primitives::{Batch, BatchSource, Hash};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AdamW, AdamWConfig, Error, InnerConfig, InnerLoop, LrSchedule, Result, StepStats, evaluate,
+    AdamW, AdamWConfig, Error, InnerConfig, InnerLoop, LossEstimate, LrSchedule, Result, StepStats,
+    evaluate,
 };
 
 /// Everything that fixes a run's trajectory: with the same spec and data, every step's loss is
@@ -163,9 +164,9 @@ impl Trainer {
         self.inner.set_params(params)
     }
 
-    /// Mean loss over batches `0..n_batches` of `source`, without changing anything (see
-    /// [`crate::mean_loss`]).
-    pub fn evaluate<S: BatchSource>(&self, source: &S, n_batches: u64) -> Result<f32> {
+    /// The loss over batches `0..n_batches` of `source` with its standard error, without
+    /// changing anything (see [`crate::loss_estimate`]).
+    pub fn evaluate<S: BatchSource>(&self, source: &S, n_batches: u64) -> Result<LossEstimate> {
         evaluate(
             self.inner.model(),
             source,
@@ -216,7 +217,7 @@ mod tests {
         trainer.step(&source).unwrap();
         trainer.step(&source).unwrap();
         assert!(trainer.is_done());
-        assert!(trainer.evaluate(&source, 2).unwrap().is_finite());
+        assert!(trainer.evaluate(&source, 2).unwrap().mean.is_finite());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use candle_core::Device;
 use neuroshard_model::Config;
 use neuroshard_primitives::Hash;
 use neuroshard_train::{
-    AdamWConfig, CheckpointPolicy, InMemorySource, LrSchedule, Observer, RunSpec, StepStats,
-    Trainer, Validation, checkpoint, run,
+    AdamWConfig, CheckpointPolicy, InMemorySource, LossEstimate, LrSchedule, Observer, RunSpec,
+    StepStats, Trainer, Validation, checkpoint, run,
 };
 
 const STEPS: u64 = 6;
@@ -20,10 +20,10 @@ struct Record {
 }
 
 impl Observer for Record {
-    fn on_step(&mut self, stats: &StepStats, val_loss: Option<f32>) {
+    fn on_step(&mut self, stats: &StepStats, val_loss: Option<LossEstimate>) {
         self.losses.push((stats.step, stats.loss.to_bits()));
         if let Some(v) = val_loss {
-            self.val_losses.push((stats.step, v.to_bits()));
+            self.val_losses.push((stats.step, v.mean.to_bits()));
         }
     }
 

@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use neuroshard_data::{BuildOptions, GenesisDir, Progress, Stage, build_genesis};
 use neuroshard_model::{Config, DEFAULT_VOCAB_SIZE};
 use neuroshard_train::{
-    AdamWConfig, CheckpointPolicy, LrSchedule, Observer, RunSpec, StepStats, Trainer, Validation,
-    checkpoint,
+    AdamWConfig, CheckpointPolicy, LossEstimate, LrSchedule, Observer, RunSpec, StepStats, Trainer,
+    Validation, checkpoint,
 };
 
 /// Arguments of `neuroshard train`.
@@ -205,7 +205,7 @@ struct Display {
     log_every: u64,
     window_start: Instant,
     window_tokens: usize,
-    last_val: Option<f32>,
+    last_val: Option<LossEstimate>,
     last_loss: Option<f32>,
 }
 
@@ -240,16 +240,16 @@ impl Display {
             );
             return;
         };
-        let val = self
-            .last_val
-            .map_or(String::new(), |v| format!(", val loss {v:.4}"));
+        let val = self.last_val.map_or(String::new(), |v| {
+            format!(", val loss {:.4} ± {:.4}", v.mean, v.stderr)
+        });
         tracing::info!("done: loss {loss:.4}{val}; checkpoint in {}", dir.display());
     }
 }
 
 impl Observer for Display {
     #[allow(clippy::disallowed_methods)] // Wall-clock throughput is measured at the edge.
-    fn on_step(&mut self, stats: &StepStats, val_loss: Option<f32>) {
+    fn on_step(&mut self, stats: &StepStats, val_loss: Option<LossEstimate>) {
         self.window_tokens += stats.tokens;
         self.last_loss = Some(stats.loss);
         self.last_val = val_loss.or(self.last_val);
@@ -261,9 +261,9 @@ impl Observer for Display {
         let elapsed = self.window_start.elapsed().max(Duration::from_micros(1));
         let tokens_per_sec = self.window_tokens as f64 / elapsed.as_secs_f64();
         (self.window_start, self.window_tokens) = (Instant::now(), 0);
-        let val = self
-            .last_val
-            .map_or(String::new(), |v| format!("  val {v:.4}"));
+        let val = self.last_val.map_or(String::new(), |v| {
+            format!("  val {:.4} ± {:.4}", v.mean, v.stderr)
+        });
         self.bar.set_message(format!(
             "loss {:.4}{val}  {tokens_per_sec:.0} tok/s",
             stats.loss
@@ -278,7 +278,8 @@ impl Observer for Display {
                 "tokens_per_sec": tokens_per_sec,
             });
             if let Some(v) = val_loss {
-                line["val_loss"] = v.into();
+                line["val_loss"] = v.mean.into();
+                line["val_loss_stderr"] = v.stderr.into();
             }
             self.bar.suspend(|| println!("{line}"));
         }

@@ -129,6 +129,14 @@ pub(crate) fn outer_step(node: &mut Node, now: Timestamp, closing: Closing) -> R
         .map(|id| node.inbox[id].announcement.loss_end)
         .sum::<f32>()
         / included.len().max(1) as f32;
+    let tokens = if skipped.is_none() {
+        included
+            .iter()
+            .map(|id| node.inbox[id].announcement.tokens)
+            .fold(0u64, u64::saturating_add)
+    } else {
+        0
+    };
     let missed: Vec<NodeId> = expected
         .iter()
         .filter(|id| !included.contains(id))
@@ -146,6 +154,7 @@ pub(crate) fn outer_step(node: &mut Node, now: Timestamp, closing: Closing) -> R
         skipped,
         model_hash: node.model_hash,
         train_loss,
+        tokens,
         closed_at: now,
     };
     node.inbox = std::mem::take(&mut node.early);
