@@ -76,7 +76,7 @@ impl Default for NodeConfig {
             warmup_steps: 50,
             schedule_rounds: 200,
             shards_per_node: 1,
-            val_batches: 4,
+            val_batches: 32,
             consensus_listen: None,
             validators: Vec::new(),
             exit_on_stdin_close: false,
