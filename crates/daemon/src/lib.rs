@@ -181,7 +181,11 @@ impl Daemon {
         let ledger_api: Option<Arc<dyn neuroshard_api::LedgerApi>> = chain
             .is_some()
             .then(|| Arc::new(queries::Queries::new(jobs_tx)) as _);
-        let (http, api) = neuroshard_api::serve_with(config.http, status_rx, ledger_api).await?;
+        let backends = neuroshard_api::Backends {
+            ledger: ledger_api,
+            completions: None,
+        };
+        let (http, api) = neuroshard_api::serve_with(config.http, status_rx, backends).await?;
         let addrs = net.handle.bootstrap_addrs().await?;
         status.set_addrs(&addrs);
         if let Some(chain) = &chain {
