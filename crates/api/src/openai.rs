@@ -145,7 +145,8 @@ pub(crate) struct ErrorDetail {
 }
 
 impl OpenAiError {
-    fn new(status: StatusCode, kind: &'static str, message: String) -> Self {
+    /// An error of OpenAI's `type` `kind`, with no `param` and no `code`.
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: String) -> Self {
         let error = ErrorDetail {
             message,
             kind,

@@ -83,9 +83,8 @@ pub(crate) async fn chat(
 
 /// A `/v1` route that does not exist, in OpenAI's error shape.
 pub(crate) async fn not_found() -> OpenAiError {
-    let mut error = OpenAiError::invalid(None, "no such route; see GET /v1/models");
-    error.status = StatusCode::NOT_FOUND;
-    error
+    let message = "no such route; see GET /v1/models".to_owned();
+    OpenAiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
 }
 
 fn serving(shared: &Shared) -> Result<&OpenAi, OpenAiError> {
@@ -161,9 +160,8 @@ async fn run(openai: &OpenAi, kind: Kind, checked: Checked) -> Reply {
 }
 
 fn crashed() -> Piece {
-    let mut error = OpenAiError::invalid(None, "the generation stopped unexpectedly");
-    error.status = StatusCode::INTERNAL_SERVER_ERROR;
-    error.error.kind = "server_error";
+    let message = "the generation stopped unexpectedly".to_owned();
+    let error = OpenAiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
     Piece::Done(Err(error))
 }
 
