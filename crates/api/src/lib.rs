@@ -17,9 +17,20 @@
 //! | `GET /api/ledger/round/{round}` | a [`RoundLedgerView`] |
 //! | `POST /api/ledger/submit` | body: a sealed wallet request; answers a [`SubmitReply`] |
 //!
-//! The ledger routes ask the [`LedgerApi`] given to [`serve_with`]; without one (and under
-//! [`serve`]) they answer 503. Their errors are JSON, `{"error": "..."}` ([`ErrorBody`]), with
-//! 404, 400 or 503 as [`ApiError`] says.
+//! | `GET /v1/models` | the served model, as OpenAI lists models |
+//! | `POST /v1/completions` | an OpenAI completion (`stream: true`: server-sent events) |
+//! | `POST /v1/chat/completions` | an OpenAI chat completion, the messages rendered with [`chat_prompt`] |
+//!
+//! The ledger routes ask the [`LedgerApi`] given to [`serve_with`] in its [`Backends`]; without
+//! one (and under [`serve`]) they answer 503. Their errors are JSON, `{"error": "..."}`
+//! ([`ErrorBody`]), with 404, 400 or 503 as [`ApiError`] says.
+//!
+//! The `/v1` routes are OpenAI-compatible (the official clients work unchanged) and ask the
+//! [`Completions`] in the [`Backends`]: the routes check the request (model name, `n = 1`,
+//! `max_tokens` within the context, sampling settings in range), run the generation on a
+//! blocking thread, at most [`GENERATIONS_AT_ONCE`] at once (429 past that), and answer its
+//! text whole or streamed. Their errors have OpenAI's shape,
+//! `{"error": {"message", "type", "param", "code"}}`, with 400, 404, 413, 429, 500 or 503.
 //!
 //! ```no_run
 //! # async fn run() -> neuroshard_api::Result<()> {
@@ -39,6 +50,9 @@ mod error;
 mod ledger;
 mod ledger_routes;
 pub mod metrics;
+mod openai;
+mod openai_routes;
+mod openai_wire;
 mod status;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -46,10 +60,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -58,6 +72,10 @@ pub use ledger::{
     AccountView, ApiError, AuditView, BlockView, ClaimView, ConvictionView, ErrorBody,
     HistoryEntry, HistoryKind, LedgerApi, LedgerStatus, PendingTx, REWARDS_LIMIT, RewardPoint,
     RewardView, RoundLedgerView, SubmitReply, TxView, UnbondView,
+};
+pub use openai::{
+    CHAT_TURN_END, CompletionError, Completions, FinishReason, Finished, GENERATIONS_AT_ONCE,
+    Generation, MAX_BODY_BYTES, MAX_STOPS, ModelInfo, chat_prompt,
 };
 pub use status::{
     Audits, ClosedRound, Excluded, HISTORY_LIMIT, ModelPoint, Point, ROUNDS_LIMIT, Status,
@@ -69,44 +87,75 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 /// The dashboard page: HTML, CSS and JavaScript in one file, no external requests.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
-/// Binds `addr` and serves the routes from the latest value in `status`, on a network without a
-/// ledger: [`serve_with`] and no [`LedgerApi`].
+/// Binds `addr` and serves the routes from the latest value in `status`, with no ledger and no
+/// model: [`serve_with`] and [`Backends::default`].
 pub async fn serve(
     addr: SocketAddr,
     status: watch::Receiver<Status>,
 ) -> Result<(SocketAddr, JoinHandle<Result<()>>)> {
-    serve_with(addr, status, None).await
+    serve_with(addr, status, Backends::default()).await
 }
 
-/// Binds `addr` and serves the routes from the latest value in `status`, the ledger routes from
-/// `ledger` (503 without one).
+/// What answers the routes beyond the status: each route group answers 503 without its backend.
+#[derive(Default)]
+pub struct Backends {
+    /// The `/api/ledger/*` routes.
+    pub ledger: Option<Arc<dyn LedgerApi>>,
+    /// The OpenAI-compatible `/v1/*` routes.
+    pub completions: Option<Arc<dyn Completions>>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("ledger", &self.ledger.is_some())
+            .field("completions", &self.completions.is_some())
+            .finish()
+    }
+}
+
+/// Binds `addr` and serves the routes from the latest value in `status`, the ledger and `/v1`
+/// routes from `backends`.
 ///
 /// Returns the bound address (so a caller that asked for port 0 learns the port) and the server
 /// task; abort the task to stop the server. The task ends with an error only if the listener fails.
 pub async fn serve_with(
     addr: SocketAddr,
     status: watch::Receiver<Status>,
-    ledger: Option<Arc<dyn LedgerApi>>,
+    backends: Backends,
 ) -> Result<(SocketAddr, JoinHandle<Result<()>>)> {
     let bind_err = |source| Error::Bind { addr, source };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(bind_err)?;
     let local = listener.local_addr().map_err(bind_err)?;
-    let app = router(Shared { status, ledger });
+    let shared = Shared {
+        status,
+        ledger: backends.ledger,
+        openai: backends.completions.map(openai_routes::OpenAi::new),
+    };
+    let app = router(shared);
     let task = tokio::spawn(async move { axum::serve(listener, app).await.map_err(Error::Serve) });
     Ok((local, task))
 }
 
-/// What every handler reads: the latest status and, on a network with one, the ledger.
+/// What every handler reads: the latest status and, where there are, the ledger and the model.
 #[derive(Clone)]
 struct Shared {
     status: watch::Receiver<Status>,
     ledger: Option<Arc<dyn LedgerApi>>,
+    openai: Option<openai_routes::OpenAi>,
 }
 
 fn router(shared: Shared) -> Router {
     use ledger_routes as l;
+    use openai_routes as o;
+    let v1 = Router::new()
+        .route("/v1/models", get(o::models))
+        .route("/v1/completions", post(o::completions))
+        .route("/v1/chat/completions", post(o::chat))
+        .route("/v1/{*rest}", any(o::not_found))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
         .route("/", get(dashboard))
         .route("/api/status", get(status_json))
@@ -116,6 +165,7 @@ fn router(shared: Shared) -> Router {
         .route("/api/ledger/block/{height}", get(l::block))
         .route("/api/ledger/round/{round}", get(l::round))
         .route("/api/ledger/submit", post(l::submit))
+        .merge(v1)
         .with_state(shared)
 }
 

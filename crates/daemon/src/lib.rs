@@ -49,6 +49,7 @@ mod chain;
 #[cfg(feature = "cheat")]
 mod cheat;
 mod checkpoint;
+mod completions;
 mod config;
 mod dataset;
 mod driver;
@@ -116,6 +117,7 @@ impl Daemon {
         let key = keyfile::load_or_create(&data_dir.join(keyfile::KEY_FILE))?;
         let dataset = Dataset::open(&config.genesis, data_dir)?;
         let genesis = dataset.genesis().clone();
+        let tokenizer_path = dataset.dir().join("tokenizer.json");
         let network_id = genesis.network_id();
         let settings = Settings::resolve(&genesis, config).map_err(|reason| Error::Genesis {
             path: config.genesis.clone(),
@@ -181,13 +183,25 @@ impl Daemon {
         let ledger_api: Option<Arc<dyn neuroshard_api::LedgerApi>> = chain
             .is_some()
             .then(|| Arc::new(queries::Queries::new(jobs_tx)) as _);
-        let (http, api) = neuroshard_api::serve_with(config.http, status_rx, ledger_api).await?;
+        // The checkpoint channel starts at the node's starting state (genesis, or the checkpoint
+        // it resumed from), which the writer skips; the API's generator reads the latest state.
+        let (checkpoints, checkpoint_rx) = watch::channel(Some(Arc::new(node.snapshot())));
+        let generator = completions::Generator::new(
+            &genesis,
+            settings.model.clone(),
+            tokenizer_path,
+            checkpoints.subscribe(),
+        );
+        let backends = neuroshard_api::Backends {
+            ledger: ledger_api,
+            completions: Some(Arc::new(generator)),
+        };
+        let (http, api) = neuroshard_api::serve_with(config.http, status_rx, backends).await?;
         let addrs = net.handle.bootstrap_addrs().await?;
         status.set_addrs(&addrs);
         if let Some(chain) = &chain {
             status.ledger(chain.status());
         }
-        let (checkpoints, checkpoint_rx) = watch::channel(None);
         let checkpoint_task = tokio::spawn(write_checkpoints(
             data_dir.join(CHECKPOINT_FILE),
             network_id,

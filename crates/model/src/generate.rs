@@ -14,14 +14,31 @@ pub fn generate(
     sampling: &SamplingConfig,
     stop: Option<u32>,
 ) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(max_tokens);
+    generate_each(model, prompt, max_tokens, sampling, stop, |token| {
+        out.push(token);
+        true
+    })?;
+    Ok(out)
+}
+
+/// [`generate`], handing each new token to `on_token` as soon as it is sampled (a server streams
+/// them); stops early when `on_token` returns `false`.
+pub fn generate_each(
+    model: &NeuroLlm,
+    prompt: &[u32],
+    max_tokens: usize,
+    sampling: &SamplingConfig,
+    stop: Option<u32>,
+    mut on_token: impl FnMut(u32) -> bool,
+) -> Result<()> {
     if prompt.is_empty() {
         return Err(Error::EmptyPrompt);
     }
     let mut sampler = Sampler::new(sampling)?;
     let mut cache = model.new_cache();
     let mut step: Vec<u32> = prompt.to_vec();
-    let mut out = Vec::with_capacity(max_tokens);
-    while out.len() < max_tokens {
+    for _ in 0..max_tokens {
         let t = step.len();
         let tokens = Tensor::from_vec(step, (1, t), model.device())?;
         let logits = model
@@ -29,13 +46,12 @@ pub fn generate(
             .i((0, t - 1))?
             .to_vec1::<f32>()?;
         let next = sampler.sample(&logits)?;
-        if Some(next) == stop {
+        if Some(next) == stop || !on_token(next) {
             break;
         }
-        out.push(next);
         step = vec![next];
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -121,6 +137,21 @@ mod tests {
         let stopped = generate(&model, &[4, 5], 12, &sampling(1), Some(a[3])).unwrap();
         let first = a.iter().position(|&t| t == a[3]).unwrap();
         assert_eq!(stopped, a[..first]);
+    }
+
+    #[test]
+    fn each_token_is_handed_over_and_the_callback_can_stop() {
+        let cfg = micro();
+        let model = NeuroLlm::new(&cfg, 15, &Device::Cpu).unwrap();
+        let greedy = SamplingConfig::greedy();
+        let all = generate(&model, &[1, 2], 8, &greedy, None).unwrap();
+        let mut seen = Vec::new();
+        generate_each(&model, &[1, 2], 8, &greedy, None, |token| {
+            seen.push(token);
+            seen.len() < 3
+        })
+        .unwrap();
+        assert_eq!(seen, all[..3]);
     }
 
     #[test]

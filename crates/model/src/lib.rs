@@ -50,7 +50,7 @@ mod test_utils;
 
 pub use config::{Config, DEFAULT_VOCAB_SIZE, PRESET_NAMES};
 pub use error::{Error, Result};
-pub use generate::generate;
+pub use generate::{generate, generate_each};
 pub use model::NeuroLlm;
 pub use sampling::{Sampler, SamplingConfig};
 pub use stage::{KvCache, Stage, StageGrads, StageInput, StageSpec};

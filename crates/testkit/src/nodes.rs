@@ -173,6 +173,29 @@ pub fn http_get_json(host: &str, path: &str) -> Option<Value> {
     serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
 }
 
+/// `POST path` to `host` with the JSON `body`, within `limit`: the status code and the body
+/// (a chunked body, a server-sent event stream say, keeps its chunk-size lines).
+pub fn http_post(host: &str, path: &str, body: &str, limit: Duration) -> (u16, String) {
+    let mut stream = TcpStream::connect(host).expect("the node accepts a connection");
+    stream
+        .set_read_timeout(Some(limit))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the request is sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("the node answers in time");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok());
+    (code.expect("a status line"), body.to_owned())
+}
+
 /// Polls until `done` holds for the nodes' statuses, or panics with their logs after `limit`.
 pub fn wait_for(
     what: &str,

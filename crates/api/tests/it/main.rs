@@ -2,5 +2,6 @@
 
 mod browser;
 mod ledger;
+mod openai;
 mod routes;
 mod support;

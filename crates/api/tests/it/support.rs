@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use neuroshard_api::{
-    ClosedRound, LedgerApi, LedgerStatus, PendingTx, Point, RewardPoint, Status, UnbondView, serve,
-    serve_with,
+    Backends, ClosedRound, LedgerApi, LedgerStatus, PendingTx, Point, RewardPoint, Status,
+    UnbondView, serve, serve_with,
 };
 use neuroshard_primitives::Hash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,7 +91,11 @@ pub(crate) async fn start_with(
 ) -> (SocketAddr, watch::Sender<Status>) {
     let (tx, rx) = watch::channel(status);
     let addr = "127.0.0.1:0".parse().unwrap();
-    let (addr, _task) = serve_with(addr, rx, Some(ledger)).await.unwrap();
+    let backends = Backends {
+        ledger: Some(ledger),
+        completions: None,
+    };
+    let (addr, _task) = serve_with(addr, rx, backends).await.unwrap();
     (addr, tx)
 }
 

@@ -480,7 +480,13 @@ mod tests {
         let (_tx, rx) = tokio::sync::watch::channel(status);
         let ledger = ledger.map(|node| node as Arc<dyn neuroshard_api::LedgerApi>);
         let addr = "127.0.0.1:0".parse().unwrap();
-        let (addr, _task) = neuroshard_api::serve_with(addr, rx, ledger).await.unwrap();
+        let backends = neuroshard_api::Backends {
+            ledger,
+            completions: None,
+        };
+        let (addr, _task) = neuroshard_api::serve_with(addr, rx, backends)
+            .await
+            .unwrap();
         format!("http://{addr}")
     }
 
