@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use neuroshard_data::{
-    BuildOptions, Clients, CorpusChoice, Genesis, GenesisDir, LedgerSpec, Manifest, Progress,
-    Stage, build_genesis, default_cache_dir, fetch_default_corpus,
+    BuildOptions, Clients, CorpusChoice, DilocoSpec, Genesis, GenesisDir, LedgerSpec, Manifest,
+    Progress, Stage, build_genesis, default_cache_dir, fetch_default_corpus,
 };
 
 /// Arguments of `neuroshard genesis`.
@@ -80,13 +80,13 @@ struct InitArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// DiLoCo inner steps per round.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = DilocoSpec::DEFAULT.inner_steps)]
     inner_steps: u64,
-    /// DiLoCo outer learning rate.
-    #[arg(long, default_value_t = 0.7)]
+    /// DiLoCo outer learning rate (1 with momentum 0: the new model is the replicas' average).
+    #[arg(long, default_value_t = DilocoSpec::DEFAULT.outer_lr)]
     outer_lr: f64,
-    /// DiLoCo outer momentum.
-    #[arg(long, default_value_t = 0.9)]
+    /// DiLoCo outer (Nesterov) momentum.
+    #[arg(long, default_value_t = DilocoSpec::DEFAULT.outer_momentum)]
     outer_momentum: f64,
     /// Aggregation rule.
     #[arg(long, default_value = "trimmed-mean")]

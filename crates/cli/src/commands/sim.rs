@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use neuroshard_aggregate::{ClipParams, Overrides, Radius, Rule, RuleKind, Trim};
 use neuroshard_compress::{CompressConfig, encoded_len};
-use neuroshard_data::GenesisDir;
+use neuroshard_data::{DilocoSpec, GenesisDir};
 use neuroshard_model::Config;
 use neuroshard_node::NodeConfig;
 use neuroshard_sim::adversary::{Attack, AttackKind};
@@ -93,11 +93,11 @@ pub(crate) struct Args {
     /// in `config/node.toml`).
     #[arg(long)]
     schedule_rounds: Option<u64>,
-    /// Outer Nesterov learning rate.
-    #[arg(long, default_value_t = 0.7)]
+    /// Outer Nesterov learning rate (default: the genesis default).
+    #[arg(long, default_value_t = DilocoSpec::DEFAULT.outer_lr as f32)]
     outer_lr: f32,
-    /// Outer Nesterov momentum.
-    #[arg(long, default_value_t = 0.9)]
+    /// Outer Nesterov momentum (default: the genesis default).
+    #[arg(long, default_value_t = DilocoSpec::DEFAULT.outer_momentum as f32)]
     outer_momentum: f32,
     /// One-way link latency, milliseconds.
     #[arg(long, default_value_t = 40.0)]
