@@ -41,6 +41,7 @@ mod block;
 mod config;
 mod error;
 mod generate;
+pub mod hf;
 mod model;
 mod params;
 mod sampling;
