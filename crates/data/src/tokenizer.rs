@@ -134,18 +134,17 @@ impl Tokenizer {
             "eos_token": EOS,
             "pad_token": PAD,
         });
-        let mut config = specials.clone();
-        let extra = serde_json::json!({
+        let config = serde_json::json!({
             "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "pad_token": PAD,
             "model_max_length": model_max_length,
             "add_bos_token": false,
             "add_eos_token": false,
             "clean_up_tokenization_spaces": false,
             "model_input_names": ["input_ids", "attention_mask"],
         });
-        if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
-            config.extend(extra.clone());
-        }
         let pretty =
             |v: &serde_json::Value| serde_json::to_vec_pretty(v).expect("a json value serializes");
         vec![
