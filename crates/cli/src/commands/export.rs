@@ -240,6 +240,62 @@ mod tests {
         assert!(err.to_string().contains("not empty"), "{err}");
     }
 
+    /// A node checkpoint as `neuroshard-daemon`'s `checkpoint::save` lays it out.
+    fn node_state(params: &[f32], recorded: &[f32]) -> Vec<u8> {
+        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let hashed: Vec<u8> = recorded.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let metadata = std::collections::HashMap::from([
+            ("format_version".to_owned(), "1".to_owned()),
+            (
+                "model_hash".to_owned(),
+                neuroshard_primitives::Hash::of(&hashed).to_hex(),
+            ),
+        ]);
+        let view = |dtype, len, data| safetensors::tensor::TensorView::new(dtype, vec![len], data);
+        let tensors = [
+            ("outer", view(safetensors::Dtype::U8, 0, &[][..]).unwrap()),
+            (
+                "params",
+                view(safetensors::Dtype::F32, params.len(), &bytes).unwrap(),
+            ),
+        ];
+        safetensors::serialize(tensors, Some(metadata)).unwrap()
+    }
+
+    #[test]
+    fn a_node_checkpoint_gives_its_parameters_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(neuroshard_daemon::CHECKPOINT_FILE);
+        let params = [1.0f32, -2.5, 3.25];
+        std::fs::write(&path, node_state(&params, &params)).unwrap();
+        assert_eq!(node_params(&path).unwrap(), params);
+        std::fs::write(&path, node_state(&params, &[1.0, -2.5, 3.5])).unwrap();
+        let err = node_params(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("model hash"), "{err:#}");
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(node_params(&path).is_err());
+    }
+
+    #[test]
+    fn the_genesis_model_section_gives_the_node_model() {
+        let hash = neuroshard_primitives::Hash::of(b"x");
+        let mut genesis: neuroshard_data::Genesis = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "seed": 0, "round_deadline_secs": 30,
+            "model": {"preset": "tiny", "vocab_size": 300},
+            "data": {"merkle_root": hash, "validation_root": hash, "tokenizer_hash": hash},
+            "diloco": {"inner_steps": 2, "outer_lr": 0.7, "outer_momentum": 0.9},
+            "aggregation": {"rule": "mean"},
+            "compression": {"codec": "none"},
+        }))
+        .unwrap();
+        assert_eq!(
+            model_config(&genesis).unwrap(),
+            Config::preset("tiny", 300).unwrap()
+        );
+        genesis.model.n_layers = Some(3);
+        assert_eq!(model_config(&genesis).unwrap().n_layers, 3);
+    }
+
     #[test]
     fn a_tokenizer_of_another_size_is_refused() {
         let tok = tokenizer();
