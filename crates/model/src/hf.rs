@@ -84,6 +84,10 @@ pub struct HfConfig {
     /// RoPE scaling; only `null` (plain RoPE) is supported.
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// RoPE as `transformers` 5 writes it (`rope_theta`, `rope_type`); only the `default` type is
+    /// supported, and its `rope_theta` wins over the top-level one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<serde_json::Value>,
     /// Biases on q, k, v, o; only `false` is supported.
     #[serde(default)]
     pub attention_bias: bool,
@@ -154,6 +158,7 @@ impl HfConfig {
             rms_norm_eps: decimal(cfg.norm_eps),
             rope_theta: decimal(cfg.rope_theta),
             rope_scaling: None,
+            rope_parameters: None,
             attention_bias: false,
             mlp_bias: false,
             attention_dropout: 0.0,
@@ -190,6 +195,7 @@ impl HfConfig {
         if let Some(scaling) = self.rope_scaling.as_ref().filter(|s| !s.is_null()) {
             return unsupported(format!("rope_scaling {scaling} (only plain RoPE)"));
         }
+        let rope_theta = self.rope_theta()?;
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)
         {
@@ -212,11 +218,33 @@ impl HfConfig {
             n_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
             d_ff: self.intermediate_size,
             seq_len: self.max_position_embeddings,
-            rope_theta: self.rope_theta as f32,
+            rope_theta: rope_theta as f32,
             norm_eps: self.rms_norm_eps as f32,
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The RoPE base: `rope_parameters.rope_theta` (`transformers` 5) or `rope_theta`.
+    fn rope_theta(&self) -> Result<f64> {
+        let Some(params) = self.rope_parameters.as_ref().filter(|p| !p.is_null()) else {
+            return Ok(self.rope_theta);
+        };
+        let unsupported =
+            || Error::UnsupportedHf(format!("rope_parameters {params} (only plain RoPE)"));
+        let map = params.as_object().ok_or_else(unsupported)?;
+        let plain = map.iter().all(|(key, value)| match key.as_str() {
+            "rope_type" => value == "default",
+            "rope_theta" => value.is_number(),
+            _ => false,
+        });
+        if !plain {
+            return Err(unsupported());
+        }
+        Ok(map
+            .get("rope_theta")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(self.rope_theta))
     }
 
     /// `config.json`'s bytes, pretty-printed as `transformers` writes it.
@@ -574,6 +602,15 @@ mod tests {
         let parsed = HfConfig::from_json(minimal).unwrap().to_config().unwrap();
         assert_eq!(parsed.n_kv_heads, 4);
         assert_eq!(parsed.rope_theta, 10_000.0);
+        // `transformers` 5 writes RoPE as `rope_parameters`.
+        let mut v5 = ok.clone();
+        v5.rope_parameters =
+            Some(serde_json::json!({"rope_theta": 500000.0, "rope_type": "default"}));
+        assert_eq!(v5.to_config().unwrap().rope_theta, 500_000.0);
+        v5.rope_parameters =
+            Some(serde_json::json!({"rope_theta": 1e4, "rope_type": "yarn", "factor": 4.0}));
+        let err = v5.to_config().unwrap_err();
+        assert!(err.to_string().contains("rope_parameters"), "{err}");
     }
 
     #[test]
