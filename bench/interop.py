@@ -4,6 +4,7 @@ Run by bench/interop.sh. For each prompt: the token ids of `AutoTokenizer` again
 logits of `AutoModelForCausalLM` (f32) against `neuroshard generate --json --logits`, and the
 greedy continuations. Then the tokenizer round trip over the validation split: every document
 of the genesis's `val-*.bin` decoded and re-encoded by `AutoTokenizer` gives back its token ids.
+With --save, the model as `transformers` saves it, for `neuroshard import` to read back.
 Prints one JSON summary line and PASS or FAIL; exits 1 on FAIL.
 """
 
@@ -11,6 +12,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -76,6 +78,8 @@ def main():
     p.add_argument("--max-tokens", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--save", help="also save the model with transformers' save_pretrained here "
+                   "(with the export's tokenizer files), for `neuroshard import` to read back")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -123,6 +127,10 @@ def main():
         "val_round_trip_equal": round_trip,
         "pass": ok,
     }
+    if args.save:
+        model.save_pretrained(args.save)
+        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
+            shutil.copy(os.path.join(args.hf, name), args.save)
     print(json.dumps(summary))
     print(f"{'PASS' if ok else 'FAIL'}: max |Δlogit| {max_diff:.2e} (≤ {args.tolerance:g}), greedy "
           f"{'equal' if greedy_equal else 'DIFFERS'}, prompt ids "

@@ -3,8 +3,9 @@
 # no custom code: for each preset it trains a small checkpoint, exports it, loads the directory
 # with AutoModelForCausalLM and AutoTokenizer, and compares (bench/interop.py) the logits on a few
 # prompts (max |Δ| ≤ 1e-4 in f32), the greedy continuations and the tokenizer round trip over the
-# validation split. It also imports the export and exports that again, which must give the same
-# weights file byte for byte. Prints PASS or FAIL per preset; exits 1 if any failed.
+# validation split. It also imports the export, and the model as transformers' save_pretrained
+# writes it, and exports each again, which must give the same weights file byte for byte.
+# Prints PASS or FAIL per preset; exits 1 if any failed.
 #
 # Usage: bench/interop.sh [--presets "nano tiny"] [--steps 300] [--genesis DIR] [--threads 2]
 #   --genesis DIR  use this built Genesis directory; without it the script builds one in its work
@@ -76,9 +77,20 @@ for PRESET in $PRESETS; do
         FAILED=1
     fi
     echo "interop: $PRESET: comparing with transformers" >&2
+    SAVED="$WORK/saved-$PRESET"
+    rm -rf "$SAVED" "$WORK/imported-saved-$PRESET" "$WORK/reexported-saved-$PRESET"
     if LINE="$("$VENV/bin/python" "$ROOT/bench/interop.py" --bin "$BIN" --checkpoint "$CK" \
-        --genesis "$GENESIS" --hf "$HF" --threads "$THREADS" | tail -n 1)"; then :; else FAILED=1; fi
-    RESULTS+=("$PRESET: $LINE; $ROUND_TRIP")
+        --genesis "$GENESIS" --hf "$HF" --threads "$THREADS" --save "$SAVED" | tail -n 1)"; then :; else FAILED=1; fi
+    # What transformers' save_pretrained writes imports back to the same weights.
+    "$BIN" import --model "$SAVED" --genesis "$GENESIS" --out "$WORK/imported-saved-$PRESET" >&2
+    "$BIN" export --checkpoint "$WORK/imported-saved-$PRESET" --genesis "$GENESIS" --out "$WORK/reexported-saved-$PRESET" >&2
+    if cmp -s "$HF/model.safetensors" "$WORK/reexported-saved-$PRESET/model.safetensors"; then
+        SAVED_TRIP="transformers save_pretrained → import: identical weights"
+    else
+        SAVED_TRIP="transformers save_pretrained → import: WEIGHTS DIFFER"
+        FAILED=1
+    fi
+    RESULTS+=("$PRESET: $LINE; $ROUND_TRIP; $SAVED_TRIP")
 done
 
 echo "interop: work directory $WORK" >&2
