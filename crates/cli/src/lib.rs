@@ -35,6 +35,10 @@ enum Command {
     Train(commands::train::Args),
     /// Continue a prompt with a trained checkpoint.
     Generate(commands::generate::Args),
+    /// Write a checkpoint as a Hugging Face Llama directory (transformers loads it).
+    Export(commands::export::Args),
+    /// Read a Hugging Face Llama directory into a training checkpoint.
+    Import(commands::import::Args),
     /// Simulate a network of nodes training together, with attackers and baselines.
     Sim(Box<commands::sim::Args>),
     /// This node's NEURO account: address, balance, history; send, stake, unstake, withdraw.
@@ -53,6 +57,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Up(args) => commands::up::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::Import(args) => commands::import::run(args),
         Command::Sim(args) => commands::sim::run(*args),
         Command::Wallet(args) => commands::wallet::run(args),
     }

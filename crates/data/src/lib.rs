@@ -88,4 +88,7 @@ pub use genesis::{
 };
 pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest, ShardEntry};
 pub use neuroshard_primitives::{MerkleProof, merkle_root};
-pub use tokenizer::{BOS, EOS, PAD, Tokenizer, train_tokenizer};
+pub use tokenizer::{
+    BOS, EOS, HF_SPECIAL_TOKENS_FILE, HF_TOKENIZER_CONFIG_FILE, PAD, TOKENIZER_FILE, Tokenizer,
+    train_tokenizer,
+};

@@ -29,6 +29,13 @@ pub const EOS: &str = "<|eos|>";
 /// The padding special token.
 pub const PAD: &str = "<|pad|>";
 
+/// `tokenizer.json`'s file name, in a genesis directory and in a Hugging Face model directory.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The Hugging Face tokenizer settings that make `AutoTokenizer` load a `PreTrainedTokenizerFast`.
+pub const HF_TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// The Hugging Face map from special-token roles to tokens.
+pub const HF_SPECIAL_TOKENS_FILE: &str = "special_tokens_map.json";
+
 /// Byte-level tokens plus the three specials: the smallest vocabulary that makes sense.
 const MIN_VOCAB: usize = 256 + 3;
 
@@ -116,6 +123,36 @@ impl Tokenizer {
     pub fn json(&self) -> &[u8] {
         &self.json
     }
+
+    /// The tokenizer's files in a Hugging Face model directory: `tokenizer.json` byte for byte,
+    /// and the two small configs with which `AutoTokenizer.from_pretrained` loads it as a
+    /// `PreTrainedTokenizerFast` that encodes and decodes as [`Tokenizer::encode`] and
+    /// [`Tokenizer::decode`] do: no special token added, no clean-up of spaces on decode.
+    pub fn hf_files(&self, model_max_length: usize) -> Vec<(&'static str, Vec<u8>)> {
+        let specials = serde_json::json!({
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "pad_token": PAD,
+        });
+        let config = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "pad_token": PAD,
+            "model_max_length": model_max_length,
+            "add_bos_token": false,
+            "add_eos_token": false,
+            "clean_up_tokenization_spaces": false,
+            "model_input_names": ["input_ids", "attention_mask"],
+        });
+        let pretty =
+            |v: &serde_json::Value| serde_json::to_vec_pretty(v).expect("a json value serializes");
+        vec![
+            (TOKENIZER_FILE, self.json.clone()),
+            (HF_TOKENIZER_CONFIG_FILE, pretty(&config)),
+            (HF_SPECIAL_TOKENS_FILE, pretty(&specials)),
+        ]
+    }
 }
 
 /// Trains a byte-level BPE tokenizer of `vocab_size` ids (specials included) on `texts`.
@@ -191,6 +228,32 @@ mod tests {
         }
         let reloaded = Tokenizer::from_json(tok.json().to_vec()).unwrap();
         assert_eq!(reloaded.hash(), tok.hash());
+    }
+
+    #[test]
+    fn hf_files_name_the_specials_and_keep_the_json() {
+        let tok = train_tokenizer(sample_texts().iter(), 300).unwrap();
+        let files = tok.hf_files(64);
+        let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                TOKENIZER_FILE,
+                HF_TOKENIZER_CONFIG_FILE,
+                HF_SPECIAL_TOKENS_FILE
+            ]
+        );
+        assert_eq!(files[0].1, tok.json());
+        let config: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
+        assert_eq!(config["tokenizer_class"], "PreTrainedTokenizerFast");
+        assert_eq!(config["eos_token"], EOS);
+        assert_eq!(config["model_max_length"], 64);
+        assert_eq!(config["clean_up_tokenization_spaces"], false);
+        let map: serde_json::Value = serde_json::from_slice(&files[2].1).unwrap();
+        assert_eq!(
+            map,
+            serde_json::json!({"bos_token": BOS, "eos_token": EOS, "pad_token": PAD})
+        );
     }
 
     #[test]

@@ -116,6 +116,17 @@ pub enum Error {
     /// The logits to sample from contain NaN or are empty.
     #[error("logits are empty or contain NaN; the model weights are probably corrupt")]
     BadLogits,
+    /// A Hugging Face model uses something this engine does not compute.
+    #[error("the model uses {0}; this engine runs only plain Llama models")]
+    UnsupportedHf(String),
+    /// A file of a Hugging Face model directory does not parse.
+    #[error("{file} is not valid: {reason}")]
+    BadHfFile {
+        /// The file's name.
+        file: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -15,6 +15,9 @@
 //! vectors use it. Each parameter draws its initial values from a ChaCha stream keyed by the seed
 //! and its name, so the same seed gives bit-identical weights in a model and in its stages.
 //!
+//! [`hf`] writes a model in the Hugging Face Llama format (`config.json`, `model.safetensors`
+//! under the standard names, `generation_config.json`) and reads one back, bit for bit.
+//!
 //! ```
 //! use candle_core::Device;
 //! use neuroshard_model::{Config, NeuroLlm, SamplingConfig, generate};
@@ -41,6 +44,7 @@ mod block;
 mod config;
 mod error;
 mod generate;
+pub mod hf;
 mod model;
 mod params;
 mod sampling;

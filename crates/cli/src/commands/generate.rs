@@ -1,11 +1,15 @@
 //! `neuroshard generate`: continue a prompt with a trained checkpoint.
+//!
+//! `--json --logits` prints the prompt's logits too, which `bench/interop.sh` compares with
+//! `transformers` on the exported model.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use candle_core::Tensor;
 use neuroshard_data::Tokenizer;
-use neuroshard_model::SamplingConfig;
+use neuroshard_model::{NeuroLlm, SamplingConfig};
 use neuroshard_train::{Error as TrainError, checkpoint};
 
 /// Arguments of `neuroshard generate`.
@@ -38,6 +42,13 @@ pub(crate) struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Print one JSON object (prompt ids, generated ids, text) instead of the text.
+    #[arg(long)]
+    json: bool,
+    /// With --json, also the logits at every prompt position (to compare engines; see
+    /// bench/interop.sh).
+    #[arg(long, requires = "json")]
+    logits: bool,
 }
 
 /// Runs `neuroshard generate`: prints the prompt and its continuation to stdout.
@@ -85,7 +96,26 @@ pub(crate) fn run(args: Args) -> Result<()> {
         .decode(&tokens)
         .context("decoding the generated tokens")?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}{text}", args.prompt).context("writing to stdout")?;
+    if args.json {
+        let mut line = serde_json::json!({
+            "prompt_ids": prompt,
+            "token_ids": tokens,
+            "text": text,
+        });
+        if args.logits {
+            line["logits"] = prompt_logits(&model, &prompt)?.into();
+        }
+        writeln!(out, "{line}").context("writing to stdout")?;
+    } else {
+        writeln!(out, "{}{text}", args.prompt).context("writing to stdout")?;
+    }
     tracing::info!(step = meta.step, tokens = tokens.len(), "generated");
     Ok(())
+}
+
+/// The model's logits (f32) at every position of `prompt`, one row per position.
+fn prompt_logits(model: &NeuroLlm, prompt: &[u32]) -> Result<Vec<Vec<f32>>> {
+    let tokens = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), model.device())?;
+    let logits = model.forward(&tokens)?.squeeze(0)?;
+    Ok(logits.to_vec2::<f32>()?)
 }

@@ -1,8 +1,10 @@
 //! One module per subcommand, each with `Args` and `run`.
 
 pub(crate) mod bench;
+pub(crate) mod export;
 pub(crate) mod generate;
 pub(crate) mod genesis;
+pub(crate) mod import;
 pub(crate) mod node;
 pub(crate) mod sim;
 pub(crate) mod train;

@@ -116,10 +116,28 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+impl Args {
+    /// The flags as `neuroshard train` has them when none is given.
+    pub(crate) fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: Args,
+        }
+        <Defaults as clap::Parser>::parse_from(["train"]).args
+    }
+}
+
 /// The run these flags describe, with the tokenizer and data of `genesis`.
 fn run_spec(args: &Args, genesis: &GenesisDir) -> Result<RunSpec> {
+    let model = Config::preset(&args.preset, genesis.tokenizer().vocab_size())?;
+    run_spec_for(model, args, genesis)
+}
+
+/// The run these flags describe for the model sizes `model`, with the tokenizer and data of
+/// `genesis`.
+pub(crate) fn run_spec_for(model: Config, args: &Args, genesis: &GenesisDir) -> Result<RunSpec> {
     let tokenizer = genesis.tokenizer();
-    let model = Config::preset(&args.preset, tokenizer.vocab_size())?;
     let warmup = args.warmup.unwrap_or((args.steps / 10).min(100));
     let min_lr = args.min_lr.unwrap_or(args.lr / 10.0);
     let spec = RunSpec {
