@@ -23,7 +23,7 @@ pub const CHECKPOINT_FILE: &str = "state.safetensors";
 const FORMAT_VERSION: &str = "1";
 
 /// Writes `state` of network `network_id` to `path`, replacing any checkpoint there atomically.
-pub(crate) fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
+pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
     let params: Vec<u8> = state.params.iter().flat_map(|v| v.to_le_bytes()).collect();
     let metadata = HashMap::from([
         ("format_version".to_owned(), FORMAT_VERSION.to_owned()),
@@ -50,7 +50,7 @@ pub(crate) fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()
 
 /// Reads the checkpoint at `path`, if there is one, checking its network id, its size against
 /// `n_params` and its parameters against the recorded hash.
-pub(crate) fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Option<Snapshot>> {
+pub fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Option<Snapshot>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),

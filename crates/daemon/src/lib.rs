@@ -82,12 +82,13 @@ use tokio::task::JoinHandle;
 pub use atomic::{Durability, write_atomic};
 #[cfg(feature = "cheat")]
 pub use cheat::Cheat;
-pub use checkpoint::CHECKPOINT_FILE;
+pub use checkpoint::{CHECKPOINT_FILE, load as load_checkpoint, save as save_checkpoint};
 
 /// Where, under the data directory, a node keeps its training chains' checkpoints for audits.
 pub const CHAINS_DIR: &str = "chains";
 pub use config::NodeConfig;
 pub use error::{Error, Result};
+pub use settings::model_config;
 
 use crate::audit::{DirAssignments, DiskCheckpoints, Replayer};
 use crate::chain::Chain;

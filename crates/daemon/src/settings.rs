@@ -58,7 +58,7 @@ impl Settings {
 }
 
 /// The model crate's config for a genesis model section: the preset, then any explicit size.
-fn model_config(spec: &ModelSpec) -> Result<Config, String> {
+pub fn model_config(spec: &ModelSpec) -> Result<Config, String> {
     let base = spec.preset.as_deref().unwrap_or("nano");
     let mut config = Config::preset(base, spec.vocab_size)
         .map_err(|err| format!("field `model.preset`: {err}"))?;

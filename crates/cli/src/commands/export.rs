@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use neuroshard_data::{Genesis, GenesisDir, Tokenizer};
+use neuroshard_data::{GenesisDir, Tokenizer};
+use neuroshard_model::NeuroLlm;
 use neuroshard_model::hf::{self, SpecialIds};
-use neuroshard_model::{Config, NeuroLlm};
 use neuroshard_train::checkpoint;
 
 /// Arguments of `neuroshard export`.
@@ -69,74 +69,21 @@ fn load(dir: &Path, genesis: &Path, tokenizer: &Tokenizer) -> Result<NeuroLlm> {
     );
     let genesis_dir = GenesisDir::open(genesis)
         .with_context(|| format!("opening the genesis in {}", genesis.display()))?;
-    let cfg = model_config(genesis_dir.genesis())?;
-    let params = node_params(&state)?;
+    let genesis = genesis_dir.genesis();
+    let cfg = neuroshard_daemon::model_config(&genesis.model)
+        .map_err(anyhow::Error::msg)
+        .context("the genesis file's model section")?;
+    let snapshot = neuroshard_daemon::load_checkpoint(&state, genesis.network_id(), cfg.n_params())
+        .with_context(|| {
+            format!(
+                "reading the node checkpoint {}; pass the node's --genesis directory",
+                state.display()
+            )
+        })?
+        .with_context(|| format!("{} is gone", state.display()))?;
     let mut model = NeuroLlm::new(&cfg, 0, &Device::Cpu)?;
-    model.set_flat_params(&params).with_context(|| {
-        format!(
-            "{} does not fit the genesis model; pass the node's --genesis directory",
-            state.display()
-        )
-    })?;
+    model.set_flat_params(&snapshot.params)?;
     Ok(model)
-}
-
-/// The model sizes a genesis file names: its preset, then any explicit size (as the node reads
-/// them in `neuroshard-daemon`'s settings).
-pub(crate) fn model_config(genesis: &Genesis) -> Result<Config> {
-    let spec = &genesis.model;
-    let mut cfg = Config::preset(spec.preset.as_deref().unwrap_or("nano"), spec.vocab_size)?;
-    let sizes = [
-        (&mut cfg.d_model, spec.d_model),
-        (&mut cfg.n_layers, spec.n_layers),
-        (&mut cfg.n_heads, spec.n_heads),
-        (&mut cfg.n_kv_heads, spec.n_kv_heads),
-        (&mut cfg.d_ff, spec.d_ff),
-        (&mut cfg.seq_len, spec.seq_len),
-    ];
-    for (field, value) in sizes {
-        if let Some(value) = value {
-            *field = value;
-        }
-    }
-    if let Some(theta) = spec.rope_theta {
-        cfg.rope_theta = theta as f32;
-    }
-    if let Some(eps) = spec.norm_eps {
-        cfg.norm_eps = eps as f32;
-    }
-    cfg.validate().context("the genesis file's model section")?;
-    Ok(cfg)
-}
-
-/// The flat parameters of a node's `state.safetensors`, checked against its recorded hash.
-fn node_params(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let parse = || -> Result<Vec<f32>> {
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
-        let recorded = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("model_hash"))
-            .context("its metadata has no model_hash")?
-            .clone();
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)?;
-        let params = tensors.tensor("params")?;
-        anyhow::ensure!(
-            params.dtype() == safetensors::Dtype::F32,
-            "its params are not f32"
-        );
-        anyhow::ensure!(
-            neuroshard_primitives::Hash::of(params.data()).to_hex() == recorded,
-            "its params do not match the recorded model hash"
-        );
-        Ok(params
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    };
-    parse().with_context(|| format!("reading the node checkpoint {}", path.display()))
 }
 
 /// Every file of the Hugging Face directory for `model` and `tokenizer`, `config.json` last.
@@ -195,7 +142,7 @@ mod tests {
     #[test]
     fn the_exported_directory_is_a_llama_that_imports_back_exactly() {
         let tok = tokenizer();
-        let cfg = Config::preset("nano", tok.vocab_size()).unwrap();
+        let cfg = neuroshard_model::Config::preset("nano", tok.vocab_size()).unwrap();
         let model = NeuroLlm::new(&cfg, 9, &Device::Cpu).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("hf");
@@ -240,66 +187,45 @@ mod tests {
         assert!(err.to_string().contains("not empty"), "{err}");
     }
 
-    /// A node checkpoint as `neuroshard-daemon`'s `checkpoint::save` lays it out.
-    fn node_state(params: &[f32], recorded: &[f32]) -> Vec<u8> {
-        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let hashed: Vec<u8> = recorded.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let metadata = std::collections::HashMap::from([
-            ("format_version".to_owned(), "1".to_owned()),
-            (
-                "model_hash".to_owned(),
-                neuroshard_primitives::Hash::of(&hashed).to_hex(),
-            ),
-        ]);
-        let view = |dtype, len, data| safetensors::tensor::TensorView::new(dtype, vec![len], data);
-        let tensors = [
-            ("outer", view(safetensors::Dtype::U8, 0, &[][..]).unwrap()),
-            (
-                "params",
-                view(safetensors::Dtype::F32, params.len(), &bytes).unwrap(),
-            ),
-        ];
-        safetensors::serialize(tensors, Some(metadata)).unwrap()
-    }
-
     #[test]
     fn a_node_checkpoint_gives_its_parameters_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(neuroshard_daemon::CHECKPOINT_FILE);
-        let params = [1.0f32, -2.5, 3.25];
-        std::fs::write(&path, node_state(&params, &params)).unwrap();
-        assert_eq!(node_params(&path).unwrap(), params);
-        std::fs::write(&path, node_state(&params, &[1.0, -2.5, 3.5])).unwrap();
-        let err = node_params(&path).unwrap_err();
-        assert!(format!("{err:#}").contains("model hash"), "{err:#}");
-        std::fs::write(&path, b"garbage").unwrap();
-        assert!(node_params(&path).is_err());
-    }
-
-    #[test]
-    fn the_genesis_model_section_gives_the_node_model() {
-        let hash = neuroshard_primitives::Hash::of(b"x");
-        let mut genesis: neuroshard_data::Genesis = serde_json::from_value(serde_json::json!({
-            "format_version": 1, "seed": 0, "round_deadline_secs": 30,
-            "model": {"preset": "tiny", "vocab_size": 300},
-            "data": {"merkle_root": hash, "validation_root": hash, "tokenizer_hash": hash},
-            "diloco": {"inner_steps": 2, "outer_lr": 0.7, "outer_momentum": 0.9},
-            "aggregation": {"rule": "mean"},
-            "compression": {"codec": "none"},
-        }))
-        .unwrap();
-        assert_eq!(
-            model_config(&genesis).unwrap(),
-            Config::preset("tiny", 300).unwrap()
-        );
-        genesis.model.n_layers = Some(3);
-        assert_eq!(model_config(&genesis).unwrap().n_layers, 3);
+        let genesis_dir = crate::commands::train::tests::small_genesis(dir.path(), 300);
+        let genesis = GenesisDir::open(&genesis_dir).unwrap();
+        let cfg = neuroshard_daemon::model_config(&genesis.genesis().model).unwrap();
+        let model = NeuroLlm::new(&cfg, 5, &Device::Cpu).unwrap();
+        let node = dir.path().join("node");
+        std::fs::create_dir_all(&node).unwrap();
+        let snapshot = neuroshard_node::Snapshot {
+            round: 3,
+            params: model.flat_params().unwrap(),
+            outer: Vec::new(),
+            excluded: Default::default(),
+        };
+        let state = node.join(neuroshard_daemon::CHECKPOINT_FILE);
+        let network = genesis.genesis().network_id();
+        neuroshard_daemon::save_checkpoint(&state, network, &snapshot).unwrap();
+        let tokenizer = genesis.tokenizer();
+        let loaded = load(&node, &genesis_dir, tokenizer).unwrap();
+        assert_eq!(loaded.flat_params().unwrap(), snapshot.params);
+        let other = NeuroLlm::new(&cfg, 6, &Device::Cpu)
+            .unwrap()
+            .flat_params()
+            .unwrap();
+        let theirs = neuroshard_primitives::Hash::of(b"another network");
+        let foreign = neuroshard_node::Snapshot {
+            params: other,
+            ..snapshot
+        };
+        neuroshard_daemon::save_checkpoint(&state, theirs, &foreign).unwrap();
+        let err = load(&node, &genesis_dir, tokenizer).unwrap_err();
+        assert!(format!("{err:#}").contains("network"), "{err:#}");
     }
 
     #[test]
     fn a_tokenizer_of_another_size_is_refused() {
         let tok = tokenizer();
-        let cfg = Config::preset("nano", 400).unwrap();
+        let cfg = neuroshard_model::Config::preset("nano", 400).unwrap();
         let model = NeuroLlm::new(&cfg, 9, &Device::Cpu).unwrap();
         let err = files(&model, &tok).unwrap_err();
         assert!(err.to_string().contains("300 tokens"), "{err}");

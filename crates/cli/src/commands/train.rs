@@ -310,7 +310,7 @@ impl Observer for Display {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clap::Parser;
     use neuroshard_data::{CorpusChoice, NoProgress};
 
@@ -329,7 +329,7 @@ mod tests {
     }
 
     /// A small genesis directory in `root/genesis-<vocab_size>`.
-    fn small_genesis(root: &Path, vocab_size: usize) -> PathBuf {
+    pub(crate) fn small_genesis(root: &Path, vocab_size: usize) -> PathBuf {
         let corpus = root.join("corpus");
         std::fs::create_dir_all(&corpus).unwrap();
         let words = [
