@@ -60,7 +60,8 @@ pub use ledger::{
     RewardView, RoundLedgerView, SubmitReply, TxView, UnbondView,
 };
 pub use status::{
-    Audits, ClosedRound, Excluded, HISTORY_LIMIT, ModelPoint, Point, ROUNDS_LIMIT, Status,
+    Audits, ClosedRound, Excluded, HISTORY_LIMIT, ModelPoint, Point, PrivacyStatus, ROUNDS_LIMIT,
+    Status,
 };
 
 /// Where the HTTP API listens unless told otherwise: loopback only, port 8000.

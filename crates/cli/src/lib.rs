@@ -35,6 +35,8 @@ enum Command {
     Train(commands::train::Args),
     /// Continue a prompt with a trained checkpoint.
     Generate(commands::generate::Args),
+    /// The ε that DP-SGD steps spend (Rényi DP accountant of the subsampled Gaussian).
+    Privacy(commands::privacy::Args),
     /// Simulate a network of nodes training together, with attackers and baselines.
     Sim(Box<commands::sim::Args>),
     /// This node's NEURO account: address, balance, history; send, stake, unstake, withdraw.
@@ -53,6 +55,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Up(args) => commands::up::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Privacy(args) => commands::privacy::run(args),
         Command::Sim(args) => commands::sim::run(*args),
         Command::Wallet(args) => commands::wallet::run(args),
     }

@@ -39,6 +39,17 @@ pub fn default_orders() -> Vec<f64> {
     tenths.chain(integers).chain(large).collect()
 }
 
+/// The sampling rate DP-SGD accounting assumes for batches of `batch_size` sequences of
+/// `seq_len` tokens drawn from `pool_tokens` tokens: batch size / sequences in the pool, at most 1.
+///
+/// Our batches are read in a fixed shuffled order, not Poisson-sampled, so ε computed from this
+/// rate is the standard DP-SGD accounting under the Poisson assumption, not a proof for our
+/// sampler.
+pub fn sampling_rate(batch_size: usize, seq_len: usize, pool_tokens: u64) -> f64 {
+    let sequences = (pool_tokens / seq_len.max(1) as u64).max(1);
+    (batch_size as f64 / sequences as f64).min(1.0)
+}
+
 /// The privacy spent: ε at the δ asked for, and the RDP order that gave it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spent {
@@ -146,6 +157,12 @@ mod tests {
                 "q {q} σ {sigma} T {steps} δ {delta}: {got} vs {expected}"
             );
         }
+    }
+
+    #[test]
+    fn the_sampling_rate_is_the_batch_over_the_sequences_in_the_pool() {
+        assert_eq!(sampling_rate(8, 128, 128 * 800), 0.01);
+        assert_eq!(sampling_rate(8, 128, 100), 1.0);
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod generate;
 pub(crate) mod genesis;
 pub(crate) mod node;
+pub(crate) mod privacy;
 pub(crate) mod sim;
 pub(crate) mod train;
 pub(crate) mod up;
