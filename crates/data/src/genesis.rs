@@ -476,13 +476,26 @@ mod tests {
         });
         assert_eq!(Genesis::parse(&genesis.to_toml()).unwrap(), genesis);
         assert_ne!(genesis.network_id(), plain.network_id());
-        let text = genesis.to_toml();
+        let spec = genesis.privacy.unwrap();
         for (bad, field) in [
-            (text.replace("clip = 1.0", "clip = 0.0"), "privacy.clip"),
-            (text.replace("noise = 0.8", "noise = -1.0"), "privacy.noise"),
-            (text.replace("delta = 1e-5", "delta = 1.0"), "privacy.delta"),
+            (PrivacySpec { clip: 0.0, ..spec }, "privacy.clip"),
+            (
+                PrivacySpec {
+                    noise: -1.0,
+                    ..spec
+                },
+                "privacy.noise",
+            ),
+            (
+                PrivacySpec {
+                    noise: f64::NAN,
+                    ..spec
+                },
+                "privacy.noise",
+            ),
+            (PrivacySpec { delta: 1.0, ..spec }, "privacy.delta"),
         ] {
-            let err = Genesis::parse(&bad).unwrap_err();
+            let err = bad.validate().unwrap_err();
             assert!(err.contains(field), "expected `{field}` in: {err}");
         }
     }
