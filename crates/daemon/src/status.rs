@@ -266,9 +266,11 @@ mod tests {
             batch_size: 8,
             seq_len: 128,
         };
-        let mut privacy = PrivacyStatus::default();
-        privacy.noise = 1.0;
-        privacy.delta = 1e-5;
+        let mut privacy = PrivacyStatus {
+            noise: 1.0,
+            delta: 1e-5,
+            ..PrivacyStatus::default()
+        };
         spend(&mut privacy, &basis, 500, None);
         assert_eq!((privacy.steps, privacy.epsilon), (500, None));
         spend(&mut privacy, &basis, 500, Some(128 * 800));
