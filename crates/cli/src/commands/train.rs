@@ -496,4 +496,29 @@ mod tests {
         assert!(err.contains("unknown preset \"huge\""), "{err}");
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
     }
+
+    #[test]
+    fn dp_flags_train_and_may_not_contradict_the_genesis_section() {
+        let root = tempfile::tempdir().unwrap();
+        let genesis = small_genesis(root.path(), 300);
+        let dp = ["--dp-clip", "1.0", "--dp-noise", "0.5"];
+        train(&genesis, &root.path().join("flags"), &dp).unwrap();
+        let meta = checkpoint::read_meta(&root.path().join("flags")).unwrap();
+        assert_eq!(meta.spec.dp, Some(DpConfig::new(1.0, 0.5, 0).unwrap()));
+        let file = genesis.join("genesis.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let section = "\n[privacy]\nclip = 2.0\nnoise = 1.0\ndelta = 1e-6\n";
+        std::fs::write(&file, format!("{text}{section}")).unwrap();
+        let err = format!(
+            "{:#}",
+            train(&genesis, &root.path().join("clash"), &dp).unwrap_err()
+        );
+        assert!(
+            err.contains("contradict the genesis file's [privacy]"),
+            "{err}"
+        );
+        train(&genesis, &root.path().join("network"), &[]).unwrap();
+        let meta = checkpoint::read_meta(&root.path().join("network")).unwrap();
+        assert_eq!(meta.spec.dp, Some(DpConfig::new(2.0, 1.0, 0).unwrap()));
+    }
 }
