@@ -111,7 +111,23 @@ pub fn render(status: &Status) -> String {
     if let Some(ledger) = &status.ledger {
         ledger_gauges(&mut out, ledger);
     }
+    if let Some(privacy) = &status.privacy {
+        privacy_gauge(&mut out, privacy);
+    }
     out
+}
+
+/// The privacy spent, only when the node trains with DP; NaN while unbounded or unknown.
+fn privacy_gauge(out: &mut String, privacy: &crate::PrivacyStatus) {
+    let name = "neuroshard_dp_epsilon";
+    family(
+        out,
+        name,
+        "gauge",
+        "Differential privacy spent by this node's training: epsilon at the reported delta.",
+    );
+    let delta = vec![("delta", privacy.delta.to_string())];
+    sample(out, name, &delta, privacy.epsilon.unwrap_or(f64::NAN));
 }
 
 /// The ledger's figures, only on a network with a ledger.
@@ -257,6 +273,28 @@ mod tests {
         assert!(
             !text.contains("neuroshard_ledger"),
             "no ledger, no ledger lines"
+        );
+        assert!(!text.contains("neuroshard_dp_epsilon"), "no DP, no ε");
+    }
+
+    #[test]
+    fn the_privacy_spent_is_a_gauge_labelled_by_delta() {
+        let status = Status {
+            privacy: Some(crate::PrivacyStatus {
+                delta: 1e-5,
+                epsilon: Some(2.5),
+                ..Default::default()
+            }),
+            ..Status::default()
+        };
+        let text = render(&status);
+        assert!(
+            text.contains("# TYPE neuroshard_dp_epsilon gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("neuroshard_dp_epsilon{delta=\"0.00001\"} 2.5\n"),
+            "{text}"
         );
     }
 }

@@ -69,6 +69,28 @@ pub struct Status {
     /// The NEURO ledger as this node sees it; `None` on a network without one.
     #[serde(default)]
     pub ledger: Option<LedgerStatus>,
+    /// Differential privacy of this node's training; `None` when the network trains without DP.
+    #[serde(default)]
+    pub privacy: Option<PrivacyStatus>,
+}
+
+/// The DP-SGD settings this node trains with and the privacy its training has spent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrivacyStatus {
+    /// Per-example clipping norm C.
+    pub clip: f64,
+    /// Noise multiplier σ.
+    pub noise: f64,
+    /// The δ the ε is reported at.
+    pub delta: f64,
+    /// The sampling rate the accountant assumes (batch size / sequences the node draws from);
+    /// `None` until the node knows its data.
+    pub sampling_rate: Option<f64>,
+    /// Inner steps this node has trained with DP.
+    pub steps: u64,
+    /// ε spent at `delta` (Rényi DP accountant); `None` when unbounded (no noise) or unknown.
+    pub epsilon: Option<f64>,
 }
 
 /// One round as this node closed it, or the round whose end state it installed from a peer.

@@ -39,6 +39,8 @@ enum Command {
     Export(commands::export::Args),
     /// Read a Hugging Face Llama directory into a training checkpoint.
     Import(commands::import::Args),
+    /// The ε that DP-SGD steps spend (Rényi DP accountant of the subsampled Gaussian).
+    Privacy(commands::privacy::Args),
     /// Simulate a network of nodes training together, with attackers and baselines.
     Sim(Box<commands::sim::Args>),
     /// This node's NEURO account: address, balance, history; send, stake, unstake, withdraw.
@@ -59,6 +61,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::Import(args) => commands::import::run(args),
+        Command::Privacy(args) => commands::privacy::run(args),
         Command::Sim(args) => commands::sim::run(*args),
         Command::Wallet(args) => commands::wallet::run(args),
     }

@@ -2,7 +2,7 @@
 //! of `neuroshard node`.
 //!
 //! What honest replicas must share (model, inner steps H, deadline, codec, aggregation rule,
-//! outer optimiser) comes from the genesis file, not from here; these settings only shape this
+//! outer optimiser, differential privacy) comes from the genesis file, not from here; these settings only shape this
 //! node's own work and where it runs.
 
 use std::net::SocketAddr;

@@ -126,6 +126,13 @@ impl Dataset {
         self.validation = validation_ok;
     }
 
+    /// Tokens in the training shards a node is assigned per round, once the manifest is known:
+    /// the pool its batches are drawn from, for the privacy accountant's sampling rate.
+    fn round_pool_tokens(&self, per_node: usize) -> Option<u64> {
+        let (manifest, _) = self.manifest.as_ref()?;
+        Some(manifest.shard_tokens as u64 * per_node as u64)
+    }
+
     /// What this node can offer peers, once it has a manifest.
     pub(crate) fn holdings(&self) -> Option<Holdings> {
         let (_, bytes) = self.manifest.as_ref()?;
@@ -303,6 +310,12 @@ impl DataSync {
             .holders
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Tokens of the training shards this node draws a round's batches from (see
+    /// [`Dataset::round_pool_tokens`]); `None` before the manifest is known.
+    pub(crate) fn round_pool_tokens(&self) -> Option<u64> {
+        self.dataset().round_pool_tokens(self.0.per_node)
     }
 
     /// A peer said what it holds.

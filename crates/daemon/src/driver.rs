@@ -415,7 +415,8 @@ impl Driver {
             Done::Validated { round, val_loss } => self.status.validated(round, val_loss),
             Done::Job(trainer, outcome) => {
                 self.trainer = Some(trainer);
-                self.status.job_done(&outcome);
+                self.status
+                    .job_done(&outcome, self.data.round_pool_tokens());
                 match outcome.result {
                     Ok(result) => self.input(Input::Trained(result)),
                     Err(err) => {

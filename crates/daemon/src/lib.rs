@@ -178,8 +178,17 @@ impl Daemon {
             &key,
             config.shards_per_node,
         )?;
-        let (status, status_rx) =
-            StatusBoard::new(key.node_id(), network_id, genesis.diloco.inner_steps);
+        let privacy = genesis.privacy.map(|spec| status::PrivacyBasis {
+            spec,
+            batch_size: settings.inner.batch_size,
+            seq_len: settings.inner.seq_len,
+        });
+        let (status, status_rx) = StatusBoard::new(
+            key.node_id(),
+            network_id,
+            genesis.diloco.inner_steps,
+            privacy,
+        );
         let (jobs_tx, jobs) = mpsc::channel(queries::JOBS_QUEUED);
         let ledger_api: Option<Arc<dyn neuroshard_api::LedgerApi>> = chain
             .is_some()

@@ -7,7 +7,7 @@ use neuroshard_aggregate::{Overrides, Rule, RuleKind, Trim};
 use neuroshard_compress::CompressConfig;
 use neuroshard_data::{Genesis, ModelSpec};
 use neuroshard_model::Config;
-use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, OuterConfig};
+use neuroshard_train::{AdamWConfig, DpConfig, InnerConfig, LrSchedule, OuterConfig};
 
 use crate::NodeConfig;
 
@@ -114,7 +114,11 @@ fn rule(spec: &neuroshard_data::AggregationSpec) -> Result<Rule, String> {
         .map_err(|err| format!("section `aggregation`: {err}"))
 }
 
-/// The inner loop: AdamW with warm-up and a cosine decay over `schedule_rounds` rounds.
+/// The inner loop: AdamW with warm-up and a cosine decay over `schedule_rounds` rounds; DP-SGD
+/// when the genesis file has a `[privacy]` section, with the noise keyed by the network's seed.
+///
+/// DP is network-wide, never a node's own choice: auditors replay a node's steps with the
+/// network's recipe, so a node that trained with DP the others do not use would fail every audit.
 fn inner_config(
     genesis: &Genesis,
     config: &NodeConfig,
@@ -132,6 +136,10 @@ fn inner_config(
         adamw: AdamWConfig::NEUROSHARD,
         schedule,
         clip_norm: 1.0,
+        dp: genesis
+            .privacy
+            .map(|p| DpConfig::new(p.clip as f32, p.noise as f32, genesis.seed))
+            .transpose()?,
     })
 }
 

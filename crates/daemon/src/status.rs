@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use neuroshard_api::{ClosedRound, ModelPoint, Point, Status};
+use neuroshard_api::{ClosedRound, ModelPoint, Point, PrivacyStatus, Status};
+use neuroshard_data::PrivacySpec;
 use neuroshard_node::{RoundSummary, Timestamp};
 use neuroshard_p2p::{Multiaddr, PeerId, TrafficStats};
 use neuroshard_primitives::{Hash, NodeId};
@@ -17,18 +18,40 @@ pub(crate) struct StatusBoard {
     tx: watch::Sender<Status>,
     started: Instant,
     inner_steps: u64,
+    privacy: Option<PrivacyBasis>,
+}
+
+/// What the privacy spent is computed from: the network's DP settings and this node's batches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PrivacyBasis {
+    /// The genesis file's `[privacy]` section.
+    pub(crate) spec: PrivacySpec,
+    /// Sequences per inner step.
+    pub(crate) batch_size: usize,
+    /// Tokens per sequence.
+    pub(crate) seq_len: usize,
 }
 
 impl StatusBoard {
-    /// A board for node `node` of network `network`; returns the receiver the API serves.
+    /// A board for node `node` of network `network`, training with DP when `privacy` is given;
+    /// returns the receiver the API serves.
     pub(crate) fn new(
         node: NodeId,
         network: Hash,
         inner_steps: u64,
+        privacy: Option<PrivacyBasis>,
     ) -> (Self, watch::Receiver<Status>) {
         let status = Status {
             node_id: node.to_hex(),
             network_id: network,
+            privacy: privacy.map(|basis| PrivacyStatus {
+                clip: basis.spec.clip,
+                noise: basis.spec.noise,
+                delta: basis.spec.delta,
+                sampling_rate: None,
+                steps: 0,
+                epsilon: Some(0.0),
+            }),
             ..Status::default()
         };
         let (tx, rx) = watch::channel(status);
@@ -36,6 +59,7 @@ impl StatusBoard {
             tx,
             started: Instant::now(),
             inner_steps,
+            privacy,
         };
         (board, rx)
     }
@@ -89,11 +113,17 @@ impl StatusBoard {
         });
     }
 
-    /// A training job finished: its throughput.
-    pub(crate) fn job_done(&self, outcome: &JobOutcome) {
+    /// A training job finished: its throughput and, with DP, the privacy its H steps spent on
+    /// batches drawn from `pool_tokens` tokens (unknown before the manifest).
+    pub(crate) fn job_done(&self, outcome: &JobOutcome, pool_tokens: Option<u64>) {
         if let Ok(result) = &outcome.result {
             let rate = result.tokens as f64 / outcome.train_secs.max(1e-9);
-            self.tx.send_modify(|s| s.tokens_per_sec = rate);
+            self.tx.send_modify(|s| {
+                s.tokens_per_sec = rate;
+                if let (Some(basis), Some(privacy)) = (&self.privacy, s.privacy.as_mut()) {
+                    spend(privacy, basis, self.inner_steps, pool_tokens);
+                }
+            });
         }
     }
 
@@ -195,6 +225,23 @@ impl StatusBoard {
     }
 }
 
+/// Counts `steps` more DP-SGD steps in `privacy` and recomputes ε; the sampling rate is the batch
+/// over the sequences of the shards a round draws from (`neuroshard_privacy::sampling_rate`),
+/// an upper bound over the run, since an example is in the pool only in rounds its shard is
+/// assigned to this node.
+fn spend(privacy: &mut PrivacyStatus, basis: &PrivacyBasis, steps: u64, pool_tokens: Option<u64>) {
+    privacy.steps += steps;
+    privacy.sampling_rate = pool_tokens
+        .map(|tokens| neuroshard_privacy::sampling_rate(basis.batch_size, basis.seq_len, tokens));
+    privacy.epsilon = privacy.sampling_rate.and_then(|q| {
+        neuroshard_privacy::Accountant::new(q, privacy.noise)
+            .and_then(|accountant| accountant.epsilon(privacy.steps, privacy.delta))
+            .ok()
+            .map(|spent| spent.epsilon)
+            .filter(|epsilon| epsilon.is_finite())
+    });
+}
+
 /// Sets `slot` to `value`; whether it changed.
 fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
     if *slot == value {
@@ -202,4 +249,37 @@ fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
     }
     *slot = value;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_job_spends_its_steps_and_epsilon_waits_for_the_data() {
+        let basis = PrivacyBasis {
+            spec: PrivacySpec {
+                clip: 1.0,
+                noise: 1.0,
+                delta: 1e-5,
+            },
+            batch_size: 8,
+            seq_len: 128,
+        };
+        let mut privacy = PrivacyStatus {
+            noise: 1.0,
+            delta: 1e-5,
+            ..PrivacyStatus::default()
+        };
+        spend(&mut privacy, &basis, 500, None);
+        assert_eq!((privacy.steps, privacy.epsilon), (500, None));
+        spend(&mut privacy, &basis, 500, Some(128 * 800));
+        assert_eq!(privacy.sampling_rate, Some(0.01));
+        let expected = neuroshard_privacy::Accountant::new(0.01, 1.0)
+            .unwrap()
+            .epsilon(1000, 1e-5)
+            .unwrap()
+            .epsilon;
+        assert_eq!((privacy.steps, privacy.epsilon), (1000, Some(expected)));
+    }
 }

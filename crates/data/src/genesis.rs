@@ -44,6 +44,39 @@ pub struct Genesis {
     /// trains without a ledger (rounds agree by deadline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerSpec>,
+    /// Differential privacy for every node's inner steps (DP-SGD). A network without it trains
+    /// without DP unless a node's `--dp-clip`/`--dp-noise` turn it on for that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacySpec>,
+}
+
+/// DP-SGD settings of the whole network: every inner step clips each sequence's gradient to
+/// `clip` and adds Gaussian noise of `noise × clip`; ε is reported at `delta`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySpec {
+    /// Per-example L2 clipping norm C, > 0.
+    pub clip: f64,
+    /// Noise multiplier σ, ≥ 0.
+    pub noise: f64,
+    /// The δ of the (ε, δ) guarantee reported, in (0, 1).
+    pub delta: f64,
+}
+
+impl PrivacySpec {
+    /// Checks the ranges; the error names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Err("field `privacy.clip` must be a positive number".into());
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err("field `privacy.noise` must be a number ≥ 0".into());
+        }
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            return Err("field `privacy.delta` must be in (0, 1)".into());
+        }
+        Ok(())
+    }
 }
 
 /// The ledger's first state.
@@ -210,6 +243,7 @@ impl Genesis {
                 codec: "int4".into(),
             },
             ledger: None,
+            privacy: None,
         }
     }
 
@@ -270,6 +304,9 @@ impl Genesis {
         }
         if let Some(ledger) = &self.ledger {
             ledger.validate()?;
+        }
+        if let Some(privacy) = &self.privacy {
+            privacy.validate()?;
         }
         self.model.validate()
     }
@@ -434,6 +471,41 @@ mod tests {
         let bad = genesis.to_toml().replace(&"ab".repeat(32), "abc");
         let err = Genesis::parse(&bad).unwrap_err();
         assert!(err.contains("ledger.committee"), "{err}");
+    }
+
+    #[test]
+    fn a_privacy_section_round_trips_changes_the_id_and_refuses_bad_values() {
+        let plain = sample();
+        let mut genesis = plain.clone();
+        genesis.privacy = Some(PrivacySpec {
+            clip: 1.0,
+            noise: 0.8,
+            delta: 1e-5,
+        });
+        assert_eq!(Genesis::parse(&genesis.to_toml()).unwrap(), genesis);
+        assert_ne!(genesis.network_id(), plain.network_id());
+        let spec = genesis.privacy.unwrap();
+        for (bad, field) in [
+            (PrivacySpec { clip: 0.0, ..spec }, "privacy.clip"),
+            (
+                PrivacySpec {
+                    noise: -1.0,
+                    ..spec
+                },
+                "privacy.noise",
+            ),
+            (
+                PrivacySpec {
+                    noise: f64::NAN,
+                    ..spec
+                },
+                "privacy.noise",
+            ),
+            (PrivacySpec { delta: 1.0, ..spec }, "privacy.delta"),
+        ] {
+            let err = bad.validate().unwrap_err();
+            assert!(err.contains(field), "expected `{field}` in: {err}");
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn sync_data_parallel<D: DataPlan + Clone>(
             .map(|source| source.batch(step, inner.batch_size, inner.seq_len))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| Error::Data(Box::new(err)))?;
-        let gradients = replica.gradients(&batches)?;
+        let gradients = replica.gradients(&batches, step)?;
         replica.descend(&gradients, step)?;
         if (step + 1) % h == 0 {
             val_losses.push(finite(workload.val_loss(replica.params())?));

@@ -75,6 +75,7 @@ pub fn tiny_workload(config: &SimConfig) -> Result<ModelWorkload<MemoryData>> {
         adamw: AdamWConfig::NEUROSHARD,
         schedule: LrSchedule::new(total / 10, total, 1e-2, 1e-3)?,
         clip_norm: 1.0,
+        dp: None,
     };
     ModelWorkload::new(tiny_model(), config.seed, inner, data, 4)
 }

@@ -59,7 +59,7 @@ impl Meta {
                 current: requested.tokenizer_hash,
             });
         }
-        let fields: [(&'static str, String, String); 8] = [
+        let fields: [(&'static str, String, String); 9] = [
             ("model", dbg_str(&saved.model), dbg_str(&requested.model)),
             ("data", dbg_str(&saved.data_id), dbg_str(&requested.data_id)),
             ("seed", dbg_str(&saved.seed), dbg_str(&requested.seed)),
@@ -76,6 +76,7 @@ impl Meta {
                 dbg_str(&saved.max_grad_norm),
                 dbg_str(&requested.max_grad_norm),
             ),
+            ("dp", dbg_str(&saved.dp), dbg_str(&requested.dp)),
         ];
         match fields.into_iter().find(|(_, a, b)| a != b) {
             Some((field, checkpoint, requested)) => Err(Error::SpecMismatch {
@@ -282,6 +283,7 @@ mod tests {
             schedule: LrSchedule::new(0, 4, 1e-3, 1e-4).unwrap(),
             adamw: AdamWConfig::NEUROSHARD,
             max_grad_norm: 1.0,
+            dp: None,
             tokenizer_hash: Hash::of(b"tok"),
             data_id: Hash::of(b"data"),
         }

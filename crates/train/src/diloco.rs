@@ -231,6 +231,7 @@ mod tests {
             schedule: LrSchedule::new(0, 100, 3e-3, 3e-4).unwrap(),
             adamw: AdamWConfig::NEUROSHARD,
             max_grad_norm: 1.0,
+            dp: None,
             tokenizer_hash: Hash::of(b"t"),
             data_id: Hash::of(b"d"),
         }

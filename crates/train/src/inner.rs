@@ -1,4 +1,5 @@
-//! The one inner step: batch → loss and gradients → clip → AdamW at lr(step).
+//! The one inner step: batch → loss and gradients → clip → AdamW at lr(step); with DP on,
+//! per-example clipping and seeded Gaussian noise take the place of the global clip (`dp.rs`).
 //!
 //! Verification replays training, so the local trainer, a DiLoCo node's worker, the benchmark,
 //! the simulator's data-parallel baseline and a verifier all step through [`InnerLoop`]; none of
@@ -7,7 +8,8 @@
 use neuroshard_model::NeuroLlm;
 use neuroshard_primitives::Batch;
 
-use crate::{AdamW, AdamWConfig, Error, LrSchedule, Result, clip_grad_norm};
+use crate::dp::private_gradients;
+use crate::{AdamW, AdamWConfig, DpConfig, Error, LrSchedule, Result, clip_grad_norm};
 
 /// How a replica trains between outer steps.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,8 +22,11 @@ pub struct InnerConfig {
     pub adamw: AdamWConfig,
     /// Learning rate by global inner step.
     pub schedule: LrSchedule,
-    /// Gradients are clipped to this global L2 norm.
+    /// Gradients are clipped to this global L2 norm (without DP).
     pub clip_norm: f32,
+    /// DP-SGD, when on: per-example clipping and Gaussian noise instead of the global clip,
+    /// which would only rescale the noise-dominated mean AdamW normalises anyway.
+    pub dp: Option<DpConfig>,
 }
 
 impl InnerConfig {
@@ -40,7 +45,7 @@ pub struct StepStats {
     pub loss: f32,
     /// Learning rate used.
     pub lr: f32,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (with DP, the mean per-example norm before clipping).
     pub grad_norm: f32,
     /// Tokens predicted in the batch.
     pub tokens: usize,
@@ -51,7 +56,7 @@ pub struct StepStats {
 pub struct Gradients {
     /// Mean cross-entropy over the batches.
     pub loss: f32,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (with DP, the mean per-example norm before clipping).
     pub grad_norm: f32,
     /// Tokens predicted in the batches.
     pub tokens: usize,
@@ -139,17 +144,27 @@ impl InnerLoop {
     /// One inner step at the 0-based global step `step`: loss and gradients of `batch`, clip,
     /// AdamW at the rate the schedule gives `step`.
     pub fn step_on(&mut self, batch: &Batch, step: u64) -> Result<StepStats> {
-        let gradients = self.gradients(std::slice::from_ref(batch))?;
+        let gradients = self.gradients(std::slice::from_ref(batch), step)?;
         self.descend(&gradients, step)
     }
 
-    /// The loss and the gradients at the current weights, averaged over `batches` (one batch
-    /// for an inner step, one per node for a synchronous data-parallel step), clipped to the
-    /// global norm.
+    /// The loss and the gradients at the current weights for the 0-based global step `step`,
+    /// averaged over `batches` (one batch for an inner step, one per node for a synchronous
+    /// data-parallel step), clipped to the global norm; with DP, privatised instead (`dp.rs`).
     ///
     /// Panics on an empty slice (a programmer error).
-    pub fn gradients(&self, batches: &[Batch]) -> Result<Gradients> {
+    pub fn gradients(&self, batches: &[Batch], step: u64) -> Result<Gradients> {
         assert!(!batches.is_empty(), "gradients: need at least one batch");
+        let tokens = batches.iter().map(Batch::n_tokens).sum();
+        if let Some(dp) = &self.config.dp {
+            let private = private_gradients(&self.model, batches, dp, step)?;
+            return Ok(Gradients {
+                loss: private.loss,
+                grad_norm: private.mean_norm,
+                tokens,
+                grads: private.grads,
+            });
+        }
         let (mut loss, mut grads) = self.model.loss_and_grads(&batches[0])?;
         if batches.len() > 1 {
             for batch in &batches[1..] {
@@ -165,7 +180,7 @@ impl InnerLoop {
         Ok(Gradients {
             loss,
             grad_norm,
-            tokens: batches.iter().map(Batch::n_tokens).sum(),
+            tokens,
             grads,
         })
     }
@@ -202,6 +217,7 @@ mod tests {
             adamw: AdamWConfig::NEUROSHARD,
             schedule: LrSchedule::new(2, 20, 3e-3, 3e-4).unwrap(),
             clip_norm,
+            dp: None,
         }
     }
 
@@ -245,10 +261,10 @@ mod tests {
     fn gradients_over_several_batches_are_their_mean() {
         let inner = inner_loop(f32::MAX);
         let (a, b) = (batch(0), batch(1));
-        let both = inner.gradients(&[a.clone(), b.clone()]).unwrap();
+        let both = inner.gradients(&[a.clone(), b.clone()], 0).unwrap();
         let (ga, gb) = (
-            inner.gradients(&[a]).unwrap(),
-            inner.gradients(&[b]).unwrap(),
+            inner.gradients(&[a], 0).unwrap(),
+            inner.gradients(&[b], 0).unwrap(),
         );
         assert_eq!(both.loss, (ga.loss + gb.loss) / 2.0);
         assert_eq!(both.tokens, 32);
@@ -259,5 +275,46 @@ mod tests {
             .map(|(x, y)| (x + y) / 2.0)
             .collect();
         assert_eq!(both.grads, mean);
+    }
+
+    fn private(noise: f32) -> InnerLoop {
+        let config = InnerConfig {
+            dp: Some(DpConfig::new(0.01, noise, 3).unwrap()),
+            ..config(f32::MAX)
+        };
+        InnerLoop::new(model(), config).unwrap()
+    }
+
+    #[test]
+    fn without_noise_dp_is_the_mean_of_the_clipped_per_example_gradients() {
+        let inner = private(0.0);
+        let got = inner.gradients(&[batch(0)], 0).unwrap();
+        let whole = batch(0);
+        let rows = whole.tokens.chunks(9).map(|r| Batch::new(r.to_vec(), 1, 8));
+        let mut mean = vec![0.0_f32; inner.params().len()];
+        let mut losses = 0.0;
+        for row in rows {
+            let (loss, mut grads) = inner.model().loss_and_grads(&row).unwrap();
+            clip_grad_norm(&mut grads, 0.01);
+            losses += loss;
+            mean.iter_mut().zip(&grads).for_each(|(m, g)| *m += g);
+        }
+        mean.iter_mut().for_each(|m| *m /= 2.0);
+        assert_eq!(got.grads, mean);
+        assert_eq!(got.loss, losses / 2.0);
+        assert!(crate::l2_norm(&got.grads) <= 0.01 * 1.0001);
+    }
+
+    #[test]
+    fn dp_noise_is_replayable_and_depends_on_the_step() {
+        let (a, b) = (private(1.0), private(1.0));
+        let one = a.gradients(&[batch(0)], 4).unwrap();
+        assert_eq!(one, b.gradients(&[batch(0)], 4).unwrap());
+        assert_ne!(one, a.gradients(&[batch(0)], 5).unwrap());
+        let quiet = private(0.0).gradients(&[batch(0)], 4).unwrap();
+        let spread = one.grads.iter().zip(&quiet.grads).map(|(x, y)| x - y);
+        let std =
+            (spread.map(|d| f64::from(d).powi(2)).sum::<f64>() / one.grads.len() as f64).sqrt();
+        assert!((std - 0.01 / 2.0).abs() < 0.001, "std {std}");
     }
 }

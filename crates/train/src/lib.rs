@@ -6,7 +6,8 @@
 //! flat `f32` slices in the model's canonical parameter order, split into fixed-size chunks so
 //! the result is the same to the bit on any number of threads. [`InnerLoop`] is the one inner
 //! step (batch → loss and gradients → clip → AdamW at lr(step)) that everything which trains or
-//! replays training runs. A [`Trainer`] owns an inner loop and a step counter; step `i` reads batch `i` of any
+//! replays training runs; with a [`DpConfig`] it is a DP-SGD step (per-example clipping and
+//! Gaussian noise keyed by the seed, the step and the batch, so a replay draws the same noise). A [`Trainer`] owns an inner loop and a step counter; step `i` reads batch `i` of any
 //! [`neuroshard_primitives::BatchSource`], so a run restored from a [`checkpoint`] continues
 //! exactly. [`run`] drives a trainer with periodic validation and checkpoints and reports to an
 //! [`Observer`]; it does no other I/O and reads no clock. [`mean_loss`] is the one validation
@@ -29,6 +30,7 @@
 //!     schedule: LrSchedule::new(1, 3, 1e-3, 1e-4)?,
 //!     adamw: AdamWConfig::NEUROSHARD,
 //!     max_grad_norm: 1.0,
+//!     dp: None,
 //!     tokenizer_hash: Hash::of(b"tokenizer.json"),
 //!     data_id: source.identity(),
 //! };
@@ -45,6 +47,7 @@ mod adamw;
 pub mod checkpoint;
 mod clip;
 mod diloco;
+mod dp;
 mod error;
 mod eval;
 mod inner;
@@ -56,6 +59,7 @@ mod trainer;
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, l2_norm};
 pub use diloco::{OuterConfig, OuterOptimizer, Replica};
+pub use dp::DpConfig;
 pub use error::{Error, Result};
 pub use eval::{LossEstimate, evaluate, loss_estimate, mean_loss};
 pub use inner::{Gradients, InnerConfig, InnerLoop, StepStats};

@@ -27,8 +27,11 @@ pub struct RunSpec {
     pub schedule: LrSchedule,
     /// Optimizer hyper-parameters.
     pub adamw: AdamWConfig,
-    /// Gradients are clipped to this global L2 norm.
+    /// Gradients are clipped to this global L2 norm (without DP).
     pub max_grad_norm: f32,
+    /// DP-SGD settings; absent in checkpoints written before DP existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::DpConfig>,
     /// Hash of the tokenizer the token ids come from.
     pub tokenizer_hash: Hash,
     /// Identity of the training data (a manifest root, or the hash of an in-memory corpus).
@@ -64,6 +67,7 @@ impl RunSpec {
             adamw: self.adamw,
             schedule: self.schedule,
             clip_norm: self.max_grad_norm,
+            dp: self.dp,
         }
     }
 }
@@ -141,7 +145,9 @@ impl Trainer {
 
     /// One step on the given batch, at the learning rate the schedule gives the current step.
     pub fn step_on(&mut self, batch: &Batch) -> Result<StepStats> {
-        let gradients = self.inner.gradients(std::slice::from_ref(batch))?;
+        let gradients = self
+            .inner
+            .gradients(std::slice::from_ref(batch), self.step)?;
         if !gradients.loss.is_finite() || !gradients.grad_norm.is_finite() {
             return Err(Error::NonFinite {
                 step: self.step,
@@ -191,6 +197,7 @@ mod tests {
             schedule: LrSchedule::new(0, 3, 1e-3, 0.0).unwrap(),
             adamw: AdamWConfig::NEUROSHARD,
             max_grad_norm: 1.0,
+            dp: None,
             tokenizer_hash: Hash::of(b"t"),
             data_id: Hash::of(b"d"),
         }
@@ -229,6 +236,7 @@ mod tests {
         ));
         let bad_clip = RunSpec {
             max_grad_norm: 0.0,
+            dp: None,
             ..spec()
         };
         assert!(bad_clip.validate().is_err());

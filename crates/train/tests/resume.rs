@@ -46,6 +46,7 @@ fn spec(source: &InMemorySource) -> RunSpec {
         schedule: LrSchedule::new(2, STEPS, 3e-3, 3e-4).unwrap(),
         adamw: AdamWConfig::NEUROSHARD,
         max_grad_norm: 1.0,
+        dp: None,
         tokenizer_hash: Hash::of(b"test tokenizer"),
         data_id: source.identity(),
     }

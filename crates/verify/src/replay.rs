@@ -156,3 +156,40 @@ pub fn check_encoding(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+    use neuroshard_model::{Config, NeuroLlm};
+    use neuroshard_primitives::BatchSource;
+    use neuroshard_train::{DpConfig, InMemorySource, InnerConfig, LrSchedule};
+
+    use super::*;
+
+    /// A DP-SGD segment replays to the same bits: the noise is keyed by what the replay has
+    /// (the seed, the step and the batch), not drawn from the trainer's own randomness.
+    #[test]
+    fn a_dp_segment_replays_exactly() {
+        let config = InnerConfig {
+            batch_size: 2,
+            seq_len: 8,
+            adamw: AdamWConfig::NEUROSHARD,
+            schedule: LrSchedule::new(1, 10, 3e-3, 3e-4).unwrap(),
+            clip_norm: 1.0,
+            dp: Some(DpConfig::new(0.5, 1.0, 9).unwrap()),
+        };
+        let model = || NeuroLlm::new(&Config::preset("nano", 32).unwrap(), 1, &Device::Cpu);
+        let source = InMemorySource::new((0..400).map(|i| (i * 5) % 32).collect(), 0);
+        let batch = |s: u64| source.batch(s, 2, 8);
+        let mut trainer = InnerLoop::new(model().unwrap(), config).unwrap();
+        let start = Checkpoint::capture(&trainer, 3);
+        let losses: Vec<f32> = (3..6)
+            .map(|s| trainer.step_on(&batch(s).unwrap(), s).unwrap().loss)
+            .collect();
+        let mut verifier = InnerLoop::new(model().unwrap(), config).unwrap();
+        let (end, replayed) =
+            replay(&mut verifier, AdamWConfig::NEUROSHARD, &start, 3, batch).unwrap();
+        assert_eq!(replayed, losses);
+        assert_eq!(end, Checkpoint::capture(&trainer, 6));
+    }
+}

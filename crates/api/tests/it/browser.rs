@@ -1,5 +1,6 @@
 //! Loads the dashboard in headless Chromium and checks that the plot shows the served loss, and
-//! that the ledger card shows the served ledger (and stays hidden without one).
+//! that the ledger card shows the served ledger (and stays hidden without one), and that the
+//! privacy card shows the ε spent (and stays hidden without DP).
 //!
 //! Skipped, with a printed reason, when no `chromium` binary is found (set `CHROMIUM` to point
 //! at one). Set `NS_DASHBOARD_SCREENSHOT=/path/shot.png` to also save a screenshot.
@@ -50,9 +51,35 @@ async fn dashboard_plots_the_live_loss() {
         Some(""),
         "no ledger, no card"
     );
+    assert_eq!(attr(&dom, "privacy", "hidden"), Some(""), "no DP, no ε");
     if let Some(path) = std::env::var_os("NS_DASHBOARD_SCREENSHOT") {
         screenshot(&binary, addr, Path::new(&path)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_the_privacy_spent() {
+    let Some(binary) = chromium() else {
+        println!("skipped: no chromium on PATH (apt-get install chromium, or set CHROMIUM)");
+        return;
+    };
+    let status = neuroshard_api::Status {
+        privacy: Some(neuroshard_api::PrivacyStatus {
+            clip: 1.0,
+            noise: 1.0,
+            delta: 1e-5,
+            sampling_rate: Some(0.01),
+            steps: 1000,
+            epsilon: Some(2.101_366),
+        }),
+        ..sample_status(5)
+    };
+    let (addr, _tx) = start(status).await;
+    let url = format!("http://{addr}/");
+    let dom = headless(&binary, url, vec!["--dump-dom".to_owned()]).await;
+    assert_eq!(attr(&dom, "privacy", "hidden"), None, "the card shows");
+    assert_eq!(text(&dom, "privacy-label"), "Privacy ε (δ=0.00001)");
+    assert_eq!(text(&dom, "privacy-epsilon"), "2.101");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

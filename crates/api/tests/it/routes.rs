@@ -59,7 +59,9 @@ async fn status_json_has_the_documented_shape() {
           ],
           "loss": 3.333333333333333,
           "model_hash": "ccca53791b024d98ee5d8c126d923e16f6cede945beb0b93c9abca301ed453e7",
+          "model_history": [],
           "network_id": "396507cea36428fd93fd41a7ad586c82c66b4e9b72ab149f94ca9967bd0590ad",
+          "network_tokens": 0,
           "node_id": "abababababababababababababababababababababababababababababababab",
           "payload_bytes_received": 3072000,
           "payload_bytes_sent": 1024000,
@@ -67,6 +69,7 @@ async fn status_json_has_the_documented_shape() {
             "12D3KooWPeerA",
             "12D3KooWPeerB"
           ],
+          "privacy": null,
           "round": 3,
           "rounds": [
             {

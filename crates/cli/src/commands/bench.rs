@@ -104,6 +104,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         // A constant rate: the schedule's floor equals its peak and there is no warm-up.
         schedule: LrSchedule::new(0, total, 1e-3, 1e-3)?,
         clip_norm: 1.0,
+        dp: None,
     };
     let mut replica = InnerLoop::new(NeuroLlm::new(&cfg, args.seed, &Device::Cpu)?, inner)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);

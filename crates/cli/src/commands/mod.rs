@@ -6,6 +6,7 @@ pub(crate) mod generate;
 pub(crate) mod genesis;
 pub(crate) mod import;
 pub(crate) mod node;
+pub(crate) mod privacy;
 pub(crate) mod sim;
 pub(crate) mod train;
 pub(crate) mod up;

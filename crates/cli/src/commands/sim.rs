@@ -234,6 +234,7 @@ fn inner_config(args: &Args, seq_len: usize) -> Result<InnerConfig> {
         adamw: AdamWConfig::NEUROSHARD,
         schedule,
         clip_norm: 1.0,
+        dp: None,
     })
 }
 

@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use neuroshard_data::{BuildOptions, GenesisDir, Progress, Stage, build_genesis};
 use neuroshard_model::{Config, DEFAULT_VOCAB_SIZE};
 use neuroshard_train::{
-    AdamWConfig, CheckpointPolicy, LossEstimate, LrSchedule, Observer, RunSpec, StepStats, Trainer,
-    Validation, checkpoint,
+    AdamWConfig, CheckpointPolicy, DpConfig, LossEstimate, LrSchedule, Observer, RunSpec,
+    StepStats, Trainer, Validation, checkpoint,
 };
 
 /// Arguments of `neuroshard train`.
@@ -67,6 +67,16 @@ pub(crate) struct Args {
     /// Worker threads for the kernels and matrix products (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// DP-SGD: clip each sequence's gradient to this L2 norm (with --dp-noise; default: the
+    /// genesis file's `[privacy]` section, if any, which these flags may not contradict).
+    #[arg(long, requires = "dp_noise")]
+    dp_clip: Option<f32>,
+    /// DP-SGD: Gaussian noise of this many times --dp-clip per coordinate (with --dp-clip).
+    #[arg(long, requires = "dp_clip")]
+    dp_noise: Option<f32>,
+    /// DP-SGD: the δ the ε spent is reported at (default: the genesis file's, else 1e-5).
+    #[arg(long)]
+    dp_delta: Option<f64>,
 }
 
 /// Runs `neuroshard train`.
@@ -113,6 +123,9 @@ pub(crate) fn run(args: Args) -> Result<()> {
     )
     .context("training")?;
     display.finish(&dir);
+    if let Some((_, _, delta)) = dp_settings(&args, &genesis)? {
+        report_epsilon(trainer.spec(), trainer.step_index(), delta, &genesis)?;
+    }
     Ok(())
 }
 
@@ -148,11 +161,54 @@ pub(crate) fn run_spec_for(model: Config, args: &Args, genesis: &GenesisDir) -> 
         schedule: LrSchedule::new(warmup, args.steps, args.lr, min_lr)?,
         adamw: AdamWConfig::NEUROSHARD,
         max_grad_norm: 1.0,
+        dp: dp_settings(args, genesis)?
+            .map(|(clip, noise, _)| DpConfig::new(clip, noise, args.seed))
+            .transpose()?,
         tokenizer_hash: tokenizer.hash(),
         data_id: genesis.manifest().merkle_root,
     };
     spec.validate()?;
     Ok(spec)
+}
+
+/// The DP-SGD settings (clip, noise, δ): the genesis file's `[privacy]` section, or the flags
+/// when it has none; flags that contradict the section are refused.
+fn dp_settings(args: &Args, genesis: &GenesisDir) -> Result<Option<(f32, f32, f64)>> {
+    let flags = args.dp_clip.zip(args.dp_noise);
+    let Some(section) = genesis.genesis().privacy else {
+        return Ok(flags.map(|(clip, noise)| (clip, noise, args.dp_delta.unwrap_or(1e-5))));
+    };
+    let network = (section.clip as f32, section.noise as f32, section.delta);
+    let asked = (
+        flags.map_or(network.0, |f| f.0),
+        flags.map_or(network.1, |f| f.1),
+        args.dp_delta.unwrap_or(network.2),
+    );
+    anyhow::ensure!(
+        asked == network,
+        "--dp-clip/--dp-noise/--dp-delta {asked:?} contradict the genesis file's [privacy] section {network:?}; drop the flags"
+    );
+    Ok(Some(network))
+}
+
+/// Logs the ε spent after `steps` steps of `spec`'s DP-SGD at `delta`, with the sampling rate of
+/// its batches over the whole training set.
+fn report_epsilon(spec: &RunSpec, steps: u64, delta: f64, genesis: &GenesisDir) -> Result<()> {
+    let Some(dp) = spec.dp else {
+        return Ok(());
+    };
+    let pool: u64 = genesis.manifest().shards.iter().map(|s| s.tokens).sum();
+    let q = neuroshard_privacy::sampling_rate(spec.batch, spec.seq, pool);
+    let spent = neuroshard_privacy::Accountant::new(q, f64::from(dp.noise))
+        .and_then(|accountant| accountant.epsilon(steps, delta))
+        .context("computing the privacy spent")?;
+    tracing::info!(
+        "privacy: ε = {:.4} at δ = {delta} after {steps} DP-SGD steps (q = {q:.3e}, σ = {}, C = {}; Poisson-sampling accounting)",
+        spent.epsilon,
+        dp.noise,
+        dp.clip
+    );
+    Ok(())
 }
 
 /// A fresh trainer, or with `--resume` the checkpoint's, checked against `spec`. Never
@@ -457,5 +513,30 @@ pub(crate) mod tests {
         );
         assert!(err.contains("unknown preset \"huge\""), "{err}");
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn dp_flags_train_and_may_not_contradict_the_genesis_section() {
+        let root = tempfile::tempdir().unwrap();
+        let genesis = small_genesis(root.path(), 300);
+        let dp = ["--dp-clip", "1.0", "--dp-noise", "0.5"];
+        train(&genesis, &root.path().join("flags"), &dp).unwrap();
+        let meta = checkpoint::read_meta(&root.path().join("flags")).unwrap();
+        assert_eq!(meta.spec.dp, Some(DpConfig::new(1.0, 0.5, 0).unwrap()));
+        let file = genesis.join("genesis.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let section = "\n[privacy]\nclip = 2.0\nnoise = 1.0\ndelta = 1e-6\n";
+        std::fs::write(&file, format!("{text}{section}")).unwrap();
+        let err = format!(
+            "{:#}",
+            train(&genesis, &root.path().join("clash"), &dp).unwrap_err()
+        );
+        assert!(
+            err.contains("contradict the genesis file's [privacy]"),
+            "{err}"
+        );
+        train(&genesis, &root.path().join("network"), &[]).unwrap();
+        let meta = checkpoint::read_meta(&root.path().join("network")).unwrap();
+        assert_eq!(meta.spec.dp, Some(DpConfig::new(2.0, 1.0, 0).unwrap()));
     }
 }

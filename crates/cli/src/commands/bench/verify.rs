@@ -112,6 +112,7 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<()> {
         adamw: AdamWConfig::NEUROSHARD,
         schedule: LrSchedule::new(total / 10, total, 3e-3, 3e-4)?,
         clip_norm: 1.0,
+        dp: None,
     };
     let corpus = neuroshard_sim::markov_corpus(args.vocab, 400_000, args.seed);
     let data = InMemorySource::new(corpus, args.seed);
