@@ -54,7 +54,7 @@ pub(crate) struct Args {
 /// Runs `neuroshard generate`: prints the prompt and its continuation to stdout.
 pub(crate) fn run(args: Args) -> Result<()> {
     super::set_threads(args.threads)?;
-    let (meta, model) = checkpoint::load_model(&args.checkpoint, &super::train::device()?)
+    let (meta, model) = checkpoint::load_model(&args.checkpoint, &candle_core::Device::Cpu)
         .with_context(|| format!("loading the checkpoint in {}", args.checkpoint.display()))?;
     let tokenizer_path = args.genesis.join("tokenizer.json");
     let tokenizer = Tokenizer::load(&tokenizer_path)

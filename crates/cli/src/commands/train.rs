@@ -214,7 +214,7 @@ fn report_epsilon(spec: &RunSpec, steps: u64, delta: f64, genesis: &GenesisDir) 
 /// A fresh trainer, or with `--resume` the checkpoint's, checked against `spec`. Never
 /// replaces an existing checkpoint unless resuming it.
 fn start(args: &Args, spec: RunSpec, dir: &Path) -> Result<Trainer> {
-    let device = device()?;
+    let device = Device::Cpu;
     if !args.resume {
         anyhow::ensure!(
             !checkpoint::exists(dir),
@@ -265,11 +265,6 @@ impl Progress for LogProgress {
     fn warn(&self, message: &str) {
         tracing::warn!("{message}");
     }
-}
-
-/// The first CUDA GPU when built with the `cuda` feature and one is present, else the CPU.
-pub(crate) fn device() -> Result<Device> {
-    Device::cuda_if_available(0).context("opening the GPU")
 }
 
 /// The progress bar on stderr and, with `--json`, one JSON line per logged step on stdout.
