@@ -192,7 +192,7 @@ fn batches_read_back_and_genesis_is_consistent() {
     let genesis = dir.genesis();
     assert_eq!(genesis.model.vocab_size, 320);
     assert_eq!(genesis.data.merkle_root, dir.manifest().merkle_root);
-    assert_eq!(genesis.diloco.inner_steps, 500);
+    assert_eq!(genesis.diloco, neuroshard_data::DilocoSpec::DEFAULT);
     let train = dir.train_batches(Some(&[1, 2]), 9).unwrap();
     let batch = train.batch(3, 4, 32).unwrap();
     assert_eq!(batch.tokens.len(), 4 * 33);
