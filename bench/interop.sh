@@ -59,6 +59,18 @@ fi
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 
 FAILED=0
+# Imports the Hugging Face directory $1 and exports it again (work names from $2): prints whether
+# the weights come back byte for byte, and fails when they do not.
+round_trip() {
+    "$BIN" import --model "$1" --genesis "$GENESIS" --out "$WORK/imported-$2" >&2
+    "$BIN" export --checkpoint "$WORK/imported-$2" --genesis "$GENESIS" --out "$WORK/reexported-$2" >&2
+    if cmp -s "$HF/model.safetensors" "$WORK/reexported-$2/model.safetensors"; then
+        echo "identical weights"
+    else
+        echo "WEIGHTS DIFFER"
+        return 1
+    fi
+}
 RESULTS=()
 for PRESET in $PRESETS; do
     CK="$WORK/checkpoint-$PRESET" HF="$WORK/hf-$PRESET"
@@ -68,28 +80,14 @@ for PRESET in $PRESETS; do
         --checkpoint-dir "$CK" --checkpoint-every 0 --eval-every 0 --log-every 100 \
         --threads "$THREADS" >&2
     "$BIN" export --checkpoint "$CK" --genesis "$GENESIS" --out "$HF" >&2
-    "$BIN" import --model "$HF" --genesis "$GENESIS" --out "$WORK/imported-$PRESET" >&2
-    "$BIN" export --checkpoint "$WORK/imported-$PRESET" --genesis "$GENESIS" --out "$WORK/reexported-$PRESET" >&2
-    if cmp -s "$HF/model.safetensors" "$WORK/reexported-$PRESET/model.safetensors"; then
-        ROUND_TRIP="import/export round trip: identical weights"
-    else
-        ROUND_TRIP="import/export round trip: WEIGHTS DIFFER"
-        FAILED=1
-    fi
+    ROUND_TRIP="import/export round trip: $(round_trip "$HF" "$PRESET")" || FAILED=1
     echo "interop: $PRESET: comparing with transformers" >&2
     SAVED="$WORK/saved-$PRESET"
     rm -rf "$SAVED" "$WORK/imported-saved-$PRESET" "$WORK/reexported-saved-$PRESET"
     if LINE="$("$VENV/bin/python" "$ROOT/bench/interop.py" --bin "$BIN" --checkpoint "$CK" \
         --genesis "$GENESIS" --hf "$HF" --threads "$THREADS" --save "$SAVED" | tail -n 1)"; then :; else FAILED=1; fi
     # What transformers' save_pretrained writes imports back to the same weights.
-    "$BIN" import --model "$SAVED" --genesis "$GENESIS" --out "$WORK/imported-saved-$PRESET" >&2
-    "$BIN" export --checkpoint "$WORK/imported-saved-$PRESET" --genesis "$GENESIS" --out "$WORK/reexported-saved-$PRESET" >&2
-    if cmp -s "$HF/model.safetensors" "$WORK/reexported-saved-$PRESET/model.safetensors"; then
-        SAVED_TRIP="transformers save_pretrained → import: identical weights"
-    else
-        SAVED_TRIP="transformers save_pretrained → import: WEIGHTS DIFFER"
-        FAILED=1
-    fi
+    SAVED_TRIP="transformers save_pretrained → import: $(round_trip "$SAVED" "saved-$PRESET")" || FAILED=1
     RESULTS+=("$PRESET: $LINE; $ROUND_TRIP; $SAVED_TRIP")
 done
 
