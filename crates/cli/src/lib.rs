@@ -37,7 +37,8 @@ enum Command {
     Generate(commands::generate::Args),
     /// Write a checkpoint as a Hugging Face Llama directory (transformers loads it).
     Export(commands::export::Args),
-    /// Read a Hugging Face Llama directory into a training checkpoint.
+    /// Read a Hugging Face Llama directory into a training checkpoint, or (--init) a network's
+    /// initial weights.
     Import(commands::import::Args),
     /// Simulate a network of nodes training together, with attackers and baselines.
     Sim(Box<commands::sim::Args>),
