@@ -74,7 +74,7 @@ fn write_checkpoint(out: &Path, genesis: &GenesisDir, model: NeuroLlm) -> Result
     let spec = super::train::run_spec_for(
         model.config().clone(),
         &super::train::Args::defaults(),
-        &genesis,
+        genesis,
     )?;
     let optimizer = AdamW::new(model.n_params(), spec.adamw)?;
     let trainer = Trainer::from_parts(spec, model, optimizer, 0)?;
