@@ -37,7 +37,8 @@ enum Command {
     Generate(commands::generate::Args),
     /// Write a checkpoint as a Hugging Face Llama directory (transformers loads it).
     Export(commands::export::Args),
-    /// Read a Hugging Face Llama directory into a training checkpoint.
+    /// Read a Hugging Face Llama directory into a training checkpoint, or (--init) a network's
+    /// initial weights.
     Import(commands::import::Args),
     /// The ε that DP-SGD steps spend (Rényi DP accountant of the subsampled Gaussian).
     Privacy(commands::privacy::Args),

@@ -6,6 +6,9 @@
 //! members the node excluded (JSON: node id to reason) in the header's metadata. It is written to a temporary file, fsynced, renamed over the old one and
 //! the directory fsynced, so a crash leaves the old checkpoint or the new one, never a mix. On
 //! load both tensors must match their recorded hashes and the network id must match.
+//!
+//! The genesis init file (`neuroshard_data::INIT_FILE`) is the bare `params` tensor's bytes:
+//! [`params_bytes`] writes them and [`params_from_bytes`] reads them back, for both files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -24,7 +27,7 @@ const FORMAT_VERSION: &str = "1";
 
 /// Writes `state` of network `network_id` to `path`, replacing any checkpoint there atomically.
 pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
-    let params: Vec<u8> = state.params.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let params = params_bytes(&state.params);
     let metadata = HashMap::from([
         ("format_version".to_owned(), FORMAT_VERSION.to_owned()),
         ("round".to_owned(), state.round.to_string()),
@@ -102,12 +105,6 @@ fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<Snapshot, St
         Ok(view.data())
     };
     let params = tensor("params", Dtype::F32)?;
-    if params.len() != 4 * n_params {
-        return Err(format!(
-            "{} parameters for a model of {n_params}",
-            params.len() / 4
-        ));
-    }
     if Hash::of(params) != model_hash {
         return Err("the parameters do not match the recorded model hash".into());
     }
@@ -117,15 +114,32 @@ fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<Snapshot, St
     }
     Ok(Snapshot {
         round,
-        params: params
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
+        params: params_from_bytes(params, n_params)?,
         outer: outer.to_vec(),
         excluded: meta
             .get("excluded")
             .map_or(Ok(BTreeMap::new()), |text| excluded_from_json(text))?,
     })
+}
+
+/// Flat parameters as little-endian `f32` bytes: a checkpoint's `params`, the genesis init file.
+/// Their BLAKE3 hash is the model hash.
+pub fn params_bytes(params: &[f32]) -> Vec<u8> {
+    params.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The parameters in little-endian `f32` `bytes`, which must hold exactly `n_params`.
+pub(crate) fn params_from_bytes(bytes: &[u8], n_params: usize) -> Result<Vec<f32>, String> {
+    if bytes.len() != 4 * n_params {
+        return Err(format!(
+            "{} bytes are not the {n_params} parameters of the genesis model",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// The excluded members as JSON text: node id (hex) to reason.

@@ -6,13 +6,18 @@
 //! file's Merkle roots and tokenizer hash), the tokenizer, the validation shards, and for each
 //! round the training shards `neuroshard_data::assign` gives it, each checked with its Merkle
 //! inclusion proof against the genesis root. What it fetched it serves in turn.
+//!
+//! When the genesis file names initial weights (`model.init`), the node needs them before it
+//! can build its round-0 model, so before the driver runs and hears any holdings: it asks each
+//! connected peer for the init file by hash ([`DataSync::initial_params`]), checks it like any
+//! other piece, keeps it in the genesis directory and offers it in turn.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use neuroshard_data::{Genesis, GenesisDir, Manifest, assign};
+use neuroshard_data::{Genesis, GenesisDir, INIT_FILE, Manifest, assign};
 use neuroshard_p2p::{MemoryStore, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use tokio::sync::Notify;
@@ -31,6 +36,8 @@ enum Piece {
     Tokenizer(Hash),
     Train(usize, Hash),
     Validation(usize, Hash),
+    /// The initial weights the genesis file's `model.init` names.
+    Init(Hash),
 }
 
 /// The dataset files in one directory, with what of it is present and verified.
@@ -57,6 +64,7 @@ impl Dataset {
             std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
             let text = std::fs::read(genesis_path).map_err(Error::io("reading", genesis_path))?;
             write_atomic(&dir.join("genesis.toml"), &text, Durability::Durable)?;
+            copy_init(home, &dir)?;
             dir
         };
         let mut dataset = Self {
@@ -78,6 +86,33 @@ impl Dataset {
     /// The directory training reads from.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The initial weights on disk, if the genesis file names them and they are here: checked
+    /// against `model.init` and the model's size; a wrong file is an error, not a fallback.
+    fn local_init(&self, n_params: usize) -> Result<Option<Vec<f32>>> {
+        let Some(hash) = self.genesis.model.init else {
+            return Ok(None);
+        };
+        let path = self.dir.join(INIT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(Error::io("reading", &path)(err)),
+        };
+        let bad = |reason: String| Error::BadInit {
+            path: path.clone(),
+            reason,
+        };
+        let got = Hash::of(&bytes);
+        if got != hash {
+            return Err(bad(format!(
+                "its hash {got} is not the genesis `model.init` {hash}"
+            )));
+        }
+        crate::checkpoint::params_from_bytes(&bytes, n_params)
+            .map(Some)
+            .map_err(bad)
     }
 
     /// Finds what is already present and intact (after a restart, or in the builder's directory).
@@ -145,6 +180,11 @@ impl Dataset {
 
     /// Puts every file this node holds into `store`, so peers can fetch them by hash.
     pub(crate) fn offer(&self, store: &MemoryStore) -> Result<()> {
+        if self.genesis.model.init.is_some()
+            && let Ok(bytes) = std::fs::read(self.dir.join(INIT_FILE))
+        {
+            store.insert(bytes);
+        }
         let Some((manifest, bytes)) = &self.manifest else {
             return Ok(());
         };
@@ -198,6 +238,7 @@ impl Dataset {
                 "manifest.json".to_owned()
             }
             Piece::Tokenizer(_) => "tokenizer.json".to_owned(),
+            Piece::Init(_) => INIT_FILE.to_owned(),
             Piece::Train(index, hash) => {
                 let (manifest, _) = self
                     .manifest
@@ -255,10 +296,23 @@ impl Dataset {
 
 fn key(piece: Piece) -> Hash {
     match piece {
-        Piece::Manifest(h) | Piece::Tokenizer(h) | Piece::Train(_, h) | Piece::Validation(_, h) => {
-            h
-        }
+        Piece::Manifest(h)
+        | Piece::Tokenizer(h)
+        | Piece::Train(_, h)
+        | Piece::Validation(_, h)
+        | Piece::Init(h) => h,
     }
+}
+
+/// Copies the init file kept next to a bare genesis file (`home`) into the node's genesis
+/// directory `dir`, unless one is there already; checked when loaded.
+fn copy_init(home: &Path, dir: &Path) -> Result<()> {
+    let (from, to) = (home.join(INIT_FILE), dir.join(INIT_FILE));
+    if to.exists() || !from.exists() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&from).map_err(Error::io("reading", &from))?;
+    write_atomic(&to, &bytes, Durability::Durable)
 }
 
 /// The dataset shared between the driver (which hears holders) and training jobs (which wait
@@ -372,6 +426,32 @@ impl DataSync {
         }
     }
 
+    /// The round-0 parameters the genesis file names (`model.init`), from the genesis directory
+    /// or else fetched by hash from the connected peers, checked, kept and offered; `None` when
+    /// the genesis names none (the model is drawn from the seed). Waits for a peer that has
+    /// them, up to a timeout.
+    pub(crate) async fn initial_params(&self, n_params: usize) -> Result<Option<Vec<f32>>> {
+        let Some(hash) = self.dataset().genesis.model.init else {
+            return Ok(None);
+        };
+        let deadline = tokio::time::Instant::now() + DATA_TIMEOUT;
+        loop {
+            if let Some(params) = self.dataset().local_init(n_params)? {
+                return Ok(Some(params));
+            }
+            let peers = self.0.net.peers().await?;
+            if self.fetch_from(Piece::Init(hash), peers).await {
+                continue;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::DataUnavailable(format!(
+                    "no peer offered the genesis init file {hash}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Every distinct manifest hash holders offer (a bad one is refused when checked).
     fn manifest_offers(&self) -> Vec<Piece> {
         let hashes: BTreeSet<Hash> = self.holders().values().map(|h| h.manifest).collect();
@@ -385,12 +465,18 @@ impl DataSync {
             .iter()
             .filter(|(_, h)| match piece {
                 Piece::Manifest(hash) => h.manifest == hash,
-                Piece::Tokenizer(_) => true,
+                Piece::Tokenizer(_) | Piece::Init(_) => true,
                 Piece::Train(i, _) => h.train.contains(&(i as u32)),
                 Piece::Validation(..) => h.validation,
             })
             .map(|(peer, _)| *peer)
             .collect();
+        self.fetch_from(piece, candidates).await
+    }
+
+    /// Fetches `piece` from the first of `candidates` that sends it intact; whether it was
+    /// stored. A peer that sends something else is dropped as a holder and reported.
+    async fn fetch_from(&self, piece: Piece, candidates: Vec<PeerId>) -> bool {
         for peer in candidates {
             let bytes = match self.0.net.fetch(peer, key(piece)).await {
                 Ok(bytes) => bytes,
@@ -458,7 +544,7 @@ pub(crate) mod tests {
                 Piece::Tokenizer(_) => "tokenizer.json".to_owned(),
                 Piece::Train(i, _) => manifest.shards[i].name.clone(),
                 Piece::Validation(i, _) => manifest.validation_shards[i].name.clone(),
-                Piece::Manifest(_) => unreachable!("the manifest is fed first"),
+                Piece::Manifest(_) | Piece::Init(_) => unreachable!("not needed for a round"),
             };
             let bytes = std::fs::read(holder.dir().join(name)).unwrap();
             fetcher.accept(*piece, &bytes).unwrap();
@@ -518,5 +604,44 @@ pub(crate) mod tests {
             fetcher.holdings(),
             "a restart finds what was fetched"
         );
+    }
+
+    #[test]
+    fn initial_weights_are_checked_copied_and_offered() {
+        let root = tempfile::tempdir().unwrap();
+        let genesis_file = small_genesis(root.path());
+        let params = [1.0f32, -2.0, 0.5];
+        let bytes = crate::checkpoint::params_bytes(&params);
+        let mut genesis = Genesis::load(&genesis_file).unwrap();
+        genesis.model.init = Some(Hash::of(&bytes));
+        let bare = root.path().join("bare");
+        std::fs::create_dir_all(&bare).unwrap();
+        std::fs::write(bare.join("genesis.toml"), genesis.to_toml()).unwrap();
+        let open = || Dataset::open(&bare.join("genesis.toml"), &root.path().join("node"));
+        assert_eq!(open().unwrap().local_init(3).unwrap(), None, "to fetch");
+
+        std::fs::write(bare.join(INIT_FILE), &bytes).unwrap();
+        let dataset = open().unwrap();
+        assert_eq!(dataset.local_init(3).unwrap(), Some(params.to_vec()));
+        let store = MemoryStore::new();
+        dataset.offer(&store).unwrap();
+        assert_eq!(
+            store.keys(),
+            vec![Hash::of(&bytes)],
+            "offered before any manifest"
+        );
+        assert!(matches!(dataset.local_init(4), Err(Error::BadInit { .. })));
+
+        std::fs::write(dataset.dir().join(INIT_FILE), b"other weights").unwrap();
+        let err = dataset.local_init(3).unwrap_err();
+        assert!(err.to_string().contains("model.init"), "{err}");
+        let mut fresh = open().unwrap();
+        assert!(
+            fresh
+                .accept(Piece::Init(Hash::of(&bytes)), b"forged")
+                .is_err()
+        );
+        fresh.accept(Piece::Init(Hash::of(&bytes)), &bytes).unwrap();
+        assert_eq!(fresh.local_init(3).unwrap(), Some(params.to_vec()));
     }
 }

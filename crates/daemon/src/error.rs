@@ -48,6 +48,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The genesis init file on disk is not the one `model.init` names.
+    #[error(
+        "genesis init file {path} is unusable: {reason}; delete it to fetch it from peers, or restore the file the genesis names"
+    )]
+    BadInit {
+        /// The init file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A peer sent genesis data that does not match the genesis file.
     #[error("genesis data from a peer failed verification: {0}")]
     BadData(String),

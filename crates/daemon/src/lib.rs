@@ -82,7 +82,9 @@ use tokio::task::JoinHandle;
 pub use atomic::{Durability, write_atomic};
 #[cfg(feature = "cheat")]
 pub use cheat::Cheat;
-pub use checkpoint::{CHECKPOINT_FILE, load as load_checkpoint, save as save_checkpoint};
+pub use checkpoint::{
+    CHECKPOINT_FILE, load as load_checkpoint, params_bytes, save as save_checkpoint,
+};
 
 /// Where, under the data directory, a node keeps its training chains' checkpoints for audits.
 pub const CHAINS_DIR: &str = "chains";
@@ -125,11 +127,6 @@ impl Daemon {
             reason,
         })?;
         let chain = open_chain(config, &key, &genesis, network_id, &settings)?;
-        let mut node = resume_node(&key, &settings, genesis.seed, network_id, data_dir, &chain)?;
-        for (round, list) in chain.iter().flat_map(|c| c.view().decided()) {
-            // A (re)started node learns the lists the ledger still holds; nothing is due yet.
-            let _ = node.handle(Timestamp::ZERO, Input::Decided { round, list });
-        }
         let progress = Progress::default();
         let assignment = Assignment {
             dir: dataset.dir().to_owned(),
@@ -178,6 +175,21 @@ impl Daemon {
             &key,
             config.shards_per_node,
         )?;
+        // After the network: a bare node fetches the genesis init file from its peers.
+        let mut node = resume_node(
+            &key,
+            &settings,
+            genesis.seed,
+            network_id,
+            data_dir,
+            &chain,
+            &data,
+        )
+        .await?;
+        for (round, list) in chain.iter().flat_map(|c| c.view().decided()) {
+            // A (re)started node learns the lists the ledger still holds; nothing is due yet.
+            let _ = node.handle(Timestamp::ZERO, Input::Decided { round, list });
+        }
         let privacy = genesis.privacy.map(|spec| status::PrivacyBasis {
             spec,
             batch_size: settings.inner.batch_size,
@@ -331,22 +343,23 @@ fn open_chain(
 
 /// The node core at its checkpoint's round, or at genesis; it agrees on rounds through the
 /// ledger when there is one.
-fn resume_node(
+async fn resume_node(
     key: &Keypair,
     settings: &Settings,
     seed: u64,
     network_id: neuroshard_primitives::Hash,
     data_dir: &std::path::Path,
     chain: &Option<Chain>,
+    data: &DataSync,
 ) -> Result<Node> {
-    let genesis = NeuroLlm::new(&settings.model, seed, &Device::Cpu)?.flat_params()?;
     let members = BTreeSet::from([key.node_id()]);
     let key = Keypair::from_seed(key.secret_bytes());
     let agreement: Box<dyn Agreement> = match chain {
         Some(_) => Box::new(LedgerAgreement::default()),
         None => Box::new(DeadlineAgreement),
     };
-    match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, genesis.len())? {
+    let n_params = settings.model.n_params();
+    match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, n_params)? {
         Some(snapshot) => {
             tracing::info!(round = snapshot.round, "resuming from the checkpoint");
             Ok(Node::resume(
@@ -361,9 +374,25 @@ fn resume_node(
             key,
             settings.protocol.clone(),
             members,
-            genesis,
+            genesis_params(data, &settings.model, seed).await?,
             agreement,
         )?),
+    }
+}
+
+/// Round 0's parameters: the genesis init file's when the genesis names one, else drawn from the
+/// network seed.
+async fn genesis_params(
+    data: &DataSync,
+    model: &neuroshard_model::Config,
+    seed: u64,
+) -> Result<Vec<f32>> {
+    match data.initial_params(model.n_params()).await? {
+        Some(params) => {
+            tracing::info!("starting from the genesis initial weights");
+            Ok(params)
+        }
+        None => Ok(NeuroLlm::new(model, seed, &Device::Cpu)?.flat_params()?),
     }
 }
 

@@ -20,6 +20,11 @@ use crate::{Error, Result};
 /// The genesis format this crate writes and reads.
 pub const GENESIS_FORMAT_VERSION: u32 = 1;
 
+/// File name, in the genesis directory, of the initial weights that `model.init` names: the
+/// model's flat parameters (canonical order) as little-endian `f32`, nothing else, so the file's
+/// BLAKE3 hash is the round-0 model hash every node agrees on.
+pub const INIT_FILE: &str = "init.f32";
+
 /// Everything the network agrees on before its first round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,6 +171,10 @@ pub struct ModelSpec {
     /// RMSNorm epsilon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub norm_eps: Option<f64>,
+    /// The initial weights: BLAKE3 of [`INIT_FILE`] (and so the round-0 model hash). Absent, the
+    /// network starts from weights drawn from `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<Hash>,
 }
 
 /// The dataset the network trains on, named by its hashes.
@@ -350,6 +359,7 @@ impl ModelSpec {
             seq_len: None,
             rope_theta: None,
             norm_eps: None,
+            init: None,
         }
     }
 
@@ -506,6 +516,21 @@ mod tests {
             let err = bad.validate().unwrap_err();
             assert!(err.contains(field), "expected `{field}` in: {err}");
         }
+    }
+
+    #[test]
+    fn initial_weights_round_trip_and_change_the_id_only_when_named() {
+        let plain = sample();
+        assert!(!plain.to_toml().contains("init"), "absent: not written");
+        assert!(!plain.canonical().contains("init"), "absent: the old id");
+        let mut genesis = plain.clone();
+        genesis.model.init = Some(Hash::of(b"weights"));
+        let text = genesis.to_toml();
+        assert!(text.contains(&format!("init = \"{}\"", Hash::of(b"weights").to_hex())));
+        assert_eq!(Genesis::parse(&text).unwrap(), genesis);
+        assert_ne!(genesis.network_id(), plain.network_id());
+        let bad = text.replace(&Hash::of(b"weights").to_hex(), "abc");
+        assert!(Genesis::parse(&bad).unwrap_err().contains("init"));
     }
 
     #[test]
