@@ -7,61 +7,58 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use neuroshard_primitives::Hash;
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of, wait_for,
+    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of, run_ok, wait_for,
 };
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
 
-/// Runs `neuroshard args`; panics with its stderr if it fails.
-fn neuroshard(args: &[&Path]) {
-    let output = Command::new(EXE)
-        .args(args)
-        .output()
-        .expect("neuroshard runs");
-    assert!(
-        output.status.success(),
-        "neuroshard {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// `path` as text (the test's paths are UTF-8).
+fn path(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
 }
 
 /// Trains two steps from seed 5, exports that model and imports it as the network's initial
 /// weights; returns their hash as the init file gives it.
 fn import_initial_weights(genesis_dir: &Path, work: &Path) -> Hash {
     let (ckpt, hf) = (work.join("ckpt"), work.join("hf"));
-    let p = Path::new;
-    neuroshard(&[
-        p("train"),
-        p("--genesis"),
-        genesis_dir,
-        p("--checkpoint-dir"),
-        &ckpt,
-        p("--steps"),
-        p("2"),
-        p("--seed"),
-        p("5"),
-        p("--batch"),
-        p("2"),
-        p("--eval-batches"),
-        p("1"),
-        p("--threads"),
-        p("1"),
-    ]);
-    let export = [p("export"), p("--checkpoint"), &ckpt, p("--genesis")];
-    neuroshard(&[&export[..], &[genesis_dir, p("--out"), &hf]].concat());
-    neuroshard(&[
-        p("import"),
-        p("--model"),
-        &hf,
-        p("--genesis"),
-        genesis_dir,
-        p("--init"),
-    ]);
+    let (genesis, ckpt, hf) = (path(genesis_dir), path(&ckpt), path(&hf));
+    let exe = Path::new(EXE);
+    let train = [
+        "train",
+        "--genesis",
+        genesis,
+        "--checkpoint-dir",
+        ckpt,
+        "--steps",
+        "2",
+    ];
+    let small = [
+        "--seed",
+        "5",
+        "--batch",
+        "2",
+        "--eval-batches",
+        "1",
+        "--threads",
+        "1",
+    ];
+    run_ok(exe, &[&train[..], &small].concat());
+    let export = [
+        "export",
+        "--checkpoint",
+        ckpt,
+        "--genesis",
+        genesis,
+        "--out",
+        hf,
+    ];
+    run_ok(exe, &export);
+    let import = ["import", "--model", hf, "--genesis", genesis, "--init"];
+    run_ok(exe, &import);
     let bytes = std::fs::read(genesis_dir.join("init.f32")).expect("import wrote init.f32");
     let hash = Hash::of(&bytes);
     let text = std::fs::read_to_string(genesis_dir.join("genesis.toml")).unwrap();

@@ -302,7 +302,7 @@ fn write_corpus(dir: &Path) {
 }
 
 /// Runs `exe args` to completion; panics with its stderr if it fails.
-fn run_ok(exe: &Path, args: &[&str]) {
+pub fn run_ok(exe: &Path, args: &[&str]) {
     let output = Command::new(exe)
         .args(args)
         .output()
