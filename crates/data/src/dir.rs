@@ -88,6 +88,11 @@ impl GenesisDir {
                 if let Err(reason) = check_genesis(&genesis, &manifest) {
                     failures.push(format!("genesis.toml: {reason}"));
                 }
+                if let Some(init) = genesis.model.init
+                    && let Err(failure) = check_init(path, init)
+                {
+                    failures.push(failure);
+                }
                 genesis.network_id()
             }
             Err(err) => {
@@ -203,6 +208,18 @@ fn check_genesis(genesis: &Genesis, manifest: &Manifest) -> std::result::Result<
         ));
     }
     Ok(())
+}
+
+/// The initial weights the genesis names: [`crate::INIT_FILE`] must hash to `init`.
+fn check_init(dir: &Path, init: Hash) -> std::result::Result<(), String> {
+    let name = crate::INIT_FILE;
+    match std::fs::read(dir.join(name)) {
+        Ok(bytes) if Hash::of(&bytes) == init => Ok(()),
+        Ok(_) => Err(format!(
+            "{name}: hash does not match genesis.toml's model.init"
+        )),
+        Err(err) => Err(format!("{name}: {err}")),
+    }
 }
 
 fn check_shard(

@@ -125,6 +125,31 @@ fn validation_chunks_never_reach_training_shards() {
 }
 
 #[test]
+fn initial_weights_the_genesis_names_are_verified() {
+    let corpus = tempfile::tempdir().unwrap();
+    write_corpus(corpus.path());
+    let out = tempfile::tempdir().unwrap();
+    let dir = build_genesis(&options(corpus.path(), out.path()), &NoProgress).unwrap();
+    let weights = vec![7u8; 64];
+    let mut genesis = dir.genesis().clone();
+    genesis.model.init = Some(neuroshard_primitives::Hash::of(&weights));
+    std::fs::write(out.path().join("genesis.toml"), genesis.to_toml()).unwrap();
+    let init = out.path().join(neuroshard_data::INIT_FILE);
+    let failure = |expected: &str| match GenesisDir::verify_path(out.path()) {
+        Err(Error::Verify { failures }) => {
+            assert_eq!(failures.len(), 1, "{failures:?}");
+            assert!(failures[0].starts_with("init.f32") && failures[0].contains(expected));
+        }
+        other => panic!("expected a verification failure, got {other:?}"),
+    };
+    failure("");
+    std::fs::write(&init, [8u8; 64]).unwrap();
+    failure("model.init");
+    std::fs::write(&init, &weights).unwrap();
+    assert!(GenesisDir::verify_path(out.path()).is_ok());
+}
+
+#[test]
 fn one_flipped_byte_is_named() {
     let corpus = tempfile::tempdir().unwrap();
     write_corpus(corpus.path());
