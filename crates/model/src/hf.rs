@@ -272,57 +272,60 @@ pub fn generation_config_json(ids: SpecialIds) -> Vec<u8> {
     serde_json::to_vec_pretty(&value).expect("a json value serializes")
 }
 
+/// Our whole-model parameters and their `transformers` names.
+const TOP_NAMES: [(&str, &str); 3] = [
+    ("embed.weight", "model.embed_tokens.weight"),
+    ("norm.weight", "model.norm.weight"),
+    ("head.weight", "lm_head.weight"),
+];
+
+/// Our per-layer parameters and their `transformers` names, after `layers.N.` /
+/// `model.layers.N.`.
+const LAYER_NAMES: [(&str, &str); 9] = [
+    ("attn_norm.weight", "input_layernorm.weight"),
+    ("mlp_norm.weight", "post_attention_layernorm.weight"),
+    ("attn.q.weight", "self_attn.q_proj.weight"),
+    ("attn.k.weight", "self_attn.k_proj.weight"),
+    ("attn.v.weight", "self_attn.v_proj.weight"),
+    ("attn.o.weight", "self_attn.o_proj.weight"),
+    ("mlp.gate.weight", "mlp.gate_proj.weight"),
+    ("mlp.up.weight", "mlp.up_proj.weight"),
+    ("mlp.down.weight", "mlp.down_proj.weight"),
+];
+
+/// The other side of `name` in `table`, looked up on side `from` (0: ours, 1: `transformers`).
+fn lookup(table: &[(&'static str, &'static str)], name: &str, from: usize) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|pair| [pair.0, pair.1][from] == name)
+        .map(|pair| [pair.0, pair.1][1 - from])
+}
+
 /// The `transformers` name of our parameter `name`.
 pub fn hf_name(name: &str) -> Option<String> {
-    match name {
-        "embed.weight" => return Some("model.embed_tokens.weight".into()),
-        "norm.weight" => return Some("model.norm.weight".into()),
-        "head.weight" => return Some("lm_head.weight".into()),
-        _ => {}
+    if let Some(hf) = lookup(&TOP_NAMES, name, 0) {
+        return Some(hf.into());
     }
-    let rest = name.strip_prefix("layers.")?;
-    let (index, part) = rest.split_once('.')?;
+    let (index, part) = name.strip_prefix("layers.")?.split_once('.')?;
     let index: usize = index.parse().ok()?;
-    let part = match part {
-        "attn_norm.weight" => "input_layernorm.weight",
-        "mlp_norm.weight" => "post_attention_layernorm.weight",
-        "attn.q.weight" => "self_attn.q_proj.weight",
-        "attn.k.weight" => "self_attn.k_proj.weight",
-        "attn.v.weight" => "self_attn.v_proj.weight",
-        "attn.o.weight" => "self_attn.o_proj.weight",
-        "mlp.gate.weight" => "mlp.gate_proj.weight",
-        "mlp.up.weight" => "mlp.up_proj.weight",
-        "mlp.down.weight" => "mlp.down_proj.weight",
-        _ => return None,
-    };
-    Some(format!("model.layers.{index}.{part}"))
+    Some(format!(
+        "model.layers.{index}.{}",
+        lookup(&LAYER_NAMES, part, 0)?
+    ))
 }
 
 /// Our name of the `transformers` parameter `name`, in a model of `n_layers` layers.
 fn our_name(name: &str, n_layers: usize) -> Option<String> {
-    match name {
-        "model.embed_tokens.weight" => return Some("embed.weight".into()),
-        "model.norm.weight" => return Some("norm.weight".into()),
-        "lm_head.weight" => return Some("head.weight".into()),
-        _ => {}
+    if let Some(ours) = lookup(&TOP_NAMES, name, 1) {
+        return Some(ours.into());
     }
-    let rest = name.strip_prefix("model.layers.")?;
-    let (index, part) = rest.split_once('.')?;
+    let (index, part) = name.strip_prefix("model.layers.")?.split_once('.')?;
     let index: usize = index.parse().ok().filter(|i| *i < n_layers)?;
-    let part = match part {
-        "input_layernorm.weight" => "attn_norm.weight",
-        "post_attention_layernorm.weight" => "mlp_norm.weight",
-        "self_attn.q_proj.weight" => "attn.q.weight",
-        "self_attn.k_proj.weight" => "attn.k.weight",
-        "self_attn.v_proj.weight" => "attn.v.weight",
-        "self_attn.o_proj.weight" => "attn.o.weight",
-        "mlp.gate_proj.weight" => "mlp.gate.weight",
-        "mlp.up_proj.weight" => "mlp.up.weight",
-        "mlp.down_proj.weight" => "mlp.down.weight",
-        _ => return None,
-    };
     let width = layer_index_width(n_layers);
-    Some(format!("layers.{index:0width$}.{part}"))
+    Some(format!(
+        "layers.{index:0width$}.{}",
+        lookup(&LAYER_NAMES, part, 1)?
+    ))
 }
 
 /// The model's weights under their `transformers` names, sorted, as f32 on the CPU.
