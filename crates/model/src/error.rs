@@ -55,6 +55,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Growth asked for fewer layers than the model has.
+    #[error("cannot grow a model of {from} layers to {to}; growth only adds layers")]
+    CannotShrink {
+        /// Layers now.
+        from: usize,
+        /// Layers asked for.
+        to: usize,
+    },
     /// A flat parameter (or gradient) vector has the wrong length.
     #[error(
         "flat parameter vector has {got} values but the model has {expected}; use a vector from the same config"

@@ -1,4 +1,4 @@
-//! Builds, trains and runs NeuroLLM: config, presets, pipeline stages, forward and backward, KV-cache generation.
+//! Builds, trains and runs NeuroLLM: config, presets, pipeline stages, forward and backward, KV-cache generation, function-preserving growth.
 //!
 //! # Bird's Eye View
 //!
@@ -44,6 +44,7 @@ mod block;
 mod config;
 mod error;
 mod generate;
+mod grow;
 pub mod hf;
 mod model;
 mod params;

@@ -22,6 +22,12 @@ impl NeuroLlm {
         })
     }
 
+    /// The model over a stage that holds everything (a grown model).
+    pub(crate) fn from_stage(stage: Stage) -> Self {
+        debug_assert_eq!(stage.spec(), &StageSpec::full(stage.config()));
+        Self { stage }
+    }
+
     /// The model config.
     pub fn config(&self) -> &Config {
         self.stage.config()

@@ -1,0 +1,163 @@
+//! Function-preserving depth growth: a stage (or the whole model) gains decoder layers on top of
+//! its last one, and its output does not change.
+//!
+//! # Where the new layers go
+//!
+//! On top: the new layers take the indices `n_layers..n_layers'`, between the last old layer
+//! and the head. The old layers keep their indices (and so their names, and their places in
+//! the canonical order), so a pipeline stage that does not hold the head is untouched by growth,
+//! and assignment only has to place the new layers. Interleaving (G_stack's stacking, MSG's
+//! masked blocks) would renumber every layer and move every stage's boundary.
+//!
+//! # Why the new layers are the identity, and how they still learn
+//!
+//! A pre-norm layer adds `attn(norm(x))` and `mlp(norm(x))` to the residual stream, so a layer
+//! whose two branches output zero passes `x` through. Zeroing the output projections (`attn.o`
+//! and `mlp.down`) does that, but then the first step gives no gradient to `q`, `k`, `v`, `gate`
+//! and `up`: every path to them runs through a zero matrix. We use a mirrored init instead
+//! (the cancellation MSG and Net2Net use): the second half of the new layer's units copies the
+//! first half, and the output projection's columns for the second half are the negated first
+//! half, so the two halves cancel.
+//!
+//! - Attention: kv heads `hkv/2..hkv` copy kv heads `0..hkv/2`, query heads `h/2..h` copy
+//!   `0..h/2` (query head `j` reads kv head `j / (h/hkv)`, so the copies read the copies),
+//!   and `attn.o`'s columns for heads `h/2..h` are minus those for `0..h/2`.
+//! - MLP: `gate` and `up` rows `ff/2..ff` copy rows `0..ff/2`; `down`'s columns `ff/2..ff`
+//!   are minus columns `0..ff/2`.
+//!
+//! Each half then gets the opposite gradient of its twin, so the first step breaks the symmetry
+//! and every weight matrix of the new layer has a nonzero gradient on it. The two norm scales
+//! cannot: the branch is a function of `norm_scale ⊙ x̂` that is identically zero, so its
+//! derivative by the scale is zero; they learn from the second step on. The sums cancel up to
+//! rounding, not bit for bit (a matrix product does not pair the terms), so the logits move by
+//! rounding error (1.2e-7 at most in the tests, one ulp of a logit). With an odd `n_kv_heads` (or odd
+//! `d_ff`) the attention (or MLP) cannot be halved and falls back to a zero output projection.
+
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+
+use crate::block::layer_index_width;
+use crate::stage::{Stage, StageSpec};
+use crate::{Config, Error, NeuroLlm, Result};
+
+impl Stage {
+    /// This stage in the model grown to `n_layers`: a stage with the head gains the layers
+    /// `cfg.n_layers..n_layers` (mirrored, see the module docs; their other weights drawn from
+    /// `seed` like any layer's), every other stage only learns the new size. Its output is
+    /// unchanged up to rounding.
+    pub fn grown(&self, n_layers: usize, seed: u64) -> Result<Stage> {
+        let old = self.config();
+        if n_layers < old.n_layers {
+            return Err(Error::CannotShrink {
+                from: old.n_layers,
+                to: n_layers,
+            });
+        }
+        let cfg = Config {
+            n_layers,
+            ..old.clone()
+        };
+        let spec = self.spec();
+        let layers = match spec.head {
+            true => spec.layers.start..n_layers,
+            false => spec.layers.clone(),
+        };
+        let new_spec = StageSpec {
+            layers: layers.clone(),
+            ..spec.clone()
+        };
+        let mut grown = Stage::new(&cfg, new_spec, seed, self.device())?;
+        let (old_width, new_width) = (layer_index_width(old.n_layers), layer_index_width(n_layers));
+        let mut tensors: HashMap<String, Tensor> = grown.named_tensors()?.into_iter().collect();
+        for (name, tensor) in self.named_tensors()? {
+            tensors.insert(rename_layer(&name, old_width, new_width), tensor);
+        }
+        for index in old.n_layers.max(layers.start)..layers.end {
+            mirror_layer(&cfg, &format!("layers.{index:0new_width$}"), &mut tensors)?;
+        }
+        grown.load_named(&tensors)?;
+        Ok(grown)
+    }
+}
+
+impl NeuroLlm {
+    /// The model grown to `n_layers` by [`Stage::grown`]: new layers on top, output unchanged.
+    pub fn grown(&self, n_layers: usize, seed: u64) -> Result<NeuroLlm> {
+        Ok(NeuroLlm::from_stage(self.stage().grown(n_layers, seed)?))
+    }
+}
+
+/// `layers.{i:0old}.rest` → `layers.{i:0new}.rest`; other names unchanged.
+fn rename_layer(name: &str, old_width: usize, new_width: usize) -> String {
+    let Some(rest) = name.strip_prefix("layers.") else {
+        return name.to_owned();
+    };
+    let (index, tail) = rest.split_at(old_width.min(rest.len()));
+    match index.parse::<usize>() {
+        Ok(i) => format!("layers.{i:0new_width$}{tail}"),
+        Err(_) => name.to_owned(),
+    }
+}
+
+/// Makes the layer `prefix` the identity by the mirrored init (module docs).
+fn mirror_layer(cfg: &Config, prefix: &str, tensors: &mut HashMap<String, Tensor>) -> Result<()> {
+    let mut update = |name: &str, f: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>| {
+        let key = format!("{prefix}.{name}.weight");
+        let tensor = tensors
+            .get(&key)
+            .ok_or_else(|| Error::MissingTensor { name: key.clone() })?;
+        let new = f(tensor)?;
+        tensors.insert(key, new);
+        Ok::<_, Error>(())
+    };
+    match cfg.n_kv_heads.is_multiple_of(2) {
+        true => {
+            for name in ["attn.q", "attn.k", "attn.v"] {
+                update(name, &|w| copy_first_half(w, 0))?;
+            }
+            update("attn.o", &|w| negate_first_half(w, 1))?;
+        }
+        false => update("attn.o", &|w| w.zeros_like())?,
+    }
+    match cfg.d_ff.is_multiple_of(2) {
+        true => {
+            for name in ["mlp.gate", "mlp.up"] {
+                update(name, &|w| copy_first_half(w, 0))?;
+            }
+            update("mlp.down", &|w| negate_first_half(w, 1))?;
+        }
+        false => update("mlp.down", &|w| w.zeros_like())?,
+    }
+    Ok(())
+}
+
+/// `w` with its second half along `dim` replaced by a copy of its first half.
+fn copy_first_half(w: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+    let first = w.narrow(dim, 0, w.dim(dim)? / 2)?;
+    Tensor::cat(&[&first, &first], dim)
+}
+
+/// `w` with its second half along `dim` replaced by minus its first half.
+fn negate_first_half(w: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+    let first = w.narrow(dim, 0, w.dim(dim)? / 2)?;
+    Tensor::cat(&[&first, &first.neg()?], dim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_names_are_rewritten_to_the_new_width() {
+        assert_eq!(
+            rename_layer("layers.07.attn.q.weight", 2, 3),
+            "layers.007.attn.q.weight"
+        );
+        assert_eq!(
+            rename_layer("layers.99.mlp.up.weight", 2, 2),
+            "layers.99.mlp.up.weight"
+        );
+        assert_eq!(rename_layer("head.weight", 2, 3), "head.weight");
+    }
+}

@@ -1,0 +1,167 @@
+//! Growing a model adds layers on top without changing its output, keeps the canonical order,
+//! and leaves every new weight matrix something to learn on the next step.
+
+use candle_core::{Device, Tensor};
+use neuroshard_model::{Config, Error, NeuroLlm, Stage, StageInput, StageSpec};
+use neuroshard_primitives::Batch;
+
+fn config(n_kv_heads: usize, d_ff: usize) -> Config {
+    Config {
+        vocab_size: 50,
+        d_model: 32,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads,
+        d_ff,
+        seq_len: 16,
+        rope_theta: 10_000.0,
+        norm_eps: 1e-5,
+    }
+}
+
+fn tokens(b: usize, t: usize) -> Tensor {
+    let ids: Vec<u32> = (0..(b * t) as u32).map(|i| (i * 7 + i / 3) % 50).collect();
+    Tensor::from_vec(ids, (b, t), &Device::Cpu).unwrap()
+}
+
+fn batch() -> Batch {
+    Batch::new((0..3 * 17).map(|i| (i * 11 + 3) % 50).collect(), 3, 16)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+    d.max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// A trained-looking model: seeded weights moved by a few SGD steps, so the norm scales are
+/// not all ones and the old layers are not at their init.
+fn trained(cfg: &Config) -> NeuroLlm {
+    let mut model = NeuroLlm::new(cfg, 3, &Device::Cpu).unwrap();
+    for _ in 0..3 {
+        let (_, grads) = model.loss_and_grads(&batch()).unwrap();
+        let mut params = model.flat_params().unwrap();
+        params
+            .iter_mut()
+            .zip(&grads)
+            .for_each(|(p, g)| *p -= 0.5 * g);
+        model.set_flat_params(&params).unwrap();
+    }
+    model
+}
+
+#[test]
+fn the_grown_model_gives_the_same_logits() {
+    for (kv, ff) in [(2, 48), (1, 47)] {
+        let model = trained(&config(kv, ff));
+        let grown = model.grown(5, 9).unwrap();
+        assert_eq!(grown.config().n_layers, 5);
+        let x = tokens(2, 16);
+        let diff = max_abs_diff(&model.forward(&x).unwrap(), &grown.forward(&x).unwrap());
+        assert!(diff <= 1e-6, "kv {kv} ff {ff}: logits moved by {diff}");
+        let loss = (model.loss(&batch()).unwrap(), grown.loss(&batch()).unwrap());
+        assert!((loss.0 - loss.1).abs() <= 1e-6, "{loss:?}");
+    }
+}
+
+#[test]
+fn the_grown_parameters_keep_the_canonical_order_and_the_old_values() {
+    let model = trained(&config(2, 48));
+    let grown = model.grown(4, 9).unwrap();
+    let fresh = NeuroLlm::new(grown.config(), 9, &Device::Cpu).unwrap();
+    assert_eq!(grown.param_shapes(), fresh.param_shapes());
+    let old: Vec<(String, Tensor)> = model.named_tensors().unwrap();
+    let new: std::collections::HashMap<String, Tensor> =
+        grown.named_tensors().unwrap().into_iter().collect();
+    for (name, tensor) in old {
+        assert_eq!(max_abs_diff(&tensor, &new[&name]), 0.0, "{name}");
+    }
+    assert!(new.contains_key("layers.03.attn.q.weight"));
+}
+
+/// The new layers' gradients on the first step after growth, by parameter name.
+fn new_layer_grads(model: &NeuroLlm) -> Vec<(String, f32)> {
+    let (_, grads) = model.loss_and_grads(&batch()).unwrap();
+    let mut offset = 0;
+    let mut out = Vec::new();
+    for (name, shape) in model.param_shapes() {
+        let n: usize = shape.iter().product();
+        if name.starts_with("layers.02") || name.starts_with("layers.03") {
+            let norm = grads[offset..offset + n].iter().map(|g| g * g).sum::<f32>();
+            out.push((name, norm.sqrt()));
+        }
+        offset += n;
+    }
+    out
+}
+
+#[test]
+fn every_new_matrix_learns_on_the_first_step_and_the_norms_on_the_second() {
+    let mut grown = trained(&config(2, 48)).grown(4, 9).unwrap();
+    let first = new_layer_grads(&grown);
+    assert_eq!(first.len(), 2 * 9);
+    for (name, norm) in &first {
+        match name.ends_with("norm.weight") {
+            // The branch is identically zero in the scale's argument: no gradient yet.
+            true => assert!(*norm < 1e-6, "{name}: {norm}"),
+            false => assert!(*norm > 1e-6, "{name} gets no gradient: {norm}"),
+        }
+    }
+    let (_, grads) = grown.loss_and_grads(&batch()).unwrap();
+    let mut params = grown.flat_params().unwrap();
+    params
+        .iter_mut()
+        .zip(&grads)
+        .for_each(|(p, g)| *p -= 0.5 * g);
+    grown.set_flat_params(&params).unwrap();
+    for (name, norm) in new_layer_grads(&grown) {
+        assert!(norm > 1e-6, "{name} still gets no gradient: {norm}");
+    }
+}
+
+#[test]
+fn grown_stages_chain_to_the_grown_model() {
+    let cfg = config(2, 48);
+    let model = trained(&cfg);
+    let grown = model.grown(4, 9).unwrap();
+    let specs = [
+        StageSpec {
+            embedding: true,
+            layers: 0..1,
+            head: false,
+        },
+        StageSpec {
+            embedding: false,
+            layers: 1..2,
+            head: true,
+        },
+    ];
+    let stages: Vec<Stage> = specs
+        .map(|spec| {
+            let mut stage = Stage::new(&cfg, spec, 3, &Device::Cpu).unwrap();
+            let named = model.named_tensors().unwrap().into_iter();
+            let mine: std::collections::HashMap<String, Tensor> = named
+                .filter(|(n, _)| stage.param_shapes().iter().any(|(m, _)| m == n))
+                .collect();
+            stage.load_named(&mine).unwrap();
+            stage.grown(4, 9).unwrap()
+        })
+        .into_iter()
+        .collect();
+    assert_eq!(stages[0].spec().layers, 0..1);
+    assert_eq!(stages[1].spec().layers, 1..4);
+    let x = tokens(2, 16);
+    let hidden = stages[0].forward(&StageInput::Tokens(x.clone())).unwrap();
+    let logits = stages[1].forward(&StageInput::Hidden(hidden)).unwrap();
+    assert_eq!(max_abs_diff(&logits, &grown.forward(&x).unwrap()), 0.0);
+}
+
+#[test]
+fn growth_never_removes_layers() {
+    let model = NeuroLlm::new(&config(2, 48), 3, &Device::Cpu).unwrap();
+    assert!(matches!(
+        model.grown(1, 9),
+        Err(Error::CannotShrink { from: 2, to: 1 })
+    ));
+    let same = model.grown(2, 9).unwrap();
+    assert_eq!(same.param_hash().unwrap(), model.param_hash().unwrap());
+}
