@@ -79,12 +79,51 @@ impl Stage {
         grown.load_named(&tensors)?;
         Ok(grown)
     }
+
+    /// `values`, flat in `before`'s canonical order (optimizer moments, an outer momentum),
+    /// laid out in this grown stage's order: each parameter of `before` keeps its values, the
+    /// new layers get zeros.
+    pub fn carry_from(&self, before: &Stage, values: &[f32]) -> Result<Vec<f32>> {
+        if values.len() != before.n_params() {
+            return Err(Error::FlatLength {
+                expected: before.n_params(),
+                got: values.len(),
+            });
+        }
+        let widths = (
+            layer_index_width(before.config().n_layers),
+            layer_index_width(self.config().n_layers),
+        );
+        let mut old: HashMap<String, &[f32]> = HashMap::new();
+        let mut offset = 0;
+        for (name, shape) in before.param_shapes() {
+            let n: usize = shape.iter().product();
+            old.insert(
+                rename_layer(&name, widths.0, widths.1),
+                &values[offset..offset + n],
+            );
+            offset += n;
+        }
+        let mut out = Vec::with_capacity(self.n_params());
+        for (name, shape) in self.param_shapes() {
+            match old.get(&name) {
+                Some(v) => out.extend_from_slice(v),
+                None => out.resize(out.len() + shape.iter().product::<usize>(), 0.0),
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl NeuroLlm {
     /// The model grown to `n_layers` by [`Stage::grown`]: new layers on top, output unchanged.
     pub fn grown(&self, n_layers: usize, seed: u64) -> Result<NeuroLlm> {
         Ok(NeuroLlm::from_stage(self.stage().grown(n_layers, seed)?))
+    }
+
+    /// [`Stage::carry_from`] for the whole model.
+    pub fn carry_from(&self, before: &NeuroLlm, values: &[f32]) -> Result<Vec<f32>> {
+        self.stage().carry_from(before.stage(), values)
     }
 }
 

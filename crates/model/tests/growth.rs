@@ -165,3 +165,24 @@ fn growth_never_removes_layers() {
     let same = model.grown(2, 9).unwrap();
     assert_eq!(same.param_hash().unwrap(), model.param_hash().unwrap());
 }
+
+#[test]
+fn state_vectors_carry_over_with_zeros_for_the_new_layers() {
+    let model = trained(&config(2, 48));
+    let grown = model.grown(4, 9).unwrap();
+    let old = model.flat_params().unwrap();
+    let carried = grown.carry_from(&model, &old).unwrap();
+    let new = grown.flat_params().unwrap();
+    assert_eq!(carried.len(), grown.n_params());
+    let mut offset = 0;
+    for (name, shape) in grown.param_shapes() {
+        let n: usize = shape.iter().product();
+        let (c, p) = (&carried[offset..offset + n], &new[offset..offset + n]);
+        match name.starts_with("layers.02") || name.starts_with("layers.03") {
+            true => assert!(c.iter().all(|v| *v == 0.0), "{name}"),
+            false => assert_eq!(c, p, "{name}"),
+        }
+        offset += n;
+    }
+    assert!(grown.carry_from(&model, &old[1..]).is_err());
+}

@@ -1,0 +1,399 @@
+//! Assignment: from the model and the members' capacity records to a [`Plan`] of stages, each
+//! a contiguous layer range with its replica set. Deterministic: every node computes the same
+//! plan from the same view, whatever order it learnt the records in.
+//!
+//! # The rule
+//!
+//! 1. Members are sorted by node id (a node listed twice counts once, its first entry in that
+//!    order). A member whose budget cannot train one layer gets no stage
+//!    ([`Unplaced::CannotHoldALayer`]).
+//! 2. For each number of stages `k` (1 up to the layers, at most the members), a draft:
+//!    the layers split evenly; coverage first, the stage needing the most memory first, each
+//!    taking the smallest member that fits it (so big members stay free for big stages);
+//!    then every other member, fastest first, joins the stage it fits whose time per token
+//!    (work over the replicas' summed speed) is highest; then the stage lengths are set by
+//!    water-filling: each layer after the first of every stage goes to the stage whose time
+//!    grows least, never past what its smallest replica can hold. That minimises the slowest
+//!    stage's time for these replica sets.
+//! 3. A draft's cost is its slowest stage's time times the 1F1B bubble `(m + k − 1) / m` for
+//!    `m` micro-batches a step; the cheapest wins, ties to fewer stages. So when every member
+//!    can hold the whole model the plan is one stage held by everyone: today's network.
+//! 4. With a previous plan (same depth), the stable draft keeps it: every member stays in its
+//!    stage, the stage lengths stay unless water-filling would be [`REBALANCE`] faster; new
+//!    members join as in 2; a stage left empty takes a new member or one from the stage with
+//!    the most replicas. The stable draft wins unless the best fresh draft is [`REPLAN`]
+//!    cheaper. So a join moves only the joiner's layers, and a leave moves nothing unless it
+//!    empties a stage.
+
+use std::ops::Range;
+
+use neuroshard_primitives::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::footprint::{Footprint, Workload};
+
+/// The stable lengths are kept unless water-filled ones are this much faster (a quarter).
+pub const REBALANCE: (u128, u128) = (5, 4);
+
+/// The stable draft is kept unless the best fresh one is this much cheaper (a third).
+pub const REPLAN: (u128, u128) = (4, 3);
+
+/// One member of the pool as assignment sees it (from its latest capacity record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// The node.
+    pub node: NodeId,
+    /// Bytes it gives to training.
+    pub memory_budget: u64,
+    /// Its speed in parameter-tokens per second.
+    pub work_per_sec: u64,
+}
+
+/// One stage of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagePlan {
+    /// The layers it holds.
+    pub layers: Range<usize>,
+    /// Whether it holds the embedding (the first stage).
+    pub embedding: bool,
+    /// Whether it holds the final norm and the head (the last stage).
+    pub head: bool,
+    /// The nodes that hold it, sorted.
+    pub replicas: Vec<NodeId>,
+}
+
+/// Why a member holds no stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Unplaced {
+    /// Its budget cannot train a single layer.
+    CannotHoldALayer,
+    /// It can hold a layer, but no stage of this plan fits its budget.
+    NoStageFits,
+}
+
+/// Who holds what: stages in pipeline order and the members left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The model's depth the plan covers.
+    pub n_layers: usize,
+    /// The stages, in order; empty when the pool cannot cover the model.
+    pub stages: Vec<StagePlan>,
+    /// Members without a stage, sorted by node id, with the reason.
+    pub unplaced: Vec<(NodeId, Unplaced)>,
+}
+
+impl Plan {
+    /// The index of the stage `node` holds.
+    pub fn stage_of(&self, node: &NodeId) -> Option<usize> {
+        self.stages.iter().position(|s| s.replicas.contains(node))
+    }
+
+    /// Layers that nodes must fetch to go from `before` to this plan: for each node with a
+    /// stage, the layers of its stage it did not hold before.
+    pub fn moves_from(&self, before: &Plan) -> usize {
+        let held = |node: &NodeId| {
+            before
+                .stage_of(node)
+                .map_or(0..0, |s| before.stages[s].layers.clone())
+        };
+        let fetched = |stage: &StagePlan, node: &NodeId| {
+            let old = held(node);
+            stage.layers.clone().filter(|l| !old.contains(l)).count()
+        };
+        let per_stage = |s: &StagePlan| s.replicas.iter().map(|n| fetched(s, n)).sum::<usize>();
+        self.stages.iter().map(per_stage).sum()
+    }
+}
+
+/// Assigns the members to stages of a model of `n_layers` layers whose parts need `footprint`
+/// (see the module docs); `previous` is the plan in force, which the result stays close to.
+pub fn assign(
+    n_layers: usize,
+    footprint: &Footprint,
+    workload: Workload,
+    members: &[Member],
+    previous: Option<&Plan>,
+) -> Plan {
+    let pool = Pool::new(n_layers, footprint, workload, members);
+    let fresh = (1..=n_layers.min(pool.members.len()))
+        .filter_map(|k| pool.fresh(k))
+        .min_by(|a, b| pool.cost(a).cmp_with(&pool.cost(b)));
+    let stable = previous.and_then(|p| pool.stable(p));
+    let chosen = match (stable, fresh) {
+        (Some(s), Some(f)) if !pool.cost(&s).exceeds(&pool.cost(&f), REPLAN) => Some(s),
+        (Some(s), None) => Some(s),
+        (_, f) => f,
+    };
+    pool.plan(chosen)
+}
+
+/// A ratio `num / den` compared by cross-multiplication.
+#[derive(Debug, Clone, Copy)]
+struct Ratio {
+    num: u128,
+    den: u128,
+}
+
+impl Ratio {
+    fn cmp_with(&self, other: &Ratio) -> std::cmp::Ordering {
+        (self.num * other.den).cmp(&(other.num * self.den))
+    }
+
+    /// Whether `self > other × factor`.
+    fn exceeds(&self, other: &Ratio, (fnum, fden): (u128, u128)) -> bool {
+        self.num * other.den * fden > other.num * self.den * fnum
+    }
+}
+
+/// A candidate: stage lengths and replica sets (indices into the sorted members).
+#[derive(Debug, Clone)]
+struct Draft {
+    lens: Vec<usize>,
+    replicas: Vec<Vec<usize>>,
+}
+
+/// The sorted members and what the drafts share.
+#[derive(Debug)]
+struct Pool<'a> {
+    n_layers: usize,
+    footprint: &'a Footprint,
+    workload: Workload,
+    members: Vec<Member>,
+}
+
+impl<'a> Pool<'a> {
+    fn new(
+        n_layers: usize,
+        footprint: &'a Footprint,
+        workload: Workload,
+        members: &[Member],
+    ) -> Self {
+        let mut members = members.to_vec();
+        members.sort_by(|a, b| {
+            (a.node, a.memory_budget, a.work_per_sec).cmp(&(
+                b.node,
+                b.memory_budget,
+                b.work_per_sec,
+            ))
+        });
+        members.dedup_by(|b, a| a.node == b.node);
+        Self {
+            n_layers,
+            footprint,
+            workload,
+            members,
+        }
+    }
+
+    /// Whether stage `s` of `k` is the first, the last.
+    fn ends(s: usize, k: usize) -> (bool, bool) {
+        (s == 0, s + 1 == k)
+    }
+
+    /// The most layers member `i` can hold as stage `s` of `k`.
+    fn cap(&self, i: usize, s: usize, k: usize) -> usize {
+        let (e, h) = Self::ends(s, k);
+        self.footprint
+            .max_layers(self.members[i].memory_budget, e, h)
+    }
+
+    /// Summed speed of a replica set.
+    fn speed(&self, replicas: &[usize]) -> u128 {
+        replicas
+            .iter()
+            .map(|&i| u128::from(self.members[i].work_per_sec))
+            .sum()
+    }
+
+    /// Time per token of stage `s` of `k` with `len` layers and these replicas.
+    fn time(&self, len: usize, s: usize, k: usize, replicas: &[usize]) -> Ratio {
+        let head = Self::ends(s, k).1;
+        Ratio {
+            num: u128::from(self.footprint.work(len, head)),
+            den: self.speed(replicas).max(1),
+        }
+    }
+
+    /// The slowest stage's time times the bubble `(m + k − 1) / m`.
+    fn cost(&self, draft: &Draft) -> Ratio {
+        let k = draft.lens.len();
+        let slowest = (0..k)
+            .map(|s| self.time(draft.lens[s], s, k, &draft.replicas[s]))
+            .max_by(|a, b| a.cmp_with(b))
+            .expect("a draft has a stage");
+        let m = self.workload.micro_batches.max(1) as u128;
+        Ratio {
+            num: slowest.num * (m + k as u128 - 1),
+            den: slowest.den * m,
+        }
+    }
+
+    /// The best draft with `k` stages from nothing, if the members can cover them.
+    fn fresh(&self, k: usize) -> Option<Draft> {
+        let (l, k_) = (self.n_layers, k);
+        let lens: Vec<usize> = (0..k).map(|s| l / k_ + usize::from(s < l % k_)).collect();
+        let mut draft = Draft {
+            replicas: vec![Vec::new(); k],
+            lens,
+        };
+        let mut free: Vec<usize> = (0..self.members.len()).collect();
+        self.cover(&mut draft, &mut free)?;
+        self.join(&mut draft, free);
+        draft.lens = self.water_fill(&draft)?;
+        Some(draft)
+    }
+
+    /// The previous plan kept as far as it can be (module docs, step 4).
+    fn stable(&self, previous: &Plan) -> Option<Draft> {
+        let k = previous.stages.len();
+        if previous.n_layers != self.n_layers || k == 0 {
+            return None;
+        }
+        let lens: Vec<usize> = previous.stages.iter().map(|s| s.layers.len()).collect();
+        let mut draft = Draft {
+            replicas: vec![Vec::new(); k],
+            lens,
+        };
+        let mut free = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            match previous.stage_of(&m.node) {
+                Some(s) if self.cap(i, s, k) >= draft.lens[s] => draft.replicas[s].push(i),
+                _ => free.push(i),
+            }
+        }
+        self.cover(&mut draft, &mut free)?;
+        self.join(&mut draft, free);
+        // Every replica fits the kept lengths (checked on the way in), so they stay valid.
+        let filled = Draft {
+            lens: self.water_fill(&draft)?,
+            replicas: draft.replicas.clone(),
+        };
+        match self.cost(&draft).exceeds(&self.cost(&filled), REBALANCE) {
+            true => Some(filled),
+            false => Some(draft),
+        }
+    }
+
+    /// Gives every empty stage a replica, the stage needing most memory first: the smallest
+    /// free member that fits, else one from the stage with the most replicas (at least two).
+    fn cover(&self, draft: &mut Draft, free: &mut Vec<usize>) -> Option<()> {
+        let k = draft.lens.len();
+        let bytes = |s: usize| {
+            let (e, h) = Self::ends(s, k);
+            self.footprint.bytes(draft.lens[s], e, h)
+        };
+        let mut empty: Vec<usize> = (0..k).filter(|&s| draft.replicas[s].is_empty()).collect();
+        empty.sort_by_key(|&s| (std::cmp::Reverse(bytes(s)), s));
+        for s in empty {
+            let fits = |i: &usize| self.members[*i].memory_budget >= bytes(s);
+            let smallest = |c: &[usize]| {
+                c.iter()
+                    .copied()
+                    .filter(fits)
+                    .min_by_key(|&i| (self.members[i].memory_budget, i))
+            };
+            if let Some(i) = smallest(free) {
+                free.retain(|&j| j != i);
+                draft.replicas[s].push(i);
+                continue;
+            }
+            let donor = (0..k)
+                .filter(|&d| draft.replicas[d].len() >= 2 && smallest(&draft.replicas[d]).is_some())
+                .max_by_key(|&d| (draft.replicas[d].len(), std::cmp::Reverse(d)))?;
+            let i = smallest(&draft.replicas[donor])?;
+            draft.replicas[donor].retain(|&j| j != i);
+            draft.replicas[s].push(i);
+        }
+        Some(())
+    }
+
+    /// Adds the `free` members, fastest first, each to the stage it fits whose time per token
+    /// is highest (ties to the first).
+    fn join(&self, draft: &mut Draft, mut free: Vec<usize>) {
+        let k = draft.lens.len();
+        free.sort_by_key(|&i| (std::cmp::Reverse(self.members[i].work_per_sec), i));
+        for i in free {
+            let target = (0..k)
+                .filter(|&s| self.cap(i, s, k) >= draft.lens[s])
+                .max_by(|&a, &b| {
+                    let ta = self.time(draft.lens[a], a, k, &draft.replicas[a]);
+                    let tb = self.time(draft.lens[b], b, k, &draft.replicas[b]);
+                    ta.cmp_with(&tb).then(b.cmp(&a))
+                });
+            if let Some(s) = target {
+                draft.replicas[s].push(i);
+            }
+        }
+        draft.replicas.iter_mut().for_each(|r| r.sort_unstable());
+    }
+
+    /// The most layers stage `s` can take: what its smallest replica holds.
+    fn stage_cap(&self, draft: &Draft, s: usize) -> usize {
+        let k = draft.lens.len();
+        let caps = draft.replicas[s].iter().map(|&i| self.cap(i, s, k));
+        caps.min().unwrap_or(0).min(self.n_layers)
+    }
+
+    /// Stage lengths minimising the slowest stage's time for these replicas: one layer each,
+    /// then each next layer where the time grows least, within the caps.
+    fn water_fill(&self, draft: &Draft) -> Option<Vec<usize>> {
+        let k = draft.lens.len();
+        let caps: Vec<usize> = (0..k).map(|s| self.stage_cap(draft, s)).collect();
+        if self.n_layers < k || caps.contains(&0) {
+            return None;
+        }
+        let mut lens = vec![1; k];
+        for _ in k..self.n_layers {
+            let s = (0..k).filter(|&s| lens[s] < caps[s]).min_by(|&a, &b| {
+                let ta = self.time(lens[a] + 1, a, k, &draft.replicas[a]);
+                let tb = self.time(lens[b] + 1, b, k, &draft.replicas[b]);
+                ta.cmp_with(&tb).then(a.cmp(&b))
+            })?;
+            lens[s] += 1;
+        }
+        Some(lens)
+    }
+
+    /// The plan of the chosen draft, or of none (every member unplaced).
+    fn plan(&self, draft: Option<Draft>) -> Plan {
+        let draft = draft.unwrap_or(Draft {
+            lens: Vec::new(),
+            replicas: Vec::new(),
+        });
+        let k = draft.lens.len();
+        let mut start = 0;
+        let mut stages = Vec::with_capacity(k);
+        for s in 0..k {
+            let (embedding, head) = Self::ends(s, k);
+            let mut replicas: Vec<NodeId> = draft.replicas[s]
+                .iter()
+                .map(|&i| self.members[i].node)
+                .collect();
+            replicas.sort_unstable();
+            stages.push(StagePlan {
+                layers: start..start + draft.lens[s],
+                embedding,
+                head,
+                replicas,
+            });
+            start += draft.lens[s];
+        }
+        let placed: Vec<usize> = draft.replicas.concat();
+        let unplaced = (0..self.members.len())
+            .filter(|i| !placed.contains(i))
+            .map(|i| {
+                let m = &self.members[i];
+                let why = match self.footprint.max_layers(m.memory_budget, false, false) {
+                    0 => Unplaced::CannotHoldALayer,
+                    _ => Unplaced::NoStageFits,
+                };
+                (m.node, why)
+            })
+            .collect();
+        Plan {
+            n_layers: self.n_layers,
+            stages,
+            unplaced,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The growth rule: the model's depth as a function of the pool's total memory, applied at a
+//! round boundary once the pool has stayed above a threshold long enough.
+//!
+//! Every node computes the same answer from the same history of pool sizes (one per round
+//! boundary, as each saw the membership there), so all grow at the same boundary to the same
+//! depth. Requiring the pool to stay above the threshold for `sustain_rounds` boundaries keeps
+//! a node that joins and leaves at once from growing the model.
+
+use crate::assign::Member;
+use crate::{Error, Result};
+
+/// One threshold: from `min_pool_bytes` of pooled memory on, the model has `n_layers` layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrowthStep {
+    /// Pooled memory (the members' summed budgets) at which this depth applies.
+    pub min_pool_bytes: u64,
+    /// The depth.
+    pub n_layers: usize,
+}
+
+/// A validated schedule: thresholds increasing in both memory and depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrowthSchedule {
+    steps: Vec<GrowthStep>,
+    sustain_rounds: usize,
+}
+
+impl GrowthSchedule {
+    /// A schedule from its thresholds (strictly increasing in memory and in depth) and the
+    /// number of consecutive round boundaries (at least 1) the pool must stay above one.
+    pub fn new(steps: Vec<GrowthStep>, sustain_rounds: usize) -> Result<Self> {
+        let bad = |why: &str| Err(Error::BadSchedule(why.into()));
+        if steps.is_empty() {
+            return bad("it needs at least one threshold");
+        }
+        if sustain_rounds == 0 {
+            return bad("sustain_rounds must be at least 1");
+        }
+        let increasing = steps
+            .windows(2)
+            .all(|w| w[0].min_pool_bytes < w[1].min_pool_bytes && w[0].n_layers < w[1].n_layers);
+        if !increasing {
+            return bad("thresholds must increase in both min_pool_bytes and n_layers");
+        }
+        Ok(Self {
+            steps,
+            sustain_rounds,
+        })
+    }
+
+    /// The depth the schedule gives a pool of `pool_bytes`, if it reaches the first threshold.
+    pub fn layers_for(&self, pool_bytes: u64) -> Option<usize> {
+        let reached = self
+            .steps
+            .iter()
+            .take_while(|s| s.min_pool_bytes <= pool_bytes);
+        reached.last().map(|s| s.n_layers)
+    }
+
+    /// Whether to grow at the round boundary that ends `history` (pool sizes at consecutive
+    /// boundaries, oldest first) and to how many layers: to the depth of the lowest of the
+    /// last `sustain_rounds` sizes, when that is deeper than `n_layers`. Growth never shrinks.
+    pub fn decide(&self, n_layers: usize, history: &[u64]) -> Option<usize> {
+        let recent = history.get(history.len().checked_sub(self.sustain_rounds)?..)?;
+        let floor = recent.iter().copied().min()?;
+        self.layers_for(floor).filter(|&target| target > n_layers)
+    }
+}
+
+/// The pool's size: its members' summed memory budgets (saturating).
+pub fn pool_bytes(members: &[Member]) -> u64 {
+    members
+        .iter()
+        .fold(0u64, |sum, m| sum.saturating_add(m.memory_budget))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> GrowthSchedule {
+        let step = |min_pool_bytes, n_layers| GrowthStep {
+            min_pool_bytes,
+            n_layers,
+        };
+        GrowthSchedule::new(vec![step(100, 4), step(200, 6), step(400, 8)], 3).unwrap()
+    }
+
+    #[test]
+    fn the_depth_follows_the_thresholds() {
+        let s = schedule();
+        let got: Vec<Option<usize>> = [0, 99, 100, 199, 200, 399, 400, u64::MAX]
+            .map(|b| s.layers_for(b))
+            .into();
+        assert_eq!(
+            got,
+            [
+                None,
+                None,
+                Some(4),
+                Some(4),
+                Some(6),
+                Some(6),
+                Some(8),
+                Some(8)
+            ]
+        );
+    }
+
+    #[test]
+    fn growth_waits_until_the_pool_has_stayed_above_the_threshold() {
+        let s = schedule();
+        assert_eq!(s.decide(4, &[250, 250]), None, "too short a history");
+        assert_eq!(s.decide(4, &[150, 250, 250]), None, "one boundary below");
+        assert_eq!(s.decide(4, &[150, 250, 250, 250]), Some(6));
+        assert_eq!(s.decide(6, &[250, 250, 250]), None, "already that deep");
+        assert_eq!(
+            s.decide(4, &[500, 450, 420]),
+            Some(8),
+            "straight to the deepest reached"
+        );
+        assert_eq!(s.decide(8, &[100, 100, 100]), None, "never shrinks");
+        assert_eq!(
+            s.decide(2, &[250, 900, 150]),
+            Some(4),
+            "the lowest recent size counts"
+        );
+    }
+
+    #[test]
+    fn bad_schedules_are_refused() {
+        let step = |min_pool_bytes, n_layers| GrowthStep {
+            min_pool_bytes,
+            n_layers,
+        };
+        assert!(GrowthSchedule::new(vec![], 1).is_err());
+        assert!(GrowthSchedule::new(vec![step(1, 2)], 0).is_err());
+        assert!(GrowthSchedule::new(vec![step(2, 2), step(1, 3)], 1).is_err());
+        assert!(GrowthSchedule::new(vec![step(1, 3), step(2, 3)], 1).is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! Property tests of assignment over random memberships of up to 1 000 nodes: coverage,
+//! contiguity, memory, balance, few moves on a join and a leave, determinism.
+
+use neuroshard_model::Config;
+use neuroshard_pool::{Footprint, Member, Plan, Unplaced, Workload, assign};
+use neuroshard_primitives::NodeId;
+use proptest::prelude::*;
+
+const WORKLOAD: Workload = Workload {
+    micro_batch: 4,
+    micro_batches: 4,
+};
+
+fn footprint(n_layers: usize) -> Footprint {
+    let cfg = Config {
+        n_layers,
+        ..Config::preset("tiny", 8192).unwrap()
+    };
+    Footprint::of(&cfg, WORKLOAD)
+}
+
+fn node(i: u32) -> NodeId {
+    let mut id = [0u8; 32];
+    id[..4].copy_from_slice(&i.to_be_bytes());
+    // Spread the ids so sorting by id does not sort by index.
+    id[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+    id.swap(0, 5);
+    NodeId(id)
+}
+
+/// Members whose budgets range from nothing to 1.25 × the whole model's footprint, with
+/// speeds spread over three orders of magnitude.
+fn members(max: usize) -> impl Strategy<Value = (usize, Vec<Member>)> {
+    (2usize..=24, 1..=max).prop_flat_map(|(n_layers, n)| {
+        let whole = footprint(n_layers).bytes(n_layers, true, true);
+        let member = (0..=whole / 4 * 5, 1_000u64..=1_000_000);
+        (Just(n_layers), proptest::collection::vec(member, n)).prop_map(|(l, raw)| {
+            let ms = raw
+                .into_iter()
+                .enumerate()
+                .map(|(i, (memory_budget, work_per_sec))| Member {
+                    node: node(i as u32),
+                    memory_budget,
+                    work_per_sec,
+                })
+                .collect();
+            (l, ms)
+        })
+    })
+}
+
+fn plan(n_layers: usize, members: &[Member], previous: Option<&Plan>) -> Plan {
+    assign(n_layers, &footprint(n_layers), WORKLOAD, members, previous)
+}
+
+/// Coverage, contiguity, ends, memory, and every member exactly once.
+fn check_valid(n_layers: usize, members: &[Member], plan: &Plan) -> Result<(), TestCaseError> {
+    let fp = footprint(n_layers);
+    let k = plan.stages.len();
+    let mut next = 0;
+    let mut seen = Vec::new();
+    for (s, stage) in plan.stages.iter().enumerate() {
+        prop_assert_eq!(stage.layers.start, next, "stages are contiguous");
+        prop_assert!(!stage.layers.is_empty() && !stage.replicas.is_empty());
+        prop_assert_eq!((stage.embedding, stage.head), (s == 0, s + 1 == k));
+        next = stage.layers.end;
+        for id in &stage.replicas {
+            let m = members.iter().find(|m| m.node == *id).unwrap();
+            let need = fp.bytes(stage.layers.len(), stage.embedding, stage.head);
+            prop_assert!(m.memory_budget >= need, "a replica is over its budget");
+            seen.push(*id);
+        }
+    }
+    if k > 0 {
+        prop_assert_eq!(next, n_layers, "every layer is held");
+    }
+    for (id, why) in &plan.unplaced {
+        let m = members.iter().find(|m| m.node == *id).unwrap();
+        let holds_one = fp.max_layers(m.memory_budget, false, false) > 0;
+        prop_assert_eq!(*why == Unplaced::CannotHoldALayer, !holds_one);
+        seen.push(*id);
+    }
+    seen.sort();
+    let mut all: Vec<NodeId> = members.iter().map(|m| m.node).collect();
+    all.sort();
+    all.dedup();
+    prop_assert_eq!(seen, all, "every member is placed or listed once");
+    Ok(())
+}
+
+/// The slowest stage's time per token against the ideal: all the model's work spread over
+/// the placed members' summed speed.
+fn imbalance(n_layers: usize, members: &[Member], plan: &Plan) -> f64 {
+    let fp = footprint(n_layers);
+    let speed = |ids: &[NodeId]| -> f64 {
+        ids.iter()
+            .map(|id| members.iter().find(|m| m.node == *id).unwrap().work_per_sec as f64)
+            .sum()
+    };
+    let slowest = plan
+        .stages
+        .iter()
+        .map(|s| fp.work(s.layers.len(), s.head) as f64 / speed(&s.replicas))
+        .fold(0.0, f64::max);
+    let all: Vec<NodeId> = plan
+        .stages
+        .iter()
+        .flat_map(|s| s.replicas.clone())
+        .collect();
+    let ideal = fp.work(n_layers, true) as f64 / speed(&all);
+    slowest / ideal
+}
+
+/// Time per token of a stage of `len` layers over `speed` (as a fraction, for exact compares).
+fn time(fp: &Footprint, len: usize, head: bool, speed: u128) -> (u128, u128) {
+    (u128::from(fp.work(len, head)), speed)
+}
+
+fn speed_of(members: &[Member], ids: &[NodeId]) -> u128 {
+    ids.iter()
+        .map(|id| u128::from(members.iter().find(|m| m.node == *id).unwrap().work_per_sec))
+        .sum()
+}
+
+/// Water-filling is optimal for the replica sets: no layer moved from a stage of more than one
+/// layer to a stage with room would make the first faster than the second was.
+fn check_water_filled(
+    n_layers: usize,
+    members: &[Member],
+    plan: &Plan,
+) -> Result<(), TestCaseError> {
+    let fp = footprint(n_layers);
+    let stages = &plan.stages;
+    let cap = |s: usize| {
+        let st = &stages[s];
+        st.replicas
+            .iter()
+            .map(|id| {
+                members
+                    .iter()
+                    .find(|m| m.node == *id)
+                    .unwrap()
+                    .memory_budget
+            })
+            .map(|b| fp.max_layers(b, st.embedding, st.head))
+            .min()
+            .unwrap()
+    };
+    for (b, from) in stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.layers.len() > 1)
+    {
+        let tb = time(
+            &fp,
+            from.layers.len(),
+            from.head,
+            speed_of(members, &from.replicas),
+        );
+        for (s, to) in stages.iter().enumerate().filter(|&(s, _)| s != b) {
+            if to.layers.len() < cap(s) {
+                let ts = time(
+                    &fp,
+                    to.layers.len() + 1,
+                    to.head,
+                    speed_of(members, &to.replicas),
+                );
+                prop_assert!(
+                    ts.0 * tb.1 >= tb.0 * ts.1,
+                    "moving a layer from {} to {} helps",
+                    b,
+                    s
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn joiner(members: &[Member]) -> Member {
+    Member {
+        node: node(1_000_000),
+        memory_budget: members[0].memory_budget,
+        work_per_sec: 500_000,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn plans_cover_every_layer_within_budgets_whatever_the_order(
+        (n_layers, ms, shuffled) in members(1000).prop_flat_map(|(l, ms)| {
+            (Just(l), Just(ms.clone()), Just(ms).prop_shuffle())
+        })
+    ) {
+        let p = plan(n_layers, &ms, None);
+        check_valid(n_layers, &ms, &p)?;
+        check_water_filled(n_layers, &ms, &p)?;
+        prop_assert_eq!(&plan(n_layers, &shuffled, None), &p);
+        // A member listed twice counts once, whichever entry comes first.
+        let mut twice = shuffled.clone();
+        twice.push(Member { work_per_sec: 7, ..ms[0] });
+        let again = plan(n_layers, &twice, None);
+        check_valid(n_layers, &twice, &again)?;
+        twice.reverse();
+        prop_assert_eq!(plan(n_layers, &twice, None), again);
+    }
+
+    #[test]
+    fn small_pools_are_valid_and_water_filled((n_layers, ms) in members(12)) {
+        let p = plan(n_layers, &ms, None);
+        check_valid(n_layers, &ms, &p)?;
+        check_water_filled(n_layers, &ms, &p)?;
+    }
+
+    #[test]
+    fn large_pools_run_within_a_quarter_of_the_ideal((n_layers, ms) in members(1000)) {
+        prop_assume!(ms.len() >= 100);
+        let p = plan(n_layers, &ms, None);
+        prop_assert!(!p.stages.is_empty());
+        let imbalance = imbalance(n_layers, &ms, &p);
+        prop_assert!(imbalance <= 1.25, "slowest stage {imbalance:.3} × the ideal");
+    }
+
+    #[test]
+    fn a_join_or_a_leave_moves_few_layers((n_layers, ms) in members(1000)) {
+        check_moves(n_layers, &ms)?;
+    }
+
+    #[test]
+    fn a_join_or_a_leave_moves_few_layers_in_small_pools((n_layers, ms) in members(12)) {
+        check_moves(n_layers, &ms)?;
+    }
+}
+
+/// A join and a leave, each from the plan for `ms`: in a pool of 100 or more, at most one
+/// stage's layers move (the joiner's); in any pool, at most the model's depth more than
+/// recomputing the plan from nothing would move (the joiner's stage, an emptied stage, or a
+/// re-balance that pays for itself).
+fn check_moves(n_layers: usize, ms: &[Member]) -> Result<(), TestCaseError> {
+    let before = plan(n_layers, ms, None);
+    let mut joined = ms.to_vec();
+    joined.push(joiner(ms));
+    let left = ms[1..].to_vec();
+    for after in [joined, left] {
+        let stable = plan(n_layers, &after, Some(&before));
+        check_valid(n_layers, &after, &stable)?;
+        let moves = stable.moves_from(&before);
+        let fresh = plan(n_layers, &after, None).moves_from(&before);
+        prop_assert!(
+            moves <= fresh + n_layers,
+            "{} moves (fresh {})",
+            moves,
+            fresh
+        );
+        if ms.len() >= 100 {
+            prop_assert!(moves <= n_layers, "{} moves in a large pool", moves);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_pool_that_can_hold_the_whole_model_is_one_stage() {
+    let n_layers = 6;
+    let whole = footprint(n_layers).bytes(n_layers, true, true);
+    let ms: Vec<Member> = (0..50)
+        .map(|i| Member {
+            node: node(i),
+            memory_budget: whole + u64::from(i),
+            work_per_sec: 1_000 + u64::from(i) * 37,
+        })
+        .collect();
+    let p = plan(n_layers, &ms, None);
+    assert_eq!(p.stages.len(), 1);
+    assert_eq!(p.stages[0].replicas.len(), 50);
+    assert_eq!(
+        (
+            p.stages[0].layers.clone(),
+            p.stages[0].embedding,
+            p.stages[0].head
+        ),
+        (0..6, true, true)
+    );
+}
+
+#[test]
+fn a_pool_too_small_for_the_model_gets_no_stages_and_says_why() {
+    let n_layers = 8;
+    let fp = footprint(n_layers);
+    let ms = [
+        Member {
+            node: node(1),
+            memory_budget: fp.bytes(1, false, false) - 1,
+            work_per_sec: 5,
+        },
+        Member {
+            node: node(2),
+            memory_budget: fp.bytes(2, false, false),
+            work_per_sec: 5,
+        },
+    ];
+    let p = plan(n_layers, &ms, None);
+    assert!(p.stages.is_empty());
+    let mut want = vec![
+        (node(1), Unplaced::CannotHoldALayer),
+        (node(2), Unplaced::NoStageFits),
+    ];
+    want.sort();
+    assert_eq!(p.unplaced, want);
+}
+
+#[test]
+fn members_too_small_for_a_layer_are_left_out_of_a_working_plan() {
+    let n_layers = 4;
+    let fp = footprint(n_layers);
+    let whole = fp.bytes(n_layers, true, true);
+    let ms = [
+        Member {
+            node: node(1),
+            memory_budget: whole,
+            work_per_sec: 100,
+        },
+        Member {
+            node: node(2),
+            memory_budget: whole,
+            work_per_sec: 100,
+        },
+        Member {
+            node: node(3),
+            memory_budget: 1_000,
+            work_per_sec: 1_000_000,
+        },
+    ];
+    let p = plan(n_layers, &ms, None);
+    assert_eq!(p.stages.len(), 1);
+    assert_eq!(p.unplaced, vec![(node(3), Unplaced::CannotHoldALayer)]);
+    assert_eq!(p.stage_of(&node(1)), Some(0));
+    assert_eq!(p.stage_of(&node(3)), None);
+}
