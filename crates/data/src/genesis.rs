@@ -53,6 +53,64 @@ pub struct Genesis {
     /// without DP unless a node's `--dp-clip`/`--dp-noise` turn it on for that node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacySpec>,
+    /// The growth schedule: the model's depth as a function of the pool's total memory. A
+    /// network without it never grows (and keeps the id it had before the section existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<GrowthSpec>,
+}
+
+/// When the model grows: thresholds of pooled memory with the depth each brings, and how many
+/// consecutive round boundaries the pool must stay above one first (the rule is
+/// `neuroshard-pool`'s `GrowthSchedule`, built from these numbers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowthSpec {
+    /// Consecutive round boundaries the pool must stay at or above a threshold, at least 1.
+    pub sustain_rounds: u64,
+    /// The thresholds, increasing in both memory and depth (`[[growth.steps]]` tables).
+    pub steps: Vec<GrowthStepSpec>,
+}
+
+/// One growth threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowthStepSpec {
+    /// The members' summed memory budgets, in bytes, from which this depth applies.
+    pub min_pool_bytes: u64,
+    /// The model's depth from then on.
+    pub n_layers: usize,
+}
+
+impl GrowthSpec {
+    /// Checks the ranges and the order; the error names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.sustain_rounds == 0 {
+            return Err("field `growth.sustain_rounds` must be at least 1".into());
+        }
+        if self.steps.is_empty() {
+            return Err("field `growth.steps` must hold at least one threshold".into());
+        }
+        if self
+            .steps
+            .iter()
+            .any(|s| s.min_pool_bytes > i64::MAX as u64 || s.n_layers == 0)
+        {
+            return Err(
+                "field `growth.steps` needs min_pool_bytes below 2^63 and n_layers of at least 1"
+                    .into(),
+            );
+        }
+        let increasing = self
+            .steps
+            .windows(2)
+            .all(|w| w[0].min_pool_bytes < w[1].min_pool_bytes && w[0].n_layers < w[1].n_layers);
+        match increasing {
+            true => Ok(()),
+            false => {
+                Err("field `growth.steps` must increase in both min_pool_bytes and n_layers".into())
+            }
+        }
+    }
 }
 
 /// DP-SGD settings of the whole network: every inner step clips each sequence's gradient to
@@ -253,6 +311,7 @@ impl Genesis {
             },
             ledger: None,
             privacy: None,
+            growth: None,
         }
     }
 
@@ -316,6 +375,9 @@ impl Genesis {
         }
         if let Some(privacy) = &self.privacy {
             privacy.validate()?;
+        }
+        if let Some(growth) = &self.growth {
+            growth.validate()?;
         }
         self.model.validate()
     }
@@ -515,6 +577,65 @@ mod tests {
         ] {
             let err = bad.validate().unwrap_err();
             assert!(err.contains(field), "expected `{field}` in: {err}");
+        }
+    }
+
+    #[test]
+    fn a_growth_section_round_trips_changes_the_id_and_refuses_bad_schedules() {
+        let plain = sample();
+        assert!(!plain.canonical().contains("growth"), "absent: the old id");
+        let step = |min_pool_bytes, n_layers| GrowthStepSpec {
+            min_pool_bytes,
+            n_layers,
+        };
+        let mut genesis = plain.clone();
+        genesis.growth = Some(GrowthSpec {
+            sustain_rounds: 3,
+            steps: vec![step(8 << 30, 4), step(32 << 30, 8)],
+        });
+        let text = genesis.to_toml();
+        assert!(text.contains("[[growth.steps]]"), "{text}");
+        assert_eq!(Genesis::parse(&text).unwrap(), genesis);
+        assert_ne!(genesis.network_id(), plain.network_id());
+        for (bad, why) in [
+            (
+                GrowthSpec {
+                    sustain_rounds: 0,
+                    steps: vec![step(1, 2)],
+                },
+                "sustain_rounds",
+            ),
+            (
+                GrowthSpec {
+                    sustain_rounds: 1,
+                    steps: vec![],
+                },
+                "growth.steps",
+            ),
+            (
+                GrowthSpec {
+                    sustain_rounds: 1,
+                    steps: vec![step(2, 4), step(1, 8)],
+                },
+                "increase",
+            ),
+            (
+                GrowthSpec {
+                    sustain_rounds: 1,
+                    steps: vec![step(1, 4), step(2, 4)],
+                },
+                "increase",
+            ),
+            (
+                GrowthSpec {
+                    sustain_rounds: 1,
+                    steps: vec![step(u64::MAX, 4)],
+                },
+                "2^63",
+            ),
+        ] {
+            let err = bad.validate().unwrap_err();
+            assert!(err.contains(why), "expected `{why}` in: {err}");
         }
     }
 

@@ -2,7 +2,10 @@
 //! preset on seeded random tokens; `bench/pytorch_train.py` runs the same measurement in PyTorch.
 //! `neuroshard bench verify`: honest replays of training chains on other thread counts and
 //! kernels (see `verify`).
+//! `neuroshard bench grow`: growth part-way through training against the final depth from
+//! scratch (see `grow`).
 
+mod grow;
 mod verify;
 
 use std::time::{Duration, Instant};
@@ -30,6 +33,9 @@ enum What {
     /// How far honest replays of training chains land from them on other thread counts and
     /// kernels, and what a replay costs.
     Verify(verify::VerifyArgs),
+    /// Function-preserving growth on the genesis data: the loss right before and right after
+    /// it, and compute to the same loss against the final depth trained from scratch.
+    Grow(grow::GrowArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +92,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     match args.what {
         What::Train(args) => train(&args),
         What::Verify(args) => verify::run(&args),
+        What::Grow(args) => grow::run(&args),
     }
 }
 
