@@ -30,6 +30,7 @@ use std::ops::Range;
 use neuroshard_primitives::NodeId;
 use serde::{Deserialize, Serialize};
 
+use crate::CapacityRecord;
 use crate::footprint::{Footprint, Workload};
 
 /// The stable lengths are kept unless water-filled ones are this much faster (a quarter).
@@ -47,6 +48,17 @@ pub struct Member {
     pub memory_budget: u64,
     /// Its speed in parameter-tokens per second.
     pub work_per_sec: u64,
+}
+
+impl Member {
+    /// The member a node's opened capacity record describes.
+    pub fn from_record(node: NodeId, record: &CapacityRecord) -> Self {
+        Self {
+            node,
+            memory_budget: record.memory_budget,
+            work_per_sec: record.work_per_sec,
+        }
+    }
 }
 
 /// One stage of a plan.

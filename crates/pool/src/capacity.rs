@@ -80,6 +80,11 @@ mod tests {
         assert!(frame.len() <= MAX_CAPACITY_FRAME, "{}", frame.len());
         let (signer, back) = CapacityRecord::open(&frame, &Hash::of(b"net")).unwrap();
         assert_eq!((signer, back), (key.node_id(), record()));
+        let member = crate::Member::from_record(signer, &back);
+        assert_eq!(
+            (member.memory_budget, member.work_per_sec),
+            (8 << 30, 1_000_000_000)
+        );
     }
 
     #[test]
