@@ -139,7 +139,9 @@ pub fn assign(
     pool.plan(chosen)
 }
 
-/// A ratio `num / den` compared by cross-multiplication.
+/// A ratio `num / den` compared by cross-multiplication, or as `f64` where the products would
+/// overflow (speeds are a peer's numbers, so they may be absurd; `f64` division is the same on
+/// every machine, so the comparison stays deterministic).
 #[derive(Debug, Clone, Copy)]
 struct Ratio {
     num: u128,
@@ -148,12 +150,30 @@ struct Ratio {
 
 impl Ratio {
     fn cmp_with(&self, other: &Ratio) -> std::cmp::Ordering {
-        (self.num * other.den).cmp(&(other.num * self.den))
+        match (
+            self.num.checked_mul(other.den),
+            other.num.checked_mul(self.den),
+        ) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => self.as_f64().total_cmp(&other.as_f64()),
+        }
     }
 
-    /// Whether `self > other × factor`.
+    /// Whether `self > other × fnum / fden`.
     fn exceeds(&self, other: &Ratio, (fnum, fden): (u128, u128)) -> bool {
-        self.num * other.den * fden > other.num * self.den * fnum
+        let scaled = Ratio {
+            num: self.num.saturating_mul(fden),
+            den: self.den,
+        };
+        let bound = Ratio {
+            num: other.num.saturating_mul(fnum),
+            den: other.den,
+        };
+        scaled.cmp_with(&bound).is_gt()
+    }
+
+    fn as_f64(&self) -> f64 {
+        self.num as f64 / self.den as f64
     }
 }
 
@@ -235,8 +255,8 @@ impl<'a> Pool<'a> {
             .expect("a draft has a stage");
         let m = self.workload.micro_batches.max(1) as u128;
         Ratio {
-            num: slowest.num * (m + k as u128 - 1),
-            den: slowest.den * m,
+            num: slowest.num.saturating_mul(m + k as u128 - 1),
+            den: slowest.den.saturating_mul(m),
         }
     }
 

@@ -339,3 +339,32 @@ fn members_too_small_for_a_layer_are_left_out_of_a_working_plan() {
     assert_eq!(p.stage_of(&node(1)), Some(0));
     assert_eq!(p.stage_of(&node(3)), None);
 }
+
+#[test]
+fn absurd_budgets_and_speeds_give_a_valid_plan() {
+    let n_layers = 5;
+    let fp = footprint(n_layers);
+    let ms: Vec<Member> = (0..40)
+        .map(|i| Member {
+            node: node(i),
+            memory_budget: [
+                u64::MAX,
+                0,
+                fp.bytes(1, false, false),
+                fp.bytes(2, true, true),
+            ][i as usize % 4],
+            work_per_sec: [u64::MAX, 0, 1, u64::MAX - 1][i as usize % 4],
+        })
+        .collect();
+    let p = plan(n_layers, &ms, None);
+    assert!(!p.stages.is_empty());
+    let mut joined = ms.clone();
+    joined.push(Member {
+        node: node(99),
+        memory_budget: u64::MAX,
+        work_per_sec: u64::MAX,
+    });
+    let q = plan(n_layers, &joined, Some(&p));
+    let covered: usize = q.stages.iter().map(|s| s.layers.len()).sum();
+    assert_eq!(covered, n_layers);
+}
