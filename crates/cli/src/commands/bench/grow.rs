@@ -241,9 +241,16 @@ fn flops_per_token(cfg: &Config) -> f64 {
     6.0 * (matmul + attention) as f64
 }
 
-/// The compute at the first point of `run` whose loss is at most `target`.
+/// The compute at which `run` first reaches `target`, linearly interpolated between the
+/// validation points around the crossing.
 fn flops_to(run: &[Point], target: f32) -> Option<f64> {
-    run.iter().find(|p| p.loss <= target).map(|p| p.flops)
+    let i = run.iter().position(|p| p.loss <= target)?;
+    let Some(prev) = i.checked_sub(1).map(|j| run[j]) else {
+        return Some(run[i].flops);
+    };
+    // prev.loss > target >= run[i].loss, so the denominator is positive.
+    let f = f64::from((prev.loss - target) / (prev.loss - run[i].loss));
+    Some(prev.flops + f * (run[i].flops - prev.flops))
 }
 
 fn print(r: &Report, json: bool) -> Result<()> {
@@ -296,4 +303,24 @@ fn print(r: &Report, json: bool) -> Result<()> {
 
 fn gflop(flops: Option<f64>) -> String {
     flops.map_or("never".into(), |f| format!("{:.1}", f / 1e9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_to_a_loss_is_interpolated_between_points() {
+        let p = |step, flops, loss| Point {
+            step,
+            flops,
+            loss,
+            stderr: 0.0,
+        };
+        let run = [p(1, 10.0, 6.0), p(2, 20.0, 5.0), p(3, 30.0, 4.0)];
+        assert_eq!(flops_to(&run, 6.5), Some(10.0));
+        assert_eq!(flops_to(&run, 4.5), Some(25.0));
+        assert_eq!(flops_to(&run, 4.0), Some(30.0));
+        assert_eq!(flops_to(&run, 3.9), None);
+    }
 }
