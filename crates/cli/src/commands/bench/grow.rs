@@ -302,7 +302,7 @@ fn print(r: &Report, json: bool) -> Result<()> {
 }
 
 fn gflop(flops: Option<f64>) -> String {
-    flops.map_or("never".into(), |f| format!("{:.1}", f / 1e9))
+    flops.map_or("never".into(), |f| format!("{:.1} GFLOP", f / 1e9))
 }
 
 #[cfg(test)]
