@@ -289,7 +289,7 @@ fn print(r: &Report, json: bool) -> Result<()> {
         let target = target.context("a run has no points")?.loss;
         let (g, s) = (flops_to(&r.grown, target), flops_to(&r.scratch, target));
         println!(
-            "to the {name} run's final loss {target:.4}: grown {} GFLOP, scratch {} GFLOP",
+            "to the {name} run's final loss {target:.4}: grown {}, scratch {}",
             gflop(g),
             gflop(s)
         );
