@@ -19,11 +19,11 @@
 //!    `m` micro-batches a step; the cheapest wins, ties to fewer stages. So when every member
 //!    can hold the whole model the plan is one stage held by everyone: today's network.
 //! 4. With a previous plan (same depth), the stable draft keeps it: every member stays in its
-//!    stage, the stage lengths stay unless water-filling would be [`REBALANCE`] faster; new
+//!    stage, the stage lengths stay unless water-filling beats them by [`REBALANCE`]; new
 //!    members join as in 2; a stage left empty takes a new member or one from the stage with
-//!    the most replicas. The stable draft wins unless the best fresh draft is [`REPLAN`]
-//!    cheaper. So a join moves only the joiner's layers, and a leave moves nothing unless it
-//!    empties a stage.
+//!    the most replicas. The stable draft wins unless the best fresh draft beats it by
+//!    [`REPLAN`]. So a join usually moves only the joiner's layers, and a leave nothing unless
+//!    it empties a stage.
 
 use std::ops::Range;
 
@@ -33,10 +33,11 @@ use serde::{Deserialize, Serialize};
 use crate::CapacityRecord;
 use crate::footprint::{Footprint, Workload};
 
-/// The stable lengths are kept unless water-filled ones are this much faster (a quarter).
+/// The stable lengths are kept unless their slowest stage takes more than 5/4 the time of the
+/// water-filled lengths' slowest stage.
 pub const REBALANCE: (u128, u128) = (5, 4);
 
-/// The stable draft is kept unless the best fresh one is this much cheaper (a third).
+/// The stable draft is kept unless it costs more than 4/3 of the best fresh draft.
 pub const REPLAN: (u128, u128) = (4, 3);
 
 /// One member of the pool as assignment sees it (from its latest capacity record).
