@@ -6,44 +6,27 @@
 //! depth. Requiring the pool to stay above the threshold for `sustain_rounds` boundaries keeps
 //! a node that joins and leaves at once from growing the model.
 
+use neuroshard_data::{GrowthSpec, GrowthStepSpec};
+
 use crate::assign::Member;
 use crate::{Error, Result};
 
-/// One threshold: from `min_pool_bytes` of pooled memory on, the model has `n_layers` layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GrowthStep {
-    /// Pooled memory (the members' summed budgets) at which this depth applies.
-    pub min_pool_bytes: u64,
-    /// The depth.
-    pub n_layers: usize,
-}
-
-/// A validated schedule: thresholds increasing in both memory and depth.
+/// A validated schedule: the genesis file's `[growth]` section, checked once by
+/// [`GrowthSpec::validate`] (thresholds increasing in both memory and depth).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrowthSchedule {
-    steps: Vec<GrowthStep>,
+    steps: Vec<GrowthStepSpec>,
     sustain_rounds: usize,
 }
 
 impl GrowthSchedule {
-    /// A schedule from its thresholds (strictly increasing in memory and in depth) and the
-    /// number of consecutive round boundaries (at least 1) the pool must stay above one.
-    pub fn new(steps: Vec<GrowthStep>, sustain_rounds: usize) -> Result<Self> {
-        let bad = |why: &str| Err(Error::BadSchedule(why.into()));
-        if steps.is_empty() {
-            return bad("it needs at least one threshold");
-        }
-        if sustain_rounds == 0 {
-            return bad("sustain_rounds must be at least 1");
-        }
-        let increasing = steps
-            .windows(2)
-            .all(|w| w[0].min_pool_bytes < w[1].min_pool_bytes && w[0].n_layers < w[1].n_layers);
-        if !increasing {
-            return bad("thresholds must increase in both min_pool_bytes and n_layers");
-        }
+    /// The schedule a genesis file's `[growth]` section gives, or why it is refused.
+    pub fn new(spec: &GrowthSpec) -> Result<Self> {
+        spec.validate().map_err(Error::BadSchedule)?;
+        let sustain_rounds = usize::try_from(spec.sustain_rounds)
+            .map_err(|_| Error::BadSchedule("field `growth.sustain_rounds` is too large".into()))?;
         Ok(Self {
-            steps,
+            steps: spec.steps.clone(),
             sustain_rounds,
         })
     }
@@ -78,12 +61,22 @@ pub fn pool_bytes(members: &[Member]) -> u64 {
 mod tests {
     use super::*;
 
-    fn schedule() -> GrowthSchedule {
-        let step = |min_pool_bytes, n_layers| GrowthStep {
+    fn step(min_pool_bytes: u64, n_layers: usize) -> GrowthStepSpec {
+        GrowthStepSpec {
             min_pool_bytes,
             n_layers,
-        };
-        GrowthSchedule::new(vec![step(100, 4), step(200, 6), step(400, 8)], 3).unwrap()
+        }
+    }
+
+    fn spec(steps: Vec<GrowthStepSpec>, sustain_rounds: u64) -> GrowthSpec {
+        GrowthSpec {
+            sustain_rounds,
+            steps,
+        }
+    }
+
+    fn schedule() -> GrowthSchedule {
+        GrowthSchedule::new(&spec(vec![step(100, 4), step(200, 6), step(400, 8)], 3)).unwrap()
     }
 
     #[test]
@@ -129,13 +122,9 @@ mod tests {
 
     #[test]
     fn bad_schedules_are_refused() {
-        let step = |min_pool_bytes, n_layers| GrowthStep {
-            min_pool_bytes,
-            n_layers,
-        };
-        assert!(GrowthSchedule::new(vec![], 1).is_err());
-        assert!(GrowthSchedule::new(vec![step(1, 2)], 0).is_err());
-        assert!(GrowthSchedule::new(vec![step(2, 2), step(1, 3)], 1).is_err());
-        assert!(GrowthSchedule::new(vec![step(1, 3), step(2, 3)], 1).is_err());
+        assert!(GrowthSchedule::new(&spec(vec![], 1)).is_err());
+        assert!(GrowthSchedule::new(&spec(vec![step(1, 2)], 0)).is_err());
+        assert!(GrowthSchedule::new(&spec(vec![step(2, 2), step(1, 3)], 1)).is_err());
+        assert!(GrowthSchedule::new(&spec(vec![step(1, 3), step(2, 3)], 1)).is_err());
     }
 }

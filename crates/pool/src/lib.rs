@@ -40,4 +40,4 @@ pub use assign::{Member, Plan, REBALANCE, REPLAN, StagePlan, Unplaced, assign};
 pub use capacity::{CAPACITY_NAMESPACE, CapacityRecord, MAX_CAPACITY_FRAME};
 pub use error::{Error, Result};
 pub use footprint::{Footprint, STATE_BYTES_PER_PARAM, Workload};
-pub use growth::{GrowthSchedule, GrowthStep, pool_bytes};
+pub use growth::{GrowthSchedule, pool_bytes};
