@@ -2,7 +2,9 @@
 //! preset on seeded random tokens; `bench/pytorch_train.py` runs the same measurement in PyTorch.
 //! `neuroshard bench verify`: honest replays of training chains on other thread counts and
 //! kernels (see `verify`).
+//! `neuroshard bench pipeline`: a model split over stage processes on loopback (see `pipeline`).
 
+mod pipeline;
 mod verify;
 
 use std::time::{Duration, Instant};
@@ -30,6 +32,12 @@ enum What {
     /// How far honest replays of training chains land from them on other thread counts and
     /// kernels, and what a replay costs.
     Verify(verify::VerifyArgs),
+    /// A model split over stages in separate processes on loopback (1F1B, frames over libp2p):
+    /// busy shares, the bubble, frame bytes per token, tokens/s against one process.
+    Pipeline(pipeline::PipelineArgs),
+    /// One stage of `bench pipeline` (started by it).
+    #[command(hide = true)]
+    PipelineWorker(pipeline::worker::WorkerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +94,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     match args.what {
         What::Train(args) => train(&args),
         What::Verify(args) => verify::run(&args),
+        What::Pipeline(args) => pipeline::run(&args),
+        What::PipelineWorker(args) => pipeline::worker::run(&args),
     }
 }
 
