@@ -134,17 +134,18 @@ impl StageStep {
                 frame.shape
             )));
         }
-        let tensor = Tensor::from_vec(
-            frame.values,
-            frame.shape.to_vec(),
-            &candle_core::Device::Cpu,
-        )?;
-        if self.inbox.insert((frame.kind, m), tensor).is_some() {
+        if self.inbox.contains_key(&(frame.kind, m)) {
             return Err(Error::Unexpected(format!(
                 "a second {:?} for micro-batch {m}",
                 frame.kind
             )));
         }
+        let tensor = Tensor::from_vec(
+            frame.values,
+            frame.shape.to_vec(),
+            &candle_core::Device::Cpu,
+        )?;
+        self.inbox.insert((frame.kind, m), tensor);
         Ok(())
     }
 
@@ -270,5 +271,109 @@ impl StageStep {
             grads,
             loss: self.last.then_some(loss),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+    use neuroshard_model::{Config, StageSpec};
+
+    use super::*;
+    use crate::Plan;
+
+    fn setup() -> (Config, Vec<Stage>, Vec<Batch>) {
+        let cfg = Config {
+            vocab_size: 20,
+            d_model: 8,
+            n_layers: 2,
+            n_heads: 2,
+            n_kv_heads: 1,
+            d_ff: 12,
+            seq_len: 4,
+            rope_theta: 1e4,
+            norm_eps: 1e-5,
+        };
+        let spec = |embedding, layers, head| StageSpec {
+            embedding,
+            layers,
+            head,
+        };
+        let stages = [spec(true, 0..1, false), spec(false, 1..2, true)]
+            .map(|s| Stage::new(&cfg, s, 1, &Device::Cpu).unwrap())
+            .into();
+        let micro = (0..2)
+            .map(|m| Batch::new((0..10).map(|i| (i + m) % 20).collect(), 2, 4))
+            .collect();
+        (cfg, stages, micro)
+    }
+
+    fn step_of(stages: &[Stage], micro: &[Batch], s: usize, cfg: &Config) -> StageStep {
+        let plan = Plan::one_f_one_b(2, 2).unwrap();
+        let limit = FrameLimit::for_model(cfg, 2);
+        StageStep::new(
+            &stages[s],
+            (s, 2),
+            7,
+            plan.ops(s).unwrap(),
+            micro.to_vec(),
+            Precision::F32,
+            limit,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn frames_for_another_step_stage_or_a_second_time_are_refused() {
+        let (cfg, stages, micro) = setup();
+        let mut first = step_of(&stages, &micro, 0, &cfg);
+        let mut last = step_of(&stages, &micro, 1, &cfg);
+        assert!(first.is_ready() && !last.is_ready());
+        assert!(matches!(last.run_next(&stages[1]), Err(Error::NotReady(_))));
+        let out = first.run_next(&stages[0]).unwrap().unwrap();
+        assert_eq!(out.to, Direction::Next);
+        let (frame, _) = decode(&out.bytes, &FrameLimit::for_model(&cfg, 2)).unwrap();
+        // The first stage never receives activations.
+        assert!(matches!(
+            first.deliver(&out.bytes),
+            Err(Error::Unexpected(_))
+        ));
+        for wrong in [
+            Frame {
+                step: 8,
+                ..frame.clone()
+            },
+            Frame {
+                micro_batch: 2,
+                ..frame.clone()
+            },
+            Frame {
+                stage: 0,
+                ..frame.clone()
+            },
+        ] {
+            assert!(matches!(
+                last.deliver(&wrong.encode(Precision::F32).unwrap()),
+                Err(Error::Unexpected(_))
+            ));
+        }
+        last.deliver(&out.bytes).unwrap();
+        let mut other = frame.clone();
+        other.values.iter_mut().for_each(|v| *v = 0.0);
+        assert!(
+            last.deliver(&other.encode(Precision::F32).unwrap())
+                .is_err()
+        );
+        assert_eq!(
+            last.inbox[&(FrameKind::Activation, 0)]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            frame.values
+        );
+        assert!(last.is_ready());
+        assert!(last.run_next(&stages[1]).unwrap().is_none());
+        assert!(matches!(last.finish(), Err(Error::NotReady(_))));
     }
 }
