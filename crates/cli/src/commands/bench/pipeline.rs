@@ -16,7 +16,9 @@ use anyhow::{Context, Result, bail, ensure};
 use candle_core::Device;
 use neuroshard_data::GenesisDir;
 use neuroshard_model::{Config, NeuroLlm, Stage};
-use neuroshard_pipeline::{Layout, Precision, StageOutcome, even_split, whole_gradients};
+use neuroshard_pipeline::{
+    Costs, Layout, Plan, Precision, StageOutcome, even_split, whole_gradients,
+};
 use neuroshard_primitives::{Batch, BatchSource};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -99,6 +101,9 @@ struct Report {
     bubble_fraction: f64,
     /// The bubble 1F1B gives uniform stages: (S − 1) / (M + S − 1).
     bubble_uniform: f64,
+    /// The bubble of the plan's timeline with each stage's measured forward and backward times
+    /// and instant frames: what the stages' imbalance alone costs.
+    bubble_predicted: f64,
     /// Frame bytes per predicted token across each stage boundary, forward and backward.
     bytes_per_token: [f64; 2],
     tokens_per_sec: f64,
@@ -145,7 +150,7 @@ pub(crate) fn run(args: &PipelineArgs) -> Result<()> {
     let start = Instant::now();
     let reports = run_workers(&shape, args.threads_per_stage)?;
     let elapsed = start.elapsed().as_secs_f64();
-    let mut report = summarise(&shape, args.threads_per_stage, &reports, elapsed);
+    let mut report = summarise(&shape, args.threads_per_stage, &reports, elapsed)?;
     if args.baseline {
         super::super::set_threads(Some(args.threads_per_stage * shape.stages))?;
         let (tokens_per_sec, err) = baseline(&shape, &batches)?;
@@ -324,7 +329,31 @@ fn first_line(child: &mut Child) -> Result<String> {
     }
 }
 
-fn summarise(shape: &Shape, threads: usize, reports: &[WorkerReport], elapsed: f64) -> Report {
+/// The bubble of the 1F1B timeline with the measured mean forward and backward of each stage.
+fn predicted_bubble(
+    shape: &Shape,
+    reports: &[WorkerReport],
+    mean: &dyn Fn(&[f64]) -> f64,
+) -> Result<f64> {
+    let m = f64::from(shape.micro_batches);
+    let micros = |seconds: f64| (seconds / m * 1e6).round() as u64;
+    let costs = Costs {
+        forward: reports.iter().map(|r| micros(mean(&r.forward_s))).collect(),
+        backward: reports
+            .iter()
+            .map(|r| micros(mean(&r.busy_s) - mean(&r.forward_s)))
+            .collect(),
+    };
+    let plan = Plan::one_f_one_b(shape.stages, shape.micro_batches)?;
+    Ok(plan.timeline(&costs)?.bubble_fraction())
+}
+
+fn summarise(
+    shape: &Shape,
+    threads: usize,
+    reports: &[WorkerReport],
+    elapsed: f64,
+) -> Result<Report> {
     // The first step includes connection set-up and allocator warm-up; skip it when there are more.
     let skip = usize::from(shape.steps > 1);
     let mean = |v: &[f64]| v[skip..].iter().sum::<f64>() / (v.len() - skip).max(1) as f64;
@@ -344,7 +373,7 @@ fn summarise(shape: &Shape, threads: usize, reports: &[WorkerReport], elapsed: f
     };
     let (s, m) = (shape.stages as f64, f64::from(shape.micro_batches));
     tracing::info!(elapsed_s = elapsed, "pipeline finished");
-    Report {
+    Ok(Report {
         preset: shape.preset.clone(),
         stages: shape.stages,
         micro_batches: shape.micro_batches,
@@ -356,12 +385,13 @@ fn summarise(shape: &Shape, threads: usize, reports: &[WorkerReport], elapsed: f
         bubble_fraction: 1.0 - busy.iter().sum::<f64>() / busy.len() as f64,
         busy_fraction: busy,
         bubble_uniform: (s - 1.0) / (m + s - 1.0),
+        bubble_predicted: predicted_bubble(shape, reports, &mean)?,
         bytes_per_token: [per_token(0), per_token(1)],
         tokens_per_sec: tokens / step_s.max(1e-12),
         baseline_tokens_per_sec: None,
         grad_rel_err: None,
         loss: reports.last().map(|r| r.loss.clone()).unwrap_or_default(),
-    }
+    })
 }
 
 /// One process holding the whole model: tokens/s of the same gradient computations, and the
@@ -433,12 +463,13 @@ fn print(report: &Report, json: bool) -> Result<()> {
         .map(|b| format!("{:.0} %", 100.0 * b))
         .collect();
     println!(
-        "{} stages × {} micro-batches, {} frames: busy {} · bubble {:.1} % (uniform 1F1B {:.1} %)",
+        "{} stages × {} micro-batches, {} frames: busy {} · bubble {:.1} % (these stage times with instant frames {:.1} %, uniform stages {:.1} %)",
         report.stages,
         report.micro_batches,
         report.precision,
         busy.join(" / "),
         100.0 * report.bubble_fraction,
+        100.0 * report.bubble_predicted,
         100.0 * report.bubble_uniform
     );
     println!(

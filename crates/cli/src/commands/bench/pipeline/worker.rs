@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use neuroshard_model::{Config, Stage};
 use neuroshard_p2p::{MemoryStore, NetEvent, Network, NetworkConfig, PeerId, identity};
-use neuroshard_pipeline::{Direction, Plan, StageStep, even_split, split};
+use neuroshard_pipeline::{Direction, Op, Plan, StageStep, even_split, split};
 use neuroshard_primitives::{Hash, Keypair};
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -38,6 +38,8 @@ pub(super) struct WorkerReport {
     pub(super) params: usize,
     /// Seconds computing (forwards and backwards), per step.
     pub(super) busy_s: Vec<f64>,
+    /// Of which in forwards, per step.
+    pub(super) forward_s: Vec<f64>,
     /// Seconds from the step's start to its last operation, per step.
     pub(super) wall_s: Vec<f64>,
     /// Frame bytes sent forward and backward, over all steps.
@@ -104,6 +106,7 @@ async fn serve(args: &WorkerArgs) -> Result<()> {
         stage: s,
         params: stage.n_params(),
         busy_s: vec![],
+        forward_s: vec![],
         wall_s: vec![],
         bytes_sent: [0; 2],
         loss: vec![],
@@ -145,14 +148,18 @@ async fn run_step(
 ) -> Result<neuroshard_pipeline::StageOutcome> {
     #[allow(clippy::disallowed_methods)] // a benchmark measures time
     let start = Instant::now();
-    let mut busy = Duration::ZERO;
+    let (mut busy, mut forward) = (Duration::ZERO, Duration::ZERO);
     let mut sends = JoinSet::new();
     while !work.is_done() {
         while work.is_ready() {
             #[allow(clippy::disallowed_methods)] // a benchmark measures time
             let t0 = Instant::now();
+            let is_forward = matches!(work.next_op(), Some(Op::Forward(_)));
             let out = tokio::task::block_in_place(|| work.run_next(stage))?;
             busy += t0.elapsed();
+            if is_forward {
+                forward += t0.elapsed();
+            }
             let Some(out) = out else { continue };
             let (peer, lane) = match out.to {
                 Direction::Next => (next, 0),
@@ -189,6 +196,7 @@ async fn run_step(
         sent??;
     }
     report.busy_s.push(busy.as_secs_f64());
+    report.forward_s.push(forward.as_secs_f64());
     report.wall_s.push(start.elapsed().as_secs_f64());
     Ok(work.finish()?)
 }
