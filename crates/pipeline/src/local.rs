@@ -34,14 +34,37 @@ pub fn even_split(cfg: &Config, n_stages: usize) -> Result<Vec<StageSpec>> {
             cfg.n_layers
         )));
     }
-    let bound = |s: usize| s * cfg.n_layers / n_stages;
-    Ok((0..n_stages)
-        .map(|s| StageSpec {
+    let bounds: Vec<usize> = (1..n_stages).map(|s| s * cfg.n_layers / n_stages).collect();
+    split_at(cfg, &bounds)
+}
+
+/// The stages that end at the layer indices `bounds` (one fewer than the stages, rising, at most
+/// `n_layers`; the last stage ends at `n_layers`), the embedding on the first and the head on the
+/// last. A stage may hold no layer only if it holds the embedding or the head.
+pub fn split_at(cfg: &Config, bounds: &[usize]) -> Result<Vec<StageSpec>> {
+    let ends: Vec<usize> = bounds.iter().copied().chain([cfg.n_layers]).collect();
+    let n = ends.len();
+    let mut start = 0;
+    let mut specs = Vec::with_capacity(n);
+    for (s, &end) in ends.iter().enumerate() {
+        let spec = StageSpec {
             embedding: s == 0,
-            layers: bound(s)..bound(s + 1),
-            head: s + 1 == n_stages,
-        })
-        .collect())
+            layers: start..end,
+            head: s + 1 == n,
+        };
+        if end < start
+            || end > cfg.n_layers
+            || (spec.layers.is_empty() && !spec.embedding && !spec.head)
+        {
+            return Err(Error::BadPlan(format!(
+                "stage bounds {bounds:?} over {} layers",
+                cfg.n_layers
+            )));
+        }
+        specs.push(spec);
+        start = end;
+    }
+    Ok(specs)
 }
 
 /// Runs one step of `plan` over `stages` on `batch` split into the plan's micro-batches, frames

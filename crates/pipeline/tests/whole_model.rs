@@ -73,6 +73,23 @@ fn micro_batches_through_three_stages_give_the_whole_batchs_gradient() {
 }
 
 #[test]
+fn splits_cover_the_layers_in_order_and_bad_bounds_are_refused() {
+    let cfg = config();
+    let even = even_split(&cfg, 3).unwrap();
+    assert_eq!(
+        even.iter().map(|s| s.layers.clone()).collect::<Vec<_>>(),
+        [0..1, 1..2, 2..4]
+    );
+    assert!(even[0].embedding && !even[1].embedding && even[2].head && !even[1].head);
+    let head_alone = neuroshard_pipeline::split_at(&cfg, &[2, 4]).unwrap();
+    assert_eq!(head_alone[2].layers, 4..4);
+    for bad in [&[3, 2][..], &[2, 5], &[1, 1]] {
+        assert!(neuroshard_pipeline::split_at(&cfg, bad).is_err(), "{bad:?}");
+    }
+    assert!(even_split(&cfg, 5).is_err());
+}
+
+#[test]
 fn one_stage_is_the_whole_model() {
     let (loss_err, grad_err) = pipeline_against_whole(Precision::F32, 1, 4);
     assert!(

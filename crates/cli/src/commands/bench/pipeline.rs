@@ -15,9 +15,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::Device;
 use neuroshard_data::GenesisDir;
-use neuroshard_model::{Config, NeuroLlm, Stage};
+use neuroshard_model::{Config, NeuroLlm, Stage, StageSpec};
 use neuroshard_pipeline::{
-    Costs, Layout, Plan, Precision, StageOutcome, even_split, whole_gradients,
+    Costs, Layout, Plan, Precision, StageOutcome, even_split, split_at, whole_gradients,
 };
 use neuroshard_primitives::{Batch, BatchSource};
 use rand::{Rng, SeedableRng};
@@ -38,9 +38,13 @@ pub(crate) struct Shape {
     /// Seed of the weights (and of the random tokens without --genesis).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Pipeline stages (one process each); the layers are split evenly.
+    /// Pipeline stages (one process each); the layers are split evenly unless --bounds says.
     #[arg(long, default_value_t = 3)]
     stages: usize,
+    /// The layer index each stage but the last ends at, e.g. `2,4` for layers 0..2 / 2..4 / the
+    /// head alone on a 4-layer model (default: as even as the layer count allows).
+    #[arg(long, value_delimiter = ',')]
+    bounds: Vec<usize>,
     /// Micro-batches per step.
     #[arg(long, default_value_t = 8)]
     micro_batches: u32,
@@ -82,6 +86,28 @@ pub(crate) struct PipelineArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
+}
+
+impl Shape {
+    /// Each stage's layers, embedding and head.
+    fn specs(&self, cfg: &Config) -> Result<Vec<StageSpec>> {
+        if self.bounds.is_empty() {
+            return Ok(even_split(cfg, self.stages)?);
+        }
+        ensure!(
+            self.bounds.len() + 1 == self.stages,
+            "--bounds needs one index fewer than --stages"
+        );
+        Ok(split_at(cfg, &self.bounds)?)
+    }
+
+    /// The stages built from the weights' seed.
+    fn build_stages(&self, cfg: &Config) -> Result<Vec<Stage>> {
+        self.specs(cfg)?
+            .into_iter()
+            .map(|spec| Ok(Stage::new(cfg, spec, self.seed, &Device::Cpu)?))
+            .collect()
+    }
 }
 
 /// What a run measured.
@@ -314,6 +340,10 @@ fn spawn_worker(
     if let Some(next) = next {
         command.args(["--next", next]);
     }
+    if !shape.bounds.is_empty() {
+        let bounds: Vec<String> = shape.bounds.iter().map(usize::to_string).collect();
+        command.args(["--bounds", &bounds.join(",")]);
+    }
     command.spawn().context("starting a pipeline stage")
 }
 
@@ -431,10 +461,7 @@ fn baseline(shape: &Shape, batches: &[Batch]) -> Result<(f64, f64)> {
 
 /// The workers' first-step gradients, assembled in the whole model's canonical order.
 fn pipeline_gradient(shape: &Shape, cfg: &Config, model: &NeuroLlm) -> Result<Vec<f32>> {
-    let stages = even_split(cfg, shape.stages)?
-        .into_iter()
-        .map(|spec| Stage::new(cfg, spec, shape.seed, &Device::Cpu))
-        .collect::<Result<Vec<_>, _>>()?;
+    let stages = shape.build_stages(cfg)?;
     let outcomes = (0..shape.stages)
         .map(|s| {
             let bytes = std::fs::read(shape.dir.join(format!("stage-{s}.grads")))?;

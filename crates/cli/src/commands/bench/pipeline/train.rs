@@ -5,8 +5,8 @@
 use anyhow::{Context, Result};
 use candle_core::Device;
 use neuroshard_data::GenesisDir;
-use neuroshard_model::{Config, NeuroLlm, Stage};
-use neuroshard_pipeline::{Layout, Plan, even_split, run_step, whole_gradients};
+use neuroshard_model::{Config, NeuroLlm};
+use neuroshard_pipeline::{Layout, Plan, run_step, whole_gradients};
 use neuroshard_primitives::BatchSource;
 use neuroshard_train::{AdamWConfig, InnerConfig, InnerLoop, LrSchedule, mean_loss};
 use serde::Serialize;
@@ -42,10 +42,7 @@ pub(super) fn run(
 ) -> Result<()> {
     super::super::super::set_threads(Some(threads))?;
     let cfg = Config::preset(&shape.preset, shape.vocab)?;
-    let mut stages = even_split(&cfg, shape.stages)?
-        .into_iter()
-        .map(|spec| Stage::new(&cfg, spec, shape.seed, &Device::Cpu))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut stages = shape.build_stages(&cfg)?;
     let inner = InnerConfig {
         batch_size: shape.batch,
         seq_len: shape.seq,

@@ -5,10 +5,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
 use neuroshard_model::{Config, Stage};
 use neuroshard_p2p::{MemoryStore, NetEvent, Network, NetworkConfig, PeerId, identity};
-use neuroshard_pipeline::{Direction, Op, Plan, StageStep, even_split, split};
+use neuroshard_pipeline::{Direction, Op, Plan, StageStep, split};
 use neuroshard_primitives::{Hash, Keypair};
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -78,8 +77,7 @@ async fn serve(args: &WorkerArgs) -> Result<()> {
     let shape = &args.shape;
     let (s, n) = (args.stage, shape.stages);
     let cfg = Config::preset(&shape.preset, shape.vocab)?;
-    let spec = even_split(&cfg, n)?.remove(s);
-    let stage = Stage::new(&cfg, spec, shape.seed, &Device::Cpu)?;
+    let stage = shape.build_stages(&cfg)?.swap_remove(s);
     let mut config = NetworkConfig::loopback(network_id());
     if let Some(next) = &args.next {
         config.bootstrap = vec![next.parse().context("parsing --next")?];
