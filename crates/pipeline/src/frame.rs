@@ -263,9 +263,12 @@ pub fn decode(bytes: &[u8], limit: &FrameLimit) -> Result<(Frame, Precision)> {
     if b == 0 || b > limit.max_batch || t == 0 || t > limit.max_time || w != limit.width {
         return bad(format!("shape {shape:?} is outside the limit {limit:?}"));
     }
-    // Bounded by the limit above, so the products cannot overflow.
+    // Each factor is within the limit; the product is checked all the same.
     let payload = &body[HEADER..];
-    if payload.len() != b * t * w * precision.bytes() {
+    let want = [t, w, precision.bytes()]
+        .iter()
+        .try_fold(b, |acc, &x| acc.checked_mul(x));
+    if want != Some(payload.len()) {
         return bad(format!(
             "{} payload bytes for shape {shape:?} at {precision}",
             payload.len()

@@ -179,7 +179,7 @@ async fn run_step(
                 work.deliver(&bytes)?
             }
             Some(NetEvent::Frame { peer, .. }) => {
-                bail!("a frame from {peer}, who is not a neighbour")
+                tracing::warn!(%peer, "ignored a frame from a peer that is not a neighbour");
             }
             Some(NetEvent::PeerDisconnected { peer })
                 if Some(peer) == prev || Some(peer) == next =>
