@@ -478,6 +478,8 @@ impl Driver {
                     .await;
             }
             NetEvent::Listening(addr) => tracing::info!(%addr, "listening"),
+            // A node does not run a pipeline stage yet (`neuroshard bench pipeline` does).
+            NetEvent::Frame { peer, .. } => tracing::debug!(%peer, "ignored a pipeline frame"),
         }
     }
 

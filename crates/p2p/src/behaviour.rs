@@ -16,6 +16,7 @@ use libp2p::{
 
 use crate::announce::MAX_ANNOUNCEMENT;
 use crate::codec::ChunkCodec;
+use crate::frame::FrameCodec;
 use crate::protocol::Protocols;
 use crate::traffic::{Counted, CountedMuxer, Traffic};
 use crate::{Error, NetworkConfig, Result};
@@ -31,6 +32,7 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) gossip: gossipsub::Behaviour,
     pub(crate) chunks: request_response::Behaviour<ChunkCodec>,
+    pub(crate) frames: request_response::Behaviour<FrameCodec>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -94,6 +96,13 @@ fn behaviour(
         [(protocols.chunks()?, ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(config.limits.request_timeout),
     );
+    let frames = request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_frame: config.limits.max_frame,
+        },
+        [(protocols.frames()?, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(config.limits.request_timeout),
+    );
     let mdns = match config.mdns {
         true => Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?),
         false => None,
@@ -105,6 +114,7 @@ fn behaviour(
         kad,
         gossip: gossip(key, protocols)?,
         chunks,
+        frames,
         mdns: mdns.into(),
     })
 }

@@ -46,12 +46,12 @@ pub enum ChunkResponse {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ChunkCodec;
 
-fn invalid(reason: impl Into<String>) -> std::io::Error {
+pub(crate) fn invalid(reason: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, reason.into())
 }
 
 /// Reads the rest of the stream, failing once it passes `limit` bytes.
-async fn read_bounded<T: AsyncRead + Unpin + Send>(
+pub(crate) async fn read_bounded<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     limit: usize,
 ) -> std::io::Result<Vec<u8>> {

@@ -57,6 +57,9 @@ pub struct Limits {
     pub ban_threshold: i64,
     /// Events buffered for the caller before new ones are dropped (and counted).
     pub event_buffer: usize,
+    /// Largest pipeline frame accepted ([`crate::NetworkHandle::send_frame`]); the pipeline
+    /// checks each frame against a tighter limit derived from the model config.
+    pub max_frame: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +72,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(60),
             ban_threshold: 100,
             event_buffer: 4096,
+            max_frame: 64 << 20,
         }
     }
 }
@@ -83,8 +87,14 @@ impl Limits {
                 self.chunk_size
             ));
         }
-        if self.max_peers == 0 || self.fetch_parallelism == 0 || self.event_buffer == 0 {
-            return fail("max_peers, fetch_parallelism and event_buffer must be positive".into());
+        if self.max_peers == 0
+            || self.fetch_parallelism == 0
+            || self.event_buffer == 0
+            || self.max_frame == 0
+        {
+            return fail(
+                "max_peers, fetch_parallelism, event_buffer and max_frame must be positive".into(),
+            );
         }
         if self.ban_threshold <= 0 {
             return fail("ban_threshold must be positive".into());

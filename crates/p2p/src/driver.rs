@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{ChunkRequest, ChunkResponse};
 use crate::content::{ContentProvider, chunk_of};
+use crate::frame::FrameAck;
 use crate::protocol::Protocols;
 use crate::reputation::{Offence, Reputation, Verdict};
 use crate::traffic::Traffic;
@@ -46,6 +47,11 @@ pub(crate) enum Command {
         peer: PeerId,
         request: ChunkRequest,
         reply: oneshot::Sender<Result<ChunkResponse>>,
+    },
+    SendFrame {
+        peer: PeerId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerId>>,
@@ -77,6 +83,7 @@ pub(crate) struct Driver {
     pub(crate) admitted: HashSet<PeerId>,
     pub(crate) pending:
         HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<ChunkResponse>>)>,
+    pub(crate) pending_frames: HashMap<OutboundRequestId, oneshot::Sender<Result<()>>>,
 }
 
 impl Driver {
@@ -164,6 +171,12 @@ impl Driver {
                 let id = behaviour.chunks.send_request(&peer, request);
                 self.pending.insert(id, (peer, reply));
             }
+            Command::SendFrame { peer, bytes, reply } => {
+                let len = bytes.len();
+                let id = behaviour.frames.send_request(&peer, bytes);
+                self.traffic.payload_sent(len);
+                self.pending_frames.insert(id, reply);
+            }
             Command::Peers { reply } => {
                 let mut peers: Vec<PeerId> = self.admitted.iter().copied().collect();
                 peers.sort();
@@ -245,6 +258,7 @@ impl Driver {
                 }
             }
             BehaviourEvent::Chunks(event) => self.on_chunks(event),
+            BehaviourEvent::Frames(event) => self.on_frames(event),
             BehaviourEvent::Limits(never) => match never {},
             _ => {}
         }
@@ -374,6 +388,83 @@ impl Driver {
                 ..
             } => {
                 tracing::debug!(%peer, %error, "undecodable chunk request");
+                self.penalise(peer, Offence::Malformed);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_frames(&mut self, event: request_response::Event<Vec<u8>, FrameAck>) {
+        use request_response::{Event, InboundFailure, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let len = request.len();
+                let ack = match self.admitted.contains(&peer)
+                    && self
+                        .events
+                        .try_send(NetEvent::Frame {
+                            peer,
+                            bytes: request,
+                        })
+                        .is_ok()
+                {
+                    true => FrameAck::Accepted,
+                    false => FrameAck::Refused,
+                };
+                if ack == FrameAck::Accepted {
+                    self.traffic.payload_received(len);
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .frames
+                    .send_response(channel, ack);
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_frames.remove(&request_id) {
+                    let _ = reply.send(match response {
+                        FrameAck::Accepted => Ok(()),
+                        FrameAck::Refused => Err(Error::Request {
+                            peer: peer.to_string(),
+                            reason: "the peer refused the frame (not admitted, or busy)".into(),
+                        }),
+                    });
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_frames.remove(&request_id) {
+                    let _ = reply.send(Err(Error::Request {
+                        peer: peer.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            Event::InboundFailure {
+                peer,
+                error: InboundFailure::Io(error),
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "undecodable frame");
                 self.penalise(peer, Offence::Malformed);
             }
             _ => {}

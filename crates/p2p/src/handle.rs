@@ -55,6 +55,13 @@ pub enum NetEvent {
         /// The announcement; check its namespace before trusting the payload.
         announcement: Announcement,
     },
+    /// A pipeline frame from an admitted peer, at most `max_frame` bytes, not yet decoded.
+    Frame {
+        /// Who sent it.
+        peer: PeerId,
+        /// Its bytes; decode them with `neuroshard_pipeline::frame::decode`.
+        bytes: Vec<u8>,
+    },
     /// A peer was disconnected and will be refused from now on.
     PeerBanned {
         /// Who.
@@ -122,6 +129,7 @@ impl Network {
             reputation: Reputation::new(config.limits.ban_threshold),
             admitted: HashSet::new(),
             pending: HashMap::new(),
+            pending_frames: HashMap::new(),
         };
         let listening = driver.wait_listening(config.listen.len());
         tokio::time::timeout(std::time::Duration::from_secs(10), listening)
@@ -260,6 +268,14 @@ impl NetworkHandle {
             .send(Command::Report { peer, offence })
             .await
             .map_err(|_| Error::Stopped)
+    }
+
+    /// Sends one pipeline frame to `peer` (connected and admitted); returns once the peer has
+    /// handed it to its node, and fails if it refused it (not admitted, or its node is busy)
+    /// or the request failed in transit.
+    pub async fn send_frame(&self, peer: PeerId, bytes: Vec<u8>) -> Result<()> {
+        self.call(|reply| Command::SendFrame { peer, bytes, reply })
+            .await?
     }
 
     async fn chunk(&self, peer: PeerId, key: Hash, index: u32) -> Result<(u64, Vec<u8>)> {

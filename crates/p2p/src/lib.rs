@@ -21,6 +21,10 @@
 //! - **Fetch** moves large payloads by BLAKE3 hash over request-response in chunks (8 MiB by
 //!   default), several in flight; the whole payload is checked against the hash. Peers are served
 //!   from a [`ContentProvider`] the node fills (usually a [`MemoryStore`]).
+//! - **Frames** carry a pipeline's activations and gradients to a named peer over
+//!   request-response (`/neuroshard/<network id>/frame/1`): opaque bytes up to
+//!   [`Limits::max_frame`], answered with an accept or a refusal, delivered as
+//!   [`NetEvent::Frame`]; `neuroshard-pipeline` decodes them.
 //! - **Hostile input.** Every inbound message is size-bounded before decoding and decoded without
 //!   panics; garbage, forged announcements and bad payloads cost [`Offence`] points, and past
 //!   `ban_threshold` the peer is disconnected and refused.
@@ -58,6 +62,7 @@ mod config;
 mod content;
 mod driver;
 mod error;
+mod frame;
 mod handle;
 pub mod identity;
 mod protocol;

@@ -39,6 +39,11 @@ impl Protocols {
         stream_protocol(format!("{}/chunk/1", self.prefix))
     }
 
+    /// The pipeline's frame protocol: one micro-batch's activations or gradients per request.
+    pub fn frames(&self) -> Result<StreamProtocol> {
+        stream_protocol(format!("{}/frame/1", self.prefix))
+    }
+
     /// The gossipsub protocol prefix (gossipsub appends its own version).
     pub fn gossip_prefix(&self) -> String {
         format!("{}/gossip", self.prefix)
@@ -70,6 +75,8 @@ mod tests {
         assert_ne!(a.identify_version(), b.identify_version());
         assert_ne!(a.chunks().unwrap(), b.chunks().unwrap());
         assert_ne!(a.kad().unwrap(), b.kad().unwrap());
+        assert_ne!(a.frames().unwrap(), b.frames().unwrap());
+        assert_ne!(a.frames().unwrap(), a.chunks().unwrap());
         assert_ne!(a.gossip_prefix(), b.gossip_prefix());
         let topic = a.topic("rounds");
         assert_eq!(a.topic_name(&topic), Some("rounds"));

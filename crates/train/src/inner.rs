@@ -176,13 +176,43 @@ impl InnerLoop {
             loss /= n;
             grads.iter_mut().for_each(|g| *g /= n);
         }
+        Ok(self.clipped(loss, tokens, grads))
+    }
+
+    /// The gradients a pipeline of stages computed for a step at the current weights (the mean
+    /// loss over `tokens` predicted tokens and the mean gradient, flat in the whole model's
+    /// canonical order), clipped to the global norm as [`InnerLoop::gradients`] clips its own,
+    /// for [`InnerLoop::descend`]. DP-SGD needs per-example gradients, which a pipeline does not
+    /// return, so it is refused with DP on.
+    pub fn pipeline_gradients(
+        &self,
+        loss: f32,
+        tokens: usize,
+        grads: Vec<f32>,
+    ) -> Result<Gradients> {
+        if self.config.dp.is_some() {
+            return Err(Error::InvalidHyperParameters(
+                "DP-SGD needs per-example gradients, which a pipeline does not return; train without --dp".into(),
+            ));
+        }
+        if grads.len() != self.params.len() {
+            return Err(Error::LengthMismatch {
+                what: "pipeline gradients",
+                expected: self.params.len(),
+                got: grads.len(),
+            });
+        }
+        Ok(self.clipped(loss, tokens, grads))
+    }
+
+    fn clipped(&self, loss: f32, tokens: usize, mut grads: Vec<f32>) -> Gradients {
         let grad_norm = clip_grad_norm(&mut grads, self.config.clip_norm);
-        Ok(Gradients {
+        Gradients {
             loss,
             grad_norm,
             tokens,
             grads,
-        })
+        }
     }
 
     /// The half of a step that writes the weights: AdamW on `gradients` at the rate the
@@ -255,6 +285,20 @@ mod tests {
             inner.model().param_hash().unwrap(),
             model.param_hash().unwrap()
         );
+    }
+
+    #[test]
+    fn a_pipelines_gradients_descend_like_the_models_own() {
+        let (mut own, mut piped) = (inner_loop(0.5), inner_loop(0.5));
+        let (loss, grads) = model().loss_and_grads(&batch(3)).unwrap();
+        let from_pipeline = piped.pipeline_gradients(loss, 16, grads).unwrap();
+        assert_eq!(from_pipeline, own.gradients(&[batch(3)], 3).unwrap());
+        assert_eq!(
+            piped.descend(&from_pipeline, 3).unwrap(),
+            own.step_on(&batch(3), 3).unwrap()
+        );
+        assert_eq!(piped.params(), own.params());
+        assert!(piped.pipeline_gradients(loss, 16, vec![0.0; 3]).is_err());
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! kernels (see `verify`).
 //! `neuroshard bench grow`: growth part-way through training against the final depth from
 //! scratch (see `grow`).
+//! `neuroshard bench pipeline`: a model split over stage processes on loopback (see `pipeline`).
 
 mod grow;
+mod pipeline;
 mod verify;
 
 use std::time::{Duration, Instant};
@@ -36,6 +38,12 @@ enum What {
     /// Function-preserving growth on the genesis data: the loss right before and right after
     /// it, and compute to the same loss against the final depth trained from scratch.
     Grow(grow::GrowArgs),
+    /// A model split over stages in separate processes on loopback (1F1B, frames over libp2p):
+    /// busy shares, the bubble, frame bytes per token, tokens/s against one process.
+    Pipeline(pipeline::PipelineArgs),
+    /// One stage of `bench pipeline` (started by it).
+    #[command(hide = true)]
+    PipelineWorker(pipeline::worker::WorkerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +101,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
         What::Train(args) => train(&args),
         What::Verify(args) => verify::run(&args),
         What::Grow(args) => grow::run(&args),
+        What::Pipeline(args) => pipeline::run(&args),
+        What::PipelineWorker(args) => pipeline::worker::run(&args),
     }
 }
 
