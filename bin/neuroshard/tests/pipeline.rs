@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm, Stage, StageSpec};
+use neuroshard_pipeline::relative_error;
 use neuroshard_primitives::Batch;
 use neuroshard_testkit::pipeline::{read_f32s, read_u32s, run_bench_pipeline};
 
@@ -28,16 +29,6 @@ fn by_name(shapes: &[(String, Vec<usize>)], values: &[f32]) -> HashMap<String, V
         .collect();
     assert_eq!(at, values.len(), "the vector holds exactly the parameters");
     named
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    let diff: f32 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f32>()
-        .sqrt();
-    diff / b.iter().map(|y| y * y).sum::<f32>().sqrt().max(1e-12)
 }
 
 #[test]
@@ -92,7 +83,7 @@ fn three_stage_processes_give_the_whole_models_gradient() {
         .unwrap();
         let grads = read_f32s(&dir.path().join(format!("stage-{s}.grads")));
         for (name, grad) in by_name(&stage.param_shapes(), &grads) {
-            let err = rel_err(&grad, &whole[&name]);
+            let err = relative_error(&grad, &whole[&name]);
             assert!(err <= 1e-4, "stage {s}, {name}: relative error {err}");
             seen += 1;
         }

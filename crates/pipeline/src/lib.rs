@@ -50,6 +50,6 @@ pub use accumulate::{GradSum, split};
 pub use error::{Error, Result};
 pub use frame::{Frame, FrameKind, FrameLimit, Precision};
 pub use layout::Layout;
-pub use local::{LocalStep, even_split, run_step, split_at, whole_gradients};
+pub use local::{LocalStep, even_split, relative_error, run_step, split_at, whole_gradients};
 pub use schedule::{Costs, Op, Plan, Timeline};
 pub use step::{Direction, Outgoing, StageOutcome, StageStep};

@@ -144,3 +144,12 @@ pub fn whole_gradients(
         ))),
     }
 }
+
+/// ‖got − want‖ / ‖want‖, in `f64`: how far a pipeline's gradient lands from the whole model's
+/// (the one measure the tests and `neuroshard bench pipeline` report).
+pub fn relative_error(got: &[f32], want: &[f32]) -> f64 {
+    let square = |x: f32| f64::from(x).powi(2);
+    let diff: f64 = got.iter().zip(want).map(|(a, b)| square(a - b)).sum();
+    let norm: f64 = want.iter().copied().map(square).sum();
+    diff.sqrt() / norm.sqrt().max(1e-30)
+}

@@ -3,7 +3,9 @@
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm, Stage};
-use neuroshard_pipeline::{Layout, Plan, Precision, even_split, run_step, whole_gradients};
+use neuroshard_pipeline::{
+    Layout, Plan, Precision, even_split, relative_error, run_step, whole_gradients,
+};
 use neuroshard_primitives::Batch;
 
 fn config() -> Config {
@@ -27,16 +29,6 @@ fn batch(rows: usize, seq: usize) -> Batch {
     Batch::new(tokens, rows, seq)
 }
 
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    let diff: f32 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f32>()
-        .sqrt();
-    diff / b.iter().map(|y| y * y).sum::<f32>().sqrt().max(1e-12)
-}
-
 fn pipeline_against_whole(precision: Precision, n_stages: usize, micro: u32) -> (f32, f32) {
     let cfg = config();
     let model = NeuroLlm::new(&cfg, 5, &Device::Cpu).unwrap();
@@ -53,7 +45,7 @@ fn pipeline_against_whole(precision: Precision, n_stages: usize, micro: u32) -> 
     let got = whole_gradients(&layout, &stages, &step.outcomes).unwrap();
     (
         (step.loss().unwrap() - loss).abs() / loss,
-        rel_err(&got, &grads),
+        relative_error(&got, &grads) as f32,
     )
 }
 

@@ -442,20 +442,9 @@ fn baseline(shape: &Shape, batches: &[Batch]) -> Result<(f64, f64)> {
     let step_s = times[skip..].iter().sum::<f64>() / (times.len() - skip) as f64;
     let whole = first.context("no batches")?;
     let got = pipeline_gradient(shape, &cfg, &model)?;
-    let diff = got
-        .iter()
-        .zip(&whole)
-        .map(|(a, b)| f64::from(a - b).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let norm = whole
-        .iter()
-        .map(|b| f64::from(*b).powi(2))
-        .sum::<f64>()
-        .sqrt();
     Ok((
         (shape.batch * shape.seq) as f64 / step_s,
-        diff / norm.max(1e-30),
+        neuroshard_pipeline::relative_error(&got, &whole),
     ))
 }
 
