@@ -37,6 +37,10 @@ pub enum Codec {
     /// Top-k per chunk, the selected values' signs with one scale per chunk.
     #[serde(rename = "topk-sign")]
     TopKSign,
+    /// Top-k per chunk with offsets packed in `ceil(log2 C)` bits, the selected values as 2-bit
+    /// codes (four levels, no zero) with one scale per chunk: the SparseLoCo recipe.
+    #[serde(rename = "topk-int2")]
+    TopKInt2,
 }
 
 /// How the values a codec keeps are written.
@@ -48,13 +52,15 @@ pub(crate) enum ValueFormat {
     Int8,
     /// Symmetric integers in `[-7, 7]` times a per-chunk step, two per byte.
     Int4,
+    /// Odd integers in `{-3, -1, 1, 3}` times a per-chunk step, four per byte.
+    Int2,
     /// One bit per value (1 = negative) times a per-chunk scale.
     Sign,
 }
 
 impl Codec {
     /// Every codec, in wire-id order.
-    pub const ALL: [Codec; 8] = [
+    pub const ALL: [Codec; 9] = [
         Codec::None,
         Codec::Int8,
         Codec::Int4,
@@ -63,6 +69,7 @@ impl Codec {
         Codec::TopKInt8,
         Codec::TopKInt4,
         Codec::TopKSign,
+        Codec::TopKInt2,
     ];
 
     /// The codec's name, as parsed by [`Codec::from_str`].
@@ -76,6 +83,7 @@ impl Codec {
             Codec::TopKInt8 => "topk-int8",
             Codec::TopKInt4 => "topk-int4",
             Codec::TopKSign => "topk-sign",
+            Codec::TopKInt2 => "topk-int2",
         }
     }
 
@@ -83,7 +91,7 @@ impl Codec {
     pub fn is_topk(self) -> bool {
         matches!(
             self,
-            Codec::TopK | Codec::TopKInt8 | Codec::TopKInt4 | Codec::TopKSign
+            Codec::TopK | Codec::TopKInt8 | Codec::TopKInt4 | Codec::TopKSign | Codec::TopKInt2
         )
     }
 
@@ -93,6 +101,17 @@ impl Codec {
             .iter()
             .position(|&c| c == self)
             .expect("every codec is in Codec::ALL") as u8
+    }
+
+    /// Bits each top-k offset takes within a chunk of `chunk` values: a whole `u16` for the
+    /// first top-k codecs, `ceil(log2 chunk)` (at least 1) for `topk-int2`.
+    pub(crate) fn offset_bits(self, chunk: usize) -> usize {
+        match self {
+            Codec::TopKInt2 => {
+                (usize::BITS - chunk.saturating_sub(1).leading_zeros()).max(1) as usize
+            }
+            _ => 16,
+        }
     }
 
     /// The codec with wire id `id`, if any.
@@ -107,6 +126,7 @@ impl Codec {
             Codec::Int8 | Codec::TopKInt8 => ValueFormat::Int8,
             Codec::Int4 | Codec::TopKInt4 => ValueFormat::Int4,
             Codec::Sign | Codec::TopKSign => ValueFormat::Sign,
+            Codec::TopKInt2 => ValueFormat::Int2,
         }
     }
 }
@@ -131,7 +151,7 @@ impl FromStr for Codec {
 /// A codec and its parameters.
 ///
 /// Text form (for flags and genesis files): the codec name, optionally followed by
-/// `:chunk=N,k=F`, for example `topk-int8` or `topk-int8:chunk=4096,k=0.01`.
+/// `:chunk=N,k=F,decay=B`, for example `topk-int8` or `topk-int2:chunk=4096,k=0.02,decay=0.9`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompressConfig {
@@ -141,6 +161,16 @@ pub struct CompressConfig {
     pub chunk_size: usize,
     /// Fraction of each chunk kept by the top-k codecs, in `(0, 1]`; ignored by the others.
     pub topk_fraction: f32,
+    /// Error-feedback decay `β` in `[0, 1]`: the share of the residual carried into the next
+    /// encoding (see [`crate::encode()`]). 1 keeps everything; it is the sender's choice and not
+    /// on the wire.
+    #[serde(skip_serializing_if = "is_one")]
+    pub ef_decay: f32,
+}
+
+/// Whether `x` is exactly 1 (the default decay, left out of the serialised form).
+fn is_one(x: &f32) -> bool {
+    *x == 1.0
 }
 
 impl CompressConfig {
@@ -148,6 +178,8 @@ impl CompressConfig {
     pub const DEFAULT_CHUNK_SIZE: usize = 4096;
     /// The default top-k fraction: 1 % of each chunk.
     pub const DEFAULT_TOPK_FRACTION: f32 = 0.01;
+    /// The default error-feedback decay: nothing is forgotten.
+    pub const DEFAULT_EF_DECAY: f32 = 1.0;
 
     /// `codec` with the default chunk size and top-k fraction.
     pub fn new(codec: Codec) -> Self {
@@ -155,6 +187,7 @@ impl CompressConfig {
             codec,
             chunk_size: Self::DEFAULT_CHUNK_SIZE,
             topk_fraction: Self::DEFAULT_TOPK_FRACTION,
+            ef_decay: Self::DEFAULT_EF_DECAY,
         }
     }
 
@@ -175,6 +208,13 @@ impl CompressConfig {
                 expected: "a fraction in (0, 1]",
             });
         }
+        if !(0.0..=1.0).contains(&self.ef_decay) {
+            return Err(Error::BadParameter {
+                name: "decay",
+                value: self.ef_decay.to_string(),
+                expected: "a number in [0, 1]",
+            });
+        }
         Ok(())
     }
 
@@ -188,21 +228,32 @@ impl CompressConfig {
 
     /// Applies one `key=value` parameter from the text form.
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let bad = |expected| Error::BadParameter {
-            name: if key == "chunk" { "chunk" } else { "k" },
+        let bad = |name, expected| Error::BadParameter {
+            name,
             value: value.to_owned(),
             expected,
         };
         match key {
             "chunk" => {
-                self.chunk_size = value.parse().map_err(|_| bad("an integer in 1..=65536"))?
+                self.chunk_size = value
+                    .parse()
+                    .map_err(|_| bad("chunk", "an integer in 1..=65536"))?
             }
-            "k" => self.topk_fraction = value.parse().map_err(|_| bad("a fraction in (0, 1]"))?,
+            "k" => {
+                self.topk_fraction = value
+                    .parse()
+                    .map_err(|_| bad("k", "a fraction in (0, 1]"))?
+            }
+            "decay" => {
+                self.ef_decay = value
+                    .parse()
+                    .map_err(|_| bad("decay", "a number in [0, 1]"))?
+            }
             _ => {
                 return Err(Error::BadParameter {
                     name: "key",
                     value: key.to_owned(),
-                    expected: "chunk or k",
+                    expected: "chunk, k or decay",
                 });
             }
         }
@@ -222,6 +273,9 @@ impl fmt::Display for CompressConfig {
         write!(f, "{}:chunk={}", self.codec, self.chunk_size)?;
         if self.codec.is_topk() {
             write!(f, ",k={}", self.topk_fraction)?;
+        }
+        if self.ef_decay != Self::DEFAULT_EF_DECAY {
+            write!(f, ",decay={}", self.ef_decay)?;
         }
         Ok(())
     }
@@ -259,7 +313,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", codec.name()));
         }
         assert!("topk_int8".parse::<Codec>().is_err());
-        assert_eq!(Codec::from_id(8), None);
+        assert_eq!(Codec::from_id(9), None);
     }
 
     #[test]
@@ -269,6 +323,13 @@ mod tests {
         assert_eq!(cfg.chunk_size, 1024);
         assert_eq!(cfg.topk_per_chunk(), 52);
         assert_eq!(cfg.to_string().parse::<CompressConfig>().unwrap(), cfg);
+        let sparse: CompressConfig = "topk-int2:k=0.02,decay=0.9".parse().unwrap();
+        assert_eq!((sparse.topk_per_chunk(), sparse.ef_decay), (82, 0.9));
+        assert_eq!(sparse.to_string(), "topk-int2:chunk=4096,k=0.02,decay=0.9");
+        assert_eq!(Codec::TopKInt2.offset_bits(4096), 12);
+        assert_eq!(Codec::TopKInt2.offset_bits(4097), 13);
+        assert_eq!(Codec::TopKInt2.offset_bits(1), 1);
+        assert_eq!(Codec::TopKInt4.offset_bits(4096), 16);
         assert_eq!(
             "int8".parse::<CompressConfig>().unwrap(),
             CompressConfig::new(Codec::Int8)
@@ -280,6 +341,8 @@ mod tests {
             "topk:k=1.5",
             "int8:x=1",
             "int8:chunk",
+            "topk-int2:decay=1.5",
+            "topk-int2:decay=-0.1",
         ] {
             assert!(
                 bad.parse::<CompressConfig>().is_err(),

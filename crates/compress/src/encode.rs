@@ -66,19 +66,24 @@ pub fn encoded_len(len: usize, cfg: &CompressConfig) -> Result<usize> {
     Ok(Header::for_config(cfg, len).packet_len())
 }
 
-/// Compresses `delta` with error feedback: encodes `delta + residual` under `cfg` and leaves
-/// what the encoding lost in `residual`.
+/// Compresses `delta` with error feedback: encodes `delta + β · residual` under `cfg` and
+/// leaves what the encoding lost in `residual`.
 ///
 /// # Error feedback
 ///
-/// 1. Add the residual to the pseudo-gradient: `a = Δ + r` (an empty residual counts as zeros).
+/// 1. Add the decayed residual to the pseudo-gradient: `a = Δ + β · r`, with `β` the config's
+///    `ef_decay` (an empty residual counts as zeros).
 /// 2. Encode `a` chunk by chunk with the chosen codec; call its reconstruction `â`, which is
 ///    exactly what [`decode`] returns for the packet.
 /// 3. Keep what was lost as the next residual: `r' = a − â`.
 ///
-/// So `decode(packet) + r' = Δ + r` up to one `f32` rounding per value: nothing is dropped, only
-/// delayed, which is why aggressive codecs still converge
-/// ([Karimireddy et al. 2019](https://arxiv.org/abs/1901.09847)).
+/// With `β = 1` (the default), `decode(packet) + r' = Δ + r` up to one `f32` rounding per value:
+/// nothing is dropped, only delayed, which is why aggressive codecs still converge
+/// ([Karimireddy et al. 2019](https://arxiv.org/abs/1901.09847)). With `β < 1` what stays unsent
+/// fades, a share `1 − β` per round: the accumulator SparseLoCo uses for DiLoCo's
+/// pseudo-gradients, where a value left behind for many rounds has gone stale
+/// ([Sarfi et al. 2025](https://arxiv.org/abs/2508.15706)). `β = 1` multiplies by one, which is
+/// exact, so it gives the same bits as plain addition.
 ///
 /// # Errors
 ///
@@ -97,7 +102,8 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
         });
     }
     let header = Header::for_config(cfg, delta.len());
-    if let Some(index) = first_non_finite(delta, r, header.chunk_size) {
+    let decay = cfg.ef_decay;
+    if let Some(index) = first_non_finite(delta, r, decay, header.chunk_size) {
         return Err(Error::NonFiniteInput { index });
     }
     let mut bytes = vec![0u8; header.packet_len()];
@@ -109,15 +115,23 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
         .zip(delta.par_chunks(chunk))
         .zip(rest[..payload_len].par_chunks_mut(header.chunk_bytes(chunk)))
         .for_each_init(Scratch::default, |scratch, ((acc, d), out)| {
-            acc.iter_mut().zip(d).for_each(|(a, d)| *a += d);
+            acc.iter_mut()
+                .zip(d)
+                .for_each(|(a, d)| *a = feedback(*a, *d, decay));
             encode_chunk(&header, acc, out, scratch);
         });
     wire::seal(&mut bytes);
     Ok(Packet::new(header, bytes))
 }
 
-/// The first index where `delta + residual` is not finite, checked before anything is changed.
-fn first_non_finite(delta: &[f32], residual: &[f32], chunk: usize) -> Option<usize> {
+/// Step 1 of error feedback for one value: `Δ + β · r`.
+fn feedback(residual: f32, delta: f32, decay: f32) -> f32 {
+    delta + decay * residual
+}
+
+/// The first index where `delta + decay · residual` is not finite, checked before anything is
+/// changed.
+fn first_non_finite(delta: &[f32], residual: &[f32], decay: f32, chunk: usize) -> Option<usize> {
     // Whole chunks per task: a per-value parallel search costs more than the additions.
     delta
         .par_chunks(chunk)
@@ -126,7 +140,7 @@ fn first_non_finite(delta: &[f32], residual: &[f32], chunk: usize) -> Option<usi
         .find_map_first(|(c, (d, r))| {
             d.iter()
                 .zip(r)
-                .position(|(d, r)| !(d + r).is_finite())
+                .position(|(d, r)| !feedback(*r, *d, decay).is_finite())
                 .map(|i| c * chunk + i)
         })
 }

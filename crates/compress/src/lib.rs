@@ -6,10 +6,13 @@
 //! peers. A `Δ` holds as many values as the model has parameters, so it is compressed first:
 //!
 //! - a [`Codec`] picks which values to send (all of them, or the top k of each chunk) and how to
-//!   write them (`f32`, int8 or int4 with a per-chunk scale, or 1-bit sign with a per-chunk
-//!   scale); [`CompressConfig`] adds the chunk size and the top-k fraction;
-//! - [`encode`] folds in a [`Residual`] (error feedback) so that what one round drops is sent in
-//!   a later one, and writes a [`Packet`] in a versioned, checksummed wire format;
+//!   write them (`f32`, int8 or int4 with a per-chunk scale, 2-bit codes for the top k
+//!   (`topk-int2`, whose offsets are also packed in `ceil(log2 C)` bits), or 1-bit sign with a
+//!   per-chunk scale); [`CompressConfig`] adds the chunk size, the top-k fraction and the
+//!   error-feedback decay;
+//! - [`encode`] folds in a [`Residual`] (error feedback, optionally decayed) so that what one
+//!   round drops is sent in a later one, and writes a [`Packet`] in a versioned, checksummed
+//!   wire format;
 //! - [`decode`] turns a peer's bytes back into a vector, and treats them as hostile: every length
 //!   is checked against the byte count and a caller-supplied maximum before anything is
 //!   allocated, and anything malformed is an [`Error`], never a panic.
@@ -18,7 +21,7 @@
 //! split over chunks with `rayon`, and the output does not depend on the number of threads.
 //!
 //! The maths of each part is written as numbered steps:
-//! the value formats (int8, int4, sign) in [`quant`], the top-k selection in [`topk`], error
+//! the value formats (int8, int4, int2, sign) in [`quant`], the top-k selection in [`topk`], error
 //! feedback in [`encode()`], and the byte layout in [`wire`].
 //! A codec is a selection followed by a value format, so `topk-int4` is [`topk`]'s steps, then
 //! [`quant`]'s int4 steps on the kept values of each chunk.

@@ -25,6 +25,19 @@
 //! 6. The reconstruction is `x̂_i = q_i · Δ`. The decoder rejects `q = −128` (int8), `q = −8`
 //!    (int4), a non-zero pad nibble, and a scale that is negative or not finite.
 //!
+//! # `int2` (2 bits per value, for the values top-k kept)
+//!
+//! The kept values are the chunk's largest, so none is near zero and no code is spent on 0: the
+//! four levels are the odd multiples of the step, `{−3, −1, 1, 3} · Δ`.
+//!
+//! 1. Choose the clipping scale `s` as in step 1–2 of int8/int4, with `L = 3`.
+//! 2. Let the step be `Δ = s / 3`.
+//! 3. `q_i = clamp(2 · floor(x_i · 3 / (2s)) + 1, −3, 3)`: the nearest odd integer to
+//!    `x_i / Δ` (ties upward).
+//! 4. Write `s` as `f32`, then each code `(q_i + 3) / 2 ∈ 0..=3` in two bits, value `4j + t` in
+//!    bits `2t..2t + 2` of byte `j`; the pad bits of the last byte are 0 (the decoder checks).
+//! 5. The reconstruction is `x̂_i = q_i · Δ`.
+//!
 //! # `sign` (1 bit per value)
 //!
 //! 1. Let `s = mean |x_i|` over the chunk (summed in `f64`): for fixed signs it is the scale that
@@ -48,6 +61,7 @@ impl ValueFormat {
             ValueFormat::F32 => 4 * m,
             ValueFormat::Int8 => SCALE_BYTES + m,
             ValueFormat::Int4 => SCALE_BYTES + m.div_ceil(2),
+            ValueFormat::Int2 => SCALE_BYTES + m.div_ceil(4),
             ValueFormat::Sign => SCALE_BYTES + m.div_ceil(8),
         }
     }
@@ -64,6 +78,7 @@ impl ValueFormat {
             ValueFormat::F32 => encode_f32(values, out),
             ValueFormat::Int8 => encode_int8(values, out),
             ValueFormat::Int4 => encode_int4(values, out),
+            ValueFormat::Int2 => encode_int2(values, out),
             ValueFormat::Sign => encode_sign(values, out),
         }
     }
@@ -80,6 +95,7 @@ impl ValueFormat {
             ValueFormat::F32 => decode_f32(bytes, out),
             ValueFormat::Int8 => decode_int8(bytes, out),
             ValueFormat::Int4 => decode_int4(bytes, out),
+            ValueFormat::Int2 => decode_int2(bytes, out),
             ValueFormat::Sign => decode_sign(bytes, out),
         }
     }
@@ -111,35 +127,47 @@ fn round_half_even(x: f32) -> f32 {
     (x + MAGIC) - MAGIC
 }
 
-/// One symmetric integer quantiser: `L` levels each side and its scale.
+/// Which integers a quantiser rounds to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grid {
+    /// Every integer in `[-L, L]` (int8, int4).
+    All,
+    /// The odd integers in `[-L, L]` (int2).
+    Odd,
+}
+
+/// One symmetric integer quantiser: `L` levels each side, its grid and its scale.
 #[derive(Clone, Copy)]
 struct IntQuantizer {
     levels: f32,
+    grid: Grid,
     inv: f32,
     step: f32,
 }
 
 impl IntQuantizer {
-    fn new(scale: f32, levels: f32) -> Self {
+    fn new(scale: f32, levels: f32, grid: Grid) -> Self {
         let inv = levels / scale;
-        if scale > 0.0 && inv.is_finite() {
-            Self {
-                levels,
-                inv,
-                step: step(scale, levels),
-            }
+        let (inv, step) = if scale > 0.0 && inv.is_finite() {
+            (inv, step(scale, levels))
         } else {
             // A zero (or vanishingly small) chunk is sent as zeros; the residual keeps it all.
-            Self {
-                levels,
-                inv: 0.0,
-                step: 0.0,
-            }
+            (0.0, 0.0)
+        };
+        Self {
+            levels,
+            grid,
+            inv,
+            step,
         }
     }
 
     fn quantize(self, x: f32) -> f32 {
-        round_half_even((x * self.inv).clamp(-self.levels, self.levels))
+        let (t, l) = (x * self.inv, self.levels);
+        match self.grid {
+            Grid::All => round_half_even(t.clamp(-l, l)),
+            Grid::Odd => (2.0 * (0.5 * t).floor() + 1.0).clamp(-l, l),
+        }
     }
 
     fn error(self, x: f32) -> f32 {
@@ -167,7 +195,7 @@ fn step(scale: f32, levels: f32) -> f32 {
 }
 
 /// Step 1–2 of int8/int4: the clipping scale with the least squared error.
-fn best_scale(values: &[f32], levels: f32) -> f32 {
+fn best_scale(values: &[f32], levels: f32, grid: Grid) -> f32 {
     let absmax = values.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     if absmax == 0.0 {
         return 0.0;
@@ -175,15 +203,15 @@ fn best_scale(values: &[f32], levels: f32) -> f32 {
     CLIP_FRACTIONS
         .iter()
         .map(|c| absmax * c)
-        .map(|s| (s, IntQuantizer::new(s, levels).squared_error(values)))
+        .map(|s| (s, IntQuantizer::new(s, levels, grid).squared_error(values)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map_or(absmax, |(s, _)| s)
 }
 
 /// Chooses the scale, writes it, and returns the quantiser for the chunk's values.
-fn write_scale(values: &[f32], levels: f32, out: &mut [u8]) -> IntQuantizer {
-    let scale = best_scale(values, levels);
-    let quantizer = IntQuantizer::new(scale, levels);
+fn write_scale(values: &[f32], levels: f32, grid: Grid, out: &mut [u8]) -> IntQuantizer {
+    let scale = best_scale(values, levels, grid);
+    let quantizer = IntQuantizer::new(scale, levels, grid);
     let written = if quantizer.step == 0.0 { 0.0 } else { scale };
     out[..SCALE_BYTES].copy_from_slice(&written.to_le_bytes());
     quantizer
@@ -197,14 +225,14 @@ fn take(quantizer: IntQuantizer, x: &mut f32) -> i8 {
 }
 
 fn encode_int8(values: &mut [f32], out: &mut [u8]) {
-    let quantizer = write_scale(values, 127.0, out);
+    let quantizer = write_scale(values, 127.0, Grid::All, out);
     for (x, dst) in values.iter_mut().zip(&mut out[SCALE_BYTES..]) {
         *dst = take(quantizer, x) as u8;
     }
 }
 
 fn encode_int4(values: &mut [f32], out: &mut [u8]) {
-    let quantizer = write_scale(values, 7.0, out);
+    let quantizer = write_scale(values, 7.0, Grid::All, out);
     for (pair, dst) in values.chunks_mut(2).zip(&mut out[SCALE_BYTES..]) {
         let lo = take(quantizer, &mut pair[0]) as u8 & 0x0f;
         let hi = pair
@@ -251,6 +279,33 @@ fn decode_int4(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
             Some(v) => *v = f32::from(nibble(b >> 4).ok_or(OUT_OF_RANGE)?) * step,
             None if b >> 4 != 0 => return Err("int4 pad nibble is not zero"),
             None => {}
+        }
+    }
+    Ok(())
+}
+
+fn encode_int2(values: &mut [f32], out: &mut [u8]) {
+    let quantizer = write_scale(values, 3.0, Grid::Odd, out);
+    for (group, dst) in values.chunks_mut(4).zip(&mut out[SCALE_BYTES..]) {
+        let mut bits = 0u8;
+        for (t, x) in group.iter_mut().enumerate() {
+            // q ∈ {−3, −1, 1, 3} (a zero step sends q = 1 times 0), so (q + 3) / 2 ∈ 0..=3.
+            let code = (i16::from(take(quantizer, x)) + 3) / 2;
+            bits |= (code as u8) << (2 * t);
+        }
+        *dst = bits;
+    }
+}
+
+fn decode_int2(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
+    let step = step(read_scale(bytes)?, 3.0);
+    for (group, &bits) in out.chunks_mut(4).zip(&bytes[SCALE_BYTES..]) {
+        if group.len() < 4 && bits >> (2 * group.len()) != 0 {
+            return Err("int2 pad bits are not zero");
+        }
+        for (t, v) in group.iter_mut().enumerate() {
+            let code = (bits >> (2 * t)) & 0b11;
+            *v = f32::from(2 * i16::from(code) - 3) * step;
         }
     }
     Ok(())
@@ -350,6 +405,24 @@ mod tests {
     }
 
     #[test]
+    fn int2_rounds_to_the_nearest_odd_level() {
+        // Scale 3, step 1: levels ±1, ±3; ties (±2) go up, 0 goes to +1, beyond 3 clips.
+        let q = IntQuantizer::new(3.0, 3.0, Grid::Odd);
+        let rounded = [0.0, 0.4, -0.4, 2.0, -2.0, 2.9, 5.0, -5.0].map(|x| q.quantize(x));
+        assert_eq!(rounded, [1.0, 1.0, -1.0, 3.0, -1.0, 3.0, 3.0, -3.0]);
+        let values = [3.0, -3.0, 1.0, -1.0, 3.0];
+        assert_eq!(round_trip(ValueFormat::Int2, &values), values);
+        let mut bytes = vec![0u8; ValueFormat::Int2.bytes(5)];
+        ValueFormat::Int2.encode(&mut values.clone(), &mut bytes);
+        // Codes (q + 3) / 2: 3, 0, 2, 1 in byte 0, then 3 in byte 1 with zero pad bits.
+        assert_eq!(bytes[4..], [0b01_10_00_11, 0b11]);
+        let mut out = [0.0; 5];
+        let mut bad_pad = bytes.clone();
+        bad_pad[5] |= 0b0100;
+        assert!(ValueFormat::Int2.decode(&bad_pad, &mut out).is_err());
+    }
+
+    #[test]
     fn sign_uses_mean_abs() {
         let values = [1.0, -3.0, 2.0];
         assert_eq!(round_trip(ValueFormat::Sign, &values), [2.0, -2.0, 2.0]);
@@ -360,7 +433,12 @@ mod tests {
 
     #[test]
     fn zero_chunk_is_zero() {
-        for format in [ValueFormat::Int8, ValueFormat::Int4, ValueFormat::Sign] {
+        for format in [
+            ValueFormat::Int8,
+            ValueFormat::Int4,
+            ValueFormat::Int2,
+            ValueFormat::Sign,
+        ] {
             assert_eq!(round_trip(format, &[0.0; 5]), [0.0; 5]);
         }
         assert_eq!(round_trip(ValueFormat::Int8, &[1e-45, -1e-45]), [0.0, 0.0]);

@@ -7,8 +7,9 @@
 //!    `i`. This is a strict total order (magnitudes compare as the bits of `|x_i|`, which are
 //!    monotone for finite floats), so the kept set does not depend on the sort algorithm or on
 //!    threads.
-//! 3. Keep the first `m'` in that order, and write their offsets within the chunk (`u16`,
-//!    strictly increasing) followed by their values in the chosen value format.
+//! 3. Keep the first `m'` in that order, and write their offsets within the chunk (strictly
+//!    increasing, each in the codec's offset width, packed least significant bit first; see
+//!    [`crate::wire`]) followed by their values in the chosen value format.
 //! 4. The reconstruction is zero except at the kept offsets; the values not kept stay whole in
 //!    the residual, which is what lets error feedback send them in a later round.
 
@@ -42,6 +43,34 @@ fn select(values: &[f32], k: usize, keys: &mut Vec<u64>, offsets: &mut Vec<u16>)
     offsets.sort_unstable();
 }
 
+/// Writes each offset in `bits` bits (at most 16), least significant bit first, into `out`
+/// (exactly `ceil(offsets.len() · bits / 8)` bytes, which start zeroed).
+fn pack(offsets: &[u16], bits: usize, out: &mut [u8]) {
+    for (j, &offset) in offsets.iter().enumerate() {
+        let at = j * bits;
+        // An offset spans at most three bytes; the bits past the last one are zero.
+        let word = u32::from(offset) << (at % 8);
+        for (dst, byte) in out[at / 8..].iter_mut().zip(word.to_le_bytes()) {
+            *dst |= byte;
+        }
+    }
+}
+
+/// Reads offset `j` of those [`pack`] wrote in `bits` bits each.
+fn unpack(bytes: &[u8], bits: usize, j: usize) -> usize {
+    let at = j * bits;
+    let mut word = [0u8; 4];
+    for (dst, src) in word.iter_mut().zip(&bytes[at / 8..]) {
+        *dst = *src;
+    }
+    ((u32::from_le_bytes(word) >> (at % 8)) & ((1 << bits) - 1)) as usize
+}
+
+/// Whether the bits of `bytes` past the first `used` are all zero.
+fn pad_is_zero(bytes: &[u8], used: usize) -> bool {
+    used.is_multiple_of(8) || bytes.last().is_none_or(|last| last >> (used % 8) == 0)
+}
+
 /// Encodes one chunk of `acc` into `out` and leaves what was lost in `acc`.
 pub(crate) fn encode_chunk(
     header: &Header,
@@ -61,10 +90,8 @@ pub(crate) fn encode_chunk(
         values,
     } = scratch;
     select(acc, k, keys, offsets);
-    let (offset_bytes, value_bytes) = out.split_at_mut(2 * k);
-    for (dst, &i) in offset_bytes.chunks_exact_mut(2).zip(offsets.iter()) {
-        dst.copy_from_slice(&i.to_le_bytes());
-    }
+    let (offset_bytes, value_bytes) = out.split_at_mut(header.offset_bytes(k));
+    pack(offsets, header.offset_bits(), offset_bytes);
     values.clear();
     values.extend(offsets.iter().map(|&i| acc[usize::from(i)]));
     format.encode(values, value_bytes);
@@ -84,13 +111,12 @@ pub(crate) fn decode_chunk(
         return format.decode(bytes, out);
     }
     let k = header.kept(out.len());
-    let (offset_bytes, value_bytes) = bytes.split_at(2 * k);
-    let offset = |j: usize| {
-        usize::from(u16::from_le_bytes([
-            offset_bytes[2 * j],
-            offset_bytes[2 * j + 1],
-        ]))
-    };
+    let bits = header.offset_bits();
+    let (offset_bytes, value_bytes) = bytes.split_at(header.offset_bytes(k));
+    if !pad_is_zero(offset_bytes, k * bits) {
+        return Err("top-k offset pad bits are not zero");
+    }
+    let offset = |j: usize| unpack(offset_bytes, bits, j);
     let mut bound = out.len();
     for j in (0..k).rev() {
         if offset(j) >= bound {
@@ -118,6 +144,7 @@ mod tests {
             codec,
             chunk_size: chunk,
             topk_fraction: fraction,
+            ..CompressConfig::default()
         };
         Header::for_config(&cfg, len)
     }
@@ -148,6 +175,41 @@ mod tests {
         let mut decoded = [0.0; 8];
         decode_chunk(&h, &out, &mut decoded).unwrap();
         assert_eq!(decoded, [0.0, -4.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn offsets_pack_in_their_width() {
+        let offsets = [1u16, 4095, 7];
+        let mut packed = [0u8; 5];
+        pack(&offsets, 12, &mut packed);
+        assert_eq!(packed, [0x01, 0xf0, 0xff, 0x07, 0x00]);
+        let read: Vec<usize> = (0..3).map(|j| unpack(&packed, 12, j)).collect();
+        assert_eq!(read, [1, 4095, 7]);
+        assert!(pad_is_zero(&packed, 36));
+        assert!(!pad_is_zero(&[0x01, 0xf0, 0xff, 0x07, 0x10], 36));
+        // 16 bits per offset is the little-endian u16 layout of the first top-k codecs.
+        let mut wide = [0u8; 6];
+        pack(&offsets, 16, &mut wide);
+        assert_eq!(wide, [1, 0, 0xff, 0x0f, 7, 0]);
+    }
+
+    #[test]
+    fn topk_int2_chunk_round_trip() {
+        let h = header(Codec::TopKInt2, 8, 0.25, 8);
+        let original = [0.1, -3.0, 0.2, 0.3, 3.0, -0.5, 0.0, 1.0];
+        let mut acc = original;
+        let mut out = vec![0u8; h.chunk_bytes(8)];
+        encode_chunk(&h, &mut acc, &mut out, &mut Scratch::default());
+        // Two 3-bit offsets in one byte, a 4-byte scale, two 2-bit codes in one byte.
+        assert_eq!(out.len(), 1 + 4 + 1);
+        let mut decoded = [0.0; 8];
+        decode_chunk(&h, &out, &mut decoded).unwrap();
+        assert_eq!(decoded, [0.0, -3.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0]);
+        for ((x, d), r) in original.iter().zip(&decoded).zip(&acc) {
+            assert_eq!(*r, x - d);
+        }
+        out[0] |= 0b0100_0000;
+        assert!(decode_chunk(&h, &out, &mut decoded).is_err(), "pad bits");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 4 | magic `b"NSPG"` (NeuroShard pseudo-gradient) |
 //! | 1 | format version, 1 |
-//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7) |
+//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8) |
 //! | 2 | reserved, 0 |
 //! | 4 | chunk size `C`, in `1..=65536` |
 //! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs, 0 for dense ones |
@@ -15,9 +15,13 @@
 //! | 32 | BLAKE3 of everything before it |
 //!
 //! A chunk of `m` values (`m = C` except perhaps the last) keeps `m' = min(k, m)` values under a
-//! top-k codec (`m' = m` otherwise) and is laid out as: for top-k codecs, `m'` `u16` offsets
-//! within the chunk, strictly increasing; then the value format's bytes for `m'` values (see
-//! [`crate::quant`]). Every chunk's size follows from the header, so the total length is checked
+//! top-k codec (`m' = m` otherwise) and is laid out as: for top-k codecs, `m'` offsets within
+//! the chunk, strictly increasing, each in `b` bits packed least significant bit first into
+//! `ceil(m' · b / 8)` bytes whose pad bits are 0 (`b = 16`, so plain little-endian `u16`s, for
+//! `topk`, `topk-int8`, `topk-int4` and `topk-sign`; `b = ceil(log2 C)`, at least 1, for
+//! `topk-int2`, 12 bits at `C = 4096`); then the value format's bytes for `m'` values (see
+//! [`crate::quant`]). Codec id 8 (`topk-int2`) was added to version 1: a build that predates it
+//! refuses its packets as an unknown codec. Every chunk's size follows from the header, so the total length is checked
 //! against the byte count before anything is allocated, and chunks decode independently.
 
 use std::fmt;
@@ -77,8 +81,21 @@ impl Header {
     /// Payload bytes of a chunk of `m` values.
     pub(crate) fn chunk_bytes(&self, m: usize) -> usize {
         let kept = self.kept(m);
-        let offsets = if self.codec.is_topk() { 2 * kept } else { 0 };
-        offsets + self.codec.value_format().bytes(kept)
+        self.offset_bytes(kept) + self.codec.value_format().bytes(kept)
+    }
+
+    /// Bits per top-k offset in this packet's chunks.
+    pub(crate) fn offset_bits(&self) -> usize {
+        self.codec.offset_bits(self.chunk_size)
+    }
+
+    /// Bytes of the packed offsets of `kept` values (0 for a dense codec).
+    pub(crate) fn offset_bytes(&self, kept: usize) -> usize {
+        if self.codec.is_topk() {
+            (kept * self.offset_bits()).div_ceil(8)
+        } else {
+            0
+        }
     }
 
     /// The whole packet's length in bytes, computed without overflow.

@@ -41,6 +41,7 @@ fn every_codec_encodes_a_fixed_vector_the_same_way() {
         topk-int8    228 bytes  8b4b8e40
         topk-int4    204 bytes  b770deaf
         topk-sign    184 bytes  157d0d5a
+        topk-int2    140 bytes  a263dc19
     "#]]
     .assert_eq(&table);
 }

@@ -24,6 +24,7 @@ fn packet() -> impl Strategy<Value = Vec<u8>> {
             codec: Codec::ALL[c],
             chunk_size: chunk,
             topk_fraction: k,
+            ..CompressConfig::default()
         };
         encode(&v, &mut Residual::new(), &cfg).unwrap().into_bytes()
     })
@@ -129,8 +130,8 @@ fn each_header_check_has_its_error() {
         Error::UnsupportedVersion(2)
     ));
     assert!(matches!(
-        edited(10, 10, |b| b[5] = 8),
-        Error::UnknownCodecId(8)
+        edited(10, 10, |b| b[5] = 9),
+        Error::UnknownCodecId(9)
     ));
     assert!(matches!(
         edited(10, 10, |b| b[6] = 1),
@@ -189,6 +190,7 @@ fn huge_declared_length_is_refused_before_allocating() {
         codec: Codec::TopKSign,
         chunk_size: 65_536,
         topk_fraction: 1e-9,
+        ..CompressConfig::default()
     };
     let packet = encode(&vec![1.0; 1 << 20], &mut Residual::new(), &cfg).unwrap();
     assert_eq!(packet.byte_len(), 56 + 16 * 7);

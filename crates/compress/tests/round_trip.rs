@@ -5,13 +5,15 @@ use proptest::prelude::*;
 
 /// Any valid configuration with small chunks, so that vectors span many chunks.
 fn config() -> impl Strategy<Value = CompressConfig> {
-    (0..Codec::ALL.len(), 1usize..300, 0.001f32..=1.0).prop_map(|(c, chunk, fraction)| {
-        CompressConfig {
+    let decay = prop_oneof![Just(1.0f32), 0.0f32..=1.0];
+    (0..Codec::ALL.len(), 1usize..300, 0.001f32..=1.0, decay).prop_map(
+        |(c, chunk, fraction, decay)| CompressConfig {
             codec: Codec::ALL[c],
             chunk_size: chunk,
             topk_fraction: fraction,
-        }
-    })
+            ef_decay: decay,
+        },
+    )
 }
 
 /// Finite values spanning many magnitudes, with exact zeros and repeats.
@@ -26,10 +28,11 @@ fn values(max_len: usize) -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec(value, 0..max_len)
 }
 
-/// `|decoded + new residual − (delta + old residual)|` is within a few roundings of the values.
-fn assert_conserved(delta: &[f32], old: &[f32], decoded: &[f32], new: &[f32]) {
+/// `|decoded + new residual − (delta + decay · old residual)|` is within a few roundings of the
+/// values.
+fn assert_conserved(delta: &[f32], old: &[f32], decay: f32, decoded: &[f32], new: &[f32]) {
     for i in 0..delta.len() {
-        let acc = delta[i] + old.get(i).copied().unwrap_or(0.0);
+        let acc = delta[i] + decay * old.get(i).copied().unwrap_or(0.0);
         let back = decoded[i] + new[i];
         let tolerance = 4.0 * f32::EPSILON * (acc.abs() + decoded[i].abs());
         assert!(
@@ -56,7 +59,7 @@ proptest! {
         let decoded = decode(packet.as_bytes(), delta.len()).unwrap();
         prop_assert_eq!(decoded.len(), delta.len());
         prop_assert!(decoded.iter().all(|x| x.is_finite()));
-        assert_conserved(&delta, &old, &decoded, residual.as_slice());
+        assert_conserved(&delta, &old, cfg.ef_decay, &decoded, residual.as_slice());
         if cfg.codec == Codec::None {
             prop_assert!(residual.as_slice().iter().all(|&r| r == 0.0));
         }
@@ -79,7 +82,9 @@ proptest! {
 
     #[test]
     fn rounds_of_feedback_send_everything(cfg in config(), deltas in prop::collection::vec(values(300), 1..6)) {
-        // Several rounds on one residual: what was sent plus what is carried is what was given.
+        // Several rounds on one residual: what was sent plus what is carried is what was given,
+        // when nothing decays.
+        let cfg = CompressConfig { ef_decay: 1.0, ..cfg };
         let n = deltas.iter().map(Vec::len).min().unwrap_or(0);
         let mut residual = Residual::new();
         let mut given = vec![0.0f64; n];

@@ -209,8 +209,8 @@ fn execute<D: DataPlan + Clone>(
             .val_loss
             .map_or_else(|| "diverged".to_owned(), |l| format!("{l:.4}"));
         eprintln!(
-            "{stage:?} round {} val loss {loss} at {:.1} s",
-            record.round, record.sim_time_s
+            "{stage:?} round {} val loss {loss} at {:.1} s, {} bytes sent per node",
+            record.round, record.sim_time_s, record.bytes_sent
         );
     })?;
     print_table(&comparison);

@@ -92,6 +92,7 @@ pub fn round_trip(data: &[u8]) {
         codec,
         chunk_size: usize::from(selector >> 3) + 1,
         topk_fraction: 0.05,
+        ..CompressConfig::default()
     };
     let delta: Vec<f32> = rest
         .chunks_exact(4)

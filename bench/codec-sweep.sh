@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The codec comparison of docs/experiments/2026-11-30-codec.md: `nano` on a Genesis directory,
+# 3 nodes, H = 100, 1 000 inner steps per node, the genesis defaults otherwise (plain averaging,
+# inner lr 3e-3, warm-up 50, constant within the run), the whole validation split. Prints one
+# line per codec: the network model's validation loss after every round, and bytes sent per node
+# per token. One run (topk-int2 at 2 %) keeps the synchronous data-parallel baseline and prints
+# its loss and bytes per token; the others are stopped once their last round is reported.
+#
+# Usage: bench/codec-sweep.sh GENESIS_DIR [OUT_DIR]
+#   (NEUROSHARD=path/to/neuroshard to pick a binary, RUNS="int4 topk-int2-2pct" to pick rows)
+set -euo pipefail
+GENESIS="${1:?usage: bench/codec-sweep.sh GENESIS_DIR [OUT_DIR]}"
+OUT="${2:-$(mktemp -d)}"
+BIN="${NEUROSHARD:-neuroshard}"
+NODES=3 H=100 STEPS=1000 BATCH=8 SEQ=64
+mkdir -p "$OUT"
+
+# run NAME CODEC [full]: `full` keeps the sync-DP baseline (and the JSON report in NAME.json).
+run() {
+    local name=$1 codec=$2 full=${3:-} rounds=$((STEPS / H)) err="$OUT/$1.err"
+    "$BIN" sim --genesis "$GENESIS" --preset nano --nodes "$NODES" --aggregator mean \
+        --rounds "$rounds" --inner-steps "$H" --batch-size "$BATCH" --lr 3e-3 --outer-lr 1 \
+        --outer-momentum 0 --val-batches 119 --seed 1 --no-audit --warmup-steps 50 \
+        --schedule-rounds $((100000 / H)) --codec "$codec" --json >"$OUT/$name.json" 2>"$err" &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ -z "$full" ] && grep -q "Run round $((rounds - 1)) " "$err"; then kill "$pid"; break; fi
+        sleep 2
+    done
+    wait "$pid" 2>/dev/null || true
+    local losses sent
+    losses=$(grep -o 'Run round [0-9]* val loss [0-9.]*' "$err" | awk '{printf "%s ", $6}')
+    sent=$(grep '^Run round .* bytes sent per node' "$err" |
+        awk -v t=$((H * BATCH * SEQ)) '{s += $(NF-4); n++} END {printf "%.4f", s / (n * t)}')
+    echo "$name ($codec): $losses| $sent bytes per node per token"
+    if [ -n "$full" ]; then
+        tail -n 1 "$OUT/$name.json" | python3 -c 'import json,sys; s=json.load(sys.stdin)["baselines"]["sync_dp"]; print("sync DP: %.4f, %.1f bytes per node per token" % (s["final_val_loss"], s["bytes_per_token"]))'
+    fi
+}
+
+# RUNS picks some of the rows by name (default: all of them, in this order).
+for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
+    case $row in
+        int4) run int4 int4 ;;
+        # This run also measures sync DP.
+        topk-int2-2pct) run "$row" "topk-int2:k=0.02" full ;;
+        topk-int2-2pct-decay) run "$row" "topk-int2:k=0.02,decay=0.9" ;;
+        sign) run sign sign ;;
+        *) echo "unknown row $row" >&2; exit 2 ;;
+    esac
+done
