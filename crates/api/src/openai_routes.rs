@@ -137,9 +137,11 @@ async fn run(openai: &OpenAi, kind: Kind, checked: Checked) -> Reply {
     let completions = Arc::clone(&openai.completions);
     let generation = checked.generation;
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
         let mut send = |text: &str| tx.blocking_send(Piece::Text(text.to_owned())).is_ok();
         let done = completions.complete(&generation, &mut send);
+        // Free the slot before the client can see the answer, so a client that waits for each
+        // answer before asking again is never told 429.
+        drop(permit);
         let _ = tx.blocking_send(Piece::Done(done.map_err(OpenAiError::from)));
     });
     let head = Head {
