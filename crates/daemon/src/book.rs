@@ -134,7 +134,10 @@ impl Book {
                 self.push(&signer, at, HistoryKind::Unstake, *amount, None, id)
             }
             Action::Withdraw => self.push(&signer, at, HistoryKind::Withdraw, 0, None, id),
-            Action::Claim { .. } | Action::Verdict { .. } | Action::Convict { .. } => {}
+            Action::Register { .. }
+            | Action::Claim { .. }
+            | Action::Verdict { .. }
+            | Action::Convict { .. } => {}
         }
     }
 
@@ -326,6 +329,7 @@ pub(crate) fn describe(action: &Action) -> String {
         Action::Stake { amount } => format!("stake {}", neuro(amount)),
         Action::Unstake { amount } => format!("unstake {}", neuro(amount)),
         Action::Withdraw => "withdraw released stake".into(),
+        Action::Register { consensus } => format!("register consensus address {consensus}"),
         Action::Claim { round, delta, .. } => format!("claim round {round} (Δ {})", delta.short()),
         Action::Verdict {
             round,

@@ -9,6 +9,7 @@
 //! without replaying the ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 use neuroshard_primitives::{Hash, MerkleProof, NodeId, merkle_root};
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,9 @@ pub struct Meta {
     pub committee: Vec<NodeId>,
     /// The committee elected at the last epoch boundary, which takes over at the next one.
     pub next_committee: Vec<NodeId>,
+    /// Where each registered account's consensus engine listens (`Action::Register`); only
+    /// accounts listed here can be elected.
+    pub addresses: BTreeMap<NodeId, SocketAddr>,
     /// The round open for claims.
     pub open_round: Round,
     /// Rounds from the oldest unsettled one to the open one.
