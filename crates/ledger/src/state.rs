@@ -200,6 +200,14 @@ impl State {
         })
     }
 
+    /// A proof of the committee (and the rest of `meta`) against [`State::root`].
+    pub fn prove_meta(&self) -> MetaProof {
+        MetaProof {
+            accounts: merkle_root(&self.account_leaves()),
+            meta: self.meta.clone(),
+        }
+    }
+
     /// The closed rounds the state still holds, with their lists (for a node core that starts).
     pub fn decided(&self) -> Vec<(Round, Vec<(NodeId, Hash)>)> {
         self.meta
@@ -294,6 +302,24 @@ impl AccountProof {
             return false;
         };
         Hash::pair(&accounts, &self.meta) == *root
+    }
+}
+
+/// Everything but the accounts, provable against a state root: how a client learns the committee
+/// a boundary block hands over to (epoch by epoch, from the genesis committee) without replaying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaProof {
+    /// The accounts' Merkle root.
+    pub accounts: Hash,
+    /// The rest of the state.
+    pub meta: Meta,
+}
+
+impl MetaProof {
+    /// The proven `meta` if this proves it under `root`.
+    pub fn verify(&self, root: &Hash) -> Option<&Meta> {
+        let meta = Hash::of(&encode(&self.meta));
+        (Hash::pair(&self.accounts, &meta) == *root).then_some(&self.meta)
     }
 }
 

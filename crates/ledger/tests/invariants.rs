@@ -46,6 +46,11 @@ proptest! {
             let txs: Vec<_> = actions.into_iter().map(|(from, a)| chain.tx(from, a)).collect();
             let _ = chain.block(after_ms, txs);
             let root = chain.state.root();
+            let meta = chain.state.prove_meta();
+            prop_assert_eq!(meta.verify(&root), Some(&chain.state.meta));
+            let mut forged = meta.clone();
+            forged.meta.committee.push(id(6));
+            prop_assert!(forged.verify(&root).is_none());
             for i in 1..=6 {
                 let proof = chain.state.prove(&id(i)).expect("every test account exists");
                 prop_assert!(proof.verify(&id(i), &root));
