@@ -295,7 +295,11 @@ pub(crate) fn account_view(state: &State, head: &Header, who: &NodeId) -> Accoun
 }
 
 /// A stored block for people.
-pub(crate) fn block_view(block: &Block, certificate: Option<Vec<u8>>) -> BlockView {
+pub(crate) fn block_view(
+    block: &Block,
+    certificate: Option<Vec<u8>>,
+    committee_proof: Option<&[u8]>,
+) -> BlockView {
     let txs = Body::decode(&block.body, &Rules::DEFAULT)
         .map(|b| b.txs)
         .unwrap_or_default();
@@ -318,6 +322,7 @@ pub(crate) fn block_view(block: &Block, certificate: Option<Vec<u8>>) -> BlockVi
             .collect(),
         certificate: certificate.map(hex::encode).unwrap_or_default(),
         block: hex::encode(block.to_bytes()),
+        committee_proof: committee_proof.map(hex::encode).unwrap_or_default(),
     }
 }
 
