@@ -20,8 +20,9 @@ pub const NAMESPACE: &[u8] = b"neuroshard-ledger-consensus-v1";
 /// The simplex signing scheme: ed25519, attributable (a certificate lists its signers).
 pub type Scheme = ed25519::Scheme;
 
-/// The most validators a committee may hold (it sizes the network's messages).
-pub const MAX_COMMITTEE: usize = 64;
+/// The most validators a committee may hold (the ledger's `committee_size`, 16, must not exceed
+/// it): it sizes the network's messages, peer sets and inbound queues.
+pub const MAX_COMMITTEE: usize = 16;
 
 /// A finalization certificate for a block digest.
 pub type Certificate = Finalization<Scheme, Digest>;

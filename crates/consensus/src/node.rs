@@ -183,7 +183,10 @@ pub fn start<M: Machine>(config: NodeConfig<M>) -> Result<NodeHandle<M>, Error> 
                         let _ = oracle.track(epoch, peer_set(members, &known));
                     }
                 };
-                let quota = Quota::per_second(NZU32!(10_000));
+                // Inbound queues hold one second's quota from every peer the network may track
+                // (MAX_COMMITTEE × 4 peer sets), so the quota bounds memory: 2 500 messages a
+                // second per peer and channel is far above what a few blocks a second need.
+                let quota = Quota::per_second(NZU32!(2_500));
                 let channels = Channels {
                     votes: network.register(channel::VOTES, quota),
                     certificates: network.register(channel::CERTIFICATES, quota),

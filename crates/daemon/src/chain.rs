@@ -658,3 +658,27 @@ pub(crate) fn parse_validator(text: &str) -> Result<(NodeId, SocketAddr)> {
         .map_err(|_| bad("the address is not HOST:PORT"))?;
     Ok((NodeId(id), addr))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_limits_fit_the_engine() {
+        assert_eq!(
+            neuroshard_ledger::MAX_BODY_BYTES,
+            neuroshard_consensus::MAX_BODY_BYTES
+        );
+        assert!(Rules::DEFAULT.committee_size <= neuroshard_consensus::MAX_COMMITTEE);
+        let machine = LedgerMachine::new(
+            &LedgerGenesis {
+                network: Hash([1; 32]),
+                committee: vec![NodeId([2; 32])],
+                allocations: Vec::new(),
+            },
+            AuditConfig::DEFAULT,
+        )
+        .unwrap();
+        assert_eq!(machine.epoch_length(), Rules::DEFAULT.epoch_blocks);
+    }
+}
