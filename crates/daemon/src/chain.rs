@@ -258,14 +258,15 @@ impl Chain {
         };
         // A restart: the blocks already in the store, onto the view; then the role the
         // committee gives.
-        chain.catch_up(&mut Effects::default(), None)?;
-        chain.settle_role()?;
+        let mut effects = Effects::default();
+        chain.catch_up(&mut effects, None)?;
+        chain.settle_role(&mut effects)?;
         Ok(chain)
     }
 
     /// Switches between engine and follower when the committee of the next block's epoch
     /// gained or lost this node (see the module docs).
-    fn settle_role(&mut self) -> Result<()> {
+    fn settle_role(&mut self, effects: &mut Effects) -> Result<()> {
         let member = self.view.meta.committee.contains(&self.owner);
         let join = member && self.committee.is_some() && matches!(self.role, Role::Follower(_));
         let leave =
@@ -294,7 +295,7 @@ impl Chain {
                 tracing::info!(height = self.head.height, "left the validator committee");
                 self.role = Role::Follower(Box::new(self.open_follower()?));
                 // The engine may have applied blocks the view has not seen yet.
-                self.catch_up(&mut Effects::default(), None)
+                self.catch_up(effects, None)
             }
             Err(err) => {
                 self.role = Role::Follower(Box::new(self.open_follower()?));
@@ -405,7 +406,7 @@ impl Chain {
     pub(crate) fn on_finalized(&mut self, now_ms: u64) -> Result<Effects> {
         let mut effects = Effects::default();
         self.catch_up(&mut effects, Some(now_ms))?;
-        self.settle_role()?;
+        self.settle_role(&mut effects)?;
         Ok(effects)
     }
 
@@ -479,7 +480,7 @@ impl Chain {
         if let Some(action) = self.registration() {
             self.outbox.push(action);
         }
-        if let Err(err) = self.settle_role() {
+        if let Err(err) = self.settle_role(&mut effects) {
             tracing::error!(%err, "the ledger could not change roles");
         }
         if !self.outbox.is_empty() {
@@ -543,7 +544,7 @@ impl Chain {
             Ok(0) => Ok(()),
             Ok(_) => {
                 self.catch_up(effects, Some(now_ms))?;
-                self.settle_role()
+                self.settle_role(effects)
             }
             Err(err) => {
                 tracing::debug!(%err, "a ledger block was refused");
