@@ -21,6 +21,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+/// An epoch and its committee's keys.
+pub type EpochCommittee = (u64, Vec<[u8; 32]>);
+
 /// The epoch the block at `height` belongs to.
 pub fn epoch_of(length: u64, height: u64) -> u64 {
     height / length.max(2)
@@ -46,7 +49,7 @@ pub(crate) fn handover<M: Machine>(
     machine: &M,
     height: u64,
     after: &M::State,
-) -> Option<(u64, Vec<[u8; 32]>)> {
+) -> Option<EpochCommittee> {
     ends_epoch(machine.epoch_length(), height).map(|epoch| (epoch, machine.committee(after)))
 }
 
@@ -61,10 +64,7 @@ pub(crate) struct Schemes {
 
 impl Schemes {
     /// Schemes for `committees` (epoch, keys); this node signs in those it belongs to.
-    pub(crate) fn new(
-        key: PrivateKey,
-        committees: Vec<(u64, Vec<[u8; 32]>)>,
-    ) -> Result<Self, Error> {
+    pub(crate) fn new(key: PrivateKey, committees: Vec<EpochCommittee>) -> Result<Self, Error> {
         let schemes = Self {
             key,
             known: Arc::new(Mutex::new(BTreeMap::new())),

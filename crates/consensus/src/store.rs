@@ -6,7 +6,7 @@
 //! block or the state after it, never a mix; and a block the node reported as finalized (after
 //! the commit) is never lost.
 
-use crate::{Error, Machine, block::Block, machine::Rows};
+use crate::{Error, Machine, block::Block, epoch::EpochCommittee, machine::Rows};
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use std::path::Path;
 
@@ -92,7 +92,7 @@ impl Store {
     }
 
     /// Every committee the store knows, by epoch.
-    pub fn committees(&self) -> Result<Vec<(u64, Vec<[u8; 32]>)>, Error> {
+    pub fn committees(&self) -> Result<Vec<EpochCommittee>, Error> {
         let tx = self.db.begin_read().map_err(Error::store)?;
         let table = match tx.open_table(COMMITTEES) {
             Ok(t) => t,
@@ -176,7 +176,7 @@ impl Store {
         block: &Block,
         certificate: Option<&[u8]>,
         changes: &[(Vec<u8>, Option<Vec<u8>>)],
-        committee: Option<&(u64, Vec<[u8; 32]>)>,
+        committee: Option<&EpochCommittee>,
     ) -> Result<(), Error> {
         let height = block.header.height;
         let tx = self.db.begin_write().map_err(Error::store)?;
