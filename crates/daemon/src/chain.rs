@@ -70,6 +70,9 @@ pub(crate) enum LedgerWire {
     },
 }
 
+// The engine sizes its network for committees of at most `MAX_COMMITTEE`.
+const _: () = assert!(Rules::DEFAULT.committee_size <= neuroshard_consensus::MAX_COMMITTEE);
+
 /// The ledger's state machine for the consensus engine: the pure ledger and its genesis.
 #[derive(Debug, Clone)]
 pub(crate) struct LedgerMachine {
@@ -670,7 +673,6 @@ mod tests {
             neuroshard_ledger::MAX_BODY_BYTES,
             neuroshard_consensus::MAX_BODY_BYTES
         );
-        assert!(Rules::DEFAULT.committee_size <= neuroshard_consensus::MAX_COMMITTEE);
         let machine = LedgerMachine::new(
             &LedgerGenesis {
                 network: Hash([1; 32]),
