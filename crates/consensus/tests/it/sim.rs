@@ -681,6 +681,29 @@ impl Sim {
     }
 }
 
+/// Block-time gaps on `validator`'s chain: across epoch boundaries (last block of an epoch to the
+/// first of the next, the hand-over) and elsewhere, mean in simulated ms (a figure, not asserted).
+fn block_gaps(validator: &Validator<Bank>) -> String {
+    let store = validator.store();
+    let time = |h| store.block(h).unwrap().unwrap().header.timestamp_ms;
+    let (mut handover, mut other) = (Vec::new(), Vec::new());
+    for h in 2..=validator.finalized_height() {
+        let gap = time(h) - time(h - 1);
+        if (h % EPOCH) == 0 {
+            handover.push(gap)
+        } else {
+            other.push(gap)
+        }
+    }
+    let mean = |v: &[u64]| v.iter().sum::<u64>() / v.len().max(1) as u64;
+    format!(
+        "hand-over gap {} ms over {} boundaries, other gaps {} ms",
+        mean(&handover),
+        handover.len(),
+        mean(&other)
+    )
+}
+
 /// Feeds `follower` what validator `from` stored beyond the follower's head: each block with its
 /// certificate, as a validator publishes them.
 fn feed(follower: &mut Follower<Bank>, from: &Validator<Bank>) {
@@ -788,6 +811,10 @@ fn leave(seed: u64) {
         let target = sim.max_height() + 2 * EPOCH;
         sim.wait_for(target, &mut rng, &mut id).await;
         assert_eq!(sim.running().count(), n - 1);
+        println!(
+            "leave seed {seed}: {}",
+            block_gaps(sim.running().next().unwrap())
+        );
         // It no longer votes; what it still applies (marshal hears the committee's traffic on
         // the simulated network) is the canonical chain.
         assert!(!gone.validating(), "seed {seed}: it stopped voting");
