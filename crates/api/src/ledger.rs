@@ -175,6 +175,11 @@ pub struct BlockView {
     /// check the block against the committee itself.
     #[serde(default)]
     pub block: String,
+    /// For the last block of an epoch, the ledger's encoded `MetaProof` of the state after it,
+    /// hex: the committee it hands over to, provable against `state_root`, so a client learns
+    /// each epoch's committee from the genesis one (empty for other blocks).
+    #[serde(default)]
+    pub committee_proof: String,
 }
 
 /// A contribution on a round's inclusion list.

@@ -20,14 +20,21 @@ pub const NAMESPACE: &[u8] = b"neuroshard-ledger-consensus-v1";
 /// The simplex signing scheme: ed25519, attributable (a certificate lists its signers).
 pub type Scheme = ed25519::Scheme;
 
+/// The most validators a committee may hold (the ledger's `committee_size`, 16, must not exceed
+/// it): it sizes the network's messages, peer sets and inbound queues.
+pub const MAX_COMMITTEE: usize = 16;
+
 /// A finalization certificate for a block digest.
 pub type Certificate = Finalization<Scheme, Digest>;
 
 /// Decodes 32-byte keys into the committee's ordered key set (sorted by key; simplex indexes
 /// signers by this order). Refuses an empty committee, a repeated key, or a non-point.
 pub fn committee_set(committee: &[[u8; 32]]) -> Result<Set<PublicKey>, Error> {
-    if committee.is_empty() {
-        return Err(Error::Committee("no validators".into()));
+    if committee.is_empty() || committee.len() > MAX_COMMITTEE {
+        return Err(Error::Committee(format!(
+            "{} validators, not 1 to {MAX_COMMITTEE}",
+            committee.len()
+        )));
     }
     let keys = committee
         .iter()

@@ -5,8 +5,9 @@ use crate::{
     Error, Machine,
     app::App,
     block::{Block, Digest},
-    certificate::{NAMESPACE, Scheme, committee_set},
-    finalizer::{self, Updates},
+    certificate::{MAX_COMMITTEE, Scheme},
+    epoch::{Schemes, epoch_of, last_height},
+    finalizer::{self, Boundary, Handover, Updates},
     state::{Finalized, Shared},
     store::Store,
 };
@@ -14,31 +15,38 @@ use commonware_broadcast::buffered;
 use commonware_consensus::{
     marshal::{self, core::Actor, resolver::p2p as marshal_resolver, standard::Inline},
     simplex::{self, ForwardPolicy, SkipBudget, SkipPolicy, elector::RoundRobin},
-    types::{Epoch, FixedEpocher, ViewDelta},
+    types::{Epoch, FixedEpocher, Height, ViewDelta},
 };
 use commonware_cryptography::{
     Digestible as _, Sha256,
-    certificate::ConstantProvider,
     ed25519::{PrivateKey, PublicKey},
 };
-use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_p2p::{
+    Blocker, Provider, Receiver, Sender,
+    utils::mux::{Builder as _, MuxHandle, Muxer, prefixed},
+};
 use commonware_parallel::Sequential;
 use commonware_runtime::{
     Clock, Handle as TaskHandle, Metrics, Spawner, Storage, buffer::paged::CacheRef,
 };
 use commonware_storage::archive::immutable;
-use commonware_utils::{NZU16, NZU64, NZUsize, NonZeroDuration};
-use futures::channel::mpsc;
+use commonware_utils::{NZU16, NZU64, NZUsize, NonZeroDuration, vec::NonEmptyVec};
+use futures::{StreamExt as _, channel::mpsc};
 use rand_core::CryptoRng;
 use std::{
-    num::NonZeroUsize,
+    num::{NonZeroU64, NonZeroUsize},
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
+use tracing::{error, info};
+
+/// The queue of simplex messages for epochs this node has no engine for: (epoch, (peer, bytes)).
+type MuxBackup =
+    commonware_utils::channel::mpsc::Receiver<(u64, commonware_p2p::Message<PublicKey>)>;
 
 /// The p2p channel ids a validator uses (each carries one kind of message).
 pub mod channel {
@@ -54,12 +62,14 @@ pub mod channel {
     pub const BACKFILL: u64 = 4;
 }
 
-/// The largest message any channel carries for a committee of `participants`: a block of
-/// [`crate::MAX_BODY_BYTES`] with marshal's framing, or simplex's largest certificate.
-pub fn max_message_size(participants: u32) -> u32 {
+/// The largest message any channel carries for a committee of up to [`MAX_COMMITTEE`]: a block
+/// of [`crate::MAX_BODY_BYTES`] with marshal's framing, or simplex's largest certificate with the
+/// epoch sub-channel's prefix.
+pub fn max_message_size() -> u32 {
+    let participants = MAX_COMMITTEE as u32;
     let marshal =
         marshal::max_payload_size::<marshal::standard::Standard<Block>, Scheme>(participants, &());
-    let simplex = simplex::max_payload_size::<Scheme, Digest>(participants);
+    let simplex = prefixed(simplex::max_payload_size::<Scheme, Digest>(participants));
     // Room for the p2p layer's own framing.
     (marshal.max(simplex) + 1024) as u32
 }
@@ -125,6 +135,8 @@ pub struct Validator<M: Machine> {
     store: Arc<Store>,
     applied: Arc<AtomicU64>,
     tip: Arc<AtomicU64>,
+    epoch: Arc<AtomicU64>,
+    validating: Arc<AtomicBool>,
     tasks: Vec<TaskHandle<()>>,
 }
 
@@ -144,6 +156,8 @@ impl<M: Machine> Clone for Validator<M> {
             store: self.store.clone(),
             applied: self.applied.clone(),
             tip: self.tip.clone(),
+            epoch: self.epoch.clone(),
+            validating: self.validating.clone(),
             tasks: Vec::new(),
         }
     }
@@ -187,6 +201,18 @@ impl<M: Machine> Validator<M> {
         self.shared.finalized_state()
     }
 
+    /// The epoch the engine runs (the epoch of the block after the last applied one, once the
+    /// orchestrator has handed over).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node votes in the current epoch: false once the committee it was elected
+    /// to has ended and the next one does not hold its key (it should follow instead).
+    pub fn validating(&self) -> bool {
+        self.validating.load(Ordering::Relaxed)
+    }
+
     /// Transactions waiting in the mempool.
     pub fn mempool_len(&self) -> usize {
         self.shared.mempool_len()
@@ -210,16 +236,25 @@ impl<M: Machine> Validator<M> {
     }
 }
 
+/// A member of an epoch's committee: its key, and its address if the ledger records one.
+pub type Member = ([u8; 32], Option<std::net::SocketAddr>);
+
 /// Starts a validator on `context`'s runtime and the given network channels.
 ///
-/// The committee is `machine.committee(genesis)`; `config.key` must be in it. The caller's task
-/// must outlive the validator (the runtime aborts children with their parent).
-pub async fn start_validator<E, M, S, R, P, B>(
+/// The engine runs the epoch of the block after the store's last one, whose committee
+/// (`machine.committee` of the stored state) must hold `config.key`. At each epoch boundary the
+/// orchestrator stops that epoch's simplex and starts the next one's from the boundary block,
+/// with the committee the machine fixed; a key that left the committee stops voting
+/// ([`Validator::validating`] turns false) while marshal and the store stay up. `on_epoch` hears
+/// of each epoch's committee as the engine enters it (the daemon tracks it as a peer set).
+/// The caller's task must outlive the validator (the runtime aborts children with their parent).
+pub async fn start_validator<E, M, S, R, P, B, T>(
     context: E,
     config: ValidatorConfig<M>,
     channels: Channels<S, R>,
     peers: P,
     blocker: B,
+    on_epoch: T,
 ) -> Result<Validator<M>, Error>
 where
     E: Clock + CryptoRng + Spawner + Storage + Metrics,
@@ -228,20 +263,45 @@ where
     R: Receiver<PublicKey = PublicKey>,
     P: Provider<PublicKey = PublicKey>,
     B: Blocker<PublicKey = PublicKey>,
+    T: FnMut(u64, &[Member]) + Send + 'static,
 {
     let machine = config.machine.clone();
+    let length = machine.epoch_length();
+    if length < 2 {
+        return Err(Error::Config("an epoch must hold at least 2 blocks".into()));
+    }
     let store = Arc::new(Store::open(&config.store)?);
     let resumed = store.resume(&machine)?;
     let genesis_state = machine.genesis();
     let genesis = Block::genesis(machine.root(&genesis_state));
-    let committee = committee_set(&machine.committee(&genesis_state))?;
+    let height = resumed.block.header.height;
+    let epoch = epoch_of(length, height.saturating_add(1));
+    let committee = machine.committee(&resumed.state);
+    let mut known = store.committees()?;
+    known.push((0, machine.committee(&genesis_state)));
+    known.push((epoch, committee.clone()));
+    let schemes = Schemes::new(config.key.clone(), known)?;
+    if schemes.signer(epoch).is_none() {
+        return Err(Error::Config(format!(
+            "this validator's key is not in the committee of epoch {epoch}"
+        )));
+    }
+    let floor = match epoch.checked_sub(1) {
+        None => genesis.digest(),
+        Some(before) => store
+            .block(last_height(length, before))?
+            .ok_or_else(|| Error::Corrupt(format!("the last block of epoch {before} is missing")))?
+            .digest(),
+    };
+    let members: Vec<Member> = committee
+        .iter()
+        .map(|k| (*k, machine.address(&resumed.state, k)))
+        .collect();
     let public: PublicKey = config.key.clone().into();
-    let scheme =
-        Scheme::signer(NAMESPACE, committee.clone(), config.key.clone()).ok_or_else(|| {
-            Error::Config("this validator's key is not in the genesis committee".into())
-        })?;
-    let applied = Arc::new(AtomicU64::new(resumed.block.header.height));
-    let tip = Arc::new(AtomicU64::new(resumed.block.header.height));
+    let applied = Arc::new(AtomicU64::new(height));
+    let tip = Arc::new(AtomicU64::new(height));
+    let current = Arc::new(AtomicU64::new(epoch));
+    let validating = Arc::new(AtomicBool::new(true));
     let shared = Arc::new(Shared::new(machine, &resumed.block, resumed.state));
 
     let mailbox_size = NZUsize!(1024);
@@ -287,7 +347,7 @@ where
         "finalizations",
         format!("{prefix}-finalizations"),
         &page_cache,
-        commonware_cryptography::certificate::Verifier::certificate_codec_config(&scheme),
+        <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded(),
     )
     .await?;
     let blocks = archive(
@@ -299,13 +359,15 @@ where
     )
     .await?;
 
-    let epocher = FixedEpocher::new(NZU64!(u64::MAX));
+    let epocher = FixedEpocher::new(
+        NonZeroU64::new(length).ok_or_else(|| Error::Config("epoch length is zero".into()))?,
+    );
     let (actor, marshal_mailbox, _floor) = Actor::init(
         context.child("marshal"),
         finalizations,
         blocks,
         marshal::Config {
-            provider: ConstantProvider::<Scheme, Epoch>::new(scheme.clone()),
+            provider: schemes.clone(),
             epocher: epocher.clone(),
             start: marshal::Start::Genesis(commonware_cryptography::Digested::precomputed(
                 genesis.clone(),
@@ -341,44 +403,74 @@ where
         marshal_mailbox.clone(),
         epocher,
     );
-    let engine = simplex::Engine::new(
-        context.child("simplex"),
-        simplex::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker,
-            automaton: app.clone(),
-            relay: app.clone(),
-            reporter: app,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex-0"),
-            mailbox_size,
-            epoch: Epoch::zero(),
-            floor: simplex::Floor::Genesis(genesis.digest()),
-            replay_buffer: NZUsize!(64 * 1024),
-            write_buffer: NZUsize!(64 * 1024),
-            page_cache,
-            leader_timeout: timing.leader_timeout,
-            certification_timeout: timing.certification_timeout,
-            timeout_retry: timing.timeout_retry,
-            view_retention: ViewDelta::new(64),
-            skip: SkipPolicy::Enabled {
-                timeout: timing.certification_timeout + timing.timeout_retry,
-                budget: SkipBudget::Participants,
-            },
-            fetch_timeout,
-            fetch_retry_delay: Duration::from_millis(100),
-            forward: ForwardPolicy::SilentVoters,
-            track_historical_votes: false,
-        },
-    );
-    let simplex_task = engine.start(channels.votes, channels.certificates, channels.resolver);
 
+    // Simplex's channels carry one sub-channel per epoch; messages for an epoch this node has
+    // not reached land in the votes' backup queue and make marshal fetch the boundary.
+    let (votes_mux, votes, backup) = Muxer::builder(
+        context.child("votes_mux"),
+        channels.votes.0,
+        channels.votes.1,
+    )
+    .with_backup()
+    .build();
+    let (certificates_mux, certificates) = Muxer::new(
+        context.child("certificates_mux"),
+        channels.certificates.0,
+        channels.certificates.1,
+    );
+    let (resolver_mux, resolver) = Muxer::new(
+        context.child("resolver_mux"),
+        channels.resolver.0,
+        channels.resolver.1,
+    );
+    let mux_task = context.child("muxers").spawn(move |_| async move {
+        let _ = futures::join!(votes_mux.run(), certificates_mux.run(), resolver_mux.run());
+    });
+    let hints_task = context.child("epoch_hints").spawn({
+        let (marshal, current) = (marshal_mailbox.clone(), current.clone());
+        move |_| hint_boundaries(backup, marshal, current, length)
+    });
+
+    let (boundary_tx, boundaries) = mpsc::unbounded();
     let finalizer_task = context.child("finalizer").spawn({
         let shared = shared.clone();
         let store = store.clone();
         let applied = applied.clone();
-        move |_| finalizer::run(shared, store, marshal_mailbox, receiver, applied)
+        let handover = Handover {
+            schemes: schemes.clone(),
+            boundaries: boundary_tx,
+        };
+        move |_| finalizer::run(shared, store, marshal_mailbox, receiver, applied, handover)
+    });
+
+    let epochs = Epochs {
+        simplex: SimplexParts {
+            app,
+            blocker,
+            schemes,
+            timing,
+            prefix,
+            page_cache,
+            mailbox_size,
+            fetch_timeout,
+            votes,
+            certificates,
+            resolver,
+        },
+        current: current.clone(),
+        validating: validating.clone(),
+        on_epoch,
+    };
+    let orchestrator_task = context.child("orchestrator").spawn(move |context| {
+        epochs.run(
+            context,
+            Boundary {
+                epoch,
+                floor,
+                members,
+            },
+            boundaries,
+        )
     });
 
     Ok(Validator {
@@ -386,8 +478,162 @@ where
         store,
         applied,
         tip,
-        tasks: vec![broadcast_task, marshal_task, simplex_task, finalizer_task],
+        epoch: current,
+        validating,
+        tasks: vec![
+            broadcast_task,
+            marshal_task,
+            mux_task,
+            hints_task,
+            finalizer_task,
+            orchestrator_task,
+        ],
     })
+}
+
+/// What starting one epoch's simplex needs.
+struct SimplexParts<E: Clock + CryptoRng + Spawner + Storage + Metrics, M: Machine, S: Sender, B> {
+    app: Inline<E, Scheme, App<M>, Block, FixedEpocher>,
+    blocker: B,
+    schemes: Schemes,
+    timing: Timing,
+    prefix: String,
+    page_cache: CacheRef,
+    mailbox_size: NonZeroUsize,
+    fetch_timeout: NonZeroDuration,
+    votes: MuxHandle<S>,
+    certificates: MuxHandle<S>,
+    resolver: MuxHandle<S>,
+}
+
+impl<E, M, S, B> SimplexParts<E, M, S, B>
+where
+    E: Clock + CryptoRng + Spawner + Storage + Metrics,
+    M: Machine,
+    S: Sender<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    /// Starts `epoch`'s simplex from the boundary block `floor` as a child of `context`, or
+    /// `None` when this node is not in the epoch's committee.
+    async fn start(&mut self, context: &E, epoch: u64, floor: Digest) -> Option<TaskHandle<()>> {
+        let scheme = self.schemes.signer(epoch)?;
+        let (votes, certificates, resolver) = match (
+            self.votes.register(epoch).await,
+            self.certificates.register(epoch).await,
+            self.resolver.register(epoch).await,
+        ) {
+            (Ok(v), Ok(c), Ok(r)) => (v, c, r),
+            _ => {
+                error!(epoch, "cannot open the epoch's channels");
+                return None;
+            }
+        };
+        let timing = &self.timing;
+        let engine = simplex::Engine::new(
+            context.child("simplex").with_attribute("epoch", epoch),
+            simplex::Config {
+                scheme,
+                elector: RoundRobin::<Sha256>::default(),
+                blocker: self.blocker.clone(),
+                automaton: self.app.clone(),
+                relay: self.app.clone(),
+                reporter: self.app.clone(),
+                strategy: Sequential,
+                partition: format!("{}-simplex-{epoch}", self.prefix),
+                mailbox_size: self.mailbox_size,
+                epoch: Epoch::new(epoch),
+                floor: simplex::Floor::Genesis(floor),
+                replay_buffer: NZUsize!(64 * 1024),
+                write_buffer: NZUsize!(64 * 1024),
+                page_cache: self.page_cache.clone(),
+                leader_timeout: timing.leader_timeout,
+                certification_timeout: timing.certification_timeout,
+                timeout_retry: timing.timeout_retry,
+                view_retention: ViewDelta::new(64),
+                skip: SkipPolicy::Enabled {
+                    timeout: timing.certification_timeout + timing.timeout_retry,
+                    budget: SkipBudget::Participants,
+                },
+                fetch_timeout: self.fetch_timeout,
+                fetch_retry_delay: Duration::from_millis(100),
+                forward: ForwardPolicy::SilentVoters,
+                track_historical_votes: false,
+            },
+        );
+        Some(engine.start(votes, certificates, resolver))
+    }
+}
+
+/// The orchestrator: runs one simplex per epoch, handing over at each boundary block.
+struct Epochs<E: Clock + CryptoRng + Spawner + Storage + Metrics, M: Machine, S: Sender, B, T> {
+    simplex: SimplexParts<E, M, S, B>,
+    current: Arc<AtomicU64>,
+    validating: Arc<AtomicBool>,
+    on_epoch: T,
+}
+
+impl<E, M, S, B, T> Epochs<E, M, S, B, T>
+where
+    E: Clock + CryptoRng + Spawner + Storage + Metrics,
+    M: Machine,
+    S: Sender<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+    T: FnMut(u64, &[Member]) + Send + 'static,
+{
+    async fn run(
+        mut self,
+        context: E,
+        mut next: Boundary,
+        mut boundaries: mpsc::UnboundedReceiver<Boundary>,
+    ) {
+        loop {
+            let epoch = next.epoch;
+            (self.on_epoch)(epoch, &next.members);
+            self.current.store(epoch, Ordering::Relaxed);
+            let engine = self.simplex.start(&context, epoch, next.floor).await;
+            self.validating.store(engine.is_some(), Ordering::Relaxed);
+            info!(epoch, validating = engine.is_some(), "entered epoch");
+            // Boundaries arrive in order; one already past (a repeat after a restart) is skipped.
+            let Some(boundary) = wait_past(&mut boundaries, epoch).await else {
+                return;
+            };
+            if let Some(engine) = engine {
+                engine.abort();
+            }
+            next = boundary;
+        }
+    }
+}
+
+/// The next boundary that starts an epoch after `epoch`, or `None` once the finalizer stopped.
+async fn wait_past(
+    boundaries: &mut mpsc::UnboundedReceiver<Boundary>,
+    epoch: u64,
+) -> Option<Boundary> {
+    loop {
+        let boundary = boundaries.next().await?;
+        if boundary.epoch > epoch {
+            return Some(boundary);
+        }
+    }
+}
+
+/// A peer sent simplex traffic for an epoch after ours: the network is past our epoch's last
+/// block, so ask that peer for its finalization (marshal then fills the gap below it, and the
+/// finalizer's boundary moves us on).
+async fn hint_boundaries(
+    mut backup: MuxBackup,
+    marshal: marshal::core::Mailbox<Scheme, marshal::standard::Standard<Block>>,
+    current: Arc<AtomicU64>,
+    length: u64,
+) {
+    while let Some((channel, (peer, _))) = backup.recv().await {
+        let epoch = current.load(Ordering::Relaxed);
+        if channel > epoch {
+            let last = last_height(length, epoch);
+            marshal.hint_finalized(Height::new(last), NonEmptyVec::new(peer));
+        }
+    }
 }
 
 async fn archive<E, V>(

@@ -33,6 +33,20 @@ pub enum Error {
         /// The epoch of the certificate.
         certificate: u64,
     },
+    /// The block header's epoch is not the epoch its height belongs to.
+    #[error("block at height {height} says epoch {header}, but that height is in epoch {expected}")]
+    HeaderEpoch {
+        /// The block's height.
+        height: u64,
+        /// The epoch in its header.
+        header: u64,
+        /// The epoch its height belongs to.
+        expected: u64,
+    },
+    /// A certificate of an epoch whose committee this node has not learned from the chain yet
+    /// (it has not applied the last block of the epoch before).
+    #[error("the committee of epoch {0} is not known yet")]
+    UnknownEpoch(u64),
     /// The certificate's signatures do not verify against the committee (forged, or another committee).
     #[error("finalization certificate does not verify against the committee of epoch {epoch}")]
     BadCertificate {

@@ -3,8 +3,9 @@
 
 use crate::{
     Error, Machine,
-    block::{Block, hex32},
+    block::{Block, Digest, hex32},
     certificate::Scheme,
+    epoch::{Schemes, handover},
     state::{Entry, Finalized, Shared, body_txs, execute},
     store::Store,
 };
@@ -49,6 +50,24 @@ impl Reporter for Updates {
     }
 }
 
+/// The last block of an epoch was applied: the committee of the next one.
+#[derive(Clone, Debug)]
+pub(crate) struct Boundary {
+    /// The epoch that starts.
+    pub(crate) epoch: u64,
+    /// The boundary block's digest: the new epoch's simplex starts from it.
+    pub(crate) floor: Digest,
+    /// The new committee, with each member's address if the state records one.
+    pub(crate) members: Vec<([u8; 32], Option<std::net::SocketAddr>)>,
+}
+
+/// Where the finalizer reports boundary blocks: marshal's provider learns the next committee
+/// before the block is acknowledged, and the orchestrator hears of it.
+pub(crate) struct Handover {
+    pub(crate) schemes: Schemes,
+    pub(crate) boundaries: mpsc::UnboundedSender<Boundary>,
+}
+
 /// Applies blocks as marshal delivers them, until marshal stops or a block cannot be applied.
 pub(crate) async fn run<M: Machine>(
     shared: Arc<Shared<M>>,
@@ -56,9 +75,10 @@ pub(crate) async fn run<M: Machine>(
     marshal: Mailbox<Scheme, Standard<Block>>,
     mut blocks: mpsc::UnboundedReceiver<(Digested<Block>, Exact)>,
     applied: Arc<AtomicU64>,
+    handover: Handover,
 ) {
     while let Some((block, ack)) = blocks.next().await {
-        match apply(&shared, &store, &marshal, &block).await {
+        match apply(&shared, &store, &marshal, &block, &handover).await {
             Ok(()) => {
                 applied.store(shared.finalized().1.height, Ordering::Relaxed);
                 ack.acknowledge();
@@ -77,6 +97,7 @@ async fn apply<M: Machine>(
     store: &Store,
     marshal: &Mailbox<Scheme, Standard<Block>>,
     block: &Digested<Block>,
+    epochs: &Handover,
 ) -> Result<(), Error> {
     let (base_digest, base) = shared.finalized();
     let height = block.height().get();
@@ -111,7 +132,31 @@ async fn apply<M: Machine>(
         .filter(|f| f.proposal.payload == digest)
         .map(|f| f.encode().to_vec());
     let changes = shared.machine.changes(&before, &entry.state);
-    store.commit(block.inner(), certificate.as_deref(), &changes)?;
+    let next = handover(&shared.machine, height, &entry.state);
+    store.commit(
+        block.inner(),
+        certificate.as_deref(),
+        &changes,
+        next.as_ref(),
+    )?;
+    if let Some((epoch, keys)) = &next {
+        epochs.schemes.insert(*epoch, keys)?;
+        let members = keys
+            .iter()
+            .map(|k| (*k, shared.machine.address(&entry.state, k)))
+            .collect();
+        info!(
+            height,
+            epoch,
+            validators = keys.len(),
+            "epoch boundary applied"
+        );
+        let _ = epochs.boundaries.unbounded_send(Boundary {
+            epoch: *epoch,
+            floor: digest,
+            members,
+        });
+    }
     info!(height, digest = %hex32(&digest.0), certified = certificate.is_some(), "applied finalized block");
     let out = Finalized {
         header: block.inner().header.clone(),

@@ -5,11 +5,15 @@ use crate::{
     Error, Machine,
     block::{Block, Digest, hex32},
     certificate::verify_finalized,
+    epoch::{epoch_of, handover},
     state::execute,
     store::Store,
 };
 use commonware_cryptography::Digestible as _;
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
 
 /// The most blocks a follower keeps while it waits for the blocks that link them to its head.
 pub const MAX_PENDING: usize = 1024;
@@ -17,14 +21,20 @@ pub const MAX_PENDING: usize = 1024;
 /// A follower: the ledger state of a node that does not validate.
 ///
 /// It trusts only the genesis committee (from [`Machine::committee`] of the genesis state) and
-/// checks everything else: each certificate against that committee, each block's parent link to
-/// the last applied block, each block's re-execution and state root. Blocks may arrive out of
-/// order or without a certificate (a block finalized through a descendant); they wait, up to
+/// checks everything else: each certificate against the committee of its block's epoch, each
+/// block's parent link to the last applied block, each block's re-execution and state root.
+/// The committee of epoch `e+1` it learns from the chain itself, as [`Machine::committee`] of
+/// the state after the last block of epoch `e`, which it applied only after checking it against
+/// epoch `e`'s committee: a chain of custody from genesis, kept in the store so a restart keeps
+/// it. A certificate of an epoch it has not reached is refused ([`Error::UnknownEpoch`]); the
+/// sender repeats it once the follower has the blocks before it. Blocks may arrive out of order
+/// or without a certificate (a block finalized through a descendant); they wait, up to
 /// [`MAX_PENDING`], until a certified block links them to the head.
 pub struct Follower<M: Machine> {
     machine: M,
     store: Store,
-    committee: Vec<[u8; 32]>,
+    /// Each known epoch's committee: genesis, then one per boundary block applied.
+    committees: BTreeMap<u64, Vec<[u8; 32]>>,
     head: Block,
     head_digest: Digest,
     state: M::State,
@@ -46,12 +56,15 @@ impl<M: Machine> Follower<M> {
     pub fn open(path: &Path, machine: M) -> Result<Self, Error> {
         let store = Store::open(path)?;
         let resumed = store.resume(&machine)?;
-        let committee = machine.committee(&machine.genesis());
+        let mut committees: BTreeMap<_, _> = store.committees()?.into_iter().collect();
+        committees.insert(0, machine.committee(&machine.genesis()));
+        let next = epoch_of(machine.epoch_length(), resumed.block.header.height + 1);
+        committees.insert(next, machine.committee(&resumed.state));
         let head_digest = resumed.block.digest();
         Ok(Self {
             machine,
             store,
-            committee,
+            committees,
             head: resumed.block,
             head_digest,
             state: resumed.state,
@@ -84,19 +97,13 @@ impl<M: Machine> Follower<M> {
         &self.store
     }
 
-    /// The committee whose certificates finalize blocks of `epoch`.
-    ///
-    /// The engine runs one epoch with the genesis committee (see the crate docs), so this is the
-    /// genesis committee for epoch 0 and an error for any other.
+    /// The committee whose certificates finalize blocks of `epoch`, if the follower has learned
+    /// it (genesis, or the last block of the epoch before is applied).
     pub fn committee(&self, epoch: u64) -> Result<&[[u8; 32]], Error> {
-        if epoch == 0 {
-            Ok(&self.committee)
-        } else {
-            Err(Error::WrongEpoch {
-                expected: 0,
-                got: epoch,
-            })
-        }
+        self.committees
+            .get(&epoch)
+            .map(Vec::as_slice)
+            .ok_or(Error::UnknownEpoch(epoch))
     }
 
     /// Takes one finalized block (encoded) and its certificate, if it has one.
@@ -191,8 +198,12 @@ impl<M: Machine> Follower<M> {
         }
         let state = execute(&self.machine, &self.state, &block)?;
         let changes = self.machine.changes(&self.state, &state);
+        let next = handover(&self.machine, block.header.height, &state);
         self.store
-            .commit(&block, certificate.as_deref(), &changes)?;
+            .commit(&block, certificate.as_deref(), &changes, next.as_ref())?;
+        if let Some((epoch, committee)) = next {
+            self.committees.insert(epoch, committee);
+        }
         self.head_digest = block.digest();
         self.head = block;
         self.state = state;

@@ -23,6 +23,7 @@
 //!    marshal's backfill from peers.
 //! 5. Followers (non-validators) get `(block, certificate)` pairs over the project's libp2p
 //!    network and check them with [`verify_finalized`] or apply them with a [`Follower`].
+//! 6. At each epoch boundary the committee changes to the one the machine fixed (see Epochs).
 //!
 //! [simplex]: commonware_consensus::simplex
 //!
@@ -101,10 +102,26 @@
 //!
 //! # Epochs
 //!
-//! Not implemented: the engine runs epoch 0 forever with the genesis committee
-//! (`Machine::committee` of the genesis state). [`Machine::committee`] is in the trait so a
-//! later version can restart simplex at epoch boundaries (marshal and `Inline` already support
-//! epochs; commonware-glue's DKG orchestrator shows the lifecycle).
+//! Epoch `e` holds heights `e·L ..= (e+1)·L − 1` ([`Machine::epoch_length`], commonware's
+//! `FixedEpocher`). The committee of epoch `e+1` is [`Machine::committee`] of the state after
+//! the last block of epoch `e` (the boundary block); see [`epoch`].
+//!
+//! - One marshal, store and finalizer live for the whole run; marshal's provider holds every
+//!   known epoch's scheme (the store keeps each epoch's committee, written with the block that
+//!   fixed it), so backfilled blocks of any epoch are checked against their own committee.
+//! - Simplex runs per epoch on its own sub-channel of the vote, certificate and resolver
+//!   channels (commonware's p2p `Muxer`, keyed by epoch), with its own journal partition. When the
+//!   finalizer applies a boundary block, the orchestrator aborts epoch `e`'s engine and starts
+//!   epoch `e+1`'s from that block (`Floor::Genesis`), if this key is in the new committee;
+//!   otherwise the node stops voting ([`Validator::validating`]) and the daemon follows instead.
+//!   `Inline` re-proposes the boundary block until it is finalized, so no block straddles epochs.
+//! - A node that is behind (restarted across a boundary, or slow) hears simplex traffic of a
+//!   later epoch on the muxer's backup queue; it asks marshal for the finalization of its own
+//!   epoch's last block from that peer (`hint_finalized`), marshal fills the gap, the finalizer
+//!   applies the boundary, and the orchestrator moves on, epoch by epoch.
+//! - Every path re-executes blocks through one check of the header's epoch against its height.
+//! - A [`Follower`] learns each epoch's committee from the boundary blocks it applied, starting
+//!   at the genesis committee.
 //!
 //! # Runtimes
 //!
@@ -118,6 +135,7 @@ mod app;
 mod block;
 mod certificate;
 mod engine;
+pub mod epoch;
 mod error;
 mod finalizer;
 mod follower;
@@ -127,9 +145,12 @@ mod state;
 mod store;
 
 pub use block::{Block, Digest, MAX_BODY_BYTES};
-pub use certificate::{Certificate, NAMESPACE, Scheme, committee_set, verify_finalized};
+pub use certificate::{
+    Certificate, MAX_COMMITTEE, NAMESPACE, Scheme, committee_set, verify_finalized,
+};
 pub use engine::{
-    Channels, Timing, Validator, ValidatorConfig, channel, max_message_size, start_validator,
+    Channels, Member, Timing, Validator, ValidatorConfig, channel, max_message_size,
+    start_validator,
 };
 pub use error::Error;
 pub use follower::{Follower, MAX_PENDING};

@@ -1,5 +1,7 @@
 //! The replicated state machine the engine orders blocks for, and the block header it sees.
 
+use std::net::SocketAddr;
+
 /// A block header: everything about a block except its body.
 ///
 /// The block digest commits to the header and the body (see [`crate::Block::digest`]).
@@ -34,9 +36,23 @@ pub trait Machine: Clone + Send + Sync + 'static {
     /// The state before the first block.
     fn genesis(&self) -> Self::State;
 
-    /// The validators (ed25519 public keys, 32 bytes) for the epoch that starts after `state`
-    /// (the genesis state gives epoch 0's committee).
+    /// The validators (ed25519 public keys, 32 bytes) of the epoch the block after `state`
+    /// belongs to: the genesis state gives epoch 0's committee, and the state after the last
+    /// block of epoch `e` gives epoch `e+1`'s (so the machine must fix it by then; the ledger
+    /// fixes it one epoch earlier still). Within an epoch it must not change.
     fn committee(&self, state: &Self::State) -> Vec<[u8; 32]>;
+
+    /// Blocks per epoch, at least 2: epoch `e` holds heights `e·L ..= (e+1)·L − 1`. The default,
+    /// `u64::MAX`, is one epoch for ever.
+    fn epoch_length(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Where the validator `key` listens for the committee, if `state` records it (a validator
+    /// dials the new members of each epoch's committee there).
+    fn address(&self, _state: &Self::State, _key: &[u8; 32]) -> Option<SocketAddr> {
+        None
+    }
 
     /// A block body on top of `state`: the proposer's pick of pending transactions (opaque bytes).
     ///

@@ -2,9 +2,11 @@
 //! authenticated `lookup` network over TCP, and the store in the data directory.
 
 use crate::{
-    Error, Finalized, Machine, Validator,
+    Error, Finalized, MAX_COMMITTEE, Machine, Validator,
     certificate::NAMESPACE,
-    engine::{Channels, Timing, ValidatorConfig, channel, max_message_size, start_validator},
+    engine::{
+        Channels, Member, Timing, ValidatorConfig, channel, max_message_size, start_validator,
+    },
 };
 use commonware_codec::DecodeExt as _;
 use commonware_cryptography::{
@@ -19,7 +21,9 @@ use commonware_stream::{
 };
 use commonware_utils::{NZU32, NZUsize, TryCollect as _, ordered::Map};
 use futures::channel::{mpsc, oneshot};
-use std::{net::SocketAddr, path::PathBuf, thread::JoinHandle, time::Duration};
+use std::{
+    collections::BTreeMap, net::SocketAddr, path::PathBuf, thread::JoinHandle, time::Duration,
+};
 
 /// How to start a validator.
 #[derive(Clone, Debug)]
@@ -28,7 +32,9 @@ pub struct NodeConfig<M> {
     pub secret_key: [u8; 32],
     /// Where to listen for the other validators (TCP).
     pub listen: SocketAddr,
-    /// The other validators: ed25519 public key and the address they listen on.
+    /// Validators' addresses the machine's state does not record (the genesis committee's): ed25519
+    /// public key and the address they listen on. Each epoch's committee is dialled at the
+    /// address [`Machine::address`] gives, else at the one here.
     pub peers: Vec<([u8; 32], SocketAddr)>,
     /// The data directory: `ledger.redb` (the store) and `consensus/` (the simplex journal and
     /// marshal's archives).
@@ -104,21 +110,35 @@ fn key(bytes: &[u8; 32]) -> Result<PublicKey, Error> {
         .map_err(|e| Error::Config(format!("peer key: {e}")))
 }
 
+/// An epoch's committee as a peer set: each member at the address the ledger records, else at
+/// the one configured; a member with neither cannot be dialled and is left out (it dials us).
+fn peer_set(members: &[Member], known: &BTreeMap<[u8; 32], SocketAddr>) -> Map<PublicKey, Address> {
+    let mut set: Vec<(PublicKey, Address)> = Vec::new();
+    for (member, address) in members {
+        let Some(address) = address.or_else(|| known.get(member).copied()) else {
+            continue;
+        };
+        if let Ok(public) = key(member) {
+            set.push((public, Address::Symmetric(address)));
+        }
+    }
+    set.into_iter().try_collect().unwrap_or_default()
+}
+
 /// Starts a validator on its own thread and returns once it is wired (not once it is
 /// connected): blocks arrive on [`NodeHandle::subscribe`] as the committee finalizes them.
 pub fn start<M: Machine>(config: NodeConfig<M>) -> Result<NodeHandle<M>, Error> {
     let signer = PrivateKey::decode(commonware_codec::Copying(config.secret_key.as_slice()))
         .map_err(|e| Error::Config(format!("secret key: {e}")))?;
     let me: PublicKey = signer.clone().into();
-    let mut addresses = vec![(me.clone(), Address::Symmetric(config.listen))];
+    let mut known = BTreeMap::new();
     for (peer, address) in &config.peers {
-        addresses.push((key(peer)?, Address::Symmetric(*address)));
+        key(peer)?;
+        known.insert(*peer, *address);
     }
-    let addresses: Map<PublicKey, Address> = addresses
-        .into_iter()
-        .try_collect()
-        .map_err(|_| Error::Config("a validator key appears twice".into()))?;
-    let participants = addresses.len() as u32;
+    let mut mine = [0u8; 32];
+    mine.copy_from_slice(me.as_ref());
+    known.insert(mine, config.listen);
     std::fs::create_dir_all(&config.data_dir).map_err(Error::store)?;
     let runtime = tokio::Config::new()
         .with_storage_directory(config.data_dir.join("consensus"))
@@ -151,14 +171,22 @@ pub fn start<M: Machine>(config: NodeConfig<M>) -> Result<NodeHandle<M>, Error> 
                     handshake,
                     NAMESPACE,
                     listen,
-                    NZUsize!(participants as usize),
-                    max_message_size(participants),
+                    NZUsize!(MAX_COMMITTEE),
+                    max_message_size(),
                     NZUsize!(1024),
                 );
                 p2p.dial_frequency = Duration::from_millis(200);
-                let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p);
-                let _ = oracle.track(0, addresses);
-                let quota = Quota::per_second(NZU32!(10_000));
+                let (mut network, oracle) = lookup::Network::new(context.child("p2p"), p2p);
+                let on_epoch = {
+                    let mut oracle = oracle.clone();
+                    move |epoch: u64, members: &[Member]| {
+                        let _ = oracle.track(epoch, peer_set(members, &known));
+                    }
+                };
+                // Inbound queues hold one second's quota from every peer the network may track
+                // (MAX_COMMITTEE × 4 peer sets), so the quota bounds memory: 2 500 messages a
+                // second per peer and channel is far above what a few blocks a second need.
+                let quota = Quota::per_second(NZU32!(2_500));
                 let channels = Channels {
                     votes: network.register(channel::VOTES, quota),
                     certificates: network.register(channel::CERTIFICATES, quota),
@@ -173,6 +201,7 @@ pub fn start<M: Machine>(config: NodeConfig<M>) -> Result<NodeHandle<M>, Error> 
                     channels,
                     oracle.clone(),
                     oracle,
+                    on_epoch,
                 )
                 .await;
                 let mut validator = match started {

@@ -120,12 +120,22 @@ pub(crate) fn tx_hash(tx: &[u8]) -> Digest {
     Sha256::hash(&[tx])
 }
 
-/// Executes `block` on a copy of `parent`'s post-state and checks the header's state root.
+/// Executes `block` on a copy of `parent`'s post-state and checks the header's epoch (the one
+/// its height belongs to) and state root.
 pub(crate) fn execute<M: Machine>(
     machine: &M,
     parent: &M::State,
     block: &Block,
 ) -> Result<M::State, Error> {
+    let height = block.header.height;
+    let expected = crate::epoch::epoch_of(machine.epoch_length(), height);
+    if block.header.epoch != expected {
+        return Err(Error::HeaderEpoch {
+            height,
+            header: block.header.epoch,
+            expected,
+        });
+    }
     let mut state = parent.clone();
     machine
         .execute(&mut state, &block.header, &block.body)

@@ -6,7 +6,7 @@
 //! block or the state after it, never a mix; and a block the node reported as finalized (after
 //! the commit) is never lost.
 
-use crate::{Error, Machine, block::Block, machine::Rows};
+use crate::{Error, Machine, block::Block, epoch::EpochCommittee, machine::Rows};
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use std::path::Path;
 
@@ -17,6 +17,10 @@ const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
 /// Finalization certificates by height. A height may have none: simplex can finalize a block
 /// only through a finalized descendant (see [`crate::Finalized::certificate`]).
 const CERTIFICATES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("certificates");
+/// Each epoch's committee (concatenated 32-byte keys), written with the block that fixes it:
+/// epoch 0's with genesis, epoch `e+1`'s with the last block of epoch `e`. The chain of custody
+/// a restarted node checks old certificates with.
+const COMMITTEES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("committees");
 /// Scalars: `applied_height`.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const APPLIED: &str = "applied_height";
@@ -87,6 +91,33 @@ impl Store {
             .map(|v| v.value().to_vec()))
     }
 
+    /// Every committee the store knows, by epoch.
+    pub fn committees(&self) -> Result<Vec<EpochCommittee>, Error> {
+        let tx = self.db.begin_read().map_err(Error::store)?;
+        let table = match tx.open_table(COMMITTEES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::store(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(Error::store)? {
+            let (epoch, keys) = entry.map_err(Error::store)?;
+            let keys = keys.value();
+            if !keys.len().is_multiple_of(32) {
+                return Err(Error::Corrupt(format!(
+                    "the committee of epoch {} is not a list of keys",
+                    epoch.value()
+                )));
+            }
+            let keys = keys
+                .chunks(32)
+                .map(|k| <[u8; 32]>::try_from(k).unwrap_or([0; 32]))
+                .collect();
+            out.push((epoch.value(), keys));
+        }
+        Ok(out)
+    }
+
     /// Every state row, in key order.
     pub fn rows(&self) -> Result<Rows, Error> {
         let tx = self.db.begin_read().map_err(Error::store)?;
@@ -115,7 +146,8 @@ impl Store {
                     .load(Vec::new())
                     .map_err(|e| Error::Corrupt(format!("the empty state does not load: {e}")))?;
                 let rows = machine.changes(&empty, &state);
-                self.commit(&block, None, &rows)?;
+                let committee = (0, machine.committee(&state));
+                self.commit(&block, None, &rows, Some(&committee))?;
                 Ok(Resumed { block, state })
             }
             Some(height) => {
@@ -137,12 +169,14 @@ impl Store {
     }
 
     /// Applies one finalized block in one write transaction: its row changes, the block, its
-    /// certificate (if any), and `applied_height = block height`.
+    /// certificate (if any), the committee it fixes (if it ends an epoch: the next epoch and its
+    /// keys), and `applied_height = block height`.
     pub fn commit(
         &self,
         block: &Block,
         certificate: Option<&[u8]>,
         changes: &[(Vec<u8>, Option<Vec<u8>>)],
+        committee: Option<&EpochCommittee>,
     ) -> Result<(), Error> {
         let height = block.header.height;
         let tx = self.db.begin_write().map_err(Error::store)?;
@@ -167,6 +201,12 @@ impl Store {
             let mut certificates = tx.open_table(CERTIFICATES).map_err(Error::store)?;
             if let Some(c) = certificate {
                 certificates.insert(height, c).map_err(Error::store)?;
+            }
+            let mut committees = tx.open_table(COMMITTEES).map_err(Error::store)?;
+            if let Some((epoch, keys)) = committee {
+                committees
+                    .insert(*epoch, keys.concat().as_slice())
+                    .map_err(Error::store)?;
             }
             let mut meta = tx.open_table(META).map_err(Error::store)?;
             meta.insert(APPLIED, height).map_err(Error::store)?;

@@ -134,7 +134,10 @@ impl Book {
                 self.push(&signer, at, HistoryKind::Unstake, *amount, None, id)
             }
             Action::Withdraw => self.push(&signer, at, HistoryKind::Withdraw, 0, None, id),
-            Action::Claim { .. } | Action::Verdict { .. } | Action::Convict { .. } => {}
+            Action::Register { .. }
+            | Action::Claim { .. }
+            | Action::Verdict { .. }
+            | Action::Convict { .. } => {}
         }
     }
 
@@ -292,7 +295,11 @@ pub(crate) fn account_view(state: &State, head: &Header, who: &NodeId) -> Accoun
 }
 
 /// A stored block for people.
-pub(crate) fn block_view(block: &Block, certificate: Option<Vec<u8>>) -> BlockView {
+pub(crate) fn block_view(
+    block: &Block,
+    certificate: Option<Vec<u8>>,
+    committee_proof: Option<&[u8]>,
+) -> BlockView {
     let txs = Body::decode(&block.body, &Rules::DEFAULT)
         .map(|b| b.txs)
         .unwrap_or_default();
@@ -315,6 +322,7 @@ pub(crate) fn block_view(block: &Block, certificate: Option<Vec<u8>>) -> BlockVi
             .collect(),
         certificate: certificate.map(hex::encode).unwrap_or_default(),
         block: hex::encode(block.to_bytes()),
+        committee_proof: committee_proof.map(hex::encode).unwrap_or_default(),
     }
 }
 
@@ -326,6 +334,7 @@ pub(crate) fn describe(action: &Action) -> String {
         Action::Stake { amount } => format!("stake {}", neuro(amount)),
         Action::Unstake { amount } => format!("unstake {}", neuro(amount)),
         Action::Withdraw => "withdraw released stake".into(),
+        Action::Register { consensus } => format!("register consensus address {consensus}"),
         Action::Claim { round, delta, .. } => format!("claim round {round} (Δ {})", delta.short()),
         Action::Verdict {
             round,

@@ -10,13 +10,20 @@
 //!  every node: outbox ──▶ gossip Tx on the ledger topic ──▶ each validator's mempool
 //! ```
 //!
+//! The role follows the committee: a node given a consensus address (`--consensus-listen`)
+//! registers it on the ledger once it holds the validator bond (`Action::Register`), so the
+//! election can pick it. When the committee of the next block's epoch holds it, its follower
+//! hands the store to the engine; when the engine reports it left the committee, the engine
+//! hands the store back to a follower. Either way the store is the one source, so nothing is
+//! applied twice or lost at the switch.
+//!
 //! Every block is applied once more here with the same state transition (`Ledger::execute`) on
 //! the node's own copy of the state, for the receipt (a closed round's list, payouts, slashes);
 //! the root must equal the one the block carries.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
 use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
@@ -62,6 +69,9 @@ pub(crate) enum LedgerWire {
         from: u64,
     },
 }
+
+// The engine sizes its network for committees of at most `MAX_COMMITTEE`.
+const _: () = assert!(Rules::DEFAULT.committee_size <= neuroshard_consensus::MAX_COMMITTEE);
 
 /// The ledger's state machine for the consensus engine: the pure ledger and its genesis.
 #[derive(Debug, Clone)]
@@ -120,6 +130,14 @@ impl Machine for LedgerMachine {
         state.root().0
     }
 
+    fn epoch_length(&self) -> u64 {
+        self.ledger.rules().epoch_blocks
+    }
+
+    fn address(&self, state: &State, key: &[u8; 32]) -> Option<SocketAddr> {
+        state.meta.addresses.get(&NodeId(*key)).copied()
+    }
+
     fn changes(&self, before: &State, after: &State) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         after.changes(before)
     }
@@ -141,6 +159,8 @@ enum Role {
     ),
     /// It follows the validators' blocks.
     Follower(Box<Follower<LedgerMachine>>),
+    /// Between the two, while one role has closed the store and the other not yet opened it.
+    Switching,
 }
 
 impl std::fmt::Debug for Role {
@@ -148,6 +168,7 @@ impl std::fmt::Debug for Role {
         f.write_str(match self {
             Role::Validator(..) => "Validator",
             Role::Follower(_) => "Follower",
+            Role::Switching => "Switching",
         })
     }
 }
@@ -177,6 +198,13 @@ pub(crate) struct Effects {
 pub(crate) struct Chain {
     machine: LedgerMachine,
     role: Role,
+    /// The ledger's directory (the store and the engine's runtime storage).
+    dir: PathBuf,
+    /// This node's key, for the engine when it joins the committee.
+    secret: [u8; 32],
+    /// Where this node's engine listens and where the genesis committee does; `None`: the node
+    /// only ever follows.
+    committee: Option<Committee>,
     /// The state after the last block this node applied.
     view: State,
     /// The last applied block's header.
@@ -188,11 +216,14 @@ pub(crate) struct Chain {
     book: Book,
     /// When each peer was last sent a catch-up batch.
     served: BTreeMap<NodeId, u64>,
+    /// For the last block of each epoch applied, the encoded `MetaProof` of the state after it
+    /// (the wallet's chain of custody; one entry per epoch, rebuilt by the replay at a restart).
+    handovers: BTreeMap<u64, Vec<u8>>,
 }
 
 impl Chain {
-    /// Opens the ledger in `dir`: starts the engine when `owner` is in the genesis committee
-    /// (then `committee` must say where the validators listen), else a follower.
+    /// Opens the ledger in `dir`: the engine when `owner` is in the committee of the epoch the
+    /// store is in (then `committee` must say where the validators listen), else a follower.
     pub(crate) fn open(
         dir: &Path,
         key: &Keypair,
@@ -202,38 +233,83 @@ impl Chain {
     ) -> Result<Self> {
         let machine = LedgerMachine::new(genesis, audit)?;
         let owner = key.node_id();
-        let role = if genesis.committee.contains(&owner) {
-            let committee = committee.ok_or_else(|| {
-                Error::Config(
-                    "this node is in the genesis committee: give --consensus-listen and \
-                     --validator KEY@ADDR for every other validator"
-                        .into(),
-                )
-            })?;
-            let engine = start_engine(dir, key, &machine, committee)?;
-            let finalized = engine.subscribe();
-            Role::Validator(Box::new(engine), finalized)
-        } else {
-            let follower = Follower::open(&dir.join("ledger.redb"), machine.clone())
-                .map_err(|err| Error::Ledger(err.to_string()))?;
-            Role::Follower(Box::new(follower))
-        };
+        if genesis.committee.contains(&owner) && committee.is_none() {
+            return Err(Error::Config(
+                "this node is in the genesis committee: give --consensus-listen and \
+                 --validator KEY@ADDR for every other validator"
+                    .into(),
+            ));
+        }
+        let follower = Follower::open(&dir.join("ledger.redb"), machine.clone())
+            .map_err(|err| Error::Ledger(err.to_string()))?;
         let view = machine.genesis();
         let mut chain = Self {
             head: Block::genesis(view.root().0).header,
             view,
             machine,
-            role,
+            role: Role::Follower(Box::new(follower)),
+            dir: dir.to_owned(),
+            secret: key.secret_bytes(),
+            committee,
             outbox: Outbox::new(Keypair::from_seed(key.secret_bytes()), genesis.network),
             owner,
             network: genesis.network,
             requests: VecDeque::new(),
             book: Book::default(),
             served: BTreeMap::new(),
+            handovers: BTreeMap::new(),
         };
-        // A restart: the blocks already in the store, onto the view.
-        chain.catch_up(&mut Effects::default(), None)?;
+        // A restart: the blocks already in the store, onto the view; then the role the
+        // committee gives.
+        let mut effects = Effects::default();
+        chain.catch_up(&mut effects, None)?;
+        chain.settle_role(&mut effects)?;
         Ok(chain)
+    }
+
+    /// Switches between engine and follower when the committee of the next block's epoch
+    /// gained or lost this node (see the module docs).
+    fn settle_role(&mut self, effects: &mut Effects) -> Result<()> {
+        let member = self.view.meta.committee.contains(&self.owner);
+        let join = member && self.committee.is_some() && matches!(self.role, Role::Follower(_));
+        let leave =
+            matches!(&self.role, Role::Validator(engine, _) if !engine.validator().validating());
+        if !join && !leave {
+            return Ok(());
+        }
+        // The store has one opener at a time: close it before the other role opens it.
+        if let Role::Validator(engine, _) = std::mem::replace(&mut self.role, Role::Switching) {
+            engine.shutdown();
+        }
+        let engine = match (join, &self.committee) {
+            (true, Some(committee)) => {
+                start_engine(&self.dir, &self.secret, &self.machine, committee.clone()).map(Some)
+            }
+            _ => Ok(None),
+        };
+        match engine {
+            Ok(Some(engine)) => {
+                tracing::info!(height = self.head.height, "joined the validator committee");
+                let finalized = engine.subscribe();
+                self.role = Role::Validator(Box::new(engine), finalized);
+                Ok(())
+            }
+            Ok(None) => {
+                tracing::info!(height = self.head.height, "left the validator committee");
+                self.role = Role::Follower(Box::new(self.open_follower()?));
+                // The engine may have applied blocks the view has not seen yet.
+                self.catch_up(effects, None)
+            }
+            Err(err) => {
+                self.role = Role::Follower(Box::new(self.open_follower()?));
+                Err(err)
+            }
+        }
+    }
+
+    fn open_follower(&self) -> Result<Follower<LedgerMachine>> {
+        Follower::open(&self.dir.join("ledger.redb"), self.machine.clone())
+            .map_err(|err| Error::Ledger(err.to_string()))
     }
 
     /// Applies to the view every block the store holds beyond it; a validator gossips each to
@@ -247,7 +323,7 @@ impl Chain {
             self.book
                 .record(&block.header, &receipt, &rounds, &self.owner, now_ms);
             if self.validates() {
-                let certificate = self.store().certificate(height).ok().flatten();
+                let certificate = self.certificate(height);
                 let wire = LedgerWire::Block {
                     block: block.to_bytes(),
                     certificate,
@@ -259,19 +335,27 @@ impl Chain {
         Ok(())
     }
 
-    fn store(&self) -> &neuroshard_consensus::Store {
+    fn store(&self) -> Option<&neuroshard_consensus::Store> {
         match &self.role {
-            Role::Validator(engine, _) => engine.validator().store(),
-            Role::Follower(follower) => follower.store(),
+            Role::Validator(engine, _) => Some(engine.validator().store()),
+            Role::Follower(follower) => Some(follower.store()),
+            Role::Switching => None,
         }
     }
 
+    fn certificate(&self, height: u64) -> Option<Vec<u8>> {
+        self.store()?.certificate(height).ok().flatten()
+    }
+
     fn store_height(&self) -> u64 {
-        self.store().applied_height().ok().flatten().unwrap_or(0)
+        self.store()
+            .and_then(|store| store.applied_height().ok().flatten())
+            .unwrap_or(0)
     }
 
     fn stored(&self, height: u64) -> Result<Block> {
         self.store()
+            .ok_or_else(|| Error::Ledger("the ledger is switching roles".into()))?
             .block(height)
             .map_err(|err| Error::Ledger(err.to_string()))?
             .ok_or_else(|| Error::Ledger(format!("block {height} missing from the store")))
@@ -293,7 +377,17 @@ impl Chain {
         }
         self.outbox.applied(&receipt);
         self.head = header.clone();
+        if self.machine.ledger.rules().ends_epoch(header.height) {
+            let proof = postcard::to_allocvec(&self.view.prove_meta())
+                .map_err(|err| Error::Ledger(err.to_string()))?;
+            self.handovers.insert(header.height, proof);
+        }
         Ok(receipt)
+    }
+
+    /// The committee proof of the block at `height`, if it ended an epoch.
+    pub(crate) fn handover(&self, height: u64) -> Option<&[u8]> {
+        self.handovers.get(&height).map(Vec::as_slice)
     }
 
     /// Waits until the engine has finalized a block (validators; never resolves for a
@@ -306,7 +400,7 @@ impl Chain {
                     std::future::pending::<()>().await;
                 }
             }
-            Role::Follower(_) => std::future::pending().await,
+            Role::Follower(_) | Role::Switching => std::future::pending().await,
         }
     }
 
@@ -315,6 +409,7 @@ impl Chain {
     pub(crate) fn on_finalized(&mut self, now_ms: u64) -> Result<Effects> {
         let mut effects = Effects::default();
         self.catch_up(&mut effects, Some(now_ms))?;
+        self.settle_role(&mut effects)?;
         Ok(effects)
     }
 
@@ -339,6 +434,24 @@ impl Chain {
         }
     }
 
+    /// `Register` of this node's consensus address, when it has one, holds the validator bond,
+    /// and neither the ledger nor the outbox has it yet.
+    fn registration(&self) -> Option<Action> {
+        let listen = self.committee.as_ref()?.listen;
+        if listen.ip().is_unspecified() {
+            // The ledger refuses an address nobody can dial; the operator must name one.
+            return None;
+        }
+        let bonded =
+            self.view.account(&self.owner).stake >= self.machine.ledger.rules().validator_bond;
+        let known = self.view.meta.addresses.get(&self.owner) == Some(&listen);
+        let waiting = self
+            .outbox
+            .waiting()
+            .any(|(_, action)| matches!(action, Action::Register { .. }));
+        (bonded && !known && !waiting).then_some(Action::Register { consensus: listen })
+    }
+
     /// The node core asked for `action` on the ledger.
     pub(crate) fn push(&mut self, action: Action) -> Effects {
         self.outbox.push(action);
@@ -361,10 +474,18 @@ impl Chain {
         Ok((hash, self.push(request.action)))
     }
 
-    /// Every second: sign the outbox again (a lost transaction goes out again), and a follower
-    /// behind the network asks a validator for the blocks it lacks.
+    /// Every second: register this node's consensus address when it is bonded and the ledger
+    /// lacks it, sign the outbox again (a lost transaction goes out again), take the role the
+    /// committee gives, and a follower behind the network asks a validator for the blocks it
+    /// lacks.
     pub(crate) fn tick(&mut self, behind: bool, ask: Option<NodeId>) -> Effects {
         let mut effects = Effects::default();
+        if let Some(action) = self.registration() {
+            self.outbox.push(action);
+        }
+        if let Err(err) = self.settle_role(&mut effects) {
+            tracing::error!(%err, "the ledger could not change roles");
+        }
         if !self.outbox.is_empty() {
             self.resign(&mut effects);
         }
@@ -424,7 +545,10 @@ impl Chain {
         };
         match follower.accept(block, certificate) {
             Ok(0) => Ok(()),
-            Ok(_) => self.catch_up(effects, Some(now_ms)),
+            Ok(_) => {
+                self.catch_up(effects, Some(now_ms))?;
+                self.settle_role(effects)
+            }
             Err(err) => {
                 tracing::debug!(%err, "a ledger block was refused");
                 Ok(())
@@ -449,13 +573,12 @@ impl Chain {
         let top = self.store_height();
         let last = top.min(from.saturating_add(SYNC_BATCH - 1));
         for height in from.max(1)..=last {
-            let (Ok(block), certificate) = (self.stored(height), self.store().certificate(height))
-            else {
+            let Ok(block) = self.stored(height) else {
                 return;
             };
             let wire = LedgerWire::Block {
                 block: block.to_bytes(),
-                certificate: certificate.ok().flatten(),
+                certificate: self.certificate(height),
             };
             effects
                 .gossip
@@ -501,20 +624,20 @@ impl Chain {
 
     /// A stored block and its certificate, if this node has it.
     pub(crate) fn stored_with_certificate(&self, height: u64) -> Option<(Block, Option<Vec<u8>>)> {
-        let block = self.store().block(height).ok().flatten()?;
-        Some((block, self.store().certificate(height).ok().flatten()))
+        let block = self.store()?.block(height).ok().flatten()?;
+        Some((block, self.certificate(height)))
     }
 }
 
 /// Starts the consensus engine for this validator.
 fn start_engine(
     dir: &Path,
-    key: &Keypair,
+    secret: &[u8; 32],
     machine: &LedgerMachine,
     committee: Committee,
 ) -> Result<NodeHandle<LedgerMachine>> {
     let config = EngineConfig {
-        secret_key: key.secret_bytes(),
+        secret_key: *secret,
         listen: committee.listen,
         peers: committee.peers.iter().map(|(id, a)| (id.0, *a)).collect(),
         data_dir: dir.to_owned(),
@@ -538,4 +661,27 @@ pub(crate) fn parse_validator(text: &str) -> Result<(NodeId, SocketAddr)> {
         .parse()
         .map_err(|_| bad("the address is not HOST:PORT"))?;
     Ok((NodeId(id), addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_limits_fit_the_engine() {
+        assert_eq!(
+            neuroshard_ledger::MAX_BODY_BYTES,
+            neuroshard_consensus::MAX_BODY_BYTES
+        );
+        let machine = LedgerMachine::new(
+            &LedgerGenesis {
+                network: Hash([1; 32]),
+                committee: vec![NodeId([2; 32])],
+                allocations: Vec::new(),
+            },
+            AuditConfig::DEFAULT,
+        )
+        .unwrap();
+        assert_eq!(machine.epoch_length(), Rules::DEFAULT.epoch_blocks);
+    }
 }

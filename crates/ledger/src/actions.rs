@@ -1,6 +1,8 @@
 //! Moving NEURO between an account's balance, stake and unbonding entries, and between accounts.
 //! Each function checks everything before it writes, so a refusal leaves the state untouched.
 
+use std::net::SocketAddr;
+
 use neuroshard_primitives::NodeId;
 
 use crate::state::{State, Unbond};
@@ -143,4 +145,30 @@ pub(crate) fn slash(state: &mut State, rules: &Rules, who: &NodeId, prover: &Nod
     };
     state.meta.supply.burned = state.meta.supply.burned.saturating_add(due - paid);
     due
+}
+
+/// `who` registers where its consensus engine listens; it must be bonded, and the address must
+/// be dialable and new.
+pub(crate) fn register(
+    state: &mut State,
+    rules: &Rules,
+    who: &NodeId,
+    address: SocketAddr,
+) -> Result<(), Refused> {
+    let refuse = |why: &str| Err(Refused::BadRegistration(why.into()));
+    let stake = state.account(who).stake;
+    if stake < rules.validator_bond {
+        return Err(Refused::BadRegistration(format!(
+            "stake {stake} is below the validator bond {}",
+            rules.validator_bond
+        )));
+    }
+    if address.ip().is_unspecified() || address.port() == 0 {
+        return refuse("the address has no specific IP or no port");
+    }
+    if state.meta.addresses.get(who) == Some(&address) {
+        return refuse("this address is already registered");
+    }
+    state.meta.addresses.insert(*who, address);
+    Ok(())
 }

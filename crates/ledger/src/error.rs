@@ -81,6 +81,10 @@ pub enum Refused {
     /// A conviction whose evidence does not hold, or whose accuser has no bond.
     #[error("conviction refused: {0}")]
     BadConviction(String),
+    /// A consensus address registration refused: the signer is not bonded, or the address
+    /// cannot be dialled (unspecified IP, port 0) or is already the signer's.
+    #[error("registration refused: {0}")]
+    BadRegistration(String),
 }
 
 /// A block the state transition refuses.

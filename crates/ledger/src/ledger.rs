@@ -8,7 +8,9 @@
 //!    before it).
 //! 3. Apply the transactions in order; any refusal makes the whole block invalid.
 //! 4. Close the open round if every contributor of the previous round has claimed.
-//! 5. At an epoch boundary, hand over to the committee elected one epoch ago and elect the next.
+//! 5. At the last block of an epoch (`Rules::ends_epoch`), hand over to the committee elected at
+//!    the end of the epoch before and elect the next, so a committee is known one full epoch
+//!    before it starts.
 
 use neuroshard_primitives::{Hash, NodeId};
 use serde::{Deserialize, Serialize};
@@ -191,7 +193,7 @@ impl<W: Work> Ledger<W> {
         }
         state.meta.height = info.height;
         state.meta.time_ms = info.time_ms;
-        if info.height.is_multiple_of(self.rules.epoch_blocks) {
+        if self.rules.ends_epoch(info.height) {
             let elected = self.elect(state);
             state.meta.committee = std::mem::replace(&mut state.meta.next_committee, elected);
         }
@@ -233,12 +235,15 @@ impl<W: Work> Ledger<W> {
     }
 
     /// The committee for the epoch after next: the largest stakes at or above the validator
-    /// bond (ties by id), at most `committee_size`, sorted by id; the current one if none qualify.
+    /// bond among accounts with a registered consensus address (ties by id), at most
+    /// `committee_size`, sorted by id; the one already elected if none qualify.
     pub fn elect(&self, state: &State) -> Vec<NodeId> {
         let mut bonded: Vec<(Amount, NodeId)> = state
             .accounts
             .iter()
-            .filter(|(_, a)| a.stake >= self.rules.validator_bond)
+            .filter(|(id, a)| {
+                a.stake >= self.rules.validator_bond && state.meta.addresses.contains_key(id)
+            })
             .map(|(id, a)| (a.stake, *id))
             .collect();
         if bonded.is_empty() {
@@ -281,6 +286,9 @@ impl<W: Work> Ledger<W> {
                 actions::unstake(state, &signer, *amount, release)?
             }
             Action::Withdraw => actions::withdraw(state, &signer, info.height)?,
+            Action::Register { consensus } => {
+                actions::register(state, &self.rules, &signer, *consensus)?
+            }
             Action::Claim { round, delta, root } => {
                 claim(state, info, signer, *round, *delta, *root)?
             }

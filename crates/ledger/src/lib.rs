@@ -32,7 +32,7 @@ pub use ledger::{BlockInfo, Body, Ledger, MAX_BODY_BYTES, Receipt};
 pub use outbox::Outbox;
 pub use rules::Rules;
 pub use state::{
-    Account, AccountProof, Audit, Claim, Meta, Payout, RoundBook, State, Supply, Unbond,
+    Account, AccountProof, Audit, Claim, Meta, MetaProof, Payout, RoundBook, State, Supply, Unbond,
     inclusion_list,
 };
 pub use tx::{Action, MAX_TX_BYTES, SignedTx, TX_NAMESPACE, Tx};

@@ -42,8 +42,10 @@ pub struct Rules {
     pub prover_pct: u64,
     /// The most transactions in a block.
     pub max_block_txs: usize,
-    /// Blocks per epoch: the committee changes only at epoch boundaries, to the one elected at
-    /// the previous boundary (a full epoch of notice).
+    /// Blocks per epoch. Epoch `e` holds heights `e·epoch_blocks ..= (e+1)·epoch_blocks − 1` (the
+    /// consensus engine's `FixedEpocher`, so epoch 0 holds genesis); the committee changes only
+    /// after the last block of an epoch, to the one elected at the end of the epoch before (a
+    /// full epoch of notice).
     pub epoch_blocks: Height,
 }
 
@@ -65,11 +67,12 @@ impl Rules {
         slash_pct: 50,
         prover_pct: 10,
         max_block_txs: 1_000,
-        // The consensus engine runs epoch 0 with the genesis committee for ever (changing
-        // committees is not wired into it yet), so the ledger must not hand over to an elected
-        // one either: with this the first boundary never comes. The election itself is
-        // implemented and tested (`tests/economics.rs` uses short epochs).
-        epoch_blocks: u64::MAX,
+        // An idle chain makes about 2 blocks a second (the engine's 500 ms idle block), so an
+        // epoch is about 2.5 minutes idle and shorter under load: a new staker validates within
+        // two epochs (≤ 5 min), each hand-over restarts the engine (a few seconds), and a
+        // departing validator's stake stays slashable for its whole remaining tenure (at most two
+        // epochs, 600 blocks, within the 1 000-block unbonding; `validate` checks this).
+        epoch_blocks: 300,
     };
 
     /// Checks the parameters are coherent.
@@ -86,13 +89,35 @@ impl Rules {
         if self.conviction_quorum < 2 {
             return Err("conviction_quorum below 2 would let one accuser slash".into());
         }
-        if self.committee_size == 0 || self.max_block_txs == 0 || self.epoch_blocks == 0 {
-            return Err("committee_size, max_block_txs and epoch_blocks must be positive".into());
+        if self.committee_size == 0 || self.max_block_txs == 0 {
+            return Err("committee_size and max_block_txs must be positive".into());
+        }
+        if self.epoch_blocks < 2 {
+            return Err("epoch_blocks must be at least 2 (epoch 0 holds genesis)".into());
+        }
+        if self.unbonding_blocks < self.epoch_blocks.saturating_mul(2) {
+            return Err(
+                "unbonding_blocks below two epochs would release the stake of a validator \
+                 still in the committee"
+                    .into(),
+            );
         }
         if self.settle_lag == 0 {
             return Err("settle_lag must be at least 1 so a round's audits can land".into());
         }
         Ok(())
+    }
+}
+
+impl Rules {
+    /// The epoch a block at `height` belongs to.
+    pub fn epoch_of(&self, height: Height) -> u64 {
+        height / self.epoch_blocks
+    }
+
+    /// Whether the block at `height` is the last of its epoch (the committee hands over after it).
+    pub fn ends_epoch(&self, height: Height) -> bool {
+        height.saturating_add(1).is_multiple_of(self.epoch_blocks)
     }
 }
 

@@ -9,6 +9,7 @@
 //! without replaying the ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 use neuroshard_primitives::{Hash, MerkleProof, NodeId, merkle_root};
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,9 @@ pub struct Meta {
     pub committee: Vec<NodeId>,
     /// The committee elected at the last epoch boundary, which takes over at the next one.
     pub next_committee: Vec<NodeId>,
+    /// Where each registered account's consensus engine listens (`Action::Register`); only
+    /// accounts listed here can be elected.
+    pub addresses: BTreeMap<NodeId, SocketAddr>,
     /// The round open for claims.
     pub open_round: Round,
     /// Rounds from the oldest unsettled one to the open one.
@@ -194,6 +198,14 @@ impl State {
             path: MerkleProof::prove(&self.account_leaves(), index)?,
             meta: self.meta_hash(),
         })
+    }
+
+    /// A proof of the committee (and the rest of `meta`) against [`State::root`].
+    pub fn prove_meta(&self) -> MetaProof {
+        MetaProof {
+            accounts: merkle_root(&self.account_leaves()),
+            meta: self.meta.clone(),
+        }
     }
 
     /// The closed rounds the state still holds, with their lists (for a node core that starts).
@@ -290,6 +302,24 @@ impl AccountProof {
             return false;
         };
         Hash::pair(&accounts, &self.meta) == *root
+    }
+}
+
+/// Everything but the accounts, provable against a state root: how a client learns the committee
+/// a boundary block hands over to (epoch by epoch, from the genesis committee) without replaying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaProof {
+    /// The accounts' Merkle root.
+    pub accounts: Hash,
+    /// The rest of the state.
+    pub meta: Meta,
+}
+
+impl MetaProof {
+    /// The proven `meta` if this proves it under `root`.
+    pub fn verify(&self, root: &Hash) -> Option<&Meta> {
+        let meta = Hash::of(&encode(&self.meta));
+        (Hash::pair(&self.accounts, &meta) == *root).then_some(&self.meta)
     }
 }
 

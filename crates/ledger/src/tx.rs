@@ -1,5 +1,7 @@
 //! Transactions: what an account signs, bound to the network id and a nonce, and their wire form.
 
+use std::net::SocketAddr;
+
 use neuroshard_primitives::{Hash, Keypair, NodeId, Signed};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,13 @@ pub enum Action {
     },
     /// Moves every released unbonding entry back to the balance.
     Withdraw,
+    /// Records where the signer's consensus engine listens, so the committee can reach it once
+    /// it is elected. Only a bonded account (stake at or above the validator bond) may register,
+    /// which bounds the table by capital; an account without an address is never elected.
+    Register {
+        /// The TCP address the signer's validator listens on (a specific IP, a non-zero port).
+        consensus: SocketAddr,
+    },
     /// The signer's work claim for a round: the hash of its Δ and the root of its training
     /// chain (its Proof of Neural Work commitment). The claims of a round, in ledger order, are
     /// the round's inclusion list.

@@ -130,7 +130,7 @@ fn a_slash_takes_half_the_stake_and_pays_the_prover_a_tenth() {
     assert_eq!(chain.state.meta.supply.burned - burned_before, 54 * NEURO);
 }
 
-/// "The committee": the top stakers at or above the bond, chosen one epoch ahead.
+/// "The committee": the top registered stakers at or above the bond, chosen a full epoch ahead.
 #[test]
 fn the_committee_follows_stake_with_an_epoch_of_notice() {
     let rules = Rules {
@@ -140,26 +140,30 @@ fn the_committee_follows_stake_with_an_epoch_of_notice() {
     };
     let mut chain = Chain::new(rules);
     let bond = rules.validator_bond;
-    // Account 3 bonds the validator bond; validator 2 unbonds its own.
+    let at = |port| Action::Register {
+        consensus: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    // Account 3 bonds the validator bond and registers; validator 1 registers; validator 2
+    // unbonds its own; account 4 bonds more than anyone but never registers an address.
     let txs = vec![
-        chain.tx(
-            3,
-            Action::Stake {
-                amount: 1_000 * NEURO,
-            },
-        ),
+        chain.tx(3, Action::Stake { amount: bond }),
+        chain.tx(3, at(9003)),
+        chain.tx(1, at(9001)),
         chain.tx(2, Action::Unstake { amount: bond }),
+        chain.tx(4, Action::Stake { amount: bond }),
     ];
-    chain.block(1, txs).unwrap(); // height 1
-    chain.block(1, vec![]).unwrap(); // height 2: boundary; {1, 3} elected for epoch 2
+    chain.block(1, txs).unwrap(); // height 1, the last of epoch 0: {1, 3} elected for epoch 2
     let sorted = |mut ids: Vec<_>| {
         ids.sort();
         ids
     };
-    assert_eq!(chain.state.meta.committee, sorted(vec![id(1), id(2)]));
     let next = sorted(vec![id(1), id(3)]);
+    assert_eq!(chain.state.meta.committee, sorted(vec![id(1), id(2)]));
     assert_eq!(chain.state.meta.next_committee, next);
-    chain.block(1, vec![]).unwrap(); // 3
-    chain.block(1, vec![]).unwrap(); // 4: boundary; the elected committee takes over
+    assert_eq!(rules.epoch_of(2), 1);
+    chain.block(1, vec![]).unwrap(); // 2: epoch 1 runs with the genesis committee
+    assert_eq!(chain.state.meta.committee, sorted(vec![id(1), id(2)]));
+    chain.block(1, vec![]).unwrap(); // 3, the last of epoch 1: the elected committee takes over
     assert_eq!(chain.state.meta.committee, next);
+    assert_eq!(chain.state.meta.addresses.len(), 2);
 }

@@ -10,7 +10,7 @@ use support::{Chain, id};
 
 fn action() -> impl Strategy<Value = (u8, Action)> {
     let amount = prop_oneof![0..3 * NEURO, Just(u64::MAX), 0..2_000 * NEURO];
-    (1u8..=6, 0u8..6, 1u8..=6, amount).prop_map(|(from, kind, to, amount)| {
+    (1u8..=6, 0u8..7, 1u8..=6, amount).prop_map(|(from, kind, to, amount)| {
         let action = match kind {
             0 => Action::Transfer { to: id(to), amount },
             1 => Action::Stake { amount },
@@ -20,6 +20,9 @@ fn action() -> impl Strategy<Value = (u8, Action)> {
                 round: 0,
                 delta: Hash([from; 32]),
                 root: Hash([from; 32]),
+            },
+            5 => Action::Register {
+                consensus: std::net::SocketAddr::from(([127, 0, 0, to % 3], u16::from(to) * 1000)),
             },
             _ => Action::Transfer {
                 to: id(from),
@@ -37,12 +40,17 @@ proptest! {
     fn supply_is_conserved_and_refusals_change_nothing(
         blocks in prop::collection::vec((prop::collection::vec(action(), 0..6), 0u64..30_000), 1..12)
     ) {
-        let rules = Rules { unbonding_blocks: 2, claim_window_ms: 10_000, ..Rules::DEFAULT };
+        let rules = Rules { unbonding_blocks: 4, epoch_blocks: 2, claim_window_ms: 10_000, ..Rules::DEFAULT };
         let mut chain = Chain::new(rules);
         for (actions, after_ms) in blocks {
             let txs: Vec<_> = actions.into_iter().map(|(from, a)| chain.tx(from, a)).collect();
             let _ = chain.block(after_ms, txs);
             let root = chain.state.root();
+            let meta = chain.state.prove_meta();
+            prop_assert_eq!(meta.verify(&root), Some(&chain.state.meta));
+            let mut forged = meta.clone();
+            forged.meta.committee.push(id(6));
+            prop_assert!(forged.verify(&root).is_none());
             for i in 1..=6 {
                 let proof = chain.state.prove(&id(i)).expect("every test account exists");
                 prop_assert!(proof.verify(&id(i), &root));

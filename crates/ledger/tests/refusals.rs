@@ -117,26 +117,28 @@ fn overdrafts_and_overflows_are_refused() {
 #[test]
 fn an_unbond_before_its_delay_is_refused_and_released_after() {
     let rules = Rules {
-        unbonding_blocks: 3,
+        unbonding_blocks: 4,
+        epoch_blocks: 2,
         ..Rules::DEFAULT
     };
     let mut chain = Chain::new(rules);
     let stake = chain.tx(3, Action::Stake { amount: 10 * NEURO });
     let unstake = chain.tx(3, Action::Unstake { amount: 4 * NEURO });
-    chain.block(1, vec![stake, unstake]).unwrap(); // height 1: released at 4
+    chain.block(1, vec![stake, unstake]).unwrap(); // height 1: released at 5
     let early = chain.tx(3, Action::Withdraw);
     let err = refusal(chain.refused(vec![early]));
     assert_eq!(
         err,
         Refused::StillBonded {
-            release: 4,
+            release: 5,
             height: 2
         }
     );
-    chain.block(1, vec![]).unwrap(); // 2
-    chain.block(1, vec![]).unwrap(); // 3
+    for _ in 2..=4 {
+        chain.block(1, vec![]).unwrap();
+    }
     let withdraw = chain.tx(3, Action::Withdraw);
-    chain.block(1, vec![withdraw]).unwrap(); // 4: released
+    chain.block(1, vec![withdraw]).unwrap(); // 5: released
     let account = chain.state.account(&id(3));
     assert_eq!(account.balance, 994 * NEURO);
     assert_eq!(account.stake, 6 * NEURO);
@@ -324,4 +326,52 @@ fn a_claim_outside_the_open_round_and_a_second_claim_are_refused() {
         refusal(chain.refused(vec![second])),
         Refused::DuplicateClaim(0)
     );
+}
+
+#[test]
+fn a_registration_needs_a_bond_and_a_dialable_new_address() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let at = |ip: [u8; 4], port| Action::Register {
+        consensus: std::net::SocketAddr::from((ip, port)),
+    };
+    let unbonded = chain.tx(3, at([127, 0, 0, 1], 9000));
+    assert!(matches!(
+        refusal(chain.refused(vec![unbonded])),
+        Refused::BadRegistration(why) if why.contains("below the validator bond")
+    ));
+    for bad in [at([0, 0, 0, 0], 9000), at([127, 0, 0, 1], 0)] {
+        let tx = chain.tx(1, bad);
+        assert!(matches!(
+            refusal(chain.refused(vec![tx])),
+            Refused::BadRegistration(why) if why.contains("no specific IP")
+        ));
+    }
+    let first = chain.tx(1, at([127, 0, 0, 1], 9000));
+    chain.block(1, vec![first]).unwrap();
+    let again = chain.tx(1, at([127, 0, 0, 1], 9000));
+    assert!(matches!(
+        refusal(chain.refused(vec![again])),
+        Refused::BadRegistration(why) if why.contains("already registered")
+    ));
+    let moved = chain.tx(1, at([127, 0, 0, 1], 9001));
+    chain.block(1, vec![moved]).unwrap();
+    assert_eq!(
+        chain.state.meta.addresses[&id(1)],
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9001))
+    );
+}
+
+#[test]
+fn rules_refuse_an_epoch_of_one_block_and_an_unbonding_shorter_than_two_epochs() {
+    let one = Rules {
+        epoch_blocks: 1,
+        ..Rules::DEFAULT
+    };
+    assert!(one.validate().is_err());
+    let short = Rules {
+        unbonding_blocks: 2 * Rules::DEFAULT.epoch_blocks - 1,
+        ..Rules::DEFAULT
+    };
+    assert!(short.validate().is_err());
+    assert!(Rules::DEFAULT.validate().is_ok());
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use neuroshard_api::{AccountView, BlockView, HistoryEntry, HistoryKind, SubmitReply};
 use neuroshard_daemon::{NodeConfig, keyfile};
-use neuroshard_ledger::{AccountProof, Action, Amount, NEURO, WalletRequest};
+use neuroshard_ledger::{AccountProof, Action, Amount, MetaProof, NEURO, Rules, WalletRequest};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::http;
@@ -96,7 +96,7 @@ async fn wallet(args: Args) -> anyhow::Result<()> {
             if let Some(genesis) = verify {
                 let block: BlockView =
                     http::get(node, &format!("/api/ledger/block/{}", view.height)).await?;
-                check_account(&view, &block, &genesis)?;
+                check_account(node, &view, &block, &genesis).await?;
                 println!("verified   against block {}'s certificate", view.height);
             }
         }
@@ -114,9 +114,13 @@ async fn wallet(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks `view` without trusting the node: `block` carries a certificate of the genesis
-/// committee, its state root is the one `view` was read at, and the account's proof leads there.
-fn check_account(
+/// Checks `view` without trusting the node: `block` carries a certificate of the committee of
+/// its epoch, its state root is the one `view` was read at, and the account's proof leads there.
+/// The committee of each epoch is learned from the genesis one, epoch by epoch: the last block of
+/// epoch `e` must carry a certificate of epoch `e`'s committee and a proof, against its state
+/// root, of the committee it hands over to.
+async fn check_account(
+    node: &str,
     view: &AccountView,
     block: &BlockView,
     genesis: &std::path::Path,
@@ -125,22 +129,32 @@ fn check_account(
     let spec = genesis
         .ledger
         .context("this genesis file has no ledger section")?;
-    let committee: Vec<[u8; 32]> = spec
+    let mut committee: Vec<[u8; 32]> = spec
         .committee_ids()
         .map_err(anyhow::Error::msg)?
         .into_iter()
         .map(|id| id.0)
         .collect();
-    if block.certificate.is_empty() {
-        bail!(
-            "block {} was finalized through a later block and has no certificate of its own;              ask again in a moment",
-            block.height
-        );
+    let length = Rules::DEFAULT.epoch_blocks;
+    let epoch = Rules::DEFAULT.epoch_of(view.height);
+    for earlier in 0..epoch {
+        let height = neuroshard_consensus::epoch::last_height(length, earlier);
+        let boundary: BlockView = http::get(node, &format!("/api/ledger/block/{height}")).await?;
+        let certified = certified(&committee, earlier, &boundary)?;
+        let proof: MetaProof = postcard::from_bytes(
+            &hex::decode(&boundary.committee_proof).context("the committee proof is not hex")?,
+        )
+        .with_context(|| format!("block {height} carries no committee proof"))?;
+        let meta = proof
+            .verify(&Hash(certified.header.state_root))
+            .with_context(|| {
+                format!(
+                    "block {height}'s committee proof does not lead to its certified state root"
+                )
+            })?;
+        committee = meta.committee.iter().map(|id| id.0).collect();
     }
-    let bytes = hex::decode(&block.block).context("the block's bytes are not hex")?;
-    let certificate = hex::decode(&block.certificate).context("the certificate is not hex")?;
-    let certified = neuroshard_consensus::verify_finalized(&committee, 0, &bytes, &certificate)
-        .context("the block's certificate does not verify against the genesis committee")?;
+    let certified = certified(&committee, epoch, block)?;
     let root = Hash(certified.header.state_root);
     if certified.header.height != view.height || root.to_hex() != view.state_root {
         bail!("the certified block is not the one the account was read at");
@@ -156,6 +170,31 @@ fn check_account(
         bail!("the account's proof does not lead to the certified state root");
     }
     Ok(())
+}
+
+/// `block` checked against `committee`, the committee of `epoch`: the block it certifies.
+fn certified(
+    committee: &[[u8; 32]],
+    epoch: u64,
+    block: &BlockView,
+) -> anyhow::Result<neuroshard_consensus::Block> {
+    if block.certificate.is_empty() {
+        bail!(
+            "block {} was finalized through a later block and has no certificate of its own; \
+             ask again in a moment",
+            block.height
+        );
+    }
+    let bytes = hex::decode(&block.block).context("the block's bytes are not hex")?;
+    let certificate = hex::decode(&block.certificate).context("the certificate is not hex")?;
+    neuroshard_consensus::verify_finalized(committee, epoch, &bytes, &certificate).with_context(
+        || {
+            format!(
+                "block {}'s certificate does not verify against the committee of epoch {epoch}",
+                block.height
+            )
+        },
+    )
 }
 
 /// The node's key from `data_dir` (default: `neuroshard node`'s), which must exist.

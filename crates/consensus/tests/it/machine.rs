@@ -1,5 +1,6 @@
 //! A small ledger for the tests: accounts with balances and transfers, so the total supply is
-//! an invariant every block must keep.
+//! an invariant every block must keep; and a committee that changes at epoch boundaries, from
+//! bond and unbond transactions, with a full epoch of notice (as the NEURO ledger does).
 
 use commonware_cryptography::{Hasher as _, Sha256};
 use neuroshard_consensus::{Header, Machine};
@@ -19,11 +20,18 @@ pub(crate) const TX_BYTES: usize = 24;
 /// Transfers per block at most.
 const MAX_TXS: usize = 64;
 
-/// Balances and the ids of applied transfers (a transfer applies once).
+/// The `from` of a transaction that bonds (amount 1) or unbonds (amount 0) the candidate `to`.
+const BOND: u32 = u32::MAX - 1;
+
+/// Balances, the ids of applied transfers (a transfer applies once), and the committee: the
+/// current one, the one elected for the next epoch, and the bonded candidates (by index).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Ledger {
     pub balances: BTreeMap<u32, u64>,
     pub applied: BTreeSet<u64>,
+    pub committee: Vec<[u8; 32]>,
+    pub next: Vec<[u8; 32]>,
+    pub bonded: BTreeSet<u32>,
 }
 
 impl Ledger {
@@ -34,19 +42,47 @@ impl Ledger {
 
 /// The test machine. With `mint`, it also accepts and proposes transfers from account
 /// `u32::MAX`, which creates money: an honest validator must refuse such blocks.
+///
+/// `candidates` are the keys a bond transaction can name (by index); the genesis committee is
+/// `committee`. At the last block of each epoch the elected committee takes over and the bonded
+/// candidates are elected for the epoch after.
 #[derive(Clone, Debug)]
 pub(crate) struct Bank {
     pub committee: Arc<Vec<[u8; 32]>>,
+    pub candidates: Arc<Vec<[u8; 32]>>,
+    pub epoch_length: u64,
     pub mint: bool,
 }
 
 impl Bank {
+    /// One epoch for ever, with `committee`.
     pub(crate) fn new(committee: Vec<[u8; 32]>) -> Self {
         Self {
+            candidates: Arc::new(committee.clone()),
             committee: Arc::new(committee),
+            epoch_length: u64::MAX,
             mint: false,
         }
     }
+
+    /// Epochs of `epoch_length` blocks; the first `genesis` candidates are epoch 0's committee.
+    pub(crate) fn with_epochs(
+        candidates: Vec<[u8; 32]>,
+        genesis: usize,
+        epoch_length: u64,
+    ) -> Self {
+        Self {
+            committee: Arc::new(candidates[..genesis].to_vec()),
+            candidates: Arc::new(candidates),
+            epoch_length,
+            mint: false,
+        }
+    }
+}
+
+/// Bonds (or unbonds) candidate `index`; `id` makes the transaction unique.
+pub(crate) fn bond(index: u32, bonded: bool, id: u64) -> Vec<u8> {
+    transfer(BOND, index, u64::from(bonded), id)
 }
 
 pub(crate) fn transfer(from: u32, to: u32, amount: u64, id: u64) -> Vec<u8> {
@@ -75,6 +111,18 @@ impl Bank {
         if state.applied.contains(&id) {
             return Err(format!("transfer {id} already applied"));
         }
+        if from == BOND {
+            if to as usize >= self.candidates.len() || amount > 1 {
+                return Err("bad bond".into());
+            }
+            if amount == 1 {
+                state.bonded.insert(to);
+            } else {
+                state.bonded.remove(&to);
+            }
+            state.applied.insert(id);
+            return Ok(());
+        }
         if !state.balances.contains_key(&to) || from == to {
             return Err("bad recipient".into());
         }
@@ -94,14 +142,23 @@ impl Machine for Bank {
     type State = Ledger;
 
     fn genesis(&self) -> Ledger {
+        let mut committee = self.committee.to_vec();
+        committee.sort();
         Ledger {
             balances: (0..ACCOUNTS).map(|a| (a, START_BALANCE)).collect(),
             applied: BTreeSet::new(),
+            next: committee.clone(),
+            committee,
+            bonded: (0..self.committee.len() as u32).collect(),
         }
     }
 
-    fn committee(&self, _state: &Ledger) -> Vec<[u8; 32]> {
-        self.committee.to_vec()
+    fn committee(&self, state: &Ledger) -> Vec<[u8; 32]> {
+        state.committee.clone()
+    }
+
+    fn epoch_length(&self) -> u64 {
+        self.epoch_length
     }
 
     fn build(&self, state: &Ledger, header: &Header, pending: &[Vec<u8>]) -> Vec<u8> {
@@ -131,12 +188,27 @@ impl Machine for Bank {
         body.chunks(TX_BYTES).map(<[u8]>::to_vec).collect()
     }
 
-    fn execute(&self, state: &mut Ledger, _header: &Header, body: &[u8]) -> Result<(), String> {
+    fn execute(&self, state: &mut Ledger, header: &Header, body: &[u8]) -> Result<(), String> {
         if !body.len().is_multiple_of(TX_BYTES) || body.len() / TX_BYTES > MAX_TXS {
             return Err("malformed body".into());
         }
         for tx in body.chunks(TX_BYTES) {
             self.apply(state, tx)?;
+        }
+        if header
+            .height
+            .saturating_add(1)
+            .is_multiple_of(self.epoch_length)
+        {
+            let mut elected: Vec<[u8; 32]> = state
+                .bonded
+                .iter()
+                .map(|i| self.candidates[*i as usize])
+                .collect();
+            elected.sort();
+            if !elected.is_empty() {
+                state.committee = std::mem::replace(&mut state.next, elected);
+            }
         }
         Ok(())
     }
@@ -151,6 +223,7 @@ impl Machine for Bank {
         for id in &state.applied {
             bytes.extend_from_slice(&id.to_be_bytes());
         }
+        bytes.extend_from_slice(&committee_row(state));
         Sha256::hash(&[&bytes]).0
     }
 
@@ -176,6 +249,9 @@ impl Machine for Bank {
         for id in before.applied.difference(&after.applied) {
             out.push(([b"t".as_slice(), &id.to_be_bytes()].concat(), None));
         }
+        if committee_row(before) != committee_row(after) {
+            out.push((b"c".to_vec(), Some(committee_row(after))));
+        }
         out
     }
 
@@ -193,9 +269,48 @@ impl Machine for Bank {
                         .applied
                         .insert(u64::from_be_bytes(k[1..9].try_into().map_err(|_| "key")?));
                 }
+                (Some(b'c'), 1, _) => load_committee(&mut state, &v)?,
                 _ => return Err("unknown row".into()),
             }
         }
         Ok(state)
     }
+}
+
+/// The committee, the elected one and the bonded candidates as one row: two counted key lists,
+/// then the bonded indices.
+fn committee_row(state: &Ledger) -> Vec<u8> {
+    let mut row = Vec::new();
+    for keys in [&state.committee, &state.next] {
+        row.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+        row.extend(keys.iter().flatten());
+    }
+    for index in &state.bonded {
+        row.extend_from_slice(&index.to_be_bytes());
+    }
+    row
+}
+
+fn load_committee(state: &mut Ledger, mut row: &[u8]) -> Result<(), String> {
+    let mut keys = || -> Result<Vec<[u8; 32]>, String> {
+        let (count, rest) = row.split_at_checked(4).ok_or("short row")?;
+        let count = u32::from_be_bytes(count.try_into().map_err(|_| "count")?) as usize;
+        let (list, rest) = rest.split_at_checked(count * 32).ok_or("short row")?;
+        row = rest;
+        Ok(list
+            .chunks(32)
+            .map(|k| k.try_into().unwrap_or([0; 32]))
+            .collect())
+    };
+    state.committee = keys()?;
+    state.next = keys()?;
+    state.bonded = row
+        .chunks(4)
+        .map(|i| {
+            i.try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| "index".to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(())
 }

@@ -2,18 +2,21 @@
 //! partitions, lossy links, an equivocator and a validator that mints money. After every
 //! finalized block on every node the checker asserts no fork, one state root, and the supply.
 
-use crate::machine::{Bank, Ledger, SUPPLY, transfer};
+use crate::machine::{Bank, Ledger, SUPPLY, bond, transfer};
 use commonware_consensus::simplex::{elector::RoundRobin, mocks};
 use commonware_cryptography::{Sha256, Signer as _, ed25519::PrivateKey};
-use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_p2p::{
+    simulated::{self, Link, Network, Oracle},
+    utils::mux::Muxer,
+};
 use commonware_runtime::{
     Clock as _, Handle, Quota, Runner as _, Spawner as _, Supervisor as _, deterministic,
 };
 use commonware_utils::{NZU32, NZUsize, Probability};
 use futures::{StreamExt as _, channel::oneshot};
 use neuroshard_consensus::{
-    Channels, Finalized, Machine as _, NAMESPACE, Scheme, Timing, Validator, ValidatorConfig,
-    channel, committee_set, max_message_size, start_validator,
+    Channels, Finalized, Follower, Machine as _, NAMESPACE, Scheme, Timing, Validator,
+    ValidatorConfig, channel, committee_set, max_message_size, start_validator,
 };
 use rand::{Rng as _, SeedableRng as _};
 use std::{
@@ -201,7 +204,7 @@ impl Sim {
         let (network, oracle) = Network::new_with_peers(
             context.child("network"),
             simulated::Config {
-                max_size: max_message_size(n as u32),
+                max_size: max_message_size(),
                 max_peers_per_set: NZUsize!(n),
                 disconnect_on_block: true,
                 tracked_peer_sets: NZUsize!(1),
@@ -288,10 +291,16 @@ impl Sim {
             .child("validator")
             .with_attribute("index", i)
             .spawn(move |context| async move {
-                let validator =
-                    start_validator(context.child("engine"), config, channels, peers, blocker)
-                        .await
-                        .expect("validator starts");
+                let validator = start_validator(
+                    context.child("engine"),
+                    config,
+                    channels,
+                    peers,
+                    blocker,
+                    |_, _: &[neuroshard_consensus::Member]| {},
+                )
+                .await
+                .expect("validator starts");
                 // Subscribe before yielding, so no finalized block is missed.
                 let mut finalized = validator.subscribe();
                 checker.started(i, validator.finalized_height());
@@ -323,7 +332,23 @@ impl Sim {
                 relay: Arc::new(mocks::relay::Relay::new()),
             },
         );
-        equivocator.start(channels.votes, channels.certificates);
+        // Epoch 0's sub-channel, as the engine muxes simplex's channels by epoch.
+        let (votes_mux, mut votes) = Muxer::new(
+            self.context.child("mux"),
+            channels.votes.0,
+            channels.votes.1,
+        );
+        let (certificates_mux, mut certificates) = Muxer::new(
+            self.context.child("mux"),
+            channels.certificates.0,
+            channels.certificates.1,
+        );
+        votes_mux.start();
+        certificates_mux.start();
+        equivocator.start(
+            votes.register(0).await.unwrap(),
+            certificates.register(0).await.unwrap(),
+        );
     }
 
     async fn crash(&mut self, i: usize) {
@@ -335,8 +360,13 @@ impl Sim {
         self.context.sleep(Duration::from_millis(10)).await;
     }
 
+    /// The started validators that vote in their current epoch.
     fn running(&self) -> impl Iterator<Item = &Validator<Bank>> {
-        self.nodes.iter().flatten().map(|n| &n.validator)
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|n| &n.validator)
+            .filter(|v| v.validating())
     }
 
     fn min_height(&self) -> u64 {
@@ -624,6 +654,214 @@ pub(crate) fn cluster(seed: u64, n: usize, height: u64, dir: PathBuf) {
     println!("{}", report.summary("cluster"));
 }
 
+/// Blocks per epoch in the epoch scenarios: short, so a run crosses several boundaries.
+const EPOCH: u64 = 10;
+
+impl Sim {
+    /// Submits `tx` to every running validator until a finalized state satisfies `done`.
+    async fn until(
+        &mut self,
+        tx: Vec<u8>,
+        done: impl Fn(&Ledger) -> bool,
+        rng: &mut rand::rngs::StdRng,
+        id: &mut u64,
+    ) {
+        while !self.running().any(|v| done(&v.state())) {
+            for v in self.running() {
+                let _ = v.submit(tx.clone());
+            }
+            let target = self.min_height() + 1;
+            self.wait_for(target, rng, id).await;
+        }
+    }
+
+    /// The epoch every running validator is in (they must agree once they reached one height).
+    fn epochs(&self) -> Vec<u64> {
+        self.running().map(|v| v.epoch()).collect()
+    }
+}
+
+/// Block-time gaps on `validator`'s chain: across epoch boundaries (last block of an epoch to the
+/// first of the next, the hand-over) and elsewhere, mean in simulated ms (a figure, not asserted).
+fn block_gaps(validator: &Validator<Bank>) -> String {
+    let store = validator.store();
+    let time = |h| store.block(h).unwrap().unwrap().header.timestamp_ms;
+    let (mut handover, mut other) = (Vec::new(), Vec::new());
+    for h in 2..=validator.finalized_height() {
+        let gap = time(h) - time(h - 1);
+        if (h % EPOCH) == 0 {
+            handover.push(gap)
+        } else {
+            other.push(gap)
+        }
+    }
+    let mean = |v: &[u64]| v.iter().sum::<u64>() / v.len().max(1) as u64;
+    format!(
+        "hand-over gap {} ms over {} boundaries, other gaps {} ms",
+        mean(&handover),
+        handover.len(),
+        mean(&other)
+    )
+}
+
+/// Feeds `follower` what validator `from` stored beyond the follower's head: each block with its
+/// certificate, as a validator publishes them.
+fn feed(follower: &mut Follower<Bank>, from: &Validator<Bank>) {
+    let store = from.store();
+    for height in follower.height() + 1..=from.finalized_height() {
+        let block = store.block(height).unwrap().unwrap();
+        let certificate = store.certificate(height).unwrap();
+        follower
+            .accept(&block.to_bytes(), certificate.as_deref())
+            .unwrap_or_else(|e| panic!("the follower refused block {height}: {e}"));
+    }
+}
+
+/// A fifth key bonds: it is elected at the end of epoch 0, takes its seat after the end of
+/// epoch 1, and meanwhile follows the chain (checking every certificate against the committee of
+/// its epoch, learned from the chain); then it starts validating from its follower's store.
+fn join(seed: u64) {
+    let n = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let bank = Bank::with_epochs(committee(n), 4, EPOCH);
+    let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
+    runner(seed).start(|context| async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut id = 0;
+        let mut sim = Sim::new(context, n, link(0.98), checker, bank.clone(), path.clone()).await;
+        for i in 0..4 {
+            sim.start(i, bank.clone()).await;
+        }
+        let mut follower = Follower::open(&path.join("node4.redb"), bank.clone()).unwrap();
+        id += 1;
+        sim.until(
+            bond(4, true, 1 << 40),
+            |s| s.bonded.contains(&4),
+            &mut rng,
+            &mut id,
+        )
+        .await;
+        let seat = bank.candidates[4];
+        while !bank.committee(follower.state()).contains(&seat) {
+            let target = sim.min_height() + 1;
+            sim.wait_for(target, &mut rng, &mut id).await;
+            feed(&mut follower, &sim.nodes[0].as_ref().unwrap().validator);
+        }
+        let joined_at = follower.height();
+        assert_eq!(
+            (joined_at + 1) % EPOCH,
+            0,
+            "seed {seed}: the seat starts at a boundary"
+        );
+        assert!(
+            follower.committee(2).is_ok(),
+            "seed {seed}: epoch 2's keys learned"
+        );
+        drop(follower);
+        sim.start(4, bank.clone()).await;
+        let target = joined_at + 2 * EPOCH;
+        sim.wait_for(target, &mut rng, &mut id).await;
+        let joiner = &sim.nodes[4].as_ref().unwrap().validator;
+        assert!(joiner.validating(), "seed {seed}: the new member votes");
+        assert!(joiner.finalized_height() >= target);
+        sim.check_states();
+    });
+    println!("{}", report.summary("join"));
+}
+
+/// A validator unbonds: it leaves the committee at the end of the epoch after next, stops
+/// voting, and the four others go on.
+fn leave(seed: u64) {
+    let n = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let bank = Bank::with_epochs(committee(n), n, EPOCH);
+    let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
+    runner(seed).start(|context| async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut id = 0;
+        let mut sim = Sim::new(context, n, link(0.98), checker, bank.clone(), path).await;
+        for i in 0..n {
+            sim.start(i, bank.clone()).await;
+        }
+        let leaver = (seed as usize) % n;
+        sim.until(
+            bond(leaver as u32, false, 1 << 40),
+            |s| !s.bonded.contains(&(leaver as u32)),
+            &mut rng,
+            &mut id,
+        )
+        .await;
+        let seat = bank.candidates[leaver];
+        let gone = sim.nodes[leaver].as_ref().unwrap().validator.clone();
+        while gone.validating() {
+            let target = sim.min_height() + 1;
+            sim.wait_for(target, &mut rng, &mut id).await;
+        }
+        let left_at = gone.finalized_height();
+        assert_eq!(
+            (left_at + 1) % EPOCH,
+            0,
+            "seed {seed}: it leaves at a boundary"
+        );
+        assert!(!bank.committee(&gone.state()).contains(&seat));
+        let target = sim.max_height() + 2 * EPOCH;
+        sim.wait_for(target, &mut rng, &mut id).await;
+        assert_eq!(sim.running().count(), n - 1);
+        println!(
+            "leave seed {seed}: {}",
+            block_gaps(sim.running().next().unwrap())
+        );
+        // It no longer votes; what it still applies (marshal hears the committee's traffic on
+        // the simulated network) is the canonical chain.
+        assert!(!gone.validating(), "seed {seed}: it stopped voting");
+        let height = gone.finalized_height();
+        assert_eq!(
+            sim.checker.root_at(height),
+            Some(bank.root(&gone.state())),
+            "seed {seed}: the leaver's state at {height}"
+        );
+        sim.check_states();
+    });
+    println!("{}", report.summary("leave"));
+}
+
+/// A validator crashes in epoch 0 and restarts two epochs later: it resumes in epoch 0, hears
+/// the others' later epoch, fetches each boundary and hands over until it is back in step.
+fn crash_across_boundary(seed: u64) {
+    let n = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let bank = Bank::with_epochs(committee(n), n, EPOCH);
+    let checker = Checker::new(seed, bank.clone());
+    let report = checker.clone();
+    runner(seed).start(|context| async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut id = 0;
+        let mut sim = Sim::new(context, n, link(0.98), checker, bank.clone(), path).await;
+        for i in 0..n {
+            sim.start(i, bank.clone()).await;
+        }
+        sim.wait_for(EPOCH / 2, &mut rng, &mut id).await;
+        let victim = (seed as usize) % n;
+        sim.crash(victim).await;
+        sim.wait_for(2 * EPOCH + EPOCH / 2, &mut rng, &mut id).await;
+        sim.start(victim, bank.clone()).await;
+        let target = sim.max_height() + EPOCH;
+        sim.wait_for(target, &mut rng, &mut id).await;
+        let epochs = sim.epochs();
+        assert!(
+            epochs.iter().all(|e| *e == epochs[0]) && epochs[0] >= 2,
+            "seed {seed}: epochs {epochs:?}"
+        );
+        sim.check_states();
+    });
+    println!("{}", report.summary("crash_across_boundary"));
+}
+
 /// The seeds each scenario runs: 0..10, or 0..`SIM_SEEDS` for a longer sweep, or only
 /// `SIM_SEED` to replay one.
 fn seeds() -> std::ops::Range<u64> {
@@ -674,5 +912,26 @@ fn sim_minting_validator() {
 fn sim_power_loss() {
     for seed in seeds() {
         run_seed("power_loss", seed, power_loss);
+    }
+}
+
+#[test]
+fn sim_staker_joins_the_committee() {
+    for seed in seeds() {
+        run_seed("join", seed, join);
+    }
+}
+
+#[test]
+fn sim_validator_unbonds_and_leaves() {
+    for seed in seeds() {
+        run_seed("leave", seed, leave);
+    }
+}
+
+#[test]
+fn sim_crash_restart_across_a_boundary() {
+    for seed in seeds() {
+        run_seed("crash_across_boundary", seed, crash_across_boundary);
     }
 }

@@ -104,7 +104,11 @@ impl Chain {
         BlockInfo {
             height: self.state.meta.height + 1,
             time_ms: self.time_ms + after_ms,
-            proposer: id(1),
+            proposer: if self.state.meta.committee.contains(&id(1)) {
+                id(1)
+            } else {
+                self.state.meta.committee[0]
+            },
         }
     }
 
