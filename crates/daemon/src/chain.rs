@@ -81,12 +81,12 @@ pub(crate) struct LedgerMachine {
 }
 
 impl LedgerMachine {
-    /// The machine for a network's genesis, checking Proof of Neural Work under `audit`.
+    /// The machine for a network's genesis (its state and rules), checking Proof of Neural Work
+    /// under `audit`.
     pub(crate) fn new(genesis: &LedgerGenesis, audit: AuditConfig) -> Result<Self> {
-        let rules = Rules::DEFAULT;
         Ok(Self {
-            genesis: genesis.state(&rules).map_err(Error::Ledger)?,
-            ledger: Ledger::new(rules, WorkChecks::new(audit)).map_err(Error::Ledger)?,
+            genesis: genesis.state().map_err(Error::Ledger)?,
+            ledger: Ledger::new(genesis.rules, WorkChecks::new(audit)).map_err(Error::Ledger)?,
         })
     }
 }
@@ -678,10 +678,18 @@ mod tests {
                 network: Hash([1; 32]),
                 committee: vec![NodeId([2; 32])],
                 allocations: Vec::new(),
+                rules: Rules {
+                    epoch_blocks: 20,
+                    ..Rules::DEFAULT
+                },
             },
             AuditConfig::DEFAULT,
         )
         .unwrap();
-        assert_eq!(machine.epoch_length(), Rules::DEFAULT.epoch_blocks);
+        assert_eq!(
+            machine.epoch_length(),
+            20,
+            "the genesis file's epoch length"
+        );
     }
 }
