@@ -154,6 +154,10 @@ async fn check_account(
                 )
             })?;
         committee = meta.committee.iter().map(|id| id.0).collect();
+        // At most `MAX_COMMITTEE` distinct keys, refused here rather than at the next certificate.
+        neuroshard_consensus::committee_set(&committee).with_context(|| {
+            format!("block {height}'s committee proof names no valid committee")
+        })?;
     }
     let certified = certified(&committee, epoch, block)?;
     let root = Hash(certified.header.state_root);
