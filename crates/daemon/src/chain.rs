@@ -233,6 +233,7 @@ impl Chain {
     ) -> Result<Self> {
         let machine = LedgerMachine::new(genesis, audit)?;
         let owner = key.node_id();
+        warn_if_unregistrable(committee.as_ref());
         if genesis.committee.contains(&owner) && committee.is_none() {
             return Err(Error::Config(
                 "this node is in the genesis committee: give --consensus-listen and \
@@ -643,6 +644,21 @@ impl Chain {
     pub(crate) fn stored_with_certificate(&self, height: u64) -> Option<(Block, Option<Vec<u8>>)> {
         let block = self.store()?.block(height).ok().flatten()?;
         Some((block, self.certificate(height)))
+    }
+}
+
+/// Warns the operator when this node's consensus address can never be registered.
+fn warn_if_unregistrable(committee: Option<&Committee>) {
+    if let Some(listen) = committee.map(|c| c.listen)
+        && listen.ip().is_unspecified()
+    {
+        tracing::warn!(
+            %listen,
+            "--consensus-listen has no specific IP: the ledger refuses to register an address \
+             nobody can dial, so the election never picks this node (a genesis validator leaves \
+             the committee at the first election); give the address the other validators reach \
+             it at"
+        );
     }
 }
 
