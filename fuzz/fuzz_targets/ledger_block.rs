@@ -22,10 +22,10 @@ fuzz_target!(|data: &[u8]| {
         network: NETWORK,
         committee: committee.clone(),
         allocations: committee.iter().map(|id| (*id, 1_000)).collect(),
+        rules: Rules::DEFAULT,
     };
-    let rules = Rules::DEFAULT;
-    let state: State = genesis.state(&rules).unwrap();
-    let ledger = Ledger::new(rules, WorkChecks::new(AuditConfig::DEFAULT)).unwrap();
+    let state: State = genesis.state().unwrap();
+    let ledger = Ledger::new(genesis.rules, WorkChecks::new(AuditConfig::DEFAULT)).unwrap();
     let info = BlockInfo {
         height: 1,
         time_ms: 1,

@@ -36,6 +36,7 @@ use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_verify::AuditConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::{Durability, write_atomic};
 use crate::book::Book;
 use crate::{Error, Result};
 
@@ -48,6 +49,8 @@ const SYNC_BATCH: u64 = 32;
 /// A peer is sent a catch-up batch at most this often (a `Need` costs its sender one message
 /// and the server up to a batch).
 const SERVE_EVERY_MS: u64 = 1_000;
+/// The directory, in the ledger's, of the boundary blocks' committee proofs.
+const HANDOVERS: &str = "handovers";
 /// Wallet requests remembered, so each is taken once.
 const REQUESTS_KEPT: usize = 4096;
 
@@ -81,12 +84,12 @@ pub(crate) struct LedgerMachine {
 }
 
 impl LedgerMachine {
-    /// The machine for a network's genesis, checking Proof of Neural Work under `audit`.
+    /// The machine for a network's genesis (its state and rules), checking Proof of Neural Work
+    /// under `audit`.
     pub(crate) fn new(genesis: &LedgerGenesis, audit: AuditConfig) -> Result<Self> {
-        let rules = Rules::DEFAULT;
         Ok(Self {
-            genesis: genesis.state(&rules).map_err(Error::Ledger)?,
-            ledger: Ledger::new(rules, WorkChecks::new(audit)).map_err(Error::Ledger)?,
+            genesis: genesis.state().map_err(Error::Ledger)?,
+            ledger: Ledger::new(genesis.rules, WorkChecks::new(audit)).map_err(Error::Ledger)?,
         })
     }
 }
@@ -216,9 +219,6 @@ pub(crate) struct Chain {
     book: Book,
     /// When each peer was last sent a catch-up batch.
     served: BTreeMap<NodeId, u64>,
-    /// For the last block of each epoch applied, the encoded `MetaProof` of the state after it
-    /// (the wallet's chain of custody; one entry per epoch, rebuilt by the replay at a restart).
-    handovers: BTreeMap<u64, Vec<u8>>,
 }
 
 impl Chain {
@@ -233,6 +233,7 @@ impl Chain {
     ) -> Result<Self> {
         let machine = LedgerMachine::new(genesis, audit)?;
         let owner = key.node_id();
+        warn_if_unregistrable(committee.as_ref());
         if genesis.committee.contains(&owner) && committee.is_none() {
             return Err(Error::Config(
                 "this node is in the genesis committee: give --consensus-listen and \
@@ -240,6 +241,8 @@ impl Chain {
                     .into(),
             ));
         }
+        let handovers = dir.join(HANDOVERS);
+        std::fs::create_dir_all(&handovers).map_err(Error::io("creating", &handovers))?;
         let follower = Follower::open(&dir.join("ledger.redb"), machine.clone())
             .map_err(|err| Error::Ledger(err.to_string()))?;
         let view = machine.genesis();
@@ -257,7 +260,6 @@ impl Chain {
             requests: VecDeque::new(),
             book: Book::default(),
             served: BTreeMap::new(),
-            handovers: BTreeMap::new(),
         };
         // A restart: the blocks already in the store, onto the view; then the role the
         // committee gives.
@@ -380,14 +382,30 @@ impl Chain {
         if self.machine.ledger.rules().ends_epoch(header.height) {
             let proof = postcard::to_allocvec(&self.view.prove_meta())
                 .map_err(|err| Error::Ledger(err.to_string()))?;
-            self.handovers.insert(header.height, proof);
+            write_atomic(
+                &self.handover_path(header.height),
+                &proof,
+                Durability::Volatile,
+            )?;
         }
         Ok(receipt)
     }
 
-    /// The committee proof of the block at `height`, if it ended an epoch.
-    pub(crate) fn handover(&self, height: u64) -> Option<&[u8]> {
-        self.handovers.get(&height).map(Vec::as_slice)
+    /// Where the committee proof of the boundary block at `height` is kept: the encoded
+    /// `MetaProof` of the state after it, the wallet's chain of custody. One small file per
+    /// epoch, so the node's memory does not grow with the chain; derived data, written again by
+    /// the replay at every restart.
+    fn handover_path(&self, height: u64) -> PathBuf {
+        self.dir.join(HANDOVERS).join(height.to_string())
+    }
+
+    /// The committee proof of the block at `height`, if it ended an epoch this node applied.
+    pub(crate) fn handover(&self, height: u64) -> Option<Vec<u8>> {
+        let applied = height <= self.head.height;
+        let boundary = self.machine.ledger.rules().ends_epoch(height);
+        (applied && boundary)
+            .then(|| std::fs::read(self.handover_path(height)).ok())
+            .flatten()
     }
 
     /// Waits until the engine has finalized a block (validators; never resolves for a
@@ -629,6 +647,21 @@ impl Chain {
     }
 }
 
+/// Warns the operator when this node's consensus address can never be registered.
+fn warn_if_unregistrable(committee: Option<&Committee>) {
+    if let Some(listen) = committee.map(|c| c.listen)
+        && listen.ip().is_unspecified()
+    {
+        tracing::warn!(
+            %listen,
+            "--consensus-listen has no specific IP: the ledger refuses to register an address \
+             nobody can dial, so the election never picks this node (a genesis validator leaves \
+             the committee at the first election); give the address the other validators reach \
+             it at"
+        );
+    }
+}
+
 /// Starts the consensus engine for this validator.
 fn start_engine(
     dir: &Path,
@@ -678,10 +711,18 @@ mod tests {
                 network: Hash([1; 32]),
                 committee: vec![NodeId([2; 32])],
                 allocations: Vec::new(),
+                rules: Rules {
+                    epoch_blocks: 20,
+                    ..Rules::DEFAULT
+                },
             },
             AuditConfig::DEFAULT,
         )
         .unwrap();
-        assert_eq!(machine.epoch_length(), Rules::DEFAULT.epoch_blocks);
+        assert_eq!(
+            machine.epoch_length(),
+            20,
+            "the genesis file's epoch length"
+        );
     }
 }

@@ -321,6 +321,7 @@ fn open_chain(
         network: network_id,
         committee: spec.committee_ids().map_err(bad)?,
         allocations: spec.allocation_ids().map_err(bad)?,
+        rules: spec.rules().map_err(bad)?,
     };
     let committee = match config.consensus_listen {
         Some(listen) => Some(chain::Committee {

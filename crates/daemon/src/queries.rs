@@ -71,7 +71,11 @@ impl LedgerApi for Queries {
             let (block, certificate) = chain
                 .stored_with_certificate(height)
                 .ok_or_else(|| ApiError::NotFound(format!("no finalized block {height} here")))?;
-            Ok(block_view(&block, certificate, chain.handover(height)))
+            Ok(block_view(
+                &block,
+                certificate,
+                chain.handover(height).as_deref(),
+            ))
         })
     }
 

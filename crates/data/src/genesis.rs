@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use neuroshard_ledger::Rules;
 use neuroshard_primitives::{Hash, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -152,9 +153,49 @@ pub struct LedgerSpec {
     /// Spendable NEURO at genesis, in micro-NEURO, by hex node id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub allocations: BTreeMap<String, u64>,
+    /// Blocks per committee epoch (`Rules::epoch_blocks`); `Rules::DEFAULT`'s when absent, and
+    /// always written. A local test network sets a short one.
+    #[serde(default = "default_epoch_blocks")]
+    pub epoch_blocks: u64,
+    /// Blocks from an unstake to the release of its amount (`Rules::unbonding_blocks`), at least
+    /// two epochs; `Rules::DEFAULT`'s when absent, and always written.
+    #[serde(default = "default_unbonding_blocks")]
+    pub unbonding_blocks: u64,
+}
+
+fn default_epoch_blocks() -> u64 {
+    Rules::DEFAULT.epoch_blocks
+}
+
+fn default_unbonding_blocks() -> u64 {
+    Rules::DEFAULT.unbonding_blocks
 }
 
 impl LedgerSpec {
+    /// A section for `committee` and `allocations` with the default rules.
+    pub fn new(committee: Vec<String>, allocations: BTreeMap<String, u64>) -> Self {
+        Self {
+            committee,
+            allocations,
+            epoch_blocks: default_epoch_blocks(),
+            unbonding_blocks: default_unbonding_blocks(),
+        }
+    }
+
+    /// The ledger's rules: `Rules::DEFAULT` with this section's settings, checked by
+    /// `Rules::validate`; the error names the section.
+    pub fn rules(&self) -> std::result::Result<Rules, String> {
+        let rules = Rules {
+            epoch_blocks: self.epoch_blocks,
+            unbonding_blocks: self.unbonding_blocks,
+            ..Rules::DEFAULT
+        };
+        rules
+            .validate()
+            .map_err(|why| format!("section `ledger`: {why}"))?;
+        Ok(rules)
+    }
+
     /// The committee as node ids; the error names the bad entry.
     pub fn committee_ids(&self) -> std::result::Result<Vec<NodeId>, String> {
         self.committee
@@ -181,7 +222,7 @@ impl LedgerSpec {
         }
         self.committee_ids()?;
         self.allocation_ids()?;
-        Ok(())
+        self.rules().map(|_| ())
     }
 }
 
@@ -527,10 +568,10 @@ mod tests {
     fn a_ledger_section_round_trips_changes_the_id_and_names_bad_keys() {
         let plain = sample();
         let mut genesis = plain.clone();
-        genesis.ledger = Some(LedgerSpec {
-            committee: vec!["ab".repeat(32)],
-            allocations: BTreeMap::from([("cd".repeat(32), 5)]),
-        });
+        genesis.ledger = Some(LedgerSpec::new(
+            vec!["ab".repeat(32)],
+            BTreeMap::from([("cd".repeat(32), 5)]),
+        ));
         let parsed = Genesis::parse(&genesis.to_toml()).unwrap();
         assert_eq!(parsed, genesis);
         assert_ne!(genesis.network_id(), plain.network_id());
@@ -543,6 +584,34 @@ mod tests {
         let bad = genesis.to_toml().replace(&"ab".repeat(32), "abc");
         let err = Genesis::parse(&bad).unwrap_err();
         assert!(err.contains("ledger.committee"), "{err}");
+    }
+
+    #[test]
+    fn the_ledger_rules_are_written_change_the_id_and_are_checked() {
+        let mut genesis = sample();
+        genesis.ledger = Some(LedgerSpec::new(vec!["ab".repeat(32)], BTreeMap::new()));
+        let text = genesis.to_toml();
+        assert!(text.contains("epoch_blocks = 300"), "{text}");
+        assert!(text.contains("unbonding_blocks = 1000"), "{text}");
+        // A file written before the settings existed reads as the defaults.
+        let older = text
+            .replace("epoch_blocks = 300\n", "")
+            .replace("unbonding_blocks = 1000\n", "");
+        assert_eq!(Genesis::parse(&older).unwrap(), genesis);
+        let ledger = genesis.ledger.as_ref().unwrap();
+        assert_eq!(ledger.rules().unwrap(), Rules::DEFAULT);
+
+        let short = text.replace("epoch_blocks = 300", "epoch_blocks = 20");
+        let short = Genesis::parse(&short).unwrap();
+        assert_ne!(short.network_id(), genesis.network_id());
+        assert_eq!(short.ledger.unwrap().rules().unwrap().epoch_blocks, 20);
+        for (from, to) in [
+            ("epoch_blocks = 300", "epoch_blocks = 1"),
+            ("unbonding_blocks = 1000", "unbonding_blocks = 599"),
+        ] {
+            let err = Genesis::parse(&text.replace(from, to)).unwrap_err();
+            assert!(err.contains("section `ledger`"), "{to}: {err}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The ledger's first state, from the genesis file's committee and allocations.
+//! The ledger's first state and rules, from the genesis file's committee, allocations and
+//! settings.
 
 use neuroshard_primitives::{Hash, NodeId};
 
@@ -14,12 +15,15 @@ pub struct LedgerGenesis {
     pub committee: Vec<NodeId>,
     /// Spendable balances at genesis.
     pub allocations: Vec<(NodeId, Amount)>,
+    /// The rules every replica applies (`Rules::DEFAULT` with the genesis file's settings).
+    pub rules: Rules,
 }
 
 impl LedgerGenesis {
     /// The state before the first block; an error if the committee is empty or the totals
     /// overflow.
-    pub fn state(&self, rules: &Rules) -> Result<State, String> {
+    pub fn state(&self) -> Result<State, String> {
+        let rules = &self.rules;
         let mut committee = self.committee.clone();
         committee.sort();
         committee.dedup();

@@ -10,7 +10,8 @@
 //! 4. Close the open round if every contributor of the previous round has claimed.
 //! 5. At the last block of an epoch (`Rules::ends_epoch`), hand over to the committee elected at
 //!    the end of the epoch before and elect the next, so a committee is known one full epoch
-//!    before it starts.
+//!    before it starts; forget the consensus addresses of accounts that are neither bonded nor
+//!    seated.
 
 use neuroshard_primitives::{Hash, NodeId};
 use serde::{Deserialize, Serialize};
@@ -196,7 +197,20 @@ impl<W: Work> Ledger<W> {
         if self.rules.ends_epoch(info.height) {
             let elected = self.elect(state);
             state.meta.committee = std::mem::replace(&mut state.meta.next_committee, elected);
+            self.forget_addresses(state);
         }
+    }
+
+    /// Drops the consensus address of every account that holds less than the validator bond and
+    /// sits in neither committee: the addresses the ledger keeps are bounded by the bonded
+    /// accounts (at most the supply over the bond) plus the two committees, whatever peers
+    /// register.
+    fn forget_addresses(&self, state: &mut State) {
+        let bond = self.rules.validator_bond;
+        let State { accounts, meta } = state;
+        let seated = |id: &NodeId| meta.committee.contains(id) || meta.next_committee.contains(id);
+        meta.addresses
+            .retain(|id, _| accounts.get(id).is_some_and(|a| a.stake >= bond) || seated(id));
     }
 
     /// Mints the proposer's reward for the block time since the last block (none for the first).

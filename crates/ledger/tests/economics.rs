@@ -166,4 +166,24 @@ fn the_committee_follows_stake_with_an_epoch_of_notice() {
     chain.block(1, vec![]).unwrap(); // 3, the last of epoch 1: the elected committee takes over
     assert_eq!(chain.state.meta.committee, next);
     assert_eq!(chain.state.meta.addresses.len(), 2);
+
+    // Validator 1 unbonds: elected out at the end of epoch 2, it sits through epoch 3 with its
+    // address kept, and the address is forgotten once it sits in neither committee.
+    let unstake = chain.tx(1, Action::Unstake { amount: bond });
+    chain.block(1, vec![unstake]).unwrap(); // 4
+    chain.block(1, vec![]).unwrap(); // 5, the last of epoch 2: {3} elected
+    assert_eq!(chain.state.meta.next_committee, vec![id(3)]);
+    assert!(
+        chain.state.meta.addresses.contains_key(&id(1)),
+        "still seated"
+    );
+    chain.block(1, vec![]).unwrap(); // 6
+    chain.block(1, vec![]).unwrap(); // 7, the last of epoch 3: {3} takes over
+    assert_eq!(chain.state.meta.committee, vec![id(3)]);
+    let kept: Vec<_> = chain.state.meta.addresses.keys().copied().collect();
+    assert_eq!(
+        kept,
+        vec![id(3)],
+        "only the bonded or seated keep an address"
+    );
 }

@@ -69,8 +69,9 @@ impl SimLedger {
             network,
             committee: ids.clone(),
             allocations: Vec::new(),
+            rules,
         }
-        .state(&rules)
+        .state()
         .map_err(Error::InvalidConfig)?;
         let report = LedgerReport {
             genesis: state.meta.supply.genesis,

@@ -25,6 +25,14 @@ pub fn write_key(work: &Path, name: &str, seed: u8) -> String {
     key.node_id().to_hex()
 }
 
+/// A free TCP port on 127.0.0.1, as `127.0.0.1:PORT`: a consensus address for a node.
+pub fn free_port() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    port.to_string()
+}
+
 impl Committee {
     /// Keys for `names` (seeds 1, 2, …) and a free consensus port for each.
     pub fn new(work: &Path, names: &[&str]) -> Committee {
@@ -33,10 +41,7 @@ impl Committee {
             .enumerate()
             .map(|(i, name)| {
                 let id = write_key(work, name, i as u8 + 1);
-                let port = TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port");
-                ((*name).to_owned(), id, port.to_string())
+                ((*name).to_owned(), id, free_port())
             })
             .collect();
         Committee { members }
@@ -79,6 +84,19 @@ impl Committee {
 /// The ledger part of a node's status (`Value::Null` without a ledger).
 pub fn ledger_of(status: &Value) -> &Value {
     &status["ledger"]
+}
+
+/// The committee a status reports, hex ids (empty when absent).
+pub fn committee_of(status: &Value) -> Vec<&str> {
+    ledger_of(status)["committee"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a status says the node validates.
+pub fn validates(status: &Value) -> bool {
+    ledger_of(status)["validator"] == true
 }
 
 /// The ledger height a status reports (0 when absent).

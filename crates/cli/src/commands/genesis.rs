@@ -10,6 +10,7 @@ use neuroshard_data::{
     BuildOptions, Clients, CorpusChoice, DilocoSpec, Genesis, GenesisDir, LedgerSpec, Manifest,
     Progress, Stage, build_genesis, default_cache_dir, fetch_default_corpus,
 };
+use neuroshard_ledger::Rules;
 
 /// Arguments of `neuroshard genesis`.
 #[derive(Debug, clap::Args)]
@@ -104,6 +105,13 @@ struct InitArgs {
     /// A starting balance, `HEXID=MICRONEURO` (repeatable; needs --validator).
     #[arg(long = "allocate")]
     allocations: Vec<String>,
+    /// Blocks per committee epoch of the ledger (needs --validator; a local test network sets a
+    /// short one).
+    #[arg(long, default_value_t = Rules::DEFAULT.epoch_blocks)]
+    epoch_blocks: u64,
+    /// Blocks from an unstake to its release, at least two epochs (needs --validator).
+    #[arg(long, default_value_t = Rules::DEFAULT.unbonding_blocks)]
+    unbonding_blocks: u64,
     /// Overwrite an existing genesis.toml.
     #[arg(long)]
     force: bool,
@@ -247,8 +255,9 @@ fn ledger_spec(args: &InitArgs) -> anyhow::Result<Option<LedgerSpec>> {
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(Some(LedgerSpec {
-        committee: args.validators.clone(),
-        allocations,
+        epoch_blocks: args.epoch_blocks,
+        unbonding_blocks: args.unbonding_blocks,
+        ..LedgerSpec::new(args.validators.clone(), allocations)
     }))
 }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use neuroshard_api::{AccountView, BlockView, HistoryEntry, HistoryKind, SubmitReply};
 use neuroshard_daemon::{NodeConfig, keyfile};
-use neuroshard_ledger::{AccountProof, Action, Amount, MetaProof, NEURO, Rules, WalletRequest};
+use neuroshard_ledger::{AccountProof, Action, Amount, MetaProof, NEURO, WalletRequest};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::http;
@@ -135,8 +135,9 @@ async fn check_account(
         .into_iter()
         .map(|id| id.0)
         .collect();
-    let length = Rules::DEFAULT.epoch_blocks;
-    let epoch = Rules::DEFAULT.epoch_of(view.height);
+    let rules = spec.rules().map_err(anyhow::Error::msg)?;
+    let length = rules.epoch_blocks;
+    let epoch = rules.epoch_of(view.height);
     for earlier in 0..epoch {
         let height = neuroshard_consensus::epoch::last_height(length, earlier);
         let boundary: BlockView = http::get(node, &format!("/api/ledger/block/{height}")).await?;
@@ -153,6 +154,10 @@ async fn check_account(
                 )
             })?;
         committee = meta.committee.iter().map(|id| id.0).collect();
+        // At most `MAX_COMMITTEE` distinct keys, refused here rather than at the next certificate.
+        neuroshard_consensus::committee_set(&committee).with_context(|| {
+            format!("block {height}'s committee proof names no valid committee")
+        })?;
     }
     let certified = certified(&committee, epoch, block)?;
     let root = Hash(certified.header.state_root);

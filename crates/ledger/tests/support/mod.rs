@@ -78,8 +78,9 @@ impl Chain {
             network: NETWORK,
             committee: vec![id(1), id(2)],
             allocations: (1..=6).map(|i| (id(i), 1_000 * NEURO)).collect(),
+            rules,
         };
-        let state = genesis.state(&rules).unwrap();
+        let state = genesis.state().unwrap();
         Self {
             ledger: Ledger::new(rules, TestWork).unwrap(),
             state,

@@ -66,17 +66,19 @@ pub(super) fn prepare(genesis_dir: &Path, dir: &Path, nodes: usize) -> anyhow::R
     Ok(Committee { members })
 }
 
-/// Sets the ledger section of the genesis file to `ids` (each with the starting balance); returns
-/// the network id.
+/// Sets the ledger section of the genesis file to `ids` (each with the starting balance), keeping
+/// the rules it already sets (the defaults when it has none); returns the network id.
 fn write_committee(path: &Path, ids: &[NodeId]) -> anyhow::Result<String> {
     let mut genesis = Genesis::load(path)?;
-    let ledger = LedgerSpec {
-        committee: ids.iter().map(NodeId::to_hex).collect(),
-        allocations: ids
-            .iter()
+    let mut ledger = LedgerSpec::new(
+        ids.iter().map(NodeId::to_hex).collect(),
+        ids.iter()
             .map(|id| (id.to_hex(), STARTING_BALANCE))
             .collect(),
-    };
+    );
+    if let Some(old) = &genesis.ledger {
+        (ledger.epoch_blocks, ledger.unbonding_blocks) = (old.epoch_blocks, old.unbonding_blocks);
+    }
     if genesis.ledger.as_ref() != Some(&ledger) {
         genesis.ledger = Some(ledger);
         write_atomic(path, genesis.to_toml().as_bytes(), Durability::Durable)?;
