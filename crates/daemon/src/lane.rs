@@ -114,7 +114,8 @@ impl Link {
                 Err(err) if tries >= RESENDS => {
                     return Err(Error::Lane(format!("sending a frame to {peer}: {err}")));
                 }
-                Err(_) => {
+                Err(err) => {
+                    tracing::debug!(%peer, %err, tries, "a lane neighbour refused a frame; offering it again");
                     tries += 1;
                     std::thread::sleep(RESEND_WAIT);
                 }

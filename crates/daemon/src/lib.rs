@@ -146,6 +146,7 @@ impl Daemon {
             assignment: assignment.clone(),
             records: role::Records::new(network_id, config.memory_budget),
             placement: None,
+            inbox: Arc::default(),
             lane: None,
         };
         let replayer = Replayer::new(

@@ -37,14 +37,16 @@ pub(crate) struct Pipeline {
     pub(crate) records: Records,
     /// `None` until training starts.
     pub(crate) placement: Option<Placement>,
-    /// A stage's lane: its inbox and its neighbours' peer ids.
+    /// The lane's inbox: frames that come before the placement wait there (a neighbour that
+    /// placed itself first may already be sending).
+    pub(crate) inbox: Arc<LaneInbox>,
+    /// A stage's lane neighbours' peer ids.
     pub(crate) lane: Option<LaneWires>,
 }
 
 /// Where a stage's lane frames come from and go.
 #[derive(Debug)]
 pub(crate) struct LaneWires {
-    inbox: Arc<LaneInbox>,
     prev: Option<PeerId>,
     next: Option<PeerId>,
 }
@@ -95,15 +97,15 @@ impl Pipeline {
         self.role().map_or(me, |role| role.data_node)
     }
 
-    /// Files a pipeline frame from `peer` if it is a lane neighbour; `false` when it is not
-    /// taken.
+    /// Files a pipeline frame from `peer` if it is a lane neighbour (or may be one: before the
+    /// placement); `false` when it is not taken.
     pub(crate) fn lane_frame(&self, peer: PeerId, bytes: Vec<u8>) -> bool {
-        match &self.lane {
-            Some(lane) if Some(peer) == lane.prev || Some(peer) == lane.next => {
-                lane.inbox.push(bytes)
-            }
-            _ => false,
-        }
+        let neighbour = match (&self.placement, &self.lane) {
+            (None, _) => true,
+            (Some(_), Some(lane)) => Some(peer) == lane.prev || Some(peer) == lane.next,
+            (Some(_), None) => false,
+        };
+        neighbour && self.inbox.push(bytes)
     }
 }
 
@@ -173,7 +175,6 @@ impl Driver {
         self.node = Node::new(key, protocol, members, params, Box::new(DeadlineAgreement))?;
         let peer = |n: Option<NodeId>| n.map(|n| neuroshard_p2p::identity::peer_id(&n));
         let wires = LaneWires {
-            inbox: Arc::new(LaneInbox::default()),
             prev: peer(role.prev).transpose()?,
             next: peer(role.next).transpose()?,
         };
@@ -182,7 +183,7 @@ impl Driver {
             runtime: tokio::runtime::Handle::current(),
             prev: wires.prev,
             next: wires.next,
-            inbox: Arc::clone(&wires.inbox),
+            inbox: Arc::clone(&self.pipeline.inbox),
             patience,
         };
         let inner = settings.inner;
