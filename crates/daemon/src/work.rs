@@ -106,7 +106,7 @@ impl BatchSource for RoundSource {
 #[derive(Debug)]
 enum Engine {
     Whole {
-        worker: ModelWorker<RoundSource, DiskCheckpoints>,
+        worker: Box<ModelWorker<RoundSource, DiskCheckpoints>>,
         eval: NeuroLlm,
     },
     Stage {
@@ -156,7 +156,10 @@ impl Trainer {
         let worker = ModelWorker::new(replica, source, chains);
         let eval = NeuroLlm::new(model, seed, &Device::Cpu)?;
         Ok(Self {
-            engine: Engine::Whole { worker, eval },
+            engine: Engine::Whole {
+                worker: Box::new(worker),
+                eval,
+            },
             val: None,
             val_batches,
             inner,
