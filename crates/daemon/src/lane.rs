@@ -132,6 +132,8 @@ pub(crate) struct Lane {
     plan: Plan,
     limit: FrameLimit,
     link: Link,
+    /// Time the running job spent waiting for a neighbour's frames.
+    waited: Duration,
 }
 
 impl Lane {
@@ -153,6 +155,7 @@ impl Lane {
             plan,
             limit,
             link,
+            waited: Duration::ZERO,
         })
     }
 
@@ -178,16 +181,16 @@ impl Lane {
             if running.is_done() {
                 break;
             }
-            let frames = self
-                .link
-                .inbox
-                .take(step, self.link.patience)
-                .ok_or_else(|| {
-                    Error::Lane(format!(
-                        "no frame for step {step} within {:?}",
-                        self.link.patience
-                    ))
-                })?;
+            #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
+            let waiting = std::time::Instant::now();
+            let frames = self.link.inbox.take(step, self.link.patience);
+            self.waited += waiting.elapsed();
+            let frames = frames.ok_or_else(|| {
+                Error::Lane(format!(
+                    "no frame for step {step} within {:?}",
+                    self.link.patience
+                ))
+            })?;
             for frame in frames {
                 if let Err(err) = running.deliver(&frame) {
                     tracing::warn!(step, %err, "refused a lane neighbour's frame");
@@ -226,6 +229,9 @@ impl Lane {
     ) -> Result<TrainingResult> {
         self.link.inbox.forget_before(job.round, job.steps as u64);
         self.inner.set_params(start)?;
+        #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
+        let started = std::time::Instant::now();
+        self.waited = Duration::ZERO;
         let config = *self.inner.config();
         let first = job.round * job.steps as u64;
         let mut losses = Vec::with_capacity(job.steps);
@@ -248,6 +254,14 @@ impl Lane {
             .map(|(s, e)| s - e)
             .collect();
         let (loss_start, loss_end) = loss_ends(&losses);
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            round = job.round,
+            stage = self.role.stage,
+            secs,
+            waiting = self.waited.as_secs_f64() / secs.max(1e-9),
+            "lane job done (waiting: its share spent waiting for the neighbours' frames)"
+        );
         Ok(TrainingResult {
             round: job.round,
             start: job.start,
