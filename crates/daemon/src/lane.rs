@@ -5,6 +5,7 @@
 //! [`LaneInbox`] by step; the step waits there for the frames it needs.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ const VALIDATION: u64 = 1 << 63;
 /// Held-out batches a lane runs through the pipeline at each round's start, at most: each
 /// costs a whole 1F1B step of every stage of the lane.
 pub(crate) const VAL_BATCHES: usize = 8;
+
+/// How often a waiting step checks whether its round was overtaken.
+const WAIT_SLICE: Duration = Duration::from_millis(250);
 
 /// Times a frame is offered again when the neighbour refuses it (its queue is full, or it is
 /// not connected yet), [`RESEND_WAIT`] apart.
@@ -94,9 +98,33 @@ pub(crate) struct Link {
     pub(crate) inbox: Arc<LaneInbox>,
     /// How long a step waits for a neighbour's frame (the round deadline).
     pub(crate) patience: Duration,
+    /// The round the driver wants trained: a job for an earlier one stops waiting at once.
+    pub(crate) wanted: Arc<AtomicU64>,
 }
 
 impl Link {
+    /// The frames of `step` of `round`'s job, waiting for them in slices up to the patience. An
+    /// error when none comes, or as soon as the driver wants a later round (this stage's round
+    /// core moved on, so the lane's other members are on a later round too).
+    fn wait_for(&self, step: u64, round: u64) -> Result<Vec<Vec<u8>>> {
+        let mut waited = Duration::ZERO;
+        while waited < self.patience {
+            if let Some(frames) = self.inbox.take(step, WAIT_SLICE) {
+                return Ok(frames);
+            }
+            if self.wanted.load(Ordering::Relaxed) > round {
+                return Err(Error::Lane(format!(
+                    "round {round} was overtaken while its step {step} waited for frames"
+                )));
+            }
+            waited += WAIT_SLICE;
+        }
+        Err(Error::Lane(format!(
+            "no frame for step {step} within {:?}",
+            self.patience
+        )))
+    }
+
     /// Sends `out` to the neighbour it names, offering it again while the neighbour refuses.
     fn send(&self, out: Outgoing) -> Result<()> {
         let peer = match out.to {
@@ -166,7 +194,12 @@ impl Lane {
 
     /// The stage's share of one 1F1B step on `batch`: its mean gradient, and the mean loss on
     /// the last stage.
-    fn step(&mut self, step: u64, batch: &Batch) -> Result<neuroshard_pipeline::StageOutcome> {
+    fn step(
+        &mut self,
+        round: u64,
+        step: u64,
+        batch: &Batch,
+    ) -> Result<neuroshard_pipeline::StageOutcome> {
         let micro = split(batch, self.plan.micro_batches() as usize)?;
         let ops = self.plan.ops(self.role.stage).unwrap_or_default();
         let stage = self.inner.stage();
@@ -183,14 +216,9 @@ impl Lane {
             }
             #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
             let waiting = std::time::Instant::now();
-            let frames = self.link.inbox.take(step, self.link.patience);
+            let frames = self.link.wait_for(step, round);
             self.waited += waiting.elapsed();
-            let frames = frames.ok_or_else(|| {
-                Error::Lane(format!(
-                    "no frame for step {step} within {:?}",
-                    self.link.patience
-                ))
-            })?;
+            let frames = frames?;
             for frame in frames {
                 if let Err(err) = running.deliver(&frame) {
                     tracing::warn!(step, %err, "refused a lane neighbour's frame");
@@ -212,7 +240,7 @@ impl Lane {
         let mut losses = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             let step = VALIDATION | (round << 20) | i as u64;
-            losses.extend(self.step(step, batch)?.loss);
+            losses.extend(self.step(round, step, batch)?.loss);
         }
         let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
         Ok((self.is_last() && !losses.is_empty()).then_some(mean))
@@ -237,7 +265,7 @@ impl Lane {
         let mut losses = Vec::with_capacity(job.steps);
         for step in first..first + job.steps as u64 {
             let batch = data.batch(step, config.batch_size, config.seq_len)?;
-            let outcome = self.step(step, &batch)?;
+            let outcome = self.step(job.round, step, &batch)?;
             let loss = outcome.loss.unwrap_or(f32::NAN);
             let gradients = self
                 .inner

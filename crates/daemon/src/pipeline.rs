@@ -185,6 +185,7 @@ impl Driver {
             next: wires.next,
             inbox: Arc::clone(&self.pipeline.inbox),
             patience,
+            wanted: Arc::clone(&self.progress.wanted),
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;
