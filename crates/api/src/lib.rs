@@ -79,7 +79,7 @@ pub use openai::{
 };
 pub use status::{
     Audits, ClosedRound, Excluded, HISTORY_LIMIT, ModelPoint, Point, PrivacyStatus, ROUNDS_LIMIT,
-    Status,
+    RoleStatus, Status,
 };
 
 /// Where the HTTP API listens unless told otherwise: loopback only, port 8000.

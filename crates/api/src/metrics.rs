@@ -114,7 +114,57 @@ pub fn render(status: &Status) -> String {
     if let Some(privacy) = &status.privacy {
         privacy_gauge(&mut out, privacy);
     }
+    if let Some(role) = &status.role {
+        role_gauges(&mut out, role);
+    }
     out
+}
+
+/// The pipeline stage, only on a node that trains one.
+fn role_gauges(out: &mut String, role: &crate::RoleStatus) {
+    let gauges = [
+        (
+            "neuroshard_pipeline_stage",
+            "The pipeline stage this node trains, from 0.",
+            role.stage,
+        ),
+        (
+            "neuroshard_pipeline_stages",
+            "Stages in the pipeline.",
+            role.stages,
+        ),
+        (
+            "neuroshard_pipeline_lane",
+            "This node's lane (its index among its stage's replicas), from 0.",
+            role.lane,
+        ),
+        (
+            "neuroshard_pipeline_stage_peers",
+            "Other replicas of this node's stage.",
+            role.stage_peers.len(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        sample(out, name, &[], value as f64);
+    }
+    let name = "neuroshard_pipeline_layers";
+    family(
+        out,
+        name,
+        "gauge",
+        "Decoder layers this node's stage holds, labelled by range.",
+    );
+    let labels = [
+        ("first", role.layers[0].to_string()),
+        ("end", role.layers[1].to_string()),
+    ];
+    sample(
+        out,
+        name,
+        &labels,
+        role.layers[1].saturating_sub(role.layers[0]) as f64,
+    );
 }
 
 /// The privacy spent, only when the node trains with DP; NaN while unbounded or unknown.
@@ -275,6 +325,33 @@ mod tests {
             "no ledger, no ledger lines"
         );
         assert!(!text.contains("neuroshard_dp_epsilon"), "no DP, no ε");
+        assert!(!text.contains("neuroshard_pipeline"), "no stage, no role");
+    }
+
+    #[test]
+    fn a_stage_shows_its_role() {
+        let status = Status {
+            role: Some(crate::RoleStatus {
+                stage: 1,
+                stages: 2,
+                layers: [2, 4],
+                lane: 1,
+                lanes: 3,
+                stage_peers: vec!["aa".into(), "bb".into()],
+                ..Default::default()
+            }),
+            ..Status::default()
+        };
+        let text = render(&status);
+        for line in [
+            "neuroshard_pipeline_stage 1\n",
+            "neuroshard_pipeline_stages 2\n",
+            "neuroshard_pipeline_lane 1\n",
+            "neuroshard_pipeline_stage_peers 2\n",
+            "neuroshard_pipeline_layers{first=\"2\",end=\"4\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -72,6 +72,34 @@ pub struct Status {
     /// Differential privacy of this node's training; `None` when the network trains without DP.
     #[serde(default)]
     pub privacy: Option<PrivacyStatus>,
+    /// The pipeline stage this node trains; `None` when it trains the whole model (or nothing).
+    #[serde(default)]
+    pub role: Option<RoleStatus>,
+}
+
+/// The pipeline stage a node trains (`docs/pipeline.md`, "Training in the node").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoleStatus {
+    /// Its stage's index, from 0.
+    pub stage: usize,
+    /// Stages in the pipeline.
+    pub stages: usize,
+    /// The layers it holds, `[start, end)`.
+    pub layers: [usize; 2],
+    /// Whether it holds the embedding (the first stage).
+    pub embedding: bool,
+    /// Whether it holds the final norm and the LM head (the last stage).
+    pub head: bool,
+    /// Its lane (its index among its stage's replicas), from 0.
+    pub lane: usize,
+    /// Lanes in the pipeline.
+    pub lanes: usize,
+    /// The other replicas of its stage, with which it runs DiLoCo (node ids, hex).
+    pub stage_peers: Vec<String>,
+    /// The lane's previous stage holder (hex), `None` on the first stage.
+    pub prev: Option<String>,
+    /// The lane's next stage holder (hex), `None` on the last stage.
+    pub next: Option<String>,
 }
 
 /// The DP-SGD settings this node trains with and the privacy its training has spent.

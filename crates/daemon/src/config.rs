@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub shards_per_node: usize,
     /// Held-out batches the validation loss is measured on after each round (`--val-batches`).
     pub val_batches: usize,
+    /// Bytes this node gives to training (`--memory-budget`); `None`: unbounded. Below the
+    /// model's training footprint the node trains one stage of a pipeline (`docs/pipeline.md`).
+    pub memory_budget: Option<u64>,
     /// Where this node listens for the other validators when it is in the ledger's committee
     /// (`--consensus-listen`).
     pub consensus_listen: Option<SocketAddr>,
@@ -77,6 +80,7 @@ impl Default for NodeConfig {
             schedule_rounds: 200,
             shards_per_node: 1,
             val_batches: 32,
+            memory_budget: None,
             consensus_listen: None,
             validators: Vec::new(),
             exit_on_stdin_close: false,

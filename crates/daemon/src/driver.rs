@@ -23,7 +23,8 @@ use crate::dataset::DataSync;
 use crate::status::StatusBoard;
 use crate::transport::Transport;
 use crate::wire::{
-    self, DATA_TOPIC, FRAME_NS, HOLDINGS_NS, OFFER_NS, Offer, ROUND_TOPIC, inbox_topic,
+    self, DATA_TOPIC, FRAME_NS, HOLDINGS_NS, OFFER_NS, Offer, POOL_NS, POOL_TOPIC, ROUND_TOPIC,
+    inbox_topic,
 };
 use crate::work::{JobOutcome, Progress, Trainer};
 use crate::{Error, Result};
@@ -132,6 +133,8 @@ pub(crate) struct Driver {
     pub(crate) claimed: BTreeMap<u64, Instant>,
     /// The HTTP API's ledger requests.
     pub(crate) jobs: mpsc::Receiver<crate::queries::Job>,
+    /// Capacity records, the placement, and a pipeline stage's lane.
+    pub(crate) pipeline: crate::pipeline::Pipeline,
     /// Test builds only: serve no challenged checkpoint.
     #[cfg(feature = "cheat")]
     pub(crate) withhold: bool,
@@ -194,14 +197,19 @@ impl Driver {
         if self.wake.is_some_and(|at| at <= now()) {
             self.wake = None;
         }
-        if self.start.is_none() {
+        if self.start.is_none() && !self.pipeline.is_idle() {
             self.input(Input::Tick);
         }
     }
 
     async fn refresh(&mut self) {
+        if self.start.is_some() {
+            self.publish_capacity();
+        }
+        let heard_all = self.heard_every_capacity();
         if let Some(rule) = &mut self.start
             && rule.ready(self.peers.len(), Instant::now())
+            && (heard_all || Instant::now() >= rule.latest)
         {
             tracing::info!(
                 peers = self.peers.len(),
@@ -209,6 +217,7 @@ impl Driver {
                 "starting to train"
             );
             self.start = None;
+            self.place();
         }
         self.tick();
         self.start_job();
@@ -372,8 +381,12 @@ impl Driver {
         }
     }
 
-    /// Hands the latest round-start state to the checkpoint writer.
+    /// Hands the latest round-start state to the checkpoint writer (not a pipeline stage's: the
+    /// checkpoint holds a whole model).
     fn checkpoint(&self) {
+        if self.pipeline.role().is_some() {
+            return;
+        }
         self.checkpoints
             .send_replace(Some(Arc::new(self.node.snapshot())));
     }
@@ -398,7 +411,8 @@ impl Driver {
         };
         let trainer = self.trainer.take().expect("checked above");
         let params = self.node.params().to_vec();
-        let (data, node, done) = (self.data.clone(), self.node.id(), self.done_tx.clone());
+        let node = self.pipeline.data_node(self.node.id());
+        let (data, done) = (self.data.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             if let Err(err) = data.ensure(job.round, node).await {
                 let _ = done.send(Done::NoData(trainer, job, err)).await;
@@ -478,18 +492,21 @@ impl Driver {
                     .await;
             }
             NetEvent::Listening(addr) => tracing::info!(%addr, "listening"),
-            // A node does not run a pipeline stage yet (`neuroshard bench pipeline` does).
-            NetEvent::Frame { peer, .. } => tracing::debug!(%peer, "ignored a pipeline frame"),
+            NetEvent::Frame { peer, bytes } => {
+                if !self.pipeline.lane_frame(peer, bytes) {
+                    tracing::debug!(%peer, "ignored a pipeline frame: not from a lane neighbour");
+                }
+            }
         }
     }
 
-    fn members_changed(&mut self) {
-        let members = self
-            .peers
-            .values()
-            .copied()
-            .chain([self.node.id()])
-            .collect();
+    pub(crate) fn members_changed(&mut self) {
+        let Some(members) = self
+            .pipeline
+            .core_members(self.node.id(), self.peers.values())
+        else {
+            return;
+        };
         let outputs = self.node.set_members(now(), members);
         self.execute(outputs);
     }
@@ -498,6 +515,10 @@ impl Driver {
     async fn on_subscribed(&mut self, topic: &str) {
         if topic == DATA_TOPIC {
             self.data.announce().await;
+        }
+        if topic == POOL_TOPIC {
+            // Before the plan is made, and for a node that joins later.
+            self.publish_capacity();
         }
     }
 
@@ -510,14 +531,26 @@ impl Driver {
     ) {
         let mine = inbox_topic(&self.node.id());
         let for_round = topic == ROUND_TOPIC || topic == mine;
+        // A pipeline stage's round core hears only its own stage's replicas.
+        let heard = self.pipeline.hears(&node);
         match note.namespace.as_str() {
-            FRAME_NS if for_round => self.input(Input::Message(node, note.payload().to_vec())),
+            FRAME_NS if for_round => {
+                if heard {
+                    self.input(Input::Message(node, note.payload().to_vec()))
+                }
+            }
             OFFER_NS if for_round => match wire::decode::<Offer>(note.payload()) {
+                Some(_) if !heard => {}
                 Some(offer) if offer.len <= self.max_frame as u64 => {
                     self.fetch_offer(peer, node, offer)
                 }
                 _ => self.penalize(node, "an offer that does not decode or is too large"),
             },
+            POOL_NS if topic == POOL_TOPIC => {
+                if let Err(reason) = self.pipeline.records.hear(node, note.payload()) {
+                    self.penalize(node, &format!("a capacity record: {reason}"));
+                }
+            }
             LEDGER_NS if topic == LEDGER_TOPIC || topic == mine => {
                 match wire::decode::<LedgerWire>(note.payload()) {
                     Some(message) => self.on_ledger_wire(node, message),
@@ -537,6 +570,10 @@ impl Driver {
         let Some(chain) = &mut self.chain else {
             return;
         };
+        if self.pipeline.role().is_some() {
+            // The ledger's round lists would mix every stage's claims (docs/pipeline.md).
+            return;
+        }
         if let Some(action) = self.node.ledger_action(output, chain.view()) {
             let effects = chain.push(action);
             self.carry_out_ledger(effects);
@@ -636,7 +673,9 @@ impl Driver {
                 after_claim_ms,
                 "the ledger closed a round"
             );
-            self.input(Input::Decided { round, list });
+            if self.pipeline.role().is_none() {
+                self.input(Input::Decided { round, list });
+            }
         }
     }
 
@@ -662,8 +701,8 @@ async fn validate_and_train(
     done: mpsc::Sender<Done>,
 ) -> Done {
     let ran = tokio::task::spawn_blocking(move || {
-        if let Some(val_loss) = trainer.validate(&params) {
-            let round = job.round;
+        let round = job.round;
+        if let Some(val_loss) = trainer.validate(round, &params) {
             let _ = done.blocking_send(Done::Validated { round, val_loss });
         }
         let outcome = trainer.run(job, &params);

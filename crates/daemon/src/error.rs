@@ -82,6 +82,12 @@ pub enum Error {
     /// The HTTP API failed.
     #[error(transparent)]
     Api(#[from] neuroshard_api::Error),
+    /// The pipeline crate failed (a plan, a frame, a stage step).
+    #[error(transparent)]
+    Pipeline(#[from] neuroshard_pipeline::Error),
+    /// A lane's step could not go on: a neighbour's frame did not come, or could not be sent.
+    #[error("the pipeline lane stalled: {0}")]
+    Lane(String),
     /// The training thread panicked or was cancelled.
     #[error("the training thread stopped unexpectedly: {0}")]
     Worker(String),

@@ -55,7 +55,10 @@ mod dataset;
 mod driver;
 mod error;
 pub mod keyfile;
+mod lane;
+mod pipeline;
 mod queries;
+mod role;
 mod settings;
 mod status;
 mod transport;
@@ -135,6 +138,17 @@ impl Daemon {
             inner_steps: genesis.diloco.inner_steps,
         };
         let chains = DiskCheckpoints::open(&data_dir.join(CHAINS_DIR))?;
+        let pipeline = pipeline::Pipeline {
+            key: Keypair::from_seed(key.secret_bytes()),
+            settings: settings.clone(),
+            seed: genesis.seed,
+            val_batches: config.val_batches,
+            assignment: assignment.clone(),
+            records: role::Records::new(network_id, config.memory_budget),
+            placement: None,
+            inbox: Arc::default(),
+            lane: None,
+        };
         let replayer = Replayer::new(
             InnerLoop::new(
                 NeuroLlm::new(&settings.model, genesis.seed, &Device::Cpu)?,
@@ -247,8 +261,7 @@ impl Daemon {
                 min_peers: config
                     .min_peers
                     .max(usize::from(!config.bootstrap.is_empty())),
-                latest: tokio::time::Instant::now()
-                    + Duration::from_secs_f64(config.start_grace_secs),
+                latest: tokio::time::Instant::now() + start_grace(config),
                 peers_since: None,
             }),
             max_frame: settings.protocol.max_frame,
@@ -264,6 +277,7 @@ impl Daemon {
             ledger_stalled: (0, tokio::time::Instant::now()),
             claimed: BTreeMap::new(),
             jobs,
+            pipeline,
             #[cfg(feature = "cheat")]
             withhold: config.cheat == Some(crate::Cheat::Withhold),
         };
@@ -418,11 +432,26 @@ fn network_config(
     net.topics = vec![
         wire::ROUND_TOPIC.to_owned(),
         wire::DATA_TOPIC.to_owned(),
+        wire::POOL_TOPIC.to_owned(),
         chain::LEDGER_TOPIC.to_owned(),
         wire::inbox_topic(me),
     ];
     Ok(net)
 }
+
+/// How long a node waits for its `min_peers` before its first round: `start_grace_secs`, and at
+/// least [`BUDGET_GRACE`] for a node with a memory budget, whose stage the plan over every peer's
+/// record decides (a plan over fewer would differ from theirs).
+fn start_grace(config: &NodeConfig) -> Duration {
+    let grace = Duration::from_secs_f64(config.start_grace_secs);
+    match config.memory_budget {
+        Some(_) => grace.max(BUDGET_GRACE),
+        None => grace,
+    }
+}
+
+/// See [`start_grace`].
+const BUDGET_GRACE: Duration = Duration::from_secs(120);
 
 /// Writes each new round-start state as it comes, until the driver drops the channel.
 async fn write_checkpoints(

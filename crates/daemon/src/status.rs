@@ -156,7 +156,8 @@ impl StatusBoard {
         self.tx.send_modify(|s| {
             s.contributors = summary.included.len() as u64;
             s.network_tokens = s.network_tokens.saturating_add(summary.tokens);
-            if !summary.included.is_empty() {
+            // A pipeline stage without the head reports no loss (NaN).
+            if !summary.included.is_empty() && summary.train_loss.is_finite() {
                 s.loss = Some(f64::from(summary.train_loss));
             }
             let duration_s = s
@@ -174,6 +175,27 @@ impl StatusBoard {
                 installed: false,
             });
         });
+    }
+
+    /// The pipeline role this node trains: its stage, layers, lane and peers.
+    pub(crate) fn role(&self, role: &crate::role::Role) {
+        let me = self.tx.borrow().node_id.clone();
+        let status = neuroshard_api::RoleStatus {
+            stage: role.stage,
+            stages: role.stages,
+            layers: [role.spec.layers.start, role.spec.layers.end],
+            embedding: role.spec.embedding,
+            head: role.spec.head,
+            lane: role.lane,
+            lanes: role.lanes,
+            stage_peers: (role.replicas.iter().map(NodeId::to_hex))
+                .filter(|n| *n != me)
+                .collect(),
+            prev: role.prev.map(|n| n.to_hex()),
+            next: role.next.map(|n| n.to_hex()),
+        };
+        self.tx
+            .send_if_modified(|s| replace(&mut s.role, Some(status)));
     }
 
     /// What the node's audits found so far, and whom it excluded.

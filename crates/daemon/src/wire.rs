@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 pub(crate) const ROUND_TOPIC: &str = "round";
 /// Gossip topic on which holders of genesis data say what they hold.
 pub(crate) const DATA_TOPIC: &str = "genesis-data";
+/// Gossip topic of the nodes' capacity records (`neuroshard_pool::CapacityRecord`).
+pub(crate) const POOL_TOPIC: &str = "pool";
+/// Namespace of an announcement whose payload is a sealed capacity record.
+pub(crate) const POOL_NS: &str = "neuroshard/capacity/1";
 /// Namespace of an announcement whose payload is a node-core frame.
 pub(crate) const FRAME_NS: &str = "neuroshard/frame/1";
 /// Namespace of an announcement whose payload is an [`Offer`].

@@ -14,6 +14,7 @@ use neuroshard_primitives::{Batch, BatchSource, NodeId};
 use neuroshard_train::{InnerConfig, InnerLoop, mean_loss};
 
 use crate::audit::DiskCheckpoints;
+use crate::lane::Lane;
 use crate::{Error, Result};
 
 /// What the driver and the training thread share: which round is wanted, how far the job is.
@@ -100,11 +101,25 @@ impl BatchSource for RoundSource {
     }
 }
 
-/// The replica and an evaluation copy of the model; moved onto a blocking thread for each job.
+/// What trains: the whole model's replica with an evaluation copy, or one stage of a pipeline
+/// lane with the lane's batches.
+#[derive(Debug)]
+enum Engine {
+    Whole {
+        worker: Box<ModelWorker<RoundSource, DiskCheckpoints>>,
+        eval: NeuroLlm,
+    },
+    Stage {
+        lane: Box<Lane>,
+        source: RoundSource,
+        gauge: LossGauge,
+    },
+}
+
+/// The engine and the held-out batches; moved onto a blocking thread for each job.
 #[derive(Debug)]
 pub(crate) struct Trainer {
-    worker: ModelWorker<RoundSource, DiskCheckpoints>,
-    eval: NeuroLlm,
+    engine: Engine,
     val: Option<Vec<Batch>>,
     val_batches: usize,
     inner: InnerConfig,
@@ -139,9 +154,12 @@ impl Trainer {
         let source = RoundSource::new(assignment, progress);
         let replica = InnerLoop::new(NeuroLlm::new(model, seed, &Device::Cpu)?, inner)?;
         let worker = ModelWorker::new(replica, source, chains);
+        let eval = NeuroLlm::new(model, seed, &Device::Cpu)?;
         Ok(Self {
-            worker,
-            eval: NeuroLlm::new(model, seed, &Device::Cpu)?,
+            engine: Engine::Whole {
+                worker: Box::new(worker),
+                eval,
+            },
             val: None,
             val_batches,
             inner,
@@ -151,15 +169,44 @@ impl Trainer {
         })
     }
 
-    /// A gauge that follows the inner-step loss while jobs run.
-    pub(crate) fn loss_gauge(&self) -> LossGauge {
-        self.worker.loss_gauge()
+    /// A stage of a pipeline lane, reading the batches `assignment` gives the lane's first-stage
+    /// holder, with the whole-model trainer's validation settings.
+    pub(crate) fn stage(
+        lane: Lane,
+        assignment: Assignment,
+        progress: Progress,
+        val_batches: usize,
+        inner: InnerConfig,
+    ) -> Self {
+        let dir = assignment.dir.clone();
+        Self {
+            engine: Engine::Stage {
+                lane: Box::new(lane),
+                source: RoundSource::new(assignment, progress),
+                gauge: LossGauge::new(),
+            },
+            val: None,
+            val_batches,
+            inner,
+            dir,
+            #[cfg(feature = "cheat")]
+            cheat: None,
+        }
     }
 
-    /// The validation loss of a job's start model, `None` when the node measures none or cannot
-    /// (logged). Blocking: call it on a blocking thread.
-    pub(crate) fn validate(&mut self, start: &[f32]) -> Option<f32> {
-        self.val_loss(start).unwrap_or_else(|err| {
+    /// A gauge that follows the inner-step loss while jobs run.
+    pub(crate) fn loss_gauge(&self) -> LossGauge {
+        match &self.engine {
+            Engine::Whole { worker, .. } => worker.loss_gauge(),
+            Engine::Stage { gauge, .. } => gauge.clone(),
+        }
+    }
+
+    /// The validation loss of `round`'s start model, `None` when the node measures none or
+    /// cannot (logged), or is a pipeline stage without the head. Blocking: call it on a
+    /// blocking thread.
+    pub(crate) fn validate(&mut self, round: u64, start: &[f32]) -> Option<f32> {
+        self.val_loss(round, start).unwrap_or_else(|err| {
             tracing::warn!(%err, "cannot measure the validation loss");
             None
         })
@@ -185,16 +232,28 @@ impl Trainer {
         job: &TrainingJob,
         start: &[f32],
     ) -> neuroshard_node::Result<TrainingResult> {
+        let worker = match &mut self.engine {
+            Engine::Whole { worker, .. } => worker,
+            Engine::Stage {
+                lane,
+                source,
+                gauge,
+            } => {
+                return lane
+                    .train(job, start, source, gauge)
+                    .map_err(|err| neuroshard_node::Error::Data(Box::new(err)));
+            }
+        };
         #[cfg(feature = "cheat")]
         if self.cheat == Some(crate::Cheat::Lazy) {
-            return self.worker.train_lazily(job, start, |_| true);
+            return worker.train_lazily(job, start, |_| true);
         }
-        self.worker.train(job, start)
+        worker.train(job, start)
     }
 
     /// Mean loss of `params` on the held-out batches (loaded on first use); `None` when the
     /// node measures none.
-    fn val_loss(&mut self, params: &[f32]) -> Result<Option<f32>> {
+    fn val_loss(&mut self, round: u64, params: &[f32]) -> Result<Option<f32>> {
         if self.val_batches == 0 {
             return Ok(None);
         }
@@ -206,8 +265,16 @@ impl Trainer {
         if batches.is_empty() {
             return Ok(None);
         }
-        self.eval.set_flat_params(params)?;
-        Ok(Some(mean_loss(&self.eval, batches)?))
+        match &mut self.engine {
+            Engine::Whole { eval, .. } => {
+                eval.set_flat_params(params)?;
+                Ok(Some(mean_loss(eval, batches)?))
+            }
+            Engine::Stage { lane, .. } => {
+                let batches = &batches[..batches.len().min(crate::lane::VAL_BATCHES)];
+                lane.validate(round, params, batches)
+            }
+        }
     }
 }
 

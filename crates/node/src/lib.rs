@@ -46,7 +46,7 @@ pub use node::{Input, Node, Output, RoundSummary, Snapshot};
 pub use phase::audit::AuditStats;
 pub use replica::{
     Assignments, CHECKPOINT_ROUNDS, CheckpointStore, LossGauge, MemoryCheckpoints, ModelVerifier,
-    ModelWorker,
+    ModelWorker, loss_ends,
 };
 pub use time::Timestamp;
 pub use work::{Purpose, ReplayJob, Replayed, TrainingJob, TrainingResult, Verifier, Worker};

@@ -22,12 +22,20 @@ pub const CHECKPOINT_ROUNDS: u64 = 2;
 #[derive(Debug, Clone)]
 pub struct LossGauge(Arc<AtomicU32>);
 
+impl Default for LossGauge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LossGauge {
-    fn new() -> Self {
+    /// A gauge that has seen no loss yet.
+    pub fn new() -> Self {
         Self(Arc::new(AtomicU32::new(f32::NAN.to_bits())))
     }
 
-    fn set(&self, loss: f32) {
+    /// Records the loss of the latest step.
+    pub fn set(&self, loss: f32) {
         self.0.store(loss.to_bits(), Ordering::Relaxed);
     }
 
@@ -221,8 +229,9 @@ impl<S: BatchSource, K: CheckpointStore> ModelWorker<S, K> {
     }
 }
 
-/// The mean loss over the first and over the last tenth of the steps (at least one each).
-fn loss_ends(losses: &[f32]) -> (f32, f32) {
+/// The mean loss over the first and over the last tenth of the steps (at least one each): what
+/// a training result reports as its start and end loss.
+pub fn loss_ends(losses: &[f32]) -> (f32, f32) {
     let window = (losses.len() / 10)
         .clamp(1, losses.len().max(1))
         .min(losses.len());

@@ -226,6 +226,14 @@ impl Frame {
     }
 }
 
+/// The step a frame's header names, to file it until its step runs; `None` for bytes too short
+/// or not a version-1 frame. Routing only: nothing else of the frame is checked ([`decode`] does).
+pub fn peek_step(bytes: &[u8]) -> Option<u64> {
+    let header = bytes.get(..16)?;
+    (&header[..4] == MAGIC && header[4] == VERSION)
+        .then(|| u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")))
+}
+
 /// Reads a peer's frame under `limit`; returns it with the precision it was written at.
 pub fn decode(bytes: &[u8], limit: &FrameLimit) -> Result<(Frame, Precision)> {
     let bad = |reason: String| Err(Error::BadFrame(reason));
@@ -351,6 +359,14 @@ mod tests {
                 assert_eq!(*a, precision.round(*b));
             }
         }
+    }
+
+    #[test]
+    fn the_step_is_peeked_from_the_header_and_nothing_else_is() {
+        let bytes = frame(2, 5).encode(Precision::Bf16).unwrap();
+        assert_eq!(peek_step(&bytes), Some(9));
+        assert_eq!(peek_step(&bytes[..15]), None);
+        assert_eq!(peek_step(b"NOPE-and-more-bytes"), None);
     }
 
     #[test]

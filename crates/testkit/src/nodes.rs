@@ -161,6 +161,11 @@ fn read_addresses(stdout: ChildStdout, log: &Path) -> (String, String) {
 
 /// `GET path` from `host` parsed as JSON; `None` on any failure.
 pub fn http_get_json(host: &str, path: &str) -> Option<Value> {
+    serde_json::from_str(&http_get(host, path)?).ok()
+}
+
+/// The body of `GET path` from `host`; `None` on any failure.
+pub fn http_get(host: &str, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -170,7 +175,7 @@ pub fn http_get_json(host: &str, path: &str) -> Option<Value> {
     .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+    Some(response.split_once("\r\n\r\n")?.1.to_owned())
 }
 
 /// `POST path` to `host` with the JSON `body`, within `limit`: the status code and the body

@@ -176,7 +176,7 @@ impl InnerLoop {
             loss /= n;
             grads.iter_mut().for_each(|g| *g /= n);
         }
-        Ok(self.clipped(loss, tokens, grads))
+        Ok(clipped(self.config.clip_norm, loss, tokens, grads))
     }
 
     /// The gradients a pipeline of stages computed for a step at the current weights (the mean
@@ -202,32 +202,53 @@ impl InnerLoop {
                 got: grads.len(),
             });
         }
-        Ok(self.clipped(loss, tokens, grads))
-    }
-
-    fn clipped(&self, loss: f32, tokens: usize, mut grads: Vec<f32>) -> Gradients {
-        let grad_norm = clip_grad_norm(&mut grads, self.config.clip_norm);
-        Gradients {
-            loss,
-            grad_norm,
-            tokens,
-            grads,
-        }
+        Ok(clipped(self.config.clip_norm, loss, tokens, grads))
     }
 
     /// The half of a step that writes the weights: AdamW on `gradients` at the rate the
     /// schedule gives the 0-based global step `step`.
     pub fn descend(&mut self, gradients: &Gradients, step: u64) -> Result<StepStats> {
-        let lr = self.config.schedule.lr(step);
-        self.optimizer.step(&mut self.params, &gradients.grads, lr);
+        let stats = adamw_descent(
+            &self.config,
+            &mut self.optimizer,
+            &mut self.params,
+            gradients,
+            step,
+        );
         self.model.set_flat_params(&self.params)?;
-        Ok(StepStats {
-            step: step + 1,
-            loss: gradients.loss,
-            lr,
-            grad_norm: gradients.grad_norm,
-            tokens: gradients.tokens,
-        })
+        Ok(stats)
+    }
+}
+
+/// `grads` clipped to the L2 norm `clip_norm`, with the loss and tokens they came from.
+pub(crate) fn clipped(clip_norm: f32, loss: f32, tokens: usize, mut grads: Vec<f32>) -> Gradients {
+    let grad_norm = clip_grad_norm(&mut grads, clip_norm);
+    Gradients {
+        loss,
+        grad_norm,
+        tokens,
+        grads,
+    }
+}
+
+/// The update of an inner step: AdamW on `gradients` at the rate `config`'s schedule gives the
+/// 0-based global step `step` (the whole model's [`InnerLoop::descend`] and a pipeline stage's
+/// [`crate::StageLoop::descend`] both take it).
+pub(crate) fn adamw_descent(
+    config: &InnerConfig,
+    optimizer: &mut AdamW,
+    params: &mut [f32],
+    gradients: &Gradients,
+    step: u64,
+) -> StepStats {
+    let lr = config.schedule.lr(step);
+    optimizer.step(params, &gradients.grads, lr);
+    StepStats {
+        step: step + 1,
+        loss: gradients.loss,
+        lr,
+        grad_norm: gradients.grad_norm,
+        tokens: gradients.tokens,
     }
 }
 

@@ -54,6 +54,7 @@ mod inner;
 mod run;
 mod schedule;
 mod source;
+mod stage;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
@@ -66,6 +67,7 @@ pub use inner::{Gradients, InnerConfig, InnerLoop, StepStats};
 pub use run::{CheckpointPolicy, Observer, Validation, run};
 pub use schedule::LrSchedule;
 pub use source::InMemorySource;
+pub use stage::StageLoop;
 pub use trainer::{RunSpec, Trainer};
 
 /// Elements per rayon task in the element-wise optimisers: fixed, so results never depend on

@@ -70,6 +70,7 @@ async fn status_json_has_the_documented_shape() {
             "12D3KooWPeerB"
           ],
           "privacy": null,
+          "role": null,
           "round": 3,
           "rounds": [
             {

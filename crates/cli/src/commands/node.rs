@@ -55,6 +55,10 @@ pub(crate) struct Args {
     /// Held-out batches for the validation loss (0: none).
     #[arg(long)]
     val_batches: Option<usize>,
+    /// Bytes this node gives to training: a number with an optional unit (512MiB, 2GB, 1.5G).
+    /// Below the model's training footprint the node trains one stage of a pipeline.
+    #[arg(long, env = "NEUROSHARD_MEMORY_BUDGET", value_parser = parse_bytes)]
+    memory_budget: Option<u64>,
     /// Where to listen for the other validators, when this node is in the ledger's committee
     /// (HOST:PORT).
     #[arg(long)]
@@ -106,6 +110,9 @@ impl Args {
             config.validators = self.validators;
         }
         config.exit_on_stdin_close |= self.exit_on_stdin_close;
+        if self.memory_budget.is_some() {
+            config.memory_budget = self.memory_budget;
+        }
         #[cfg(feature = "cheat")]
         {
             config.cheat = self.cheat;
@@ -113,6 +120,40 @@ impl Args {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// A byte count with an optional unit: `B`, decimal `K`/`KB`, `M`/`MB`, `G`/`GB`, `T`/`TB`, or
+/// binary `KiB`, `MiB`, `GiB`, `TiB` (case-insensitive); a fraction is allowed with a unit.
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count such as 512MiB"))?;
+    let bytes = value * scale as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes.round() as u64)
 }
 
 /// Runs `neuroshard node`.
@@ -177,4 +218,21 @@ async fn terminated() {
 #[cfg(not(unix))]
 async fn terminated() {
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts_take_decimal_and_binary_units() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("1.5g"), Ok(1_500_000_000));
+        assert_eq!(parse_bytes("3 KiB"), Ok(3072));
+        for bad in ["", "MiB", "12 parsecs", "0", "-1", "1e30TB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -57,6 +57,10 @@ pub(crate) struct Args {
     /// Seconds between status lines.
     #[arg(long, default_value_t = 5)]
     every: u64,
+    /// Every node's memory budget (`neuroshard node --memory-budget`, e.g. 64MiB); below the
+    /// model's training footprint the nodes form a pipeline of stages.
+    #[arg(long, value_parser = super::node::parse_bytes)]
+    memory_budget: Option<u64>,
 }
 
 /// Runs `neuroshard up`.
@@ -171,8 +175,20 @@ fn summary(status: &serde_json::Value) -> String {
     let hash = status["model_hash"]
         .as_str()
         .map_or("-", |h| &h[..h.len().min(12)]);
+    let role = &status["role"];
+    let stage = match role["stage"].as_u64() {
+        Some(stage) => format!(
+            "  stage {}/{} layers {}..{} lane {}",
+            stage + 1,
+            role["stages"],
+            role["layers"][0],
+            role["layers"][1],
+            role["lane"].as_u64().map_or(0, |l| l + 1),
+        ),
+        None => String::new(),
+    };
     format!(
-        "round {:>4}  step {:>5}  loss {}  val {}  peers {}  model {hash}",
+        "round {:>4}  step {:>5}  loss {}  val {}  peers {}  model {hash}{stage}",
         status["round"],
         status["inner_step"],
         num("loss"),

@@ -274,6 +274,9 @@ fn spawn(net: &Network, index: usize) -> anyhow::Result<Child> {
     if let Some(addr) = net.bootstrap_for(index) {
         command.args(["--bootstrap", &addr]);
     }
+    if let Some(budget) = args.memory_budget {
+        command.args(["--memory-budget", &budget.to_string()]);
+    }
     command.spawn().context("starting `neuroshard node`")
 }
 

@@ -1,0 +1,339 @@
+//! One stage of a pipeline lane, run on the training thread: each inner step is the stage's
+//! share of a 1F1B step (`neuroshard_pipeline::StageStep`) whose frames travel to and from the
+//! lane's neighbours over the p2p frame protocol, then the stage's clip and AdamW
+//! (`neuroshard_train::StageLoop`). The driver files the neighbours' frames in the
+//! [`LaneInbox`] by step; the step waits there for the frames it needs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use neuroshard_model::Stage;
+use neuroshard_node::{TrainingJob, TrainingResult, loss_ends};
+use neuroshard_p2p::{NetworkHandle, PeerId};
+use neuroshard_pipeline::frame::peek_step;
+use neuroshard_pipeline::{Direction, FrameLimit, Outgoing, Plan, Precision, StageStep, split};
+use neuroshard_primitives::{Batch, BatchSource};
+use neuroshard_train::{InnerConfig, StageLoop};
+use neuroshard_verify::Chain;
+
+use crate::role::Role;
+use crate::work::RoundSource;
+use crate::{Error, Result};
+
+/// Frames a lane's inbox holds at most; past it a frame is refused (the neighbour is far ahead
+/// or misbehaving).
+const MAX_QUEUED: usize = 4096;
+
+/// The top bit marks a validation step: `VALIDATION | round << 20 | i` never meets a training
+/// step (`round · H + i`).
+const VALIDATION: u64 = 1 << 63;
+
+/// Held-out batches a lane runs through the pipeline at each round's start, at most: each
+/// costs a whole 1F1B step of every stage of the lane.
+pub(crate) const VAL_BATCHES: usize = 8;
+
+/// How often a waiting step checks whether its round was overtaken.
+const WAIT_SLICE: Duration = Duration::from_millis(250);
+
+/// Times a frame is offered again when the neighbour refuses it (its queue is full, or it is
+/// not connected yet), [`RESEND_WAIT`] apart.
+const RESENDS: u32 = 200;
+const RESEND_WAIT: Duration = Duration::from_millis(50);
+
+/// The lane neighbours' frames, filed by step until that step runs.
+#[derive(Debug, Default)]
+pub(crate) struct LaneInbox {
+    frames: Mutex<BTreeMap<u64, Vec<Vec<u8>>>>,
+    arrived: Condvar,
+}
+
+impl LaneInbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<Vec<u8>>>> {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Files a neighbour's frame under the step its header names; `false` (and dropped) when
+    /// it names none or the inbox is full.
+    pub(crate) fn push(&self, bytes: Vec<u8>) -> bool {
+        let Some(step) = peek_step(&bytes) else {
+            return false;
+        };
+        let mut frames = self.lock();
+        if frames.values().map(Vec::len).sum::<usize>() >= MAX_QUEUED {
+            return false;
+        }
+        frames.entry(step).or_default().push(bytes);
+        self.arrived.notify_all();
+        true
+    }
+
+    /// The frames filed for `step`, waiting up to `patience` for at least one.
+    fn take(&self, step: u64, patience: Duration) -> Option<Vec<Vec<u8>>> {
+        let frames = self.lock();
+        let (mut frames, _) = self
+            .arrived
+            .wait_timeout_while(frames, patience, |f| !f.contains_key(&step))
+            .unwrap_or_else(|p| p.into_inner());
+        frames.remove(&step)
+    }
+
+    /// Drops frames of rounds before `round` (steps of a job that stopped, say).
+    fn forget_before(&self, round: u64, steps: u64) {
+        self.lock().retain(|&s, _| match s & VALIDATION {
+            0 => s >= round.saturating_mul(steps),
+            _ => (s & !VALIDATION) >> 20 >= round,
+        });
+    }
+}
+
+/// How a lane's stage reaches its neighbours: the network, from the training thread.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) net: NetworkHandle,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) prev: Option<PeerId>,
+    pub(crate) next: Option<PeerId>,
+    pub(crate) inbox: Arc<LaneInbox>,
+    /// How long a step waits for a neighbour's frame (the round deadline).
+    pub(crate) patience: Duration,
+    /// The round the driver wants trained: a job for an earlier one stops waiting at once.
+    pub(crate) wanted: Arc<AtomicU64>,
+}
+
+impl Link {
+    /// The frames of `step` of `round`'s job, waiting for them in slices up to the patience. An
+    /// error when none comes, or as soon as the driver wants a later round (this stage's round
+    /// core moved on, so the lane's other members are on a later round too).
+    fn wait_for(&self, step: u64, round: u64) -> Result<Vec<Vec<u8>>> {
+        let mut waited = Duration::ZERO;
+        while waited < self.patience {
+            if let Some(frames) = self.inbox.take(step, WAIT_SLICE) {
+                return Ok(frames);
+            }
+            if self.wanted.load(Ordering::Relaxed) > round {
+                return Err(Error::Lane(format!(
+                    "round {round} was overtaken while its step {step} waited for frames"
+                )));
+            }
+            waited += WAIT_SLICE;
+        }
+        Err(Error::Lane(format!(
+            "no frame for step {step} within {:?}",
+            self.patience
+        )))
+    }
+
+    /// Sends `out` to the neighbour it names, offering it again while the neighbour refuses.
+    fn send(&self, out: Outgoing) -> Result<()> {
+        let peer = match out.to {
+            Direction::Next => self.next,
+            Direction::Prev => self.prev,
+        }
+        .ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
+        let mut tries = 0;
+        loop {
+            let sent = self
+                .runtime
+                .block_on(self.net.send_frame(peer, out.bytes.clone()));
+            match sent {
+                Ok(()) => return Ok(()),
+                Err(err) if tries >= RESENDS => {
+                    return Err(Error::Lane(format!("sending a frame to {peer}: {err}")));
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, %err, tries, "a lane neighbour refused a frame; offering it again");
+                    tries += 1;
+                    std::thread::sleep(RESEND_WAIT);
+                }
+            }
+        }
+    }
+}
+
+/// A stage of one lane: its weights and optimizer, its 1F1B order, its link.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    role: Role,
+    inner: StageLoop,
+    plan: Plan,
+    limit: FrameLimit,
+    link: Link,
+    /// Time the running job spent waiting for a neighbour's frames.
+    waited: Duration,
+}
+
+impl Lane {
+    /// Stage `role` of its lane, holding `stage` (at the round's start weights), trained with
+    /// `config` (each step's batch split into `micro_batches`).
+    pub(crate) fn new(
+        role: Role,
+        stage: Stage,
+        config: InnerConfig,
+        micro_batches: usize,
+        link: Link,
+    ) -> Result<Self> {
+        let plan = Plan::one_f_one_b(role.stages, micro_batches as u32)?;
+        let limit = FrameLimit::for_model(stage.config(), config.batch_size / micro_batches);
+        let inner = StageLoop::new(stage, config, role.stages)?;
+        Ok(Self {
+            role,
+            inner,
+            plan,
+            limit,
+            link,
+            waited: Duration::ZERO,
+        })
+    }
+
+    /// Whether this stage computes the loss (it holds the head).
+    pub(crate) fn is_last(&self) -> bool {
+        self.role.stage + 1 == self.role.stages
+    }
+
+    /// The stage's share of one 1F1B step on `batch`: its mean gradient, and the mean loss on
+    /// the last stage.
+    fn step(
+        &mut self,
+        round: u64,
+        step: u64,
+        batch: &Batch,
+    ) -> Result<neuroshard_pipeline::StageOutcome> {
+        let micro = split(batch, self.plan.micro_batches() as usize)?;
+        let ops = self.plan.ops(self.role.stage).unwrap_or_default();
+        let stage = self.inner.stage();
+        let at = (self.role.stage, self.role.stages);
+        let mut running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit)?;
+        while !running.is_done() {
+            while running.is_ready() {
+                if let Some(out) = running.run_next(stage)? {
+                    self.link.send(out)?;
+                }
+            }
+            if running.is_done() {
+                break;
+            }
+            #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
+            let waiting = std::time::Instant::now();
+            let frames = self.link.wait_for(step, round);
+            self.waited += waiting.elapsed();
+            let frames = frames?;
+            for frame in frames {
+                if let Err(err) = running.deliver(&frame) {
+                    tracing::warn!(step, %err, "refused a lane neighbour's frame");
+                }
+            }
+        }
+        Ok(running.finish()?)
+    }
+
+    /// The mean loss of the round's start weights `start` on `batches`, each run through the lane
+    /// as a step whose gradients are dropped; `None` except on the last stage.
+    pub(crate) fn validate(
+        &mut self,
+        round: u64,
+        start: &[f32],
+        batches: &[Batch],
+    ) -> Result<Option<f32>> {
+        self.inner.set_params(start)?;
+        let mut losses = Vec::with_capacity(batches.len());
+        for (i, batch) in batches.iter().enumerate() {
+            let step = VALIDATION | (round << 20) | i as u64;
+            losses.extend(self.step(round, step, batch)?.loss);
+        }
+        let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
+        Ok((self.is_last() && !losses.is_empty()).then_some(mean))
+    }
+
+    /// The job's H inner steps from the stage weights `start`, on the lane's batches (`data`,
+    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step.
+    pub(crate) fn train(
+        &mut self,
+        job: &TrainingJob,
+        start: &[f32],
+        data: &RoundSource,
+        gauge: &neuroshard_node::LossGauge,
+    ) -> Result<TrainingResult> {
+        self.link.inbox.forget_before(job.round, job.steps as u64);
+        self.inner.set_params(start)?;
+        #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
+        let started = std::time::Instant::now();
+        self.waited = Duration::ZERO;
+        let config = *self.inner.config();
+        let first = job.round * job.steps as u64;
+        let mut losses = Vec::with_capacity(job.steps);
+        for step in first..first + job.steps as u64 {
+            let batch = data.batch(step, config.batch_size, config.seq_len)?;
+            let outcome = self.step(job.round, step, &batch)?;
+            let loss = outcome.loss.unwrap_or(f32::NAN);
+            let gradients = self
+                .inner
+                .gradients(loss, batch.n_tokens(), outcome.grads)?;
+            self.inner.descend(&gradients, step)?;
+            if outcome.loss.is_some() {
+                gauge.set(loss);
+            }
+            losses.push(loss);
+        }
+        let delta = start
+            .iter()
+            .zip(self.inner.params())
+            .map(|(s, e)| s - e)
+            .collect();
+        let (loss_start, loss_end) = loss_ends(&losses);
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            round = job.round,
+            stage = self.role.stage,
+            secs,
+            waiting = self.waited.as_secs_f64() / secs.max(1e-9),
+            "lane job done (waiting: its share spent waiting for the neighbours' frames)"
+        );
+        Ok(TrainingResult {
+            round: job.round,
+            start: job.start,
+            delta,
+            tokens: job.steps as u64 * config.tokens_per_step(),
+            loss_start,
+            loss_end,
+            chain: Chain::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use neuroshard_pipeline::{Frame, FrameKind};
+
+    use super::*;
+
+    fn frame(step: u64) -> Vec<u8> {
+        Frame {
+            kind: FrameKind::Activation,
+            step,
+            micro_batch: 0,
+            stage: 1,
+            shape: [1, 1, 2],
+            values: vec![0.5, -0.5],
+        }
+        .encode(Precision::Bf16)
+        .unwrap()
+    }
+
+    #[test]
+    fn the_inbox_files_frames_by_step_and_forgets_old_rounds() {
+        let inbox = LaneInbox::default();
+        assert!(inbox.push(frame(7)));
+        assert!(inbox.push(frame(7)));
+        assert!(inbox.push(frame(12)));
+        assert!(inbox.push(frame(VALIDATION | (1 << 20))));
+        assert!(!inbox.push(b"not a frame".to_vec()));
+        assert_eq!(inbox.take(7, Duration::ZERO).map(|f| f.len()), Some(2));
+        assert_eq!(inbox.take(7, Duration::ZERO), None);
+        // Round 2 of H = 5 starts at step 10: step 12 stays, round 1's validation goes.
+        inbox.forget_before(2, 5);
+        assert!(inbox.take(VALIDATION | (1 << 20), Duration::ZERO).is_none());
+        assert_eq!(inbox.take(12, Duration::ZERO).map(|f| f.len()), Some(1));
+    }
+}

@@ -1,0 +1,278 @@
+//! The node's place in a pipeline: the capacity records it heard, the plan
+//! `neuroshard_pool::assign` gives over them, and this node's role in it (`docs/pipeline.md`,
+//! "Training in the node"). Pure: the driver feeds it records and asks for the placement.
+
+use std::collections::BTreeMap;
+
+use neuroshard_model::{Config, StageSpec};
+use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign};
+use neuroshard_primitives::{Hash, Keypair, NodeId};
+
+/// The speed every record announces until nodes measure theirs (parameter-tokens per second):
+/// with equal speeds, `assign` balances by layers and memory alone.
+pub(crate) const NOMINAL_SPEED: u64 = 1_000_000_000;
+
+/// Most micro-batches a lane splits a step's batch into.
+const MAX_MICRO_BATCHES: usize = 4;
+
+/// How a lane splits a step's batch of `batch_size` sequences: the largest number of
+/// micro-batches up to [`MAX_MICRO_BATCHES`] that divides it.
+pub(crate) fn workload(batch_size: usize) -> Workload {
+    let micro_batches = (1..=MAX_MICRO_BATCHES.min(batch_size.max(1)))
+        .rev()
+        .find(|m| batch_size.is_multiple_of(*m))
+        .unwrap_or(1);
+    Workload {
+        micro_batch: batch_size / micro_batches,
+        micro_batches,
+    }
+}
+
+/// This node's record and the latest record heard from each peer.
+#[derive(Debug)]
+pub(crate) struct Records {
+    network_id: Hash,
+    mine: CapacityRecord,
+    heard: BTreeMap<NodeId, CapacityRecord>,
+}
+
+impl Records {
+    /// This node's record: `memory_budget` bytes (`None`: unbounded) at the nominal speed.
+    pub(crate) fn new(network_id: Hash, memory_budget: Option<u64>) -> Self {
+        let mine = CapacityRecord {
+            network_id,
+            epoch: 0,
+            memory_budget: memory_budget.unwrap_or(u64::MAX),
+            work_per_sec: NOMINAL_SPEED,
+        };
+        Self {
+            network_id,
+            mine,
+            heard: BTreeMap::new(),
+        }
+    }
+
+    /// This node's record, sealed under a new epoch (gossip drops a repeated message, so each
+    /// announcement is new).
+    pub(crate) fn seal_next(&mut self, key: &Keypair) -> Vec<u8> {
+        self.mine.epoch += 1;
+        self.mine.seal(key)
+    }
+
+    /// A record `author` gossiped: opened, and kept if it is its newest. A record signed by
+    /// someone else than its author, or one that does not open, is an error.
+    pub(crate) fn hear(&mut self, author: NodeId, frame: &[u8]) -> Result<(), String> {
+        let (signer, record) =
+            CapacityRecord::open(frame, &self.network_id).map_err(|err| err.to_string())?;
+        if signer != author {
+            return Err(format!(
+                "a capacity record of {signer} gossiped by {author}"
+            ));
+        }
+        let newest = self
+            .heard
+            .get(&signer)
+            .is_none_or(|r| r.epoch < record.epoch);
+        if newest {
+            self.heard.insert(signer, record);
+        }
+        Ok(())
+    }
+
+    /// Whether a record of every one of `peers` is in.
+    pub(crate) fn has_all<'a>(&self, mut peers: impl Iterator<Item = &'a NodeId>) -> bool {
+        peers.all(|p| self.heard.contains_key(p))
+    }
+
+    /// The pool: `me` and each of `peers` whose record is in.
+    pub(crate) fn members<'a>(
+        &self,
+        me: NodeId,
+        peers: impl Iterator<Item = &'a NodeId>,
+    ) -> Vec<Member> {
+        let mut members = vec![Member::from_record(me, &self.mine)];
+        members.extend(peers.filter_map(|p| self.heard.get(p).map(|r| Member::from_record(*p, r))));
+        members
+    }
+}
+
+/// A node's part in a pipeline of several stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Role {
+    /// Its stage's index.
+    pub(crate) stage: usize,
+    /// Stages in the pipeline.
+    pub(crate) stages: usize,
+    /// What the stage holds.
+    pub(crate) spec: StageSpec,
+    /// Its lane: its index among its stage's replicas.
+    pub(crate) lane: usize,
+    /// Lanes in the pipeline: the fewest replicas of any stage.
+    pub(crate) lanes: usize,
+    /// The stage's replicas that hold a lane, this node included: the members of its round core.
+    pub(crate) replicas: Vec<NodeId>,
+    /// The lane's previous and next stage holders.
+    pub(crate) prev: Option<NodeId>,
+    /// See `prev`.
+    pub(crate) next: Option<NodeId>,
+    /// The lane's first-stage holder, whose data assignment the whole lane reads.
+    pub(crate) data_node: NodeId,
+}
+
+/// What the plan makes of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// One stage: the node trains the whole model, as it always did.
+    Whole,
+    /// A stage of a lane.
+    Stage(Role),
+    /// No lane for it (a spare replica, or unplaced): it trains nothing; why.
+    Idle(String),
+}
+
+/// The plan for `members` on `model`, each stage training batches of `batch_size`.
+pub(crate) fn plan(model: &Config, batch_size: usize, members: &[Member]) -> Plan {
+    let workload = workload(batch_size);
+    let footprint = Footprint::of(model, workload);
+    assign(model.n_layers, &footprint, workload, members, None)
+}
+
+/// `me`'s placement in `plan`.
+pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
+    if plan.stages.len() == 1 && plan.stages[0].replicas.contains(&me) {
+        return Placement::Whole;
+    }
+    let Some(stage) = plan.stage_of(&me) else {
+        return Placement::Idle(match plan.stages.is_empty() {
+            true => "the pool cannot hold the model".into(),
+            false => "no stage of the plan fits this node's budget".into(),
+        });
+    };
+    let lanes = plan
+        .stages
+        .iter()
+        .map(|s| s.replicas.len())
+        .min()
+        .unwrap_or(0);
+    let held = &plan.stages[stage];
+    let lane = held
+        .replicas
+        .iter()
+        .position(|n| *n == me)
+        .unwrap_or(usize::MAX);
+    if lane >= lanes {
+        return Placement::Idle(format!(
+            "a spare replica of stage {stage}: {lanes} lanes, and it is replica {lane}"
+        ));
+    }
+    let holder = |s: usize| plan.stages[s].replicas[lane];
+    Placement::Stage(Role {
+        stage,
+        stages: plan.stages.len(),
+        spec: StageSpec {
+            embedding: held.embedding,
+            layers: held.layers.clone(),
+            head: held.head,
+        },
+        lane,
+        lanes,
+        replicas: held.replicas[..lanes].to_vec(),
+        prev: stage.checked_sub(1).map(holder),
+        next: (stage + 1 < plan.stages.len()).then(|| holder(stage + 1)),
+        data_node: holder(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nano() -> Config {
+        Config::preset("nano", 384).unwrap()
+    }
+
+    fn members(n: u8, budget: u64) -> Vec<Member> {
+        (0..n)
+            .map(|i| Member {
+                node: NodeId([i; 32]),
+                memory_budget: budget,
+                work_per_sec: NOMINAL_SPEED,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_workload_splits_the_batch_into_at_most_four() {
+        let shape = |b| {
+            let w = workload(b);
+            (w.micro_batches, w.micro_batch)
+        };
+        assert_eq!(shape(8), (4, 2));
+        assert_eq!(shape(6), (3, 2));
+        assert_eq!(shape(5), (1, 5));
+        assert_eq!(shape(2), (2, 1));
+    }
+
+    #[test]
+    fn unbounded_budgets_give_the_whole_model_to_everyone() {
+        let plan = plan(&nano(), 8, &members(3, u64::MAX));
+        for i in 0..3 {
+            assert_eq!(place(&plan, NodeId([i; 32])), Placement::Whole);
+        }
+    }
+
+    #[test]
+    fn six_nodes_under_the_whole_footprint_form_lanes_through_every_stage() {
+        let cfg = nano();
+        let w = workload(8);
+        let whole = Footprint::of(&cfg, w).bytes(cfg.n_layers, true, true);
+        let plan = plan(&cfg, 8, &members(6, whole * 2 / 3));
+        assert!(plan.stages.len() >= 2, "{plan:?}");
+        let roles: Vec<Role> = (0..6)
+            .filter_map(|i| match place(&plan, NodeId([i; 32])) {
+                Placement::Stage(role) => Some(role),
+                _ => None,
+            })
+            .collect();
+        let lanes = roles[0].lanes;
+        assert!(lanes >= 2, "{plan:?}");
+        assert_eq!(roles.len(), lanes * plan.stages.len());
+        for role in &roles {
+            let me = role.replicas[role.lane];
+            assert_eq!(plan.stage_of(&me), Some(role.stage));
+            // The neighbours are in the same lane, one stage either side.
+            if let Some(next) = role.next {
+                let theirs = roles.iter().find(|r| r.replicas[r.lane] == next).unwrap();
+                assert_eq!(
+                    (theirs.lane, theirs.stage, theirs.prev),
+                    (role.lane, role.stage + 1, Some(me))
+                );
+                assert_eq!(theirs.data_node, role.data_node);
+            }
+        }
+    }
+
+    #[test]
+    fn records_keep_the_newest_of_their_signer_and_refuse_a_relayed_one() {
+        let net = Hash::of(b"net");
+        let key = Keypair::from_seed([1; 32]);
+        let mut theirs = Records::new(net, Some(1 << 20));
+        let first = theirs.seal_next(&key);
+        let second = theirs.seal_next(&key);
+        let mut mine = Records::new(net, None);
+        let author = key.node_id();
+        mine.hear(author, &second).unwrap();
+        mine.hear(author, &first).unwrap();
+        assert_eq!(mine.heard[&author].epoch, 2);
+        assert!(mine.hear(NodeId([9; 32]), &first).is_err());
+        assert!(mine.hear(author, b"junk").is_err());
+        assert!(mine.has_all([author].iter()));
+        assert!(!mine.has_all([author, NodeId([9; 32])].iter()));
+        let pool = mine.members(NodeId([0; 32]), [author, NodeId([9; 32])].iter());
+        assert_eq!(pool.len(), 2);
+        assert_eq!(
+            (pool[0].memory_budget, pool[1].memory_budget),
+            (u64::MAX, 1 << 20)
+        );
+    }
+}
