@@ -41,6 +41,9 @@ pub enum Codec {
     /// codes (four levels, no zero) with one scale per chunk: the SparseLoCo recipe.
     #[serde(rename = "topk-int2")]
     TopKInt2,
+    /// Every value as a 2-bit code (four levels, no zero) with one scale per chunk: half of
+    /// int4's bytes, for long rounds whose Δ is dense.
+    Int2,
 }
 
 /// How the values a codec keeps are written.
@@ -60,7 +63,7 @@ pub(crate) enum ValueFormat {
 
 impl Codec {
     /// Every codec, in wire-id order.
-    pub const ALL: [Codec; 9] = [
+    pub const ALL: [Codec; 10] = [
         Codec::None,
         Codec::Int8,
         Codec::Int4,
@@ -70,6 +73,7 @@ impl Codec {
         Codec::TopKInt4,
         Codec::TopKSign,
         Codec::TopKInt2,
+        Codec::Int2,
     ];
 
     /// The codec's name, as parsed by [`Codec::from_str`].
@@ -84,6 +88,7 @@ impl Codec {
             Codec::TopKInt4 => "topk-int4",
             Codec::TopKSign => "topk-sign",
             Codec::TopKInt2 => "topk-int2",
+            Codec::Int2 => "int2",
         }
     }
 
@@ -126,7 +131,7 @@ impl Codec {
             Codec::Int8 | Codec::TopKInt8 => ValueFormat::Int8,
             Codec::Int4 | Codec::TopKInt4 => ValueFormat::Int4,
             Codec::Sign | Codec::TopKSign => ValueFormat::Sign,
-            Codec::TopKInt2 => ValueFormat::Int2,
+            Codec::Int2 | Codec::TopKInt2 => ValueFormat::Int2,
         }
     }
 }
@@ -313,7 +318,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", codec.name()));
         }
         assert!("topk_int8".parse::<Codec>().is_err());
-        assert_eq!(Codec::from_id(9), None);
+        assert_eq!(Codec::from_id(10), None);
     }
 
     #[test]

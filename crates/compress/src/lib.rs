@@ -1,4 +1,4 @@
-//! Compresses pseudo-gradients for the wire: top-k, int8/int4/sign quantisation, error feedback.
+//! Compresses pseudo-gradients for the wire: top-k, int8/int4/int2/sign quantisation, error feedback.
 //!
 //! # Bird's Eye View
 //!
@@ -6,9 +6,9 @@
 //! peers. A `Δ` holds as many values as the model has parameters, so it is compressed first:
 //!
 //! - a [`Codec`] picks which values to send (all of them, or the top k of each chunk) and how to
-//!   write them (`f32`, int8 or int4 with a per-chunk scale, 2-bit codes for the top k
-//!   (`topk-int2`, whose offsets are also packed in `ceil(log2 C)` bits), or 1-bit sign with a
-//!   per-chunk scale); [`CompressConfig`] adds the chunk size, the top-k fraction and the
+//!   write them (`f32`, int8, int4 or 2-bit codes (`int2`) with a per-chunk scale, 2-bit codes
+//!   for the top k (`topk-int2`, whose offsets are also packed in `ceil(log2 C)` bits), or 1-bit
+//!   sign with a per-chunk scale); [`CompressConfig`] adds the chunk size, the top-k fraction and the
 //!   error-feedback decay;
 //! - [`encode`] folds in a [`Residual`] (error feedback, optionally decayed) so that what one
 //!   round drops is sent in a later one, and writes a [`Packet`] in a versioned, checksummed
