@@ -41,11 +41,15 @@ fn honest_work_passes_and_learning_is_unchanged() {
     );
 }
 
-/// The auditors repeat the 2-bit codecs' encodings (sparse and dense), error-feedback decay
+/// The auditors repeat the low-bit codecs' encodings (sparse and dense), error-feedback decay
 /// included: a replay that left the decay out would find every honest Δ mis-encoded.
 #[test]
-fn honest_work_passes_under_the_two_bit_codecs_with_decay() {
-    for codec in ["topk-int2:k=0.05,decay=0.9", "int2:decay=0.9"] {
+fn honest_work_passes_under_the_low_bit_codecs_with_decay() {
+    for codec in [
+        "topk-int2:k=0.05,decay=0.9",
+        "int2:decay=0.9",
+        "ternary:decay=0",
+    ] {
         let mut config = config(5, true);
         config.node.compress = codec.parse().unwrap();
         let report = run(config);
