@@ -53,6 +53,7 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         int2-decay) run "$row" "int2:decay=0.9" ;;
         int2-noef) run "$row" "int2:decay=0" ;;
         int2-chunk1024) run "$row" "int2:chunk=1024" ;;
+        int2-chunk256-decay) run "$row" "int2:chunk=256,decay=0.9" ;;
         ternary) run ternary ternary ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
