@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# The codec comparison of docs/experiments/2026-11-30-codec.md: `nano` on a Genesis directory,
-# 3 nodes, H = 100, 1 000 inner steps per node, the genesis defaults otherwise (plain averaging,
-# inner lr 3e-3, warm-up 50, constant within the run), the whole validation split. Prints one
-# line per codec: the network model's validation loss after every round, and bytes sent per node
-# per token. One run (topk-int2 at 2 %) keeps the synchronous data-parallel baseline and prints
-# its loss and bytes per token; the others are stopped once their last round is reported.
+# The codec comparisons of docs/experiments/2026-11-30-codec.md and 2026-11-30-int2.md: `nano`
+# on a Genesis directory, 3 nodes, H inner steps per round (default 100), STEPS inner steps per
+# node (default 1 000), the genesis defaults otherwise (plain averaging, inner lr 3e-3, warm-up
+# 50, constant within the run), the whole validation split. Prints one line per codec: the
+# network model's validation loss after every round, and bytes sent per node per token. One run
+# (topk-int2 at 2 %) keeps the synchronous data-parallel baseline and prints its loss and bytes
+# per token; the others are stopped once their last round is reported.
 #
 # Usage: bench/codec-sweep.sh GENESIS_DIR [OUT_DIR]
-#   (NEUROSHARD=path/to/neuroshard to pick a binary, RUNS="int4 topk-int2-2pct" to pick rows)
+#   (NEUROSHARD=path/to/neuroshard to pick a binary, RUNS="int4 topk-int2-2pct" to pick rows,
+#   H=500 STEPS=2000 for longer rounds)
 set -euo pipefail
 GENESIS="${1:?usage: bench/codec-sweep.sh GENESIS_DIR [OUT_DIR]}"
 OUT="${2:-$(mktemp -d)}"
 BIN="${NEUROSHARD:-neuroshard}"
-NODES=3 H=100 STEPS=1000 BATCH=8 SEQ=64
+NODES=3 H=${H:-100} STEPS=${STEPS:-1000} BATCH=8 SEQ=64
 mkdir -p "$OUT"
 
 # run NAME CODEC [full]: `full` keeps the sync-DP baseline (and the JSON report in NAME.json).
 run() {
-    local name=$1 codec=$2 full=${3:-} rounds=$((STEPS / H)) err="$OUT/$1.err"
+    local name=$1-h$H codec=$2 full=${3:-} rounds=$((STEPS / H))
+    local err="$OUT/$name.err"
     "$BIN" sim --genesis "$GENESIS" --preset nano --nodes "$NODES" --aggregator mean \
         --rounds "$rounds" --inner-steps "$H" --batch-size "$BATCH" --lr 3e-3 --outer-lr 1 \
         --outer-momentum 0 --val-batches 119 --seed 1 --no-audit --warmup-steps 50 \
@@ -46,6 +49,12 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         topk-int2-2pct) run "$row" "topk-int2:k=0.02" full ;;
         topk-int2-2pct-decay) run "$row" "topk-int2:k=0.02,decay=0.9" ;;
         sign) run sign sign ;;
+        int2) run int2 int2 ;;
+        int2-decay) run "$row" "int2:decay=0.9" ;;
+        int2-noef) run "$row" "int2:decay=0" ;;
+        int2-chunk1024) run "$row" "int2:chunk=1024" ;;
+        int2-chunk256-decay) run "$row" "int2:chunk=256,decay=0.9" ;;
+        ternary) run ternary ternary ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done

@@ -13,7 +13,7 @@ pub const MAX_CHUNK_SIZE: usize = 1 << 16;
 /// A pseudo-gradient codec, named as on the command line and in genesis files.
 ///
 /// Each codec is a *selection* (all values, or the top k per chunk) followed by a *value format*
-/// (f32, int8, int4 or sign). See the crate docs for the maths of each.
+/// (f32, int8, int4, int2, ternary or sign). See the crate docs for the maths of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Codec {
@@ -41,6 +41,11 @@ pub enum Codec {
     /// codes (four levels, no zero) with one scale per chunk: the SparseLoCo recipe.
     #[serde(rename = "topk-int2")]
     TopKInt2,
+    /// Every value as a 2-bit code (four levels, no zero) with one scale per chunk: half of
+    /// int4's bytes, for long rounds whose Δ is dense.
+    Int2,
+    /// Every value as `−s`, 0 or `s` with one scale `s` per chunk, five values to a byte.
+    Ternary,
 }
 
 /// How the values a codec keeps are written.
@@ -54,13 +59,15 @@ pub(crate) enum ValueFormat {
     Int4,
     /// Odd integers in `{-3, -1, 1, 3}` times a per-chunk step, four per byte.
     Int2,
+    /// `{-1, 0, 1}` times a per-chunk scale, five per byte in base 3.
+    Ternary,
     /// One bit per value (1 = negative) times a per-chunk scale.
     Sign,
 }
 
 impl Codec {
     /// Every codec, in wire-id order.
-    pub const ALL: [Codec; 9] = [
+    pub const ALL: [Codec; 11] = [
         Codec::None,
         Codec::Int8,
         Codec::Int4,
@@ -70,6 +77,8 @@ impl Codec {
         Codec::TopKInt4,
         Codec::TopKSign,
         Codec::TopKInt2,
+        Codec::Int2,
+        Codec::Ternary,
     ];
 
     /// The codec's name, as parsed by [`Codec::from_str`].
@@ -84,6 +93,8 @@ impl Codec {
             Codec::TopKInt4 => "topk-int4",
             Codec::TopKSign => "topk-sign",
             Codec::TopKInt2 => "topk-int2",
+            Codec::Int2 => "int2",
+            Codec::Ternary => "ternary",
         }
     }
 
@@ -126,7 +137,8 @@ impl Codec {
             Codec::Int8 | Codec::TopKInt8 => ValueFormat::Int8,
             Codec::Int4 | Codec::TopKInt4 => ValueFormat::Int4,
             Codec::Sign | Codec::TopKSign => ValueFormat::Sign,
-            Codec::TopKInt2 => ValueFormat::Int2,
+            Codec::Int2 | Codec::TopKInt2 => ValueFormat::Int2,
+            Codec::Ternary => ValueFormat::Ternary,
         }
     }
 }
@@ -313,7 +325,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", codec.name()));
         }
         assert!("topk_int8".parse::<Codec>().is_err());
-        assert_eq!(Codec::from_id(9), None);
+        assert_eq!(Codec::from_id(11), None);
     }
 
     #[test]

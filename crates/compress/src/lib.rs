@@ -1,4 +1,5 @@
-//! Compresses pseudo-gradients for the wire: top-k, int8/int4/sign quantisation, error feedback.
+//! Compresses pseudo-gradients for the wire: top-k, int8/int4/int2/ternary/sign quantisation, error
+//! feedback.
 //!
 //! # Bird's Eye View
 //!
@@ -6,10 +7,10 @@
 //! peers. A `Δ` holds as many values as the model has parameters, so it is compressed first:
 //!
 //! - a [`Codec`] picks which values to send (all of them, or the top k of each chunk) and how to
-//!   write them (`f32`, int8 or int4 with a per-chunk scale, 2-bit codes for the top k
-//!   (`topk-int2`, whose offsets are also packed in `ceil(log2 C)` bits), or 1-bit sign with a
-//!   per-chunk scale); [`CompressConfig`] adds the chunk size, the top-k fraction and the
-//!   error-feedback decay;
+//!   write them (`f32`, int8, int4, 2-bit codes (`int2`) or `{−1, 0, 1}` five to a byte
+//!   (`ternary`) with a per-chunk scale, 2-bit codes for the top k (`topk-int2`, whose offsets
+//!   are also packed in `ceil(log2 C)` bits), or 1-bit sign with a per-chunk scale);
+//!   [`CompressConfig`] adds the chunk size, the top-k fraction and the error-feedback decay;
 //! - [`encode`] folds in a [`Residual`] (error feedback, optionally decayed) so that what one
 //!   round drops is sent in a later one, and writes a [`Packet`] in a versioned, checksummed
 //!   wire format;
@@ -21,7 +22,7 @@
 //! split over chunks with `rayon`, and the output does not depend on the number of threads.
 //!
 //! The maths of each part is written as numbered steps:
-//! the value formats (int8, int4, int2, sign) in [`quant`], the top-k selection in [`topk`], error
+//! the value formats (int8, int4, int2, ternary, sign) in [`quant`], the top-k selection in [`topk`], error
 //! feedback in [`encode()`], and the byte layout in [`wire`].
 //! A codec is a selection followed by a value format, so `topk-int4` is [`topk`]'s steps, then
 //! [`quant`]'s int4 steps on the kept values of each chunk.

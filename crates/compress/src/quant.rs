@@ -25,10 +25,13 @@
 //! 6. The reconstruction is `x̂_i = q_i · Δ`. The decoder rejects `q = −128` (int8), `q = −8`
 //!    (int4), a non-zero pad nibble, and a scale that is negative or not finite.
 //!
-//! # `int2` (2 bits per value, for the values top-k kept)
+//! # `int2` (2 bits per value: every value of a chunk, or the values top-k kept)
 //!
-//! The kept values are the chunk's largest, so none is near zero and no code is spent on 0: the
-//! four levels are the odd multiples of the step, `{−3, −1, 1, 3} · Δ`.
+//! No code is spent on 0: the four levels are the odd multiples of the step,
+//! `{−3, −1, 1, 3} · Δ`. For top-k the kept values are the chunk's largest, so none is near zero;
+//! for a dense chunk of bell-shaped values these levels are close to the four that minimise the
+//! squared error (Lloyd–Max for a Gaussian puts them at `±0.45 σ` and `±1.51 σ`, a ratio of 3.3
+//! against our 3), which a ternary `{−1, 0, 1}` grid, also two bits on the wire, is not.
 //!
 //! 1. Choose the clipping scale `s` as in step 1–2 of int8/int4, with `L = 3`.
 //! 2. Let the step be `Δ = s / 3`.
@@ -37,6 +40,21 @@
 //! 4. Write `s` as `f32`, then each code `(q_i + 3) / 2 ∈ 0..=3` in two bits, value `4j + t` in
 //!    bits `2t..2t + 2` of byte `j`; the pad bits of the last byte are 0 (the decoder checks).
 //! 5. The reconstruction is `x̂_i = q_i · Δ`.
+//!
+//! # `ternary` (log2 3 ≈ 1.58 bits of information, 1.6 on the wire)
+//!
+//! Three levels `{−1, 0, 1} · s`: unlike int2, a value near zero is sent as zero, which matters
+//! for a dense Δ whose chunks mix rows that moved with rows that barely did (an input
+//! embedding's rare tokens); int2's levels would move the latter by `± s/3` every round.
+//!
+//! 1. Choose the clipping scale `s` as in step 1–2 of int8/int4, with `L = 1`, from the wider
+//!    candidates `a · c`, `c ∈ {1, 0.9, …, 0.3, 0.2}`: three levels fit a bell-shaped chunk best
+//!    near `c = 0.3`, below int8/int4's smallest candidate.
+//! 2. `q_i = round_half_even(clamp(x_i / s, −1, 1))`, in `{−1, 0, 1}`.
+//! 3. Write `s` as `f32`, then the digits `q_i + 1` five to a byte in base 3: byte `j` is
+//!    `Σ_t (q_{5j+t} + 1) · 3^t` over `t ∈ 0..5`, at most 242; a shorter last group's pad
+//!    digits are 0, so its byte is below `3^len` (the decoder checks both).
+//! 4. The reconstruction is `x̂_i = q_i · s`.
 //!
 //! # `sign` (1 bit per value)
 //!
@@ -51,6 +69,13 @@ use crate::config::ValueFormat;
 /// Clipping candidates, as fractions of the chunk's absolute maximum (step 2 of int8/int4).
 const CLIP_FRACTIONS: [f32; 6] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5];
 
+/// Ternary's clipping candidates (step 1 of ternary): three levels fit a bell-shaped chunk best
+/// at 0.2–0.4 of its maximum.
+const TERNARY_CLIP_FRACTIONS: [f32; 9] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2];
+
+/// Values per ternary byte: `3^5 = 243 ≤ 256`.
+const TRITS_PER_BYTE: usize = 5;
+
 /// Bytes of the per-chunk scale.
 const SCALE_BYTES: usize = 4;
 
@@ -62,6 +87,7 @@ impl ValueFormat {
             ValueFormat::Int8 => SCALE_BYTES + m,
             ValueFormat::Int4 => SCALE_BYTES + m.div_ceil(2),
             ValueFormat::Int2 => SCALE_BYTES + m.div_ceil(4),
+            ValueFormat::Ternary => SCALE_BYTES + m.div_ceil(TRITS_PER_BYTE),
             ValueFormat::Sign => SCALE_BYTES + m.div_ceil(8),
         }
     }
@@ -79,6 +105,7 @@ impl ValueFormat {
             ValueFormat::Int8 => encode_int8(values, out),
             ValueFormat::Int4 => encode_int4(values, out),
             ValueFormat::Int2 => encode_int2(values, out),
+            ValueFormat::Ternary => encode_ternary(values, out),
             ValueFormat::Sign => encode_sign(values, out),
         }
     }
@@ -96,6 +123,7 @@ impl ValueFormat {
             ValueFormat::Int8 => decode_int8(bytes, out),
             ValueFormat::Int4 => decode_int4(bytes, out),
             ValueFormat::Int2 => decode_int2(bytes, out),
+            ValueFormat::Ternary => decode_ternary(bytes, out),
             ValueFormat::Sign => decode_sign(bytes, out),
         }
     }
@@ -194,13 +222,14 @@ fn step(scale: f32, levels: f32) -> f32 {
     scale / levels
 }
 
-/// Step 1–2 of int8/int4: the clipping scale with the least squared error.
-fn best_scale(values: &[f32], levels: f32, grid: Grid) -> f32 {
+/// Step 1–2 of int8/int4: the clipping scale with the least squared error among `fractions`
+/// of the chunk's absolute maximum.
+fn best_scale(values: &[f32], levels: f32, grid: Grid, fractions: &[f32]) -> f32 {
     let absmax = values.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     if absmax == 0.0 {
         return 0.0;
     }
-    CLIP_FRACTIONS
+    fractions
         .iter()
         .map(|c| absmax * c)
         .map(|s| (s, IntQuantizer::new(s, levels, grid).squared_error(values)))
@@ -209,8 +238,14 @@ fn best_scale(values: &[f32], levels: f32, grid: Grid) -> f32 {
 }
 
 /// Chooses the scale, writes it, and returns the quantiser for the chunk's values.
-fn write_scale(values: &[f32], levels: f32, grid: Grid, out: &mut [u8]) -> IntQuantizer {
-    let scale = best_scale(values, levels, grid);
+fn write_scale(
+    values: &[f32],
+    levels: f32,
+    grid: Grid,
+    fractions: &[f32],
+    out: &mut [u8],
+) -> IntQuantizer {
+    let scale = best_scale(values, levels, grid, fractions);
     let quantizer = IntQuantizer::new(scale, levels, grid);
     let written = if quantizer.step == 0.0 { 0.0 } else { scale };
     out[..SCALE_BYTES].copy_from_slice(&written.to_le_bytes());
@@ -225,14 +260,14 @@ fn take(quantizer: IntQuantizer, x: &mut f32) -> i8 {
 }
 
 fn encode_int8(values: &mut [f32], out: &mut [u8]) {
-    let quantizer = write_scale(values, 127.0, Grid::All, out);
+    let quantizer = write_scale(values, 127.0, Grid::All, &CLIP_FRACTIONS, out);
     for (x, dst) in values.iter_mut().zip(&mut out[SCALE_BYTES..]) {
         *dst = take(quantizer, x) as u8;
     }
 }
 
 fn encode_int4(values: &mut [f32], out: &mut [u8]) {
-    let quantizer = write_scale(values, 7.0, Grid::All, out);
+    let quantizer = write_scale(values, 7.0, Grid::All, &CLIP_FRACTIONS, out);
     for (pair, dst) in values.chunks_mut(2).zip(&mut out[SCALE_BYTES..]) {
         let lo = take(quantizer, &mut pair[0]) as u8 & 0x0f;
         let hi = pair
@@ -285,7 +320,7 @@ fn decode_int4(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
 }
 
 fn encode_int2(values: &mut [f32], out: &mut [u8]) {
-    let quantizer = write_scale(values, 3.0, Grid::Odd, out);
+    let quantizer = write_scale(values, 3.0, Grid::Odd, &CLIP_FRACTIONS, out);
     for (group, dst) in values.chunks_mut(4).zip(&mut out[SCALE_BYTES..]) {
         let mut bits = 0u8;
         for (t, x) in group.iter_mut().enumerate() {
@@ -306,6 +341,36 @@ fn decode_int2(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
         for (t, v) in group.iter_mut().enumerate() {
             let code = (bits >> (2 * t)) & 0b11;
             *v = f32::from(2 * i16::from(code) - 3) * step;
+        }
+    }
+    Ok(())
+}
+
+fn encode_ternary(values: &mut [f32], out: &mut [u8]) {
+    let quantizer = write_scale(values, 1.0, Grid::All, &TERNARY_CLIP_FRACTIONS, out);
+    for (group, dst) in values
+        .chunks_mut(TRITS_PER_BYTE)
+        .zip(&mut out[SCALE_BYTES..])
+    {
+        // Horner's rule from the last value, so value `t` is digit `t`; each digit is q + 1.
+        *dst = group
+            .iter_mut()
+            .rev()
+            .fold(0u8, |byte, x| 3 * byte + (take(quantizer, x) + 1) as u8);
+    }
+}
+
+fn decode_ternary(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
+    let step = step(read_scale(bytes)?, 1.0);
+    for (group, &byte) in out.chunks_mut(TRITS_PER_BYTE).zip(&bytes[SCALE_BYTES..]) {
+        // 3^len: a full group's byte is below 243, a short last group's pad digits are 0.
+        if u32::from(byte) >= 3u32.pow(group.len() as u32) {
+            return Err("ternary byte is out of range or its pad digits are not zero");
+        }
+        let mut rest = byte;
+        for v in group.iter_mut() {
+            *v = f32::from(i8::try_from(rest % 3).expect("a digit") - 1) * step;
+            rest /= 3;
         }
     }
     Ok(())
@@ -423,6 +488,34 @@ mod tests {
     }
 
     #[test]
+    fn ternary_sends_small_values_as_zero() {
+        // absmax 4: the least-error scale among 0.2..=1 · 4 is 2 (c = 0.5, error 5.7 against
+        // 6.5 at 0.6 and 8.1 at 0.4); values below 1 in magnitude are sent as 0.
+        let mut values = [2.0f32, -2.0].repeat(5);
+        values[0] = 4.0;
+        values.extend([0.5, -0.9, 1.2]);
+        let want = [2.0f32, -2.0].repeat(5).into_iter().chain([0.0, 0.0, 2.0]);
+        assert!(
+            round_trip(ValueFormat::Ternary, &values)
+                .into_iter()
+                .eq(want)
+        );
+        let mut bytes = vec![0u8; ValueFormat::Ternary.bytes(13)];
+        ValueFormat::Ternary.encode(&mut values.clone(), &mut bytes);
+        // Digits q + 1, least significant first: 2 0 2 0 2, 0 2 0 2 0, then 1 1 2 and two pad 0s.
+        assert_eq!(
+            bytes[4..],
+            [2 + 2 * 9 + 2 * 81, 2 * 3 + 2 * 27, 1 + 3 + 2 * 9]
+        );
+        let mut out = [0.0; 13];
+        for (at, bad) in [(4, 243), (6, 27)] {
+            let mut edited = bytes.clone();
+            edited[at] = bad;
+            assert!(ValueFormat::Ternary.decode(&edited, &mut out).is_err());
+        }
+    }
+
+    #[test]
     fn sign_uses_mean_abs() {
         let values = [1.0, -3.0, 2.0];
         assert_eq!(round_trip(ValueFormat::Sign, &values), [2.0, -2.0, 2.0]);
@@ -437,6 +530,7 @@ mod tests {
             ValueFormat::Int8,
             ValueFormat::Int4,
             ValueFormat::Int2,
+            ValueFormat::Ternary,
             ValueFormat::Sign,
         ] {
             assert_eq!(round_trip(format, &[0.0; 5]), [0.0; 5]);

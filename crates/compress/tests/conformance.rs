@@ -42,6 +42,8 @@ fn every_codec_encodes_a_fixed_vector_the_same_way() {
         topk-int4    204 bytes  b770deaf
         topk-sign    184 bytes  157d0d5a
         topk-int2    140 bytes  a263dc19
+        int2         322 bytes  53728bfd
+        ternary      275 bytes  4b236707
     "#]]
     .assert_eq(&table);
 }

@@ -170,3 +170,15 @@ fn empty_vector_round_trips() {
         assert_eq!(decode(packet.as_bytes(), 0).unwrap(), Vec::<f32>::new());
     }
 }
+
+#[test]
+fn dense_low_bit_codecs_sizes() {
+    // 2 bits per value (int2) and 1.6 (ternary, five to a byte) against int4's 4, the same
+    // 4-byte scale per chunk: what they buy at a fixed H (docs/experiments/2026-11-30-int2.md).
+    let n = 1 << 20;
+    let len = |codec| encoded_len(n, &CompressConfig::new(codec)).unwrap() - 56;
+    let chunks = n / CompressConfig::DEFAULT_CHUNK_SIZE;
+    assert_eq!(len(Codec::Int2), chunks * 4 + n / 4);
+    assert_eq!(len(Codec::Int4), chunks * 4 + n / 2);
+    assert_eq!(len(Codec::Ternary), chunks * (4 + 4096_usize.div_ceil(5)));
+}

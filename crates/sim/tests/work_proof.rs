@@ -41,17 +41,27 @@ fn honest_work_passes_and_learning_is_unchanged() {
     );
 }
 
-/// The auditors repeat the sparse codec's encoding, error-feedback decay included: a replay that
-/// left the decay out would find every honest Δ mis-encoded.
+/// The auditors repeat the low-bit codecs' encodings (sparse and dense), error-feedback decay
+/// included: a replay that left the decay out would find every honest Δ mis-encoded.
 #[test]
-fn honest_work_passes_under_the_sparse_codec_with_decay() {
-    let mut config = config(5, true);
-    config.node.compress = "topk-int2:k=0.05,decay=0.9".parse().unwrap();
-    let report = run(config);
-    let ponw = report.ponw.clone().unwrap();
-    report.assert_clean();
-    assert!(ponw.honest_passed > 0, "audits ran");
-    assert_eq!((ponw.honest_failed, ponw.honest_excluded), (0, 0));
+fn honest_work_passes_under_the_low_bit_codecs_with_decay() {
+    for codec in [
+        "topk-int2:k=0.05,decay=0.9",
+        "int2:decay=0.9",
+        "ternary:decay=0",
+    ] {
+        let mut config = config(5, true);
+        config.node.compress = codec.parse().unwrap();
+        let report = run(config);
+        let ponw = report.ponw.clone().unwrap();
+        report.assert_clean();
+        assert!(ponw.honest_passed > 0, "{codec}: audits ran");
+        assert_eq!(
+            (ponw.honest_failed, ponw.honest_excluded),
+            (0, 0),
+            "{codec}"
+        );
+    }
 }
 
 #[test]
