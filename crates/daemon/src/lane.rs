@@ -15,7 +15,7 @@ use neuroshard_p2p::{NetworkHandle, PeerId};
 use neuroshard_pipeline::frame::peek_step;
 use neuroshard_pipeline::{Direction, FrameLimit, Outgoing, Plan, Precision, StageStep, split};
 use neuroshard_primitives::{Batch, BatchSource};
-use neuroshard_train::{InnerConfig, StageLoop};
+use neuroshard_train::{InnerConfig, StageLoop, pseudo_gradient};
 use neuroshard_verify::Chain;
 
 use crate::role::Role;
@@ -276,11 +276,7 @@ impl Lane {
             }
             losses.push(loss);
         }
-        let delta = start
-            .iter()
-            .zip(self.inner.params())
-            .map(|(s, e)| s - e)
-            .collect();
+        let delta = pseudo_gradient(start, self.inner.params());
         let (loss_start, loss_end) = loss_ends(&losses);
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use neuroshard_primitives::{Batch, BatchSource, NodeId};
-use neuroshard_train::{InnerConfig, InnerLoop};
+use neuroshard_train::{InnerConfig, InnerLoop, pseudo_gradient};
 use neuroshard_verify::{Chain, Checkpoint};
 
 use crate::work::{ReplayJob, Replayed, TrainingJob, TrainingResult, Verifier, Worker};
@@ -194,11 +194,7 @@ impl<S: BatchSource, K: CheckpointStore> ModelWorker<S, K> {
                 chain.losses().collect()
             }
         };
-        let delta = start
-            .iter()
-            .zip(self.inner.params())
-            .map(|(s, e)| s - e)
-            .collect();
+        let delta = pseudo_gradient(start, self.inner.params());
         let (loss_start, loss_end) = loss_ends(&losses);
         Ok(TrainingResult {
             round: job.round,

@@ -167,12 +167,7 @@ impl Replica {
 
     /// Δ = θ_start − θ_now, flat in canonical order.
     pub fn pseudo_gradient(&self) -> Vec<f32> {
-        let mut delta = self.theta_start.clone();
-        delta
-            .par_chunks_mut(CHUNK)
-            .zip(self.trainer.params().par_chunks(CHUNK))
-            .for_each(|(d, p)| d.iter_mut().zip(p).for_each(|(d, p)| *d -= p));
-        delta
+        pseudo_gradient(&self.theta_start, self.trainer.params())
     }
 
     /// Ends the round: applies the aggregated Δ̄ to θ_start with the outer optimizer, loads the
@@ -188,6 +183,17 @@ impl Replica {
         self.outer.step(&mut self.theta_start, aggregated);
         self.trainer.set_params(&self.theta_start)
     }
+}
+
+/// A round's pseudo-gradient Δ = `start` − `now` (the weights at the round's start and after its
+/// inner steps), coordinate by coordinate: the one Δ the whole model, a stage and the replica take.
+pub fn pseudo_gradient(start: &[f32], now: &[f32]) -> Vec<f32> {
+    let mut delta = start.to_vec();
+    delta
+        .par_chunks_mut(CHUNK)
+        .zip(now.par_chunks(CHUNK))
+        .for_each(|(d, p)| d.iter_mut().zip(p).for_each(|(d, p)| *d -= p));
+    delta
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, l2_norm};
-pub use diloco::{OuterConfig, OuterOptimizer, Replica};
+pub use diloco::{OuterConfig, OuterOptimizer, Replica, pseudo_gradient};
 pub use dp::DpConfig;
 pub use error::{Error, Result};
 pub use eval::{LossEstimate, evaluate, loss_estimate, mean_loss};
