@@ -75,6 +75,30 @@ pub struct Status {
     /// The pipeline stage this node trains; `None` when it trains the whole model (or nothing).
     #[serde(default)]
     pub role: Option<RoleStatus>,
+    /// Decoder layers of the model this node trains (the network's, which grows by the
+    /// genesis `[growth]` schedule); 0 before the first job.
+    #[serde(default)]
+    pub n_layers: usize,
+    /// The times this node's replica took on a deeper model, oldest first.
+    #[serde(default)]
+    pub growths: Vec<GrowthPoint>,
+}
+
+/// The model grew (`docs/pool.md`, "Growth on a running network"): the replica took on the
+/// deeper model at the start of `round`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrowthPoint {
+    /// The first round trained at the new depth.
+    pub round: u64,
+    /// Layers before.
+    pub from_layers: usize,
+    /// Layers after.
+    pub to_layers: usize,
+    /// Validation loss of the round's start model cut back to `from_layers` (the model right
+    /// before growth), if measured.
+    pub val_before: Option<f64>,
+    /// Validation loss of the grown start model (right after growth), if measured.
+    pub val_after: Option<f64>,
 }
 
 /// The pipeline stage a node trains (`docs/pipeline.md`, "Training in the node").
@@ -141,6 +165,9 @@ pub struct ClosedRound {
     /// (it had fallen behind, or closed it on another model): `included` is 0 and `closed_at_s`
     /// is when it installed it.
     pub installed: bool,
+    /// The depth the model grew to at this round's end, if it grew.
+    #[serde(default)]
+    pub grew_to: Option<usize>,
 }
 
 /// The network's model at the start of a round: how far it has trained and how well it does.

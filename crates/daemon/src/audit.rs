@@ -16,6 +16,7 @@ use neuroshard_primitives::NodeId;
 use neuroshard_train::InnerLoop;
 
 use crate::atomic::{Durability, write_atomic};
+use crate::grow::Depths;
 use crate::work::{Assignment, Progress, RoundSource};
 use crate::{Error, Result};
 
@@ -100,6 +101,8 @@ pub(crate) struct Replayer {
     verifier: ModelVerifier<DirAssignments>,
     dir: PathBuf,
     val_batches: usize,
+    /// The depths the model can have, and the seed new models are drawn from.
+    depths: (Depths, u64),
 }
 
 impl Replayer {
@@ -110,12 +113,14 @@ impl Replayer {
         data: DirAssignments,
         val_batches: usize,
         outer_lr: f32,
+        depths: (Depths, u64),
     ) -> Self {
         let dir = data.template.dir.clone();
         Self {
             verifier: ModelVerifier::new(inner, data, Vec::new(), outer_lr),
             dir,
             val_batches,
+            depths,
         }
     }
 
@@ -131,6 +136,23 @@ impl Replayer {
                 }
             }
         }
+        self.fit(job.opened.start.params.len())?;
         self.verifier.replay(job).map_err(|err| err.to_string())
+    }
+
+    /// Brings the replaying model to a depth of `n_params` (a round after growth replays the
+    /// grown model); a size no depth has is the contributor's fault, refused before any
+    /// allocation.
+    fn fit(&mut self, n_params: usize) -> std::result::Result<(), String> {
+        let (depths, seed) = &self.depths;
+        let config = depths.config_for(n_params).ok_or_else(|| {
+            format!("a checkpoint of {n_params} parameters: no depth has so many")
+        })?;
+        match crate::grow::refit(self.verifier.inner(), &config, *seed) {
+            Ok(Some(inner)) => self.verifier.set_inner(inner),
+            Ok(None) => {}
+            Err(err) => return Err(err.to_string()),
+        }
+        Ok(())
     }
 }

@@ -35,6 +35,7 @@ pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
         ("model_hash".to_owned(), Hash::of(&params).to_hex()),
         ("outer_hash".to_owned(), Hash::of(&state.outer).to_hex()),
         ("excluded".to_owned(), excluded_json(&state.excluded)),
+        ("pool".to_owned(), pool_text(&state.pool)),
     ]);
     let view = |dtype, len, data| {
         TensorView::new(dtype, vec![len], data).expect("length matches the dtype")
@@ -51,15 +52,20 @@ pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
     crate::atomic::write_atomic(path, &bytes, crate::atomic::Durability::Durable)
 }
 
-/// Reads the checkpoint at `path`, if there is one, checking its network id, its size against
-/// `n_params` and its parameters against the recorded hash.
-pub fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Option<Snapshot>> {
+/// Reads the checkpoint at `path`, if there is one, checking its network id, its size with
+/// `admits` (the parameter counts of the depths the network's model can have) and its
+/// parameters against the recorded hash.
+pub fn load(
+    path: &Path,
+    network_id: Hash,
+    admits: impl Fn(usize) -> bool,
+) -> Result<Option<Snapshot>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(Error::io("reading", path)(err)),
     };
-    parse(&bytes, network_id, n_params)
+    parse(&bytes, network_id, &admits)
         .map(Some)
         .map_err(|reason| Error::Checkpoint {
             path: path.to_owned(),
@@ -67,7 +73,11 @@ pub fn load(path: &Path, network_id: Hash, n_params: usize) -> Result<Option<Sna
         })
 }
 
-fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<Snapshot, String> {
+fn parse(
+    bytes: &[u8],
+    network_id: Hash,
+    admits: &dyn Fn(usize) -> bool,
+) -> Result<Snapshot, String> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|err| err.to_string())?;
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |name: &str| {
@@ -105,6 +115,12 @@ fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<Snapshot, St
         Ok(view.data())
     };
     let params = tensor("params", Dtype::F32)?;
+    let n_params = params.len() / 4;
+    if !admits(n_params) {
+        return Err(format!(
+            "{n_params} parameters are no depth of this network's model"
+        ));
+    }
     if Hash::of(params) != model_hash {
         return Err("the parameters do not match the recorded model hash".into());
     }
@@ -119,7 +135,30 @@ fn parse(bytes: &[u8], network_id: Hash, n_params: usize) -> Result<Snapshot, St
         excluded: meta
             .get("excluded")
             .map_or(Ok(BTreeMap::new()), |text| excluded_from_json(text))?,
+        pool: meta
+            .get("pool")
+            .map_or(Ok(Vec::new()), |text| pool_from_text(text))?,
     })
+}
+
+/// The pool history as comma-separated decimal sizes.
+fn pool_text(pool: &[u64]) -> String {
+    let sizes: Vec<String> = pool.iter().map(u64::to_string).collect();
+    sizes.join(",")
+}
+
+/// The pool history from its text (a checkpoint written before growth has none), at most
+/// [`neuroshard_node::POOL_HISTORY`] sizes.
+fn pool_from_text(text: &str) -> Result<Vec<u64>, String> {
+    let pool = text
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u64>().map_err(|_| format!("bad pool size `{s}`")))
+        .collect::<Result<Vec<u64>, String>>()?;
+    match pool.len() <= neuroshard_node::POOL_HISTORY {
+        true => Ok(pool),
+        false => Err("a pool history longer than kept".into()),
+    }
 }
 
 /// Flat parameters as little-endian `f32` bytes: a checkpoint's `params`, the genesis init file.
@@ -173,6 +212,7 @@ mod tests {
             params: vec![1.0, -2.5, 3.25],
             outer: vec![9, 8, 7, 6],
             excluded: BTreeMap::from([(NodeId([3; 32]), "withheld".to_owned())]),
+            pool: vec![300, 450],
         }
     }
 
@@ -181,14 +221,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(CHECKPOINT_FILE);
         let net = Hash::of(b"net");
-        assert_eq!(load(&path, net, 3).unwrap(), None);
+        assert_eq!(load(&path, net, |n| n == 3).unwrap(), None);
         save(&path, net, &state()).unwrap();
         let next = Snapshot {
             round: 8,
             ..state()
         };
         save(&path, net, &next).unwrap();
-        assert_eq!(load(&path, net, 3).unwrap(), Some(next));
+        assert_eq!(load(&path, net, |n| n == 3).unwrap(), Some(next));
         assert!(!path.with_extension("safetensors.tmp").exists());
     }
 
@@ -198,14 +238,14 @@ mod tests {
         let path = dir.path().join(CHECKPOINT_FILE);
         let net = Hash::of(b"net");
         save(&path, net, &state()).unwrap();
-        assert!(load(&path, Hash::of(b"other"), 3).is_err());
-        assert!(load(&path, net, 4).is_err());
+        assert!(load(&path, Hash::of(b"other"), |n| n == 3).is_err());
+        assert!(load(&path, net, |n| n == 4).is_err());
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.len() - 5;
         bytes[at] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(load(&path, net, 3).is_err());
+        assert!(load(&path, net, |n| n == 3).is_err());
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(load(&path, net, 3).is_err());
+        assert!(load(&path, net, |n| n == 3).is_err());
     }
 }

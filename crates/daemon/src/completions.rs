@@ -13,6 +13,8 @@ use candle_core::Device;
 use neuroshard_api::{CompletionError, Completions, FinishReason, Finished, Generation, ModelInfo};
 use neuroshard_data::{Genesis, Tokenizer};
 use neuroshard_model::{Config, NeuroLlm, SamplingConfig, generate_each};
+
+use crate::grow::Depths;
 use neuroshard_node::Snapshot;
 use tokio::sync::watch;
 
@@ -25,7 +27,8 @@ pub(crate) const CONTEXT_SEQ_LENS: usize = 4;
 #[derive(Debug)]
 pub(crate) struct Generator {
     info: ModelInfo,
-    config: Config,
+    /// The depths the model can have (it grows by the genesis schedule).
+    depths: Depths,
     seed: u64,
     /// Where the genesis tokenizer is (or will be, once fetched from a peer).
     tokenizer_path: PathBuf,
@@ -41,6 +44,7 @@ impl Generator {
     /// tokenizer at `tokenizer_path`.
     pub(crate) fn new(
         genesis: &Genesis,
+        depths: Depths,
         config: Config,
         tokenizer_path: PathBuf,
         weights: watch::Receiver<Option<Arc<Snapshot>>>,
@@ -51,7 +55,7 @@ impl Generator {
         };
         Self {
             info,
-            config,
+            depths,
             seed: genesis.seed,
             tokenizer_path,
             tokenizer: OnceLock::new(),
@@ -87,7 +91,11 @@ impl Generator {
         {
             return Ok(Arc::clone(model));
         }
-        let mut model = NeuroLlm::new(&self.config, self.seed, &Device::Cpu).map_err(failed)?;
+        let config = self
+            .depths
+            .config_for(latest.params.len())
+            .ok_or_else(|| failed("the weights are no depth of this network's model"))?;
+        let mut model = NeuroLlm::new(&config, self.seed, &Device::Cpu).map_err(failed)?;
         model.set_flat_params(&latest.params).map_err(failed)?;
         let model = Arc::new(model);
         *loaded = Some((Arc::downgrade(&latest), Arc::clone(&model)));
@@ -277,11 +285,12 @@ mod tests {
             params,
             outer: Vec::new(),
             excluded: Default::default(),
+            pool: Vec::new(),
         };
         let (tx, rx) = watch::channel(Some(Arc::new(snapshot)));
         std::mem::forget(tx);
         let tokenizer = genesis_file.with_file_name("tokenizer.json");
-        Generator::new(&genesis, config, tokenizer, rx)
+        Generator::new(&genesis, Depths::new(&config, None), config, tokenizer, rx)
     }
 
     fn request(prompt: &str, max_tokens: usize, temperature: f32, seed: u64) -> Generation {

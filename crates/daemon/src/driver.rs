@@ -26,7 +26,7 @@ use crate::wire::{
     self, DATA_TOPIC, FRAME_NS, HOLDINGS_NS, OFFER_NS, Offer, POOL_NS, POOL_TOPIC, ROUND_TOPIC,
     inbox_topic,
 };
-use crate::work::{JobOutcome, Progress, Trainer};
+use crate::work::{JobOutcome, Progress, Refit, Trainer};
 use crate::{Error, Result};
 
 /// Something that finished off the loop: a fetched frame, a training job.
@@ -45,6 +45,15 @@ pub(crate) enum Done {
         round: u64,
         /// Mean validation loss of the round's start model.
         val_loss: f32,
+    },
+    /// The replica took on the model's depth for a job (it grew when `refit` says so).
+    Depth {
+        /// The job's round.
+        round: u64,
+        /// Decoder layers of the model it trains.
+        n_layers: usize,
+        /// The depth before and the start model's loss cut back to it, when it changed.
+        refit: Option<Refit>,
     },
     /// A training job ended; the trainer comes back with it.
     Job(Box<Trainer>, JobOutcome),
@@ -218,6 +227,9 @@ impl Driver {
             );
             self.start = None;
             self.place();
+            if self.pipeline.role().is_some() && self.node.stop_growing() {
+                tracing::info!("the model does not grow in pipeline mode (docs/pool.md)");
+            }
         }
         self.tick();
         self.start_job();
@@ -268,6 +280,18 @@ impl Driver {
                         wire_received = traffic.wire_received, payload_sent = traffic.payload_sent,
                         payload_received = traffic.payload_received, "round closed"
                     );
+                    match &summary.growth {
+                        Some(Ok(n_layers)) => {
+                            tracing::info!(round = summary.round, n_layers,
+                                pool = ?self.node.pool_history().last(), model = %summary.model_hash.short(),
+                                "the model grew at the round's end");
+                            self.status.depth(summary.round + 1, *n_layers, None);
+                        }
+                        Some(Err(err)) => {
+                            tracing::error!(round = summary.round, %err, "the model could not grow")
+                        }
+                        None => {}
+                    }
                     self.status.round_closed(&summary);
                     self.show_progress();
                     self.checkpoint();
@@ -427,6 +451,18 @@ impl Driver {
         match done {
             Done::Frame { from, frame } => self.input(Input::Message(from, frame)),
             Done::Validated { round, val_loss } => self.status.validated(round, val_loss),
+            Done::Depth {
+                round,
+                n_layers,
+                refit,
+            } => {
+                if let Some(refit) = refit {
+                    tracing::info!(round, from = refit.from, to = n_layers, val_before = ?refit.val_before,
+                        "the replica took on the model's new depth");
+                }
+                let grew = refit.map(|r| (r.from, r.val_before));
+                self.status.depth(round, n_layers, grew);
+            }
             Done::Job(trainer, outcome) => {
                 self.trainer = Some(trainer);
                 self.status
@@ -702,6 +738,16 @@ async fn validate_and_train(
 ) -> Done {
     let ran = tokio::task::spawn_blocking(move || {
         let round = job.round;
+        match trainer.fit(round, &params) {
+            Ok((n_layers, refit)) => {
+                let _ = done.blocking_send(Done::Depth {
+                    round,
+                    n_layers,
+                    refit,
+                });
+            }
+            Err(err) => tracing::warn!(%err, "cannot take the model's depth"),
+        }
         if let Some(val_loss) = trainer.validate(round, &params) {
             let _ = done.blocking_send(Done::Validated { round, val_loss });
         }

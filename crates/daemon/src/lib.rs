@@ -54,6 +54,7 @@ mod config;
 mod dataset;
 mod driver;
 mod error;
+mod grow;
 pub mod keyfile;
 mod lane;
 mod pipeline;
@@ -159,6 +160,7 @@ impl Daemon {
             },
             config.val_batches,
             settings.protocol.outer.lr,
+            (settings.depths.clone(), genesis.seed),
         );
         #[cfg_attr(not(feature = "cheat"), allow(unused_mut))]
         let mut trainer = Trainer::new(
@@ -169,6 +171,7 @@ impl Daemon {
             progress.clone(),
             config.val_batches,
             chains.clone(),
+            settings.depths.clone(),
         )?;
         #[cfg(feature = "cheat")]
         {
@@ -198,6 +201,7 @@ impl Daemon {
             data_dir,
             &chain,
             &data,
+            config.memory_budget,
         )
         .await?;
         for (round, list) in chain.iter().flat_map(|c| c.view().decided()) {
@@ -215,6 +219,8 @@ impl Daemon {
             genesis.diloco.inner_steps,
             privacy,
         );
+        let depth = settings.depths.config_for(node.params().len());
+        status.depth(node.round(), depth.map_or(0, |c| c.n_layers), None);
         let (jobs_tx, jobs) = mpsc::channel(queries::JOBS_QUEUED);
         let ledger_api: Option<Arc<dyn neuroshard_api::LedgerApi>> = chain
             .is_some()
@@ -224,6 +230,7 @@ impl Daemon {
         let (checkpoints, checkpoint_rx) = watch::channel(Some(Arc::new(node.snapshot())));
         let generator = completions::Generator::new(
             &genesis,
+            settings.depths.clone(),
             settings.model.clone(),
             tokenizer_path,
             checkpoints.subscribe(),
@@ -366,6 +373,7 @@ async fn resume_node(
     data_dir: &std::path::Path,
     chain: &Option<Chain>,
     data: &DataSync,
+    budget: Option<u64>,
 ) -> Result<Node> {
     let members = BTreeSet::from([key.node_id()]);
     let key = Keypair::from_seed(key.secret_bytes());
@@ -373,26 +381,36 @@ async fn resume_node(
         Some(_) => Box::new(LedgerAgreement::default()),
         None => Box::new(DeadlineAgreement),
     };
-    let n_params = settings.model.n_params();
-    match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, n_params)? {
+    let admits = |n: usize| settings.depths.config_for(n).is_some();
+    let mut node = match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, admits)? {
         Some(snapshot) => {
-            tracing::info!(round = snapshot.round, "resuming from the checkpoint");
-            Ok(Node::resume(
-                key,
-                settings.protocol.clone(),
-                members,
-                snapshot,
-                agreement,
-            )?)
+            tracing::info!(
+                round = snapshot.round,
+                params = snapshot.params.len(),
+                "resuming from the checkpoint"
+            );
+            Node::resume(key, settings.protocol.clone(), members, snapshot, agreement)?
         }
-        None => Ok(Node::new(
+        None => Node::new(
             key,
             settings.protocol.clone(),
             members,
             genesis_params(data, &settings.model, seed).await?,
             agreement,
-        )?),
-    }
+        )?,
+    };
+    node.set_pool(budget.unwrap_or(u64::MAX), growth_rule(settings, seed));
+    Ok(node)
+}
+
+/// The round core's growth rule, when the genesis has a `[growth]` schedule.
+fn growth_rule(settings: &Settings, seed: u64) -> Option<Box<dyn neuroshard_node::Growth>> {
+    let schedule = settings.growth.clone()?;
+    Some(Box::new(grow::Grower::new(
+        settings.depths.clone(),
+        schedule,
+        seed,
+    )))
 }
 
 /// Round 0's parameters: the genesis init file's when the genesis names one, else drawn from the

@@ -10,6 +10,7 @@ use neuroshard_model::Config;
 use neuroshard_train::{AdamWConfig, DpConfig, InnerConfig, LrSchedule, OuterConfig};
 
 use crate::NodeConfig;
+use crate::grow::Depths;
 
 /// Everything derived from the genesis file and the node's settings.
 #[derive(Debug, Clone)]
@@ -20,6 +21,10 @@ pub(crate) struct Settings {
     pub(crate) protocol: neuroshard_node::NodeConfig,
     /// How this node trains between outer steps.
     pub(crate) inner: InnerConfig,
+    /// The genesis `[growth]` schedule, if the model grows.
+    pub(crate) growth: Option<neuroshard_pool::GrowthSchedule>,
+    /// The depths the model can have: its own and the schedule's.
+    pub(crate) depths: Depths,
 }
 
 impl Settings {
@@ -31,7 +36,16 @@ impl Settings {
             .codec
             .parse()
             .map_err(|err| format!("field `compression.codec`: {err}"))?;
-        let max_frame = neuroshard_node::NodeConfig::max_frame_for(model.n_params(), &compress)
+        let growth = match &genesis.growth {
+            Some(spec) => Some(
+                neuroshard_pool::GrowthSchedule::new(spec)
+                    .map_err(|err| format!("section `growth`: {err}"))?,
+            ),
+            None => None,
+        };
+        let depths = Depths::new(&model, growth.as_ref());
+        // Frames must hold the deepest model's Δs and states.
+        let max_frame = neuroshard_node::NodeConfig::max_frame_for(depths.max_params(), &compress)
             .map_err(|err| format!("field `compression.codec`: {err}"))?;
         let outer = OuterConfig::new(
             genesis.diloco.outer_lr as f32,
@@ -53,6 +67,8 @@ impl Settings {
             model,
             protocol,
             inner,
+            growth,
+            depths,
         })
     }
 }

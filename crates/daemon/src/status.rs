@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use neuroshard_api::{ClosedRound, ModelPoint, Point, PrivacyStatus, Status};
+use neuroshard_api::{ClosedRound, GrowthPoint, ModelPoint, Point, PrivacyStatus, Status};
 use neuroshard_data::PrivacySpec;
 use neuroshard_node::{RoundSummary, Timestamp};
 use neuroshard_p2p::{Multiaddr, PeerId, TrafficStats};
@@ -127,11 +127,35 @@ impl StatusBoard {
         }
     }
 
+    /// The replica took on a model of `n_layers` for `round`; `grew` when it came from a
+    /// shallower one (its depth and the start model's loss cut back to it).
+    pub(crate) fn depth(&self, round: u64, n_layers: usize, grew: Option<(usize, Option<f32>)>) {
+        self.tx.send_if_modified(|s| {
+            let changed = replace(&mut s.n_layers, n_layers);
+            if let Some((from_layers, val_before)) = grew {
+                s.growths.push(GrowthPoint {
+                    round,
+                    from_layers,
+                    to_layers: n_layers,
+                    val_before: val_before.map(f64::from),
+                    val_after: None,
+                });
+                let excess = s.growths.len().saturating_sub(neuroshard_api::ROUNDS_LIMIT);
+                s.growths.drain(..excess);
+                return true;
+            }
+            changed
+        });
+    }
+
     /// The validation loss of `round`'s start model, plotted at the round's first step.
     pub(crate) fn validated(&self, round: u64, val_loss: f32) {
         let elapsed_s = self.started.elapsed().as_secs_f64();
         let step = round * self.inner_steps;
         self.tx.send_modify(|s| {
+            if let Some(growth) = s.growths.last_mut().filter(|g| g.round == round) {
+                growth.val_after = Some(f64::from(val_loss));
+            }
             s.val_loss = Some(f64::from(val_loss));
             s.push_model_point(ModelPoint {
                 round,
@@ -173,6 +197,7 @@ impl StatusBoard {
                 duration_s,
                 model_hash: summary.model_hash,
                 installed: false,
+                grew_to: summary.growth.clone().and_then(Result::ok),
             });
         });
     }
@@ -241,6 +266,7 @@ impl StatusBoard {
                 model_hash: hash,
                 closed_at_s: at.as_secs_f64(),
                 installed: true,
+                grew_to: None,
                 ..ClosedRound::default()
             });
         });

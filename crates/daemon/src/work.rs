@@ -14,6 +14,7 @@ use neuroshard_primitives::{Batch, BatchSource, NodeId};
 use neuroshard_train::{InnerConfig, InnerLoop, mean_loss};
 
 use crate::audit::DiskCheckpoints;
+use crate::grow::Depths;
 use crate::lane::Lane;
 use crate::{Error, Result};
 
@@ -124,8 +125,19 @@ pub(crate) struct Trainer {
     val_batches: usize,
     inner: InnerConfig,
     dir: PathBuf,
+    /// The depths the model can have, and the seed new models are drawn from (`None` in a
+    /// pipeline stage, whose model keeps its depth).
+    depths: Option<(Depths, u64)>,
     #[cfg(feature = "cheat")]
     pub(crate) cheat: Option<crate::Cheat>,
+}
+
+/// The replica changed depth: the depth before, and the validation loss of the start model
+/// cut back to it (when it grew and the node measures one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refit {
+    pub(crate) from: usize,
+    pub(crate) val_before: Option<f32>,
 }
 
 /// One finished job: the training result (or why it failed) and how long it trained.
@@ -149,6 +161,7 @@ impl Trainer {
         progress: Progress,
         val_batches: usize,
         chains: DiskCheckpoints,
+        depths: Depths,
     ) -> Result<Self> {
         let dir = assignment.dir.clone();
         let source = RoundSource::new(assignment, progress);
@@ -164,6 +177,7 @@ impl Trainer {
             val_batches,
             inner,
             dir,
+            depths: Some((depths, seed)),
             #[cfg(feature = "cheat")]
             cheat: None,
         })
@@ -189,9 +203,45 @@ impl Trainer {
             val_batches,
             inner,
             dir,
+            depths: None,
             #[cfg(feature = "cheat")]
             cheat: None,
         }
+    }
+
+    /// Brings the replica (its AdamW state carried over) and the evaluation model to the depth
+    /// of `params`, when the network's model grew (or the node installed a state of another
+    /// depth). Returns the new depth, and when it changed the old one with the validation loss
+    /// of `round`'s start model cut back to it: the model right before growth, since growth
+    /// only adds layers. A pipeline stage keeps its depth.
+    pub(crate) fn fit(&mut self, round: u64, params: &[f32]) -> Result<(usize, Option<Refit>)> {
+        let (Engine::Whole { worker, eval }, Some((depths, seed))) =
+            (&mut self.engine, &self.depths)
+        else {
+            return Ok((0, None));
+        };
+        let from = eval.config().n_layers;
+        if eval.n_params() == params.len() {
+            return Ok((from, None));
+        }
+        let config = depths.config_for(params.len()).ok_or_else(|| {
+            Error::Worker(format!(
+                "no depth of the model has {} parameters",
+                params.len()
+            ))
+        })?;
+        let refit = crate::grow::refit(worker.inner(), &config, *seed)?;
+        worker.set_inner(refit.ok_or_else(|| Error::Worker("the sizes differ".into()))?);
+        let grown = NeuroLlm::new(&config, *seed, &Device::Cpu)?;
+        let before = eval.carry_from(&grown, params)?;
+        let val_before = match config.n_layers > from {
+            true => self.val_loss(round, &before)?,
+            false => None,
+        };
+        if let Engine::Whole { eval, .. } = &mut self.engine {
+            *eval = grown;
+        }
+        Ok((config.n_layers, Some(Refit { from, val_before })))
     }
 
     /// A gauge that follows the inner-step loss while jobs run.

@@ -122,6 +122,7 @@ mod tests {
             loss_start: 2.0,
             loss_end: 1.0,
             commitment: None,
+            memory_budget: u64::MAX,
         }
     }
 

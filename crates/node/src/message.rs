@@ -37,6 +37,9 @@ pub struct Announcement {
     pub loss_end: f32,
     /// What the contributor's training commits to (`None` when the network does not audit).
     pub commitment: Option<Commitment>,
+    /// The contributor's memory budget in bytes (`u64::MAX`: unbounded): summed over a round's
+    /// included contributors, the pool size the growth schedule reads (`docs/pool.md`).
+    pub memory_budget: u64,
 }
 
 /// Every message of the round protocol.
@@ -83,6 +86,9 @@ pub enum Message {
         /// Members the sender's rounds have stopped waiting for (they missed a deadline), so the
         /// installing node waits for the same members as the network.
         missed: Vec<NodeId>,
+        /// The pool sizes at the sender's last round boundaries, oldest first (at most
+        /// [`crate::POOL_HISTORY`]), so the receiver grows at the same boundary as the sender.
+        pool: Vec<u64>,
     },
     /// An audit: serve segment `segment` of your chain for `round`.
     Challenge {
@@ -207,6 +213,7 @@ mod tests {
             loss_start: 5.0,
             loss_end: 4.0,
             commitment: None,
+            memory_budget: u64::MAX,
         })
     }
 

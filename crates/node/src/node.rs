@@ -8,6 +8,7 @@ use crate::agreement::Agreement;
 use crate::config::NodeConfig;
 use crate::message::{Announcement, Message, Round};
 use crate::phase::audit::{AuditStats, Audits};
+use crate::phase::grow::{Growth, Pool};
 use crate::work::{ReplayJob, Replayed, TrainingJob, TrainingResult};
 use crate::{Error, Result, Timestamp};
 
@@ -123,6 +124,8 @@ pub struct Snapshot {
     /// The members this node excluded (proven cheaters and false accusers), with why: they stay
     /// excluded after a restart.
     pub excluded: BTreeMap<NodeId, String>,
+    /// The pool sizes at the latest round boundaries, oldest first (the growth rule's input).
+    pub pool: Vec<u64>,
 }
 
 /// What a closed round applied.
@@ -146,6 +149,9 @@ pub struct RoundSummary {
     pub tokens: u64,
     /// When the round closed.
     pub closed_at: Timestamp,
+    /// What growth did at this boundary: the depth the model grew to, or why it could not;
+    /// `None` when the model kept its depth.
+    pub growth: Option<std::result::Result<usize, String>>,
 }
 
 /// Where a node is within its current round.
@@ -231,6 +237,8 @@ pub struct Node {
     pub(crate) sync_attempts: u64,
     /// Proof of Neural Work: own chains, claims, challenges, exclusions.
     pub(crate) audits: Audits,
+    /// This node's budget, the pool history and the growth rule.
+    pub(crate) pool: Pool,
 }
 
 impl Node {
@@ -278,6 +286,7 @@ impl Node {
             pending_sync: None,
             sync_attempts: 0,
             audits: Audits::default(),
+            pool: Pool::default(),
         })
     }
 
@@ -296,6 +305,9 @@ impl Node {
         node.outer = outer_from_bytes(node.config.outer, &snapshot.outer, node.params.len())?;
         node.round = snapshot.round;
         node.audits.excluded = snapshot.excluded;
+        if !crate::phase::grow::install_history(&mut node, &snapshot.pool) {
+            return Err(Error::BadState("a pool history longer than kept".into()));
+        }
         if let Some(closed) = snapshot.round.checked_sub(1) {
             let hash = node.model_hash;
             crate::phase::sync::record_own(&mut node, closed, hash);
@@ -311,7 +323,26 @@ impl Node {
             params: self.params.clone(),
             outer: f32_bytes(self.outer.momentum()),
             excluded: self.audits.excluded.clone(),
+            pool: self.pool.history.clone(),
         }
+    }
+
+    /// Sets this node's memory budget (announced with its Δs; `u64::MAX`: unbounded) and the
+    /// network's growth rule (`None`: the model keeps its depth, as in a pipeline stage).
+    pub fn set_pool(&mut self, budget: u64, growth: Option<Box<dyn Growth>>) {
+        self.pool.budget = budget;
+        self.pool.growth = growth;
+    }
+
+    /// Drops the growth rule (a pipeline stage's core runs over a slice of the model); whether
+    /// there was one.
+    pub fn stop_growing(&mut self) -> bool {
+        self.pool.growth.take().is_some()
+    }
+
+    /// The pool sizes at the latest round boundaries, oldest first.
+    pub fn pool_history(&self) -> &[u64] {
+        &self.pool.history
     }
 
     /// This node's id.

@@ -109,6 +109,16 @@ impl<S: BatchSource, K: CheckpointStore> ModelWorker<S, K> {
         self.gauge.clone()
     }
 
+    /// The inner loop: its model and AdamW state.
+    pub fn inner(&self) -> &InnerLoop {
+        &self.inner
+    }
+
+    /// Replaces the inner loop (the model grew, its AdamW state carried over by the caller).
+    pub fn set_inner(&mut self, inner: InnerLoop) {
+        self.inner = inner;
+    }
+
     /// One inner step at global step `step`, on batch `step` of the node's data.
     fn inner_step(&mut self, step: u64) -> Result<f32> {
         let batch = read(&self.data, self.inner.config(), step)?;
@@ -279,6 +289,16 @@ impl<A: Assignments> ModelVerifier<A> {
     pub fn batch_shape(&self) -> (usize, usize) {
         let config = self.inner.config();
         (config.batch_size, config.seq_len)
+    }
+
+    /// The inner loop it replays with.
+    pub fn inner(&self) -> &InnerLoop {
+        &self.inner
+    }
+
+    /// Replaces the inner loop (a replay of a grown model needs one of its size).
+    pub fn set_inner(&mut self, inner: InnerLoop) {
+        self.inner = inner;
     }
 
     /// Whether it has held-out batches to score usefulness on.

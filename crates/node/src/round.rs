@@ -6,6 +6,8 @@
 //! 3. **Exchange.** For each peer's announcement, fetch its Δ by hash, check the hash, decode.
 //! 4. **Agree.** Ask the [`crate::Agreement`] whether the round may close, and on which list.
 //! 5. **Outer step.** Aggregate the listed Δs with the robust rule; apply the Nesterov step.
+//!    Record the pool's size (the included contributors' budgets) and grow the model when the
+//!    genesis schedule says so, before the vote.
 //! 6. **Check.** Vote the new model hash; a node whose hash is not the one the members settled on
 //!    (a majority, or the plurality once everyone voted), or that finds the network ahead of it,
 //!    installs a peer's state and observes one round before it trains again.
@@ -22,7 +24,7 @@ use neuroshard_primitives::NodeId;
 use crate::Timestamp;
 use crate::message::Message;
 use crate::node::{Input, Node, Output, Phase, penalize};
-use crate::phase::{aggregate, audit, exchange, sync, train};
+use crate::phase::{aggregate, audit, exchange, grow, sync, train};
 use crate::work::{ReplayJob, Replayed, TrainingResult};
 
 impl Node {
@@ -123,12 +125,14 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
             params,
             outer,
             missed,
+            pool,
         } => {
             let state = sync::State {
                 round,
                 params: &params,
                 outer: &outer,
                 missed: &missed,
+                pool: &pool,
             };
             let installed = sync::on_state(node, signer, state);
             let mut outputs = installed.outputs;
@@ -204,7 +208,10 @@ fn try_close(node: &mut Node, now: Timestamp) -> Vec<Output> {
         return Vec::new();
     };
     let mut outputs = audit::select(node, now, closing.included());
-    let summary = aggregate::outer_step(node, now, closing);
+    let pool_bytes = grow::pool_bytes(node, closing.included());
+    let mut summary = aggregate::outer_step(node, now, closing);
+    summary.growth = grow::at_boundary(node, summary.round, pool_bytes);
+    summary.model_hash = node.model_hash;
     outputs.push(Output::Broadcast(sync::vote(node, summary.round)));
     outputs.push(Output::Closed(summary));
     outputs.extend(sync::check(node, now));

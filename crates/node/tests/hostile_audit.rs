@@ -72,6 +72,7 @@ fn announcement(node: &Node) -> Announcement {
             residual_before: Hash::default(),
             residual_after: Hash::default(),
         }),
+        memory_budget: u64::MAX,
     }
 }
 

@@ -258,6 +258,7 @@ fn garbage_and_equivocation_are_penalised() {
             loss_start: 1.0,
             loss_end: 1.0,
             commitment: None,
+            memory_budget: u64::MAX,
         })
     };
     let (first, second) = (announce(1).seal(&liar), announce(2).seal(&liar));
@@ -486,6 +487,7 @@ fn an_unanswered_state_request_goes_to_the_next_holder_and_hostile_rounds_do_not
         params: vec![0; 4 * PARAMS],
         outer: vec![0; 4 * PARAMS],
         missed: Vec::new(),
+        pool: Vec::new(),
     };
     net.feed(3, Input::Message(liar.node_id(), state.seal(&liar)));
     // Its first state request is lost; the retry goes to another holder.
@@ -522,6 +524,7 @@ fn a_state_that_arrives_after_the_network_moved_on_is_followed_by_the_newer_one(
         params: stale.params.iter().flat_map(|v| v.to_le_bytes()).collect(),
         outer: stale.outer,
         missed: Vec::new(),
+        pool: Vec::new(),
     };
     let key = Keypair::from_seed([from as u8 + 1; 32]);
     net.feed(3, Input::Message(net.nodes[from].id(), state.seal(&key)));

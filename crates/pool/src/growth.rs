@@ -31,6 +31,11 @@ impl GrowthSchedule {
         })
     }
 
+    /// The depths the schedule can grow to, shallowest first.
+    pub fn depths(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps.iter().map(|s| s.n_layers)
+    }
+
     /// The depth the schedule gives a pool of `pool_bytes`, if it reaches the first threshold.
     pub fn layers_for(&self, pool_bytes: u64) -> Option<usize> {
         let reached = self

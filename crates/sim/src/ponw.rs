@@ -68,6 +68,7 @@ pub(crate) fn commitment_bytes() -> usize {
         loss_start: 1.0,
         loss_end: 1.0,
         commitment: None,
+        memory_budget: u64::MAX,
     };
     let committed = neuroshard_node::Announcement {
         commitment: Some(neuroshard_verify::Commitment {

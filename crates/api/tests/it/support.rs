@@ -53,6 +53,7 @@ pub(crate) fn sample_status(points: u64) -> Status {
         duration_s: None,
         model_hash: Hash::of(b"model 1"),
         installed: false,
+        grew_to: None,
     });
     status.push_round(ClosedRound {
         round: 2,
@@ -62,12 +63,14 @@ pub(crate) fn sample_status(points: u64) -> Status {
         duration_s: Some(30.0),
         model_hash: Hash::of(b"model 2, split"),
         installed: false,
+        grew_to: None,
     });
     status.push_round(ClosedRound {
         round: 2,
         closed_at_s: 1_800_000_030.5,
         model_hash: Hash::of(b"model"),
         installed: true,
+        grew_to: None,
         ..ClosedRound::default()
     });
     if let Some(last) = status.history.last() {

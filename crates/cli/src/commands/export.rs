@@ -73,14 +73,15 @@ fn load(dir: &Path, genesis: &Path, tokenizer: &Tokenizer) -> Result<NeuroLlm> {
     let cfg = neuroshard_daemon::model_config(&genesis.model)
         .map_err(anyhow::Error::msg)
         .context("the genesis file's model section")?;
-    let snapshot = neuroshard_daemon::load_checkpoint(&state, genesis.network_id(), cfg.n_params())
-        .with_context(|| {
-            format!(
-                "reading the node checkpoint {}; pass the node's --genesis directory",
-                state.display()
-            )
-        })?
-        .with_context(|| format!("{} is gone", state.display()))?;
+    let snapshot =
+        neuroshard_daemon::load_checkpoint(&state, genesis.network_id(), |n| n == cfg.n_params())
+            .with_context(|| {
+                format!(
+                    "reading the node checkpoint {}; pass the node's --genesis directory",
+                    state.display()
+                )
+            })?
+            .with_context(|| format!("{} is gone", state.display()))?;
     let mut model = NeuroLlm::new(&cfg, 0, &Device::Cpu)?;
     model.set_flat_params(&snapshot.params)?;
     Ok(model)
@@ -201,6 +202,7 @@ mod tests {
             params: model.flat_params().unwrap(),
             outer: Vec::new(),
             excluded: Default::default(),
+            pool: Vec::new(),
         };
         let state = node.join(neuroshard_daemon::CHECKPOINT_FILE);
         let network = genesis.genesis().network_id();

@@ -156,6 +156,7 @@ pub(crate) fn outer_step(node: &mut Node, now: Timestamp, closing: Closing) -> R
         train_loss,
         tokens,
         closed_at: now,
+        growth: None,
     };
     node.inbox = std::mem::take(&mut node.early);
     node.round = node.round.saturating_add(1);

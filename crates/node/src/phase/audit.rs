@@ -23,6 +23,7 @@ use neuroshard_verify::{
 use crate::Timestamp;
 use crate::message::{Announcement, Message, Round};
 use crate::node::{Node, Output, f32_bytes, penalize};
+use crate::phase::grow;
 use crate::work::{Purpose, ReplayJob, Replayed};
 
 /// Rounds of claims, own chains and audit bookkeeping kept behind the current round.
@@ -251,14 +252,15 @@ pub(crate) fn on_checkpoints(
     // The chain's start holds the round's model the job trained from (the node may hold
     // another since, after a resync within the round).
     let base = if last { read.pop() } else { None };
-    let tail = match base.map(|bytes| Checkpoint::from_bytes(&bytes, node.params.len())) {
-        Some(Ok(start)) => Some(Tail {
-            base: f32_bytes(&start.params),
-            residual: f32_bytes(&own.residual),
-        }),
-        Some(Err(_)) => return Vec::new(),
-        None => None,
-    };
+    let tail =
+        match base.map(|bytes| Checkpoint::from_bytes(&bytes, grow::n_params_of(node, round))) {
+            Some(Ok(start)) => Some(Tail {
+                base: f32_bytes(&start.params),
+                residual: f32_bytes(&own.residual),
+            }),
+            Some(Err(_)) => return Vec::new(),
+            None => None,
+        };
     let [start, end]: [Vec<u8>; 2] = match read.try_into() {
         Ok(pair) => pair,
         Err(_) => return Vec::new(),
@@ -340,7 +342,7 @@ fn check_opening(
         commitment,
         base: &announcement.base,
         first_step,
-        n_params: node.params.len(),
+        n_params: grow::n_params_of(node, round),
     };
     opening
         .check(&claim)

@@ -3,5 +3,6 @@
 pub(crate) mod aggregate;
 pub(crate) mod audit;
 pub(crate) mod exchange;
+pub(crate) mod grow;
 pub(crate) mod sync;
 pub(crate) mod train;

@@ -19,7 +19,7 @@ use crate::message::{Message, Round};
 use crate::node::{
     Node, Output, PendingSync, Phase, f32_bytes, f32_values, outer_from_bytes, penalize,
 };
-use crate::phase::{aggregate, exchange};
+use crate::phase::{aggregate, exchange, grow};
 
 /// All votes are kept for rounds this far behind the current one; for rounds further behind or
 /// ahead, only each signer's latest.
@@ -192,6 +192,7 @@ pub(crate) fn on_request(node: &mut Node, peer: NodeId, round: Round) -> Vec<Out
         params: f32_bytes(&node.params),
         outer: f32_bytes(node.outer.momentum()),
         missed: node.missed.iter().copied().collect(),
+        pool: node.pool.history.clone(),
     };
     vec![Output::Send(peer, node.seal(&state))]
 }
@@ -203,6 +204,7 @@ pub(crate) struct State<'a> {
     pub(crate) params: &'a [u8],
     pub(crate) outer: &'a [u8],
     pub(crate) missed: &'a [NodeId],
+    pub(crate) pool: &'a [u64],
 }
 
 /// What installing a peer's state did: its outputs, and the round after the installed one when
@@ -250,17 +252,27 @@ pub(crate) fn on_state(node: &mut Node, signer: NodeId, state: State<'_>) -> Ins
             "sync state for the last possible round",
         )]);
     };
-    if hash != wanted || state.params.len() != 4 * node.params.len() {
+    // The size is checked against the depths the network can reach before anything is read:
+    // a state of another size is a grown (or not yet grown) model only if the rule admits it.
+    let n = state.params.len() / 4;
+    if hash != wanted || !state.params.len().is_multiple_of(4) || !grow::admits(node, n) {
         return Installed::nothing(vec![penalize(
             signer,
             "sync state does not match the settled hash",
         )]);
     }
-    let outer = match outer_from_bytes(node.config.outer, state.outer, node.params.len()) {
+    let outer = match outer_from_bytes(node.config.outer, state.outer, n) {
         Ok(outer) => outer,
         Err(err) => return Installed::nothing(vec![penalize(signer, err)]),
     };
-    node.params = f32_values(state.params, node.params.len()).expect("length checked above");
+    if !grow::install_history(node, state.pool) {
+        return Installed::nothing(vec![penalize(signer, "a pool history longer than kept")]);
+    }
+    if n != node.params.len() {
+        grow::note_resize(node, state.round, node.params.len());
+        node.residual.clear();
+    }
+    node.params = f32_values(state.params, n).expect("length checked above");
     node.outer = outer;
     node.model_hash = hash;
     node.own_votes.retain(|round, _| *round < state.round);

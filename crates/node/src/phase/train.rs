@@ -63,6 +63,7 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         loss_start: result.loss_start,
         loss_end: result.loss_end,
         commitment: None,
+        memory_budget: node.pool.budget,
     };
     let announcement = match chain_plan(node).filter(|_| !result.chain.leaves().is_empty()) {
         Some(segments) => {
