@@ -6,8 +6,8 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
-    Agreement, DeadlineAgreement, Input, LedgerAgreement, Message, Node, NodeConfig, Output, Round,
-    RoundSummary, Timestamp, TrainingJob, TrainingResult,
+    Agreement, DeadlineAgreement, Growth, Input, LedgerAgreement, Message, Node, NodeConfig,
+    Output, Round, RoundSummary, Timestamp, TrainingJob, TrainingResult,
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_train::OuterConfig;
@@ -138,7 +138,7 @@ impl Net {
             let result = TrainingResult {
                 round: job.round,
                 start: job.start,
-                delta: vec![(i as f32 + 1.0) / 10.0; PARAMS],
+                delta: vec![(i as f32 + 1.0) / 10.0; self.nodes[i].params().len()],
                 tokens: 1,
                 loss_start: 2.0,
                 loss_end: 1.0,
@@ -621,4 +621,103 @@ fn announcements_that_reach_a_node_before_its_first_round_are_kept() {
             .iter()
             .all(|(_, s)| s.included.len() == 3 && s.missed.is_empty())
     );
+}
+
+/// A toy growth rule over flat vectors: a depth is 4 parameters; from [`PARAMS`] (depth 2) to
+/// depth 4 once the last two pool sizes reach 35; new parameters are zeros.
+#[derive(Debug)]
+struct Doubling;
+
+impl Growth for Doubling {
+    fn decide(&self, n_params: usize, history: &[u64]) -> Option<usize> {
+        let recent = history.get(history.len().checked_sub(2)?..)?;
+        (n_params == PARAMS && recent.iter().all(|s| *s >= 35)).then_some(4)
+    }
+
+    fn admits(&self, n_params: usize) -> bool {
+        n_params == PARAMS || n_params == 2 * PARAMS
+    }
+
+    fn grow(&self, params: &[f32], n_layers: usize, _round: Round) -> Result<Vec<f32>, String> {
+        self.carry(params, 4 * n_layers)
+    }
+
+    fn carry(&self, values: &[f32], n_params: usize) -> Result<Vec<f32>, String> {
+        let mut out = values.to_vec();
+        out.resize(n_params, 0.0);
+        Ok(out)
+    }
+}
+
+impl Net {
+    /// Every node announces a budget of 10 and grows by [`Doubling`].
+    fn growing(mut self) -> Self {
+        for node in &mut self.nodes {
+            node.set_pool(10, Some(Box::new(Doubling)));
+        }
+        self
+    }
+}
+
+#[test]
+fn a_joiner_makes_the_pool_cross_the_threshold_and_every_node_grows_at_one_boundary() {
+    // Three nodes (a pool of 30) run 5 rounds: no growth.
+    let mut net = Net::new(4).growing();
+    net.partition(&[0, 1, 2]);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.run_group(&[0, 1, 2], 5);
+    assert_eq!(net.nodes[0].pool_history(), [30; 5]);
+    assert!(net.closed.iter().all(|(_, s)| s.growth.is_none()));
+    // The fourth joins: it observes round 5 (pool 30), contributes to 6 and 7 (pool 40), and
+    // every node grows at the end of round 7, before the vote, to one hash.
+    net.partition(&[0, 1, 2, 3]);
+    net.settle(|_, _, _| false);
+    net.feed(3, Input::Tick);
+    net.closed.clear();
+    net.run_group(&[0, 1, 2, 3], 3);
+    let mut grew: Vec<(usize, Round)> = net
+        .closed
+        .iter()
+        .filter(|(_, s)| s.growth == Some(Ok(4)))
+        .map(|(i, s)| (*i, s.round))
+        .collect();
+    grew.sort();
+    assert_eq!(grew, [(0, 7), (1, 7), (2, 7), (3, 7)]);
+    let hash = net.agreed_at(8);
+    assert!(net.nodes.iter().all(|n| n.params().len() == 2 * PARAMS));
+    assert_eq!(net.nodes[3].pool_history(), net.nodes[0].pool_history());
+    // Training goes on at the new size.
+    net.run_group(&[0, 1, 2, 3], 1);
+    assert_ne!(net.agreed_at(9), hash);
+    assert!(net.penalties.is_empty());
+}
+
+#[test]
+fn a_node_that_joins_after_growth_installs_the_grown_state_and_its_pool_history() {
+    let mut net = Net::new(4).growing();
+    net.partition(&[0, 1, 2]);
+    for node in &mut net.nodes[..3] {
+        node.set_pool(20, Some(Box::new(Doubling)));
+    }
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.run_group(&[0, 1, 2], 4);
+    assert!(
+        net.nodes[..3]
+            .iter()
+            .all(|n| n.params().len() == 2 * PARAMS)
+    );
+    // Node 3 still holds the genesis size; the state it installs is the grown one.
+    net.partition(&[0, 1, 2, 3]);
+    net.settle(|_, _, _| false);
+    net.feed(3, Input::Tick);
+    assert_eq!(net.resyncs, 1);
+    assert_eq!(net.nodes[3].params().len(), 2 * PARAMS);
+    assert_eq!(net.nodes[3].snapshot(), net.nodes[0].snapshot());
+    net.run_group(&[0, 1, 2, 3], 2);
+    net.agreed_at(6);
+    assert!(net.penalties.is_empty());
 }
