@@ -29,6 +29,7 @@ async fn status_json_has_the_documented_shape() {
           "bytes_received": 3145728,
           "bytes_sent": 1048576,
           "contributors": 3,
+          "growths": [],
           "history": [
             {
               "elapsed_s": 0.0,
@@ -60,6 +61,7 @@ async fn status_json_has_the_documented_shape() {
           "loss": 3.333333333333333,
           "model_hash": "ccca53791b024d98ee5d8c126d923e16f6cede945beb0b93c9abca301ed453e7",
           "model_history": [],
+          "n_layers": 0,
           "network_id": "396507cea36428fd93fd41a7ad586c82c66b4e9b72ab149f94ca9967bd0590ad",
           "network_tokens": 0,
           "node_id": "abababababababababababababababababababababababababababababababab",
@@ -76,6 +78,7 @@ async fn status_json_has_the_documented_shape() {
             {
               "closed_at_s": 1800000000.0,
               "duration_s": null,
+              "grew_to": null,
               "included": 3,
               "installed": false,
               "missed": [],
@@ -85,6 +88,7 @@ async fn status_json_has_the_documented_shape() {
             {
               "closed_at_s": 1800000030.0,
               "duration_s": 30.0,
+              "grew_to": null,
               "included": 2,
               "installed": false,
               "missed": [
@@ -96,6 +100,7 @@ async fn status_json_has_the_documented_shape() {
             {
               "closed_at_s": 1800000030.5,
               "duration_s": null,
+              "grew_to": null,
               "included": 0,
               "installed": true,
               "missed": [],
