@@ -2,7 +2,7 @@
 //! whole-model nodes train under a genesis `[growth]` schedule whose threshold their budgets do
 //! not reach; a third joins, the pool crosses it, and every node grows at the same round
 //! boundary to the schedule's depth, on one model hash, with the validation loss unmoved by the
-//! growth and falling after it.
+//! growth and falling after it; a node restarted after growth comes back at the grown depth.
 
 // Real processes over real sockets: the waits are bounded by wall time.
 #![allow(clippy::disallowed_methods)]
@@ -115,6 +115,20 @@ fn the_model_grows_when_a_joiner_makes_the_pool_cross_a_threshold() {
         100.0 * (right_after - before) / before
     );
     assert!(jump <= LOSS_JUMP, "the loss jumped {jump} at growth");
+
+    // A restarted node comes back from its checkpoint at the grown depth.
+    let mut b = b;
+    assert!(b.stop(), "b stops cleanly");
+    let b = start("b", &bare_genesis(&genesis, work, "b"), work, Some(&a.p2p));
+    let resumed = round_of(&after[0]);
+    wait_for("the restarted node to rejoin", &[&a, &b, &c], limit, |s| {
+        agree_at(s, resumed + 2) && s.iter().all(|s| s["n_layers"] == TO as u64)
+    });
+    let log = std::fs::read_to_string(&b.log).unwrap();
+    assert!(
+        log.contains("resuming from the checkpoint"),
+        "b resumed from its grown checkpoint"
+    );
 
     let later = wait_for("the loss to fall after growth", &[&a], limit, |s| {
         s[0]["model_history"].as_array().is_some_and(|points| {
