@@ -739,7 +739,8 @@ async fn validate_and_train(
     let ran = tokio::task::spawn_blocking(move || {
         let round = job.round;
         match trainer.fit(round, &params) {
-            Ok((n_layers, refit)) => {
+            Ok(None) => {}
+            Ok(Some((n_layers, refit))) => {
                 let _ = done.blocking_send(Done::Depth {
                     round,
                     n_layers,

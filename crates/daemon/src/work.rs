@@ -213,16 +213,20 @@ impl Trainer {
     /// of `params`, when the network's model grew (or the node installed a state of another
     /// depth). Returns the new depth, and when it changed the old one with the validation loss
     /// of `round`'s start model cut back to it: the model right before growth, since growth
-    /// only adds layers. A pipeline stage keeps its depth.
-    pub(crate) fn fit(&mut self, round: u64, params: &[f32]) -> Result<(usize, Option<Refit>)> {
+    /// only adds layers. A pipeline stage keeps its depth: `None`.
+    pub(crate) fn fit(
+        &mut self,
+        round: u64,
+        params: &[f32],
+    ) -> Result<Option<(usize, Option<Refit>)>> {
         let (Engine::Whole { worker, eval }, Some((depths, seed))) =
             (&mut self.engine, &self.depths)
         else {
-            return Ok((0, None));
+            return Ok(None);
         };
         let from = eval.config().n_layers;
         if eval.n_params() == params.len() {
-            return Ok((from, None));
+            return Ok(Some((from, None)));
         }
         let config = depths.config_for(params.len()).ok_or_else(|| {
             Error::Worker(format!(
@@ -241,7 +245,7 @@ impl Trainer {
         if let Engine::Whole { eval, .. } = &mut self.engine {
             *eval = grown;
         }
-        Ok((config.n_layers, Some(Refit { from, val_before })))
+        Ok(Some((config.n_layers, Some(Refit { from, val_before }))))
     }
 
     /// A gauge that follows the inner-step loss while jobs run.
