@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The codec comparisons of docs/experiments/2026-11-30-codec.md and 2026-11-30-int2.md: `nano`
-# on a Genesis directory, 3 nodes, H inner steps per round (default 100), STEPS inner steps per
-# node (default 1 000), the genesis defaults otherwise (plain averaging, inner lr 3e-3, warm-up
-# 50, constant within the run), the whole validation split. Prints one line per codec: the
-# network model's validation loss after every round, and bytes sent per node per token. One run
-# (topk-int2 at 2 %) keeps the synchronous data-parallel baseline and prints its loss and bytes
-# per token; the others are stopped once their last round is reported.
+# The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md and
+# 2026-11-30-hint2.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
+# 100), STEPS inner steps per node (default 1 000), the genesis defaults otherwise (plain
+# averaging, inner lr 3e-3, warm-up 50, constant within the run), the whole validation split.
+# Prints one line per codec: the network model's validation loss after every round, and bytes sent
+# per node per token. One run (topk-int2 at 2 %) keeps the synchronous data-parallel baseline and
+# prints its loss and bytes per token; the others are stopped once their last round is reported.
 #
 # Usage: bench/codec-sweep.sh GENESIS_DIR [OUT_DIR]
 #   (NEUROSHARD=path/to/neuroshard to pick a binary, RUNS="int4 topk-int2-2pct" to pick rows,
@@ -55,6 +55,9 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         int2-chunk1024) run "$row" "int2:chunk=1024" ;;
         int2-chunk256-decay) run "$row" "int2:chunk=256,decay=0.9" ;;
         ternary) run ternary ternary ;;
+        hint2) run hint2 hint2 ;;
+        hint2-decay) run "$row" "hint2:decay=0.9" ;;
+        hint2-chunk256-decay) run "$row" "hint2:chunk=256,decay=0.9" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done

@@ -46,6 +46,10 @@ pub enum Codec {
     Int2,
     /// Every value as `−s`, 0 or `s` with one scale `s` per chunk, five values to a byte.
     Ternary,
+    /// int2 after a random rotation of each chunk (random signs, then a Walsh–Hadamard
+    /// transform; see [`crate::rotate`]): int2's bytes, with every chunk made bell-shaped first.
+    #[serde(rename = "hint2")]
+    HInt2,
 }
 
 /// How the values a codec keeps are written.
@@ -59,6 +63,9 @@ pub(crate) enum ValueFormat {
     Int4,
     /// Odd integers in `{-3, -1, 1, 3}` times a per-chunk step, four per byte.
     Int2,
+    /// int2's codes, with the scale chosen among wider clipping candidates: for rotated chunks,
+    /// whose values are bell-shaped.
+    Int2Wide,
     /// `{-1, 0, 1}` times a per-chunk scale, five per byte in base 3.
     Ternary,
     /// One bit per value (1 = negative) times a per-chunk scale.
@@ -67,7 +74,7 @@ pub(crate) enum ValueFormat {
 
 impl Codec {
     /// Every codec, in wire-id order.
-    pub const ALL: [Codec; 11] = [
+    pub const ALL: [Codec; 12] = [
         Codec::None,
         Codec::Int8,
         Codec::Int4,
@@ -79,6 +86,7 @@ impl Codec {
         Codec::TopKInt2,
         Codec::Int2,
         Codec::Ternary,
+        Codec::HInt2,
     ];
 
     /// The codec's name, as parsed by [`Codec::from_str`].
@@ -95,6 +103,7 @@ impl Codec {
             Codec::TopKInt2 => "topk-int2",
             Codec::Int2 => "int2",
             Codec::Ternary => "ternary",
+            Codec::HInt2 => "hint2",
         }
     }
 
@@ -104,6 +113,11 @@ impl Codec {
             self,
             Codec::TopK | Codec::TopKInt8 | Codec::TopKInt4 | Codec::TopKSign | Codec::TopKInt2
         )
+    }
+
+    /// Whether each chunk is rotated before its values are written ([`crate::rotate`]).
+    pub fn is_rotated(self) -> bool {
+        matches!(self, Codec::HInt2)
     }
 
     /// The codec's id on the wire (its index in [`Codec::ALL`]).
@@ -139,6 +153,7 @@ impl Codec {
             Codec::Sign | Codec::TopKSign => ValueFormat::Sign,
             Codec::Int2 | Codec::TopKInt2 => ValueFormat::Int2,
             Codec::Ternary => ValueFormat::Ternary,
+            Codec::HInt2 => ValueFormat::Int2Wide,
         }
     }
 }
@@ -325,7 +340,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", codec.name()));
         }
         assert!("topk_int8".parse::<Codec>().is_err());
-        assert_eq!(Codec::from_id(11), None);
+        assert_eq!(Codec::from_id(12), None);
     }
 
     #[test]

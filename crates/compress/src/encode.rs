@@ -114,11 +114,12 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
     r.par_chunks_mut(chunk)
         .zip(delta.par_chunks(chunk))
         .zip(rest[..payload_len].par_chunks_mut(header.chunk_bytes(chunk)))
-        .for_each_init(Scratch::default, |scratch, ((acc, d), out)| {
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (index, ((acc, d), out))| {
             acc.iter_mut()
                 .zip(d)
                 .for_each(|(a, d)| *a = feedback(*a, *d, decay));
-            encode_chunk(&header, acc, out, scratch);
+            encode_chunk(&header, index, acc, out, scratch);
         });
     wire::seal(&mut bytes);
     Ok(Packet::new(header, bytes))
@@ -161,7 +162,7 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<Vec<f32>> {
         .zip(payload.par_chunks(header.chunk_bytes(chunk)))
         .enumerate()
         .find_map_first(|(index, (values, bytes))| {
-            decode_chunk(&header, bytes, values)
+            decode_chunk(&header, index, bytes, values)
                 .err()
                 .map(|reason| (index, reason))
         });

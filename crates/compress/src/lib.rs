@@ -1,5 +1,5 @@
-//! Compresses pseudo-gradients for the wire: top-k, int8/int4/int2/ternary/sign quantisation, error
-//! feedback.
+//! Compresses pseudo-gradients for the wire: top-k, int8/int4/int2/ternary/sign quantisation, a
+//! random rotation, error feedback.
 //!
 //! # Bird's Eye View
 //!
@@ -9,7 +9,8 @@
 //! - a [`Codec`] picks which values to send (all of them, or the top k of each chunk) and how to
 //!   write them (`f32`, int8, int4, 2-bit codes (`int2`) or `{−1, 0, 1}` five to a byte
 //!   (`ternary`) with a per-chunk scale, 2-bit codes for the top k (`topk-int2`, whose offsets
-//!   are also packed in `ceil(log2 C)` bits), or 1-bit sign with a per-chunk scale);
+//!   are also packed in `ceil(log2 C)` bits), 2-bit codes of each chunk after a random
+//!   rotation (`hint2`), or 1-bit sign with a per-chunk scale);
 //!   [`CompressConfig`] adds the chunk size, the top-k fraction and the error-feedback decay;
 //! - [`encode`] folds in a [`Residual`] (error feedback, optionally decayed) so that what one
 //!   round drops is sent in a later one, and writes a [`Packet`] in a versioned, checksummed
@@ -22,10 +23,12 @@
 //! split over chunks with `rayon`, and the output does not depend on the number of threads.
 //!
 //! The maths of each part is written as numbered steps:
-//! the value formats (int8, int4, int2, ternary, sign) in [`quant`], the top-k selection in [`topk`], error
-//! feedback in [`encode()`], and the byte layout in [`wire`].
+//! the value formats (int8, int4, int2, ternary, sign) in [`quant`], the top-k selection in [`topk`], the
+//! rotation of `hint2` in [`rotate`], error feedback in [`encode()`], and the byte layout in
+//! [`wire`].
 //! A codec is a selection followed by a value format, so `topk-int4` is [`topk`]'s steps, then
-//! [`quant`]'s int4 steps on the kept values of each chunk.
+//! [`quant`]'s int4 steps on the kept values of each chunk; `hint2` is [`rotate`]'s steps
+//! around [`quant`]'s int2 steps on every value.
 //!
 //! ```
 //! use neuroshard_compress::{decode, encode, Codec, CompressConfig, Residual};
@@ -52,6 +55,7 @@ mod config;
 mod encode;
 mod error;
 pub mod quant;
+pub mod rotate;
 pub mod topk;
 pub mod wire;
 

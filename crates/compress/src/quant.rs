@@ -41,6 +41,10 @@
 //!    bits `2t..2t + 2` of byte `j`; the pad bits of the last byte are 0 (the decoder checks).
 //! 5. The reconstruction is `x̂_i = q_i · Δ`.
 //!
+//! `hint2` writes the same codes for a rotated chunk ([`crate::rotate`]), and in step 1
+//! chooses `s` among ternary's wider candidates (down to `0.2 · a`): a rotated chunk is close
+//! to Gaussian, whose four-level optimum sits near `0.4 · a` for 4 096 values.
+//!
 //! # `ternary` (log2 3 ≈ 1.58 bits of information, 1.6 on the wire)
 //!
 //! Three levels `{−1, 0, 1} · s`: unlike int2, a value near zero is sent as zero, which matters
@@ -69,9 +73,9 @@ use crate::config::ValueFormat;
 /// Clipping candidates, as fractions of the chunk's absolute maximum (step 2 of int8/int4).
 const CLIP_FRACTIONS: [f32; 6] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5];
 
-/// Ternary's clipping candidates (step 1 of ternary): three levels fit a bell-shaped chunk best
-/// at 0.2–0.4 of its maximum.
-const TERNARY_CLIP_FRACTIONS: [f32; 9] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2];
+/// The wider clipping candidates of ternary and of int2 on rotated chunks: on a bell-shaped
+/// chunk three levels fit best at 0.2–0.4 of its maximum, int2's four at about 0.4.
+const WIDE_CLIP_FRACTIONS: [f32; 9] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2];
 
 /// Values per ternary byte: `3^5 = 243 ≤ 256`.
 const TRITS_PER_BYTE: usize = 5;
@@ -86,7 +90,7 @@ impl ValueFormat {
             ValueFormat::F32 => 4 * m,
             ValueFormat::Int8 => SCALE_BYTES + m,
             ValueFormat::Int4 => SCALE_BYTES + m.div_ceil(2),
-            ValueFormat::Int2 => SCALE_BYTES + m.div_ceil(4),
+            ValueFormat::Int2 | ValueFormat::Int2Wide => SCALE_BYTES + m.div_ceil(4),
             ValueFormat::Ternary => SCALE_BYTES + m.div_ceil(TRITS_PER_BYTE),
             ValueFormat::Sign => SCALE_BYTES + m.div_ceil(8),
         }
@@ -104,7 +108,8 @@ impl ValueFormat {
             ValueFormat::F32 => encode_f32(values, out),
             ValueFormat::Int8 => encode_int8(values, out),
             ValueFormat::Int4 => encode_int4(values, out),
-            ValueFormat::Int2 => encode_int2(values, out),
+            ValueFormat::Int2 => encode_int2(values, &CLIP_FRACTIONS, out),
+            ValueFormat::Int2Wide => encode_int2(values, &WIDE_CLIP_FRACTIONS, out),
             ValueFormat::Ternary => encode_ternary(values, out),
             ValueFormat::Sign => encode_sign(values, out),
         }
@@ -122,7 +127,7 @@ impl ValueFormat {
             ValueFormat::F32 => decode_f32(bytes, out),
             ValueFormat::Int8 => decode_int8(bytes, out),
             ValueFormat::Int4 => decode_int4(bytes, out),
-            ValueFormat::Int2 => decode_int2(bytes, out),
+            ValueFormat::Int2 | ValueFormat::Int2Wide => decode_int2(bytes, out),
             ValueFormat::Ternary => decode_ternary(bytes, out),
             ValueFormat::Sign => decode_sign(bytes, out),
         }
@@ -319,8 +324,8 @@ fn decode_int4(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn encode_int2(values: &mut [f32], out: &mut [u8]) {
-    let quantizer = write_scale(values, 3.0, Grid::Odd, &CLIP_FRACTIONS, out);
+fn encode_int2(values: &mut [f32], fractions: &[f32], out: &mut [u8]) {
+    let quantizer = write_scale(values, 3.0, Grid::Odd, fractions, out);
     for (group, dst) in values.chunks_mut(4).zip(&mut out[SCALE_BYTES..]) {
         let mut bits = 0u8;
         for (t, x) in group.iter_mut().enumerate() {
@@ -347,7 +352,7 @@ fn decode_int2(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
 }
 
 fn encode_ternary(values: &mut [f32], out: &mut [u8]) {
-    let quantizer = write_scale(values, 1.0, Grid::All, &TERNARY_CLIP_FRACTIONS, out);
+    let quantizer = write_scale(values, 1.0, Grid::All, &WIDE_CLIP_FRACTIONS, out);
     for (group, dst) in values
         .chunks_mut(TRITS_PER_BYTE)
         .zip(&mut out[SCALE_BYTES..])

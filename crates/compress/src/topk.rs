@@ -14,6 +14,7 @@
 //!    the residual, which is what lets error feedback send them in a later round.
 
 use crate::Header;
+use crate::rotate;
 
 /// Buffers reused across the chunks one worker encodes.
 #[derive(Debug, Default)]
@@ -21,6 +22,7 @@ pub(crate) struct Scratch {
     keys: Vec<u64>,
     offsets: Vec<u16>,
     values: Vec<f32>,
+    rotation: rotate::Work,
 }
 
 /// Fills `offsets` with the offsets of the `k` values of largest magnitude, ascending.
@@ -71,14 +73,19 @@ fn pad_is_zero(bytes: &[u8], used: usize) -> bool {
     used.is_multiple_of(8) || bytes.last().is_none_or(|last| last >> (used % 8) == 0)
 }
 
-/// Encodes one chunk of `acc` into `out` and leaves what was lost in `acc`.
+/// Encodes chunk number `index`, `acc`, into `out` and leaves what was lost in `acc`.
 pub(crate) fn encode_chunk(
     header: &Header,
+    index: usize,
     acc: &mut [f32],
     out: &mut [u8],
     scratch: &mut Scratch,
 ) {
     let format = header.codec.value_format();
+    if header.codec.is_rotated() {
+        rotate::encode_chunk(format, index, acc, out, &mut scratch.rotation);
+        return;
+    }
     if !header.codec.is_topk() {
         format.encode(acc, out);
         return;
@@ -88,6 +95,7 @@ pub(crate) fn encode_chunk(
         keys,
         offsets,
         values,
+        ..
     } = scratch;
     select(acc, k, keys, offsets);
     let (offset_bytes, value_bytes) = out.split_at_mut(header.offset_bytes(k));
@@ -100,13 +108,18 @@ pub(crate) fn encode_chunk(
     }
 }
 
-/// Decodes one chunk from `bytes` into `out` (which starts zeroed), or says what is wrong.
+/// Decodes chunk number `index` from `bytes` into `out` (which starts zeroed), or says what is
+/// wrong.
 pub(crate) fn decode_chunk(
     header: &Header,
+    index: usize,
     bytes: &[u8],
     out: &mut [f32],
 ) -> Result<(), &'static str> {
     let format = header.codec.value_format();
+    if header.codec.is_rotated() {
+        return rotate::decode_chunk(format, index, bytes, out);
+    }
     if !header.codec.is_topk() {
         return format.decode(bytes, out);
     }
@@ -169,11 +182,11 @@ mod tests {
         let original = [0.1, -4.0, 0.2, 0.3, 2.0, -0.5, 0.0, 1.0];
         let mut acc = original;
         let mut out = vec![0u8; h.chunk_bytes(8)];
-        encode_chunk(&h, &mut acc, &mut out, &mut Scratch::default());
+        encode_chunk(&h, 0, &mut acc, &mut out, &mut Scratch::default());
         assert_eq!(out.len(), 2 * 2 + 4 * 2);
         assert_eq!(acc, [0.1, 0.0, 0.2, 0.3, 0.0, -0.5, 0.0, 1.0]);
         let mut decoded = [0.0; 8];
-        decode_chunk(&h, &out, &mut decoded).unwrap();
+        decode_chunk(&h, 0, &out, &mut decoded).unwrap();
         assert_eq!(decoded, [0.0, -4.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
     }
 
@@ -199,17 +212,17 @@ mod tests {
         let original = [0.1, -3.0, 0.2, 0.3, 3.0, -0.5, 0.0, 1.0];
         let mut acc = original;
         let mut out = vec![0u8; h.chunk_bytes(8)];
-        encode_chunk(&h, &mut acc, &mut out, &mut Scratch::default());
+        encode_chunk(&h, 0, &mut acc, &mut out, &mut Scratch::default());
         // Two 3-bit offsets in one byte, a 4-byte scale, two 2-bit codes in one byte.
         assert_eq!(out.len(), 1 + 4 + 1);
         let mut decoded = [0.0; 8];
-        decode_chunk(&h, &out, &mut decoded).unwrap();
+        decode_chunk(&h, 0, &out, &mut decoded).unwrap();
         assert_eq!(decoded, [0.0, -3.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0]);
         for ((x, d), r) in original.iter().zip(&decoded).zip(&acc) {
             assert_eq!(*r, x - d);
         }
         out[0] |= 0b0100_0000;
-        assert!(decode_chunk(&h, &out, &mut decoded).is_err(), "pad bits");
+        assert!(decode_chunk(&h, 0, &out, &mut decoded).is_err(), "pad bits");
     }
 
     #[test]
@@ -219,17 +232,17 @@ mod tests {
         let bytes =
             |a: u16, b: u16| [&a.to_le_bytes()[..], &b.to_le_bytes(), &value, &value].concat();
         let mut out = [0.0; 8];
-        assert!(decode_chunk(&h, &bytes(1, 7), &mut out).is_ok());
+        assert!(decode_chunk(&h, 0, &bytes(1, 7), &mut out).is_ok());
         assert!(
-            decode_chunk(&h, &bytes(3, 3), &mut out).is_err(),
+            decode_chunk(&h, 0, &bytes(3, 3), &mut out).is_err(),
             "duplicate"
         );
         assert!(
-            decode_chunk(&h, &bytes(4, 2), &mut out).is_err(),
+            decode_chunk(&h, 0, &bytes(4, 2), &mut out).is_err(),
             "descending"
         );
         assert!(
-            decode_chunk(&h, &bytes(1, 8), &mut out).is_err(),
+            decode_chunk(&h, 0, &bytes(1, 8), &mut out).is_err(),
             "past the chunk"
         );
     }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 4 | magic `b"NSPG"` (NeuroShard pseudo-gradient) |
 //! | 1 | format version, 1 |
-//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10) |
+//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10, `hint2` 11) |
 //! | 2 | reserved, 0 |
 //! | 4 | chunk size `C`, in `1..=65536` |
 //! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs, 0 for dense ones |
@@ -20,8 +20,10 @@
 //! `ceil(m' · b / 8)` bytes whose pad bits are 0 (`b = 16`, so plain little-endian `u16`s, for
 //! `topk`, `topk-int8`, `topk-int4` and `topk-sign`; `b = ceil(log2 C)`, at least 1, for
 //! `topk-int2`, 12 bits at `C = 4096`); then the value format's bytes for `m'` values (see
-//! [`crate::quant`]). Codec ids 8 (`topk-int2`), 9 (`int2`) and 10 (`ternary`) were added to
-//! version 1: a build that predates one refuses its packets as an unknown codec. Every chunk's size follows
+//! [`crate::quant`]; `hint2` writes int2's bytes of the chunk rotated as in [`crate::rotate`],
+//! which needs nothing on the wire but the chunk's number). Codec ids 8 (`topk-int2`), 9
+//! (`int2`), 10 (`ternary`) and 11 (`hint2`) were added to version 1: a build that predates one
+//! refuses its packets as an unknown codec. Every chunk's size follows
 //! from the header, so the total length is checked against the byte count before anything is
 //! allocated, and chunks decode independently.
 

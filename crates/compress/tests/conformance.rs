@@ -44,6 +44,7 @@ fn every_codec_encodes_a_fixed_vector_the_same_way() {
         topk-int2    140 bytes  a263dc19
         int2         322 bytes  53728bfd
         ternary      275 bytes  4b236707
+        hint2        322 bytes  eb5eefa4
     "#]]
     .assert_eq(&table);
 }

@@ -54,7 +54,7 @@ proptest! {
 
     #[test]
     fn random_payload_after_a_plausible_header(
-        codec in 0u8..12, chunk in 0u32..70_000, k in 0u32..300, n in 0u64..5000,
+        codec in 0u8..14, chunk in 0u32..70_000, k in 0u32..300, n in 0u64..5000,
         payload in prop::collection::vec(any::<u8>(), 0..2048),
     ) {
         let mut bytes = b"NSPG\x01".to_vec();
@@ -130,8 +130,8 @@ fn each_header_check_has_its_error() {
         Error::UnsupportedVersion(2)
     ));
     assert!(matches!(
-        edited(10, 10, |b| b[5] = 11),
-        Error::UnknownCodecId(11)
+        edited(10, 10, |b| b[5] = 12),
+        Error::UnknownCodecId(12)
     ));
     assert!(matches!(
         edited(10, 10, |b| b[6] = 1),

@@ -49,6 +49,7 @@ fn honest_work_passes_under_the_low_bit_codecs_with_decay() {
         "topk-int2:k=0.05,decay=0.9",
         "int2:decay=0.9",
         "ternary:decay=0",
+        "hint2:decay=0.9",
     ] {
         let mut config = config(5, true);
         config.node.compress = codec.parse().unwrap();
