@@ -9,7 +9,7 @@
 #
 # Usage: bench/codec-sweep.sh GENESIS_DIR [OUT_DIR]
 #   (NEUROSHARD=path/to/neuroshard to pick a binary, RUNS="int4 topk-int2-2pct" to pick rows,
-#   H=500 STEPS=2000 for longer rounds)
+#   H=500 STEPS=2000 for longer rounds, SEED=2 for another seed; default 1)
 set -euo pipefail
 GENESIS="${1:?usage: bench/codec-sweep.sh GENESIS_DIR [OUT_DIR]}"
 OUT="${2:-$(mktemp -d)}"
@@ -23,7 +23,7 @@ run() {
     local err="$OUT/$name.err"
     "$BIN" sim --genesis "$GENESIS" --preset nano --nodes "$NODES" --aggregator mean \
         --rounds "$rounds" --inner-steps "$H" --batch-size "$BATCH" --lr 3e-3 --outer-lr 1 \
-        --outer-momentum 0 --val-batches 119 --seed 1 --no-audit --warmup-steps 50 \
+        --outer-momentum 0 --val-batches 119 --seed "${SEED:-1}" --no-audit --warmup-steps 50 \
         --schedule-rounds $((100000 / H)) --codec "$codec" --json >"$OUT/$name.json" 2>"$err" &
     local pid=$!
     while kill -0 "$pid" 2>/dev/null; do
