@@ -221,6 +221,7 @@ impl Driver {
         }
         self.tick();
         self.start_job();
+        self.tell_lane();
         self.ledger_tick();
         self.transport.expire();
         self.show_progress();
@@ -254,7 +255,7 @@ impl Driver {
                 }
                 Output::Send(to, frame) => self.transport.send(inbox_topic(&to), &frame, true),
                 Output::Train(job) => {
-                    self.progress.wanted.store(job.round, Ordering::Relaxed);
+                    self.want(job.round);
                     self.pending = Some(job);
                     self.start_job();
                 }
@@ -278,6 +279,7 @@ impl Driver {
                     // The node has heard where the network stands: nothing left to listen for,
                     // and the round after the one it observes must not wait for the start rule.
                     self.start = None;
+                    self.follow_in_lane();
                     self.show_progress();
                     self.checkpoint();
                 }
@@ -395,7 +397,7 @@ impl Driver {
     /// A job that waited while the node resynced within the round starts from the installed
     /// model instead, and says so: the node still owes the round a Δ, and only one trained from
     /// the model it now holds counts.
-    fn start_job(&mut self) {
+    pub(crate) fn start_job(&mut self) {
         if self.trainer.is_none() || self.start.is_some() {
             return;
         }
@@ -492,11 +494,7 @@ impl Driver {
                     .await;
             }
             NetEvent::Listening(addr) => tracing::info!(%addr, "listening"),
-            NetEvent::Frame { peer, bytes } => {
-                if !self.pipeline.lane_frame(peer, bytes) {
-                    tracing::debug!(%peer, "ignored a pipeline frame: not from a lane neighbour");
-                }
-            }
+            NetEvent::Frame { peer, bytes } => self.on_lane_frame(peer, bytes),
         }
     }
 

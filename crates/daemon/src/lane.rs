@@ -42,6 +42,88 @@ const WAIT_SLICE: Duration = Duration::from_millis(250);
 const RESENDS: u32 = 200;
 const RESEND_WAIT: Duration = Duration::from_millis(50);
 
+/// A lane notice: `"NSLR" | round u64 (little-endian)`, the round the sender's side of the lane
+/// needs ([`LaneRounds::notice_for`]). Never a pipeline frame, which opens with `"NSPF"`.
+const NOTICE: &[u8; 4] = b"NSLR";
+
+/// A lane notice saying `round`.
+pub(crate) fn encode_notice(round: u64) -> Vec<u8> {
+    [NOTICE.as_slice(), &round.to_le_bytes()].concat()
+}
+
+/// The round a lane notice says; `None` when `bytes` is not one (a pipeline frame, or junk).
+pub(crate) fn decode_notice(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(NOTICE.as_slice())?;
+    Some(u64::from_le_bytes(rest.try_into().ok()?))
+}
+
+/// Which round a stage node's lane job must serve. Its round core moves on alone (its stage's
+/// other replicas close rounds without it when they no longer wait for it), but a lane's job
+/// completes only if every member of the lane runs it. So a job is stopped, not when this
+/// node's core has left its round, but once every member has: the round the driver wants
+/// trained ([`Self::wanted`]) is the lowest of this node's core round and the rounds its
+/// neighbours say their side of the lane needs, a neighbour's counting only while it is at most
+/// one round behind (a neighbour further behind resyncs past it: a job for its round cannot
+/// help it). Each neighbour is told the lowest over this node and its *other* side
+/// ([`Self::notice_for`]), so along a lane of any length every member learns the lane's lowest
+/// round, and no notice echoes back to where it came from. Pure: the driver feeds it the core's
+/// rounds and the neighbours' notices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LaneRounds {
+    /// The round this node's core asked the latest job for (trained or observed).
+    own: u64,
+    /// What the previous and the next neighbour last said.
+    prev: Option<u64>,
+    next: Option<u64>,
+}
+
+impl LaneRounds {
+    /// The round of the core's latest job.
+    pub(crate) fn own(&self) -> u64 {
+        self.own
+    }
+
+    /// The core asked for a job of `round`; whether anything changed.
+    pub(crate) fn set_own(&mut self, round: u64) -> bool {
+        let changed = round != self.own;
+        self.own = round;
+        changed
+    }
+
+    /// The neighbour on side `from` said `round`; whether anything changed.
+    pub(crate) fn hear(&mut self, from: Direction, round: u64) -> bool {
+        let slot = match from {
+            Direction::Prev => &mut self.prev,
+            Direction::Next => &mut self.next,
+        };
+        let changed = *slot != Some(round);
+        *slot = Some(round);
+        changed
+    }
+
+    /// A neighbour's round, if it still needs this node's job: at most one round behind.
+    fn needs(&self, heard: Option<u64>) -> Option<u64> {
+        heard.filter(|r| r.saturating_add(1) >= self.own)
+    }
+
+    /// The lowest round the lane still trains: a job of an earlier round stops.
+    pub(crate) fn wanted(&self) -> u64 {
+        [self.needs(self.prev), self.needs(self.next)]
+            .into_iter()
+            .flatten()
+            .fold(self.own, u64::min)
+    }
+
+    /// What to tell the neighbour on side `to`: the lowest round this node's side needs.
+    pub(crate) fn notice_for(&self, to: Direction) -> u64 {
+        let other = match to {
+            Direction::Prev => self.next,
+            Direction::Next => self.prev,
+        };
+        self.needs(other).map_or(self.own, |r| r.min(self.own))
+    }
+}
+
 /// The lane neighbours' frames, filed by step until that step runs.
 #[derive(Debug, Default)]
 pub(crate) struct LaneInbox {
@@ -315,6 +397,72 @@ mod tests {
         }
         .encode(Precision::Bf16)
         .unwrap()
+    }
+
+    #[test]
+    fn a_notice_round_trips_and_no_frame_reads_as_one() {
+        assert_eq!(decode_notice(&encode_notice(1 << 40)), Some(1 << 40));
+        assert_eq!(decode_notice(&frame(7)), None);
+        assert_eq!(decode_notice(b"NSLR1234"), None, "too short");
+        assert_eq!(decode_notice(&[encode_notice(3), vec![0]].concat()), None);
+    }
+
+    /// A lane of `n` stages, each member's core at `cores[i]`: every member's wanted round once
+    /// the notices have gone back and forth (each member tells its neighbours, n rounds of it).
+    fn settle(cores: &[u64]) -> Vec<u64> {
+        let mut lane: Vec<LaneRounds> = cores
+            .iter()
+            .map(|&own| LaneRounds {
+                own,
+                ..LaneRounds::default()
+            })
+            .collect();
+        for _ in 0..cores.len() {
+            let before = lane.clone();
+            for (i, member) in lane.iter_mut().enumerate() {
+                if let Some(prev) = i.checked_sub(1) {
+                    member.hear(Direction::Prev, before[prev].notice_for(Direction::Next));
+                }
+                if let Some(next) = before.get(i + 1) {
+                    member.hear(Direction::Next, next.notice_for(Direction::Prev));
+                }
+            }
+        }
+        lane.iter().map(LaneRounds::wanted).collect()
+    }
+
+    #[test]
+    fn a_job_runs_on_until_every_member_of_the_lane_has_left_its_round() {
+        // Two stages: stage 0's core closed round 4 without its lane partner, which still
+        // trains it; stage 0's job for round 4 must run on, or the partner's never completes.
+        assert_eq!(settle(&[5, 4]), vec![4, 4]);
+        assert_eq!(
+            settle(&[5, 5]),
+            vec![5, 5],
+            "both left: the job of round 4 stops"
+        );
+        // Three stages: the last one still needs round 4, the first hears it through the middle.
+        assert_eq!(settle(&[5, 5, 4]), vec![4, 4, 4]);
+        assert_eq!(settle(&[4, 5, 5]), vec![4, 4, 4]);
+        // A member two or more rounds behind (restarted, resyncing past us) holds nobody back.
+        assert_eq!(settle(&[9, 3]), vec![9, 3]);
+        assert_eq!(settle(&[9, 9, 2]), vec![9, 9, 2]);
+    }
+
+    #[test]
+    fn a_notice_never_echoes_back_to_its_sender() {
+        let mut middle = LaneRounds {
+            own: 5,
+            ..LaneRounds::default()
+        };
+        middle.hear(Direction::Prev, 4);
+        assert_eq!(middle.wanted(), 4);
+        assert_eq!(middle.notice_for(Direction::Next), 4);
+        // The previous stage is told only what the middle and the next stage need.
+        assert_eq!(middle.notice_for(Direction::Prev), 5);
+        assert!(!middle.hear(Direction::Prev, 4), "nothing changed");
+        assert!(middle.hear(Direction::Prev, 5));
+        assert_eq!(middle.wanted(), 5);
     }
 
     #[test]

@@ -148,6 +148,7 @@ impl Daemon {
             placement: None,
             inbox: Arc::default(),
             lane: None,
+            rounds: lane::LaneRounds::default(),
         };
         let replayer = Replayer::new(
             InnerLoop::new(
