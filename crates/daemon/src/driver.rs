@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::audit::{DiskCheckpoints, Replayer};
 use crate::chain::{Chain, Effects, LEDGER_NS, LEDGER_TOPIC, LedgerWire};
 use crate::dataset::DataSync;
+use crate::pipeline::Early;
 use crate::status::StatusBoard;
 use crate::transport::Transport;
 use crate::wire::{
@@ -188,7 +189,7 @@ impl Driver {
         Instant::now() + at.since(now())
     }
 
-    fn input(&mut self, input: Input) {
+    pub(crate) fn input(&mut self, input: Input) {
         let outputs = self.node.handle(now(), input);
         self.execute(outputs);
     }
@@ -533,6 +534,8 @@ impl Driver {
         let heard = self.pipeline.hears(&node);
         match note.namespace.as_str() {
             FRAME_NS if for_round => {
+                self.pipeline
+                    .keep_early(Early::Frame(node, note.payload().to_vec()));
                 if heard {
                     self.input(Input::Message(node, note.payload().to_vec()))
                 }
@@ -540,6 +543,7 @@ impl Driver {
             OFFER_NS if for_round => match wire::decode::<Offer>(note.payload()) {
                 Some(_) if !heard => {}
                 Some(offer) if offer.len <= self.max_frame as u64 => {
+                    self.pipeline.keep_early(Early::Offer(peer, node, offer));
                     self.fetch_offer(peer, node, offer)
                 }
                 _ => self.penalize(node, "an offer that does not decode or is too large"),
@@ -677,7 +681,7 @@ impl Driver {
         }
     }
 
-    fn fetch_offer(&self, peer: PeerId, from: NodeId, offer: Offer) {
+    pub(crate) fn fetch_offer(&self, peer: PeerId, from: NodeId, offer: Offer) {
         let (net, done) = (self.net.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             match net.fetch(peer, offer.key).await {

@@ -149,6 +149,7 @@ impl Daemon {
             inbox: Arc::default(),
             lane: None,
             rounds: lane::LaneRounds::default(),
+            early: Vec::new(),
         };
         let replayer = Replayer::new(
             InnerLoop::new(

@@ -18,7 +18,7 @@ use crate::driver::Driver;
 use crate::lane::{self, Lane, LaneInbox, LaneRounds, Link};
 use crate::role::{self, Placement, Records, Role};
 use crate::settings::Settings;
-use crate::wire::{POOL_NS, POOL_TOPIC};
+use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
 use crate::work::{Assignment, Trainer};
 
 /// What the driver needs to place the node and to build its stage.
@@ -45,6 +45,25 @@ pub(crate) struct Pipeline {
     pub(crate) lane: Option<LaneWires>,
     /// The rounds the lane's members are in (a stage's only).
     pub(crate) rounds: LaneRounds,
+    /// Round messages heard before the placement, for a stage's new round core (at most
+    /// [`EARLY_KEPT`]).
+    pub(crate) early: Vec<Early>,
+}
+
+/// Round messages kept before the placement, at most: a round's announcements and offers from
+/// every peer, many times over.
+const EARLY_KEPT: usize = 256;
+
+/// A round message heard before the placement. A stage node replaces its round core when it
+/// places itself; its stage's replicas that placed themselves first may have announced their
+/// round-0 Δs already, and announce them once, so the new core is handed what the old one heard
+/// (else it waits for those Δs until the round's deadline).
+#[derive(Debug)]
+pub(crate) enum Early {
+    /// A round frame from its signer.
+    Frame(NodeId, Vec<u8>),
+    /// An offer of a large round frame: the peer that offered it, its signer, the offer.
+    Offer(PeerId, NodeId, Offer),
 }
 
 /// Where a stage's lane frames come from and go.
@@ -71,6 +90,13 @@ impl Pipeline {
         match &self.placement {
             Some(Placement::Stage(role)) => Some(role),
             _ => None,
+        }
+    }
+
+    /// Keeps a round message heard before the placement.
+    pub(crate) fn keep_early(&mut self, message: Early) {
+        if self.placement.is_none() && self.early.len() < EARLY_KEPT {
+            self.early.push(message);
         }
     }
 
@@ -220,6 +246,27 @@ impl Driver {
         }
         self.pipeline.placement = Some(placement);
         self.members_changed();
+        self.replay_early();
+    }
+
+    /// Hands a stage's new round core the round messages its stage's replicas sent before this
+    /// node placed itself (a whole-model node's core heard them already).
+    fn replay_early(&mut self) {
+        let early = std::mem::take(&mut self.pipeline.early);
+        if self.pipeline.role().is_none() {
+            return;
+        }
+        for message in early {
+            match message {
+                Early::Frame(node, frame) if self.pipeline.hears(&node) => {
+                    self.input(neuroshard_node::Input::Message(node, frame));
+                }
+                Early::Offer(peer, node, offer) if self.pipeline.hears(&node) => {
+                    self.fetch_offer(peer, node, offer);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// After a resync: a stage node whose round core now observes a round it asked no job for
