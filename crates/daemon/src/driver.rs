@@ -481,6 +481,7 @@ impl Driver {
             NetEvent::PeerDisconnected { peer } | NetEvent::PeerBanned { peer, .. } => {
                 tracing::info!(%peer, "peer left");
                 self.peers.remove(&peer);
+                self.lane_peer_left(peer);
                 self.data.peer_left(&peer);
                 self.members_changed();
             }

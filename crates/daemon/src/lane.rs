@@ -5,7 +5,7 @@
 //! [`LaneInbox`] by step; the step waits there for the frames it needs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -66,8 +66,13 @@ pub(crate) fn decode_notice(bytes: &[u8]) -> Option<u64> {
 /// one round behind (a neighbour further behind resyncs past it: a job for its round cannot
 /// help it). Each neighbour is told the lowest over this node and its *other* side
 /// ([`Self::notice_for`]), so along a lane of any length every member learns the lane's lowest
-/// round, and no notice echoes back to where it came from. Pure: the driver feeds it the core's
-/// rounds and the neighbours' notices.
+/// round, and no notice echoes back to where it came from.
+///
+/// A neighbour that disconnected is *lost* until a notice of it says it is back on a round this
+/// node's job can serve (at most one behind): a restarted neighbour connects again long before it
+/// has placed itself and resynced its stage. Meanwhile the lane is broken ([`Self::broken`]) and
+/// this node's jobs stop at once with what they trained. Pure: the driver feeds it the core's
+/// rounds, the neighbours' notices and their disconnections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct LaneRounds {
     /// The round this node's core asked the latest job for (trained or observed).
@@ -75,6 +80,8 @@ pub(crate) struct LaneRounds {
     /// What the previous and the next neighbour last said.
     prev: Option<u64>,
     next: Option<u64>,
+    /// Whether the previous and the next neighbour are lost.
+    lost: [bool; 2],
 }
 
 impl LaneRounds {
@@ -92,13 +99,28 @@ impl LaneRounds {
 
     /// The neighbour on side `from` said `round`; whether anything changed.
     pub(crate) fn hear(&mut self, from: Direction, round: u64) -> bool {
-        let slot = match from {
-            Direction::Prev => &mut self.prev,
-            Direction::Next => &mut self.next,
+        let back = round.saturating_add(1) >= self.own;
+        let (slot, lost) = match from {
+            Direction::Prev => (&mut self.prev, &mut self.lost[0]),
+            Direction::Next => (&mut self.next, &mut self.lost[1]),
         };
-        let changed = *slot != Some(round);
+        let changed = *slot != Some(round) || (*lost && back);
         *slot = Some(round);
+        *lost &= !back;
         changed
+    }
+
+    /// The neighbour on side `side` disconnected.
+    pub(crate) fn lose(&mut self, side: Direction) {
+        match side {
+            Direction::Prev => (self.prev, self.lost[0]) = (None, true),
+            Direction::Next => (self.next, self.lost[1]) = (None, true),
+        }
+    }
+
+    /// Whether a neighbour is lost: no job of this node's can complete.
+    pub(crate) fn broken(&self) -> bool {
+        self.lost.contains(&true)
     }
 
     /// A neighbour's round, if it still needs this node's job: at most one round behind.
@@ -182,6 +204,8 @@ pub(crate) struct Link {
     pub(crate) patience: Duration,
     /// The round the driver wants trained: a job for an earlier one stops waiting at once.
     pub(crate) wanted: Arc<AtomicU64>,
+    /// Whether a lane neighbour is disconnected (the driver says so).
+    pub(crate) gone: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -193,6 +217,9 @@ impl Link {
         while waited < self.patience {
             if let Some(frames) = self.inbox.take(step, WAIT_SLICE) {
                 return Ok(frames);
+            }
+            if self.gone.load(Ordering::Relaxed) {
+                return Err(Error::NeighbourGone);
             }
             if self.wanted.load(Ordering::Relaxed) > round {
                 return Err(Error::Lane(format!(
@@ -216,6 +243,9 @@ impl Link {
         .ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
         let mut tries = 0;
         loop {
+            if self.gone.load(Ordering::Relaxed) {
+                return Err(Error::NeighbourGone);
+            }
             let sent = self
                 .runtime
                 .block_on(self.net.send_frame(peer, out.bytes.clone()));
@@ -329,7 +359,10 @@ impl Lane {
     }
 
     /// The job's H inner steps from the stage weights `start`, on the lane's batches (`data`,
-    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step.
+    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step. When a lane
+    /// neighbour is gone (disconnected) the job stops and returns the Δ of the steps it trained,
+    /// none perhaps: a Δ of fewer steps, or zero, so that its stage's round closes with it instead
+    /// of waiting for it until the deadline.
     pub(crate) fn train(
         &mut self,
         job: &TrainingJob,
@@ -347,7 +380,17 @@ impl Lane {
         let mut losses = Vec::with_capacity(job.steps);
         for step in first..first + job.steps as u64 {
             let batch = data.batch(step, config.batch_size, config.seq_len)?;
-            let outcome = self.step(job.round, step, &batch)?;
+            let outcome = match self.step(job.round, step, &batch) {
+                Err(Error::NeighbourGone) => {
+                    tracing::warn!(
+                        round = job.round,
+                        trained = losses.len(),
+                        "a lane neighbour is gone: the job stops with the steps it trained"
+                    );
+                    break;
+                }
+                outcome => outcome?,
+            };
             let loss = outcome.loss.unwrap_or(f32::NAN);
             let gradients = self
                 .inner
@@ -359,7 +402,10 @@ impl Lane {
             losses.push(loss);
         }
         let delta = pseudo_gradient(start, self.inner.params());
-        let (loss_start, loss_end) = loss_ends(&losses);
+        let (loss_start, loss_end) = match losses.is_empty() {
+            true => (f32::NAN, f32::NAN),
+            false => loss_ends(&losses),
+        };
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(
             round = job.round,
@@ -372,7 +418,7 @@ impl Lane {
             round: job.round,
             start: job.start,
             delta,
-            tokens: job.steps as u64 * config.tokens_per_step(),
+            tokens: losses.len() as u64 * config.tokens_per_step(),
             loss_start,
             loss_end,
             chain: Chain::new(),
@@ -447,6 +493,27 @@ mod tests {
         // A member two or more rounds behind (restarted, resyncing past us) holds nobody back.
         assert_eq!(settle(&[9, 3]), vec![9, 3]);
         assert_eq!(settle(&[9, 9, 2]), vec![9, 9, 2]);
+    }
+
+    #[test]
+    fn a_lost_neighbour_breaks_the_lane_until_it_says_it_is_back_on_our_round() {
+        let mut lane = LaneRounds {
+            own: 7,
+            ..LaneRounds::default()
+        };
+        lane.hear(Direction::Next, 7);
+        assert!(!lane.broken());
+        lane.lose(Direction::Next);
+        assert!(lane.broken());
+        assert_eq!(lane.wanted(), 7, "a lost neighbour holds no job back");
+        // Restarted: it connects and places itself at round 0, then resyncs to round 7.
+        lane.hear(Direction::Next, 0);
+        assert!(
+            lane.broken(),
+            "round 0 is no round this node's job can serve"
+        );
+        assert!(lane.hear(Direction::Next, 6));
+        assert!(!lane.broken());
     }
 
     #[test]

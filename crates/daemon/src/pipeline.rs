@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
 use neuroshard_model::{Stage, StageSpec};
@@ -71,6 +71,8 @@ pub(crate) enum Early {
 pub(crate) struct LaneWires {
     prev: Option<PeerId>,
     next: Option<PeerId>,
+    /// Whether a neighbour is disconnected, shared with the lane's link.
+    gone: Arc<AtomicBool>,
 }
 
 impl LaneWires {
@@ -181,8 +183,27 @@ impl Driver {
     fn lane_rounds_changed(&mut self, tell: bool) {
         let wanted = self.pipeline.rounds.wanted();
         self.progress.wanted.store(wanted, Ordering::Relaxed);
+        let broken = self.pipeline.rounds.broken();
+        if let Some(wires) = &self.pipeline.lane
+            && wires.gone.swap(broken, Ordering::Relaxed) != broken
+        {
+            tracing::info!(
+                broken,
+                "a lane neighbour was lost, or is back on this node's round"
+            );
+        }
         if tell {
             self.tell_lane();
+        }
+    }
+
+    /// `peer` left: if it is a lane neighbour, the lane is broken until it is back on this
+    /// node's round ([`LaneRounds::lose`]).
+    pub(crate) fn lane_peer_left(&mut self, peer: PeerId) {
+        let side = self.pipeline.lane.as_ref().and_then(|w| w.side(peer));
+        if let Some(side) = side {
+            self.pipeline.rounds.lose(side);
+            self.lane_rounds_changed(false);
         }
     }
 
@@ -320,6 +341,7 @@ impl Driver {
         let wires = LaneWires {
             prev: peer(role.prev).transpose()?,
             next: peer(role.next).transpose()?,
+            gone: Arc::default(),
         };
         let link = Link {
             net: self.net.clone(),
@@ -329,6 +351,7 @@ impl Driver {
             inbox: Arc::clone(&self.pipeline.inbox),
             patience,
             wanted: Arc::clone(&self.progress.wanted),
+            gone: Arc::clone(&wires.gone),
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;
