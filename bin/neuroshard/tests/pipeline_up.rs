@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use neuroshard_model::Config;
 use neuroshard_pool::{Footprint, Workload};
 use neuroshard_testkit::nodes::{build_genesis, http_get, http_get_json};
-use neuroshard_testkit::up::Up;
+use neuroshard_testkit::up::{Up, signal, started as started_line};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
@@ -49,6 +49,90 @@ fn wait_all(
     }
 }
 
+/// `up --nodes 6 --memory-budget 4000000` on a small genesis in `work` (H = 16, a round deadline
+/// of `deadline` seconds), and every node's pid and dashboard.
+fn start(work: &Path, deadline: u64) -> (Up, Vec<(u32, String)>) {
+    let deadline = deadline.to_string();
+    let init = ["--inner-steps", "16", "--round-deadline-secs", &deadline];
+    let genesis = build_genesis(Path::new(EXE), work, &init);
+    let (nodes, budget) = (NODES.to_string(), BUDGET.to_string());
+    let args = ["--nodes", &nodes, "--http-port", "0", "--every", "5"];
+    let args = [&args[..], &["--memory-budget", &budget]].concat();
+    let dir = work.join("up");
+    let mut up = Up::start(Path::new(EXE), &args, genesis.parent().unwrap(), &dir);
+    let started = up.started(NODES, Duration::from_secs(240));
+    (up, started)
+}
+
+/// The validation loss of the earliest and the latest round in a last-stage status's history.
+fn val_losses(status: &Value) -> (f64, f64) {
+    let history = status["model_history"].as_array().unwrap();
+    let loss = |p: &Value| p["val_loss"].as_f64().unwrap();
+    (loss(&history[0]), loss(history.last().unwrap()))
+}
+
+/// A stage replica killed with SIGKILL while the pipeline trains. The round deadline is 600 s,
+/// beyond every wait here: a stage that waited for the dead member's lane partner until the
+/// deadline would close no round in time. Its partner instead contributes what it trained (zero
+/// Δs while the member is away), so both stages keep closing rounds; `up` restarts the member,
+/// which takes its role again and trains with its lane (a round of each stage includes every
+/// lane's Δ again), and the last stage's validation loss keeps falling.
+#[test]
+#[ignore = "fails: the restarted member's lane partner can wait for a round the restarted member skipped, until the deadline (docs/pipeline.md, Not yet); run with --ignored"]
+fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
+    let work = tempfile::tempdir().unwrap();
+    let (mut up, started) = start(work.path(), 600);
+    let limit = Duration::from_secs(200);
+    let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
+    let roles = wait_all("three rounds", &dashboards, limit, |s| {
+        !s["role"].is_null() && s["round"].as_u64().unwrap_or(0) >= 3
+    });
+    let lanes = roles[0]["role"]["lanes"].as_u64().unwrap();
+    let victim = roles
+        .iter()
+        .position(|s| s["role"]["stage"] == 0 && s["role"]["lane"] == 0)
+        .expect("a node holds stage 0 of lane 0");
+    let last = roles
+        .iter()
+        .position(|s| s["role"]["head"] == true && s["role"]["lane"] != 0)
+        .expect("a last stage in another lane");
+    let round = roles
+        .iter()
+        .map(|s| s["round"].as_u64().unwrap())
+        .max()
+        .unwrap();
+
+    signal("KILL", started[victim].0);
+    let survivors: Vec<String> = (0..NODES)
+        .filter(|i| *i != victim)
+        .map(|i| dashboards[i].clone())
+        .collect();
+    let on = round + 8;
+    wait_all(
+        "the survivors to close 8 more rounds",
+        &survivors,
+        limit,
+        |s| s["round"].as_u64().unwrap_or(0) >= on,
+    );
+    let (_, back) = up.expect("the killed node to start again", limit, |l| {
+        started_line(l, victim)
+    });
+    let mut now = dashboards.clone();
+    now[victim] = back;
+    let after = on + 4;
+    let statuses = wait_all("every lane's Δ counted again", &now, limit, |s| {
+        let rounds = s["rounds"].as_array().cloned().unwrap_or_default();
+        rounds
+            .iter()
+            .any(|r| r["round"].as_u64() >= Some(after) && r["included"].as_u64() == Some(lanes))
+    });
+    let (first, latest) = val_losses(&statuses[last]);
+    assert!(
+        latest < first,
+        "the validation loss keeps falling: {first} at the first round, {latest} now"
+    );
+}
+
 #[test]
 fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
     let cfg = Config::preset("nano", 384).unwrap();
@@ -63,23 +147,9 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
     );
 
     let work = tempfile::tempdir().unwrap();
-    let work = work.path();
-    let genesis = build_genesis(
-        Path::new(EXE),
-        work,
-        &["--inner-steps", "16", "--round-deadline-secs", "30"],
-    );
-    let (nodes, budget) = (NODES.to_string(), BUDGET.to_string());
-    let args = ["--nodes", &nodes, "--http-port", "0", "--every", "5"];
-    let args = [&args[..], &["--memory-budget", &budget]].concat();
-    let dir = work.join("up");
-    let mut up = Up::start(Path::new(EXE), &args, genesis.parent().unwrap(), &dir);
+    let (_up, started) = start(work.path(), 30);
     let limit = Duration::from_secs(240);
-    let dashboards: Vec<String> = up
-        .started(NODES, limit)
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
+    let dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
     let statuses = wait_all("every node's role", &dashboards, limit, |s| {
         !s["role"].is_null()
     });

@@ -94,20 +94,32 @@ impl LaneRounds {
     pub(crate) fn set_own(&mut self, round: u64) -> bool {
         let changed = round != self.own;
         self.own = round;
+        self.find_lost();
         changed
     }
 
     /// The neighbour on side `from` said `round`; whether anything changed.
     pub(crate) fn hear(&mut self, from: Direction, round: u64) -> bool {
-        let back = round.saturating_add(1) >= self.own;
-        let (slot, lost) = match from {
-            Direction::Prev => (&mut self.prev, &mut self.lost[0]),
-            Direction::Next => (&mut self.next, &mut self.lost[1]),
+        let slot = match from {
+            Direction::Prev => &mut self.prev,
+            Direction::Next => &mut self.next,
         };
-        let changed = *slot != Some(round) || (*lost && back);
+        let changed = *slot != Some(round);
         *slot = Some(round);
-        *lost &= !back;
+        self.find_lost();
         changed
+    }
+
+    /// A lost neighbour is back once it says a round this node's job can serve: this node's, or
+    /// the one before (it comes to this one next). One that says a later round skipped this
+    /// node's (it installed a later state after its restart): still lost, until this node's
+    /// core reaches its round.
+    fn find_lost(&mut self) {
+        let own = self.own;
+        let serves =
+            |heard: Option<u64>| heard.is_some_and(|r| r <= own && r.saturating_add(1) >= own);
+        self.lost[0] &= !serves(self.prev);
+        self.lost[1] &= !serves(self.next);
     }
 
     /// The neighbour on side `side` disconnected.
@@ -513,6 +525,16 @@ mod tests {
             "round 0 is no round this node's job can serve"
         );
         assert!(lane.hear(Direction::Next, 6));
+        assert!(!lane.broken());
+        // Back, it stays back when it runs ahead (its job of this node's round may still run).
+        lane.hear(Direction::Next, 8);
+        assert!(!lane.broken());
+        // Lost again, it comes back a round ahead: it skipped this node's round 7, so this
+        // node's job for it stops, until this node's core reaches round 8.
+        lane.lose(Direction::Next);
+        lane.hear(Direction::Next, 8);
+        assert!(lane.broken());
+        lane.set_own(8);
         assert!(!lane.broken());
     }
 
