@@ -12,77 +12,18 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use neuroshard_model::Config;
 use neuroshard_pool::{Footprint, Workload};
 use neuroshard_testkit::nodes::{build_genesis, http_get, http_get_json};
+use neuroshard_testkit::up::{Up, signal, started as started_line};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
 const NODES: usize = 6;
 const BUDGET: u64 = 4_000_000;
-
-/// `neuroshard up`, killed (SIGKILL) when dropped.
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The dashboard (`host:port`) in node `index`'s start line,
-/// `node 1: pid 4242, dashboard http://127.0.0.1:39011/  (log …)`.
-fn dashboard(line: &str, index: usize) -> Option<String> {
-    let rest = line.strip_prefix(&format!("node {index}: pid "))?;
-    let (_, rest) = rest.split_once(", dashboard http://")?;
-    Some(rest.split('/').next()?.to_owned())
-}
-
-/// Starts `up` and returns it with every node's dashboard, in node order.
-fn start(genesis: &Path, dir: &Path) -> (Up, Vec<String>) {
-    let mut child = Command::new(EXE)
-        .args(["up", "--nodes", &NODES.to_string(), "--http-port", "0"])
-        .args(["--every", "5", "--memory-budget", &BUDGET.to_string()])
-        .arg("--genesis")
-        .arg(genesis)
-        .arg("--dir")
-        .arg(dir)
-        .env("RAYON_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the neuroshard binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("up| {line}");
-            // Read on after the test stops listening: `up` must never write into a closed pipe.
-            let _ = tx.send(line);
-        }
-    });
-    let up = Up(child);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut dashboards = vec![None; NODES];
-    while dashboards.iter().any(Option::is_none) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines.recv_timeout(left).expect("every node starts in time");
-        for (index, slot) in dashboards.iter_mut().enumerate() {
-            if let Some(found) = dashboard(&line, index) {
-                *slot = Some(found);
-            }
-        }
-    }
-    (up, dashboards.into_iter().map(Option::unwrap).collect())
-}
 
 /// Polls every node's status until `done` holds for all of them, or panics after `limit`.
 fn wait_all(
@@ -108,8 +49,91 @@ fn wait_all(
     }
 }
 
+/// `up --nodes 6 --memory-budget 4000000` on a small genesis in `work` (H = 16, a round deadline
+/// of `deadline` seconds), and every node's pid and dashboard.
+fn start(work: &Path, deadline: u64) -> (Up, Vec<(u32, String)>) {
+    let deadline = deadline.to_string();
+    let init = ["--inner-steps", "16", "--round-deadline-secs", &deadline];
+    let genesis = build_genesis(Path::new(EXE), work, &init);
+    let (nodes, budget) = (NODES.to_string(), BUDGET.to_string());
+    let args = ["--nodes", &nodes, "--http-port", "0", "--every", "5"];
+    let args = [&args[..], &["--memory-budget", &budget]].concat();
+    let dir = work.join("up");
+    let mut up = Up::start(Path::new(EXE), &args, genesis.parent().unwrap(), &dir);
+    let started = up.started(NODES, Duration::from_secs(240));
+    (up, started)
+}
+
+/// The validation loss of the earliest and the latest round in a last-stage status's history.
+fn val_losses(status: &Value) -> (f64, f64) {
+    let history = status["model_history"].as_array().unwrap();
+    let loss = |p: &Value| p["val_loss"].as_f64().unwrap();
+    (loss(&history[0]), loss(history.last().unwrap()))
+}
+
+/// A stage replica killed with SIGKILL while the pipeline trains. The round deadline is 600 s,
+/// beyond every wait here: a stage that waited for the dead member's lane partner until the
+/// deadline would close no round in time. Its partner instead contributes what it trained (zero
+/// Δs while the member is away), so both stages keep closing rounds; `up` restarts the member,
+/// which takes its role again and trains with its lane (a round of each stage includes every
+/// lane's Δ again), and the last stage's validation loss keeps falling.
 #[test]
-#[ignore = "flaky: a lane whose members fall a round apart does not realign (docs/pipeline.md, Not yet); run with --ignored"]
+#[ignore = "fails: the restarted member's lane partner can wait for a round the restarted member skipped, until the deadline (docs/pipeline.md, Not yet); run with --ignored"]
+fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
+    let work = tempfile::tempdir().unwrap();
+    let (mut up, started) = start(work.path(), 600);
+    let limit = Duration::from_secs(200);
+    let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
+    let roles = wait_all("three rounds", &dashboards, limit, |s| {
+        !s["role"].is_null() && s["round"].as_u64().unwrap_or(0) >= 3
+    });
+    let lanes = roles[0]["role"]["lanes"].as_u64().unwrap();
+    let victim = roles
+        .iter()
+        .position(|s| s["role"]["stage"] == 0 && s["role"]["lane"] == 0)
+        .expect("a node holds stage 0 of lane 0");
+    let last = roles
+        .iter()
+        .position(|s| s["role"]["head"] == true && s["role"]["lane"] != 0)
+        .expect("a last stage in another lane");
+    let round = roles
+        .iter()
+        .map(|s| s["round"].as_u64().unwrap())
+        .max()
+        .unwrap();
+
+    signal("KILL", started[victim].0);
+    let survivors: Vec<String> = (0..NODES)
+        .filter(|i| *i != victim)
+        .map(|i| dashboards[i].clone())
+        .collect();
+    let on = round + 8;
+    wait_all(
+        "the survivors to close 8 more rounds",
+        &survivors,
+        limit,
+        |s| s["round"].as_u64().unwrap_or(0) >= on,
+    );
+    let (_, back) = up.expect("the killed node to start again", limit, |l| {
+        started_line(l, victim)
+    });
+    let mut now = dashboards.clone();
+    now[victim] = back;
+    let after = on + 4;
+    let statuses = wait_all("every lane's Δ counted again", &now, limit, |s| {
+        let rounds = s["rounds"].as_array().cloned().unwrap_or_default();
+        rounds
+            .iter()
+            .any(|r| r["round"].as_u64() >= Some(after) && r["included"].as_u64() == Some(lanes))
+    });
+    let (first, latest) = val_losses(&statuses[last]);
+    assert!(
+        latest < first,
+        "the validation loss keeps falling: {first} at the first round, {latest} now"
+    );
+}
+
+#[test]
 fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
     let cfg = Config::preset("nano", 384).unwrap();
     let workload = Workload {
@@ -123,14 +147,9 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
     );
 
     let work = tempfile::tempdir().unwrap();
-    let work = work.path();
-    let genesis = build_genesis(
-        Path::new(EXE),
-        work,
-        &["--inner-steps", "16", "--round-deadline-secs", "30"],
-    );
-    let (_up, dashboards) = start(genesis.parent().unwrap(), &work.join("up"));
+    let (_up, started) = start(work.path(), 30);
     let limit = Duration::from_secs(240);
+    let dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
     let statuses = wait_all("every node's role", &dashboards, limit, |s| {
         !s["role"].is_null()
     });
@@ -205,31 +224,33 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
             "validation loss {first} at round 0, {latest} after: {history:#?}"
         );
     }
-    // DiLoCo per stage: each stage's rounds aggregate its replicas' Δs, and the replicas end
-    // each round with the same weights.
-    let now: Vec<Value> = dashboards
-        .iter()
-        .map(|d| http_get_json(d, "/api/status").expect("a status"))
-        .collect();
-    for stage in 0..stages {
-        let replicas: Vec<BTreeMap<u64, (Value, u64)>> = now
+    // DiLoCo per stage: each stage's rounds aggregate its replicas' Δs (every lane's, once the
+    // lanes are aligned: waited for, as a lane that started late must catch up within a round or
+    // two), and the replicas end each round with the same weights.
+    let deadline = Instant::now() + limit;
+    let now = loop {
+        let now: Vec<Value> = dashboards
             .iter()
-            .filter(|s| s["role"]["stage"] == stage)
-            .map(|s| {
-                let rounds = s["rounds"].as_array().unwrap().iter();
-                rounds
-                    .map(|r| {
-                        let entry = (r["model_hash"].clone(), r["included"].as_u64().unwrap());
-                        (r["round"].as_u64().unwrap(), entry)
-                    })
-                    .collect()
-            })
+            .map(|d| http_get_json(d, "/api/status").expect("a status"))
             .collect();
-        let common: Vec<u64> = replicas[0]
-            .keys()
-            .filter(|r| replicas.iter().all(|m| m.contains_key(r)))
-            .copied()
-            .collect();
+        let counted = |stage| {
+            let replicas = stage_rounds(&now, stage);
+            common_rounds(&replicas)
+                .iter()
+                .any(|r| replicas.iter().all(|m| m[r].1 == lanes))
+        };
+        if (0..stages).all(counted) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no round aggregates every lane's Δ in every stage: {now:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for stage in 0..stages {
+        let replicas = stage_rounds(&now, stage);
+        let common = common_rounds(&replicas);
         assert!(
             !common.is_empty(),
             "stage {stage}: no round closed by every replica"
@@ -239,9 +260,31 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
                 replicas.iter().map(|m| m[round].0.to_string()).collect();
             assert_eq!(hashes.len(), 1, "stage {stage} round {round}: {hashes:?}");
         }
-        assert!(
-            common.iter().any(|r| replicas[0][r].1 == lanes),
-            "stage {stage}: some round aggregates every lane's Δ: {replicas:?}"
-        );
     }
+}
+
+/// Each replica of `stage` among the statuses `now`: its closed rounds, each with the model hash
+/// it closed on and how many Δs it included.
+fn stage_rounds(now: &[Value], stage: u64) -> Vec<BTreeMap<u64, (Value, u64)>> {
+    now.iter()
+        .filter(|s| s["role"]["stage"] == stage)
+        .map(|s| {
+            let rounds = s["rounds"].as_array().unwrap().iter();
+            rounds
+                .map(|r| {
+                    let entry = (r["model_hash"].clone(), r["included"].as_u64().unwrap());
+                    (r["round"].as_u64().unwrap(), entry)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The rounds every one of `replicas` closed.
+fn common_rounds(replicas: &[BTreeMap<u64, (Value, u64)>]) -> Vec<u64> {
+    replicas[0]
+        .keys()
+        .filter(|r| replicas.iter().all(|m| m.contains_key(r)))
+        .copied()
+        .collect()
 }

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::audit::{DiskCheckpoints, Replayer};
 use crate::chain::{Chain, Effects, LEDGER_NS, LEDGER_TOPIC, LedgerWire};
 use crate::dataset::DataSync;
+use crate::pipeline::Early;
 use crate::status::StatusBoard;
 use crate::transport::Transport;
 use crate::wire::{
@@ -197,7 +198,7 @@ impl Driver {
         Instant::now() + at.since(now())
     }
 
-    fn input(&mut self, input: Input) {
+    pub(crate) fn input(&mut self, input: Input) {
         let outputs = self.node.handle(now(), input);
         self.execute(outputs);
     }
@@ -233,6 +234,7 @@ impl Driver {
         }
         self.tick();
         self.start_job();
+        self.tell_lane();
         self.ledger_tick();
         self.transport.expire();
         self.show_progress();
@@ -266,7 +268,7 @@ impl Driver {
                 }
                 Output::Send(to, frame) => self.transport.send(inbox_topic(&to), &frame, true),
                 Output::Train(job) => {
-                    self.progress.wanted.store(job.round, Ordering::Relaxed);
+                    self.want(job.round);
                     self.pending = Some(job);
                     self.start_job();
                 }
@@ -302,6 +304,7 @@ impl Driver {
                     // The node has heard where the network stands: nothing left to listen for,
                     // and the round after the one it observes must not wait for the start rule.
                     self.start = None;
+                    self.follow_in_lane();
                     self.show_progress();
                     self.checkpoint();
                 }
@@ -419,7 +422,7 @@ impl Driver {
     /// A job that waited while the node resynced within the round starts from the installed
     /// model instead, and says so: the node still owes the round a Δ, and only one trained from
     /// the model it now holds counts.
-    fn start_job(&mut self) {
+    pub(crate) fn start_job(&mut self) {
         if self.trainer.is_none() || self.start.is_some() {
             return;
         }
@@ -514,6 +517,7 @@ impl Driver {
             NetEvent::PeerDisconnected { peer } | NetEvent::PeerBanned { peer, .. } => {
                 tracing::info!(%peer, "peer left");
                 self.peers.remove(&peer);
+                self.lane_peer_left(peer);
                 self.data.peer_left(&peer);
                 self.members_changed();
             }
@@ -528,11 +532,7 @@ impl Driver {
                     .await;
             }
             NetEvent::Listening(addr) => tracing::info!(%addr, "listening"),
-            NetEvent::Frame { peer, bytes } => {
-                if !self.pipeline.lane_frame(peer, bytes) {
-                    tracing::debug!(%peer, "ignored a pipeline frame: not from a lane neighbour");
-                }
-            }
+            NetEvent::Frame { peer, bytes } => self.on_lane_frame(peer, bytes),
         }
     }
 
@@ -571,6 +571,8 @@ impl Driver {
         let heard = self.pipeline.hears(&node);
         match note.namespace.as_str() {
             FRAME_NS if for_round => {
+                self.pipeline
+                    .keep_early(Early::Frame(node, note.payload().to_vec()));
                 if heard {
                     self.input(Input::Message(node, note.payload().to_vec()))
                 }
@@ -578,6 +580,7 @@ impl Driver {
             OFFER_NS if for_round => match wire::decode::<Offer>(note.payload()) {
                 Some(_) if !heard => {}
                 Some(offer) if offer.len <= self.max_frame as u64 => {
+                    self.pipeline.keep_early(Early::Offer(peer, node, offer));
                     self.fetch_offer(peer, node, offer)
                 }
                 _ => self.penalize(node, "an offer that does not decode or is too large"),
@@ -715,7 +718,7 @@ impl Driver {
         }
     }
 
-    fn fetch_offer(&self, peer: PeerId, from: NodeId, offer: Offer) {
+    pub(crate) fn fetch_offer(&self, peer: PeerId, from: NodeId, offer: Offer) {
         let (net, done) = (self.net.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             match net.fetch(peer, offer.key).await {

@@ -5,7 +5,7 @@
 //! [`LaneInbox`] by step; the step waits there for the frames it needs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,122 @@ const WAIT_SLICE: Duration = Duration::from_millis(250);
 /// not connected yet), [`RESEND_WAIT`] apart.
 const RESENDS: u32 = 200;
 const RESEND_WAIT: Duration = Duration::from_millis(50);
+
+/// A lane notice: `"NSLR" | round u64 (little-endian)`, the round the sender's side of the lane
+/// needs ([`LaneRounds::notice_for`]). Never a pipeline frame, which opens with `"NSPF"`.
+const NOTICE: &[u8; 4] = b"NSLR";
+
+/// A lane notice saying `round`.
+pub(crate) fn encode_notice(round: u64) -> Vec<u8> {
+    [NOTICE.as_slice(), &round.to_le_bytes()].concat()
+}
+
+/// The round a lane notice says; `None` when `bytes` is not one (a pipeline frame, or junk).
+pub(crate) fn decode_notice(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(NOTICE.as_slice())?;
+    Some(u64::from_le_bytes(rest.try_into().ok()?))
+}
+
+/// Which round a stage node's lane job must serve. Its round core moves on alone (its stage's
+/// other replicas close rounds without it when they no longer wait for it), but a lane's job
+/// completes only if every member of the lane runs it. So a job is stopped, not when this
+/// node's core has left its round, but once every member has: the round the driver wants
+/// trained ([`Self::wanted`]) is the lowest of this node's core round and the rounds its
+/// neighbours say their side of the lane needs, a neighbour's counting only while it is at most
+/// one round behind (a neighbour further behind resyncs past it: a job for its round cannot
+/// help it). Each neighbour is told the lowest over this node and its *other* side
+/// ([`Self::notice_for`]), so along a lane of any length every member learns the lane's lowest
+/// round, and no notice echoes back to where it came from.
+///
+/// A neighbour that disconnected is *lost* until a notice of it says it is back on a round this
+/// node's job can serve (at most one behind): a restarted neighbour connects again long before it
+/// has placed itself and resynced its stage. Meanwhile the lane is broken ([`Self::broken`]) and
+/// this node's jobs stop at once with what they trained. Pure: the driver feeds it the core's
+/// rounds, the neighbours' notices and their disconnections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LaneRounds {
+    /// The round this node's core asked the latest job for (trained or observed).
+    own: u64,
+    /// What the previous and the next neighbour last said.
+    prev: Option<u64>,
+    next: Option<u64>,
+    /// Whether the previous and the next neighbour are lost.
+    lost: [bool; 2],
+}
+
+impl LaneRounds {
+    /// The round of the core's latest job.
+    pub(crate) fn own(&self) -> u64 {
+        self.own
+    }
+
+    /// The core asked for a job of `round`; whether anything changed.
+    pub(crate) fn set_own(&mut self, round: u64) -> bool {
+        let changed = round != self.own;
+        self.own = round;
+        self.find_lost();
+        changed
+    }
+
+    /// The neighbour on side `from` said `round`; whether anything changed.
+    pub(crate) fn hear(&mut self, from: Direction, round: u64) -> bool {
+        let slot = match from {
+            Direction::Prev => &mut self.prev,
+            Direction::Next => &mut self.next,
+        };
+        let changed = *slot != Some(round);
+        *slot = Some(round);
+        self.find_lost();
+        changed
+    }
+
+    /// A lost neighbour is back once it says a round this node's job can serve: this node's, or
+    /// the one before (it comes to this one next). One that says a later round skipped this
+    /// node's (it installed a later state after its restart): still lost, until this node's
+    /// core reaches its round.
+    fn find_lost(&mut self) {
+        let own = self.own;
+        let serves =
+            |heard: Option<u64>| heard.is_some_and(|r| r <= own && r.saturating_add(1) >= own);
+        self.lost[0] &= !serves(self.prev);
+        self.lost[1] &= !serves(self.next);
+    }
+
+    /// The neighbour on side `side` disconnected.
+    pub(crate) fn lose(&mut self, side: Direction) {
+        match side {
+            Direction::Prev => (self.prev, self.lost[0]) = (None, true),
+            Direction::Next => (self.next, self.lost[1]) = (None, true),
+        }
+    }
+
+    /// Whether a neighbour is lost: no job of this node's can complete.
+    pub(crate) fn broken(&self) -> bool {
+        self.lost.contains(&true)
+    }
+
+    /// A neighbour's round, if it still needs this node's job: at most one round behind.
+    fn needs(&self, heard: Option<u64>) -> Option<u64> {
+        heard.filter(|r| r.saturating_add(1) >= self.own)
+    }
+
+    /// The lowest round the lane still trains: a job of an earlier round stops.
+    pub(crate) fn wanted(&self) -> u64 {
+        [self.needs(self.prev), self.needs(self.next)]
+            .into_iter()
+            .flatten()
+            .fold(self.own, u64::min)
+    }
+
+    /// What to tell the neighbour on side `to`: the lowest round this node's side needs.
+    pub(crate) fn notice_for(&self, to: Direction) -> u64 {
+        let other = match to {
+            Direction::Prev => self.next,
+            Direction::Next => self.prev,
+        };
+        self.needs(other).map_or(self.own, |r| r.min(self.own))
+    }
+}
 
 /// The lane neighbours' frames, filed by step until that step runs.
 #[derive(Debug, Default)]
@@ -100,6 +216,8 @@ pub(crate) struct Link {
     pub(crate) patience: Duration,
     /// The round the driver wants trained: a job for an earlier one stops waiting at once.
     pub(crate) wanted: Arc<AtomicU64>,
+    /// Whether a lane neighbour is disconnected (the driver says so).
+    pub(crate) gone: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -111,6 +229,9 @@ impl Link {
         while waited < self.patience {
             if let Some(frames) = self.inbox.take(step, WAIT_SLICE) {
                 return Ok(frames);
+            }
+            if self.gone.load(Ordering::Relaxed) {
+                return Err(Error::NeighbourGone);
             }
             if self.wanted.load(Ordering::Relaxed) > round {
                 return Err(Error::Lane(format!(
@@ -134,6 +255,9 @@ impl Link {
         .ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
         let mut tries = 0;
         loop {
+            if self.gone.load(Ordering::Relaxed) {
+                return Err(Error::NeighbourGone);
+            }
             let sent = self
                 .runtime
                 .block_on(self.net.send_frame(peer, out.bytes.clone()));
@@ -247,7 +371,10 @@ impl Lane {
     }
 
     /// The job's H inner steps from the stage weights `start`, on the lane's batches (`data`,
-    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step.
+    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step. When a lane
+    /// neighbour is gone (disconnected) the job stops and returns the Δ of the steps it trained,
+    /// none perhaps: a Δ of fewer steps, or zero, so that its stage's round closes with it instead
+    /// of waiting for it until the deadline.
     pub(crate) fn train(
         &mut self,
         job: &TrainingJob,
@@ -265,7 +392,17 @@ impl Lane {
         let mut losses = Vec::with_capacity(job.steps);
         for step in first..first + job.steps as u64 {
             let batch = data.batch(step, config.batch_size, config.seq_len)?;
-            let outcome = self.step(job.round, step, &batch)?;
+            let outcome = match self.step(job.round, step, &batch) {
+                Err(Error::NeighbourGone) => {
+                    tracing::warn!(
+                        round = job.round,
+                        trained = losses.len(),
+                        "a lane neighbour is gone: the job stops with the steps it trained"
+                    );
+                    break;
+                }
+                outcome => outcome?,
+            };
             let loss = outcome.loss.unwrap_or(f32::NAN);
             let gradients = self
                 .inner
@@ -277,7 +414,10 @@ impl Lane {
             losses.push(loss);
         }
         let delta = pseudo_gradient(start, self.inner.params());
-        let (loss_start, loss_end) = loss_ends(&losses);
+        let (loss_start, loss_end) = match losses.is_empty() {
+            true => (f32::NAN, f32::NAN),
+            false => loss_ends(&losses),
+        };
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(
             round = job.round,
@@ -290,7 +430,7 @@ impl Lane {
             round: job.round,
             start: job.start,
             delta,
-            tokens: job.steps as u64 * config.tokens_per_step(),
+            tokens: losses.len() as u64 * config.tokens_per_step(),
             loss_start,
             loss_end,
             chain: Chain::new(),
@@ -315,6 +455,103 @@ mod tests {
         }
         .encode(Precision::Bf16)
         .unwrap()
+    }
+
+    #[test]
+    fn a_notice_round_trips_and_no_frame_reads_as_one() {
+        assert_eq!(decode_notice(&encode_notice(1 << 40)), Some(1 << 40));
+        assert_eq!(decode_notice(&frame(7)), None);
+        assert_eq!(decode_notice(b"NSLR1234"), None, "too short");
+        assert_eq!(decode_notice(&[encode_notice(3), vec![0]].concat()), None);
+    }
+
+    /// A lane of `n` stages, each member's core at `cores[i]`: every member's wanted round once
+    /// the notices have gone back and forth (each member tells its neighbours, n rounds of it).
+    fn settle(cores: &[u64]) -> Vec<u64> {
+        let mut lane: Vec<LaneRounds> = cores
+            .iter()
+            .map(|&own| LaneRounds {
+                own,
+                ..LaneRounds::default()
+            })
+            .collect();
+        for _ in 0..cores.len() {
+            let before = lane.clone();
+            for (i, member) in lane.iter_mut().enumerate() {
+                if let Some(prev) = i.checked_sub(1) {
+                    member.hear(Direction::Prev, before[prev].notice_for(Direction::Next));
+                }
+                if let Some(next) = before.get(i + 1) {
+                    member.hear(Direction::Next, next.notice_for(Direction::Prev));
+                }
+            }
+        }
+        lane.iter().map(LaneRounds::wanted).collect()
+    }
+
+    #[test]
+    fn a_job_runs_on_until_every_member_of_the_lane_has_left_its_round() {
+        // Two stages: stage 0's core closed round 4 without its lane partner, which still
+        // trains it; stage 0's job for round 4 must run on, or the partner's never completes.
+        assert_eq!(settle(&[5, 4]), vec![4, 4]);
+        assert_eq!(
+            settle(&[5, 5]),
+            vec![5, 5],
+            "both left: the job of round 4 stops"
+        );
+        // Three stages: the last one still needs round 4, the first hears it through the middle.
+        assert_eq!(settle(&[5, 5, 4]), vec![4, 4, 4]);
+        assert_eq!(settle(&[4, 5, 5]), vec![4, 4, 4]);
+        // A member two or more rounds behind (restarted, resyncing past us) holds nobody back.
+        assert_eq!(settle(&[9, 3]), vec![9, 3]);
+        assert_eq!(settle(&[9, 9, 2]), vec![9, 9, 2]);
+    }
+
+    #[test]
+    fn a_lost_neighbour_breaks_the_lane_until_it_says_it_is_back_on_our_round() {
+        let mut lane = LaneRounds {
+            own: 7,
+            ..LaneRounds::default()
+        };
+        lane.hear(Direction::Next, 7);
+        assert!(!lane.broken());
+        lane.lose(Direction::Next);
+        assert!(lane.broken());
+        assert_eq!(lane.wanted(), 7, "a lost neighbour holds no job back");
+        // Restarted: it connects and places itself at round 0, then resyncs to round 7.
+        lane.hear(Direction::Next, 0);
+        assert!(
+            lane.broken(),
+            "round 0 is no round this node's job can serve"
+        );
+        assert!(lane.hear(Direction::Next, 6));
+        assert!(!lane.broken());
+        // Back, it stays back when it runs ahead (its job of this node's round may still run).
+        lane.hear(Direction::Next, 8);
+        assert!(!lane.broken());
+        // Lost again, it comes back a round ahead: it skipped this node's round 7, so this
+        // node's job for it stops, until this node's core reaches round 8.
+        lane.lose(Direction::Next);
+        lane.hear(Direction::Next, 8);
+        assert!(lane.broken());
+        lane.set_own(8);
+        assert!(!lane.broken());
+    }
+
+    #[test]
+    fn a_notice_never_echoes_back_to_its_sender() {
+        let mut middle = LaneRounds {
+            own: 5,
+            ..LaneRounds::default()
+        };
+        middle.hear(Direction::Prev, 4);
+        assert_eq!(middle.wanted(), 4);
+        assert_eq!(middle.notice_for(Direction::Next), 4);
+        // The previous stage is told only what the middle and the next stage need.
+        assert_eq!(middle.notice_for(Direction::Prev), 5);
+        assert!(!middle.hear(Direction::Prev, 4), "nothing changed");
+        assert!(middle.hear(Direction::Prev, 5));
+        assert_eq!(middle.wanted(), 5);
     }
 
     #[test]

@@ -149,6 +149,8 @@ impl Daemon {
             placement: None,
             inbox: Arc::default(),
             lane: None,
+            rounds: lane::LaneRounds::default(),
+            early: Vec::new(),
         };
         let replayer = Replayer::new(
             InnerLoop::new(

@@ -4,20 +4,21 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
 use neuroshard_model::{Stage, StageSpec};
-use neuroshard_node::{DeadlineAgreement, Node};
+use neuroshard_node::{DeadlineAgreement, Node, TrainingJob};
 use neuroshard_p2p::PeerId;
-use neuroshard_pipeline::Layout;
+use neuroshard_pipeline::{Direction, Layout};
 use neuroshard_primitives::{Keypair, NodeId};
 
 use crate::Result;
 use crate::driver::Driver;
-use crate::lane::{Lane, LaneInbox, Link};
+use crate::lane::{self, Lane, LaneInbox, LaneRounds, Link};
 use crate::role::{self, Placement, Records, Role};
 use crate::settings::Settings;
-use crate::wire::{POOL_NS, POOL_TOPIC};
+use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
 use crate::work::{Assignment, Trainer};
 
 /// What the driver needs to place the node and to build its stage.
@@ -42,6 +43,27 @@ pub(crate) struct Pipeline {
     pub(crate) inbox: Arc<LaneInbox>,
     /// A stage's lane neighbours' peer ids.
     pub(crate) lane: Option<LaneWires>,
+    /// The rounds the lane's members are in (a stage's only).
+    pub(crate) rounds: LaneRounds,
+    /// Round messages heard before the placement, for a stage's new round core (at most
+    /// [`EARLY_KEPT`]).
+    pub(crate) early: Vec<Early>,
+}
+
+/// Round messages kept before the placement, at most: a round's announcements and offers from
+/// every peer, many times over.
+const EARLY_KEPT: usize = 256;
+
+/// A round message heard before the placement. A stage node replaces its round core when it
+/// places itself; its stage's replicas that placed themselves first may have announced their
+/// round-0 Δs already, and announce them once, so the new core is handed what the old one heard
+/// (else it waits for those Δs until the round's deadline).
+#[derive(Debug)]
+pub(crate) enum Early {
+    /// A round frame from its signer.
+    Frame(NodeId, Vec<u8>),
+    /// An offer of a large round frame: the peer that offered it, its signer, the offer.
+    Offer(PeerId, NodeId, Offer),
 }
 
 /// Where a stage's lane frames come from and go.
@@ -49,6 +71,19 @@ pub(crate) struct Pipeline {
 pub(crate) struct LaneWires {
     prev: Option<PeerId>,
     next: Option<PeerId>,
+    /// Whether a neighbour is disconnected, shared with the lane's link.
+    gone: Arc<AtomicBool>,
+}
+
+impl LaneWires {
+    /// Which neighbour `peer` is, if it is one.
+    fn side(&self, peer: PeerId) -> Option<Direction> {
+        match Some(peer) {
+            p if p == self.prev => Some(Direction::Prev),
+            p if p == self.next => Some(Direction::Next),
+            _ => None,
+        }
+    }
 }
 
 impl Pipeline {
@@ -57,6 +92,13 @@ impl Pipeline {
         match &self.placement {
             Some(Placement::Stage(role)) => Some(role),
             _ => None,
+        }
+    }
+
+    /// Keeps a round message heard before the placement.
+    pub(crate) fn keep_early(&mut self, message: Early) {
+        if self.placement.is_none() && self.early.len() < EARLY_KEPT {
+            self.early.push(message);
         }
     }
 
@@ -99,10 +141,10 @@ impl Pipeline {
 
     /// Files a pipeline frame from `peer` if it is a lane neighbour (or may be one: before the
     /// placement); `false` when it is not taken.
-    pub(crate) fn lane_frame(&self, peer: PeerId, bytes: Vec<u8>) -> bool {
+    fn lane_frame(&self, peer: PeerId, bytes: Vec<u8>) -> bool {
         let neighbour = match (&self.placement, &self.lane) {
             (None, _) => true,
-            (Some(_), Some(lane)) => Some(peer) == lane.prev || Some(peer) == lane.next,
+            (Some(_), Some(lane)) => lane.side(peer).is_some(),
             (Some(_), None) => false,
         };
         neighbour && self.inbox.push(bytes)
@@ -110,6 +152,79 @@ impl Pipeline {
 }
 
 impl Driver {
+    /// A frame from `peer` on the frame protocol: a lane neighbour's notice of the round its
+    /// side needs, or a pipeline frame for the lane's inbox.
+    pub(crate) fn on_lane_frame(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        if let Some(round) = lane::decode_notice(&bytes) {
+            let side = self.pipeline.lane.as_ref().and_then(|w| w.side(peer));
+            if let Some(side) = side
+                && self.pipeline.rounds.hear(side, round)
+            {
+                self.lane_rounds_changed(true);
+            }
+            return;
+        }
+        if !self.pipeline.lane_frame(peer, bytes) {
+            tracing::debug!(%peer, "ignored a pipeline frame: not from a lane neighbour");
+        }
+    }
+
+    /// The round core asked for a job of `round`: the round the training thread serves is the
+    /// lane's lowest (a stage's, [`LaneRounds::wanted`]), or `round` for a whole-model node.
+    pub(crate) fn want(&mut self, round: u64) {
+        if self.pipeline.role().is_none() {
+            self.progress.wanted.store(round, Ordering::Relaxed);
+        } else {
+            let changed = self.pipeline.rounds.set_own(round);
+            self.lane_rounds_changed(changed);
+        }
+    }
+
+    fn lane_rounds_changed(&mut self, tell: bool) {
+        let wanted = self.pipeline.rounds.wanted();
+        self.progress.wanted.store(wanted, Ordering::Relaxed);
+        let broken = self.pipeline.rounds.broken();
+        if let Some(wires) = &self.pipeline.lane
+            && wires.gone.swap(broken, Ordering::Relaxed) != broken
+        {
+            tracing::info!(
+                broken,
+                "a lane neighbour was lost, or is back on this node's round"
+            );
+        }
+        if tell {
+            self.tell_lane();
+        }
+    }
+
+    /// `peer` left: if it is a lane neighbour, the lane is broken until it is back on this
+    /// node's round ([`LaneRounds::lose`]).
+    pub(crate) fn lane_peer_left(&mut self, peer: PeerId) {
+        let side = self.pipeline.lane.as_ref().and_then(|w| w.side(peer));
+        if let Some(side) = side {
+            self.pipeline.rounds.lose(side);
+            self.lane_rounds_changed(false);
+        }
+    }
+
+    /// Tells each lane neighbour the round this node's side of the lane needs (on every change,
+    /// and every second in case a notice was lost or the neighbour restarted).
+    pub(crate) fn tell_lane(&self) {
+        let Some(wires) = &self.pipeline.lane else {
+            return;
+        };
+        for (side, peer) in [(Direction::Prev, wires.prev), (Direction::Next, wires.next)] {
+            let Some(peer) = peer else { continue };
+            let notice = lane::encode_notice(self.pipeline.rounds.notice_for(side));
+            let net = self.net.clone();
+            tokio::spawn(async move {
+                if let Err(err) = net.send_frame(peer, notice).await {
+                    tracing::debug!(%peer, %err, "a lane notice did not go through");
+                }
+            });
+        }
+    }
+
     /// Gossips this node's capacity record (a new epoch each time, so gossip never drops it as
     /// a repeat).
     pub(crate) fn publish_capacity(&mut self) {
@@ -152,6 +267,55 @@ impl Driver {
         }
         self.pipeline.placement = Some(placement);
         self.members_changed();
+        self.replay_early();
+    }
+
+    /// Hands a stage's new round core the round messages its stage's replicas sent before this
+    /// node placed itself (a whole-model node's core heard them already).
+    fn replay_early(&mut self) {
+        let early = std::mem::take(&mut self.pipeline.early);
+        if self.pipeline.role().is_none() {
+            return;
+        }
+        for message in early {
+            match message {
+                Early::Frame(node, frame) if self.pipeline.hears(&node) => {
+                    self.input(neuroshard_node::Input::Message(node, frame));
+                }
+                Early::Offer(peer, node, offer) if self.pipeline.hears(&node) => {
+                    self.fetch_offer(peer, node, offer);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// After a resync: a stage node whose round core now observes a round it asked no job for
+    /// runs that round's lane job all the same ([`lane_round_after_resync`]); its Δ counts
+    /// nowhere (the core drops a result while it observes), but its lane neighbours train the
+    /// round and need this stage's frames. Wanting the round also stops a job of an earlier
+    /// round at once (once the lane's other members have left it too), instead of at the end of
+    /// its patience.
+    pub(crate) fn follow_in_lane(&mut self) {
+        if self.pipeline.role().is_none() {
+            return;
+        }
+        let asked = self.pipeline.rounds.own();
+        let Some(round) = lane_round_after_resync(asked, self.node.round()) else {
+            return;
+        };
+        tracing::info!(
+            round,
+            "observing a round: its lane job runs for the lane's sake"
+        );
+        self.want(round);
+        self.pending = Some(TrainingJob {
+            round,
+            steps: self.pipeline.settings.protocol.inner_steps,
+            start: self.node.model_hash(),
+            chain: None,
+        });
+        self.start_job();
     }
 
     /// Replaces the whole-model round core and trainer by the stage's: the core over the
@@ -177,6 +341,7 @@ impl Driver {
         let wires = LaneWires {
             prev: peer(role.prev).transpose()?,
             next: peer(role.next).transpose()?,
+            gone: Arc::default(),
         };
         let link = Link {
             net: self.net.clone(),
@@ -186,6 +351,7 @@ impl Driver {
             inbox: Arc::clone(&self.pipeline.inbox),
             patience,
             wanted: Arc::clone(&self.progress.wanted),
+            gone: Arc::clone(&wires.gone),
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;
@@ -207,5 +373,74 @@ impl Driver {
         self.pipeline.lane = Some(wires);
         self.status.role(role);
         Ok(())
+    }
+}
+
+/// The round a stage node's lane job must run after its round core resynced and now stands in
+/// round `current`, when the last job it asked for was `asked`'s: `current` when it asked for
+/// none (the core observes `current`: it installed a later state than the one it trained), none
+/// when it did (it resynced within a round it trains, after a lost split).
+///
+/// Every member of a lane thus runs a job for every round its core enters, trained or observed.
+/// Were an observed round left without one, the members of a lane could take turns for good:
+/// A observes round r, so B's job for r waits for frames that never come and fails; B's core,
+/// which then never contributed to r, resyncs and observes r + 1, whose job A waits for in vain;
+/// and so on (`docs/pipeline.md`, "Lanes").
+pub(crate) fn lane_round_after_resync(asked: u64, current: u64) -> Option<u64> {
+    (current > asked).then_some(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lane of two stage members over `rounds` rounds, from member 0 observing the first
+    /// (it resynced: a restart, a late start) while member 1 trains it. Each round a member
+    /// trains (its core asked for a job) or observes (it asked none); an observing member runs a
+    /// job only if `follow` and [`lane_round_after_resync`] says so. A lane job completes only
+    /// when both members run one; a member whose trained round's job did not complete never
+    /// contributed, so its core resyncs and observes the next round, as `neuroshard_node`'s
+    /// does. Returns, per round, how many members contributed a Δ.
+    fn lane(rounds: u64, follow: bool) -> Vec<usize> {
+        let mut observing = [true, false];
+        let mut asked = [0u64, 0];
+        (1..=rounds)
+            .map(|round| {
+                let mut runs = [false; 2];
+                for m in 0..2 {
+                    runs[m] = match observing[m] {
+                        false => true,
+                        true => follow && lane_round_after_resync(asked[m], round).is_some(),
+                    };
+                    if runs[m] {
+                        asked[m] = round;
+                    }
+                }
+                let completed = runs[0] && runs[1];
+                let contributed = observing.iter().filter(|o| completed && !**o).count();
+                observing = observing.map(|o| !o && !completed);
+                contributed
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_observing_member_runs_its_lane_job_so_the_lane_realigns() {
+        // Without it the members take turns observing, and the lane never trains again.
+        assert_eq!(lane(8, false), vec![0; 8]);
+        // With it the lane completes the first round (member 1's Δ counts) and both members
+        // contribute from the next one on.
+        assert_eq!(lane(8, true), [vec![1], vec![2; 7]].concat());
+    }
+
+    #[test]
+    fn a_resync_within_a_trained_round_asks_for_no_second_job() {
+        assert_eq!(lane_round_after_resync(6, 9), Some(9), "observes round 9");
+        assert_eq!(
+            lane_round_after_resync(9, 9),
+            None,
+            "a lost split: job 9 runs already"
+        );
+        assert_eq!(lane_round_after_resync(0, 0), None);
     }
 }

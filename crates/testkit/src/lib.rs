@@ -1,13 +1,14 @@
 //! Test support shared by the crates' integration tests: headless Chromium (Debian's `chromium`)
 //! with the flags the dashboard tests need, reading elements out of the DOM it prints, and real
-//! node processes on loopback for the binary's end-to-end tests ([`nodes`]), and the pipeline
-//! benchmark's output files ([`pipeline`]).
+//! node processes on loopback for the binary's end-to-end tests ([`nodes`], and `neuroshard up`
+//! as a child process: [`up`]), and the pipeline benchmark's output files ([`pipeline`]).
 //!
 //! A dev-dependency only: nothing here ships in the binary.
 
 pub mod ledger;
 pub mod nodes;
 pub mod pipeline;
+pub mod up;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
