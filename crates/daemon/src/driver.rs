@@ -418,10 +418,11 @@ impl Driver {
             .send_replace(Some(Arc::new(self.node.snapshot())));
     }
 
-    /// Starts the pending job if the trainer is free and the job is for the node's current round.
-    /// A job that waited while the node resynced within the round starts from the installed
-    /// model instead, and says so: the node still owes the round a Δ, and only one trained from
-    /// the model it now holds counts.
+    /// Starts the pending job if the trainer is free and the job is for the node's current round
+    /// (a pipeline stage tells its lane neighbours which round its thread serves, started or
+    /// dropped). A job that waited while the node resynced within the round starts from the
+    /// installed model instead, and says so: the node still owes the round a Δ, and only one
+    /// trained from the model it now holds counts.
     pub(crate) fn start_job(&mut self) {
         if self.trainer.is_none() || self.start.is_some() {
             return;
@@ -430,8 +431,10 @@ impl Driver {
             return;
         };
         if job.round != self.node.round() {
+            self.lane_job(None);
             return;
         }
+        self.lane_job(Some(job.round));
         let job = TrainingJob {
             start: self.node.model_hash(),
             ..job
@@ -468,6 +471,7 @@ impl Driver {
             }
             Done::Job(trainer, outcome) => {
                 self.trainer = Some(trainer);
+                self.lane_job(None);
                 self.status
                     .job_done(&outcome, self.data.round_pool_tokens());
                 match outcome.result {

@@ -88,8 +88,9 @@ pub enum Error {
     /// A lane's step could not go on: a neighbour's frame did not come, or could not be sent.
     #[error("the pipeline lane stalled: {0}")]
     Lane(String),
-    /// A lane neighbour disconnected: the job stops with the steps it trained.
-    #[error("a lane neighbour is gone")]
+    /// A lane neighbour disconnected, or its training thread passed the job's round: the job
+    /// stops with the steps it trained.
+    #[error("a lane neighbour is gone from the job's round")]
     NeighbourGone,
     /// The training thread panicked or was cancelled.
     #[error("the training thread stopped unexpectedly: {0}")]

@@ -5,7 +5,7 @@
 //! [`LaneInbox`] by step; the step waits there for the frames it needs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -42,19 +42,42 @@ const WAIT_SLICE: Duration = Duration::from_millis(250);
 const RESENDS: u32 = 200;
 const RESEND_WAIT: Duration = Duration::from_millis(50);
 
-/// A lane notice: `"NSLR" | round u64 (little-endian)`, the round the sender's side of the lane
-/// needs ([`LaneRounds::notice_for`]). Never a pipeline frame, which opens with `"NSPF"`.
+/// A lane notice: `"NSLR" | needs u64 | serves u64` (little-endian), what the sender's side of
+/// the lane needs ([`LaneRounds::notice_for`]) and the lowest round its training thread may
+/// still run a job for ([`LaneRounds::serving`]). Never a pipeline frame, which opens with
+/// `"NSPF"`.
 const NOTICE: &[u8; 4] = b"NSLR";
 
-/// A lane notice saying `round`.
-pub(crate) fn encode_notice(round: u64) -> Vec<u8> {
-    [NOTICE.as_slice(), &round.to_le_bytes()].concat()
+/// What a lane neighbour says in a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Notice {
+    /// The lowest round the sender's side of the lane needs trained.
+    pub(crate) needs: u64,
+    /// The lowest round the sender's training thread may still run a job for: its thread runs
+    /// jobs in increasing rounds, so it never serves an earlier one again.
+    pub(crate) serves: u64,
 }
 
-/// The round a lane notice says; `None` when `bytes` is not one (a pipeline frame, or junk).
-pub(crate) fn decode_notice(bytes: &[u8]) -> Option<u64> {
-    let rest = bytes.strip_prefix(NOTICE.as_slice())?;
-    Some(u64::from_le_bytes(rest.try_into().ok()?))
+impl Notice {
+    /// The notice's bytes.
+    pub(crate) fn encode(self) -> Vec<u8> {
+        [
+            NOTICE.as_slice(),
+            &self.needs.to_le_bytes(),
+            &self.serves.to_le_bytes(),
+        ]
+        .concat()
+    }
+
+    /// The notice `bytes` hold; `None` when they are not one (a pipeline frame, or junk).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let rest = bytes.strip_prefix(NOTICE.as_slice())?;
+        let (needs, serves) = (rest.get(..8)?, rest.get(8..)?);
+        Some(Self {
+            needs: u64::from_le_bytes(needs.try_into().ok()?),
+            serves: u64::from_le_bytes(serves.try_into().ok()?),
+        })
+    }
 }
 
 /// Which round a stage node's lane job must serve. Its round core moves on alone (its stage's
@@ -68,18 +91,25 @@ pub(crate) fn decode_notice(bytes: &[u8]) -> Option<u64> {
 /// ([`Self::notice_for`]), so along a lane of any length every member learns the lane's lowest
 /// round, and no notice echoes back to where it came from.
 ///
-/// A neighbour that disconnected is *lost* until a notice of it says it is back on a round this
-/// node's job can serve (at most one behind): a restarted neighbour connects again long before it
-/// has placed itself and resynced its stage. Meanwhile the lane is broken ([`Self::broken`]) and
-/// this node's jobs stop at once with what they trained. Pure: the driver feeds it the core's
-/// rounds, the neighbours' notices and their disconnections.
+/// A job also stops, with the Δ of the steps it trained, once the lane cannot complete it
+/// ([`Self::cut`]): a neighbour that disconnected is *lost* until a notice of it says it is back
+/// on a round this node's job can serve (at most one behind; a restarted neighbour connects
+/// again long before it has placed itself and resynced its stage), and a neighbour whose
+/// training thread has passed the job's round (it skipped it: a restarted member that installed
+/// a later state, or whose observed round closed before its job started) never sends that
+/// round's frames. Pure: the driver feeds it the core's rounds, this node's jobs, the
+/// neighbours' notices and their disconnections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct LaneRounds {
     /// The round this node's core asked the latest job for (trained or observed).
     own: u64,
+    /// The round of the job this node's training thread runs, if one runs.
+    running: Option<u64>,
+    /// The round of the latest job that ended.
+    ended: Option<u64>,
     /// What the previous and the next neighbour last said.
-    prev: Option<u64>,
-    next: Option<u64>,
+    prev: Option<Notice>,
+    next: Option<Notice>,
     /// Whether the previous and the next neighbour are lost.
     lost: [bool; 2],
 }
@@ -98,14 +128,32 @@ impl LaneRounds {
         changed
     }
 
-    /// The neighbour on side `from` said `round`; whether anything changed.
-    pub(crate) fn hear(&mut self, from: Direction, round: u64) -> bool {
+    /// The training thread started a job of `round` (`Some`), or its job ended (`None`);
+    /// whether what this node serves changed.
+    pub(crate) fn set_running(&mut self, round: Option<u64>) -> bool {
+        let before = self.serving();
+        if round.is_none() {
+            self.ended = self.running.max(self.ended);
+        }
+        self.running = round;
+        self.serving() != before
+    }
+
+    /// The lowest round this node's training thread may still run a job for: the running
+    /// job's; else the core's latest, unless that job already ended (the next one is later).
+    pub(crate) fn serving(&self) -> u64 {
+        let after_ended = self.ended.map_or(0, |r| r.saturating_add(1));
+        self.running.unwrap_or(self.own.max(after_ended))
+    }
+
+    /// The neighbour on side `from` said `notice`; whether anything changed.
+    pub(crate) fn hear(&mut self, from: Direction, notice: Notice) -> bool {
         let slot = match from {
             Direction::Prev => &mut self.prev,
             Direction::Next => &mut self.next,
         };
-        let changed = *slot != Some(round);
-        *slot = Some(round);
+        let changed = *slot != Some(notice);
+        *slot = Some(notice);
         self.find_lost();
         changed
     }
@@ -116,8 +164,9 @@ impl LaneRounds {
     /// core reaches its round.
     fn find_lost(&mut self) {
         let own = self.own;
-        let serves =
-            |heard: Option<u64>| heard.is_some_and(|r| r <= own && r.saturating_add(1) >= own);
+        let serves = |heard: Option<Notice>| {
+            heard.is_some_and(|n| n.needs <= own && n.needs.saturating_add(1) >= own)
+        };
         self.lost[0] &= !serves(self.prev);
         self.lost[1] &= !serves(self.next);
     }
@@ -135,9 +184,24 @@ impl LaneRounds {
         self.lost.contains(&true)
     }
 
+    /// Jobs of rounds before this one cannot complete and stop with what they trained: every
+    /// job while a neighbour is lost, else those of rounds a neighbour's thread has passed.
+    pub(crate) fn cut(&self) -> u64 {
+        match self.broken() {
+            true => u64::MAX,
+            false => [self.prev, self.next]
+                .into_iter()
+                .flatten()
+                .map(|n| n.serves)
+                .fold(0, u64::max),
+        }
+    }
+
     /// A neighbour's round, if it still needs this node's job: at most one round behind.
-    fn needs(&self, heard: Option<u64>) -> Option<u64> {
-        heard.filter(|r| r.saturating_add(1) >= self.own)
+    fn needs(&self, heard: Option<Notice>) -> Option<u64> {
+        heard
+            .map(|n| n.needs)
+            .filter(|r| r.saturating_add(1) >= self.own)
     }
 
     /// The lowest round the lane still trains: a job of an earlier round stops.
@@ -148,13 +212,17 @@ impl LaneRounds {
             .fold(self.own, u64::min)
     }
 
-    /// What to tell the neighbour on side `to`: the lowest round this node's side needs.
-    pub(crate) fn notice_for(&self, to: Direction) -> u64 {
+    /// What to tell the neighbour on side `to`: the lowest round this node's side needs, and
+    /// what this node serves.
+    pub(crate) fn notice_for(&self, to: Direction) -> Notice {
         let other = match to {
             Direction::Prev => self.next,
             Direction::Next => self.prev,
         };
-        self.needs(other).map_or(self.own, |r| r.min(self.own))
+        Notice {
+            needs: self.needs(other).map_or(self.own, |r| r.min(self.own)),
+            serves: self.serving(),
+        }
     }
 }
 
@@ -216,21 +284,27 @@ pub(crate) struct Link {
     pub(crate) patience: Duration,
     /// The round the driver wants trained: a job for an earlier one stops waiting at once.
     pub(crate) wanted: Arc<AtomicU64>,
-    /// Whether a lane neighbour is disconnected (the driver says so).
-    pub(crate) gone: Arc<AtomicBool>,
+    /// Jobs of rounds before this one cannot complete ([`LaneRounds::cut`], the driver says so).
+    pub(crate) cut: Arc<AtomicU64>,
 }
 
 impl Link {
+    /// Whether `round`'s job can no longer complete ([`LaneRounds::cut`]).
+    fn is_cut(&self, round: u64) -> bool {
+        round < self.cut.load(Ordering::Relaxed)
+    }
+
     /// The frames of `step` of `round`'s job, waiting for them in slices up to the patience. An
-    /// error when none comes, or as soon as the driver wants a later round (this stage's round
-    /// core moved on, so the lane's other members are on a later round too).
+    /// error when none comes, as soon as the driver wants a later round (this stage's round
+    /// core moved on, so the lane's other members are on a later round too), or once the
+    /// round's job cannot complete ([`Error::NeighbourGone`]).
     fn wait_for(&self, step: u64, round: u64) -> Result<Vec<Vec<u8>>> {
         let mut waited = Duration::ZERO;
         while waited < self.patience {
             if let Some(frames) = self.inbox.take(step, WAIT_SLICE) {
                 return Ok(frames);
             }
-            if self.gone.load(Ordering::Relaxed) {
+            if self.is_cut(round) {
                 return Err(Error::NeighbourGone);
             }
             if self.wanted.load(Ordering::Relaxed) > round {
@@ -246,8 +320,9 @@ impl Link {
         )))
     }
 
-    /// Sends `out` to the neighbour it names, offering it again while the neighbour refuses.
-    fn send(&self, out: Outgoing) -> Result<()> {
+    /// Sends `out`, a frame of `round`'s job, to the neighbour it names, offering it again while
+    /// the neighbour refuses and the job can complete.
+    fn send(&self, out: Outgoing, round: u64) -> Result<()> {
         let peer = match out.to {
             Direction::Next => self.next,
             Direction::Prev => self.prev,
@@ -255,7 +330,7 @@ impl Link {
         .ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
         let mut tries = 0;
         loop {
-            if self.gone.load(Ordering::Relaxed) {
+            if self.is_cut(round) {
                 return Err(Error::NeighbourGone);
             }
             let sent = self
@@ -286,6 +361,11 @@ pub(crate) struct Lane {
     link: Link,
     /// Time the running job spent waiting for a neighbour's frames.
     waited: Duration,
+    /// The round whose job the lane could not complete ([`Error::NeighbourGone`]): the job's
+    /// later steps (its validation's, then its training's) stop at once too. A neighbour back
+    /// meanwhile would otherwise meet this job at another step and wait for it (one validating
+    /// while the other trains) until the deadline.
+    given_up: Option<u64>,
 }
 
 impl Lane {
@@ -308,6 +388,7 @@ impl Lane {
             limit,
             link,
             waited: Duration::ZERO,
+            given_up: None,
         })
     }
 
@@ -316,9 +397,26 @@ impl Lane {
         self.role.stage + 1 == self.role.stages
     }
 
-    /// The stage's share of one 1F1B step on `batch`: its mean gradient, and the mean loss on
-    /// the last stage.
+    /// The stage's share of one 1F1B step of `round`'s job on `batch`: its mean gradient, and
+    /// the mean loss on the last stage; [`Error::NeighbourGone`] from the first step the lane
+    /// could not complete on.
     fn step(
+        &mut self,
+        round: u64,
+        step: u64,
+        batch: &Batch,
+    ) -> Result<neuroshard_pipeline::StageOutcome> {
+        if self.given_up == Some(round) {
+            return Err(Error::NeighbourGone);
+        }
+        let outcome = self.run_step(round, step, batch);
+        if let Err(Error::NeighbourGone) = outcome {
+            self.given_up = Some(round);
+        }
+        outcome
+    }
+
+    fn run_step(
         &mut self,
         round: u64,
         step: u64,
@@ -332,7 +430,7 @@ impl Lane {
         while !running.is_done() {
             while running.is_ready() {
                 if let Some(out) = running.run_next(stage)? {
-                    self.link.send(out)?;
+                    self.link.send(out, round)?;
                 }
             }
             if running.is_done() {
@@ -371,10 +469,11 @@ impl Lane {
     }
 
     /// The job's H inner steps from the stage weights `start`, on the lane's batches (`data`,
-    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step. When a lane
-    /// neighbour is gone (disconnected) the job stops and returns the Δ of the steps it trained,
-    /// none perhaps: a Δ of fewer steps, or zero, so that its stage's round closes with it instead
-    /// of waiting for it until the deadline.
+    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step. When the lane
+    /// cannot complete the job (a neighbour disconnected, or its thread passed the job's round:
+    /// [`LaneRounds::cut`]) the job stops and returns the Δ of the steps it trained, none perhaps:
+    /// a Δ of fewer steps, or zero, so that its stage's round closes with it instead of waiting
+    /// for it until the deadline.
     pub(crate) fn train(
         &mut self,
         job: &TrainingJob,
@@ -397,7 +496,7 @@ impl Lane {
                     tracing::warn!(
                         round = job.round,
                         trained = losses.len(),
-                        "a lane neighbour is gone: the job stops with the steps it trained"
+                        "the lane cannot complete the round: the job stops with the steps it trained"
                     );
                     break;
                 }
@@ -457,12 +556,24 @@ mod tests {
         .unwrap()
     }
 
+    /// A notice from a member whose core and thread are both on `round`.
+    fn says(round: u64) -> Notice {
+        Notice {
+            needs: round,
+            serves: round,
+        }
+    }
+
     #[test]
     fn a_notice_round_trips_and_no_frame_reads_as_one() {
-        assert_eq!(decode_notice(&encode_notice(1 << 40)), Some(1 << 40));
-        assert_eq!(decode_notice(&frame(7)), None);
-        assert_eq!(decode_notice(b"NSLR1234"), None, "too short");
-        assert_eq!(decode_notice(&[encode_notice(3), vec![0]].concat()), None);
+        let notice = Notice {
+            needs: 1 << 40,
+            serves: 7,
+        };
+        assert_eq!(Notice::decode(&notice.encode()), Some(notice));
+        assert_eq!(Notice::decode(&frame(7)), None);
+        assert_eq!(Notice::decode(b"NSLR12345678"), None, "too short");
+        assert_eq!(Notice::decode(&[says(3).encode(), vec![0]].concat()), None);
     }
 
     /// A lane of `n` stages, each member's core at `cores[i]`: every member's wanted round once
@@ -513,29 +624,109 @@ mod tests {
             own: 7,
             ..LaneRounds::default()
         };
-        lane.hear(Direction::Next, 7);
+        lane.hear(Direction::Next, says(7));
         assert!(!lane.broken());
         lane.lose(Direction::Next);
         assert!(lane.broken());
         assert_eq!(lane.wanted(), 7, "a lost neighbour holds no job back");
         // Restarted: it connects and places itself at round 0, then resyncs to round 7.
-        lane.hear(Direction::Next, 0);
+        lane.hear(Direction::Next, says(0));
         assert!(
             lane.broken(),
             "round 0 is no round this node's job can serve"
         );
-        assert!(lane.hear(Direction::Next, 6));
+        assert!(lane.hear(Direction::Next, says(6)));
         assert!(!lane.broken());
         // Back, it stays back when it runs ahead (its job of this node's round may still run).
-        lane.hear(Direction::Next, 8);
+        lane.hear(Direction::Next, says(8));
         assert!(!lane.broken());
         // Lost again, it comes back a round ahead: it skipped this node's round 7, so this
         // node's job for it stops, until this node's core reaches round 8.
         lane.lose(Direction::Next);
-        lane.hear(Direction::Next, 8);
+        lane.hear(Direction::Next, says(8));
         assert!(lane.broken());
         lane.set_own(8);
         assert!(!lane.broken());
+    }
+
+    /// Whether a job of `round` waits on (neither rule stops it: the lane has not left its
+    /// round, and no neighbour is lost or past it), as `Link::wait_for` decides.
+    fn waits(lane: &LaneRounds, round: u64) -> bool {
+        lane.wanted() <= round && lane.cut() <= round
+    }
+
+    /// The wedge of a restart (issue 15), step by step: stage 0's replica V of a lane was killed
+    /// and restarted; its partner P (stage 1) lost it and has contributed zero Δs since.
+    #[test]
+    fn a_restarted_member_that_skips_a_round_stops_its_partners_job_for_it() {
+        let r = 40;
+        let mut p = LaneRounds {
+            own: r - 1,
+            ..LaneRounds::default()
+        };
+        p.lose(Direction::Prev);
+        let mut v = LaneRounds::default();
+        v.set_running(Some(0)); // V placed itself: its round-0 job waits for frames.
+        // V resyncs into round r (follow_in_lane asks r's job; the thread is still busy).
+        v.set_own(r);
+        p.hear(Direction::Prev, v.notice_for(Direction::Next));
+        assert!(p.broken(), "P is still on round r - 1");
+        // P's core enters round r: V says r, so P is back in the lane and P's job of r starts.
+        p.set_own(r);
+        p.set_running(Some(r));
+        assert!(!p.broken());
+        v.hear(Direction::Next, p.notice_for(Direction::Prev));
+        assert!(!waits(&v, 0), "V's round-0 job is overtaken");
+        v.set_running(None);
+        // V observes round r, and the other replicas' Δs of r are in: its core closes r before
+        // r's job started and asks for r + 1, which replaces it: V's thread skips round r.
+        v.set_own(r + 1);
+        v.set_running(Some(r + 1));
+        p.hear(Direction::Prev, v.notice_for(Direction::Next));
+        v.hear(Direction::Next, p.notice_for(Direction::Prev));
+        // V's job of r + 1 waits for P (P's side needs r: V's job may run on for it)...
+        assert!(waits(&v, r + 1));
+        // ... and P's job of r must not wait for V, whose thread is past r: P's job stops with
+        // what it trained, its stage closes r, and P meets V in r + 1. Without `cut` it waited
+        // (the lane's lowest round is r), P's stage with it, until the round deadline.
+        assert_eq!(
+            p.wanted(),
+            r,
+            "the wanted round alone keeps P's job of r waiting"
+        );
+        assert!(!waits(&p, r), "V serves r + 1: P's job of r stops");
+        p.set_running(None);
+        p.set_own(r + 1);
+        p.set_running(Some(r + 1));
+        v.hear(Direction::Next, p.notice_for(Direction::Prev));
+        p.hear(Direction::Prev, v.notice_for(Direction::Next));
+        assert!(
+            waits(&p, r + 1) && waits(&v, r + 1),
+            "the lane trains r + 1 together"
+        );
+    }
+
+    #[test]
+    fn a_member_serves_its_running_job_else_its_core_round_unless_that_job_ended() {
+        let mut lane = LaneRounds {
+            own: 5,
+            ..LaneRounds::default()
+        };
+        assert_eq!(lane.serving(), 5, "round 5's job is pending");
+        assert!(!lane.set_running(Some(5)));
+        // The core moves on while the job of 5 runs on for the lane: it still serves 5.
+        lane.set_own(6);
+        assert_eq!(lane.serving(), 5);
+        assert!(lane.set_running(None));
+        assert_eq!(lane.serving(), 6);
+        lane.set_running(Some(6));
+        lane.set_running(None);
+        assert_eq!(
+            lane.serving(),
+            7,
+            "round 6's job ended: its thread never runs 6 again"
+        );
+        assert_eq!(lane.cut(), 0, "no neighbour heard");
     }
 
     #[test]
@@ -544,13 +735,13 @@ mod tests {
             own: 5,
             ..LaneRounds::default()
         };
-        middle.hear(Direction::Prev, 4);
+        middle.hear(Direction::Prev, says(4));
         assert_eq!(middle.wanted(), 4);
-        assert_eq!(middle.notice_for(Direction::Next), 4);
+        assert_eq!(middle.notice_for(Direction::Next).needs, 4);
         // The previous stage is told only what the middle and the next stage need.
-        assert_eq!(middle.notice_for(Direction::Prev), 5);
-        assert!(!middle.hear(Direction::Prev, 4), "nothing changed");
-        assert!(middle.hear(Direction::Prev, 5));
+        assert_eq!(middle.notice_for(Direction::Prev).needs, 5);
+        assert!(!middle.hear(Direction::Prev, says(4)), "nothing changed");
+        assert!(middle.hear(Direction::Prev, says(5)));
         assert_eq!(middle.wanted(), 5);
     }
 

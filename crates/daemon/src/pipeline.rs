@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::Device;
 use neuroshard_model::{Stage, StageSpec};
@@ -15,7 +15,7 @@ use neuroshard_primitives::{Keypair, NodeId};
 
 use crate::Result;
 use crate::driver::Driver;
-use crate::lane::{self, Lane, LaneInbox, LaneRounds, Link};
+use crate::lane::{Lane, LaneInbox, LaneRounds, Link, Notice};
 use crate::role::{self, Placement, Records, Role};
 use crate::settings::Settings;
 use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
@@ -71,8 +71,9 @@ pub(crate) enum Early {
 pub(crate) struct LaneWires {
     prev: Option<PeerId>,
     next: Option<PeerId>,
-    /// Whether a neighbour is disconnected, shared with the lane's link.
-    gone: Arc<AtomicBool>,
+    /// Jobs of rounds before this one cannot complete ([`LaneRounds::cut`]), shared with the
+    /// lane's link.
+    cut: Arc<AtomicU64>,
 }
 
 impl LaneWires {
@@ -152,13 +153,13 @@ impl Pipeline {
 }
 
 impl Driver {
-    /// A frame from `peer` on the frame protocol: a lane neighbour's notice of the round its
-    /// side needs, or a pipeline frame for the lane's inbox.
+    /// A frame from `peer` on the frame protocol: a lane neighbour's notice of the rounds its
+    /// side needs and serves, or a pipeline frame for the lane's inbox.
     pub(crate) fn on_lane_frame(&mut self, peer: PeerId, bytes: Vec<u8>) {
-        if let Some(round) = lane::decode_notice(&bytes) {
+        if let Some(notice) = Notice::decode(&bytes) {
             let side = self.pipeline.lane.as_ref().and_then(|w| w.side(peer));
             if let Some(side) = side
-                && self.pipeline.rounds.hear(side, round)
+                && self.pipeline.rounds.hear(side, notice)
             {
                 self.lane_rounds_changed(true);
             }
@@ -180,12 +181,23 @@ impl Driver {
         }
     }
 
+    /// The training thread started a job of `round` (`Some`), or its job ended or was dropped
+    /// (`None`): a stage tells its lane neighbours what it serves now ([`LaneRounds::serving`]).
+    pub(crate) fn lane_job(&mut self, round: Option<u64>) {
+        if self.pipeline.role().is_some() {
+            let changed = self.pipeline.rounds.set_running(round);
+            self.lane_rounds_changed(changed);
+        }
+    }
+
     fn lane_rounds_changed(&mut self, tell: bool) {
-        let wanted = self.pipeline.rounds.wanted();
-        self.progress.wanted.store(wanted, Ordering::Relaxed);
-        let broken = self.pipeline.rounds.broken();
+        let rounds = &self.pipeline.rounds;
+        self.progress
+            .wanted
+            .store(rounds.wanted(), Ordering::Relaxed);
+        let (broken, cut) = (rounds.broken(), rounds.cut());
         if let Some(wires) = &self.pipeline.lane
-            && wires.gone.swap(broken, Ordering::Relaxed) != broken
+            && (wires.cut.swap(cut, Ordering::Relaxed) == u64::MAX) != broken
         {
             tracing::info!(
                 broken,
@@ -215,7 +227,7 @@ impl Driver {
         };
         for (side, peer) in [(Direction::Prev, wires.prev), (Direction::Next, wires.next)] {
             let Some(peer) = peer else { continue };
-            let notice = lane::encode_notice(self.pipeline.rounds.notice_for(side));
+            let notice = self.pipeline.rounds.notice_for(side).encode();
             let net = self.net.clone();
             tokio::spawn(async move {
                 if let Err(err) = net.send_frame(peer, notice).await {
@@ -341,7 +353,7 @@ impl Driver {
         let wires = LaneWires {
             prev: peer(role.prev).transpose()?,
             next: peer(role.next).transpose()?,
-            gone: Arc::default(),
+            cut: Arc::default(),
         };
         let link = Link {
             net: self.net.clone(),
@@ -351,7 +363,7 @@ impl Driver {
             inbox: Arc::clone(&self.pipeline.inbox),
             patience,
             wanted: Arc::clone(&self.progress.wanted),
-            gone: Arc::clone(&wires.gone),
+            cut: Arc::clone(&wires.cut),
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;
