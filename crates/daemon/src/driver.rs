@@ -171,6 +171,13 @@ fn now() -> Timestamp {
 impl Driver {
     /// Runs until `shutdown` resolves or the network stops.
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let outcome = self.run_until(shutdown).await;
+        self.stop_lane_jobs();
+        outcome
+    }
+
+    /// The event loop of [`Driver::run`].
+    async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
         let mut refresh = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -184,7 +191,7 @@ impl Driver {
                 Some(done) = self.done_rx.recv() => self.on_done(done)?,
                 () = tokio::time::sleep_until(wake) => self.tick(),
                 () = finalized(&mut self.chain) => self.on_ledger_block()?,
-                Some(job) = self.jobs.recv() => job(&mut self),
+                Some(job) = self.jobs.recv() => job(self),
                 _ = refresh.tick() => self.refresh().await,
             }
         }

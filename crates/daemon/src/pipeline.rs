@@ -219,6 +219,15 @@ impl Driver {
         }
     }
 
+    /// Stopping: the running lane job ends at its next wait (with the Δ it trained) instead of
+    /// waiting for frames up to the round deadline, which would hold the node's exit (the
+    /// runtime waits for the training thread) and leave an orphaned node behind `up`.
+    pub(crate) fn stop_lane_jobs(&self) {
+        if let Some(wires) = &self.pipeline.lane {
+            wires.cut.store(u64::MAX, Ordering::Relaxed);
+        }
+    }
+
     /// Tells each lane neighbour the round this node's side of the lane needs (on every change,
     /// and every second in case a notice was lost or the neighbour restarted).
     pub(crate) fn tell_lane(&self) {
