@@ -253,7 +253,7 @@ pub(crate) fn adamw_descent(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use candle_core::Device;
     use neuroshard_model::Config;
     use neuroshard_primitives::BatchSource;
@@ -261,7 +261,8 @@ mod tests {
     use super::*;
     use crate::InMemorySource;
 
-    fn config(clip_norm: f32) -> InnerConfig {
+    /// A small inner loop's settings clipping at `clip_norm` (the stage tests use it too).
+    pub(crate) fn config(clip_norm: f32) -> InnerConfig {
         InnerConfig {
             batch_size: 2,
             seq_len: 8,

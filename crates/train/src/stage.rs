@@ -104,18 +104,8 @@ mod tests {
     use neuroshard_model::{Config, NeuroLlm, StageSpec};
 
     use super::*;
-    use crate::{AdamWConfig, InnerLoop, LrSchedule};
-
-    fn config(clip_norm: f32) -> InnerConfig {
-        InnerConfig {
-            batch_size: 2,
-            seq_len: 8,
-            adamw: AdamWConfig::NEUROSHARD,
-            schedule: LrSchedule::new(2, 20, 3e-3, 3e-4).unwrap(),
-            clip_norm,
-            dp: None,
-        }
-    }
+    use crate::InnerLoop;
+    use crate::inner::tests::config;
 
     #[test]
     fn one_stage_descends_exactly_as_the_whole_model() {
