@@ -1,5 +1,5 @@
 //! A node whose log goes to a file (as `neuroshard up` writes `node-N.log`) writes plain text:
-//! no ANSI colour codes.
+//! no ANSI colour codes; it says there what speed it measured at start-up.
 
 use std::path::Path;
 
@@ -21,4 +21,34 @@ fn a_log_written_to_a_file_has_no_colour_codes() {
         "the log holds the node's lines: {text}"
     );
     assert!(!log.contains(&0x1b), "no escape byte in the log: {text:?}");
+}
+
+/// A node measures its speed at start-up, says what it measured in its log and announces it
+/// (its status shows its capacity record's figure); `--work-per-sec` pins the figure instead.
+#[test]
+fn a_node_announces_the_speed_it_measured_or_the_one_pinned() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let genesis = build_genesis(Path::new(EXE), work, &["--inner-steps", "4"]);
+    let exe = Path::new(EXE);
+    let mut measured = NodeProcess::start(exe, "measured", work, &genesis, &[]);
+    let mut pinned = NodeProcess::start(exe, "pinned", work, &genesis, &["--work-per-sec", "1234"]);
+    // The dashboard line comes after the start-up, so the record is in the status already.
+    let capacity =
+        |node: &NodeProcess| node.status().expect("the node answers")["capacity"].clone();
+    let (mine, theirs) = (capacity(&measured), capacity(&pinned));
+    assert_eq!(mine["measured"], true, "{mine}");
+    let figure = mine["work_per_sec"].as_u64().unwrap();
+    // Not the fixed nominal figure every record carried before nodes measured.
+    assert!(figure > 1 && figure != 1_000_000_000, "{mine}");
+    assert_eq!(
+        (theirs["work_per_sec"].as_u64(), &theirs["measured"]),
+        (Some(1234), &false.into())
+    );
+    assert!(measured.stop() && pinned.stop());
+    let log = std::fs::read_to_string(&measured.log).unwrap();
+    assert!(
+        log.contains("measured this node's speed") && log.contains(&figure.to_string()),
+        "the log says what the node measured: {log}"
+    );
 }

@@ -49,15 +49,17 @@ fn wait_all(
     }
 }
 
-/// `up --nodes 6 --memory-budget 4000000` on a small genesis in `work` (H = 16, a round deadline
-/// of `deadline` seconds), and every node's pid and dashboard.
+/// `up --nodes 6 --memory-budget 4000000 --work-per-sec 1000000000` on a small genesis in `work`
+/// (H = 16, a round deadline of `deadline` seconds), and every node's pid and dashboard.
 fn start(work: &Path, deadline: u64) -> (Up, Vec<(u32, String)>) {
     let deadline = deadline.to_string();
     let init = ["--inner-steps", "16", "--round-deadline-secs", &deadline];
     let genesis = build_genesis(Path::new(EXE), work, &init);
     let (nodes, budget) = (NODES.to_string(), BUDGET.to_string());
     let args = ["--nodes", &nodes, "--http-port", "0", "--every", "5"];
-    let args = [&args[..], &["--memory-budget", &budget]].concat();
+    // One pinned speed for every node: the plan depends on budgets alone, the same every run.
+    let speed = ["--work-per-sec", "1000000000"];
+    let args = [&args[..], &["--memory-budget", &budget], &speed].concat();
     let dir = work.join("up");
     let mut up = Up::start(Path::new(EXE), &args, genesis.parent().unwrap(), &dir);
     let started = up.started(NODES, Duration::from_secs(240));

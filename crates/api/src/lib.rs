@@ -78,8 +78,8 @@ pub use openai::{
     Generation, MAX_BODY_BYTES, MAX_STOPS, ModelInfo, chat_prompt,
 };
 pub use status::{
-    Audits, ClosedRound, Excluded, GrowthPoint, HISTORY_LIMIT, ModelPoint, Point, PrivacyStatus,
-    ROUNDS_LIMIT, RoleStatus, Status,
+    Audits, CapacityStatus, ClosedRound, Excluded, GrowthPoint, HISTORY_LIMIT, ModelPoint, Point,
+    PrivacyStatus, ROUNDS_LIMIT, RoleStatus, Status,
 };
 
 /// Where the HTTP API listens unless told otherwise: loopback only, port 8000.

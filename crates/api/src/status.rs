@@ -82,6 +82,20 @@ pub struct Status {
     /// The times this node's replica took on a deeper model, oldest first.
     #[serde(default)]
     pub growths: Vec<GrowthPoint>,
+    /// What this node's capacity record announces; `None` before it started.
+    #[serde(default)]
+    pub capacity: Option<CapacityStatus>,
+}
+
+/// What a node's capacity record announces (`docs/pool.md`, "Capacity records").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityStatus {
+    /// Bytes it gives to training; `None`: unbounded.
+    pub memory_budget: Option<u64>,
+    /// Its speed in parameter-tokens per second (`Footprint::work` per second).
+    pub work_per_sec: u64,
+    /// Whether it measured the speed at start-up; `false`: `--work-per-sec` pinned it.
+    pub measured: bool,
 }
 
 /// The model grew (`docs/pool.md`, "Growth on a running network"): the replica took on the

@@ -48,6 +48,10 @@ pub struct NodeConfig {
     /// Bytes this node gives to training (`--memory-budget`); `None`: unbounded. Below the
     /// model's training footprint the node trains one stage of a pipeline (`docs/pipeline.md`).
     pub memory_budget: Option<u64>,
+    /// The speed this node announces, in parameter-tokens per second (`--work-per-sec`);
+    /// `None`: measured at start-up (`docs/pool.md`, "Measured speed"). Pin it to make a
+    /// pipeline's plan repeatable.
+    pub work_per_sec: Option<u64>,
     /// Where this node listens for the other validators when it is in the ledger's committee
     /// (`--consensus-listen`).
     pub consensus_listen: Option<SocketAddr>,
@@ -81,6 +85,7 @@ impl Default for NodeConfig {
             shards_per_node: 1,
             val_batches: 32,
             memory_budget: None,
+            work_per_sec: None,
             consensus_listen: None,
             validators: Vec::new(),
             exit_on_stdin_close: false,
@@ -126,6 +131,9 @@ impl NodeConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return fail("lr", "must be a positive number".into());
         }
+        if self.work_per_sec == Some(0) {
+            return fail("work_per_sec", "must be at least 1".into());
+        }
         if !(self.start_grace_secs.is_finite() && self.start_grace_secs >= 0.0) {
             return fail("start_grace_secs", "must be a non-negative number".into());
         }
@@ -155,5 +163,9 @@ mod tests {
         assert!(err.to_string().contains("bootstrap"), "{err}");
         assert!(NodeConfig::from_toml("typo = 1\n").is_err());
         assert!(NodeConfig::from_toml("lr = -1.0\n").is_err());
+        let err = NodeConfig::from_toml("work_per_sec = 0\n").unwrap_err();
+        assert!(err.to_string().contains("work_per_sec"), "{err}");
+        let pinned = NodeConfig::from_toml("work_per_sec = 5000\n").unwrap();
+        assert_eq!(pinned.work_per_sec, Some(5000));
     }
 }

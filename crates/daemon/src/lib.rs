@@ -61,6 +61,7 @@ mod pipeline;
 mod queries;
 mod role;
 mod settings;
+mod speed;
 mod status;
 mod transport;
 mod wire;
@@ -73,6 +74,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candle_core::Device;
+use neuroshard_api::CapacityStatus;
 use neuroshard_model::NeuroLlm;
 use neuroshard_node::{
     Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, Snapshot, Timestamp,
@@ -95,6 +97,7 @@ pub const CHAINS_DIR: &str = "chains";
 pub use config::NodeConfig;
 pub use error::{Error, Result};
 pub use settings::model_config;
+pub use speed::time_steps;
 
 use crate::audit::{DirAssignments, DiskCheckpoints, Replayer};
 use crate::chain::Chain;
@@ -131,6 +134,7 @@ impl Daemon {
             reason,
         })?;
         let chain = open_chain(config, &key, &genesis, network_id, &settings)?;
+        let capacity = announced_capacity(config, &settings, genesis.seed).await?;
         let progress = Progress::default();
         let assignment = Assignment {
             dir: dataset.dir().to_owned(),
@@ -145,7 +149,7 @@ impl Daemon {
             seed: genesis.seed,
             val_batches: config.val_batches,
             assignment: assignment.clone(),
-            records: role::Records::new(network_id, config.memory_budget),
+            records: role::Records::new(network_id, config.memory_budget, capacity.work_per_sec),
             placement: None,
             inbox: Arc::default(),
             lane: None,
@@ -221,6 +225,7 @@ impl Daemon {
             genesis.diloco.inner_steps,
             privacy,
         );
+        status.capacity(capacity);
         let depth = settings.depths.config_for(node.params().len());
         status.depth(node.round(), depth.map_or(0, |c| c.n_layers), None);
         let (jobs_tx, jobs) = mpsc::channel(queries::JOBS_QUEUED);
@@ -403,6 +408,36 @@ async fn resume_node(
     };
     node.set_pool(budget.unwrap_or(u64::MAX), growth_rule(settings, seed));
     Ok(node)
+}
+
+/// What this node's capacity record announces: its budget, and its speed from
+/// `--work-per-sec` or measured on a blocking thread (logged either way).
+async fn announced_capacity(
+    config: &NodeConfig,
+    settings: &Settings,
+    seed: u64,
+) -> Result<CapacityStatus> {
+    let capacity = |work_per_sec, measured| CapacityStatus {
+        memory_budget: config.memory_budget,
+        work_per_sec,
+        measured,
+    };
+    if let Some(work_per_sec) = config.work_per_sec {
+        tracing::info!(work_per_sec, "announcing the pinned speed (--work-per-sec)");
+        return Ok(capacity(work_per_sec, false));
+    }
+    let (model, inner) = (settings.model.clone(), settings.inner);
+    let measured = tokio::task::spawn_blocking(move || speed::measure(&model, &inner, seed))
+        .await
+        .map_err(|err| Error::Worker(err.to_string()))??;
+    tracing::info!(
+        work_per_sec = measured.work_per_sec,
+        steps = measured.steps,
+        step_ms = measured.step.as_secs_f64() * 1e3,
+        tokens = measured.tokens,
+        "measured this node's speed: the first layer and the head on one micro-batch"
+    );
+    Ok(capacity(measured.work_per_sec, true))
 }
 
 /// The round core's growth rule, when the genesis has a `[growth]` schedule.

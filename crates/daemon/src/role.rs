@@ -8,10 +8,6 @@ use neuroshard_model::{Config, StageSpec};
 use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 
-/// The speed every record announces until nodes measure theirs (parameter-tokens per second):
-/// with equal speeds, `assign` balances by layers and memory alone.
-pub(crate) const NOMINAL_SPEED: u64 = 1_000_000_000;
-
 /// Most micro-batches a lane splits a step's batch into.
 const MAX_MICRO_BATCHES: usize = 4;
 
@@ -37,13 +33,14 @@ pub(crate) struct Records {
 }
 
 impl Records {
-    /// This node's record: `memory_budget` bytes (`None`: unbounded) at the nominal speed.
-    pub(crate) fn new(network_id: Hash, memory_budget: Option<u64>) -> Self {
+    /// This node's record: `memory_budget` bytes (`None`: unbounded) at `work_per_sec`
+    /// parameter-tokens per second (measured or pinned, `crate::speed`).
+    pub(crate) fn new(network_id: Hash, memory_budget: Option<u64>, work_per_sec: u64) -> Self {
         let mine = CapacityRecord {
             network_id,
             epoch: 0,
             memory_budget: memory_budget.unwrap_or(u64::MAX),
-            work_per_sec: NOMINAL_SPEED,
+            work_per_sec,
         };
         Self {
             network_id,
@@ -187,6 +184,9 @@ pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
 mod tests {
     use super::*;
 
+    /// One speed for every member: `assign` then balances by layers and memory alone.
+    const SPEED: u64 = 1_000_000_000;
+
     fn nano() -> Config {
         Config::preset("nano", 384).unwrap()
     }
@@ -196,7 +196,7 @@ mod tests {
             .map(|i| Member {
                 node: NodeId([i; 32]),
                 memory_budget: budget,
-                work_per_sec: NOMINAL_SPEED,
+                work_per_sec: SPEED,
             })
             .collect()
     }
@@ -256,10 +256,10 @@ mod tests {
     fn records_keep_the_newest_of_their_signer_and_refuse_a_relayed_one() {
         let net = Hash::of(b"net");
         let key = Keypair::from_seed([1; 32]);
-        let mut theirs = Records::new(net, Some(1 << 20));
+        let mut theirs = Records::new(net, Some(1 << 20), 77);
         let first = theirs.seal_next(&key);
         let second = theirs.seal_next(&key);
-        let mut mine = Records::new(net, None);
+        let mut mine = Records::new(net, None, SPEED);
         let author = key.node_id();
         mine.hear(author, &second).unwrap();
         mine.hear(author, &first).unwrap();
@@ -274,5 +274,6 @@ mod tests {
             (pool[0].memory_budget, pool[1].memory_budget),
             (u64::MAX, 1 << 20)
         );
+        assert_eq!((pool[0].work_per_sec, pool[1].work_per_sec), (SPEED, 77));
     }
 }

@@ -202,6 +202,12 @@ impl StatusBoard {
         });
     }
 
+    /// What this node's capacity record announces.
+    pub(crate) fn capacity(&self, capacity: neuroshard_api::CapacityStatus) {
+        self.tx
+            .send_if_modified(|s| replace(&mut s.capacity, Some(capacity)));
+    }
+
     /// The pipeline role this node trains: its stage, layers, lane and peers.
     pub(crate) fn role(&self, role: &crate::role::Role) {
         let me = self.tx.borrow().node_id.clone();

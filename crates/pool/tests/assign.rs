@@ -367,4 +367,49 @@ fn absurd_budgets_and_speeds_give_a_valid_plan() {
     let q = plan(n_layers, &joined, Some(&p));
     let covered: usize = q.stages.iter().map(|s| s.layers.len()).sum();
     assert_eq!(covered, n_layers);
+    check_valid(n_layers, &ms, &p).unwrap();
+    check_valid(n_layers, &joined, &q).unwrap();
+}
+
+/// Measured speeds steer the plan: where the pool must split the model, a member announcing
+/// half its speed holds a stage of less work (its layers and, on the last stage, the head) than
+/// at full speed, and one claiming an absurd speed (0, `u64::MAX`) still leaves every layer
+/// covered within the budgets.
+#[test]
+fn a_member_at_half_speed_holds_less_work() {
+    let n_layers = 12;
+    let fp = footprint(n_layers);
+    // Each member trains two thirds of the model with both ends: the pool splits it.
+    let budget = fp.bytes(n_layers * 2 / 3, true, true);
+    let ms: Vec<Member> = (0..4)
+        .map(|i| Member {
+            node: node(i),
+            memory_budget: budget,
+            work_per_sec: 1_000_000,
+        })
+        .collect();
+    let held = |p: &Plan, n: NodeId| {
+        let stage = &p.stages[p.stage_of(&n).unwrap()];
+        (fp.work(stage.layers.len(), stage.head), stage.layers.len())
+    };
+    let even = plan(n_layers, &ms, None);
+    assert_eq!(even.stages.len(), 2, "{even:?}");
+    for slow in 0..4 {
+        let mut pinned = ms.clone();
+        pinned[slow].work_per_sec /= 2;
+        let p = plan(n_layers, &pinned, None);
+        check_valid(n_layers, &pinned, &p).unwrap();
+        let (before, after) = (held(&even, node(slow as u32)), held(&p, node(slow as u32)));
+        println!("member {slow}: (work, layers) {before:?} at full speed, {after:?} at half");
+        assert!(
+            after.0 < before.0,
+            "{after:?} at half speed, {before:?} at full: {p:?}"
+        );
+        for absurd in [0, u64::MAX] {
+            pinned[slow].work_per_sec = absurd;
+            let p = plan(n_layers, &pinned, None);
+            assert!(!p.stages.is_empty());
+            check_valid(n_layers, &pinned, &p).unwrap();
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `neuroshard bench train`: times full training steps (forward, backward, clipping, AdamW) of a
-//! preset on seeded random tokens; `bench/pytorch_train.py` runs the same measurement in PyTorch.
+//! preset on seeded random tokens (`neuroshard_daemon::time_steps`, which a node's start-up speed
+//! measurement runs too); `bench/pytorch_train.py` runs the same measurement in PyTorch.
 //! `neuroshard bench verify`: honest replays of training chains on other thread counts and
 //! kernels (see `verify`).
 //! `neuroshard bench grow`: growth part-way through training against the final depth from
@@ -10,15 +11,12 @@ mod grow;
 mod pipeline;
 mod verify;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm};
-use neuroshard_primitives::Batch;
 use neuroshard_train::{AdamWConfig, InnerConfig, InnerLoop, LrSchedule};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 /// Benchmarks.
@@ -124,22 +122,14 @@ fn train(args: &TrainArgs) -> Result<()> {
         dp: None,
     };
     let mut replica = InnerLoop::new(NeuroLlm::new(&cfg, args.seed, &Device::Cpu)?, inner)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let mut times = Vec::with_capacity(args.steps);
-    let mut losses = Vec::with_capacity(args.steps);
-    for step in 0..args.warmup + args.steps {
-        let tokens = (0..args.batch * (args.seq + 1))
-            .map(|_| rng.random_range(0..args.vocab as u32))
-            .collect();
-        let batch = Batch::new(tokens, args.batch, args.seq);
-        #[allow(clippy::disallowed_methods)] // timing is what a benchmark is for
-        let start = Instant::now();
-        let loss = replica.step_on(&batch, step as u64)?.loss;
-        if step >= args.warmup {
-            times.push(start.elapsed());
-            losses.push(loss);
-        }
-    }
+    let timed = neuroshard_daemon::time_steps(
+        &mut replica,
+        args.seed,
+        args.warmup,
+        args.steps,
+        Duration::MAX,
+    )?;
+    let (times, losses): (Vec<Duration>, Vec<f32>) = timed.into_iter().unzip();
     let report = summarise(args, cfg.n_params(), threads, &times, &losses)?;
     print(&report, args.json)
 }

@@ -59,6 +59,10 @@ pub(crate) struct Args {
     /// Below the model's training footprint the node trains one stage of a pipeline.
     #[arg(long, env = "NEUROSHARD_MEMORY_BUDGET", value_parser = parse_bytes)]
     memory_budget: Option<u64>,
+    /// The speed this node announces, in parameter-tokens per second; unset, the node measures
+    /// it at start-up. Pin it to make a pipeline's plan repeatable.
+    #[arg(long, env = "NEUROSHARD_WORK_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    work_per_sec: Option<u64>,
     /// Where to listen for the other validators, when this node is in the ledger's committee
     /// (HOST:PORT).
     #[arg(long)]
@@ -112,6 +116,9 @@ impl Args {
         config.exit_on_stdin_close |= self.exit_on_stdin_close;
         if self.memory_budget.is_some() {
             config.memory_budget = self.memory_budget;
+        }
+        if self.work_per_sec.is_some() {
+            config.work_per_sec = self.work_per_sec;
         }
         #[cfg(feature = "cheat")]
         {

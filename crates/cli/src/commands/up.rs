@@ -61,6 +61,10 @@ pub(crate) struct Args {
     /// model's training footprint the nodes form a pipeline of stages.
     #[arg(long, value_parser = super::node::parse_bytes)]
     memory_budget: Option<u64>,
+    /// Every node's announced speed in parameter-tokens per second (`neuroshard node
+    /// --work-per-sec`); unset, each node measures its own.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    work_per_sec: Option<u64>,
 }
 
 /// Runs `neuroshard up`.

@@ -277,6 +277,9 @@ fn spawn(net: &Network, index: usize) -> anyhow::Result<Child> {
     if let Some(budget) = args.memory_budget {
         command.args(["--memory-budget", &budget.to_string()]);
     }
+    if let Some(speed) = args.work_per_sec {
+        command.args(["--work-per-sec", &speed.to_string()]);
+    }
     command.spawn().context("starting `neuroshard node`")
 }
 
