@@ -12,7 +12,7 @@ use crate::Result;
 
 /// The depths a network's model can have: the genesis model's and, deeper, the schedule's.
 #[derive(Debug, Clone)]
-pub(crate) struct Depths {
+pub struct Depths {
     model: Config,
     depths: Vec<usize>,
 }
@@ -38,8 +38,13 @@ impl Depths {
         }
     }
 
+    /// The layer counts, the genesis model's first.
+    pub fn layers(&self) -> &[usize] {
+        &self.depths
+    }
+
     /// The config of a model of `n_params` parameters, if one of the depths has that many.
-    pub(crate) fn config_for(&self, n_params: usize) -> Option<Config> {
+    pub fn config_for(&self, n_params: usize) -> Option<Config> {
         self.depths
             .iter()
             .map(|&d| self.at(d))

@@ -96,7 +96,8 @@ pub use checkpoint::{
 pub const CHAINS_DIR: &str = "chains";
 pub use config::NodeConfig;
 pub use error::{Error, Result};
-pub use settings::model_config;
+pub use grow::Depths;
+pub use settings::{model_config, model_depths};
 pub use speed::time_steps;
 
 use crate::audit::{DirAssignments, DiskCheckpoints, Replayer};

@@ -36,13 +36,7 @@ impl Settings {
             .codec
             .parse()
             .map_err(|err| format!("field `compression.codec`: {err}"))?;
-        let growth = match &genesis.growth {
-            Some(spec) => Some(
-                neuroshard_pool::GrowthSchedule::new(spec)
-                    .map_err(|err| format!("section `growth`: {err}"))?,
-            ),
-            None => None,
-        };
+        let growth = growth_schedule(genesis)?;
         let depths = Depths::new(&model, growth.as_ref());
         // Frames must hold the deepest model's Δs and states.
         let max_frame = neuroshard_node::NodeConfig::max_frame_for(depths.max_params(), &compress)
@@ -71,6 +65,23 @@ impl Settings {
             depths,
         })
     }
+}
+
+/// The depths a genesis file's model can have: its own, and each of its `[growth]` schedule's
+/// (what a node's checkpoint may hold).
+pub fn model_depths(genesis: &Genesis) -> Result<Depths, String> {
+    let model = model_config(&genesis.model)?;
+    Ok(Depths::new(&model, growth_schedule(genesis)?.as_ref()))
+}
+
+/// The genesis `[growth]` schedule, if the model grows.
+fn growth_schedule(genesis: &Genesis) -> Result<Option<neuroshard_pool::GrowthSchedule>, String> {
+    let Some(spec) = &genesis.growth else {
+        return Ok(None);
+    };
+    neuroshard_pool::GrowthSchedule::new(spec)
+        .map(Some)
+        .map_err(|err| format!("section `growth`: {err}"))
 }
 
 /// The model crate's config for a genesis model section: the preset, then any explicit size.

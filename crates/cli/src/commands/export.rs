@@ -2,7 +2,8 @@
 //!
 //! The source is a training run's checkpoint (`meta.json`, from `neuroshard train`) or a node's
 //! data directory (`state.safetensors`, from `neuroshard node`), whose model sizes come from
-//! the genesis file. The files come from `neuroshard_model::hf` (config, weights) and
+//! the genesis file: its model at the genesis depth or, on a network that grew, at the depth of
+//! the checkpoint, one of those the genesis `[growth]` schedule allows. The files come from `neuroshard_model::hf` (config, weights) and
 //! `neuroshard_data::Tokenizer::hf_files` (the genesis tokenizer); this module reads the
 //! checkpoint and writes the directory.
 
@@ -70,18 +71,31 @@ fn load(dir: &Path, genesis: &Path, tokenizer: &Tokenizer) -> Result<NeuroLlm> {
     let genesis_dir = GenesisDir::open(genesis)
         .with_context(|| format!("opening the genesis in {}", genesis.display()))?;
     let genesis = genesis_dir.genesis();
-    let cfg = neuroshard_daemon::model_config(&genesis.model)
+    let depths = neuroshard_daemon::model_depths(genesis)
         .map_err(anyhow::Error::msg)
-        .context("the genesis file's model section")?;
-    let snapshot =
-        neuroshard_daemon::load_checkpoint(&state, genesis.network_id(), |n| n == cfg.n_params())
-            .with_context(|| {
-                format!(
-                    "reading the node checkpoint {}; pass the node's --genesis directory",
-                    state.display()
-                )
-            })?
-            .with_context(|| format!("{} is gone", state.display()))?;
+        .context("the genesis file's model and growth sections")?;
+    // Any size loads (the network id and the hashes are checked); the depth is checked below.
+    let snapshot = neuroshard_daemon::load_checkpoint(&state, genesis.network_id(), |_| true)
+        .with_context(|| {
+            format!(
+                "reading the node checkpoint {}; pass the node's --genesis directory",
+                state.display()
+            )
+        })?
+        .with_context(|| format!("{} is gone", state.display()))?;
+    let n_params = snapshot.params.len();
+    let cfg = depths.config_for(n_params).with_context(|| {
+        format!(
+            "the node checkpoint {} holds {n_params} parameters, which is no depth this genesis allows ({:?} layers); pass the node's --genesis directory",
+            state.display(),
+            depths.layers()
+        )
+    })?;
+    tracing::info!(
+        round = snapshot.round,
+        n_layers = cfg.n_layers,
+        "the node checkpoint's model"
+    );
     let mut model = NeuroLlm::new(&cfg, 0, &Device::Cpu)?;
     model.set_flat_params(&snapshot.params)?;
     Ok(model)
@@ -133,6 +147,7 @@ pub(crate) fn write_dir(dir: &Path, files: &[(&'static str, Vec<u8>)]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use neuroshard_model::Config;
     use neuroshard_model::hf::HfConfig;
 
     fn tokenizer() -> Tokenizer {
@@ -222,6 +237,66 @@ mod tests {
         neuroshard_daemon::save_checkpoint(&state, theirs, &foreign).unwrap();
         let err = load(&node, &genesis_dir, tokenizer).unwrap_err();
         assert!(format!("{err:#}").contains("network"), "{err:#}");
+    }
+
+    /// A node's state after growth: the genesis (with a `[growth]` schedule) admits the deeper
+    /// model, the export writes it at its depth, and the weights load back exactly; a size no
+    /// depth has is refused with the depths allowed.
+    #[test]
+    fn a_grown_node_checkpoint_exports_at_its_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let genesis_dir = crate::commands::train::tests::small_genesis(dir.path(), 300);
+        let toml = genesis_dir.join("genesis.toml");
+        let mut text = std::fs::read_to_string(&toml).unwrap();
+        text.push_str("\n[growth]\nsustain_rounds = 2\n\n[[growth.steps]]\nmin_pool_bytes = 1000\nn_layers = 4\n");
+        std::fs::write(&toml, text).unwrap();
+        let genesis = GenesisDir::open(&genesis_dir).unwrap();
+        let cfg = neuroshard_daemon::model_config(&genesis.genesis().model).unwrap();
+        assert_eq!(cfg.n_layers, 2, "nano");
+        // Grown as the round core grows it (`NeuroLlm::grown`), saved as a node saves its state.
+        let grown = NeuroLlm::new(&cfg, 5, &Device::Cpu)
+            .unwrap()
+            .grown(4, 11)
+            .unwrap();
+        let node = dir.path().join("node");
+        std::fs::create_dir_all(&node).unwrap();
+        let snapshot = neuroshard_node::Snapshot {
+            round: 9,
+            params: grown.flat_params().unwrap(),
+            outer: Vec::new(),
+            excluded: Default::default(),
+            pool: vec![2000, 2000],
+        };
+        let state = node.join(neuroshard_daemon::CHECKPOINT_FILE);
+        let network = genesis.genesis().network_id();
+        neuroshard_daemon::save_checkpoint(&state, network, &snapshot).unwrap();
+        let loaded = load(&node, &genesis_dir, genesis.tokenizer()).unwrap();
+        assert_eq!(loaded.config().n_layers, 4);
+        let out = dir.path().join("hf");
+        write_dir(&out, &files(&loaded, genesis.tokenizer()).unwrap()).unwrap();
+        let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+        let hf_cfg = HfConfig::from_json(&read("config.json")).unwrap();
+        assert_eq!(hf_cfg.num_hidden_layers, 4);
+        let back = hf::import(
+            &read("config.json"),
+            &read("model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(back.param_hash().unwrap(), grown.param_hash().unwrap());
+
+        // Three layers is no depth of this genesis.
+        let odd = NeuroLlm::new(&Config { n_layers: 3, ..cfg }, 5, &Device::Cpu).unwrap();
+        let stray = neuroshard_node::Snapshot {
+            params: odd.flat_params().unwrap(),
+            ..snapshot
+        };
+        neuroshard_daemon::save_checkpoint(&state, network, &stray).unwrap();
+        let err = load(&node, &genesis_dir, genesis.tokenizer()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no depth this genesis allows ([2, 4] layers)"),
+            "{err:#}"
+        );
     }
 
     #[test]
