@@ -28,6 +28,11 @@ async fn status_json_has_the_documented_shape() {
           },
           "bytes_received": 3145728,
           "bytes_sent": 1048576,
+          "capacity": {
+            "measured": true,
+            "memory_budget": 4000000,
+            "work_per_sec": 3300000000
+          },
           "contributors": 3,
           "growths": [],
           "history": [

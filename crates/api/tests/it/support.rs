@@ -33,6 +33,11 @@ pub(crate) fn sample_status(points: u64) -> Status {
         payload_bytes_sent: 1000 << 10,
         payload_bytes_received: 3000 << 10,
         contributors: 3,
+        capacity: Some(neuroshard_api::CapacityStatus {
+            memory_budget: Some(4_000_000),
+            work_per_sec: 3_300_000_000,
+            measured: true,
+        }),
         ..Status::default()
     };
     for i in 0..points {
