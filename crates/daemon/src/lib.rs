@@ -435,8 +435,9 @@ async fn announced_capacity(
         work_per_sec = measured.work_per_sec,
         steps = measured.steps,
         step_ms = measured.step.as_secs_f64() * 1e3,
+        median_ms = measured.median.as_secs_f64() * 1e3,
         tokens = measured.tokens,
-        "measured this node's speed: the first layer and the head on one micro-batch"
+        "measured this node's speed: the fastest step of the first layer and the head on one micro-batch"
     );
     Ok(capacity(measured.work_per_sec, true))
 }

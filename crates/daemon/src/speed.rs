@@ -5,7 +5,10 @@
 //!
 //! Every node times the same probe, whatever its budget or its stage to be: the model's first
 //! layer with the embedding and the head, on one micro-batch of random tokens (what a stage
-//! trains at once), so the figures of nodes compare and the run stays short at any depth.
+//! trains at once), so the figures of nodes compare and the run stays short at any depth. The
+//! figure is from the fastest timed step: other processes starting beside the node (all of
+//! `neuroshard up`'s nodes measure at once) slow some steps, and the fastest is the one they
+//! slowed least, so it repeats best (`docs/experiments/2026-11-30-measured-speed.md`).
 //! `neuroshard bench train` times its steps with [`time_steps`] too.
 
 use std::time::Duration;
@@ -26,6 +29,10 @@ const MEASURE_FOR: Duration = Duration::from_millis(500);
 /// …or after this many.
 const MAX_STEPS: usize = 32;
 
+/// Timed steps that run whatever the time (fewer only when fewer are asked for): a single step
+/// slowed by another process would otherwise be the whole measurement.
+const MIN_STEPS: usize = 3;
+
 /// What the start-up measurement found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Measured {
@@ -33,8 +40,10 @@ pub(crate) struct Measured {
     pub(crate) work_per_sec: u64,
     /// Timed steps.
     pub(crate) steps: usize,
-    /// Their median duration.
+    /// The fastest one's duration, which the figure is from.
     pub(crate) step: Duration,
+    /// Their median duration (logged: how far the machine's load slowed the rest).
+    pub(crate) median: Duration,
     /// Tokens per step.
     pub(crate) tokens: u64,
 }
@@ -55,13 +64,14 @@ pub(crate) fn measure(model: &Config, inner: &InnerConfig, seed: u64) -> Result<
     let timed = time_steps(&mut replica, seed, 1, MAX_STEPS, MEASURE_FOR)?;
     let mut times: Vec<Duration> = timed.iter().map(|(t, _)| *t).collect();
     times.sort_unstable();
-    let step = times[times.len() / 2];
+    let (step, median) = (times[0], times[times.len() / 2]);
     let tokens = config.tokens_per_step();
     let work = Footprint::of(&probe, workload).work(1, true);
     Ok(Measured {
         work_per_sec: work_per_sec(work, tokens, step),
         steps: times.len(),
         step,
+        median,
         tokens,
     })
 }
@@ -76,8 +86,9 @@ pub(crate) fn work_per_sec(work: u64, tokens: u64, step: Duration) -> u64 {
 }
 
 /// Runs `warmup` untimed steps, then up to `steps` timed ones, of `replica` on random tokens
-/// drawn from `seed`, stopping early once the timed steps took `limit` together (at least one
-/// runs); each timed step's duration and loss.
+/// drawn from `seed`, stopping early once the timed steps took `limit` together (at least
+/// [`MIN_STEPS`] run, or `steps` if fewer, and at least one); each timed step's duration and
+/// loss.
 pub fn time_steps(
     replica: &mut InnerLoop,
     seed: u64,
@@ -91,7 +102,7 @@ pub fn time_steps(
     let mut timed = Vec::with_capacity(steps);
     let mut spent = Duration::ZERO;
     for step in 0..warmup + steps.max(1) {
-        if step > warmup && spent >= limit {
+        if timed.len() >= MIN_STEPS && spent >= limit {
             break;
         }
         let tokens = (0..batch * (seq + 1))
@@ -146,8 +157,14 @@ mod tests {
         let all = time_steps(&mut replica, 3, 2, 4, Duration::MAX).unwrap();
         assert_eq!(all.len(), 4);
         assert_eq!(replica.optimizer().steps(), 6, "the warm-up steps ran too");
-        let one = time_steps(&mut replica, 3, 1, 4, Duration::ZERO).unwrap();
-        assert_eq!(one.len(), 1, "a limit already spent still times one step");
+        let few = time_steps(&mut replica, 3, 1, 4, Duration::ZERO).unwrap();
+        assert_eq!(
+            few.len(),
+            MIN_STEPS,
+            "a limit already spent still times a few steps"
+        );
+        let one = time_steps(&mut replica, 3, 0, 1, Duration::ZERO).unwrap();
+        assert_eq!(one.len(), 1, "no more than asked for");
         assert!(
             all.iter()
                 .all(|(t, loss)| *t > Duration::ZERO && loss.is_finite())
@@ -160,7 +177,8 @@ mod tests {
         let measured = measure(&cfg, &inner(8), 5).unwrap();
         // A batch of 8 splits into 4 micro-batches of 2 sequences.
         assert_eq!(measured.tokens, 2 * 16);
-        assert!((1..=MAX_STEPS).contains(&measured.steps));
+        assert!((MIN_STEPS..=MAX_STEPS).contains(&measured.steps));
+        assert!(measured.step <= measured.median);
         let work =
             Footprint::of(&Config { n_layers: 1, ..cfg }, crate::role::workload(8)).work(1, true);
         assert_eq!(
