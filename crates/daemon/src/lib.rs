@@ -4,9 +4,11 @@
 //! # Bird's Eye View
 //!
 //! [`Daemon::start`] loads (or creates, mode 0600) the node's key, opens the genesis data,
-//! resumes from the last checkpoint if there is one, starts the libp2p network and the HTTP
-//! API; [`Daemon::run`] then drives the pure [`neuroshard_node::Node`] until told to stop. The
-//! driver is the only code in the node path that reads the clock or awaits anything:
+//! measures the node's speed for its capacity record ([`speed`](crate::speed), unless
+//! `--work-per-sec` pins it), resumes from the last checkpoint if there is one, starts the
+//! libp2p network and the HTTP API; [`Daemon::run`] then drives the pure
+//! [`neuroshard_node::Node`] until told to stop. The driver is the only code in the node path
+//! that reads the clock or awaits anything (besides that start-up measurement):
 //!
 //! ```text
 //!             ┌──────────── tokio::select! (driver.rs) ────────────┐

@@ -3,9 +3,9 @@
 //! The source is a training run's checkpoint (`meta.json`, from `neuroshard train`) or a node's
 //! data directory (`state.safetensors`, from `neuroshard node`), whose model sizes come from
 //! the genesis file: its model at the genesis depth or, on a network that grew, at the depth of
-//! the checkpoint, one of those the genesis `[growth]` schedule allows. The files come from `neuroshard_model::hf` (config, weights) and
-//! `neuroshard_data::Tokenizer::hf_files` (the genesis tokenizer); this module reads the
-//! checkpoint and writes the directory.
+//! the checkpoint, one of those the genesis `[growth]` schedule allows. The files come from
+//! `neuroshard_model::hf` (config, weights) and `neuroshard_data::Tokenizer::hf_files` (the
+//! genesis tokenizer); this module reads the checkpoint and writes the directory.
 
 use std::path::{Path, PathBuf};
 
