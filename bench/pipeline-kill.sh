@@ -9,9 +9,11 @@
 # trained (the lane trains again), with when the killed node placed itself again.
 #
 # KILL is a node index, or `sS` for the replica of stage S in lane 0 (read from the node logs
-# at the kill), so that a middle stage can be chosen whatever the placement: with the tiny
-# preset (4 layers) and NODES=6, BUDGET=62000000 gives 3 stages × 2 lanes (a stage of two layers
-# needs about 60.9 MB, two stages of the whole model's four about 64 MB each).
+# at the kill), so that a middle stage can be chosen whatever the placement. Three stages need
+# a model of three layers or more: on a genesis with the tiny preset (4 layers, vocabulary 347),
+# NODES=7 and BUDGET=63900000 give 3 stages × 2 lanes and a spare (layers 0..2 with the
+# embedding need 63.69 MB, 2..4 with the head 64.06 MB, so two stages do not fit; with 6 nodes
+# `assign` gives the stages 3, 1 and 2 replicas, one lane; at 62 MB it picks 4 stages).
 #
 # Usage: bench/pipeline-kill.sh GENESIS_DIR [NODES=6] [BUDGET=4000000] [SECS=150] [KILL_AT=70]
 #        [KILL=3] [OUT_DIR]   (NEUROSHARD=path/to/neuroshard)
@@ -30,7 +32,9 @@ if [[ "$KILL" == s* ]]; then
         "$OUT"/up/node-*.log | head -1)
     KILL=$(basename "$LOG" .log | sed 's/node-//')
 fi
-PID=$(grep -m1 "^node $KILL: pid" "$OUT/up.out" | sed 's/.*pid \([0-9]*\),.*/\1/')
+PID=$(grep -a "^node $KILL: pid" "$OUT/up.out" | tail -1 | sed 's/.*pid \([0-9]*\),.*/\1/')
+[[ -n "$PID" ]] || { echo "no pid for node $KILL in $OUT/up.out" >&2; exit 1; }
+echo "killing node $KILL (pid $PID)"
 KILLED_AT=$(date -u +%s.%N)
 kill -KILL "$PID"
 sleep $((SECS - KILL_AT))
