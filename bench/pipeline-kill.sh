@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # A pipeline replica killed and restarted (docs/pipeline.md, "Not yet"; issue 15): runs
 # `neuroshard up --nodes NODES --memory-budget BUDGET` on a built genesis directory for SECS
-# seconds, SIGKILLs node KILL at KILL_AT seconds (`up` restarts it), and prints from the node
-# logs: each node's role, rounds closed before and after the kill with the Δs each included, the
-# longest gap between two round closes from 5 s before the kill, and when the killed node's lane
-# partners and the killed node itself next finished a lane job.
+# seconds, SIGKILLs a node at KILL_AT seconds (`up` restarts it), and prints from the node logs:
+# each node's role, rounds closed before and after the kill with the Δs each included, the
+# longest gap between two round closes from 5 s before the kill (the stall), and for each member
+# of the killed node's lane (its neighbours, and members two hops or more away): when it saw a
+# neighbour lost, when its job first stopped short, and when it next finished a lane job that
+# trained (the lane trains again), with when the killed node placed itself again.
+#
+# KILL is a node index, or `sS` for the replica of stage S in lane 0 (read from the node logs
+# at the kill), so that a middle stage can be chosen whatever the placement. Three stages need
+# a model of three layers or more: on a genesis with the tiny preset (4 layers, vocabulary 347),
+# NODES=7 and BUDGET=63900000 give 3 stages × 2 lanes and a spare (layers 0..2 with the
+# embedding need 63.69 MB, 2..4 with the head 64.06 MB, so two stages do not fit; with 6 nodes
+# `assign` gives the stages 3, 1 and 2 replicas, one lane; at 62 MB it picks 4 stages).
 #
 # Usage: bench/pipeline-kill.sh GENESIS_DIR [NODES=6] [BUDGET=4000000] [SECS=150] [KILL_AT=70]
 #        [KILL=3] [OUT_DIR]   (NEUROSHARD=path/to/neuroshard)
@@ -18,7 +27,14 @@ RAYON_NUM_THREADS=1 RUST_LOG=info "$BIN" up --nodes "$NODES" --http-port 0 --eve
     --memory-budget "$BUDGET" --genesis "$GENESIS" --dir "$OUT/up" >"$OUT/up.out" 2>&1 &
 UP=$!
 sleep "$KILL_AT"
-PID=$(grep -m1 "^node $KILL: pid" "$OUT/up.out" | sed 's/.*pid \([0-9]*\),.*/\1/')
+if [[ "$KILL" == s* ]]; then
+    LOG=$(grep -l "training one stage.*stage=${KILL#s} stages=[0-9]* layers=[^ ]* lane=0 " \
+        "$OUT"/up/node-*.log | head -1)
+    KILL=$(basename "$LOG" .log | sed 's/node-//')
+fi
+PID=$(grep -a "^node $KILL: pid" "$OUT/up.out" | tail -1 | sed 's/.*pid \([0-9]*\),.*/\1/')
+[[ -n "$PID" ]] || { echo "no pid for node $KILL in $OUT/up.out" >&2; exit 1; }
+echo "killing node $KILL (pid $PID)"
 KILLED_AT=$(date -u +%s.%N)
 kill -KILL "$PID"
 sleep $((SECS - KILL_AT))
@@ -29,32 +45,41 @@ from datetime import datetime, timezone
 d, n, killed, t_kill = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 strip = re.compile(r"\x1b\[[0-9;]*m")
 ts = lambda line: datetime.fromisoformat(line[:26]).replace(tzinfo=timezone.utc).timestamp()
-roles, closes, jobs, placed = {}, {}, {}, {}
+num = lambda key, line: int(re.search(key + r"=(\d+)", line)[1])
+roles, closes, done, cut, lost, placed = {}, {}, {}, {}, {}, {}
 for i in range(n):
-    closes[i], jobs[i], placed[i] = [], [], []
+    closes[i], done[i], cut[i], lost[i], placed[i] = [], [], {}, [], []
     for line in open(f"{d}/node-{i}.log", errors="replace"):
         line = strip.sub("", line)
-        m = re.search(r"stage=(\d+) stages=\d+ layers=\S+ lane=(\d+)", line)
+        m = re.search(r"stage=(\d+) stages=(\d+) layers=\S+ lane=(\d+)", line)
         if "training one stage" in line and m:
-            roles[i] = (int(m[1]), int(m[2]))
+            roles[i] = (int(m[1]), int(m[3]))
             placed[i].append(ts(line))
         m = re.search(r"round closed round=(\d+) included=(\d+)", line)
         if m:
             closes[i].append((ts(line), int(m[2])))
         if "lane job done" in line:
-            jobs[i].append(ts(line))
-print(f"roles (stage, lane): {roles}; node {killed} killed")
+            done[i].append((ts(line), num("round", line)))
+        if "the lane cannot complete the round" in line:
+            cut[i].setdefault(num("round", line), ts(line))
+        if "a lane neighbour was lost" in line and "broken=true" in line:
+            lost[i].append(ts(line))
+stages = 1 + max(s for s, _ in roles.values())
+print(f"roles (stage, lane): {roles}; {stages} stages; node {killed} {roles[killed]} killed")
 for i in range(n):
     c = closes[i]
     after = [k for t, k in c if t >= t_kill]
     gaps = [b[0] - a[0] for a, b in zip(c, c[1:]) if b[0] >= t_kill - 5]
     print(f"node {i} {roles.get(i)}: {len(c) - len(after)} rounds closed before the kill, "
           f"{len(after)} after, including {after[:8]}...; longest gap {max(gaps, default=0):.1f} s")
-lane = roles[killed][1]
-for p in [i for i, r in roles.items() if r[1] == lane]:
-    nxt = min([t for t in jobs[p] if t >= t_kill], default=None)
-    print(f"node {p} {roles[p]}: first lane job done "
-          f"{'never' if nxt is None else f'{nxt - t_kill:.1f} s'} after the kill")
+since = lambda ts_: next((f"{t - t_kill:.1f} s" for t in ts_ if t >= t_kill), "never")
+stage, lane = roles[killed]
 back = [t for t in placed[killed] if t > t_kill]
+for p in sorted((i for i, r in roles.items() if r[1] == lane), key=lambda i: roles[i]):
+    hops = abs(roles[p][0] - stage)
+    trained = [t for t, r in done[p] if back and t >= back[0] and r not in cut[p]]
+    print(f"node {p} {roles[p]} ({hops} hop(s) from the killed node): a neighbour lost "
+          f"{since(lost[p])}, first job stopped short {since(sorted(cut[p].values()))}, "
+          f"first job that trained after the restart {since(trained)} after the kill")
 print(f"node {killed} placed again {back[0] - t_kill:.1f} s after the kill" if back else "not placed again")
 PY

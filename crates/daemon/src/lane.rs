@@ -197,6 +197,23 @@ impl LaneRounds {
         }
     }
 
+    /// Frames of jobs of rounds before this one are not sent to the neighbour on side `to`: it
+    /// is lost, or its thread has passed their round. Only that side counts: a neighbour that
+    /// finished its job of round r has sent every frame it owed this node (a frame's send
+    /// returns once the receiver holds it, before its notice), but this node may still owe the
+    /// other side its last frames (in a lane of three, the middle stage's last gradients to the
+    /// first stage go out after the last stage's job ended).
+    pub(crate) fn cut_sends(&self, to: Direction) -> u64 {
+        let (heard, lost) = match to {
+            Direction::Prev => (self.prev, self.lost[0]),
+            Direction::Next => (self.next, self.lost[1]),
+        };
+        match lost {
+            true => u64::MAX,
+            false => heard.map_or(0, |n| n.serves),
+        }
+    }
+
     /// A neighbour's round, if it still needs this node's job: at most one round behind.
     fn needs(&self, heard: Option<Notice>) -> Option<u64> {
         heard
@@ -284,14 +301,54 @@ pub(crate) struct Link {
     pub(crate) patience: Duration,
     /// The round the driver wants trained: a job for an earlier one stops waiting at once.
     pub(crate) wanted: Arc<AtomicU64>,
-    /// Jobs of rounds before this one cannot complete ([`LaneRounds::cut`], the driver says so).
-    pub(crate) cut: Arc<AtomicU64>,
+    /// Which jobs stop waiting and sending (the driver says so).
+    pub(crate) cut: Arc<Cuts>,
+}
+
+/// The rounds before which a lane's jobs stop, as the driver last worked them out from
+/// [`LaneRounds`].
+#[derive(Debug, Default)]
+pub(crate) struct Cuts {
+    /// Jobs of earlier rounds cannot complete: they stop waiting ([`LaneRounds::cut`]).
+    pub(crate) waits: AtomicU64,
+    /// Frames of earlier rounds' jobs are not sent to the previous and the next neighbour
+    /// ([`LaneRounds::cut_sends`]).
+    pub(crate) sends: [AtomicU64; 2],
+}
+
+impl Cuts {
+    /// Every job stops at its next wait or send (the node is stopping).
+    pub(crate) fn all(&self) {
+        self.store(u64::MAX, [u64::MAX; 2]);
+    }
+
+    /// Takes the cuts of `rounds`; whether the lane was broken (a neighbour lost) before.
+    pub(crate) fn set(&self, rounds: &LaneRounds) -> bool {
+        let sends = [Direction::Prev, Direction::Next].map(|d| rounds.cut_sends(d));
+        self.store(rounds.cut(), sends) == u64::MAX
+    }
+
+    fn store(&self, waits: u64, sends: [u64; 2]) -> u64 {
+        for (slot, round) in self.sends.iter().zip(sends) {
+            slot.store(round, Ordering::Relaxed);
+        }
+        self.waits.swap(waits, Ordering::Relaxed)
+    }
 }
 
 impl Link {
     /// Whether `round`'s job can no longer complete ([`LaneRounds::cut`]).
     fn is_cut(&self, round: u64) -> bool {
-        round < self.cut.load(Ordering::Relaxed)
+        round < self.cut.waits.load(Ordering::Relaxed)
+    }
+
+    /// Whether frames of `round`'s job no longer go to the neighbour on side `to`.
+    fn is_cut_to(&self, to: Direction, round: u64) -> bool {
+        let side = match to {
+            Direction::Prev => 0,
+            Direction::Next => 1,
+        };
+        round < self.cut.sends[side].load(Ordering::Relaxed)
     }
 
     /// The frames of `step` of `round`'s job, waiting for them in slices up to the patience. An
@@ -321,7 +378,8 @@ impl Link {
     }
 
     /// Sends `out`, a frame of `round`'s job, to the neighbour it names, offering it again while
-    /// the neighbour refuses and the job can complete.
+    /// the neighbour refuses, unless that neighbour is lost or past the round
+    /// ([`LaneRounds::cut_sends`]).
     fn send(&self, out: Outgoing, round: u64) -> Result<()> {
         let peer = match out.to {
             Direction::Next => self.next,
@@ -330,7 +388,7 @@ impl Link {
         .ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
         let mut tries = 0;
         loop {
-            if self.is_cut(round) {
+            if self.is_cut_to(out.to, round) {
                 return Err(Error::NeighbourGone);
             }
             let sent = self
@@ -704,6 +762,45 @@ mod tests {
             waits(&p, r + 1) && waits(&v, r + 1),
             "the lane trains r + 1 together"
         );
+    }
+
+    /// A lane of three on round r: the last stage's job ends first (its last backward is the
+    /// lane's first to finish), and its notice says it serves r + 1 while the middle stage still
+    /// owes the first stage its last gradients. Those must still go out: the middle's job stopped
+    /// at its last send in every round of a 3-stage pipeline (its Δ and the first stage's lost
+    /// their last step; measured with `bench/pipeline-kill.sh`, tiny, 3 stages × 2 lanes).
+    #[test]
+    fn a_last_stage_done_with_its_job_leaves_the_middle_stage_its_last_sends() {
+        let r = 9;
+        let mut lane: Vec<LaneRounds> = (0..3)
+            .map(|_| LaneRounds {
+                own: r,
+                running: Some(r),
+                ..LaneRounds::default()
+            })
+            .collect();
+        lane[2].set_running(None);
+        let (first, last) = (lane[0], lane[2]);
+        lane[1].hear(Direction::Prev, first.notice_for(Direction::Next));
+        lane[1].hear(Direction::Next, last.notice_for(Direction::Prev));
+        let middle = &lane[1];
+        assert!(
+            middle.cut_sends(Direction::Prev) <= r,
+            "the first stage still waits for round r's gradients"
+        );
+        assert!(
+            middle.cut_sends(Direction::Next) > r,
+            "the last stage is done"
+        );
+        assert!(
+            middle.cut() > r,
+            "no frame of r is owed to the middle any more"
+        );
+        // A lost side cuts the sends to it, and only to it.
+        let mut lost = *middle;
+        lost.lose(Direction::Prev);
+        assert_eq!(lost.cut_sends(Direction::Prev), u64::MAX);
+        assert_eq!(lost.cut_sends(Direction::Next), r + 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use candle_core::Device;
 use neuroshard_model::{Stage, StageSpec};
@@ -15,7 +15,7 @@ use neuroshard_primitives::{Keypair, NodeId};
 
 use crate::Result;
 use crate::driver::Driver;
-use crate::lane::{Lane, LaneInbox, LaneRounds, Link, Notice};
+use crate::lane::{Cuts, Lane, LaneInbox, LaneRounds, Link, Notice};
 use crate::role::{self, Placement, Records, Role};
 use crate::settings::Settings;
 use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
@@ -71,9 +71,8 @@ pub(crate) enum Early {
 pub(crate) struct LaneWires {
     prev: Option<PeerId>,
     next: Option<PeerId>,
-    /// Jobs of rounds before this one cannot complete ([`LaneRounds::cut`]), shared with the
-    /// lane's link.
-    cut: Arc<AtomicU64>,
+    /// Where the lane's jobs stop waiting and sending, shared with the lane's link.
+    cut: Arc<Cuts>,
 }
 
 impl LaneWires {
@@ -195,9 +194,9 @@ impl Driver {
         self.progress
             .wanted
             .store(rounds.wanted(), Ordering::Relaxed);
-        let (broken, cut) = (rounds.broken(), rounds.cut());
+        let broken = rounds.broken();
         if let Some(wires) = &self.pipeline.lane
-            && (wires.cut.swap(cut, Ordering::Relaxed) == u64::MAX) != broken
+            && wires.cut.set(rounds) != broken
         {
             tracing::info!(
                 broken,
@@ -224,7 +223,7 @@ impl Driver {
     /// runtime waits for the training thread) and leave an orphaned node behind `up`.
     pub(crate) fn stop_lane_jobs(&self) {
         if let Some(wires) = &self.pipeline.lane {
-            wires.cut.store(u64::MAX, Ordering::Relaxed);
+            wires.cut.all();
         }
     }
 

@@ -32,12 +32,25 @@ impl Node {
     /// stay a member. A round waiting only on members that left may close now; each new member
     /// is told this node's latest model-hash vote, so a joining node learns where the network
     /// stands.
+    ///
+    /// A member that left loses its standing in the current round (its vote for the round
+    /// before, its Δ counted in it: see `aggregate::agree`). What comes back under its id may be
+    /// a new process that holds nothing of it (a pipeline stage restarts from genesis) and
+    /// trains nothing of this round, so it is waited for again once it votes the network's
+    /// model or has a Δ counted, as a joining node is.
     pub fn set_members(&mut self, now: Timestamp, members: BTreeSet<NodeId>) -> Vec<Output> {
         assert!(
             members.contains(&self.id),
             "a node stays a member of its own network"
         );
         let joined: Vec<NodeId> = members.difference(&self.members).copied().collect();
+        let previous = self.round.checked_sub(1);
+        for left in self.members.difference(&members) {
+            self.included_last.remove(left);
+            if let Some(votes) = previous.and_then(|r| self.votes.get_mut(&r)) {
+                votes.remove(left);
+            }
+        }
         self.members = members;
         on_members(self, now, &joined)
     }

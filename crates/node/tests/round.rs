@@ -28,6 +28,19 @@ struct Net {
     now: Timestamp,
 }
 
+/// The protocol settings of a test network of `n` nodes.
+fn config(n: usize) -> NodeConfig {
+    NodeConfig {
+        inner_steps: 1,
+        round_timeout: Duration::from_secs(10),
+        compress: CompressConfig::new(Codec::None),
+        aggregator: Rule::for_attackers(RuleKind::Mean, n, 0).unwrap(),
+        outer: OuterConfig::DILOCO,
+        max_frame: 1 << 20,
+        audit: None,
+    }
+}
+
 impl Net {
     fn new(n: usize) -> Self {
         Self::agreeing(n, || Box::new(DeadlineAgreement))
@@ -38,15 +51,7 @@ impl Net {
             .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
             .collect();
         let members: BTreeSet<NodeId> = keys.iter().map(Keypair::node_id).collect();
-        let config = NodeConfig {
-            inner_steps: 1,
-            round_timeout: Duration::from_secs(10),
-            compress: CompressConfig::new(Codec::None),
-            aggregator: Rule::for_attackers(RuleKind::Mean, n, 0).unwrap(),
-            outer: OuterConfig::DILOCO,
-            max_frame: 1 << 20,
-            audit: None,
-        };
+        let config = config(n);
         let nodes = keys
             .into_iter()
             .map(|key| {
@@ -408,6 +413,47 @@ fn a_node_joining_at_round_300_holds_the_model_within_one_round_and_nobody_waits
     assert_eq!(by_round(300).count(), 4);
     assert!(by_round(301).all(|(_, s)| s.included.len() == 4 && s.missed.is_empty()));
     assert!(net.penalties.is_empty());
+}
+
+/// A member killed in round r after it voted r − 1 and restarted from genesis (no checkpoint, as
+/// a pipeline stage runs) that connects again before its mates close r: its old vote for r − 1
+/// must not give it standing in r, or they wait for a Δ the new process never trains until the
+/// deadline (the kill test of `bin/neuroshard/tests/pipeline_up.rs` wedged so under load).
+#[test]
+fn a_member_that_left_and_restarted_is_not_waited_for_until_it_votes_again() {
+    let mut net = Net::new(3);
+    net.start();
+    net.settle(|_, _, _| false);
+    net.agreed_at(1);
+    // Node 2 dies in round 1: its mates drop it, then it comes back from genesis and connects
+    // before they have closed round 1; they greet it with their votes for round 0.
+    net.partition(&[0, 1]);
+    let n = net.nodes.len();
+    let key = Keypair::from_seed([3; 32]);
+    let everyone = net.nodes[0]
+        .members()
+        .iter()
+        .copied()
+        .chain([key.node_id()]);
+    let members: BTreeSet<NodeId> = everyone.collect();
+    let agreement = Box::new(DeadlineAgreement);
+    net.nodes[2] = Node::new(key, config(n), members, vec![1.0; PARAMS], agreement).unwrap();
+    net.jobs.retain(|(i, _)| *i != 2);
+    net.partition(&[0, 1, 2]);
+    net.settle(|_, _, _| false);
+    assert_eq!(net.nodes[2].round(), 1, "it installed round 0's state");
+    // Round 1 closes among the two that train it, without a deadline (no tick is fed).
+    net.closed.clear();
+    net.train();
+    net.settle(|_, _, _| false);
+    net.agreed_at(2);
+    let closed = net.closed.iter().filter(|(i, _)| *i != 2);
+    assert!(
+        closed
+            .clone()
+            .all(|(_, s)| s.round == 1 && s.included.len() == 2)
+    );
+    assert_eq!(closed.count(), 2);
 }
 
 #[test]
