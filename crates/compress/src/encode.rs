@@ -116,11 +116,7 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
         // The widths depend on every chunk's energy, so the feedback comes first.
         r.par_chunks_mut(chunk)
             .zip(delta.par_chunks(chunk))
-            .for_each(|(acc, d)| {
-                acc.iter_mut()
-                    .zip(d)
-                    .for_each(|(a, d)| *a = feedback(*a, *d, decay))
-            });
+            .for_each(|(acc, d)| fold_in(acc, d, decay));
         budget::encode(&header, r, &mut rest[..payload_len]);
         wire::seal(&mut bytes);
         return Ok(Packet::new(header, bytes));
@@ -130,13 +126,18 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
         .zip(rest[..payload_len].par_chunks_mut(header.chunk_bytes(chunk)))
         .enumerate()
         .for_each_init(Scratch::default, |scratch, (index, ((acc, d), out))| {
-            acc.iter_mut()
-                .zip(d)
-                .for_each(|(a, d)| *a = feedback(*a, *d, decay));
+            fold_in(acc, d, decay);
             encode_chunk(&header, index, acc, out, scratch);
         });
     wire::seal(&mut bytes);
     Ok(Packet::new(header, bytes))
+}
+
+/// Step 1 of error feedback for one chunk: `acc ← d + β · acc`.
+fn fold_in(acc: &mut [f32], d: &[f32], decay: f32) {
+    acc.iter_mut()
+        .zip(d)
+        .for_each(|(a, d)| *a = feedback(*a, *d, decay));
 }
 
 /// Step 1 of error feedback for one value: `Δ + β · r`.
