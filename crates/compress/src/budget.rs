@@ -14,7 +14,7 @@
 //!    the rotation is orthogonal.
 //! 3. Widths: every chunk starts at `b_i = 0`. Repeatedly raise by one bit the chunk whose next
 //!    bit removes the most error per bit, `E_i · (d(b_i) − d(b_i + 1)) / m_i` with `d` the
-//!    relative error of the best uniform quantiser of a Gaussian at `b` bits ([`DISTORTION`];
+//!    relative error of the best uniform quantiser of a Gaussian at `b` bits (`DISTORTION`;
 //!    `d(0) = 1`), the lower chunk number first on ties, as long as the chunks' code bytes
 //!    `Σ ceil(m_i · b_i / 8)` stay within `T` and `b_i ≤ 8`. A chunk whose next bit does not fit,
 //!    or whose energy is 0, gets no more. `d` is convex, so this greedy order is optimal for it.

@@ -56,7 +56,7 @@
 //!    bits to `0.2 · a` at 1 bit), let `Δ = s / L`, and round each value to the nearest odd
 //!    integer as in int2's step 3.
 //! 3. Write `s` as `f32`, then each code `(q_i + L) / 2 ∈ 0..2^b` in `b` bits, least significant
-//!    bit first (the layout of [`crate::bits`]; for `b = 2` the same bits as int2's step 4); the
+//!    bit first (the layout of top-k offsets; for `b = 2` the same bits as int2's step 4); the
 //!    pad bits of the last byte are 0 (the decoder checks).
 //! 4. The reconstruction is `x̂_i = q_i · Δ`.
 //!
