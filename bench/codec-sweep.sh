@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md and
-# 2026-11-30-hint2.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
+# The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md,
+# 2026-11-30-hint2.md and 2026-11-30-hbits.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
 # 100), STEPS inner steps per node (default 1 000), the genesis defaults otherwise (plain
 # averaging, inner lr 3e-3, warm-up 50, constant within the run), the whole validation split.
 # Prints one line per codec: the network model's validation loss after every round, and bytes sent
@@ -58,6 +58,11 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         hint2) run hint2 hint2 ;;
         hint2-decay) run "$row" "hint2:decay=0.9" ;;
         hint2-chunk256-decay) run "$row" "hint2:chunk=256,decay=0.9" ;;
+        # 2.1 bits per value plus a width byte and a scale per chunk: 5 045× and 5 022× fewer
+        # bytes than sync DP for nano at H = 500.
+        hbits) run hbits "hbits:bits=2.1" ;;
+        hbits-chunk2048) run "$row" "hbits:chunk=2048,bits=2.1" ;;
+        hbits-decay) run "$row" "hbits:bits=2.1,decay=0.9" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done

@@ -50,6 +50,11 @@ pub enum Codec {
     /// transform; see [`crate::rotate`]): int2's bytes, with every chunk made bell-shaped first.
     #[serde(rename = "hint2")]
     HInt2,
+    /// Every chunk rotated as in `hint2`, then written with its own width of 0 to 8 bits per
+    /// value, more bits to the chunks with more energy, under a fixed budget of bits per value
+    /// for the whole vector (see [`crate::budget`]).
+    #[serde(rename = "hbits")]
+    HBits,
 }
 
 /// How the values a codec keeps are written.
@@ -70,11 +75,14 @@ pub(crate) enum ValueFormat {
     Ternary,
     /// One bit per value (1 = negative) times a per-chunk scale.
     Sign,
+    /// `b` bits per value (`b` in `0..=8`): the odd integers in `[-(2^b − 1), 2^b − 1]` times
+    /// a per-chunk step, with the wider clipping candidates; no bytes at all for `b = 0`.
+    Uniform(u8),
 }
 
 impl Codec {
     /// Every codec, in wire-id order.
-    pub const ALL: [Codec; 12] = [
+    pub const ALL: [Codec; 13] = [
         Codec::None,
         Codec::Int8,
         Codec::Int4,
@@ -87,6 +95,7 @@ impl Codec {
         Codec::Int2,
         Codec::Ternary,
         Codec::HInt2,
+        Codec::HBits,
     ];
 
     /// The codec's name, as parsed by [`Codec::from_str`].
@@ -104,6 +113,7 @@ impl Codec {
             Codec::Int2 => "int2",
             Codec::Ternary => "ternary",
             Codec::HInt2 => "hint2",
+            Codec::HBits => "hbits",
         }
     }
 
@@ -117,7 +127,13 @@ impl Codec {
 
     /// Whether each chunk is rotated before its values are written ([`crate::rotate`]).
     pub fn is_rotated(self) -> bool {
-        matches!(self, Codec::HInt2)
+        matches!(self, Codec::HInt2 | Codec::HBits)
+    }
+
+    /// Whether each chunk's width is chosen by the encoder under a bit budget
+    /// ([`crate::budget`]): the payload is then laid out by the chunks' widths, not the header.
+    pub fn allocates_bits(self) -> bool {
+        matches!(self, Codec::HBits)
     }
 
     /// The codec's id on the wire (its index in [`Codec::ALL`]).
@@ -154,6 +170,8 @@ impl Codec {
             Codec::Int2 | Codec::TopKInt2 => ValueFormat::Int2,
             Codec::Ternary => ValueFormat::Ternary,
             Codec::HInt2 => ValueFormat::Int2Wide,
+            // Each hbits chunk carries its own width; 2 bits is the budget's nominal width.
+            Codec::HBits => ValueFormat::Uniform(2),
         }
     }
 }
@@ -178,7 +196,7 @@ impl FromStr for Codec {
 /// A codec and its parameters.
 ///
 /// Text form (for flags and genesis files): the codec name, optionally followed by
-/// `:chunk=N,k=F,decay=B`, for example `topk-int8` or `topk-int2:chunk=4096,k=0.02,decay=0.9`.
+/// `:chunk=N,k=F,decay=B,bits=R`, for example `topk-int8` or `topk-int2:chunk=4096,k=0.02,decay=0.9`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompressConfig {
@@ -193,11 +211,20 @@ pub struct CompressConfig {
     /// on the wire.
     #[serde(skip_serializing_if = "is_one")]
     pub ef_decay: f32,
+    /// The bit budget of `hbits`, in bits per value, in `[0.001, 8]` (on the wire in thousandths
+    /// of a bit); ignored by the other codecs.
+    #[serde(skip_serializing_if = "is_default_bits")]
+    pub bits: f32,
 }
 
 /// Whether `x` is exactly 1 (the default decay, left out of the serialised form).
 fn is_one(x: &f32) -> bool {
     *x == 1.0
+}
+
+/// Whether `x` is the default bit budget (left out of the serialised form).
+fn is_default_bits(x: &f32) -> bool {
+    *x == CompressConfig::DEFAULT_BITS
 }
 
 impl CompressConfig {
@@ -207,6 +234,10 @@ impl CompressConfig {
     pub const DEFAULT_TOPK_FRACTION: f32 = 0.01;
     /// The default error-feedback decay: nothing is forgotten.
     pub const DEFAULT_EF_DECAY: f32 = 1.0;
+    /// The default bit budget of `hbits`: int2's two bits per value.
+    pub const DEFAULT_BITS: f32 = 2.0;
+    /// The most bits per value `hbits` gives one chunk.
+    pub const MAX_BITS: u8 = 8;
 
     /// `codec` with the default chunk size and top-k fraction.
     pub fn new(codec: Codec) -> Self {
@@ -215,6 +246,7 @@ impl CompressConfig {
             chunk_size: Self::DEFAULT_CHUNK_SIZE,
             topk_fraction: Self::DEFAULT_TOPK_FRACTION,
             ef_decay: Self::DEFAULT_EF_DECAY,
+            bits: Self::DEFAULT_BITS,
         }
     }
 
@@ -242,7 +274,19 @@ impl CompressConfig {
                 expected: "a number in [0, 1]",
             });
         }
+        if !(0.001..=f32::from(Self::MAX_BITS)).contains(&self.bits) {
+            return Err(Error::BadParameter {
+                name: "bits",
+                value: self.bits.to_string(),
+                expected: "a number of bits per value in [0.001, 8]",
+            });
+        }
         Ok(())
+    }
+
+    /// The `hbits` budget in thousandths of a bit per value, as the header carries it.
+    pub fn budget_millibits(&self) -> usize {
+        (f64::from(self.bits) * 1000.0).round() as usize
     }
 
     /// Values kept per full chunk by the top-k codecs: `ceil(fraction · chunk)`, at least 1.
@@ -276,11 +320,16 @@ impl CompressConfig {
                     .parse()
                     .map_err(|_| bad("decay", "a number in [0, 1]"))?
             }
+            "bits" => {
+                self.bits = value
+                    .parse()
+                    .map_err(|_| bad("bits", "a number of bits per value in [0.001, 8]"))?
+            }
             _ => {
                 return Err(Error::BadParameter {
                     name: "key",
                     value: key.to_owned(),
-                    expected: "chunk, k or decay",
+                    expected: "chunk, k, decay or bits",
                 });
             }
         }
@@ -303,6 +352,9 @@ impl fmt::Display for CompressConfig {
         }
         if self.ef_decay != Self::DEFAULT_EF_DECAY {
             write!(f, ",decay={}", self.ef_decay)?;
+        }
+        if self.codec.allocates_bits() {
+            write!(f, ",bits={}", self.bits)?;
         }
         Ok(())
     }
@@ -340,7 +392,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", codec.name()));
         }
         assert!("topk_int8".parse::<Codec>().is_err());
-        assert_eq!(Codec::from_id(12), None);
+        assert_eq!(Codec::from_id(13), None);
     }
 
     #[test]
@@ -353,6 +405,9 @@ mod tests {
         let sparse: CompressConfig = "topk-int2:k=0.02,decay=0.9".parse().unwrap();
         assert_eq!((sparse.topk_per_chunk(), sparse.ef_decay), (82, 0.9));
         assert_eq!(sparse.to_string(), "topk-int2:chunk=4096,k=0.02,decay=0.9");
+        let hbits: CompressConfig = "hbits:chunk=1024,bits=2.1".parse().unwrap();
+        assert_eq!(hbits.budget_millibits(), 2100);
+        assert_eq!(hbits.to_string(), "hbits:chunk=1024,bits=2.1");
         assert_eq!(Codec::TopKInt2.offset_bits(4096), 12);
         assert_eq!(Codec::TopKInt2.offset_bits(4097), 13);
         assert_eq!(Codec::TopKInt2.offset_bits(1), 1);
@@ -370,6 +425,8 @@ mod tests {
             "int8:chunk",
             "topk-int2:decay=1.5",
             "topk-int2:decay=-0.1",
+            "hbits:bits=0",
+            "hbits:bits=8.5",
         ] {
             assert!(
                 bad.parse::<CompressConfig>().is_err(),

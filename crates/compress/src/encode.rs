@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use crate::budget;
 use crate::topk::{Scratch, decode_chunk, encode_chunk};
 use crate::wire::{self, CHECKSUM_LEN, HEADER_LEN, Header, Packet};
 use crate::{CompressConfig, Error, Result};
@@ -111,18 +112,32 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
     header.write(head.try_into().expect("HEADER_LEN bytes"));
     let payload_len = rest.len() - CHECKSUM_LEN;
     let chunk = header.chunk_size;
+    if header.codec.allocates_bits() {
+        // The widths depend on every chunk's energy, so the feedback comes first.
+        r.par_chunks_mut(chunk)
+            .zip(delta.par_chunks(chunk))
+            .for_each(|(acc, d)| fold_in(acc, d, decay));
+        budget::encode(&header, r, &mut rest[..payload_len]);
+        wire::seal(&mut bytes);
+        return Ok(Packet::new(header, bytes));
+    }
     r.par_chunks_mut(chunk)
         .zip(delta.par_chunks(chunk))
         .zip(rest[..payload_len].par_chunks_mut(header.chunk_bytes(chunk)))
         .enumerate()
         .for_each_init(Scratch::default, |scratch, (index, ((acc, d), out))| {
-            acc.iter_mut()
-                .zip(d)
-                .for_each(|(a, d)| *a = feedback(*a, *d, decay));
+            fold_in(acc, d, decay);
             encode_chunk(&header, index, acc, out, scratch);
         });
     wire::seal(&mut bytes);
     Ok(Packet::new(header, bytes))
+}
+
+/// Step 1 of error feedback for one chunk: `acc ← d + β · acc`.
+fn fold_in(acc: &mut [f32], d: &[f32], decay: f32) {
+    acc.iter_mut()
+        .zip(d)
+        .for_each(|(a, d)| *a = feedback(*a, *d, decay));
 }
 
 /// Step 1 of error feedback for one value: `Δ + β · r`.
@@ -156,6 +171,12 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<Vec<f32>> {
     let (header, payload) = wire::open(bytes, max_len)?;
     let mut out = vec![0.0f32; header.len];
     let chunk = header.chunk_size;
+    if header.codec.allocates_bits() {
+        return match budget::decode(&header, payload, &mut out) {
+            Ok(()) => Ok(out),
+            Err((chunk, reason)) => Err(Error::BadPayload { chunk, reason }),
+        };
+    }
     // The first bad chunk in order, whatever the scheduling, so the error is deterministic too.
     let failure = out
         .par_chunks_mut(chunk)

@@ -45,6 +45,21 @@
 //! chooses `s` among ternary's wider candidates (down to `0.2 · a`): a rotated chunk is close
 //! to Gaussian, whose four-level optimum sits near `0.4 · a` for 4 096 values.
 //!
+//! # `b`-bit uniform (`hbits`, a width `b` in `0..=8` per chunk)
+//!
+//! int2's odd grid with `2^b` levels: `L = 2^b − 1`, levels `{−L, …, −1, 1, …, L} · Δ`, so
+//! `b = 2` is int2's grid and `b = 1` sends each value's sign times `Δ = s`.
+//!
+//! 1. If `b = 0`, write nothing: the reconstruction is 0 and the chunk stays in the residual.
+//! 2. Otherwise choose `s` as in step 1–2 of int8/int4 among the wider candidates (`a · c`,
+//!    `c ∈ {1, 0.9, …, 0.2}`: a bell-shaped chunk's best scale falls from about `0.7 · a` at 4
+//!    bits to `0.2 · a` at 1 bit), let `Δ = s / L`, and round each value to the nearest odd
+//!    integer as in int2's step 3.
+//! 3. Write `s` as `f32`, then each code `(q_i + L) / 2 ∈ 0..2^b` in `b` bits, least significant
+//!    bit first (the layout of top-k offsets; for `b = 2` the same bits as int2's step 4); the
+//!    pad bits of the last byte are 0 (the decoder checks).
+//! 4. The reconstruction is `x̂_i = q_i · Δ`.
+//!
 //! # `ternary` (log2 3 ≈ 1.58 bits of information, 1.6 on the wire)
 //!
 //! Three levels `{−1, 0, 1} · s`: unlike int2, a value near zero is sent as zero, which matters
@@ -68,6 +83,7 @@
 //!    the pad bits of the last byte are 0 (the decoder checks).
 //! 3. The reconstruction is `x̂_i = −s` for a set bit and `+s` otherwise.
 
+use crate::bits::{pack, pad_is_zero, unpack};
 use crate::config::ValueFormat;
 
 /// Clipping candidates, as fractions of the chunk's absolute maximum (step 2 of int8/int4).
@@ -93,6 +109,8 @@ impl ValueFormat {
             ValueFormat::Int2 | ValueFormat::Int2Wide => SCALE_BYTES + m.div_ceil(4),
             ValueFormat::Ternary => SCALE_BYTES + m.div_ceil(TRITS_PER_BYTE),
             ValueFormat::Sign => SCALE_BYTES + m.div_ceil(8),
+            ValueFormat::Uniform(0) => 0,
+            ValueFormat::Uniform(b) => SCALE_BYTES + (m * usize::from(b)).div_ceil(8),
         }
     }
 
@@ -112,6 +130,7 @@ impl ValueFormat {
             ValueFormat::Int2Wide => encode_int2(values, &WIDE_CLIP_FRACTIONS, out),
             ValueFormat::Ternary => encode_ternary(values, out),
             ValueFormat::Sign => encode_sign(values, out),
+            ValueFormat::Uniform(b) => encode_uniform(values, b, out),
         }
     }
 
@@ -130,6 +149,7 @@ impl ValueFormat {
             ValueFormat::Int2 | ValueFormat::Int2Wide => decode_int2(bytes, out),
             ValueFormat::Ternary => decode_ternary(bytes, out),
             ValueFormat::Sign => decode_sign(bytes, out),
+            ValueFormat::Uniform(b) => decode_uniform(bytes, b, out),
         }
     }
 }
@@ -347,6 +367,45 @@ fn decode_int2(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
             let code = (bits >> (2 * t)) & 0b11;
             *v = f32::from(2 * i16::from(code) - 3) * step;
         }
+    }
+    Ok(())
+}
+
+/// `L = 2^b − 1`, the largest odd level of a `b`-bit uniform code.
+fn uniform_levels(bits: u8) -> f32 {
+    f32::from((1u16 << bits) - 1)
+}
+
+fn encode_uniform(values: &mut [f32], bits: u8, out: &mut [u8]) {
+    if bits == 0 {
+        return;
+    }
+    let levels = uniform_levels(bits);
+    let quantizer = write_scale(values, levels, Grid::Odd, &WIDE_CLIP_FRACTIONS, out);
+    let codes = values.iter_mut().map(|x| {
+        let q = quantizer.quantize(*x);
+        *x -= q * quantizer.step;
+        // q is odd and in [−L, L], so (q + L) / 2 is an integer in 0..2^b.
+        ((q + levels) * 0.5) as u16
+    });
+    pack(codes, usize::from(bits), &mut out[SCALE_BYTES..]);
+}
+
+fn decode_uniform(bytes: &[u8], bits: u8, out: &mut [f32]) -> Result<(), &'static str> {
+    if bits == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    let levels = uniform_levels(bits);
+    let step = step(read_scale(bytes)?, levels);
+    let codes = &bytes[SCALE_BYTES..];
+    let width = usize::from(bits);
+    if !pad_is_zero(codes, out.len() * width) {
+        return Err("uniform code pad bits are not zero");
+    }
+    for (j, v) in out.iter_mut().enumerate() {
+        let code = unpack(codes, width, j) as f32;
+        *v = (2.0 * code - levels) * step;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 //!    the residual, which is what lets error feedback send them in a later round.
 
 use crate::Header;
+use crate::bits::{pack, pad_is_zero, unpack};
 use crate::rotate;
 
 /// Buffers reused across the chunks one worker encodes.
@@ -45,34 +46,6 @@ fn select(values: &[f32], k: usize, keys: &mut Vec<u64>, offsets: &mut Vec<u16>)
     offsets.sort_unstable();
 }
 
-/// Writes each offset in `bits` bits (at most 16), least significant bit first, into `out`
-/// (exactly `ceil(offsets.len() · bits / 8)` bytes, which start zeroed).
-fn pack(offsets: &[u16], bits: usize, out: &mut [u8]) {
-    for (j, &offset) in offsets.iter().enumerate() {
-        let at = j * bits;
-        // An offset spans at most three bytes; the bits past the last one are zero.
-        let word = u32::from(offset) << (at % 8);
-        for (dst, byte) in out[at / 8..].iter_mut().zip(word.to_le_bytes()) {
-            *dst |= byte;
-        }
-    }
-}
-
-/// Reads offset `j` of those [`pack`] wrote in `bits` bits each.
-fn unpack(bytes: &[u8], bits: usize, j: usize) -> usize {
-    let at = j * bits;
-    let mut word = [0u8; 4];
-    for (dst, src) in word.iter_mut().zip(&bytes[at / 8..]) {
-        *dst = *src;
-    }
-    ((u32::from_le_bytes(word) >> (at % 8)) & ((1 << bits) - 1)) as usize
-}
-
-/// Whether the bits of `bytes` past the first `used` are all zero.
-fn pad_is_zero(bytes: &[u8], used: usize) -> bool {
-    used.is_multiple_of(8) || bytes.last().is_none_or(|last| last >> (used % 8) == 0)
-}
-
 /// Encodes chunk number `index`, `acc`, into `out` and leaves what was lost in `acc`.
 pub(crate) fn encode_chunk(
     header: &Header,
@@ -99,7 +72,7 @@ pub(crate) fn encode_chunk(
     } = scratch;
     select(acc, k, keys, offsets);
     let (offset_bytes, value_bytes) = out.split_at_mut(header.offset_bytes(k));
-    pack(offsets, header.offset_bits(), offset_bytes);
+    pack(offsets.iter().copied(), header.offset_bits(), offset_bytes);
     values.clear();
     values.extend(offsets.iter().map(|&i| acc[usize::from(i)]));
     format.encode(values, value_bytes);
@@ -188,22 +161,6 @@ mod tests {
         let mut decoded = [0.0; 8];
         decode_chunk(&h, 0, &out, &mut decoded).unwrap();
         assert_eq!(decoded, [0.0, -4.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
-    }
-
-    #[test]
-    fn offsets_pack_in_their_width() {
-        let offsets = [1u16, 4095, 7];
-        let mut packed = [0u8; 5];
-        pack(&offsets, 12, &mut packed);
-        assert_eq!(packed, [0x01, 0xf0, 0xff, 0x07, 0x00]);
-        let read: Vec<usize> = (0..3).map(|j| unpack(&packed, 12, j)).collect();
-        assert_eq!(read, [1, 4095, 7]);
-        assert!(pad_is_zero(&packed, 36));
-        assert!(!pad_is_zero(&[0x01, 0xf0, 0xff, 0x07, 0x10], 36));
-        // 16 bits per offset is the little-endian u16 layout of the first top-k codecs.
-        let mut wide = [0u8; 6];
-        pack(&offsets, 16, &mut wide);
-        assert_eq!(wide, [1, 0, 0xff, 0x0f, 7, 0]);
     }
 
     #[test]

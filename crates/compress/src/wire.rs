@@ -6,10 +6,10 @@
 //! |---|---|
 //! | 4 | magic `b"NSPG"` (NeuroShard pseudo-gradient) |
 //! | 1 | format version, 1 |
-//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10, `hint2` 11) |
+//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10, `hint2` 11, `hbits` 12) |
 //! | 2 | reserved, 0 |
 //! | 4 | chunk size `C`, in `1..=65536` |
-//! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs, 0 for dense ones |
+//! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs; for `hbits` its budget in thousandths of a bit per value, `1..=8000`; 0 for the other dense codecs |
 //! | 8 | number of parameters `n` |
 //! | … | payload: `ceil(n / C)` chunks back to back |
 //! | 32 | BLAKE3 of everything before it |
@@ -21,9 +21,12 @@
 //! `topk`, `topk-int8`, `topk-int4` and `topk-sign`; `b = ceil(log2 C)`, at least 1, for
 //! `topk-int2`, 12 bits at `C = 4096`); then the value format's bytes for `m'` values (see
 //! [`crate::quant`]; `hint2` writes int2's bytes of the chunk rotated as in [`crate::rotate`],
-//! which needs nothing on the wire but the chunk's number). Codec ids 8 (`topk-int2`), 9
-//! (`int2`), 10 (`ternary`) and 11 (`hint2`) were added to version 1: a build that predates one
-//! refuses its packets as an unknown codec. Every chunk's size follows
+//! which needs nothing on the wire but the chunk's number). `hbits` lays out its payload by
+//! each chunk's width instead: a table of one width byte per chunk, then each chunk's bytes at
+//! its width, then zero padding to a length that follows from the header (see
+//! [`crate::budget`]). Codec ids 8 (`topk-int2`), 9 (`int2`), 10 (`ternary`), 11 (`hint2`)
+//! and 12 (`hbits`) were added to version 1: a build that predates one refuses its packets as
+//! an unknown codec. Every chunk's size follows
 //! from the header, so the total length is checked against the byte count before anything is
 //! allocated, and chunks decode independently.
 
@@ -31,6 +34,7 @@ use std::fmt;
 
 use neuroshard_primitives::Hash;
 
+use crate::budget;
 use crate::config::MAX_CHUNK_SIZE;
 use crate::{Codec, CompressConfig, Error, Result};
 
@@ -52,6 +56,8 @@ pub struct Header {
     pub chunk_size: usize,
     /// Values kept per full chunk by a top-k codec; 0 for the dense codecs.
     pub topk_per_chunk: usize,
+    /// The bit budget of `hbits`, in thousandths of a bit per value; 0 for the other codecs.
+    pub millibits: usize,
     /// Number of parameters in the vector.
     pub len: usize,
 }
@@ -64,10 +70,16 @@ impl Header {
         } else {
             0
         };
+        let millibits = if cfg.codec.allocates_bits() {
+            cfg.budget_millibits()
+        } else {
+            0
+        };
         Self {
             codec: cfg.codec,
             chunk_size: cfg.chunk_size,
             topk_per_chunk: k,
+            millibits,
             len,
         }
     }
@@ -103,6 +115,9 @@ impl Header {
 
     /// The whole packet's length in bytes, computed without overflow.
     fn packet_len_u128(&self) -> u128 {
+        if self.codec.allocates_bits() {
+            return (HEADER_LEN + CHECKSUM_LEN) as u128 + budget::payload_len(self);
+        }
         let full = (self.len / self.chunk_size) as u128;
         let last = self.len % self.chunk_size;
         let last_bytes = if last == 0 {
@@ -129,7 +144,12 @@ impl Header {
         out[5] = self.codec.id();
         out[6..8].copy_from_slice(&[0, 0]);
         out[8..12].copy_from_slice(&(self.chunk_size as u32).to_le_bytes());
-        out[12..16].copy_from_slice(&(self.topk_per_chunk as u32).to_le_bytes());
+        let slot = if self.codec.allocates_bits() {
+            self.millibits
+        } else {
+            self.topk_per_chunk
+        };
+        out[12..16].copy_from_slice(&(slot as u32).to_le_bytes());
         out[16..24].copy_from_slice(&(self.len as u64).to_le_bytes());
     }
 
@@ -149,7 +169,12 @@ impl Header {
         let chunk_ok = (1..=MAX_CHUNK_SIZE as u64).contains(&u64::from(chunk));
         check(chunk_ok, "chunk_size", chunk.into(), "in 1..=65536")?;
         let k = u32_at(12);
-        if codec.is_topk() {
+        let mut millibits = 0;
+        if codec.allocates_bits() {
+            let max = u32::from(CompressConfig::MAX_BITS) * 1000;
+            check((1..=max).contains(&k), "millibits", k.into(), "in 1..=8000")?;
+            millibits = k as usize;
+        } else if codec.is_topk() {
             check(
                 (1..=chunk).contains(&k),
                 "topk_per_chunk",
@@ -170,7 +195,8 @@ impl Header {
         Ok(Self {
             codec,
             chunk_size: chunk as usize,
-            topk_per_chunk: k as usize,
+            topk_per_chunk: if codec.is_topk() { k as usize } else { 0 },
+            millibits,
             len,
         })
     }

@@ -45,6 +45,7 @@ fn every_codec_encodes_a_fixed_vector_the_same_way() {
         int2         322 bytes  53728bfd
         ternary      275 bytes  4b236707
         hint2        322 bytes  eb5eefa4
+        hbits        326 bytes  954be593
     "#]]
     .assert_eq(&table);
 }

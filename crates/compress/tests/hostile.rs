@@ -130,8 +130,8 @@ fn each_header_check_has_its_error() {
         Error::UnsupportedVersion(2)
     ));
     assert!(matches!(
-        edited(10, 10, |b| b[5] = 12),
-        Error::UnknownCodecId(12)
+        edited(10, 10, |b| b[5] = 13),
+        Error::UnknownCodecId(13)
     ));
     assert!(matches!(
         edited(10, 10, |b| b[6] = 1),
@@ -213,4 +213,59 @@ fn payload_errors_name_the_first_bad_chunk() {
         matches!(err, Error::BadPayload { chunk: 0, reason } if reason.contains("-128")),
         "{err}"
     );
+}
+
+#[test]
+fn hbits_widths_and_budget_are_checked() {
+    // 40 values in chunks of 16 (16, 16, 8) at 2 bits per value: a 10-byte code budget, and
+    // the payload is 3 width bytes, 3 scales and the budget.
+    let cfg: CompressConfig = "hbits:chunk=16,bits=2".parse().unwrap();
+    let values: Vec<f32> = (0..40)
+        .map(|i| (i as f32 * 0.7).sin() * (1 + i / 16) as f32)
+        .collect();
+    let packet = encode(&values, &mut Residual::new(), &cfg)
+        .unwrap()
+        .into_bytes();
+    assert_eq!(packet.len(), HEADER_LEN + 3 + 12 + 10 + CHECKSUM_LEN);
+    let widths = &packet[HEADER_LEN..HEADER_LEN + 3];
+    let code: usize = widths
+        .iter()
+        .zip([16, 16, 8])
+        .map(|(&b, m)| (m * usize::from(b)).div_ceil(8))
+        .sum();
+    assert!(code <= 10, "widths {widths:?} within the budget");
+    let edit = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = packet.clone();
+        edit(&mut bytes);
+        reseal(&mut bytes);
+        decode(&bytes, 40).unwrap_err()
+    };
+    let err = edit(&|b| b[HEADER_LEN + 1] = 9);
+    assert!(
+        matches!(err, Error::BadPayload { chunk: 1, reason } if reason.contains("above 8")),
+        "{err}"
+    );
+    let err = edit(&|b| b[HEADER_LEN..HEADER_LEN + 3].copy_from_slice(&[8, 8, 8]));
+    assert!(
+        matches!(err, Error::BadPayload { chunk: 0, reason } if reason.contains("budget")),
+        "{err}"
+    );
+    let err = edit(&|b| b[HEADER_LEN..HEADER_LEN + 3].copy_from_slice(&[0, 0, 0]));
+    assert!(
+        matches!(err, Error::BadPayload { chunk: 3, reason } if reason.contains("padding")),
+        "{err}"
+    );
+    for millibits in [0u32, 8001] {
+        let err = edit(&|b| b[12..16].copy_from_slice(&millibits.to_le_bytes()));
+        assert!(
+            matches!(
+                err,
+                Error::BadHeader {
+                    field: "millibits",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }

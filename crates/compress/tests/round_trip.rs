@@ -9,14 +9,21 @@ use rand_distr::{Exp1, StandardNormal};
 /// Any valid configuration with small chunks, so that vectors span many chunks.
 fn config() -> impl Strategy<Value = CompressConfig> {
     let decay = prop_oneof![Just(1.0f32), 0.0f32..=1.0];
-    (0..Codec::ALL.len(), 1usize..300, 0.001f32..=1.0, decay).prop_map(
-        |(c, chunk, fraction, decay)| CompressConfig {
+    let bits = prop_oneof![Just(2.0f32), 0.001f32..=8.0];
+    (
+        0..Codec::ALL.len(),
+        1usize..300,
+        0.001f32..=1.0,
+        decay,
+        bits,
+    )
+        .prop_map(|(c, chunk, fraction, decay, bits)| CompressConfig {
             codec: Codec::ALL[c],
             chunk_size: chunk,
             topk_fraction: fraction,
             ef_decay: decay,
-        },
-    )
+            bits,
+        })
 }
 
 /// Finite values spanning many magnitudes, with exact zeros and repeats.
@@ -189,11 +196,21 @@ fn dense_low_bit_codecs_sizes() {
         len(Codec::Int2),
         "the rotation costs no bytes"
     );
+    // hbits at its default 2 bits per value: int2's codes and scales, plus a width byte per
+    // chunk; 2.1 bits buys n / 80 more code bytes.
+    assert_eq!(len(Codec::HBits), len(Codec::Int2) + chunks);
+    let budget = |bits| encoded_len(n, &format!("hbits:bits={bits}").parse().unwrap()).unwrap();
+    assert_eq!(budget(2.1) - budget(2.0), n / 80);
 }
 
 /// `‖decode(encode(x)) − x‖² / ‖x‖²` for one fresh encoding of `values` under `codec`.
 fn relative_error(values: &[f32], codec: Codec) -> f64 {
-    let packet = encode(values, &mut Residual::new(), &CompressConfig::new(codec)).unwrap();
+    relative_error_under(values, &CompressConfig::new(codec))
+}
+
+/// `‖decode(encode(x)) − x‖² / ‖x‖²` for one fresh encoding of `values` under `cfg`.
+fn relative_error_under(values: &[f32], cfg: &CompressConfig) -> f64 {
+    let packet = encode(values, &mut Residual::new(), cfg).unwrap();
     let decoded = decode(packet.as_bytes(), values.len()).unwrap();
     let energy = |v: &mut dyn Iterator<Item = f32>| v.map(|x| f64::from(x).powi(2)).sum::<f64>();
     let lost = energy(&mut decoded.iter().zip(values).map(|(d, x)| d - x));
@@ -233,4 +250,34 @@ fn rotation_evens_out_int2_error_across_chunk_shapes() {
             "{name}: hint2 {rotated} against int2 {plain}"
         );
     }
+}
+
+#[test]
+fn hbits_spends_the_bits_where_the_energy_is() {
+    // Eight 4 096-value Gaussian chunks whose standard deviations span 1 to 2^7, as a Δ's
+    // embedding, attention, MLP and norm chunks differ; then eight of equal variance.
+    let mut rng = ChaCha8Rng::seed_from_u64(18);
+    let spread: Vec<f32> = (0..8 * 4096)
+        .map(|i| rng.sample::<f32, _>(StandardNormal) * (1 << (i / 4096)) as f32)
+        .collect();
+    let even: Vec<f32> = (0..8 * 4096).map(|_| rng.sample(StandardNormal)).collect();
+    let hbits = CompressConfig::new(Codec::HBits);
+    for (name, values) in [("spread", &spread), ("even", &even)] {
+        let (fixed, allocated) = (
+            relative_error(values, Codec::HInt2),
+            relative_error_under(values, &hbits),
+        );
+        eprintln!("{name}: hint2 {fixed:.4}, hbits {allocated:.4}");
+        assert!(
+            allocated <= fixed * 1.02,
+            "{name}: {allocated} against {fixed}"
+        );
+    }
+    // Spread chunks: the error falls by the ratio of the arithmetic to the geometric mean of
+    // the variances, here (Σ 4^k / 8) / 2^7 ≈ 21, short of it by the integer widths.
+    let (fixed, allocated) = (
+        relative_error(&spread, Codec::HInt2),
+        relative_error_under(&spread, &hbits),
+    );
+    assert!(allocated < fixed / 8.0, "{allocated} against {fixed}");
 }

@@ -43,11 +43,17 @@ pub fn hostile_packet(codec: Codec, data: &[u8]) -> Vec<u8> {
     } else {
         0
     };
+    let millibits = if codec.allocates_bits() {
+        (u32_at(data, 4) as usize % 8000) + 1
+    } else {
+        0
+    };
     let len = u32_at(data, 8) as usize % 4096;
     let header = Header {
         codec,
         chunk_size: chunk,
         topk_per_chunk: k,
+        millibits,
         len,
     };
     let mut bytes = Vec::with_capacity(header.packet_len());
@@ -61,7 +67,8 @@ pub fn hostile_packet(codec: Codec, data: &[u8]) -> Vec<u8> {
     );
     bytes.extend_from_slice(&[0, 0]);
     bytes.extend_from_slice(&(chunk as u32).to_le_bytes());
-    bytes.extend_from_slice(&(k as u32).to_le_bytes());
+    // The slot after the chunk size: k for top-k codecs, the bit budget for hbits.
+    bytes.extend_from_slice(&((k + millibits) as u32).to_le_bytes());
     bytes.extend_from_slice(&(len as u64).to_le_bytes());
     debug_assert_eq!(bytes.len(), HEADER_LEN);
     let payload_len = header.packet_len() - HEADER_LEN - CHECKSUM_LEN;
