@@ -12,7 +12,13 @@
 //! 1. The code budget is `T = floor(n · 1000R / 8000)` bytes.
 //! 2. Each chunk's energy `E_i = Σ x²` (in `f64`, in order) is that of its rotated values too:
 //!    the rotation is orthogonal.
-//! 3. Widths: every chunk starts at `b_i = 0`. Repeatedly raise by one bit the chunk whose next
+//! 3. Widths: every chunk with energy starts at the floor `F`, the largest of 2, 1, 0 bits whose
+//!    code bytes for all those chunks fit in `T` (chunks without energy start at 0). Squared
+//!    error summed over the vector is not what the loss pays: the output head holds most of a
+//!    Δ's energy, and spending every bit by energy starved the layers and the embedding
+//!    (`docs/experiments/2026-11-30-hbits.md`), so no chunk falls below `hint2`'s two bits and
+//!    only the budget above the floor goes by energy.
+//!    Then repeatedly raise by one bit the chunk whose next
 //!    bit removes the most error per bit, `E_i · (d(b_i) − d(b_i + 1)) / m_i` with `d` the
 //!    relative error of the best uniform quantiser of a Gaussian at `b` bits (`DISTORTION`;
 //!    `d(0) = 1`), the lower chunk number first on ties, as long as the chunks' code bytes
@@ -42,6 +48,9 @@ use crate::{CompressConfig, Header};
 const DISTORTION: [f64; 9] = [
     1.0, 0.3634, 0.1188, 0.03744, 0.01154, 0.00349, 0.001035, 0.0002997, 0.00008476,
 ];
+
+/// The width every chunk with energy gets before the rest of the budget goes by energy (step 3).
+const FLOOR_BITS: u8 = 2;
 
 /// Bytes of each chunk's width in the table that opens the payload.
 const WIDTH_BYTES: usize = 1;
@@ -98,11 +107,16 @@ fn claim(chunk: usize, energy: f64, m: usize, bits: u8) -> Option<Claim> {
 /// Step 3: each chunk's width, for chunks of `lens` values with energies `energies`, within
 /// `budget` code bytes.
 fn allocate(energies: &[f64], lens: &[usize], budget: usize) -> Vec<u8> {
-    let mut widths = vec![0u8; energies.len()];
-    let mut heap: BinaryHeap<Claim> = (0..energies.len())
-        .filter_map(|i| claim(i, energies[i], lens[i], 0))
+    let floor = floor(energies, lens, budget);
+    let mut widths: Vec<u8> = energies
+        .iter()
+        .map(|&e| if e > 0.0 { floor } else { 0 })
         .collect();
-    let mut left = budget;
+    let used: usize = widths.iter().zip(lens).map(|(&b, &m)| code_bytes(m, b)).sum();
+    let mut heap: BinaryHeap<Claim> = (0..energies.len())
+        .filter_map(|i| claim(i, energies[i], lens[i], widths[i]))
+        .collect();
+    let mut left = budget - used;
     while let Some(Claim { chunk, .. }) = heap.pop() {
         let (m, b) = (lens[chunk], widths[chunk]);
         let cost = code_bytes(m, b + 1) - code_bytes(m, b);
@@ -114,6 +128,23 @@ fn allocate(energies: &[f64], lens: &[usize], budget: usize) -> Vec<u8> {
         heap.extend(claim(chunk, energies[chunk], m, b + 1));
     }
     widths
+}
+
+/// Step 3's floor: the largest width up to [`FLOOR_BITS`] at which every chunk with energy fits
+/// in `budget` code bytes.
+fn floor(energies: &[f64], lens: &[usize], budget: usize) -> u8 {
+    let cost = |b: u8| -> usize {
+        energies
+            .iter()
+            .zip(lens)
+            .filter(|(e, _)| **e > 0.0)
+            .map(|(_, &m)| code_bytes(m, b))
+            .sum()
+    };
+    (0..=FLOOR_BITS)
+        .rev()
+        .find(|&b| cost(b) <= budget)
+        .unwrap_or(0)
 }
 
 /// Steps 2–4: writes `acc` (the values after error feedback) into `payload` and leaves what
@@ -219,14 +250,14 @@ mod tests {
         // Four chunks of 8 values and 8 code bytes: 2 bits per value on average, spread by
         // energy (worked out by hand from the gains E · (d(b) − d(b + 1))).
         let lens = [8; 4];
+        // Every chunk with energy gets the 2-bit floor first (6 bytes), the 2 bytes left go to
+        // the loudest chunk; without the floor the quietest would get nothing.
         let widths = allocate(&[1.0, 16.0, 256.0, 0.0], &lens, 8);
-        assert_eq!(
-            widths,
-            [0, 3, 5, 0],
-            "16× the energy is worth two more bits"
-        );
+        assert_eq!(widths, [2, 2, 4, 0], "the floor, then bits by energy");
         let used: usize = widths.iter().map(|&b| code_bytes(8, b)).sum();
         assert_eq!(used, 8);
+        // A budget below the 2-bit floor lowers the floor rather than skipping chunks.
+        assert_eq!(allocate(&[1.0, 16.0, 256.0, 0.0], &lens, 4), [1, 1, 2, 0]);
         // Equal energies: ties go to the lower chunk number, one bit at a time.
         assert_eq!(allocate(&[1.0; 4], &lens, 5), [2, 1, 1, 1]);
         // Nothing to spend, or nothing to send.
