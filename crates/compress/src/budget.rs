@@ -112,7 +112,11 @@ fn allocate(energies: &[f64], lens: &[usize], budget: usize) -> Vec<u8> {
         .iter()
         .map(|&e| if e > 0.0 { floor } else { 0 })
         .collect();
-    let used: usize = widths.iter().zip(lens).map(|(&b, &m)| code_bytes(m, b)).sum();
+    let used: usize = widths
+        .iter()
+        .zip(lens)
+        .map(|(&b, &m)| code_bytes(m, b))
+        .sum();
     let mut heap: BinaryHeap<Claim> = (0..energies.len())
         .filter_map(|i| claim(i, energies[i], lens[i], widths[i]))
         .collect();
