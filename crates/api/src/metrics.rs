@@ -117,7 +117,36 @@ pub fn render(status: &Status) -> String {
     if let Some(role) = &status.role {
         role_gauges(&mut out, role);
     }
+    if let Some(capacity) = &status.capacity {
+        capacity_gauges(&mut out, capacity);
+    }
     out
+}
+
+/// What this node's capacity record announces (`docs/pool.md`), once it has one.
+fn capacity_gauges(out: &mut String, capacity: &crate::CapacityStatus) {
+    let budget = capacity.memory_budget.map_or(f64::INFINITY, |b| b as f64);
+    let gauges = [
+        (
+            "neuroshard_capacity_memory_budget_bytes",
+            "Bytes this node gives to training, as its capacity record announces (+Inf: unbounded).",
+            budget,
+        ),
+        (
+            "neuroshard_capacity_work_per_second",
+            "This node's announced speed in parameter-tokens per second (measured at start-up unless pinned).",
+            capacity.work_per_sec as f64,
+        ),
+        (
+            "neuroshard_capacity_measured",
+            "1 if the announced speed was measured at start-up, 0 if --work-per-sec pinned it.",
+            f64::from(u8::from(capacity.measured)),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        sample(out, name, &[], value);
+    }
 }
 
 /// The pipeline stage, only on a node that trains one.
@@ -326,6 +355,30 @@ mod tests {
         );
         assert!(!text.contains("neuroshard_dp_epsilon"), "no DP, no ε");
         assert!(!text.contains("neuroshard_pipeline"), "no stage, no role");
+        assert!(
+            !text.contains("neuroshard_capacity"),
+            "no record, no capacity"
+        );
+    }
+
+    #[test]
+    fn the_capacity_record_is_three_gauges() {
+        let status = Status {
+            capacity: Some(crate::CapacityStatus {
+                memory_budget: None,
+                work_per_sec: 4_120_000_000,
+                measured: true,
+            }),
+            ..Status::default()
+        };
+        let text = render(&status);
+        for line in [
+            "neuroshard_capacity_memory_budget_bytes +Inf\n",
+            "neuroshard_capacity_work_per_second 4120000000\n",
+            "neuroshard_capacity_measured 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

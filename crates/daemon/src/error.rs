@@ -41,13 +41,16 @@ pub enum Error {
         reason: String,
     },
     /// A checkpoint could not be read back.
-    #[error("checkpoint {path} is unusable: {reason}; delete it to start from the network's state")]
+    #[error("checkpoint {path} is unusable: {reason}")]
     Checkpoint {
         /// The checkpoint file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
     },
+    /// The node's own checkpoint could not be read back when it started: the node's advice.
+    #[error("{0}; delete it to start from the network's state")]
+    Resume(Box<Error>),
     /// The genesis init file on disk is not the one `model.init` names.
     #[error(
         "genesis init file {path} is unusable: {reason}; delete it to fetch it from peers, or restore the file the genesis names"

@@ -392,7 +392,8 @@ async fn resume_node(
         None => Box::new(DeadlineAgreement),
     };
     let admits = |n: usize| settings.depths.config_for(n).is_some();
-    let mut node = match checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, admits)? {
+    let resumed = checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, admits);
+    let mut node = match resumed.map_err(|err| Error::Resume(Box::new(err)))? {
         Some(snapshot) => {
             tracing::info!(
                 round = snapshot.round,

@@ -237,6 +237,8 @@ mod tests {
         neuroshard_daemon::save_checkpoint(&state, theirs, &foreign).unwrap();
         let err = load(&node, &genesis_dir, tokenizer).unwrap_err();
         assert!(format!("{err:#}").contains("network"), "{err:#}");
+        // The node's advice (delete it, resync) is not an export's.
+        assert!(!format!("{err:#}").contains("delete it"), "{err:#}");
     }
 
     /// A node's state after growth: the genesis (with a `[growth]` schedule) admits the deeper
