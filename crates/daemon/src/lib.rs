@@ -99,6 +99,7 @@ pub const CHAINS_DIR: &str = "chains";
 pub use config::NodeConfig;
 pub use error::{Error, Result};
 pub use grow::Depths;
+pub use role::preview as preview_plan;
 pub use settings::{model_config, model_depths};
 pub use speed::time_steps;
 

@@ -134,6 +134,26 @@ pub(crate) fn plan(model: &Config, batch_size: usize, members: &[Member]) -> Pla
     assign(model.n_layers, &footprint, workload, members, None)
 }
 
+/// What `nodes` nodes of equal speed, each giving `budget` bytes to training, make of the
+/// genesis model at `batch_size`: the plan, and the bytes the whole model needs to train.
+/// `neuroshard up --memory-budget` shows it before it starts the nodes; the real plan uses each
+/// node's measured speed, so it may balance the layers differently, never cover fewer.
+pub fn preview(model: &Config, batch_size: usize, nodes: usize, budget: u64) -> (Plan, u64) {
+    let members: Vec<Member> = (0..nodes)
+        .map(|i| {
+            let mut id = [0; 32];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            Member {
+                node: NodeId(id),
+                memory_budget: budget,
+                work_per_sec: 1,
+            }
+        })
+        .collect();
+    let whole = Footprint::of(model, workload(batch_size)).bytes(model.n_layers, true, true);
+    (plan(model, batch_size, &members), whole)
+}
+
 /// `me`'s placement in `plan`.
 pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
     if plan.stages.len() == 1 && plan.stages[0].replicas.contains(&me) {
@@ -211,6 +231,23 @@ mod tests {
         assert_eq!(shape(6), (3, 2));
         assert_eq!(shape(5), (1, 5));
         assert_eq!(shape(2), (2, 1));
+    }
+
+    #[test]
+    fn the_preview_shows_what_a_budget_makes() {
+        let cfg = nano();
+        let (whole_plan, whole) = preview(&cfg, 8, 3, u64::MAX);
+        assert_eq!(whole_plan.stages.len(), 1);
+        assert_eq!(whole_plan.stages[0].replicas.len(), 3);
+        let (split, again) = preview(&cfg, 8, 6, whole * 2 / 3);
+        assert_eq!(again, whole);
+        assert!(split.stages.len() >= 2, "{split:?}");
+        assert!(
+            split.stages.iter().all(|s| s.replicas.len() >= 2),
+            "{split:?}"
+        );
+        let (none, _) = preview(&cfg, 8, 6, 1000);
+        assert!(none.stages.is_empty(), "1 kB holds no layer");
     }
 
     #[test]

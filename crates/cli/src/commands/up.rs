@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use neuroshard_data::GenesisDir;
+use neuroshard_pool::Plan;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -74,6 +75,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe().context("finding the neuroshard executable")?;
     ensure_genesis(&exe, &args)?;
+    if let Some(budget) = args.memory_budget {
+        println!("{}", preview(&args.genesis, args.nodes, budget)?);
+    }
     let committee = committee::prepare(&args.genesis, &args.dir, args.nodes)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -105,6 +109,52 @@ fn ensure_genesis(exe: &Path, args: &Args) -> anyhow::Result<()> {
         bail!("`neuroshard genesis build` failed ({status})");
     }
     Ok(())
+}
+
+/// What `nodes` nodes with `budget` each will make of the genesis model, said before they start.
+fn preview(genesis: &Path, nodes: usize, budget: u64) -> anyhow::Result<String> {
+    let dir = GenesisDir::open(genesis)?;
+    let model =
+        neuroshard_daemon::model_config(&dir.genesis().model).map_err(anyhow::Error::msg)?;
+    let batch = neuroshard_daemon::NodeConfig::default().batch_size;
+    let (plan, whole) = neuroshard_daemon::preview_plan(&model, batch, nodes, budget);
+    Ok(describe(&plan, whole, budget, nodes, batch))
+}
+
+/// The preview's sentence: the whole model's training footprint against the budget, and the
+/// stages and lanes that equal speeds would give.
+fn describe(plan: &Plan, whole: u64, budget: u64, nodes: usize, batch: usize) -> String {
+    let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+    let needs = format!(
+        "memory budget {} per node; the whole model needs {} to train at batch {batch}",
+        mb(budget),
+        mb(whole)
+    );
+    let lanes = plan
+        .stages
+        .iter()
+        .map(|s| s.replicas.len())
+        .min()
+        .unwrap_or(0);
+    match plan.stages.len() {
+        0 => format!(
+            "{needs}: {nodes} nodes cannot hold it, so none will train (raise --memory-budget or --nodes)"
+        ),
+        1 => format!("{needs}: every node holds the whole model"),
+        stages => {
+            let ranges: Vec<String> = plan
+                .stages
+                .iter()
+                .map(|s| format!("{}..{}", s.layers.start, s.layers.end))
+                .collect();
+            let spare = nodes.saturating_sub(stages * lanes);
+            format!(
+                "{needs}: with equal speeds the {nodes} nodes form {stages} stages (layers {}) × {lanes} lane{}, {spare} spare; each node's measured speed decides the real plan",
+                ranges.join(", "),
+                if lanes == 1 { "" } else { "s" }
+            )
+        }
+    }
 }
 
 /// Starts the nodes, each with a keeper that restarts it when it exits, prints their status
@@ -199,4 +249,27 @@ fn summary(status: &serde_json::Value) -> String {
         num("val_loss"),
         status["peers"].as_array().map_or(0, Vec::len),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preview_says_what_a_budget_makes() {
+        let cfg = neuroshard_model::Config::preset("nano", 384).unwrap();
+        let (plan, whole) = neuroshard_daemon::preview_plan(&cfg, 8, 7, u64::MAX);
+        let text = describe(&plan, whole, u64::MAX, 7, 8);
+        assert!(text.ends_with("every node holds the whole model"), "{text}");
+        let budget = whole * 2 / 3;
+        let (plan, _) = neuroshard_daemon::preview_plan(&cfg, 8, 7, budget);
+        let text = describe(&plan, whole, budget, 7, 8);
+        assert!(
+            text.contains("form 2 stages (layers 0..1, 1..2) × 3 lanes, 1 spare"),
+            "{text}"
+        );
+        let (plan, _) = neuroshard_daemon::preview_plan(&cfg, 8, 7, 1000);
+        let text = describe(&plan, whole, 1000, 7, 8);
+        assert!(text.contains("cannot hold it"), "{text}");
+    }
 }
