@@ -2,7 +2,10 @@
 //! share of a 1F1B step (`neuroshard_pipeline::StageStep`) whose frames travel to and from the
 //! lane's neighbours over the p2p frame protocol, then the stage's clip and AdamW
 //! (`neuroshard_train::StageLoop`). The driver files the neighbours' frames in the
-//! [`LaneInbox`] by step; the step waits there for the frames it needs.
+//! [`LaneInbox`] by step and sender; the step waits there for the frames it needs. A replica that
+//! stands in for a lost member of its stage serves two lanes (or more) in each step, one
+//! `StageStep` per lane on the same weights, and merges their gradients into one descent
+//! (`docs/pipeline.md`, "Failover").
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,13 +16,15 @@ use neuroshard_model::Stage;
 use neuroshard_node::{TrainingJob, TrainingResult, loss_ends};
 use neuroshard_p2p::{NetworkHandle, PeerId};
 use neuroshard_pipeline::frame::peek_step;
-use neuroshard_pipeline::{Direction, FrameLimit, Outgoing, Plan, Precision, StageStep, split};
-use neuroshard_primitives::{Batch, BatchSource};
+use neuroshard_pipeline::{
+    Direction, FrameLimit, Outgoing, Plan, Precision, StageOutcome, StageStep, split,
+};
+use neuroshard_primitives::{Batch, NodeId};
 use neuroshard_train::{InnerConfig, StageLoop, pseudo_gradient};
 use neuroshard_verify::Chain;
 
 use crate::role::Role;
-use crate::work::RoundSource;
+use crate::work::LaneSources;
 use crate::{Error, Result};
 
 /// Frames a lane's inbox holds at most; past it a frame is refused (the neighbour is far ahead
@@ -115,6 +120,23 @@ pub(crate) struct LaneRounds {
 }
 
 impl LaneRounds {
+    /// This node's rounds and none of its neighbours': for a lane it starts to serve, or whose
+    /// neighbours changed.
+    pub(crate) fn fresh(&self) -> Self {
+        Self {
+            prev: None,
+            next: None,
+            lost: [false; 2],
+            ..*self
+        }
+    }
+
+    /// Whether a member that says `needs` serves this node's round or the one before: it is on
+    /// this node's round (a restarted member says round 0 until it resynced).
+    pub(crate) fn on_my_round(&self, needs: u64) -> bool {
+        needs <= self.own && needs.saturating_add(1) >= self.own
+    }
+
     /// The round of the core's latest job.
     pub(crate) fn own(&self) -> u64 {
         self.own
@@ -163,12 +185,9 @@ impl LaneRounds {
     /// node's (it installed a later state after its restart): still lost, until this node's
     /// core reaches its round.
     fn find_lost(&mut self) {
-        let own = self.own;
-        let serves = |heard: Option<Notice>| {
-            heard.is_some_and(|n| n.needs <= own && n.needs.saturating_add(1) >= own)
-        };
-        self.lost[0] &= !serves(self.prev);
-        self.lost[1] &= !serves(self.next);
+        let back = [self.prev, self.next].map(|n| n.is_some_and(|n| self.on_my_round(n.needs)));
+        self.lost[0] &= !back[0];
+        self.lost[1] &= !back[1];
     }
 
     /// The neighbour on side `side` disconnected.
@@ -243,21 +262,25 @@ impl LaneRounds {
     }
 }
 
-/// The lane neighbours' frames, filed by step until that step runs.
+/// A frame and the peer that sent it.
+type Filed = (PeerId, Vec<u8>);
+
+/// The lane neighbours' frames, filed by step, with their senders, until that step runs: the
+/// sender says which lane a frame is for (frames name no lane).
 #[derive(Debug, Default)]
 pub(crate) struct LaneInbox {
-    frames: Mutex<BTreeMap<u64, Vec<Vec<u8>>>>,
+    frames: Mutex<BTreeMap<u64, Vec<Filed>>>,
     arrived: Condvar,
 }
 
 impl LaneInbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<Vec<u8>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<Filed>>> {
         self.frames.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Files a neighbour's frame under the step its header names; `false` (and dropped) when
-    /// it names none or the inbox is full.
-    pub(crate) fn push(&self, bytes: Vec<u8>) -> bool {
+    /// Files `from`'s frame under the step its header names; `false` (and dropped) when it
+    /// names none or the inbox is full.
+    pub(crate) fn push(&self, from: PeerId, bytes: Vec<u8>) -> bool {
         let Some(step) = peek_step(&bytes) else {
             return false;
         };
@@ -265,13 +288,13 @@ impl LaneInbox {
         if frames.values().map(Vec::len).sum::<usize>() >= MAX_QUEUED {
             return false;
         }
-        frames.entry(step).or_default().push(bytes);
+        frames.entry(step).or_default().push((from, bytes));
         self.arrived.notify_all();
         true
     }
 
     /// The frames filed for `step`, waiting up to `patience` for at least one.
-    fn take(&self, step: u64, patience: Duration) -> Option<Vec<Vec<u8>>> {
+    fn take(&self, step: u64, patience: Duration) -> Option<Vec<Filed>> {
         let frames = self.lock();
         let (mut frames, _) = self
             .arrived
@@ -294,15 +317,70 @@ impl LaneInbox {
 pub(crate) struct Link {
     pub(crate) net: NetworkHandle,
     pub(crate) runtime: tokio::runtime::Handle,
-    pub(crate) prev: Option<PeerId>,
-    pub(crate) next: Option<PeerId>,
     pub(crate) inbox: Arc<LaneInbox>,
     /// How long a step waits for a neighbour's frame (the round deadline).
     pub(crate) patience: Duration,
     /// The round the driver wants trained: a job for an earlier one stops waiting at once.
     pub(crate) wanted: Arc<AtomicU64>,
-    /// Which jobs stop waiting and sending (the driver says so).
+    /// The lanes this node serves now (the driver says so); a job takes them when it starts.
+    pub(crate) routes: Arc<Routes>,
+}
+
+/// One lane a stage serves, as its training thread sees it: the neighbours' peers, whose data
+/// it reads, and where its jobs stop (the driver sets the cuts).
+#[derive(Debug, Clone)]
+pub(crate) struct LaneLink {
+    /// The lane.
+    pub(crate) lane: usize,
+    /// The previous and the next stage's holders on this lane.
+    pub(crate) prev: Option<PeerId>,
+    /// See `prev`.
+    pub(crate) next: Option<PeerId>,
+    /// Whose assigned batches the lane reads.
+    pub(crate) data_node: NodeId,
+    /// Which of this lane's jobs stop waiting and sending.
     pub(crate) cut: Arc<Cuts>,
+}
+
+impl LaneLink {
+    /// Which neighbour `peer` is on this lane, if it is one.
+    pub(crate) fn side(&self, peer: PeerId) -> Option<Direction> {
+        match Some(peer) {
+            p if p == self.prev => Some(Direction::Prev),
+            p if p == self.next => Some(Direction::Next),
+            _ => None,
+        }
+    }
+
+    /// Whether `other` is the same lane through the same neighbours.
+    pub(crate) fn same_path(&self, other: &LaneLink) -> bool {
+        (self.lane, self.prev, self.next) == (other.lane, other.prev, other.next)
+    }
+}
+
+/// The lanes a stage serves now, shared by the driver and the training thread.
+#[derive(Debug, Default)]
+pub(crate) struct Routes(Mutex<Vec<LaneLink>>);
+
+impl Routes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LaneLink>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lanes served from now on.
+    pub(crate) fn set(&self, lanes: Vec<LaneLink>) {
+        *self.lock() = lanes;
+    }
+
+    /// The lanes served now: a job's route for its whole run (its frames travel one path).
+    pub(crate) fn now(&self) -> Vec<LaneLink> {
+        self.lock().clone()
+    }
+
+    /// Whether `lane` is still served through the same neighbours.
+    fn holds(&self, lane: &LaneLink) -> bool {
+        self.lock().iter().any(|l| l.same_path(lane))
+    }
 }
 
 /// The rounds before which a lane's jobs stop, as the driver last worked them out from
@@ -337,31 +415,26 @@ impl Cuts {
 }
 
 impl Link {
-    /// Whether `round`'s job can no longer complete ([`LaneRounds::cut`]).
-    fn is_cut(&self, round: u64) -> bool {
-        round < self.cut.waits.load(Ordering::Relaxed)
+    /// Whether `round`'s job over `lanes` can no longer complete: one of its lanes is cut
+    /// ([`LaneRounds::cut`]), or no longer served through the same neighbours (a member was
+    /// lost and another replica stands in for it, or a lost member is back).
+    fn is_cut(&self, round: u64, lanes: &[LaneLink]) -> bool {
+        lanes
+            .iter()
+            .any(|l| round < l.cut.waits.load(Ordering::Relaxed) || !self.routes.holds(l))
     }
 
-    /// Whether frames of `round`'s job no longer go to the neighbour on side `to`.
-    fn is_cut_to(&self, to: Direction, round: u64) -> bool {
-        let side = match to {
-            Direction::Prev => 0,
-            Direction::Next => 1,
-        };
-        round < self.cut.sends[side].load(Ordering::Relaxed)
-    }
-
-    /// The frames of `step` of `round`'s job, waiting for them in slices up to the patience. An
-    /// error when none comes, as soon as the driver wants a later round (this stage's round
-    /// core moved on, so the lane's other members are on a later round too), or once the
-    /// round's job cannot complete ([`Error::NeighbourGone`]).
-    fn wait_for(&self, step: u64, round: u64) -> Result<Vec<Vec<u8>>> {
+    /// The frames of `step` of `round`'s job over `lanes`, with their senders, waiting for them
+    /// in slices up to the patience. An error when none comes, as soon as the driver wants a
+    /// later round (this stage's round core moved on, so the lane's other members are on a
+    /// later round too), or once the round's job cannot complete ([`Error::NeighbourGone`]).
+    fn wait_for(&self, step: u64, round: u64, lanes: &[LaneLink]) -> Result<Vec<Filed>> {
         let mut waited = Duration::ZERO;
         while waited < self.patience {
             if let Some(frames) = self.inbox.take(step, WAIT_SLICE) {
                 return Ok(frames);
             }
-            if self.is_cut(round) {
+            if self.is_cut(round, lanes) {
                 return Err(Error::NeighbourGone);
             }
             if self.wanted.load(Ordering::Relaxed) > round {
@@ -377,18 +450,20 @@ impl Link {
         )))
     }
 
-    /// Sends `out`, a frame of `round`'s job, to the neighbour it names, offering it again while
-    /// the neighbour refuses, unless that neighbour is lost or past the round
-    /// ([`LaneRounds::cut_sends`]).
-    fn send(&self, out: Outgoing, round: u64) -> Result<()> {
-        let peer = match out.to {
-            Direction::Next => self.next,
-            Direction::Prev => self.prev,
-        }
-        .ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
+    /// Sends `out`, a frame of `round`'s job on `lane`, to the neighbour it names, offering it
+    /// again while the neighbour refuses, unless that neighbour is lost or past the round
+    /// ([`LaneRounds::cut_sends`]) or the lane's route changed.
+    fn send(&self, out: Outgoing, round: u64, lane: &LaneLink) -> Result<()> {
+        let (peer, side) = match out.to {
+            Direction::Next => (lane.next, 1),
+            Direction::Prev => (lane.prev, 0),
+        };
+        let peer =
+            peer.ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
         let mut tries = 0;
         loop {
-            if self.is_cut_to(out.to, round) {
+            let cut = round < lane.cut.sends[side].load(Ordering::Relaxed);
+            if cut || !self.routes.holds(lane) {
                 return Err(Error::NeighbourGone);
             }
             let sent = self
@@ -455,61 +530,100 @@ impl Lane {
         self.role.stage + 1 == self.role.stages
     }
 
-    /// The stage's share of one 1F1B step of `round`'s job on `batch`: its mean gradient, and
-    /// the mean loss on the last stage; [`Error::NeighbourGone`] from the first step the lane
-    /// could not complete on.
+    /// The stage's share of one 1F1B step of `round`'s job on each of `lanes` (lane i's batch
+    /// is `batches[i]`), merged into one mean gradient ([`StageOutcome::merge`]), and the mean
+    /// loss on the last stage; [`Error::NeighbourGone`] from the first step the lane could not
+    /// complete on, or when the stage serves no lane.
     fn step(
         &mut self,
         round: u64,
         step: u64,
-        batch: &Batch,
-    ) -> Result<neuroshard_pipeline::StageOutcome> {
-        if self.given_up == Some(round) {
+        lanes: &[LaneLink],
+        batches: &[Batch],
+    ) -> Result<StageOutcome> {
+        if self.given_up == Some(round) || lanes.is_empty() {
             return Err(Error::NeighbourGone);
         }
-        let outcome = self.run_step(round, step, batch);
+        let outcome = self.run_step(round, step, lanes, batches);
         if let Err(Error::NeighbourGone) = outcome {
             self.given_up = Some(round);
         }
         outcome
     }
 
+    /// Runs one [`StageStep`] per lane on the same weights, each through its own neighbours:
+    /// every ready operation of every lane, then a wait for the frames of any of them.
     fn run_step(
         &mut self,
         round: u64,
         step: u64,
-        batch: &Batch,
-    ) -> Result<neuroshard_pipeline::StageOutcome> {
-        let micro = split(batch, self.plan.micro_batches() as usize)?;
+        lanes: &[LaneLink],
+        batches: &[Batch],
+    ) -> Result<StageOutcome> {
         let ops = self.plan.ops(self.role.stage).unwrap_or_default();
         let stage = self.inner.stage();
         let at = (self.role.stage, self.role.stages);
-        let mut running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit)?;
-        while !running.is_done() {
-            while running.is_ready() {
-                if let Some(out) = running.run_next(stage)? {
-                    self.link.send(out, round)?;
+        let mut steps = Vec::with_capacity(lanes.len());
+        for batch in batches {
+            let micro = split(batch, self.plan.micro_batches() as usize)?;
+            steps.push(StageStep::new(
+                stage,
+                at,
+                step,
+                ops,
+                micro,
+                Precision::Bf16,
+                self.limit,
+            )?);
+        }
+        loop {
+            for (running, lane) in steps.iter_mut().zip(lanes) {
+                while running.is_ready() {
+                    if let Some(out) = running.run_next(stage)? {
+                        self.link.send(out, round, lane)?;
+                    }
                 }
             }
-            if running.is_done() {
+            if steps.iter().all(StageStep::is_done) {
                 break;
             }
             #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
             let waiting = std::time::Instant::now();
-            let frames = self.link.wait_for(step, round);
+            let frames = self.link.wait_for(step, round, lanes);
             self.waited += waiting.elapsed();
-            let frames = frames?;
-            for frame in frames {
-                if let Err(err) = running.deliver(&frame) {
+            for (peer, frame) in frames? {
+                let Some(i) = lanes.iter().position(|l| l.side(peer).is_some()) else {
+                    tracing::debug!(%peer, step, "a frame from no neighbour of this job's lanes");
+                    continue;
+                };
+                if let Err(err) = steps[i].deliver(&frame) {
                     tracing::warn!(step, %err, "refused a lane neighbour's frame");
                 }
             }
         }
-        Ok(running.finish()?)
+        let outcomes = steps.into_iter().map(StageStep::finish);
+        Ok(StageOutcome::merge(outcomes.collect::<Result<_, _>>()?)?)
     }
 
-    /// The mean loss of the round's start weights `start` on `batches`, each run through the lane
-    /// as a step whose gradients are dropped; `None` except on the last stage.
+    /// The lanes a job serves, taken when it starts (its frames all travel these paths), and a
+    /// log line when it stands in for another lane.
+    fn lanes(&self, round: u64) -> Vec<LaneLink> {
+        let lanes = self.link.routes.now();
+        if lanes.iter().any(|l| l.lane != self.role.lane) {
+            let served: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
+            tracing::info!(
+                round,
+                lane = self.role.lane,
+                ?served,
+                "standing in: this job serves the lanes"
+            );
+        }
+        lanes
+    }
+
+    /// The mean loss of the round's start weights `start` on `batches`, each run through every
+    /// lane the stage serves as a step whose gradients are dropped; `None` except on the last
+    /// stage.
     pub(crate) fn validate(
         &mut self,
         round: u64,
@@ -517,26 +631,28 @@ impl Lane {
         batches: &[Batch],
     ) -> Result<Option<f32>> {
         self.inner.set_params(start)?;
+        let lanes = self.lanes(round);
         let mut losses = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             let step = VALIDATION | (round << 20) | i as u64;
-            losses.extend(self.step(round, step, batch)?.loss);
+            let copies = vec![batch.clone(); lanes.len()];
+            losses.extend(self.step(round, step, &lanes, &copies)?.loss);
         }
         let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
         Ok((self.is_last() && !losses.is_empty()).then_some(mean))
     }
 
-    /// The job's H inner steps from the stage weights `start`, on the lane's batches (`data`,
-    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step. When the lane
-    /// cannot complete the job (a neighbour disconnected, or its thread passed the job's round:
-    /// [`LaneRounds::cut`]) the job stops and returns the Δ of the steps it trained, none perhaps:
-    /// a Δ of fewer steps, or zero, so that its stage's round closes with it instead of waiting
-    /// for it until the deadline.
+    /// The job's H inner steps from the stage weights `start`, on each served lane's batches
+    /// (`data`, batch `round · H + i` of the lane's data node for step i), each a 1F1B step per
+    /// lane, one clip and one AdamW step. When the lane cannot complete the job (a neighbour
+    /// disconnected, or its thread passed the job's round: [`LaneRounds::cut`]) the job stops
+    /// and returns the Δ of the steps it trained, none perhaps: a Δ of fewer steps, or zero, so
+    /// that its stage's round closes with it instead of waiting for it until the deadline.
     pub(crate) fn train(
         &mut self,
         job: &TrainingJob,
         start: &[f32],
-        data: &RoundSource,
+        data: &mut LaneSources,
         gauge: &neuroshard_node::LossGauge,
     ) -> Result<TrainingResult> {
         self.link.inbox.forget_before(job.round, job.steps as u64);
@@ -545,11 +661,14 @@ impl Lane {
         let started = std::time::Instant::now();
         self.waited = Duration::ZERO;
         let config = *self.inner.config();
+        let lanes = self.lanes(job.round);
         let first = job.round * job.steps as u64;
         let mut losses = Vec::with_capacity(job.steps);
         for step in first..first + job.steps as u64 {
-            let batch = data.batch(step, config.batch_size, config.seq_len)?;
-            let outcome = match self.step(job.round, step, &batch) {
+            let batches = (lanes.iter())
+                .map(|l| data.batch(l.data_node, step, config.batch_size, config.seq_len))
+                .collect::<Result<Vec<Batch>>>()?;
+            let outcome = match self.step(job.round, step, &lanes, &batches) {
                 Err(Error::NeighbourGone) => {
                     tracing::warn!(
                         round = job.round,
@@ -561,9 +680,8 @@ impl Lane {
                 outcome => outcome?,
             };
             let loss = outcome.loss.unwrap_or(f32::NAN);
-            let gradients = self
-                .inner
-                .gradients(loss, batch.n_tokens(), outcome.grads)?;
+            let tokens = batches.iter().map(Batch::n_tokens).sum();
+            let gradients = self.inner.gradients(loss, tokens, outcome.grads)?;
             self.inner.descend(&gradients, step)?;
             if outcome.loss.is_some() {
                 gauge.set(loss);
@@ -579,15 +697,17 @@ impl Lane {
         tracing::info!(
             round = job.round,
             stage = self.role.stage,
+            lanes = lanes.len(),
             secs,
             waiting = self.waited.as_secs_f64() / secs.max(1e-9),
             "lane job done (waiting: its share spent waiting for the neighbours' frames)"
         );
+        let per_step = config.tokens_per_step() * lanes.len() as u64;
         Ok(TrainingResult {
             round: job.round,
             start: job.start,
             delta,
-            tokens: losses.len() as u64 * config.tokens_per_step(),
+            tokens: losses.len() as u64 * per_step,
             loss_start,
             loss_end,
             chain: Chain::new(),
@@ -845,12 +965,26 @@ mod tests {
     #[test]
     fn the_inbox_files_frames_by_step_and_forgets_old_rounds() {
         let inbox = LaneInbox::default();
-        assert!(inbox.push(frame(7)));
-        assert!(inbox.push(frame(7)));
-        assert!(inbox.push(frame(12)));
-        assert!(inbox.push(frame(VALIDATION | (1 << 20))));
-        assert!(!inbox.push(b"not a frame".to_vec()));
-        assert_eq!(inbox.take(7, Duration::ZERO).map(|f| f.len()), Some(2));
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert!(inbox.push(a, frame(7)));
+        assert!(inbox.push(b, frame(7)));
+        assert!(inbox.push(a, frame(12)));
+        assert!(inbox.push(a, frame(VALIDATION | (1 << 20))));
+        assert!(!inbox.push(a, b"not a frame".to_vec()));
+        let senders = |frames: Option<Vec<Filed>>| -> Vec<PeerId> {
+            frames
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect()
+        };
+        assert_eq!(
+            senders(inbox.take(7, Duration::ZERO)),
+            vec![a, b],
+            "filed with their senders"
+        );
+        assert!(inbox.push(b, frame(7)));
+        assert_eq!(inbox.take(7, Duration::ZERO).map(|f| f.len()), Some(1));
         assert_eq!(inbox.take(7, Duration::ZERO), None);
         // Round 2 of H = 5 starts at step 10: step 12 stays, round 1's validation goes.
         inbox.forget_before(2, 5);

@@ -62,6 +62,7 @@ mod lane;
 mod pipeline;
 mod queries;
 mod role;
+mod route;
 mod settings;
 mod speed;
 mod status;
