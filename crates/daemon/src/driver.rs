@@ -449,7 +449,7 @@ impl Driver {
         };
         let trainer = self.trainer.take().expect("checked above");
         let params = self.node.params().to_vec();
-        let nodes = self.pipeline.data_nodes(self.node.id());
+        let nodes = self.pipeline.start_job(self.node.id());
         let (data, done) = (self.data.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             for node in nodes {

@@ -358,28 +358,40 @@ impl LaneLink {
     }
 }
 
-/// The lanes a stage serves now, shared by the driver and the training thread.
+/// The lanes a stage serves now, and those of the job the driver started last, shared by the
+/// driver and the training thread.
 #[derive(Debug, Default)]
-pub(crate) struct Routes(Mutex<Vec<LaneLink>>);
+pub(crate) struct Routes {
+    now: Mutex<Vec<LaneLink>>,
+    job: Mutex<Vec<LaneLink>>,
+}
+
+fn lock(lanes: &Mutex<Vec<LaneLink>>) -> std::sync::MutexGuard<'_, Vec<LaneLink>> {
+    lanes.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Routes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LaneLink>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The lanes served from now on.
     pub(crate) fn set(&self, lanes: Vec<LaneLink>) {
-        *self.lock() = lanes;
+        *lock(&self.now) = lanes;
     }
 
-    /// The lanes served now: a job's route for its whole run (its frames travel one path).
-    pub(crate) fn now(&self) -> Vec<LaneLink> {
-        self.lock().clone()
+    /// A job starts: the lanes served now are its route for its whole run (its frames travel
+    /// one path, and the driver fetches those lanes' data before it runs).
+    pub(crate) fn start_job(&self) -> Vec<LaneLink> {
+        let lanes = lock(&self.now).clone();
+        lock(&self.job).clone_from(&lanes);
+        lanes
+    }
+
+    /// The lanes of the job started last.
+    fn job(&self) -> Vec<LaneLink> {
+        lock(&self.job).clone()
     }
 
     /// Whether `lane` is still served through the same neighbours.
     fn holds(&self, lane: &LaneLink) -> bool {
-        self.lock().iter().any(|l| l.same_path(lane))
+        lock(&self.now).iter().any(|l| l.same_path(lane))
     }
 }
 
@@ -419,9 +431,12 @@ impl Link {
     /// ([`LaneRounds::cut`]), or no longer served through the same neighbours (a member was
     /// lost and another replica stands in for it, or a lost member is back).
     fn is_cut(&self, round: u64, lanes: &[LaneLink]) -> bool {
-        lanes
-            .iter()
-            .any(|l| round < l.cut.waits.load(Ordering::Relaxed) || !self.routes.holds(l))
+        lanes.iter().any(|l| self.lane_cut(round, l))
+    }
+
+    /// Whether `round`'s job can no longer complete on `lane` (see [`Link::is_cut`]).
+    fn lane_cut(&self, round: u64, lane: &LaneLink) -> bool {
+        round < lane.cut.waits.load(Ordering::Relaxed) || !self.routes.holds(lane)
     }
 
     /// The frames of `step` of `round`'s job over `lanes`, with their senders, waiting for them
@@ -532,13 +547,14 @@ impl Lane {
 
     /// The stage's share of one 1F1B step of `round`'s job on each of `lanes` (lane i's batch
     /// is `batches[i]`), merged into one mean gradient ([`StageOutcome::merge`]), and the mean
-    /// loss on the last stage; [`Error::NeighbourGone`] from the first step the lane could not
-    /// complete on, or when the stage serves no lane.
+    /// loss on the last stage. A lane that cannot complete the step is dropped from it and from
+    /// `lanes` (the job's later steps), the others go on: a stand-in whose second lane broke
+    /// keeps training its own. [`Error::NeighbourGone`] once no lane is left.
     fn step(
         &mut self,
         round: u64,
         step: u64,
-        lanes: &[LaneLink],
+        lanes: &mut Vec<LaneLink>,
         batches: &[Batch],
     ) -> Result<StageOutcome> {
         if self.given_up == Some(round) || lanes.is_empty() {
@@ -552,12 +568,12 @@ impl Lane {
     }
 
     /// Runs one [`StageStep`] per lane on the same weights, each through its own neighbours:
-    /// every ready operation of every lane, then a wait for the frames of any of them.
+    /// every ready operation of every live lane, then a wait for the frames of any of them.
     fn run_step(
         &mut self,
         round: u64,
         step: u64,
-        lanes: &[LaneLink],
+        lanes: &mut Vec<LaneLink>,
         batches: &[Batch],
     ) -> Result<StageOutcome> {
         let ops = self.plan.ops(self.role.stage).unwrap_or_default();
@@ -566,49 +582,73 @@ impl Lane {
         let mut steps = Vec::with_capacity(lanes.len());
         for batch in batches {
             let micro = split(batch, self.plan.micro_batches() as usize)?;
-            steps.push(StageStep::new(
-                stage,
-                at,
-                step,
-                ops,
-                micro,
-                Precision::Bf16,
-                self.limit,
-            )?);
+            let running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit);
+            steps.push(Some(running?));
         }
         loop {
-            for (running, lane) in steps.iter_mut().zip(lanes) {
-                while running.is_ready() {
-                    if let Some(out) = running.run_next(stage)? {
-                        self.link.send(out, round, lane)?;
+            for (slot, lane) in steps.iter_mut().zip(lanes.iter()) {
+                while let Some(running) = slot.as_mut().filter(|s| s.is_ready()) {
+                    let Some(out) = running.run_next(stage)? else {
+                        continue;
+                    };
+                    match self.link.send(out, round, lane) {
+                        Err(Error::NeighbourGone) => *slot = None,
+                        sent => sent?,
                     }
                 }
+                if slot.is_some() && self.link.lane_cut(round, lane) {
+                    *slot = None;
+                }
             }
-            if steps.iter().all(StageStep::is_done) {
+            let live: Vec<LaneLink> = (lanes.iter().zip(&steps))
+                .filter(|(_, s)| s.is_some())
+                .map(|(l, _)| l.clone())
+                .collect();
+            if live.is_empty() {
+                return Err(Error::NeighbourGone);
+            }
+            if steps.iter().flatten().all(StageStep::is_done) {
                 break;
             }
             #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
             let waiting = std::time::Instant::now();
-            let frames = self.link.wait_for(step, round, lanes);
+            let frames = self.link.wait_for(step, round, &live);
             self.waited += waiting.elapsed();
-            for (peer, frame) in frames? {
-                let Some(i) = lanes.iter().position(|l| l.side(peer).is_some()) else {
-                    tracing::debug!(%peer, step, "a frame from no neighbour of this job's lanes");
+            let frames = match frames {
+                Err(Error::NeighbourGone) => continue,
+                frames => frames?,
+            };
+            for (peer, frame) in frames {
+                let i = lanes.iter().position(|l| l.side(peer).is_some());
+                let Some(running) = i.and_then(|i| steps[i].as_mut()) else {
+                    tracing::debug!(%peer, step, "a frame from no live lane of this job");
                     continue;
                 };
-                if let Err(err) = steps[i].deliver(&frame) {
+                if let Err(err) = running.deliver(&frame) {
                     tracing::warn!(step, %err, "refused a lane neighbour's frame");
                 }
             }
         }
-        let outcomes = steps.into_iter().map(StageStep::finish);
+        let before = lanes.len();
+        let mut kept = steps.iter().map(Option::is_some);
+        lanes.retain(|_| kept.next().unwrap_or(false));
+        if lanes.len() < before {
+            let left: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
+            tracing::warn!(
+                round,
+                step,
+                ?left,
+                "a lane of this job cannot complete the round: the job goes on with the others"
+            );
+        }
+        let outcomes = steps.into_iter().flatten().map(StageStep::finish);
         Ok(StageOutcome::merge(outcomes.collect::<Result<_, _>>()?)?)
     }
 
-    /// The lanes a job serves, taken when it starts (its frames all travel these paths), and a
-    /// log line when it stands in for another lane.
+    /// The lanes a job serves, taken when the driver started it (its frames all travel these
+    /// paths), and a log line when it stands in for another lane.
     fn lanes(&self, round: u64) -> Vec<LaneLink> {
-        let lanes = self.link.routes.now();
+        let lanes = self.link.routes.job();
         if lanes.iter().any(|l| l.lane != self.role.lane) {
             let served: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
             tracing::info!(
@@ -631,12 +671,12 @@ impl Lane {
         batches: &[Batch],
     ) -> Result<Option<f32>> {
         self.inner.set_params(start)?;
-        let lanes = self.lanes(round);
+        let mut lanes = self.lanes(round);
         let mut losses = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             let step = VALIDATION | (round << 20) | i as u64;
             let copies = vec![batch.clone(); lanes.len()];
-            losses.extend(self.step(round, step, &lanes, &copies)?.loss);
+            losses.extend(self.step(round, step, &mut lanes, &copies)?.loss);
         }
         let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
         Ok((self.is_last() && !losses.is_empty()).then_some(mean))
@@ -661,14 +701,15 @@ impl Lane {
         let started = std::time::Instant::now();
         self.waited = Duration::ZERO;
         let config = *self.inner.config();
-        let lanes = self.lanes(job.round);
+        let mut lanes = self.lanes(job.round);
         let first = job.round * job.steps as u64;
         let mut losses = Vec::with_capacity(job.steps);
+        let mut tokens = 0;
         for step in first..first + job.steps as u64 {
             let batches = (lanes.iter())
                 .map(|l| data.batch(l.data_node, step, config.batch_size, config.seq_len))
                 .collect::<Result<Vec<Batch>>>()?;
-            let outcome = match self.step(job.round, step, &lanes, &batches) {
+            let outcome = match self.step(job.round, step, &mut lanes, &batches) {
                 Err(Error::NeighbourGone) => {
                     tracing::warn!(
                         round = job.round,
@@ -680,8 +721,9 @@ impl Lane {
                 outcome => outcome?,
             };
             let loss = outcome.loss.unwrap_or(f32::NAN);
-            let tokens = batches.iter().map(Batch::n_tokens).sum();
-            let gradients = self.inner.gradients(loss, tokens, outcome.grads)?;
+            let step_tokens = batches.iter().take(lanes.len()).map(Batch::n_tokens).sum();
+            let gradients = self.inner.gradients(loss, step_tokens, outcome.grads)?;
+            tokens += config.tokens_per_step() * lanes.len() as u64;
             self.inner.descend(&gradients, step)?;
             if outcome.loss.is_some() {
                 gauge.set(loss);
@@ -702,12 +744,11 @@ impl Lane {
             waiting = self.waited.as_secs_f64() / secs.max(1e-9),
             "lane job done (waiting: its share spent waiting for the neighbours' frames)"
         );
-        let per_step = config.tokens_per_step() * lanes.len() as u64;
         Ok(TrainingResult {
             round: job.round,
             start: job.start,
             delta,
-            tokens: losses.len() as u64 * per_step,
+            tokens,
             loss_start,
             loss_end,
             chain: Chain::new(),

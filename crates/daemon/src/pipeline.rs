@@ -115,13 +115,12 @@ impl Pipeline {
         }
     }
 
-    /// Whose assigned batches this node trains on: in a stage, each served lane's first-stage
-    /// member's (its own lane's when it serves none).
-    pub(crate) fn data_nodes(&self, me: NodeId) -> Vec<NodeId> {
-        match (self.role(), &self.lane) {
-            (Some(_), Some(wires)) if !wires.data_nodes().is_empty() => wires.data_nodes(),
-            (Some(role), _) => vec![role.data_node],
-            (None, _) => vec![me],
+    /// A job starts: whose assigned batches it trains on (in a stage, each lane it serves
+    /// reads its first-stage member's; none when it serves no lane).
+    pub(crate) fn start_job(&self, me: NodeId) -> Vec<NodeId> {
+        match &self.lane {
+            Some(wires) => wires.start_job(),
+            None => vec![me],
         }
     }
 

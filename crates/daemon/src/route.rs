@@ -287,9 +287,10 @@ impl LaneWires {
         notices.into_iter().collect()
     }
 
-    /// The data nodes of the lanes served.
-    pub(crate) fn data_nodes(&self) -> Vec<NodeId> {
-        self.served.values().map(|s| s.link.data_node).collect()
+    /// A job starts on the lanes served now: their data nodes.
+    pub(crate) fn start_job(&self) -> Vec<NodeId> {
+        let lanes = self.routes.start_job();
+        lanes.iter().map(|l| l.data_node).collect()
     }
 }
 
@@ -374,6 +375,59 @@ mod tests {
         assert_eq!(lanes(&g, &all_but(&down)), vec![None, None, None]);
         assert!(served(&g, 0, 0, &down).is_empty());
         assert_eq!(holder(&g, 5, 0, &up), None, "no such stage");
+    }
+
+    /// Stage 0 of lane 0 in 2 stages × 2 lanes: its next neighbour X dies, the stand-in takes
+    /// X's place from the next job, and X gets it back once it says it is on this node's round.
+    #[test]
+    fn a_lost_neighbour_is_routed_around_and_back_once_it_is_on_our_round() {
+        use neuroshard_model::StageSpec;
+        use neuroshard_primitives::Keypair;
+        let ids: Vec<NodeId> = (1..=4).map(|i| Keypair::from_seed([i; 32]).node_id()).collect();
+        let grid = vec![vec![ids[0], ids[1]], vec![ids[2], ids[3]]];
+        let role = Role {
+            stage: 0,
+            stages: 2,
+            spec: StageSpec {
+                embedding: true,
+                layers: 0..1,
+                head: false,
+            },
+            lane: 0,
+            lanes: 2,
+            replicas: grid[0].clone(),
+            prev: None,
+            next: Some(ids[2]),
+            data_node: ids[0],
+            grid,
+        };
+        let routes = Arc::new(Routes::default());
+        let mut wires = LaneWires::new(&role, ids[0], Arc::clone(&routes)).unwrap();
+        let mut base = LaneRounds::default();
+        base.set_own(5);
+        let peer = |n: NodeId| neuroshard_p2p::identity::peer_id(&n).unwrap();
+        let next = || routes.start_job().first().and_then(|l| l.next);
+        let mut up: BTreeSet<NodeId> = ids.iter().copied().collect();
+        assert!(wires.reroute(&base, |n| up.contains(n)));
+        assert_eq!(next(), Some(peer(ids[2])));
+        assert_eq!(wires.notices(&base).len(), 3, "every other member hears this node");
+        up.remove(&ids[2]);
+        assert!(wires.lose(peer(ids[2])));
+        assert!(wires.reroute(&base, |n| up.contains(n)));
+        assert_eq!(next(), Some(peer(ids[3])), "stage 1 of lane 1 stands in");
+        // X is restarted: it connects, then says round 0 until it has resynced.
+        up.insert(ids[2]);
+        assert!(!wires.reroute(&base, |n| up.contains(n)), "gone until it says so");
+        let says = |round| Notice {
+            needs: round,
+            serves: round,
+        };
+        wires.hear(&base, peer(ids[2]), says(0));
+        assert!(!wires.reroute(&base, |n| up.contains(n)));
+        wires.hear(&base, peer(ids[2]), says(5));
+        assert!(wires.reroute(&base, |n| up.contains(n)));
+        assert_eq!(next(), Some(peer(ids[2])), "back on this node's round: its lane again");
+        assert!(!wires.lose(PeerId::random()), "not a member of the lanes");
     }
 
     #[test]
