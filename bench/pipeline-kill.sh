@@ -38,7 +38,7 @@ if [[ "$KILL" == s* ]]; then
     # The lowest lane's replica that is not node 0: node 0 alone holds the dataset at first,
     # and without it the others wait for the next round's shards.
     LOG=$(for lane in 0 1 2 3; do grep -l "training one stage.*stage=${KILL#s} stages=[0-9]* layers=[^ ]* lane=$lane " \
-        "$OUT"/up/node-*.log | grep -v 'node-0\.log'; done | head -1)
+        "$OUT"/up/node-*.log | grep -v 'node-0\.log' || true; done | head -1 || true)
     KILL=$(basename "$LOG" .log | sed 's/node-//')
 fi
 PID=$(grep -a "^node $KILL: pid" "$OUT/up.out" | tail -1 | sed 's/.*pid \([0-9]*\),.*/\1/')

@@ -596,26 +596,32 @@ impl Lane {
                         sent => sent?,
                     }
                 }
-                if slot.is_some() && self.link.lane_cut(round, lane) {
-                    *slot = None;
-                }
             }
-            let live: Vec<LaneLink> = (lanes.iter().zip(&steps))
-                .filter(|(_, s)| s.is_some())
-                .map(|(l, _)| l.clone())
-                .collect();
-            if live.is_empty() {
+            if steps.iter().all(Option::is_none) {
                 return Err(Error::NeighbourGone);
             }
-            if steps.iter().flatten().all(StageStep::is_done) {
+            let waiting: Vec<LaneLink> = (lanes.iter().zip(&steps))
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| !s.is_done()))
+                .map(|(l, _)| l.clone())
+                .collect();
+            if waiting.is_empty() {
                 break;
             }
             #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
-            let waiting = std::time::Instant::now();
-            let frames = self.link.wait_for(step, round, &live);
-            self.waited += waiting.elapsed();
+            let started = std::time::Instant::now();
+            let frames = self.link.wait_for(step, round, &waiting);
+            self.waited += started.elapsed();
             let frames = match frames {
-                Err(Error::NeighbourGone) => continue,
+                Err(Error::NeighbourGone) => {
+                    // Only the lanes that still wait and cannot complete are dropped.
+                    for (slot, lane) in steps.iter_mut().zip(lanes.iter()) {
+                        let waits = slot.as_ref().is_some_and(|s| !s.is_done());
+                        if waits && self.link.lane_cut(round, lane) {
+                            *slot = None;
+                        }
+                    }
+                    continue;
+                }
                 frames => frames?,
             };
             for (peer, frame) in frames {

@@ -383,7 +383,9 @@ mod tests {
     fn a_lost_neighbour_is_routed_around_and_back_once_it_is_on_our_round() {
         use neuroshard_model::StageSpec;
         use neuroshard_primitives::Keypair;
-        let ids: Vec<NodeId> = (1..=4).map(|i| Keypair::from_seed([i; 32]).node_id()).collect();
+        let ids: Vec<NodeId> = (1..=4)
+            .map(|i| Keypair::from_seed([i; 32]).node_id())
+            .collect();
         let grid = vec![vec![ids[0], ids[1]], vec![ids[2], ids[3]]];
         let role = Role {
             stage: 0,
@@ -410,14 +412,21 @@ mod tests {
         let mut up: BTreeSet<NodeId> = ids.iter().copied().collect();
         assert!(wires.reroute(&base, |n| up.contains(n)));
         assert_eq!(next(), Some(peer(ids[2])));
-        assert_eq!(wires.notices(&base).len(), 3, "every other member hears this node");
+        assert_eq!(
+            wires.notices(&base).len(),
+            3,
+            "every other member hears this node"
+        );
         up.remove(&ids[2]);
         assert!(wires.lose(peer(ids[2])));
         assert!(wires.reroute(&base, |n| up.contains(n)));
         assert_eq!(next(), Some(peer(ids[3])), "stage 1 of lane 1 stands in");
         // X is restarted: it connects, then says round 0 until it has resynced.
         up.insert(ids[2]);
-        assert!(!wires.reroute(&base, |n| up.contains(n)), "gone until it says so");
+        assert!(
+            !wires.reroute(&base, |n| up.contains(n)),
+            "gone until it says so"
+        );
         let says = |round| Notice {
             needs: round,
             serves: round,
@@ -426,7 +435,11 @@ mod tests {
         assert!(!wires.reroute(&base, |n| up.contains(n)));
         wires.hear(&base, peer(ids[2]), says(5));
         assert!(wires.reroute(&base, |n| up.contains(n)));
-        assert_eq!(next(), Some(peer(ids[2])), "back on this node's round: its lane again");
+        assert_eq!(
+            next(),
+            Some(peer(ids[2])),
+            "back on this node's round: its lane again"
+        );
         assert!(!wires.lose(PeerId::random()), "not a member of the lanes");
     }
 

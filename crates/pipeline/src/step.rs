@@ -351,7 +351,7 @@ mod tests {
     /// set of weights and merged, give the gradient of one step over both lanes' batches.
     #[test]
     fn two_lanes_merged_give_the_gradient_of_both_batches_at_once() {
-        let (cfg, stages, _) = setup();
+        let (_, stages, _) = setup();
         let rows = |seed: u32| (0..2 * 5).map(move |i| (i * 7 + seed) % 20);
         let (a, b): (Vec<u32>, Vec<u32>) = (rows(1).collect(), rows(4).collect());
         let one = |tokens: Vec<u32>, rows: usize, m: u32| {
