@@ -59,6 +59,7 @@ mod error;
 mod grow;
 pub mod keyfile;
 mod lane;
+mod link;
 mod pipeline;
 mod queries;
 mod role;

@@ -15,7 +15,8 @@ use neuroshard_primitives::{Keypair, NodeId};
 
 use crate::Result;
 use crate::driver::Driver;
-use crate::lane::{Lane, LaneInbox, LaneRounds, Link, Notice, Routes};
+use crate::lane::{Lane, LaneRounds, Notice};
+use crate::link::{LaneInbox, Link, Routes};
 use crate::role::{self, Placement, Records, Role};
 use crate::route::LaneWires;
 use crate::settings::Settings;

@@ -12,7 +12,8 @@ use neuroshard_pipeline::Direction;
 use neuroshard_primitives::NodeId;
 
 use crate::Result;
-use crate::lane::{LaneLink, LaneRounds, Notice, Routes};
+use crate::lane::{LaneRounds, Notice};
+use crate::link::{LaneLink, Routes};
 use crate::role::Role;
 
 /// One lane this node serves at its stage, and its neighbours on it.
