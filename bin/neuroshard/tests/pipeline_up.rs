@@ -2,7 +2,8 @@
 //! (`neuroshard_pool::Footprint` says so): the nodes form a pipeline of at least two stages with
 //! at least two replicas each, every node shows its role (stage, layers, lane, stage peers) in
 //! `/api/status` and `/metrics`, and training through the pipeline with DiLoCo per stage lowers
-//! the validation loss the last stage measures at each round's start.
+//! the validation loss the last stage measures at each round's start. A killed replica's lane
+//! trains on through a stand-in (`docs/pipeline.md`, "Failover").
 //!
 //! A small generated-corpus genesis (nano, vocabulary 384, H = 16) in a temporary directory;
 //! `--http-port 0`, so every port is the OS's choice. Every wait is bounded, and `up` is killed
@@ -52,19 +53,26 @@ fn wait_all(
 }
 
 /// `up --nodes 6 --memory-budget 4000000 --work-per-sec 1000000000` on a small genesis in `work`
-/// (H = 16, a round deadline of `deadline` seconds), and every node's pid and dashboard.
+/// (nano, H = 16, a round deadline of `deadline` seconds), and every node's pid and dashboard.
 fn start(work: &Path, deadline: u64) -> (Up, Vec<(u32, String)>) {
     let deadline = deadline.to_string();
     let init = ["--inner-steps", "16", "--round-deadline-secs", &deadline];
-    let genesis = build_genesis(Path::new(EXE), work, &init);
-    let (nodes, budget) = (NODES.to_string(), BUDGET.to_string());
+    start_with(work, &init, NODES, BUDGET)
+}
+
+/// `up --nodes NODES --memory-budget BUDGET --work-per-sec 1000000000` on a small genesis in
+/// `work` made with `init` (`genesis init` flags), and every node's pid and dashboard.
+fn start_with(work: &Path, init: &[&str], nodes: usize, budget: u64) -> (Up, Vec<(u32, String)>) {
+    let genesis = build_genesis(Path::new(EXE), work, init);
+    let (count, budget) = (nodes, budget.to_string());
+    let nodes = count.to_string();
     let args = ["--nodes", &nodes, "--http-port", "0", "--every", "5"];
     // One pinned speed for every node: the plan depends on budgets alone, the same every run.
     let speed = ["--work-per-sec", "1000000000"];
     let args = [&args[..], &["--memory-budget", &budget], &speed].concat();
     let dir = work.join("up");
     let mut up = Up::start(Path::new(EXE), &args, genesis.parent().unwrap(), &dir);
-    let started = up.started(NODES, Duration::from_secs(240));
+    let started = up.started(count, Duration::from_secs(240));
     (up, started)
 }
 
@@ -147,6 +155,93 @@ fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
         latest < first,
         "the validation loss keeps falling: {first} at the first round, {latest} now"
     );
+}
+
+/// The statuses of `dashboards` once at least `placed` nodes have a role and are past `round`
+/// (a spare replica never has one); panics after `limit`.
+fn wait_placed(dashboards: &[String], placed: usize, round: u64, limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let statuses: Vec<Value> = (dashboards.iter())
+            .map(|d| http_get_json(d, "/api/status").unwrap_or_default())
+            .collect();
+        let past = |s: &&Value| !s["role"].is_null() && s["round"].as_u64() >= Some(round);
+        if statuses.iter().filter(past).count() >= placed {
+            return statuses;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {placed} placed nodes past round {round}: {statuses:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Failover: tiny (4 layers) under a budget that gives 3 stages × 2 lanes and a spare, the
+/// middle replica of one lane killed while `up` is paused (SIGSTOP), so that nobody restarts it.
+/// The other lane's middle replica stands in: the lane's last stage goes on measuring validation
+/// losses at round starts (8 held-out batches through the lane) and training (losses of new
+/// steps), and every stage goes on closing rounds. The round deadline is 600 s, past every wait:
+/// a lane or a stage that waited for the dead member would time the test out.
+#[test]
+fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on() {
+    let work = work_dir();
+    let init = ["--preset", "tiny", "--inner-steps", "4"];
+    let init = [&init[..], &["--round-deadline-secs", "600"]].concat();
+    let (up, started) = start_with(work.path(), &init, 7, 63_900_000);
+    let limit = Duration::from_secs(300);
+    let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
+    let statuses = wait_placed(&dashboards, 6, 2, limit);
+    let at = |stage: u64, lane: u64| {
+        let role = |s: &Value| s["role"]["stage"] == stage && s["role"]["lane"] == lane;
+        statuses
+            .iter()
+            .position(role)
+            .expect("a node at every stage of both lanes")
+    };
+    assert_eq!(statuses[at(0, 0)]["role"]["stages"], 3, "{statuses:#?}");
+    // Lane 0's middle replica, unless it is node 0, which alone holds the dataset at first.
+    let (lost, other) = if at(1, 0) == 0 { (1, 0) } else { (0, 1) };
+    let (victim, stand_in, last) = (at(1, lost), at(1, other), at(2, lost));
+    let round = statuses
+        .iter()
+        .filter_map(|s| s["round"].as_u64())
+        .max()
+        .unwrap();
+
+    signal("STOP", up.pid());
+    signal("KILL", started[victim].0);
+    let survivors: Vec<String> = [at(0, 0), at(0, 1), stand_in, at(2, 0), at(2, 1)]
+        .map(|i| dashboards[i].clone())
+        .into();
+    let on = round + 3;
+    wait_all(
+        "every stage to close 3 more rounds",
+        &survivors,
+        limit,
+        |s| s["round"].as_u64().unwrap_or(0) >= on,
+    );
+    let lane_trains = |s: &Value| {
+        let later = |p: &&Value| p["round"].as_u64() >= Some(round + 2);
+        let history = s["history"].as_array().cloned().unwrap_or_default();
+        let losses: BTreeSet<u64> = (history.iter().filter(later))
+            .filter_map(|p| p["loss"].as_f64())
+            .map(f64::to_bits)
+            .collect();
+        let models = s["model_history"].as_array().cloned().unwrap_or_default();
+        let validated = models
+            .iter()
+            .filter(later)
+            .filter(|p| p["val_loss"].is_f64());
+        losses.len() >= 2 && validated.count() >= 2
+    };
+    wait_all(
+        "the lane's last stage to validate and train through the stand-in",
+        &[dashboards[last].clone()],
+        limit,
+        lane_trains,
+    );
+    signal("CONT", up.pid());
 }
 
 #[test]

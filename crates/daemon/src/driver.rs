@@ -441,6 +441,7 @@ impl Driver {
             self.lane_job(None);
             return;
         }
+        self.reroute_lanes();
         self.lane_job(Some(job.round));
         let job = TrainingJob {
             start: self.node.model_hash(),
@@ -448,12 +449,14 @@ impl Driver {
         };
         let trainer = self.trainer.take().expect("checked above");
         let params = self.node.params().to_vec();
-        let node = self.pipeline.data_node(self.node.id());
+        let nodes = self.pipeline.start_job(self.node.id());
         let (data, done) = (self.data.clone(), self.done_tx.clone());
         tokio::spawn(async move {
-            if let Err(err) = data.ensure(job.round, node).await {
-                let _ = done.send(Done::NoData(trainer, job, err)).await;
-                return;
+            for node in nodes {
+                if let Err(err) = data.ensure(job.round, node).await {
+                    let _ = done.send(Done::NoData(trainer, job, err)).await;
+                    return;
+                }
             }
             let message = validate_and_train(trainer, job, params, done.clone()).await;
             let _ = done.send(message).await;

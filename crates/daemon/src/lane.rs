@@ -2,45 +2,32 @@
 //! share of a 1F1B step (`neuroshard_pipeline::StageStep`) whose frames travel to and from the
 //! lane's neighbours over the p2p frame protocol, then the stage's clip and AdamW
 //! (`neuroshard_train::StageLoop`). The driver files the neighbours' frames in the
-//! [`LaneInbox`] by step; the step waits there for the frames it needs.
+//! [`LaneInbox`](crate::link::LaneInbox) by step and sender; the step waits there for the frames it needs. A replica that
+//! stands in for a lost member of its stage serves two lanes (or more) in each step, one
+//! `StageStep` per lane on the same weights, and merges their gradients into one descent
+//! (`docs/pipeline.md`, "Failover").
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use neuroshard_model::Stage;
 use neuroshard_node::{TrainingJob, TrainingResult, loss_ends};
-use neuroshard_p2p::{NetworkHandle, PeerId};
-use neuroshard_pipeline::frame::peek_step;
-use neuroshard_pipeline::{Direction, FrameLimit, Outgoing, Plan, Precision, StageStep, split};
-use neuroshard_primitives::{Batch, BatchSource};
+use neuroshard_pipeline::{Direction, FrameLimit, Plan, Precision, StageOutcome, StageStep, split};
+use neuroshard_primitives::Batch;
 use neuroshard_train::{InnerConfig, StageLoop, pseudo_gradient};
 use neuroshard_verify::Chain;
 
+use crate::link::{LaneLink, Link};
 use crate::role::Role;
-use crate::work::RoundSource;
+use crate::work::LaneSources;
 use crate::{Error, Result};
-
-/// Frames a lane's inbox holds at most; past it a frame is refused (the neighbour is far ahead
-/// or misbehaving).
-const MAX_QUEUED: usize = 4096;
 
 /// The top bit marks a validation step: `VALIDATION | round << 20 | i` never meets a training
 /// step (`round · H + i`).
-const VALIDATION: u64 = 1 << 63;
+pub(crate) const VALIDATION: u64 = 1 << 63;
 
 /// Held-out batches a lane runs through the pipeline at each round's start, at most: each
 /// costs a whole 1F1B step of every stage of the lane.
 pub(crate) const VAL_BATCHES: usize = 8;
-
-/// How often a waiting step checks whether its round was overtaken.
-const WAIT_SLICE: Duration = Duration::from_millis(250);
-
-/// Times a frame is offered again when the neighbour refuses it (its queue is full, or it is
-/// not connected yet), [`RESEND_WAIT`] apart.
-const RESENDS: u32 = 200;
-const RESEND_WAIT: Duration = Duration::from_millis(50);
 
 /// A lane notice: `"NSLR" | needs u64 | serves u64` (little-endian), what the sender's side of
 /// the lane needs ([`LaneRounds::notice_for`]) and the lowest round its training thread may
@@ -115,6 +102,23 @@ pub(crate) struct LaneRounds {
 }
 
 impl LaneRounds {
+    /// This node's rounds and none of its neighbours': for a lane it starts to serve, or whose
+    /// neighbours changed.
+    pub(crate) fn fresh(&self) -> Self {
+        Self {
+            prev: None,
+            next: None,
+            lost: [false; 2],
+            ..*self
+        }
+    }
+
+    /// Whether a member that says `needs` serves this node's round or the one before: it is on
+    /// this node's round (a restarted member says round 0 until it resynced).
+    pub(crate) fn on_my_round(&self, needs: u64) -> bool {
+        needs <= self.own && needs.saturating_add(1) >= self.own
+    }
+
     /// The round of the core's latest job.
     pub(crate) fn own(&self) -> u64 {
         self.own
@@ -163,12 +167,9 @@ impl LaneRounds {
     /// node's (it installed a later state after its restart): still lost, until this node's
     /// core reaches its round.
     fn find_lost(&mut self) {
-        let own = self.own;
-        let serves = |heard: Option<Notice>| {
-            heard.is_some_and(|n| n.needs <= own && n.needs.saturating_add(1) >= own)
-        };
-        self.lost[0] &= !serves(self.prev);
-        self.lost[1] &= !serves(self.next);
+        let back = [self.prev, self.next].map(|n| n.is_some_and(|n| self.on_my_round(n.needs)));
+        self.lost[0] &= !back[0];
+        self.lost[1] &= !back[1];
     }
 
     /// The neighbour on side `side` disconnected.
@@ -243,172 +244,6 @@ impl LaneRounds {
     }
 }
 
-/// The lane neighbours' frames, filed by step until that step runs.
-#[derive(Debug, Default)]
-pub(crate) struct LaneInbox {
-    frames: Mutex<BTreeMap<u64, Vec<Vec<u8>>>>,
-    arrived: Condvar,
-}
-
-impl LaneInbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<Vec<u8>>>> {
-        self.frames.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Files a neighbour's frame under the step its header names; `false` (and dropped) when
-    /// it names none or the inbox is full.
-    pub(crate) fn push(&self, bytes: Vec<u8>) -> bool {
-        let Some(step) = peek_step(&bytes) else {
-            return false;
-        };
-        let mut frames = self.lock();
-        if frames.values().map(Vec::len).sum::<usize>() >= MAX_QUEUED {
-            return false;
-        }
-        frames.entry(step).or_default().push(bytes);
-        self.arrived.notify_all();
-        true
-    }
-
-    /// The frames filed for `step`, waiting up to `patience` for at least one.
-    fn take(&self, step: u64, patience: Duration) -> Option<Vec<Vec<u8>>> {
-        let frames = self.lock();
-        let (mut frames, _) = self
-            .arrived
-            .wait_timeout_while(frames, patience, |f| !f.contains_key(&step))
-            .unwrap_or_else(|p| p.into_inner());
-        frames.remove(&step)
-    }
-
-    /// Drops frames of rounds before `round` (steps of a job that stopped, say).
-    fn forget_before(&self, round: u64, steps: u64) {
-        self.lock().retain(|&s, _| match s & VALIDATION {
-            0 => s >= round.saturating_mul(steps),
-            _ => (s & !VALIDATION) >> 20 >= round,
-        });
-    }
-}
-
-/// How a lane's stage reaches its neighbours: the network, from the training thread.
-#[derive(Debug)]
-pub(crate) struct Link {
-    pub(crate) net: NetworkHandle,
-    pub(crate) runtime: tokio::runtime::Handle,
-    pub(crate) prev: Option<PeerId>,
-    pub(crate) next: Option<PeerId>,
-    pub(crate) inbox: Arc<LaneInbox>,
-    /// How long a step waits for a neighbour's frame (the round deadline).
-    pub(crate) patience: Duration,
-    /// The round the driver wants trained: a job for an earlier one stops waiting at once.
-    pub(crate) wanted: Arc<AtomicU64>,
-    /// Which jobs stop waiting and sending (the driver says so).
-    pub(crate) cut: Arc<Cuts>,
-}
-
-/// The rounds before which a lane's jobs stop, as the driver last worked them out from
-/// [`LaneRounds`].
-#[derive(Debug, Default)]
-pub(crate) struct Cuts {
-    /// Jobs of earlier rounds cannot complete: they stop waiting ([`LaneRounds::cut`]).
-    pub(crate) waits: AtomicU64,
-    /// Frames of earlier rounds' jobs are not sent to the previous and the next neighbour
-    /// ([`LaneRounds::cut_sends`]).
-    pub(crate) sends: [AtomicU64; 2],
-}
-
-impl Cuts {
-    /// Every job stops at its next wait or send (the node is stopping).
-    pub(crate) fn all(&self) {
-        self.store(u64::MAX, [u64::MAX; 2]);
-    }
-
-    /// Takes the cuts of `rounds`; whether the lane was broken (a neighbour lost) before.
-    pub(crate) fn set(&self, rounds: &LaneRounds) -> bool {
-        let sends = [Direction::Prev, Direction::Next].map(|d| rounds.cut_sends(d));
-        self.store(rounds.cut(), sends) == u64::MAX
-    }
-
-    fn store(&self, waits: u64, sends: [u64; 2]) -> u64 {
-        for (slot, round) in self.sends.iter().zip(sends) {
-            slot.store(round, Ordering::Relaxed);
-        }
-        self.waits.swap(waits, Ordering::Relaxed)
-    }
-}
-
-impl Link {
-    /// Whether `round`'s job can no longer complete ([`LaneRounds::cut`]).
-    fn is_cut(&self, round: u64) -> bool {
-        round < self.cut.waits.load(Ordering::Relaxed)
-    }
-
-    /// Whether frames of `round`'s job no longer go to the neighbour on side `to`.
-    fn is_cut_to(&self, to: Direction, round: u64) -> bool {
-        let side = match to {
-            Direction::Prev => 0,
-            Direction::Next => 1,
-        };
-        round < self.cut.sends[side].load(Ordering::Relaxed)
-    }
-
-    /// The frames of `step` of `round`'s job, waiting for them in slices up to the patience. An
-    /// error when none comes, as soon as the driver wants a later round (this stage's round
-    /// core moved on, so the lane's other members are on a later round too), or once the
-    /// round's job cannot complete ([`Error::NeighbourGone`]).
-    fn wait_for(&self, step: u64, round: u64) -> Result<Vec<Vec<u8>>> {
-        let mut waited = Duration::ZERO;
-        while waited < self.patience {
-            if let Some(frames) = self.inbox.take(step, WAIT_SLICE) {
-                return Ok(frames);
-            }
-            if self.is_cut(round) {
-                return Err(Error::NeighbourGone);
-            }
-            if self.wanted.load(Ordering::Relaxed) > round {
-                return Err(Error::Lane(format!(
-                    "round {round} was overtaken while its step {step} waited for frames"
-                )));
-            }
-            waited += WAIT_SLICE;
-        }
-        Err(Error::Lane(format!(
-            "no frame for step {step} within {:?}",
-            self.patience
-        )))
-    }
-
-    /// Sends `out`, a frame of `round`'s job, to the neighbour it names, offering it again while
-    /// the neighbour refuses, unless that neighbour is lost or past the round
-    /// ([`LaneRounds::cut_sends`]).
-    fn send(&self, out: Outgoing, round: u64) -> Result<()> {
-        let peer = match out.to {
-            Direction::Next => self.next,
-            Direction::Prev => self.prev,
-        }
-        .ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
-        let mut tries = 0;
-        loop {
-            if self.is_cut_to(out.to, round) {
-                return Err(Error::NeighbourGone);
-            }
-            let sent = self
-                .runtime
-                .block_on(self.net.send_frame(peer, out.bytes.clone()));
-            match sent {
-                Ok(()) => return Ok(()),
-                Err(err) if tries >= RESENDS => {
-                    return Err(Error::Lane(format!("sending a frame to {peer}: {err}")));
-                }
-                Err(err) => {
-                    tracing::debug!(%peer, %err, tries, "a lane neighbour refused a frame; offering it again");
-                    tries += 1;
-                    std::thread::sleep(RESEND_WAIT);
-                }
-            }
-        }
-    }
-}
-
 /// A stage of one lane: its weights and optimizer, its 1F1B order, its link.
 #[derive(Debug)]
 pub(crate) struct Lane {
@@ -455,61 +290,131 @@ impl Lane {
         self.role.stage + 1 == self.role.stages
     }
 
-    /// The stage's share of one 1F1B step of `round`'s job on `batch`: its mean gradient, and
-    /// the mean loss on the last stage; [`Error::NeighbourGone`] from the first step the lane
-    /// could not complete on.
+    /// The stage's share of one 1F1B step of `round`'s job on each of `lanes` (lane i's batch
+    /// is `batches[i]`), merged into one mean gradient ([`StageOutcome::merge`]), and the mean
+    /// loss on the last stage. A lane that cannot complete the step is dropped from it and from
+    /// `lanes` (the job's later steps), the others go on: a stand-in whose second lane broke
+    /// keeps training its own. [`Error::NeighbourGone`] once no lane is left.
     fn step(
         &mut self,
         round: u64,
         step: u64,
-        batch: &Batch,
-    ) -> Result<neuroshard_pipeline::StageOutcome> {
-        if self.given_up == Some(round) {
+        lanes: &mut Vec<LaneLink>,
+        batches: &[Batch],
+    ) -> Result<StageOutcome> {
+        if self.given_up == Some(round) || lanes.is_empty() {
             return Err(Error::NeighbourGone);
         }
-        let outcome = self.run_step(round, step, batch);
+        let outcome = self.run_step(round, step, lanes, batches);
         if let Err(Error::NeighbourGone) = outcome {
             self.given_up = Some(round);
         }
         outcome
     }
 
+    /// Runs one [`StageStep`] per lane on the same weights, each through its own neighbours:
+    /// every ready operation of every live lane, then a wait for the frames of any of them.
     fn run_step(
         &mut self,
         round: u64,
         step: u64,
-        batch: &Batch,
-    ) -> Result<neuroshard_pipeline::StageOutcome> {
-        let micro = split(batch, self.plan.micro_batches() as usize)?;
+        lanes: &mut Vec<LaneLink>,
+        batches: &[Batch],
+    ) -> Result<StageOutcome> {
         let ops = self.plan.ops(self.role.stage).unwrap_or_default();
         let stage = self.inner.stage();
         let at = (self.role.stage, self.role.stages);
-        let mut running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit)?;
-        while !running.is_done() {
-            while running.is_ready() {
-                if let Some(out) = running.run_next(stage)? {
-                    self.link.send(out, round)?;
+        let mut steps = Vec::with_capacity(lanes.len());
+        for batch in batches {
+            let micro = split(batch, self.plan.micro_batches() as usize)?;
+            let running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit);
+            steps.push(Some(running?));
+        }
+        loop {
+            for (slot, lane) in steps.iter_mut().zip(lanes.iter()) {
+                while let Some(running) = slot.as_mut().filter(|s| s.is_ready()) {
+                    let Some(out) = running.run_next(stage)? else {
+                        continue;
+                    };
+                    match self.link.send(out, round, lane) {
+                        Err(Error::NeighbourGone) => *slot = None,
+                        sent => sent?,
+                    }
                 }
             }
-            if running.is_done() {
+            if steps.iter().all(Option::is_none) {
+                return Err(Error::NeighbourGone);
+            }
+            let waiting: Vec<LaneLink> = (lanes.iter().zip(&steps))
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| !s.is_done()))
+                .map(|(l, _)| l.clone())
+                .collect();
+            if waiting.is_empty() {
                 break;
             }
             #[allow(clippy::disallowed_methods)] // the training thread: wall time for the bubble
-            let waiting = std::time::Instant::now();
-            let frames = self.link.wait_for(step, round);
-            self.waited += waiting.elapsed();
-            let frames = frames?;
-            for frame in frames {
+            let started = std::time::Instant::now();
+            let frames = self.link.wait_for(step, round, &waiting);
+            self.waited += started.elapsed();
+            let frames = match frames {
+                Err(Error::NeighbourGone) => {
+                    // Only the lanes that still wait and cannot complete are dropped.
+                    for (slot, lane) in steps.iter_mut().zip(lanes.iter()) {
+                        let waits = slot.as_ref().is_some_and(|s| !s.is_done());
+                        if waits && self.link.lane_cut(round, lane) {
+                            *slot = None;
+                        }
+                    }
+                    continue;
+                }
+                frames => frames?,
+            };
+            for (peer, frame) in frames {
+                let i = lanes.iter().position(|l| l.side(peer).is_some());
+                let Some(running) = i.and_then(|i| steps[i].as_mut()) else {
+                    tracing::debug!(%peer, step, "a frame from no live lane of this job");
+                    continue;
+                };
                 if let Err(err) = running.deliver(&frame) {
                     tracing::warn!(step, %err, "refused a lane neighbour's frame");
                 }
             }
         }
-        Ok(running.finish()?)
+        let before = lanes.len();
+        let mut kept = steps.iter().map(Option::is_some);
+        lanes.retain(|_| kept.next().unwrap_or(false));
+        if lanes.len() < before {
+            let left: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
+            tracing::warn!(
+                round,
+                step,
+                ?left,
+                "a lane of this job cannot complete the round: the job goes on with the others"
+            );
+        }
+        let outcomes = steps.into_iter().flatten().map(StageStep::finish);
+        Ok(StageOutcome::merge(outcomes.collect::<Result<_, _>>()?)?)
     }
 
-    /// The mean loss of the round's start weights `start` on `batches`, each run through the lane
-    /// as a step whose gradients are dropped; `None` except on the last stage.
+    /// The lanes a job serves, taken when the driver started it (its frames all travel these
+    /// paths), and a log line when it stands in for another lane.
+    fn lanes(&self, round: u64) -> Vec<LaneLink> {
+        let lanes = self.link.routes.job();
+        if lanes.iter().any(|l| l.lane != self.role.lane) {
+            let served: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
+            tracing::info!(
+                round,
+                lane = self.role.lane,
+                ?served,
+                "standing in: this job serves the lanes"
+            );
+        }
+        lanes
+    }
+
+    /// The mean loss of the round's start weights `start` on `batches`, each run through every
+    /// lane the stage serves as a step whose gradients are dropped; `None` except on the last
+    /// stage.
     pub(crate) fn validate(
         &mut self,
         round: u64,
@@ -517,26 +422,28 @@ impl Lane {
         batches: &[Batch],
     ) -> Result<Option<f32>> {
         self.inner.set_params(start)?;
+        let mut lanes = self.lanes(round);
         let mut losses = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             let step = VALIDATION | (round << 20) | i as u64;
-            losses.extend(self.step(round, step, batch)?.loss);
+            let copies = vec![batch.clone(); lanes.len()];
+            losses.extend(self.step(round, step, &mut lanes, &copies)?.loss);
         }
         let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
         Ok((self.is_last() && !losses.is_empty()).then_some(mean))
     }
 
-    /// The job's H inner steps from the stage weights `start`, on the lane's batches (`data`,
-    /// batch `round · H + i` for step i), each a 1F1B step, a clip and an AdamW step. When the lane
-    /// cannot complete the job (a neighbour disconnected, or its thread passed the job's round:
-    /// [`LaneRounds::cut`]) the job stops and returns the Δ of the steps it trained, none perhaps:
-    /// a Δ of fewer steps, or zero, so that its stage's round closes with it instead of waiting
-    /// for it until the deadline.
+    /// The job's H inner steps from the stage weights `start`, on each served lane's batches
+    /// (`data`, batch `round · H + i` of the lane's data node for step i), each a 1F1B step per
+    /// lane, one clip and one AdamW step. When the lane cannot complete the job (a neighbour
+    /// disconnected, or its thread passed the job's round: [`LaneRounds::cut`]) the job stops
+    /// and returns the Δ of the steps it trained, none perhaps: a Δ of fewer steps, or zero, so
+    /// that its stage's round closes with it instead of waiting for it until the deadline.
     pub(crate) fn train(
         &mut self,
         job: &TrainingJob,
         start: &[f32],
-        data: &RoundSource,
+        data: &mut LaneSources,
         gauge: &neuroshard_node::LossGauge,
     ) -> Result<TrainingResult> {
         self.link.inbox.forget_before(job.round, job.steps as u64);
@@ -545,11 +452,15 @@ impl Lane {
         let started = std::time::Instant::now();
         self.waited = Duration::ZERO;
         let config = *self.inner.config();
+        let mut lanes = self.lanes(job.round);
         let first = job.round * job.steps as u64;
         let mut losses = Vec::with_capacity(job.steps);
+        let mut tokens = 0;
         for step in first..first + job.steps as u64 {
-            let batch = data.batch(step, config.batch_size, config.seq_len)?;
-            let outcome = match self.step(job.round, step, &batch) {
+            let batches = (lanes.iter())
+                .map(|l| data.batch(l.data_node, step, config.batch_size, config.seq_len))
+                .collect::<Result<Vec<Batch>>>()?;
+            let outcome = match self.step(job.round, step, &mut lanes, &batches) {
                 Err(Error::NeighbourGone) => {
                     tracing::warn!(
                         round = job.round,
@@ -561,9 +472,9 @@ impl Lane {
                 outcome => outcome?,
             };
             let loss = outcome.loss.unwrap_or(f32::NAN);
-            let gradients = self
-                .inner
-                .gradients(loss, batch.n_tokens(), outcome.grads)?;
+            let step_tokens = batches.iter().take(lanes.len()).map(Batch::n_tokens).sum();
+            let gradients = self.inner.gradients(loss, step_tokens, outcome.grads)?;
+            tokens += config.tokens_per_step() * lanes.len() as u64;
             self.inner.descend(&gradients, step)?;
             if outcome.loss.is_some() {
                 gauge.set(loss);
@@ -579,6 +490,7 @@ impl Lane {
         tracing::info!(
             round = job.round,
             stage = self.role.stage,
+            lanes = lanes.len(),
             secs,
             waiting = self.waited.as_secs_f64() / secs.max(1e-9),
             "lane job done (waiting: its share spent waiting for the neighbours' frames)"
@@ -587,7 +499,7 @@ impl Lane {
             round: job.round,
             start: job.start,
             delta,
-            tokens: losses.len() as u64 * config.tokens_per_step(),
+            tokens,
             loss_start,
             loss_end,
             chain: Chain::new(),
@@ -596,12 +508,13 @@ impl Lane {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use neuroshard_pipeline::{Frame, FrameKind};
 
     use super::*;
 
-    fn frame(step: u64) -> Vec<u8> {
+    /// A small activation frame of `step`.
+    pub(crate) fn frame(step: u64) -> Vec<u8> {
         Frame {
             kind: FrameKind::Activation,
             step,
@@ -840,21 +753,5 @@ mod tests {
         assert!(!middle.hear(Direction::Prev, says(4)), "nothing changed");
         assert!(middle.hear(Direction::Prev, says(5)));
         assert_eq!(middle.wanted(), 5);
-    }
-
-    #[test]
-    fn the_inbox_files_frames_by_step_and_forgets_old_rounds() {
-        let inbox = LaneInbox::default();
-        assert!(inbox.push(frame(7)));
-        assert!(inbox.push(frame(7)));
-        assert!(inbox.push(frame(12)));
-        assert!(inbox.push(frame(VALIDATION | (1 << 20))));
-        assert!(!inbox.push(b"not a frame".to_vec()));
-        assert_eq!(inbox.take(7, Duration::ZERO).map(|f| f.len()), Some(2));
-        assert_eq!(inbox.take(7, Duration::ZERO), None);
-        // Round 2 of H = 5 starts at step 10: step 12 stays, round 1's validation goes.
-        inbox.forget_before(2, 5);
-        assert!(inbox.take(VALIDATION | (1 << 20), Duration::ZERO).is_none());
-        assert_eq!(inbox.take(12, Duration::ZERO).map(|f| f.len()), Some(1));
     }
 }

@@ -10,13 +10,15 @@ use candle_core::Device;
 use neuroshard_model::{Stage, StageSpec};
 use neuroshard_node::{DeadlineAgreement, Node, TrainingJob};
 use neuroshard_p2p::PeerId;
-use neuroshard_pipeline::{Direction, Layout};
+use neuroshard_pipeline::Layout;
 use neuroshard_primitives::{Keypair, NodeId};
 
 use crate::Result;
 use crate::driver::Driver;
-use crate::lane::{Cuts, Lane, LaneInbox, LaneRounds, Link, Notice};
+use crate::lane::{Lane, LaneRounds, Notice};
+use crate::link::{LaneInbox, Link, Routes};
 use crate::role::{self, Placement, Records, Role};
+use crate::route::LaneWires;
 use crate::settings::Settings;
 use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
 use crate::work::{Assignment, Trainer};
@@ -41,9 +43,9 @@ pub(crate) struct Pipeline {
     /// The lane's inbox: frames that come before the placement wait there (a neighbour that
     /// placed itself first may already be sending).
     pub(crate) inbox: Arc<LaneInbox>,
-    /// A stage's lane neighbours' peer ids.
+    /// A stage's lanes: the ones it serves, through which neighbours.
     pub(crate) lane: Option<LaneWires>,
-    /// The rounds the lane's members are in (a stage's only).
+    /// The rounds this node is in, its lanes' neighbours aside (a stage's only).
     pub(crate) rounds: LaneRounds,
     /// Round messages heard before the placement, for a stage's new round core (at most
     /// [`EARLY_KEPT`]).
@@ -64,26 +66,6 @@ pub(crate) enum Early {
     Frame(NodeId, Vec<u8>),
     /// An offer of a large round frame: the peer that offered it, its signer, the offer.
     Offer(PeerId, NodeId, Offer),
-}
-
-/// Where a stage's lane frames come from and go.
-#[derive(Debug)]
-pub(crate) struct LaneWires {
-    prev: Option<PeerId>,
-    next: Option<PeerId>,
-    /// Where the lane's jobs stop waiting and sending, shared with the lane's link.
-    cut: Arc<Cuts>,
-}
-
-impl LaneWires {
-    /// Which neighbour `peer` is, if it is one.
-    fn side(&self, peer: PeerId) -> Option<Direction> {
-        match Some(peer) {
-            p if p == self.prev => Some(Direction::Prev),
-            p if p == self.next => Some(Direction::Next),
-            _ => None,
-        }
-    }
 }
 
 impl Pipeline {
@@ -134,20 +116,24 @@ impl Pipeline {
         }
     }
 
-    /// Whose assigned batches this node trains on: the lane's first-stage holder's in a stage.
-    pub(crate) fn data_node(&self, me: NodeId) -> NodeId {
-        self.role().map_or(me, |role| role.data_node)
+    /// A job starts: whose assigned batches it trains on (in a stage, each lane it serves
+    /// reads its first-stage member's; none when it serves no lane).
+    pub(crate) fn start_job(&self, me: NodeId) -> Vec<NodeId> {
+        match &self.lane {
+            Some(wires) => wires.start_job(),
+            None => vec![me],
+        }
     }
 
-    /// Files a pipeline frame from `peer` if it is a lane neighbour (or may be one: before the
-    /// placement); `false` when it is not taken.
+    /// Files a pipeline frame from `peer` if it is a member of the lanes (or may be one: before
+    /// the placement); `false` when it is not taken.
     fn lane_frame(&self, peer: PeerId, bytes: Vec<u8>) -> bool {
-        let neighbour = match (&self.placement, &self.lane) {
+        let member = match (&self.placement, &self.lane) {
             (None, _) => true,
-            (Some(_), Some(lane)) => lane.side(peer).is_some(),
+            (Some(_), Some(lane)) => lane.accepts(peer),
             (Some(_), None) => false,
         };
-        neighbour && self.inbox.push(bytes)
+        member && self.inbox.push(peer, bytes)
     }
 }
 
@@ -156,9 +142,9 @@ impl Driver {
     /// side needs and serves, or a pipeline frame for the lane's inbox.
     pub(crate) fn on_lane_frame(&mut self, peer: PeerId, bytes: Vec<u8>) {
         if let Some(notice) = Notice::decode(&bytes) {
-            let side = self.pipeline.lane.as_ref().and_then(|w| w.side(peer));
-            if let Some(side) = side
-                && self.pipeline.rounds.hear(side, notice)
+            let pipeline = &mut self.pipeline;
+            if let Some(wires) = &mut pipeline.lane
+                && wires.hear(&pipeline.rounds, peer, notice)
             {
                 self.lane_rounds_changed(true);
             }
@@ -176,7 +162,12 @@ impl Driver {
             self.progress.wanted.store(round, Ordering::Relaxed);
         } else {
             let changed = self.pipeline.rounds.set_own(round);
-            self.lane_rounds_changed(changed);
+            let lanes = self
+                .pipeline
+                .lane
+                .as_mut()
+                .map(|w| w.update(|r| r.set_own(round)));
+            self.lane_rounds_changed(changed | lanes.unwrap_or(false));
         }
     }
 
@@ -185,21 +176,20 @@ impl Driver {
     pub(crate) fn lane_job(&mut self, round: Option<u64>) {
         if self.pipeline.role().is_some() {
             let changed = self.pipeline.rounds.set_running(round);
-            self.lane_rounds_changed(changed);
+            let lanes = (self.pipeline.lane.as_mut()).map(|w| w.update(|r| r.set_running(round)));
+            self.lane_rounds_changed(changed | lanes.unwrap_or(false));
         }
     }
 
     fn lane_rounds_changed(&mut self, tell: bool) {
-        let rounds = &self.pipeline.rounds;
-        self.progress
-            .wanted
-            .store(rounds.wanted(), Ordering::Relaxed);
-        let broken = rounds.broken();
-        if let Some(wires) = &self.pipeline.lane
-            && wires.cut.set(rounds) != broken
-        {
+        let Some(wires) = &self.pipeline.lane else {
+            return;
+        };
+        let wanted = wires.wanted(&self.pipeline.rounds);
+        self.progress.wanted.store(wanted, Ordering::Relaxed);
+        if wires.set_cuts() {
             tracing::info!(
-                broken,
+                broken = wires.broken(),
                 "a lane neighbour was lost, or is back on this node's round"
             );
         }
@@ -208,13 +198,28 @@ impl Driver {
         }
     }
 
-    /// `peer` left: if it is a lane neighbour, the lane is broken until it is back on this
-    /// node's round ([`LaneRounds::lose`]).
+    /// `peer` left: if it is a member of the lanes, it is gone until it says it is back on this
+    /// node's round; a lane it was a neighbour on is broken at once ([`LaneRounds::lose`]), and
+    /// the lanes are routed again: a stand-in takes its place (`docs/pipeline.md`, "Failover").
     pub(crate) fn lane_peer_left(&mut self, peer: PeerId) {
-        let side = self.pipeline.lane.as_ref().and_then(|w| w.side(peer));
-        if let Some(side) = side {
-            self.pipeline.rounds.lose(side);
+        if self.pipeline.lane.as_mut().is_some_and(|w| w.lose(peer)) {
             self.lane_rounds_changed(false);
+            self.reroute_lanes();
+        }
+    }
+
+    /// Routes the lanes over the members connected and not gone; logs a change, and tells the
+    /// neighbours. At a disconnection, and before each job starts (a member back since holds
+    /// its lane again from the next job on: a job's frames all travel one path).
+    pub(crate) fn reroute_lanes(&mut self) {
+        let Some(wires) = &mut self.pipeline.lane else {
+            return;
+        };
+        let peers = &self.peers;
+        let connected = |n: &NodeId| peers.values().any(|p| p == n);
+        if wires.reroute(&self.pipeline.rounds, connected) {
+            tracing::info!(lanes = ?wires.lanes(), "lane routes changed: this node serves the lanes");
+            self.lane_rounds_changed(true);
         }
     }
 
@@ -223,7 +228,7 @@ impl Driver {
     /// runtime waits for the training thread) and leave an orphaned node behind `up`.
     pub(crate) fn stop_lane_jobs(&self) {
         if let Some(wires) = &self.pipeline.lane {
-            wires.cut.all();
+            wires.stop();
         }
     }
 
@@ -233,9 +238,8 @@ impl Driver {
         let Some(wires) = &self.pipeline.lane else {
             return;
         };
-        for (side, peer) in [(Direction::Prev, wires.prev), (Direction::Next, wires.next)] {
-            let Some(peer) = peer else { continue };
-            let notice = self.pipeline.rounds.notice_for(side).encode();
+        for (peer, notice) in wires.notices(&self.pipeline.rounds) {
+            let notice = notice.encode();
             let net = self.net.clone();
             tokio::spawn(async move {
                 if let Err(err) = net.send_frame(peer, notice).await {
@@ -357,21 +361,17 @@ impl Driver {
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let members = BTreeSet::from([self.node.id()]);
         self.node = Node::new(key, protocol, members, params, Box::new(DeadlineAgreement))?;
-        let peer = |n: Option<NodeId>| n.map(|n| neuroshard_p2p::identity::peer_id(&n));
-        let wires = LaneWires {
-            prev: peer(role.prev).transpose()?,
-            next: peer(role.next).transpose()?,
-            cut: Arc::default(),
-        };
+        let routes = Arc::new(Routes::default());
+        let mut wires = LaneWires::new(role, self.node.id(), Arc::clone(&routes))?;
+        let peers = &self.peers;
+        wires.reroute(&self.pipeline.rounds, |n| peers.values().any(|p| p == n));
         let link = Link {
             net: self.net.clone(),
             runtime: tokio::runtime::Handle::current(),
-            prev: wires.prev,
-            next: wires.next,
             inbox: Arc::clone(&self.pipeline.inbox),
             patience,
             wanted: Arc::clone(&self.progress.wanted),
-            cut: Arc::clone(&wires.cut),
+            routes,
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;

@@ -114,6 +114,9 @@ pub(crate) struct Role {
     pub(crate) next: Option<NodeId>,
     /// The lane's first-stage holder, whose data assignment the whole lane reads.
     pub(crate) data_node: NodeId,
+    /// Every lane's members, stage by stage (each stage's in lane order): who stands in for a
+    /// lost member (`crate::route`).
+    pub(crate) grid: Vec<Vec<NodeId>>,
 }
 
 /// What the plan makes of this node.
@@ -197,6 +200,9 @@ pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
         prev: stage.checked_sub(1).map(holder),
         next: (stage + 1 < plan.stages.len()).then(|| holder(stage + 1)),
         data_node: holder(0),
+        grid: (plan.stages.iter())
+            .map(|s| s.replicas[..lanes].to_vec())
+            .collect(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The training side of the node: its round-aware batch source, the replica that runs H inner
 //! steps, and the validation loss, all run on a blocking thread.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -102,6 +103,44 @@ impl BatchSource for RoundSource {
     }
 }
 
+/// The batches of each lane a pipeline stage serves: a lane reads the assignment of its
+/// first-stage member (`crate::route::LanePath::data_node`), a stand-in's second lane included.
+#[derive(Debug)]
+pub(crate) struct LaneSources {
+    assignment: Assignment,
+    progress: Progress,
+    by_node: BTreeMap<NodeId, RoundSource>,
+}
+
+impl LaneSources {
+    pub(crate) fn new(assignment: Assignment, progress: Progress) -> Self {
+        Self {
+            assignment,
+            progress,
+            by_node: BTreeMap::new(),
+        }
+    }
+
+    /// Batch `index` of the lane whose data node is `node`.
+    pub(crate) fn batch(
+        &mut self,
+        node: NodeId,
+        index: u64,
+        batch: usize,
+        seq: usize,
+    ) -> Result<Batch> {
+        let (assignment, progress) = (&self.assignment, &self.progress);
+        let source = self.by_node.entry(node).or_insert_with(|| {
+            let assignment = Assignment {
+                node,
+                ..assignment.clone()
+            };
+            RoundSource::new(assignment, progress.clone())
+        });
+        source.batch(index, batch, seq)
+    }
+}
+
 /// What trains: the whole model's replica with an evaluation copy, or one stage of a pipeline
 /// lane with the lane's batches.
 #[derive(Debug)]
@@ -112,7 +151,7 @@ enum Engine {
     },
     Stage {
         lane: Box<Lane>,
-        source: RoundSource,
+        sources: LaneSources,
         gauge: LossGauge,
     },
 }
@@ -183,8 +222,8 @@ impl Trainer {
         })
     }
 
-    /// A stage of a pipeline lane, reading the batches `assignment` gives the lane's first-stage
-    /// holder, with the whole-model trainer's validation settings.
+    /// A stage of a pipeline lane, reading the batches `assignment` (with another node) gives
+    /// each served lane's first-stage member, with the whole-model trainer's validation settings.
     pub(crate) fn stage(
         lane: Lane,
         assignment: Assignment,
@@ -196,7 +235,7 @@ impl Trainer {
         Self {
             engine: Engine::Stage {
                 lane: Box::new(lane),
-                source: RoundSource::new(assignment, progress),
+                sources: LaneSources::new(assignment, progress),
                 gauge: LossGauge::new(),
             },
             val: None,
@@ -290,11 +329,11 @@ impl Trainer {
             Engine::Whole { worker, .. } => worker,
             Engine::Stage {
                 lane,
-                source,
+                sources,
                 gauge,
             } => {
                 return lane
-                    .train(job, start, source, gauge)
+                    .train(job, start, sources, gauge)
                     .map_err(|err| neuroshard_node::Error::Data(Box::new(err)));
             }
         };

@@ -47,6 +47,30 @@ pub struct StageOutcome {
     pub loss: Option<f32>,
 }
 
+impl StageOutcome {
+    /// One outcome for the steps of several lanes that one stage replica ran on the same weights
+    /// (a stand-in serving its own lane and a lost member's, `docs/pipeline.md`, "Failover"):
+    /// each outcome is the mean over the same number of micro-batches, so the mean of the means
+    /// is the gradient of all their micro-batches together, the batch gradient of every lane's
+    /// data. The loss is the mean of the lanes' losses where every lane has one. One outcome
+    /// comes back as it is.
+    pub fn merge(outcomes: Vec<StageOutcome>) -> Result<StageOutcome> {
+        let Some(first) = outcomes.first() else {
+            return Err(Error::BadPlan("no lane's step to merge".into()));
+        };
+        let mut sum = GradSum::new(first.grads.len());
+        let every_loss = outcomes.iter().all(|o| o.loss.is_some());
+        for outcome in &outcomes {
+            sum.add(&outcome.grads, outcome.loss)?;
+        }
+        let (grads, loss) = sum.mean();
+        Ok(StageOutcome {
+            grads,
+            loss: every_loss.then_some(loss),
+        })
+    }
+}
+
 /// One stage's step in progress (see the module docs).
 #[derive(Debug)]
 pub struct StageStep {
@@ -321,6 +345,38 @@ mod tests {
             limit,
         )
         .unwrap()
+    }
+
+    /// A stand-in's step: its own lane's micro-batches and a lost member's lane's, run on one
+    /// set of weights and merged, give the gradient of one step over both lanes' batches.
+    #[test]
+    fn two_lanes_merged_give_the_gradient_of_both_batches_at_once() {
+        let (_, stages, _) = setup();
+        let rows = |seed: u32| (0..2 * 5).map(move |i| (i * 7 + seed) % 20);
+        let (a, b): (Vec<u32>, Vec<u32>) = (rows(1).collect(), rows(4).collect());
+        let one = |tokens: Vec<u32>, rows: usize, m: u32| {
+            let plan = Plan::one_f_one_b(2, m).unwrap();
+            let batch = Batch::new(tokens, rows, 4);
+            crate::run_step(&stages, &plan, 3, &batch, Precision::F32).unwrap()
+        };
+        let (lane_a, lane_b) = (one(a.clone(), 2, 2), one(b.clone(), 2, 2));
+        let both = one([a, b].concat(), 4, 4);
+        for s in 0..2 {
+            let merged =
+                StageOutcome::merge(vec![lane_a.outcomes[s].clone(), lane_b.outcomes[s].clone()])
+                    .unwrap();
+            let error = crate::relative_error(&merged.grads, &both.outcomes[s].grads);
+            assert!(error < 1e-5, "stage {s}: relative error {error}");
+            assert_eq!(merged.loss.is_some(), s == 1);
+        }
+        let last = StageOutcome::merge(vec![lane_a.outcomes[1].clone()]).unwrap();
+        assert_eq!(last, lane_a.outcomes[1], "one lane comes back as it is");
+        assert!(StageOutcome::merge(vec![]).is_err());
+        let short = StageOutcome {
+            grads: vec![0.0],
+            loss: None,
+        };
+        assert!(StageOutcome::merge(vec![lane_a.outcomes[0].clone(), short]).is_err());
     }
 
     #[test]

@@ -1,0 +1,459 @@
+//! Which lanes a stage node serves, and through which neighbours (`docs/pipeline.md`,
+//! "Failover"): a lane member that is down is stood in for by the replica of its stage in the
+//! lowest other lane whose member is up, which then serves both lanes. Pure: every party
+//! computes the same routes from the same plan and the same members up, without a message;
+//! [`LaneWires`] keeps a stage node's served lanes from them, fed by the driver.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use neuroshard_p2p::PeerId;
+use neuroshard_pipeline::Direction;
+use neuroshard_primitives::NodeId;
+
+use crate::Result;
+use crate::lane::{LaneRounds, Notice};
+use crate::link::{LaneLink, Routes};
+use crate::role::Role;
+
+/// One lane this node serves at its stage, and its neighbours on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LanePath {
+    /// The lane.
+    pub(crate) lane: usize,
+    /// Its holder of the previous stage (none on the first stage).
+    pub(crate) prev: Option<NodeId>,
+    /// Its holder of the next stage (none on the last stage).
+    pub(crate) next: Option<NodeId>,
+    /// The lane's first-stage member in the plan, whose data assignment every holder of the
+    /// lane reads, a stand-in included.
+    pub(crate) data_node: NodeId,
+}
+
+/// Who holds stage `stage` of lane `lane` in `grid` (stage by stage, each stage's lane members
+/// in lane order): its member when up, else the stand-in, the stage's member of the lowest other
+/// lane that is up; `None` when no replica of the stage is up.
+pub(crate) fn holder(
+    grid: &[Vec<NodeId>],
+    stage: usize,
+    lane: usize,
+    up: &impl Fn(&NodeId) -> bool,
+) -> Option<NodeId> {
+    let replicas = grid.get(stage)?;
+    let member = *replicas.get(lane)?;
+    if up(&member) {
+        return Some(member);
+    }
+    let mut others = replicas.iter().enumerate().filter(|(b, _)| *b != lane);
+    others.find(|(_, n)| up(n)).map(|(_, n)| *n)
+}
+
+/// Each lane's holders, stage by stage; `None` for a lane that cannot run: a stage with no
+/// replica up, or two neighbouring holders that another lane already joins (frames name no
+/// lane, so two lanes through the same pair of nodes could not be told apart). Lanes with fewer
+/// stand-ins take their pairs first, then the lower lane: a lane on its own members keeps them.
+pub(crate) fn lanes(
+    grid: &[Vec<NodeId>],
+    up: &impl Fn(&NodeId) -> bool,
+) -> Vec<Option<Vec<NodeId>>> {
+    let n_lanes = grid.iter().map(Vec::len).min().unwrap_or(0);
+    let mut chains: Vec<Option<Vec<NodeId>>> = (0..n_lanes)
+        .map(|lane| (0..grid.len()).map(|s| holder(grid, s, lane, up)).collect())
+        .collect();
+    let stand_ins = |lane: usize, chain: &[NodeId]| {
+        let home = chain
+            .iter()
+            .zip(grid)
+            .filter(|(n, stage)| stage[lane] == **n);
+        chain.len() - home.count()
+    };
+    let mut order: Vec<(usize, usize)> = (chains.iter().enumerate())
+        .filter_map(|(lane, chain)| Some((stand_ins(lane, chain.as_deref()?), lane)))
+        .collect();
+    order.sort_unstable();
+    let mut joined = BTreeSet::new();
+    for (_, lane) in order {
+        let chain = chains[lane].as_deref().unwrap_or_default();
+        let pairs: Vec<(NodeId, NodeId)> = chain.windows(2).map(|w| (w[0], w[1])).collect();
+        if pairs.iter().any(|p| joined.contains(p)) {
+            chains[lane] = None;
+        } else {
+            joined.extend(pairs);
+        }
+    }
+    chains
+}
+
+/// The lanes `me`, a replica of stage `stage`, serves, in lane order: its own while it runs,
+/// and each lane it stands in for.
+pub(crate) fn paths(
+    grid: &[Vec<NodeId>],
+    stage: usize,
+    me: NodeId,
+    up: &impl Fn(&NodeId) -> bool,
+) -> Vec<LanePath> {
+    let chains = lanes(grid, up);
+    let served = chains.into_iter().enumerate().filter_map(|(lane, chain)| {
+        let chain = chain?;
+        (chain.get(stage) == Some(&me)).then(|| LanePath {
+            lane,
+            prev: stage.checked_sub(1).map(|s| chain[s]),
+            next: chain.get(stage + 1).copied(),
+            data_node: grid[0][lane],
+        })
+    });
+    served.collect()
+}
+
+/// A stage node's lanes: the members that are gone, the lanes it serves now with each one's
+/// neighbours' rounds and cuts, and the routes its training thread reads. The driver feeds it
+/// disconnections, notices and this node's rounds (`base`: its own, with no neighbour).
+#[derive(Debug)]
+pub(crate) struct LaneWires {
+    grid: Vec<Vec<NodeId>>,
+    stage: usize,
+    me: NodeId,
+    /// Every member of the plan's lanes, by peer.
+    members: BTreeMap<PeerId, NodeId>,
+    /// Members that disconnected and have not said since that they are on this node's round.
+    gone: BTreeSet<NodeId>,
+    /// The lanes served now, by lane.
+    served: BTreeMap<usize, Served>,
+    /// What the training thread reads.
+    routes: Arc<Routes>,
+}
+
+/// One lane served: its link, and its neighbours' rounds.
+#[derive(Debug)]
+struct Served {
+    link: LaneLink,
+    rounds: LaneRounds,
+}
+
+impl Served {
+    fn sides(&self) -> impl Iterator<Item = (Direction, PeerId)> + '_ {
+        let prev = self.link.prev.map(|p| (Direction::Prev, p));
+        prev.into_iter()
+            .chain(self.link.next.map(|p| (Direction::Next, p)))
+    }
+}
+
+impl LaneWires {
+    /// The lanes of `role`'s plan as seen by `me`, every member up; the routes go to `routes`.
+    pub(crate) fn new(role: &Role, me: NodeId, routes: Arc<Routes>) -> Result<Self> {
+        let nodes = role.grid.iter().flatten().copied();
+        let members = nodes
+            .map(|n| Ok((neuroshard_p2p::identity::peer_id(&n)?, n)))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            grid: role.grid.clone(),
+            stage: role.stage,
+            me,
+            members,
+            gone: BTreeSet::new(),
+            served: BTreeMap::new(),
+            routes,
+        })
+    }
+
+    /// Whether `peer` holds a place in the plan's lanes (its frames are filed: it may be, or
+    /// become at a job's start, a neighbour).
+    pub(crate) fn accepts(&self, peer: PeerId) -> bool {
+        self.members.contains_key(&peer)
+    }
+
+    /// The lanes served through `connected` members (this node always counts as up), each
+    /// lane whose neighbours did not change kept as it was; whether the lanes served changed.
+    pub(crate) fn reroute(
+        &mut self,
+        base: &LaneRounds,
+        connected: impl Fn(&NodeId) -> bool,
+    ) -> bool {
+        let (me, gone) = (self.me, &self.gone);
+        let up = |n: &NodeId| *n == me || (connected(n) && !gone.contains(n));
+        let peer = |n: NodeId| self.members.iter().find(|(_, m)| **m == n).map(|(p, _)| *p);
+        let before: Vec<(usize, Option<PeerId>, Option<PeerId>)> = (self.served.values())
+            .map(|s| (s.link.lane, s.link.prev, s.link.next))
+            .collect();
+        let mut served = BTreeMap::new();
+        for path in paths(&self.grid, self.stage, me, &up) {
+            let link = LaneLink {
+                lane: path.lane,
+                prev: path.prev.and_then(peer),
+                next: path.next.and_then(peer),
+                data_node: path.data_node,
+                cut: Arc::default(),
+            };
+            let kept = (self.served.remove(&path.lane)).filter(|s| s.link.same_path(&link));
+            let rounds = base.fresh();
+            served.insert(path.lane, kept.unwrap_or(Served { link, rounds }));
+        }
+        self.served = served;
+        self.routes
+            .set(self.served.values().map(|s| s.link.clone()).collect());
+        let after = self
+            .served
+            .values()
+            .map(|s| (s.link.lane, s.link.prev, s.link.next));
+        !before.into_iter().eq(after)
+    }
+
+    /// The lanes served now.
+    pub(crate) fn lanes(&self) -> Vec<usize> {
+        self.served.keys().copied().collect()
+    }
+
+    /// `peer` disconnected: a member of the lanes is gone until it says it is on this node's
+    /// round, and a lane it was a neighbour on is broken ([`LaneRounds::lose`]); whether it was
+    /// a member (the lanes must be routed again).
+    pub(crate) fn lose(&mut self, peer: PeerId) -> bool {
+        let Some(node) = self.members.get(&peer) else {
+            return false;
+        };
+        self.gone.insert(*node);
+        for served in self.served.values_mut() {
+            if let Some(side) = served.link.side(peer) {
+                served.rounds.lose(side);
+            }
+        }
+        true
+    }
+
+    /// `peer` said `notice`: a gone member on this node's round is back (it holds its lane
+    /// again from this node's next job); a neighbour's notice goes to its lane. Whether a
+    /// lane's rounds changed.
+    pub(crate) fn hear(&mut self, base: &LaneRounds, peer: PeerId, notice: Notice) -> bool {
+        if let Some(node) = self.members.get(&peer)
+            && base.on_my_round(notice.needs)
+            && self.gone.remove(node)
+        {
+            tracing::info!(%peer, round = notice.needs, "a lost lane member is back: its lane goes back to it at this node's next job");
+        }
+        let mut changed = false;
+        for served in self.served.values_mut() {
+            if let Some(side) = served.link.side(peer) {
+                changed |= served.rounds.hear(side, notice);
+            }
+        }
+        changed
+    }
+
+    /// Applies `update` to every served lane's rounds; whether any changed.
+    pub(crate) fn update(&mut self, update: impl Fn(&mut LaneRounds) -> bool) -> bool {
+        (self.served.values_mut()).fold(false, |changed, s| update(&mut s.rounds) | changed)
+    }
+
+    /// The lowest round any served lane still trains ([`LaneRounds::wanted`]).
+    pub(crate) fn wanted(&self, base: &LaneRounds) -> u64 {
+        (self.served.values()).fold(base.own(), |w, s| w.min(s.rounds.wanted()))
+    }
+
+    /// Sets every served lane's cuts; whether a lane's neighbour was lost or came back.
+    pub(crate) fn set_cuts(&self) -> bool {
+        let flipped = self
+            .served
+            .values()
+            .map(|s| s.link.cut.set(&s.rounds) != s.rounds.broken());
+        flipped.fold(false, |a, b| a | b)
+    }
+
+    /// Whether a served lane has a lost neighbour.
+    pub(crate) fn broken(&self) -> bool {
+        self.served.values().any(|s| s.rounds.broken())
+    }
+
+    /// Every job stops at its next wait or send (the node is stopping).
+    pub(crate) fn stop(&self) {
+        self.served.values().for_each(|s| s.link.cut.all());
+        self.routes.set(Vec::new());
+    }
+
+    /// The notices to send: each served lane's neighbours theirs ([`LaneRounds::notice_for`]),
+    /// and every other member of the lanes this node's rounds (so a stand-in, and the neighbours
+    /// of this node's lane, learn that it is back after a restart).
+    pub(crate) fn notices(&self, base: &LaneRounds) -> Vec<(PeerId, Notice)> {
+        let mut notices: BTreeMap<PeerId, Notice> = BTreeMap::new();
+        for served in self.served.values() {
+            for (side, peer) in served.sides() {
+                notices.insert(peer, served.rounds.notice_for(side));
+            }
+        }
+        for (peer, node) in &self.members {
+            if *node != self.me {
+                notices
+                    .entry(*peer)
+                    .or_insert(base.notice_for(Direction::Next));
+            }
+        }
+        notices.into_iter().collect()
+    }
+
+    /// A job starts on the lanes served now: their data nodes.
+    pub(crate) fn start_job(&self) -> Vec<NodeId> {
+        let lanes = self.routes.start_job();
+        lanes.iter().map(|l| l.data_node).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `stages` × `lanes` members, node `10 · stage + lane`.
+    fn grid(stages: u8, lanes: u8) -> Vec<Vec<NodeId>> {
+        (0..stages)
+            .map(|s| (0..lanes).map(|l| n(s, l)).collect())
+            .collect()
+    }
+
+    fn n(stage: u8, lane: u8) -> NodeId {
+        NodeId([10 * stage + lane; 32])
+    }
+
+    fn all_but(down: &[NodeId]) -> impl Fn(&NodeId) -> bool + use<> {
+        let down = down.to_vec();
+        move |node| !down.contains(node)
+    }
+
+    /// Every lane `me` serves, with its neighbours, as (lane, prev, next).
+    fn served(
+        grid: &[Vec<NodeId>],
+        stage: u8,
+        lane: u8,
+        down: &[NodeId],
+    ) -> Vec<(usize, Option<NodeId>, Option<NodeId>)> {
+        paths(grid, stage as usize, n(stage, lane), &all_but(down))
+            .into_iter()
+            .map(|p| (p.lane, p.prev, p.next))
+            .collect()
+    }
+
+    #[test]
+    fn with_every_member_up_each_serves_its_own_lane() {
+        let g = grid(3, 2);
+        assert_eq!(
+            served(&g, 1, 0, &[]),
+            vec![(0, Some(n(0, 0)), Some(n(2, 0)))]
+        );
+        assert_eq!(served(&g, 0, 1, &[]), vec![(1, None, Some(n(1, 1)))]);
+        assert_eq!(served(&g, 2, 1, &[]), vec![(1, Some(n(1, 1)), None)]);
+    }
+
+    #[test]
+    fn the_lost_members_neighbours_and_its_stand_in_agree_on_the_detour() {
+        let g = grid(3, 2);
+        let down = [n(1, 0)];
+        // The stand-in serves both lanes; each neighbour of the lost member routes through it.
+        assert_eq!(
+            served(&g, 1, 1, &down),
+            vec![
+                (0, Some(n(0, 0)), Some(n(2, 0))),
+                (1, Some(n(0, 1)), Some(n(2, 1)))
+            ]
+        );
+        assert_eq!(served(&g, 0, 0, &down), vec![(0, None, Some(n(1, 1)))]);
+        assert_eq!(served(&g, 2, 0, &down), vec![(0, Some(n(1, 1)), None)]);
+        // The other lane is unchanged, and the lane keeps its data.
+        assert_eq!(served(&g, 0, 1, &down), vec![(1, None, Some(n(1, 1)))]);
+        let path = &paths(&g, 1, n(1, 1), &all_but(&down))[0];
+        assert_eq!(path.data_node, n(0, 0));
+        // A first-stage member lost: its lane still reads its data.
+        let path = &paths(&g, 0, n(0, 1), &all_but(&[n(0, 0)]))[0];
+        assert_eq!((path.lane, path.data_node), (0, n(0, 0)));
+    }
+
+    #[test]
+    fn the_lowest_other_lane_up_stands_in_and_none_left_leaves_the_lane_idle() {
+        let g = grid(2, 3);
+        let up = all_but(&[n(1, 0)]);
+        assert_eq!(holder(&g, 1, 0, &up), Some(n(1, 1)));
+        let up = all_but(&[n(1, 0), n(1, 1)]);
+        assert_eq!(holder(&g, 1, 0, &up), Some(n(1, 2)));
+        assert_eq!(holder(&g, 1, 1, &up), Some(n(1, 2)));
+        assert_eq!(served(&g, 1, 2, &[n(1, 0), n(1, 1)]).len(), 3);
+        // Every replica of stage 1 down: no lane runs, and nobody serves one.
+        let down = [n(1, 0), n(1, 1), n(1, 2)];
+        assert_eq!(lanes(&g, &all_but(&down)), vec![None, None, None]);
+        assert!(served(&g, 0, 0, &down).is_empty());
+        assert_eq!(holder(&g, 5, 0, &up), None, "no such stage");
+    }
+
+    /// Stage 0 of lane 0 in 2 stages × 2 lanes: its next neighbour X dies, the stand-in takes
+    /// X's place from the next job, and X gets it back once it says it is on this node's round.
+    #[test]
+    fn a_lost_neighbour_is_routed_around_and_back_once_it_is_on_our_round() {
+        use neuroshard_model::StageSpec;
+        use neuroshard_primitives::Keypair;
+        let ids: Vec<NodeId> = (1..=4)
+            .map(|i| Keypair::from_seed([i; 32]).node_id())
+            .collect();
+        let grid = vec![vec![ids[0], ids[1]], vec![ids[2], ids[3]]];
+        let role = Role {
+            stage: 0,
+            stages: 2,
+            spec: StageSpec {
+                embedding: true,
+                layers: 0..1,
+                head: false,
+            },
+            lane: 0,
+            lanes: 2,
+            replicas: grid[0].clone(),
+            prev: None,
+            next: Some(ids[2]),
+            data_node: ids[0],
+            grid,
+        };
+        let routes = Arc::new(Routes::default());
+        let mut wires = LaneWires::new(&role, ids[0], Arc::clone(&routes)).unwrap();
+        let mut base = LaneRounds::default();
+        base.set_own(5);
+        let peer = |n: NodeId| neuroshard_p2p::identity::peer_id(&n).unwrap();
+        let next = || routes.start_job().first().and_then(|l| l.next);
+        let mut up: BTreeSet<NodeId> = ids.iter().copied().collect();
+        assert!(wires.reroute(&base, |n| up.contains(n)));
+        assert_eq!(next(), Some(peer(ids[2])));
+        assert_eq!(
+            wires.notices(&base).len(),
+            3,
+            "every other member hears this node"
+        );
+        up.remove(&ids[2]);
+        assert!(wires.lose(peer(ids[2])));
+        assert!(wires.reroute(&base, |n| up.contains(n)));
+        assert_eq!(next(), Some(peer(ids[3])), "stage 1 of lane 1 stands in");
+        // X is restarted: it connects, then says round 0 until it has resynced.
+        up.insert(ids[2]);
+        assert!(
+            !wires.reroute(&base, |n| up.contains(n)),
+            "gone until it says so"
+        );
+        let says = |round| Notice {
+            needs: round,
+            serves: round,
+        };
+        wires.hear(&base, peer(ids[2]), says(0));
+        assert!(!wires.reroute(&base, |n| up.contains(n)));
+        wires.hear(&base, peer(ids[2]), says(5));
+        assert!(wires.reroute(&base, |n| up.contains(n)));
+        assert_eq!(
+            next(),
+            Some(peer(ids[2])),
+            "back on this node's round: its lane again"
+        );
+        assert!(!wires.lose(PeerId::random()), "not a member of the lanes");
+    }
+
+    #[test]
+    fn a_lane_that_would_join_the_same_two_nodes_as_an_earlier_one_stays_idle() {
+        // Both members of lane 0 in a 2-stage pipeline down: lane 0's detour is lane 1 itself,
+        // which keeps its members.
+        let g = grid(2, 2);
+        let down = [n(0, 0), n(1, 0)];
+        assert_eq!(
+            lanes(&g, &all_but(&down)),
+            vec![None, Some(vec![n(0, 1), n(1, 1)])]
+        );
+        assert_eq!(served(&g, 0, 1, &down), vec![(1, None, Some(n(1, 1)))]);
+    }
+}
