@@ -1,8 +1,9 @@
 //! `neuroshard up --nodes 6 --memory-budget 4MB`, a budget below the model's training footprint
 //! (`neuroshard_pool::Footprint` says so): the nodes form a pipeline of at least two stages with
 //! at least two replicas each, every node shows its role (stage, layers, lane, stage peers) in
-//! `/api/status` and `/metrics`, and training through the pipeline with DiLoCo per stage lowers
-//! the validation loss the last stage measures at each round's start.
+//! `/api/status` and `/metrics`, no node ever holds the whole model (`params_peak`, the most
+//! parameters it held, is its stage's), and training through the pipeline with DiLoCo per stage
+//! lowers the validation loss the last stage measures at each round's start.
 //!
 //! A small generated-corpus genesis (nano, vocabulary 384, H = 16) in a temporary directory;
 //! `--http-port 0`, so every port is the OS's choice. Every wait is bounded, and `up` is killed
@@ -196,6 +197,16 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
         assert_eq!(role["head"], stage + 1 == stages);
     }
     assert_eq!(end as usize, cfg.n_layers, "the stages cover the model");
+    // No node ever held the whole model: each holds its stage's parameters, and never held more.
+    for (status, role) in statuses.iter().zip(&roles) {
+        let layers = role["layers"][1].as_u64().unwrap() - role["layers"][0].as_u64().unwrap();
+        let embedding = usize::from(role["embedding"] == true) * cfg.n_embed_params();
+        let head = usize::from(role["head"] == true) * (cfg.n_embed_params() + cfg.d_model);
+        let stage = embedding + layers as usize * cfg.n_layer_params() + head;
+        assert!(stage < cfg.n_params(), "{role:#?}");
+        let (held, peak) = (&status["params_held"], &status["params_peak"]);
+        assert_eq!((held, peak), (&stage.into(), &stage.into()), "{role:#?}");
+    }
     for (status, role) in statuses.iter().zip(&roles) {
         let peers: BTreeSet<&str> = role["stage_peers"]
             .as_array()

@@ -127,6 +127,16 @@ impl StatusBoard {
         }
     }
 
+    /// The node's round core holds `held` parameters now (its trainer and replayer, when it
+    /// has them, hold the same model); the peak keeps the most it ever held.
+    pub(crate) fn params(&self, held: usize) {
+        let held = held as u64;
+        self.tx.send_if_modified(|s| {
+            let peak = s.params_peak.max(held);
+            replace(&mut s.params_held, held) | replace(&mut s.params_peak, peak)
+        });
+    }
+
     /// The replica took on a model of `n_layers` for `round`; `grew` when it came from a
     /// shallower one (its depth and the start model's loss cut back to it).
     pub(crate) fn depth(&self, round: u64, n_layers: usize, grew: Option<(usize, Option<f32>)>) {
