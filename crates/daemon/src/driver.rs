@@ -255,10 +255,12 @@ impl Driver {
     fn show_progress(&self) {
         self.status.params(self.node.params().len());
         let step = self.progress.step.load(Ordering::Relaxed);
+        // A node with a budget holds no model before its placement (its core is a placeholder).
+        let model = (!self.node.params().is_empty()).then(|| self.node.model_hash());
         self.status.refresh(
             self.node.round(),
             step,
-            self.node.model_hash(),
+            model,
             &self.peers,
             self.net.traffic(),
         );

@@ -76,7 +76,7 @@ impl StatusBoard {
         &self,
         round: u64,
         step: u64,
-        model: Hash,
+        model: Option<Hash>,
         peers: &BTreeMap<PeerId, NodeId>,
         traffic: TrafficStats,
     ) {
@@ -84,7 +84,7 @@ impl StatusBoard {
         self.tx.send_if_modified(|s| {
             let mut changed = replace(&mut s.round, round);
             changed |= replace(&mut s.inner_step, step);
-            changed |= replace(&mut s.model_hash, Some(model));
+            changed |= replace(&mut s.model_hash, model);
             changed |= replace(&mut s.peers, peers);
             changed |= replace(&mut s.bytes_sent, traffic.wire_sent);
             changed |= replace(&mut s.bytes_received, traffic.wire_received);
