@@ -1,9 +1,10 @@
 //! `neuroshard up --nodes 6 --memory-budget 4MB`, a budget below the model's training footprint
 //! (`neuroshard_pool::Footprint` says so): the nodes form a pipeline of at least two stages with
 //! at least two replicas each, every node shows its role (stage, layers, lane, stage peers) in
-//! `/api/status` and `/metrics`, and training through the pipeline with DiLoCo per stage lowers
-//! the validation loss the last stage measures at each round's start. A killed replica's lane
-//! trains on through a stand-in (`docs/pipeline.md`, "Failover").
+//! `/api/status` and `/metrics`, no node ever holds the whole model (`params_peak`, the most
+//! parameters it held, is its stage's), and training through the pipeline with DiLoCo per stage
+//! lowers the validation loss the last stage measures at each round's start. A killed replica's
+//! lane trains on through a stand-in (`docs/pipeline.md`, "Failover").
 //!
 //! A small generated-corpus genesis (nano, vocabulary 384, H = 16) in a temporary directory;
 //! `--http-port 0`, so every port is the OS's choice. Every wait is bounded, and `up` is killed
@@ -291,6 +292,19 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
         assert_eq!(role["head"], stage + 1 == stages);
     }
     assert_eq!(end as usize, cfg.n_layers, "the stages cover the model");
+    // No node ever held the whole model: each holds its stage's parameters and never held
+    // more, and one replica of each stage holds the whole model's between them.
+    let held = |s: &Value| s["params_held"].as_u64().unwrap();
+    let first_of = |stage: &Value| statuses.iter().find(|s| &s["role"]["stage"] == stage);
+    let whole: u64 = (0..stages)
+        .map(|stage| held(first_of(&stage.into()).unwrap()))
+        .sum();
+    for status in &statuses {
+        let replica = first_of(&status["role"]["stage"]).unwrap();
+        assert_eq!(held(status), held(replica), "{statuses:#?}");
+        assert!(0 < held(status) && held(status) < whole, "{statuses:#?}");
+        assert_eq!(status["params_peak"], status["params_held"], "{status:#?}");
+    }
     for (status, role) in statuses.iter().zip(&roles) {
         let peers: BTreeSet<&str> = role["stage_peers"]
             .as_array()

@@ -25,7 +25,7 @@ pub fn render(status: &Status) -> String {
         "Identity of this node; always 1.",
     );
     sample(&mut out, "neuroshard_info", &info_labels, 1.0);
-    let gauges: [(&str, &str, f64); 8] = [
+    let gauges: [(&str, &str, f64); 10] = [
         (
             "neuroshard_peers",
             "Connected peers.",
@@ -65,6 +65,16 @@ pub fn render(status: &Status) -> String {
             "neuroshard_round_contributors",
             "Contributions applied in the last closed round.",
             status.contributors as f64,
+        ),
+        (
+            "neuroshard_params_held",
+            "Parameters of the model this node holds: the whole model's, or its pipeline stage's.",
+            status.params_held as f64,
+        ),
+        (
+            "neuroshard_params_peak",
+            "The most parameters this node has held since it started.",
+            status.params_peak as f64,
         ),
     ];
     for (name, help, value) in gauges {

@@ -82,6 +82,14 @@ pub struct Status {
     /// The times this node's replica took on a deeper model, oldest first.
     #[serde(default)]
     pub growths: Vec<GrowthPoint>,
+    /// Parameters of the model this node holds now: the whole model's, or its pipeline stage's
+    /// (0 while a node with a memory budget waits for its placement, and on an idle one).
+    #[serde(default)]
+    pub params_held: u64,
+    /// The most parameters this node has held since it started: a node with a memory budget
+    /// builds nothing model-sized before its placement, so a stage's peak is its stage's.
+    #[serde(default)]
+    pub params_peak: u64,
     /// What this node's capacity record announces; `None` before it started.
     #[serde(default)]
     pub capacity: Option<CapacityStatus>,

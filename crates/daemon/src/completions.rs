@@ -80,10 +80,15 @@ impl Generator {
         ))
     }
 
-    /// The model at the latest round boundary, built once per snapshot.
+    /// The model at the latest round boundary, built once per snapshot; none on a pipeline
+    /// stage, which never holds the whole model.
     fn current_model(&self) -> Result<Arc<NeuroLlm>, CompletionError> {
         let latest = self.weights.borrow().clone().ok_or_else(|| {
-            CompletionError::Unavailable("this node holds no model yet; retry shortly".into())
+            CompletionError::Unavailable(
+                "this node holds no whole model: it has not placed itself yet, or it trains \
+                 one pipeline stage (ask a node that holds the whole model)"
+                    .into(),
+            )
         })?;
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((from, model)) = &*loaded

@@ -234,7 +234,7 @@ impl Driver {
                 "starting to train"
             );
             self.start = None;
-            self.place();
+            self.place().await;
             if self.pipeline.role().is_some() && self.node.stop_growing() {
                 tracing::info!("the model does not grow in pipeline mode (docs/pool.md)");
             }
@@ -250,13 +250,17 @@ impl Driver {
         }
     }
 
-    /// Puts the round, step, model hash, peers and traffic on the status board.
+    /// Puts the round, step, model hash, peers, traffic and the parameters held on the status
+    /// board.
     fn show_progress(&self) {
+        self.status.params(self.node.params().len());
         let step = self.progress.step.load(Ordering::Relaxed);
+        // A node with a budget holds no model before its placement (its core is a placeholder).
+        let model = (!self.node.params().is_empty()).then(|| self.node.model_hash());
         self.status.refresh(
             self.node.round(),
             step,
-            self.node.model_hash(),
+            model,
             &self.peers,
             self.net.traffic(),
         );
@@ -592,7 +596,12 @@ impl Driver {
                 }
             }
             OFFER_NS if for_round => match wire::decode::<Offer>(note.payload()) {
-                Some(_) if !heard => {}
+                Some(offer) if !heard => {
+                    // Kept only before the placement, for the core it then builds.
+                    if offer.len <= self.max_frame as u64 {
+                        self.pipeline.keep_early(Early::Offer(peer, node, offer));
+                    }
+                }
                 Some(offer) if offer.len <= self.max_frame as u64 => {
                     self.pipeline.keep_early(Early::Offer(peer, node, offer));
                     self.fetch_offer(peer, node, offer)

@@ -5,8 +5,10 @@
 //!
 //! [`Daemon::start`] loads (or creates, mode 0600) the node's key, opens the genesis data,
 //! measures the node's speed for its capacity record ([`speed`](crate::speed), unless
-//! `--work-per-sec` pins it), resumes from the last checkpoint if there is one, starts the
-//! libp2p network and the HTTP API; [`Daemon::run`] then drives the pure
+//! `--work-per-sec` pins it), starts the libp2p network and the HTTP API, and builds the whole
+//! model's round core (resuming from the last checkpoint if there is one), trainer and replayer
+//! ([`whole`](crate::whole)); a node with a memory budget builds nothing model-sized until its
+//! placement says what it holds. [`Daemon::run`] then drives the pure
 //! [`neuroshard_node::Node`] until told to stop. The driver is the only code in the node path
 //! that reads the clock or awaits anything (besides that start-up measurement):
 //!
@@ -68,24 +70,20 @@ mod settings;
 mod speed;
 mod status;
 mod transport;
+mod whole;
 mod wire;
 mod work;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::Device;
 use neuroshard_api::CapacityStatus;
-use neuroshard_model::NeuroLlm;
-use neuroshard_node::{
-    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, Snapshot, Timestamp,
-};
+use neuroshard_node::{LossGauge, Snapshot};
 use neuroshard_p2p::{MemoryStore, Multiaddr, Network, NetworkConfig};
 use neuroshard_primitives::{Keypair, NodeId};
-use neuroshard_train::InnerLoop;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -105,14 +103,14 @@ pub use role::preview as preview_plan;
 pub use settings::{model_config, model_depths};
 pub use speed::time_steps;
 
-use crate::audit::{DirAssignments, DiskCheckpoints, Replayer};
+use crate::audit::DiskCheckpoints;
 use crate::chain::Chain;
 use crate::dataset::{DataSync, Dataset};
 use crate::driver::{Driver, StartRule};
 use crate::settings::Settings;
 use crate::status::StatusBoard;
 use crate::transport::Transport;
-use crate::work::{Assignment, Progress, Trainer};
+use crate::work::{Assignment, Progress};
 
 /// A started node: bound, connected to its bootstrap peers, ready to [`Daemon::run`].
 #[derive(Debug)]
@@ -125,7 +123,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Loads the key, the genesis data and any checkpoint, then starts the network and the API.
+    /// Loads the key and the genesis data, starts the network and the API, and builds the whole
+    /// model (from any checkpoint) unless the node has a memory budget: such a node builds what
+    /// its placement gives it when training starts (`docs/pipeline.md`, "Memory").
     pub async fn start(config: &NodeConfig) -> Result<Self> {
         config.validate()?;
         let data_dir = &config.data_dir;
@@ -153,8 +153,13 @@ impl Daemon {
             key: Keypair::from_seed(key.secret_bytes()),
             settings: settings.clone(),
             seed: genesis.seed,
+            network_id,
+            data_dir: data_dir.clone(),
+            budget: config.memory_budget,
             val_batches: config.val_batches,
-            assignment: assignment.clone(),
+            assignment,
+            #[cfg(feature = "cheat")]
+            cheat: config.cheat,
             records: role::Records::new(network_id, config.memory_budget, capacity.work_per_sec),
             placement: None,
             inbox: Arc::default(),
@@ -162,34 +167,6 @@ impl Daemon {
             rounds: lane::LaneRounds::default(),
             early: Vec::new(),
         };
-        let replayer = Replayer::new(
-            InnerLoop::new(
-                NeuroLlm::new(&settings.model, genesis.seed, &Device::Cpu)?,
-                settings.inner,
-            )?,
-            DirAssignments {
-                template: assignment.clone(),
-            },
-            config.val_batches,
-            settings.protocol.outer.lr,
-            (settings.depths.clone(), genesis.seed),
-        );
-        #[cfg_attr(not(feature = "cheat"), allow(unused_mut))]
-        let mut trainer = Trainer::new(
-            &settings.model,
-            genesis.seed,
-            settings.inner,
-            assignment,
-            progress.clone(),
-            config.val_batches,
-            chains.clone(),
-            settings.depths.clone(),
-        )?;
-        #[cfg(feature = "cheat")]
-        {
-            trainer.cheat = config.cheat;
-        }
-        let loss = trainer.loss_gauge();
         let store = MemoryStore::new();
         let net = Network::start(
             &key,
@@ -204,22 +181,6 @@ impl Daemon {
             &key,
             config.shards_per_node,
         )?;
-        // After the network: a bare node fetches the genesis init file from its peers.
-        let mut node = resume_node(
-            &key,
-            &settings,
-            genesis.seed,
-            network_id,
-            data_dir,
-            &chain,
-            &data,
-            config.memory_budget,
-        )
-        .await?;
-        for (round, list) in chain.iter().flat_map(|c| c.view().decided()) {
-            // A (re)started node learns the lists the ledger still holds; nothing is due yet.
-            let _ = node.handle(Timestamp::ZERO, Input::Decided { round, list });
-        }
         let privacy = genesis.privacy.map(|spec| status::PrivacyBasis {
             spec,
             batch_size: settings.inner.batch_size,
@@ -232,15 +193,14 @@ impl Daemon {
             privacy,
         );
         status.capacity(capacity);
-        let depth = settings.depths.config_for(node.params().len());
-        status.depth(node.round(), depth.map_or(0, |c| c.n_layers), None);
         let (jobs_tx, jobs) = mpsc::channel(queries::JOBS_QUEUED);
         let ledger_api: Option<Arc<dyn neuroshard_api::LedgerApi>> = chain
             .is_some()
             .then(|| Arc::new(queries::Queries::new(jobs_tx)) as _);
-        // The checkpoint channel starts at the node's starting state (genesis, or the checkpoint
-        // it resumed from), which the writer skips; the API's generator reads the latest state.
-        let (checkpoints, checkpoint_rx) = watch::channel(Some(Arc::new(node.snapshot())));
+        // The checkpoint channel gets the node's starting state (genesis, or the checkpoint it
+        // resumed from) once the whole model is built, unannounced: the writer skips it; the
+        // API's generator reads the latest state (none on a pipeline stage).
+        let (checkpoints, checkpoint_rx) = watch::channel(None);
         let generator = completions::Generator::new(
             &genesis,
             settings.depths.clone(),
@@ -265,15 +225,15 @@ impl Daemon {
         ));
         let offer_ttl = (3 * settings.protocol.round_timeout).max(Duration::from_secs(60));
         let (done_tx, done_rx) = mpsc::channel(64);
-        let driver = Driver {
+        let mut driver = Driver {
             transport: Transport::new(&key, net.handle.clone(), store, offer_ttl),
             net: net.handle,
             events: net.events,
-            node,
+            node: whole::placeholder_core(&key, &settings)?,
             data,
-            trainer: Some(Box::new(trainer)),
+            trainer: None,
             progress,
-            loss,
+            loss: LossGauge::new(),
             status,
             checkpoints,
             start: Some(StartRule {
@@ -291,7 +251,7 @@ impl Daemon {
             pending: None,
             wake: None,
             chains,
-            replayer: Some(Box::new(replayer)),
+            replayer: None,
             replays: std::collections::VecDeque::new(),
             chain,
             ledger_stalled: (0, tokio::time::Instant::now()),
@@ -301,6 +261,11 @@ impl Daemon {
             #[cfg(feature = "cheat")]
             withhold: config.cheat == Some(crate::Cheat::Withhold),
         };
+        if config.memory_budget.is_none() {
+            // After the network: a bare node fetches the genesis init file from its peers.
+            driver.become_whole().await?;
+        }
+        driver.status.params(driver.node.params().len());
         Ok(Self {
             driver,
             http,
@@ -376,47 +341,6 @@ fn open_chain(
     Chain::open(&dir, key, &ledger, audit, committee).map(Some)
 }
 
-/// The node core at its checkpoint's round, or at genesis; it agrees on rounds through the
-/// ledger when there is one.
-async fn resume_node(
-    key: &Keypair,
-    settings: &Settings,
-    seed: u64,
-    network_id: neuroshard_primitives::Hash,
-    data_dir: &std::path::Path,
-    chain: &Option<Chain>,
-    data: &DataSync,
-    budget: Option<u64>,
-) -> Result<Node> {
-    let members = BTreeSet::from([key.node_id()]);
-    let key = Keypair::from_seed(key.secret_bytes());
-    let agreement: Box<dyn Agreement> = match chain {
-        Some(_) => Box::new(LedgerAgreement::default()),
-        None => Box::new(DeadlineAgreement),
-    };
-    let admits = |n: usize| settings.depths.config_for(n).is_some();
-    let resumed = checkpoint::load(&data_dir.join(CHECKPOINT_FILE), network_id, admits);
-    let mut node = match resumed.map_err(|err| Error::Resume(Box::new(err)))? {
-        Some(snapshot) => {
-            tracing::info!(
-                round = snapshot.round,
-                params = snapshot.params.len(),
-                "resuming from the checkpoint"
-            );
-            Node::resume(key, settings.protocol.clone(), members, snapshot, agreement)?
-        }
-        None => Node::new(
-            key,
-            settings.protocol.clone(),
-            members,
-            genesis_params(data, &settings.model, seed).await?,
-            agreement,
-        )?,
-    };
-    node.set_pool(budget.unwrap_or(u64::MAX), growth_rule(settings, seed));
-    Ok(node)
-}
-
 /// What this node's capacity record announces: its budget, and its speed from
 /// `--work-per-sec` or measured on a blocking thread (logged either way).
 async fn announced_capacity(
@@ -446,32 +370,6 @@ async fn announced_capacity(
         "measured this node's speed: the fastest step of the first layer and the head on one micro-batch"
     );
     Ok(capacity(measured.work_per_sec, true))
-}
-
-/// The round core's growth rule, when the genesis has a `[growth]` schedule.
-fn growth_rule(settings: &Settings, seed: u64) -> Option<Box<dyn neuroshard_node::Growth>> {
-    let schedule = settings.growth.clone()?;
-    Some(Box::new(grow::Grower::new(
-        settings.depths.clone(),
-        schedule,
-        seed,
-    )))
-}
-
-/// Round 0's parameters: the genesis init file's when the genesis names one, else drawn from the
-/// network seed.
-async fn genesis_params(
-    data: &DataSync,
-    model: &neuroshard_model::Config,
-    seed: u64,
-) -> Result<Vec<f32>> {
-    match data.initial_params(model.n_params()).await? {
-        Some(params) => {
-            tracing::info!("starting from the genesis initial weights");
-            Ok(params)
-        }
-        None => Ok(NeuroLlm::new(model, seed, &Device::Cpu)?.flat_params()?),
-    }
 }
 
 fn network_config(

@@ -3,6 +3,7 @@
 //! stage's parameters, its lane, and which round messages and frames it takes.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,7 +12,7 @@ use neuroshard_model::{Stage, StageSpec};
 use neuroshard_node::{DeadlineAgreement, Node, TrainingJob};
 use neuroshard_p2p::PeerId;
 use neuroshard_pipeline::Layout;
-use neuroshard_primitives::{Keypair, NodeId};
+use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::Result;
 use crate::driver::Driver;
@@ -32,10 +33,19 @@ pub(crate) struct Pipeline {
     pub(crate) settings: Settings,
     /// The network seed (the stage's tensors are built from it, then given the round's weights).
     pub(crate) seed: u64,
+    /// The genesis network id (a checkpoint must carry it).
+    pub(crate) network_id: Hash,
+    /// Where the node keeps its checkpoint.
+    pub(crate) data_dir: PathBuf,
+    /// `--memory-budget`: with one, the node builds nothing model-sized before its placement.
+    pub(crate) budget: Option<u64>,
     /// Held-out batches the trainer validates on.
     pub(crate) val_batches: usize,
     /// This node's data assignment; a stage reads its lane's first-stage holder's instead.
     pub(crate) assignment: Assignment,
+    /// Test builds only: how the whole model's trainer cheats.
+    #[cfg(feature = "cheat")]
+    pub(crate) cheat: Option<crate::Cheat>,
     /// The capacity records heard.
     pub(crate) records: Records,
     /// `None` until training starts.
@@ -56,10 +66,11 @@ pub(crate) struct Pipeline {
 /// every peer, many times over.
 const EARLY_KEPT: usize = 256;
 
-/// A round message heard before the placement. A stage node replaces its round core when it
-/// places itself; its stage's replicas that placed themselves first may have announced their
-/// round-0 Δs already, and announce them once, so the new core is handed what the old one heard
-/// (else it waits for those Δs until the round's deadline).
+/// A round message heard before the placement. A stage node, and a node with a memory budget,
+/// builds its round core when it places itself; its stage's replicas (or peers) that placed
+/// themselves first may have announced their round-0 Δs already, and announce them once, so the
+/// new core is handed what was heard before (else it waits for those Δs until the round's
+/// deadline; a peer's greeting, its latest vote, would be lost too).
 #[derive(Debug)]
 pub(crate) enum Early {
     /// A round frame from its signer.
@@ -90,17 +101,30 @@ impl Pipeline {
     }
 
     /// Whether the round core hears round messages signed by `author`: in a stage, only its
-    /// stage's replicas (each stage runs its own DiLoCo); idle, no one; otherwise everyone.
+    /// stage's replicas (each stage runs its own DiLoCo); idle, or before the placement of a node
+    /// with a budget (its core is a placeholder), no one; otherwise everyone.
     pub(crate) fn hears(&self, author: &NodeId) -> bool {
         match &self.placement {
             Some(Placement::Stage(role)) => role.replicas.contains(author),
             Some(Placement::Idle(_)) => false,
-            Some(Placement::Whole) | None => true,
+            Some(Placement::Whole) => true,
+            None => self.budget.is_none(),
+        }
+    }
+
+    /// Whether the round core was built at the placement (a stage's, or a budgeted node's whole
+    /// model): it has not heard the round messages kept before.
+    fn core_built_at_placement(&self) -> bool {
+        match &self.placement {
+            Some(Placement::Stage(_)) => true,
+            Some(Placement::Whole) => self.budget.is_some(),
+            Some(Placement::Idle(_)) | None => false,
         }
     }
 
     /// The members of the round core among `me` and the connected `peers`: a stage's replicas
-    /// that are connected; `None` when idle (its core is not run).
+    /// that are connected; `None` when idle, or before the placement of a node with a budget
+    /// (its core is not run).
     pub(crate) fn core_members<'a>(
         &self,
         me: NodeId,
@@ -112,6 +136,7 @@ impl Pipeline {
                 Some(everyone.filter(|n| role.replicas.contains(n)).collect())
             }
             Some(Placement::Idle(_)) => None,
+            None if self.budget.is_some() => None,
             Some(Placement::Whole) | None => Some(everyone.collect()),
         }
     }
@@ -262,25 +287,35 @@ impl Driver {
         self.pipeline.records.has_all(self.peers.values())
     }
 
-    /// Computes the plan over the records heard and takes this node's place in it; a node that
-    /// cannot build its stage trains nothing (logged).
-    pub(crate) fn place(&mut self) {
+    /// Computes the plan over the records heard and takes this node's place in it, building
+    /// what it holds: its stage, or (a node with a budget, which built nothing before) the whole
+    /// model. A node that cannot build it trains nothing (logged).
+    pub(crate) async fn place(&mut self) {
         let me = self.node.id();
         let members = self.pipeline.records.members(me, self.peers.values());
         let settings = &self.pipeline.settings;
         let plan = role::plan(&settings.model, settings.inner.batch_size, &members);
         let placement = match role::place(&plan, me) {
-            Placement::Stage(role) => match self.become_stage(&role) {
+            Placement::Stage(role) => match self.become_stage(&role).await {
                 Ok(()) => Placement::Stage(role),
                 Err(err) => Placement::Idle(format!("cannot build its stage: {err}")),
             },
+            Placement::Whole if self.pipeline.budget.is_some() => match self.become_whole().await {
+                Ok(()) => Placement::Whole,
+                Err(err) => Placement::Idle(format!("cannot build the whole model: {err}")),
+            },
             other => other,
         };
+        let params = self.node.params().len();
         match &placement {
-            Placement::Whole => {}
+            Placement::Whole => tracing::info!(
+                params,
+                members = members.len(),
+                "training the whole model: a pipeline of one stage"
+            ),
             Placement::Stage(role) => tracing::info!(
                 stage = role.stage, stages = role.stages, layers = ?role.spec.layers,
-                lane = role.lane, lanes = role.lanes, members = members.len(),
+                lane = role.lane, lanes = role.lanes, members = members.len(), params,
                 "training one stage of a pipeline; audits, ledger claims and checkpoints are off in pipeline mode (docs/pipeline.md)"
             ),
             Placement::Idle(why) => {
@@ -294,11 +329,11 @@ impl Driver {
         self.replay_early();
     }
 
-    /// Hands a stage's new round core the round messages its stage's replicas sent before this
-    /// node placed itself (a whole-model node's core heard them already).
+    /// Hands a round core built at the placement the round messages it would have heard before
+    /// (a whole-model node without a budget heard them already).
     fn replay_early(&mut self) {
         let early = std::mem::take(&mut self.pipeline.early);
-        if self.pipeline.role().is_none() {
+        if !self.pipeline.core_built_at_placement() {
             return;
         }
         for message in early {
@@ -342,17 +377,15 @@ impl Driver {
         self.start_job();
     }
 
-    /// Replaces the whole-model round core and trainer by the stage's: the core over the
-    /// stage's slice of the model it holds, with the stage's replicas as members; the trainer a
-    /// lane stage.
-    fn become_stage(&mut self, role: &Role) -> Result<()> {
+    /// Builds the stage's round core and trainer in place of what the node held (nothing
+    /// model-sized, with a budget): the core over the stage's slice of round 0's model, with the
+    /// stage's replicas as members; the trainer a lane stage. A node that resumed a whole
+    /// model's checkpoint does not start its stage from it: its stage peers' state comes by
+    /// resync, as it does for a restarted stage replica.
+    async fn become_stage(&mut self, role: &Role) -> Result<()> {
+        let stage = self.genesis_stage(role.spec.clone()).await?;
+        let params = stage.flat_params()?;
         let settings = &self.pipeline.settings;
-        let model = &settings.model;
-        let seed = self.pipeline.seed;
-        let whole = Stage::new(model, StageSpec::full(model), seed, &Device::Cpu)?.param_shapes();
-        let mut stage = Stage::new(model, role.spec.clone(), seed, &Device::Cpu)?;
-        let params = Layout::new(&whole).scatter(&stage.param_shapes(), self.node.params())?;
-        stage.set_flat_params(&params)?;
         let protocol = neuroshard_node::NodeConfig {
             audit: None,
             ..settings.protocol.clone()
@@ -392,7 +425,27 @@ impl Driver {
         self.replayer = None;
         self.pipeline.lane = Some(wires);
         self.status.role(role);
+        self.status.depth(0, settings.model.n_layers, None);
+        // A node without a budget built the whole model at start: its state is dropped too (the
+        // API serves no completions from a stage), and the writer is not told.
+        self.checkpoints.send_if_modified(|state| {
+            *state = None;
+            false
+        });
         Ok(())
+    }
+
+    /// The stage `spec` with round 0's weights: seeded as the whole model is (a stage built from
+    /// the network seed holds the same weights as those layers of the whole model), or its slice
+    /// of the genesis init file, when the genesis names one (read whole, then dropped).
+    async fn genesis_stage(&self, spec: StageSpec) -> Result<Stage> {
+        let (model, seed) = (&self.pipeline.settings.model, self.pipeline.seed);
+        let mut stage = Stage::new(model, spec, seed, &Device::Cpu)?;
+        if let Some(whole) = self.data.initial_params(model.n_params()).await? {
+            let layout = Layout::new(&StageSpec::full(model).param_shapes(model)?);
+            stage.set_flat_params(&layout.scatter(&stage.param_shapes(), &whole)?)?;
+        }
+        Ok(stage)
     }
 }
 

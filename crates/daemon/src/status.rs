@@ -76,7 +76,7 @@ impl StatusBoard {
         &self,
         round: u64,
         step: u64,
-        model: Hash,
+        model: Option<Hash>,
         peers: &BTreeMap<PeerId, NodeId>,
         traffic: TrafficStats,
     ) {
@@ -84,7 +84,7 @@ impl StatusBoard {
         self.tx.send_if_modified(|s| {
             let mut changed = replace(&mut s.round, round);
             changed |= replace(&mut s.inner_step, step);
-            changed |= replace(&mut s.model_hash, Some(model));
+            changed |= replace(&mut s.model_hash, model);
             changed |= replace(&mut s.peers, peers);
             changed |= replace(&mut s.bytes_sent, traffic.wire_sent);
             changed |= replace(&mut s.bytes_received, traffic.wire_received);
@@ -125,6 +125,16 @@ impl StatusBoard {
                 }
             });
         }
+    }
+
+    /// The node's round core holds `held` parameters now (its trainer and replayer, when it
+    /// has them, hold the same model); the peak keeps the most it ever held.
+    pub(crate) fn params(&self, held: usize) {
+        let held = held as u64;
+        self.tx.send_if_modified(|s| {
+            let peak = s.params_peak.max(held);
+            replace(&mut s.params_held, held) | replace(&mut s.params_peak, peak)
+        });
     }
 
     /// The replica took on a model of `n_layers` for `round`; `grew` when it came from a

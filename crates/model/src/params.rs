@@ -65,7 +65,7 @@ impl ParamBuilder {
 
     /// The recorded parameters in canonical order.
     pub(crate) fn finish(mut self) -> Params {
-        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Params::sort_canonical(&mut self.entries);
         Params {
             entries: self.entries,
         }
@@ -85,6 +85,11 @@ pub(crate) struct Params {
 }
 
 impl Params {
+    /// Puts named entries in canonical order: sorted by name.
+    pub(crate) fn sort_canonical<T>(entries: &mut [(String, T)]) {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+
     /// Total number of scalars.
     pub(crate) fn n_params(&self) -> usize {
         self.entries.iter().map(|(_, v)| v.elem_count()).sum()

@@ -36,6 +36,28 @@ impl StageSpec {
         }
     }
 
+    /// The names and shapes of this stage's parameters in canonical order, as
+    /// [`Stage::param_shapes`] gives them, built one part at a time: at most one layer's (or the
+    /// embedding's, or the head's) tensors exist at once, so a node can lay out the whole model
+    /// without holding it.
+    pub fn param_shapes(&self, cfg: &Config) -> Result<Vec<(String, Vec<usize>)>> {
+        self.validate(cfg)?;
+        let part = |embedding, layers, head| Self {
+            embedding,
+            layers,
+            head,
+        };
+        let parts = (self.embedding.then(|| part(true, 0..0, false)).into_iter())
+            .chain(self.layers.clone().map(|i| part(false, i..i + 1, false)))
+            .chain(self.head.then(|| part(false, 0..0, true)));
+        let mut shapes = Vec::new();
+        for part in parts {
+            shapes.extend(Stage::new(cfg, part, 0, &Device::Cpu)?.param_shapes());
+        }
+        Params::sort_canonical(&mut shapes);
+        Ok(shapes)
+    }
+
     fn validate(&self, cfg: &Config) -> Result<()> {
         let bad = |reason| {
             Err(Error::BadStage {

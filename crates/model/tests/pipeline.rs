@@ -111,6 +111,20 @@ fn stage_weights_equal_the_whole_models() {
 }
 
 #[test]
+fn a_spec_lays_out_its_stage_part_by_part() {
+    let cfg = config();
+    let whole = StageSpec::full(&cfg);
+    let built = Stage::new(&cfg, whole.clone(), 5, &Device::Cpu).unwrap();
+    assert_eq!(whole.param_shapes(&cfg).unwrap(), built.param_shapes());
+    for stage in stages(&cfg, 5) {
+        assert_eq!(
+            stage.spec().param_shapes(&cfg).unwrap(),
+            stage.param_shapes()
+        );
+    }
+}
+
+#[test]
 fn stages_refuse_the_wrong_input_and_bad_specs() {
     let cfg = config();
     let [s0, s1, _] = stages(&cfg, 23);

@@ -70,6 +70,8 @@ async fn status_json_has_the_documented_shape() {
           "network_id": "396507cea36428fd93fd41a7ad586c82c66b4e9b72ab149f94ca9967bd0590ad",
           "network_tokens": 0,
           "node_id": "abababababababababababababababababababababababababababababababab",
+          "params_held": 0,
+          "params_peak": 0,
           "payload_bytes_received": 3072000,
           "payload_bytes_sent": 1024000,
           "peers": [
