@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md,
-# 2026-11-30-hint2.md and 2026-11-30-hbits.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
+# 2026-11-30-hint2.md, 2026-11-30-hbits.md and 2026-11-30-hent.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
 # 100), STEPS inner steps per node (default 1 000), the genesis defaults otherwise (plain
 # averaging, inner lr 3e-3, warm-up 50, constant within the run), the whole validation split.
 # Prints one line per codec: the network model's validation loss after every round, and bytes sent
@@ -63,6 +63,10 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         hbits) run hbits "hbits:bits=2.1" ;;
         hbits-chunk2048) run "$row" "hbits:chunk=2048,bits=2.1" ;;
         hbits-decay) run "$row" "hbits:bits=2.1,decay=0.9" ;;
+        # Entropy-coded finer levels on rotated chunks at 2.1 bits per value of code, plus a
+        # frequency table and a step and stream length per chunk: 2.117 bits per value.
+        hent-decay) run "$row" "hent:bits=2.1,decay=0.9" ;;
+        hent) run hent "hent:bits=2.1" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done

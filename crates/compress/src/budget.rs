@@ -59,7 +59,7 @@ const WIDTH_BYTES: usize = 1;
 const SCALE_BYTES: usize = 4;
 
 /// Step 1: the code budget in bytes of `len` values at `millibits` thousandths of a bit each.
-fn code_budget(len: usize, millibits: usize) -> u128 {
+pub(crate) fn code_budget(len: usize, millibits: usize) -> u128 {
     len as u128 * millibits as u128 / 8000
 }
 

@@ -55,6 +55,12 @@ pub enum Codec {
     /// for the whole vector (see [`crate::budget`]).
     #[serde(rename = "hbits")]
     HBits,
+    /// Every chunk rotated as in `hint2`, then written on a uniform grid with a zero level whose
+    /// step is one multiple of each chunk's RMS for the whole vector, the symbols entropy-coded
+    /// (rANS) and the multiple chosen so that the codes fill a fixed budget of bits per value
+    /// (see [`crate::entropy`]).
+    #[serde(rename = "hent")]
+    HEnt,
 }
 
 /// How the values a codec keeps are written.
@@ -82,7 +88,7 @@ pub(crate) enum ValueFormat {
 
 impl Codec {
     /// Every codec, in wire-id order.
-    pub const ALL: [Codec; 13] = [
+    pub const ALL: [Codec; 14] = [
         Codec::None,
         Codec::Int8,
         Codec::Int4,
@@ -96,6 +102,7 @@ impl Codec {
         Codec::Ternary,
         Codec::HInt2,
         Codec::HBits,
+        Codec::HEnt,
     ];
 
     /// The codec's name, as parsed by [`Codec::from_str`].
@@ -114,6 +121,7 @@ impl Codec {
             Codec::Ternary => "ternary",
             Codec::HInt2 => "hint2",
             Codec::HBits => "hbits",
+            Codec::HEnt => "hent",
         }
     }
 
@@ -127,13 +135,19 @@ impl Codec {
 
     /// Whether each chunk is rotated before its values are written ([`crate::rotate`]).
     pub fn is_rotated(self) -> bool {
-        matches!(self, Codec::HInt2 | Codec::HBits)
+        matches!(self, Codec::HInt2 | Codec::HBits | Codec::HEnt)
     }
 
     /// Whether each chunk's width is chosen by the encoder under a bit budget
     /// ([`crate::budget`]): the payload is then laid out by the chunks' widths, not the header.
     pub fn allocates_bits(self) -> bool {
         matches!(self, Codec::HBits)
+    }
+
+    /// Whether the header carries a budget of bits per value (`hbits`, `hent`): the payload
+    /// then has a fixed length set by the budget, and the codec's own layout within it.
+    pub fn has_bit_budget(self) -> bool {
+        matches!(self, Codec::HBits | Codec::HEnt)
     }
 
     /// The codec's id on the wire (its index in [`Codec::ALL`]).
@@ -170,8 +184,9 @@ impl Codec {
             Codec::Int2 | Codec::TopKInt2 => ValueFormat::Int2,
             Codec::Ternary => ValueFormat::Ternary,
             Codec::HInt2 => ValueFormat::Int2Wide,
-            // Each hbits chunk carries its own width; 2 bits is the budget's nominal width.
-            Codec::HBits => ValueFormat::Uniform(2),
+            // Each hbits chunk carries its own width, hent's symbols have none; both lay out
+            // their payloads themselves, and 2 bits is the budget's nominal width.
+            Codec::HBits | Codec::HEnt => ValueFormat::Uniform(2),
         }
     }
 }
@@ -211,8 +226,8 @@ pub struct CompressConfig {
     /// on the wire.
     #[serde(skip_serializing_if = "is_one")]
     pub ef_decay: f32,
-    /// The bit budget of `hbits`, in bits per value, in `[0.001, 8]` (on the wire in thousandths
-    /// of a bit); ignored by the other codecs.
+    /// The bit budget of `hbits` and `hent`, in bits per value, in `[0.001, 8]` (on the wire in
+    /// thousandths of a bit); ignored by the other codecs.
     #[serde(skip_serializing_if = "is_default_bits")]
     pub bits: f32,
 }
@@ -234,7 +249,7 @@ impl CompressConfig {
     pub const DEFAULT_TOPK_FRACTION: f32 = 0.01;
     /// The default error-feedback decay: nothing is forgotten.
     pub const DEFAULT_EF_DECAY: f32 = 1.0;
-    /// The default bit budget of `hbits`: int2's two bits per value.
+    /// The default bit budget of `hbits` and `hent`: int2's two bits per value.
     pub const DEFAULT_BITS: f32 = 2.0;
     /// The most bits per value `hbits` gives one chunk.
     pub const MAX_BITS: u8 = 8;
@@ -284,7 +299,7 @@ impl CompressConfig {
         Ok(())
     }
 
-    /// The `hbits` budget in thousandths of a bit per value, as the header carries it.
+    /// The `hbits` or `hent` budget in thousandths of a bit per value, as the header carries it.
     pub fn budget_millibits(&self) -> usize {
         (f64::from(self.bits) * 1000.0).round() as usize
     }
@@ -353,7 +368,7 @@ impl fmt::Display for CompressConfig {
         if self.ef_decay != Self::DEFAULT_EF_DECAY {
             write!(f, ",decay={}", self.ef_decay)?;
         }
-        if self.codec.allocates_bits() {
+        if self.codec.has_bit_budget() {
             write!(f, ",bits={}", self.bits)?;
         }
         Ok(())
@@ -392,7 +407,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", codec.name()));
         }
         assert!("topk_int8".parse::<Codec>().is_err());
-        assert_eq!(Codec::from_id(13), None);
+        assert_eq!(Codec::from_id(14), None);
     }
 
     #[test]
@@ -408,6 +423,9 @@ mod tests {
         let hbits: CompressConfig = "hbits:chunk=1024,bits=2.1".parse().unwrap();
         assert_eq!(hbits.budget_millibits(), 2100);
         assert_eq!(hbits.to_string(), "hbits:chunk=1024,bits=2.1");
+        let hent: CompressConfig = "hent:bits=2.1,decay=0.9".parse().unwrap();
+        assert_eq!((hent.codec, hent.budget_millibits()), (Codec::HEnt, 2100));
+        assert_eq!(hent.to_string(), "hent:chunk=4096,decay=0.9,bits=2.1");
         assert_eq!(Codec::TopKInt2.offset_bits(4096), 12);
         assert_eq!(Codec::TopKInt2.offset_bits(4097), 13);
         assert_eq!(Codec::TopKInt2.offset_bits(1), 1);

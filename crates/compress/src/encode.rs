@@ -5,10 +5,10 @@
 
 use rayon::prelude::*;
 
-use crate::budget;
 use crate::topk::{Scratch, decode_chunk, encode_chunk};
 use crate::wire::{self, CHECKSUM_LEN, HEADER_LEN, Header, Packet};
-use crate::{CompressConfig, Error, Result};
+use crate::{Codec, CompressConfig, Error, Result};
+use crate::{budget, entropy};
 
 /// Error-feedback state: what earlier rounds' encodings lost, carried into the next encoding.
 ///
@@ -112,12 +112,17 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
     header.write(head.try_into().expect("HEADER_LEN bytes"));
     let payload_len = rest.len() - CHECKSUM_LEN;
     let chunk = header.chunk_size;
-    if header.codec.allocates_bits() {
-        // The widths depend on every chunk's energy, so the feedback comes first.
+    if header.codec.has_bit_budget() {
+        // The widths (hbits) or the step (hent) depend on every chunk, so the feedback comes
+        // first.
         r.par_chunks_mut(chunk)
             .zip(delta.par_chunks(chunk))
             .for_each(|(acc, d)| fold_in(acc, d, decay));
-        budget::encode(&header, r, &mut rest[..payload_len]);
+        let payload = &mut rest[..payload_len];
+        match header.codec {
+            Codec::HEnt => entropy::encode(&header, r, payload),
+            _ => budget::encode(&header, r, payload),
+        }
         wire::seal(&mut bytes);
         return Ok(Packet::new(header, bytes));
     }
@@ -171,8 +176,12 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<Vec<f32>> {
     let (header, payload) = wire::open(bytes, max_len)?;
     let mut out = vec![0.0f32; header.len];
     let chunk = header.chunk_size;
-    if header.codec.allocates_bits() {
-        return match budget::decode(&header, payload, &mut out) {
+    if header.codec.has_bit_budget() {
+        let decoded = match header.codec {
+            Codec::HEnt => entropy::decode(&header, payload, &mut out),
+            _ => budget::decode(&header, payload, &mut out),
+        };
+        return match decoded {
             Ok(()) => Ok(out),
             Err((chunk, reason)) => Err(Error::BadPayload { chunk, reason }),
         };

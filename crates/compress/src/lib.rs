@@ -1,5 +1,5 @@
 //! Compresses pseudo-gradients for the wire: top-k, int8/int4/int2/ternary/sign quantisation, a
-//! random rotation, error feedback.
+//! random rotation, entropy coding, error feedback.
 //!
 //! # Bird's Eye View
 //!
@@ -11,7 +11,9 @@
 //!   (`ternary`) with a per-chunk scale, 2-bit codes for the top k (`topk-int2`, whose offsets
 //!   are also packed in `ceil(log2 C)` bits), 2-bit codes of each chunk after a random
 //!   rotation (`hint2`), a width of 0 to 8 bits per rotated chunk chosen by its energy under one
-//!   bit budget (`hbits`), or 1-bit sign with a per-chunk scale);
+//!   bit budget (`hbits`), a uniform grid on every rotated chunk whose symbols are
+//!   entropy-coded, its step set so the codes fill a bit budget (`hent`), or 1-bit sign with a
+//!   per-chunk scale);
 //!   [`CompressConfig`] adds the chunk size, the top-k fraction and the error-feedback decay;
 //! - [`encode`] folds in a [`Residual`] (error feedback, optionally decayed) so that what one
 //!   round drops is sent in a later one, and writes a [`Packet`] in a versioned, checksummed
@@ -25,12 +27,14 @@
 //!
 //! The maths of each part is written as numbered steps:
 //! the value formats (int8, int4, int2, ternary, sign) in [`quant`], the top-k selection in [`topk`], the
-//! rotation of `hint2` in [`rotate`], the per-chunk widths of `hbits` in [`budget`], error feedback in [`encode()`], and the byte layout in
-//! [`wire`].
+//! rotation of `hint2` in [`rotate`], the per-chunk widths of `hbits` in [`budget`], the
+//! entropy-coded grid of `hent` in [`entropy`] and its coder in [`rans`], error feedback in
+//! [`encode()`], and the byte layout in [`wire`].
 //! A codec is a selection followed by a value format, so `topk-int4` is [`topk`]'s steps, then
 //! [`quant`]'s int4 steps on the kept values of each chunk; `hint2` is [`rotate`]'s steps
 //! around [`quant`]'s int2 steps on every value; `hbits` is [`budget`]'s steps, which choose
-//! each chunk's width and call `hint2`'s rotation around [`quant`]'s uniform steps.
+//! each chunk's width and call `hint2`'s rotation around [`quant`]'s uniform steps; `hent` is
+//! [`entropy`]'s steps, which call the same rotation around a grid and [`rans`]'s coder.
 //!
 //! ```
 //! use neuroshard_compress::{decode, encode, Codec, CompressConfig, Residual};
@@ -57,8 +61,10 @@ mod bits;
 pub mod budget;
 mod config;
 mod encode;
+pub mod entropy;
 mod error;
 pub mod quant;
+pub mod rans;
 pub mod rotate;
 pub mod topk;
 pub mod wire;

@@ -175,7 +175,7 @@ fn decode_f32(bytes: &[u8], out: &mut [f32]) -> Result<(), &'static str> {
 ///
 /// Adding and subtracting `1.5 · 2^23` leaves no fraction bits, so the FPU's default rounding
 /// does the work; unlike `f32::round_ties_even` this vectorises on baseline x86-64.
-fn round_half_even(x: f32) -> f32 {
+pub(crate) fn round_half_even(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     (x + MAGIC) - MAGIC
 }
@@ -303,7 +303,7 @@ fn encode_int4(values: &mut [f32], out: &mut [u8]) {
 }
 
 /// Reads and checks the per-chunk scale.
-fn read_scale(bytes: &[u8]) -> Result<f32, &'static str> {
+pub(crate) fn read_scale(bytes: &[u8]) -> Result<f32, &'static str> {
     let scale = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if scale.is_finite() && scale >= 0.0 {
         Ok(scale)

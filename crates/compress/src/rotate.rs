@@ -1,4 +1,4 @@
-//! The random rotation of `hint2`: random signs, then a fast Walsh–Hadamard transform, per chunk.
+//! The random rotation of `hint2`, `hbits` and `hent`: random signs, then a fast Walsh–Hadamard transform, per chunk.
 //!
 //! A 2-bit code fits a bell-shaped chunk well (int2's error is about 0.12 of the chunk's
 //! energy) and a sparse or heavy-tailed one badly (up to 2.4 times its energy, for a chunk of
@@ -82,10 +82,25 @@ pub(crate) fn decode_chunk(
     out: &mut [f32],
 ) -> Result<(), &'static str> {
     format.decode(bytes, out)?;
-    let mut signs = Vec::new();
-    draw_signs(index, out.len(), &mut signs);
-    unrotate(out, &signs, &mut Vec::new());
-    if out.iter().all(|x| x.is_finite()) {
+    unrotate_checked(index, out, &mut Work::default())
+}
+
+/// Steps 2–3 alone: rotates chunk number `index` in place, for a codec that writes its rotated
+/// values itself.
+pub(crate) fn rotate_chunk(index: usize, values: &mut [f32], work: &mut Work) {
+    draw_signs(index, values.len(), &mut work.signs);
+    rotate(values, &work.signs, &mut work.wide);
+}
+
+/// Step 5 alone: un-rotates chunk number `index` in place, or says that a value overflowed.
+pub(crate) fn unrotate_checked(
+    index: usize,
+    values: &mut [f32],
+    work: &mut Work,
+) -> Result<(), &'static str> {
+    draw_signs(index, values.len(), &mut work.signs);
+    unrotate(values, &work.signs, &mut work.wide);
+    if values.iter().all(|x| x.is_finite()) {
         Ok(())
     } else {
         Err("rotated values overflow f32 once un-rotated")

@@ -6,10 +6,10 @@
 //! |---|---|
 //! | 4 | magic `b"NSPG"` (NeuroShard pseudo-gradient) |
 //! | 1 | format version, 1 |
-//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10, `hint2` 11, `hbits` 12) |
+//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10, `hint2` 11, `hbits` 12, `hent` 13) |
 //! | 2 | reserved, 0 |
 //! | 4 | chunk size `C`, in `1..=65536` |
-//! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs; for `hbits` its budget in thousandths of a bit per value, `1..=8000`; 0 for the other dense codecs |
+//! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs; for `hbits` and `hent` its budget in thousandths of a bit per value, `1..=8000`; 0 for the other dense codecs |
 //! | 8 | number of parameters `n` |
 //! | … | payload: `ceil(n / C)` chunks back to back |
 //! | 32 | BLAKE3 of everything before it |
@@ -24,8 +24,10 @@
 //! which needs nothing on the wire but the chunk's number). `hbits` lays out its payload by
 //! each chunk's width instead: a table of one width byte per chunk, then each chunk's bytes at
 //! its width, then zero padding to a length that follows from the header (see
-//! [`crate::budget`]). Codec ids 8 (`topk-int2`), 9 (`int2`), 10 (`ternary`), 11 (`hint2`)
-//! and 12 (`hbits`) were added to version 1: a build that predates one refuses its packets as
+//! [`crate::budget`]). `hent` lays out its payload as a frequency table, a step and a stream
+//! length per chunk, the chunks' entropy-coded streams, then zero padding to a length that
+//! follows from the header (see [`crate::entropy`]). Codec ids 8 (`topk-int2`), 9 (`int2`),
+//! 10 (`ternary`), 11 (`hint2`), 12 (`hbits`) and 13 (`hent`) were added to version 1: a build that predates one refuses its packets as
 //! an unknown codec. Every chunk's size follows
 //! from the header, so the total length is checked against the byte count before anything is
 //! allocated, and chunks decode independently.
@@ -34,9 +36,9 @@ use std::fmt;
 
 use neuroshard_primitives::Hash;
 
-use crate::budget;
 use crate::config::MAX_CHUNK_SIZE;
 use crate::{Codec, CompressConfig, Error, Result};
+use crate::{budget, entropy};
 
 /// The first four bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"NSPG";
@@ -56,7 +58,8 @@ pub struct Header {
     pub chunk_size: usize,
     /// Values kept per full chunk by a top-k codec; 0 for the dense codecs.
     pub topk_per_chunk: usize,
-    /// The bit budget of `hbits`, in thousandths of a bit per value; 0 for the other codecs.
+    /// The bit budget of `hbits` and `hent`, in thousandths of a bit per value; 0 for the other
+    /// codecs.
     pub millibits: usize,
     /// Number of parameters in the vector.
     pub len: usize,
@@ -70,7 +73,7 @@ impl Header {
         } else {
             0
         };
-        let millibits = if cfg.codec.allocates_bits() {
+        let millibits = if cfg.codec.has_bit_budget() {
             cfg.budget_millibits()
         } else {
             0
@@ -115,8 +118,11 @@ impl Header {
 
     /// The whole packet's length in bytes, computed without overflow.
     fn packet_len_u128(&self) -> u128 {
-        if self.codec.allocates_bits() {
-            return (HEADER_LEN + CHECKSUM_LEN) as u128 + budget::payload_len(self);
+        let fixed = (HEADER_LEN + CHECKSUM_LEN) as u128;
+        match self.codec {
+            Codec::HBits => return fixed + budget::payload_len(self),
+            Codec::HEnt => return fixed + entropy::payload_len(self),
+            _ => {}
         }
         let full = (self.len / self.chunk_size) as u128;
         let last = self.len % self.chunk_size;
@@ -126,7 +132,7 @@ impl Header {
             self.chunk_bytes(last) as u128
         };
         let payload = full * self.chunk_bytes(self.chunk_size) as u128 + last_bytes;
-        (HEADER_LEN + CHECKSUM_LEN) as u128 + payload
+        fixed + payload
     }
 
     /// The whole packet's length in bytes: header, payload and checksum.
@@ -144,7 +150,7 @@ impl Header {
         out[5] = self.codec.id();
         out[6..8].copy_from_slice(&[0, 0]);
         out[8..12].copy_from_slice(&(self.chunk_size as u32).to_le_bytes());
-        let slot = if self.codec.allocates_bits() {
+        let slot = if self.codec.has_bit_budget() {
             self.millibits
         } else {
             self.topk_per_chunk
@@ -170,7 +176,7 @@ impl Header {
         check(chunk_ok, "chunk_size", chunk.into(), "in 1..=65536")?;
         let k = u32_at(12);
         let mut millibits = 0;
-        if codec.allocates_bits() {
+        if codec.has_bit_budget() {
             let max = u32::from(CompressConfig::MAX_BITS) * 1000;
             check((1..=max).contains(&k), "millibits", k.into(), "in 1..=8000")?;
             millibits = k as usize;

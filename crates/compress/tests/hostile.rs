@@ -54,7 +54,7 @@ proptest! {
 
     #[test]
     fn random_payload_after_a_plausible_header(
-        codec in 0u8..14, chunk in 0u32..70_000, k in 0u32..300, n in 0u64..5000,
+        codec in 0u8..15, chunk in 0u32..70_000, k in 0u32..300, n in 0u64..5000,
         payload in prop::collection::vec(any::<u8>(), 0..2048),
     ) {
         let mut bytes = b"NSPG\x01".to_vec();
@@ -130,8 +130,8 @@ fn each_header_check_has_its_error() {
         Error::UnsupportedVersion(2)
     ));
     assert!(matches!(
-        edited(10, 10, |b| b[5] = 13),
-        Error::UnknownCodecId(13)
+        edited(10, 10, |b| b[5] = 14),
+        Error::UnknownCodecId(14)
     ));
     assert!(matches!(
         edited(10, 10, |b| b[6] = 1),
@@ -255,6 +255,103 @@ fn hbits_widths_and_budget_are_checked() {
         matches!(err, Error::BadPayload { chunk: 3, reason } if reason.contains("padding")),
         "{err}"
     );
+    for millibits in [0u32, 8001] {
+        let err = edit(&|b| b[12..16].copy_from_slice(&millibits.to_le_bytes()));
+        assert!(
+            matches!(
+                err,
+                Error::BadHeader {
+                    field: "millibits",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn hent_table_entries_streams_and_padding_are_checked() {
+    // 40 values in chunks of 16 (16, 16, 8) at 8 bits per value: a 40-byte code budget; the
+    // payload is 63 two-byte frequencies, 3 entries (step, stream length) and the budget.
+    let cfg: CompressConfig = "hent:chunk=16,bits=8".parse().unwrap();
+    let values: Vec<f32> = (0..40)
+        .map(|i| (i as f32 * 0.7).sin() * (1 + i / 16) as f32)
+        .collect();
+    let packet = encode(&values, &mut Residual::new(), &cfg)
+        .unwrap()
+        .into_bytes();
+    let (table, entries) = (HEADER_LEN, HEADER_LEN + 126);
+    let streams = entries + 24;
+    assert_eq!(packet.len(), streams + 40 + CHECKSUM_LEN);
+    let u32_at = |at: usize| u32::from_le_bytes(packet[at..at + 4].try_into().unwrap());
+    let lens: Vec<u32> = (0..3).map(|c| u32_at(entries + 8 * c + 4)).collect();
+    assert!(lens.iter().all(|&l| l >= 4), "every chunk sent: {lens:?}");
+    let used: u32 = lens.iter().sum();
+    assert!(used <= 40, "streams {lens:?} within the budget");
+    let edit = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut bytes = packet.clone();
+        edit(&mut bytes);
+        reseal(&mut bytes);
+        decode(&bytes, 40).unwrap_err()
+    };
+    let payload_error = |err: Error, chunk: usize, words: &str| {
+        assert!(
+            matches!(err, Error::BadPayload { chunk: c, reason } if c == chunk && reason.contains(words)),
+            "{err}, expected chunk {chunk}: {words}"
+        );
+    };
+    // Frequencies: one more count than the total, then the total overflowing u16 sums.
+    let total = |b: &[u8]| -> u32 {
+        b[table..entries]
+            .chunks_exact(2)
+            .map(|f| u32::from(u16::from_le_bytes([f[0], f[1]])))
+            .sum()
+    };
+    assert_eq!(total(&packet), 1 << 14);
+    payload_error(edit(&|b| b[table] = b[table].wrapping_add(1)), 0, "exceed");
+    // The zero symbol (31) is the most frequent: one count less falls short of the total.
+    let zero = table + 2 * 31;
+    payload_error(
+        edit(&|b| b[zero] = b[zero].wrapping_sub(1)),
+        0,
+        "do not sum",
+    );
+    payload_error(
+        edit(&|b| b[table..entries].fill(0xff)),
+        0,
+        "exceed the total",
+    );
+    // Chunk 1's step: negative, not finite, 0 with a stream.
+    let step = entries + 8;
+    payload_error(edit(&|b| b[step + 3] |= 0x80), 1, "scale");
+    let nan = f32::NAN.to_le_bytes();
+    payload_error(
+        edit(&|b| b[step..step + 4].copy_from_slice(&nan)),
+        1,
+        "scale",
+    );
+    payload_error(edit(&|b| b[step..step + 4].fill(0)), 1, "disagree");
+    // Chunk 2's stream length: 0 with a step, then past the budget.
+    let len = entries + 16 + 4;
+    payload_error(edit(&|b| b[len..len + 4].fill(0)), 2, "disagree");
+    payload_error(edit(&|b| b[len] = 41), 2, "budget");
+    // The first stream's start state, then a stream cut one byte short (its last byte moved to
+    // the padding).
+    payload_error(edit(&|b| b[streams] = 0x80), 0, "start state");
+    let short = |b: &mut Vec<u8>| {
+        let at = entries + 16 + 4;
+        b[at..at + 4].copy_from_slice(&(lens[2] - 1).to_le_bytes());
+    };
+    let err = edit(&|b| short(b));
+    assert!(
+        matches!(err, Error::BadPayload { chunk: 2 | 3, .. }),
+        "{err}"
+    );
+    // Padding.
+    if used < 40 {
+        payload_error(edit(&|b| b[streams + 39] = 1), 3, "padding");
+    }
     for millibits in [0u32, 8001] {
         let err = edit(&|b| b[12..16].copy_from_slice(&millibits.to_le_bytes()));
         assert!(

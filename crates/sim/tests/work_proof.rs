@@ -42,7 +42,7 @@ fn honest_work_passes_and_learning_is_unchanged() {
 }
 
 /// The auditors repeat the low-bit codecs' encodings (sparse and dense, fixed and per-chunk
-/// widths), error-feedback decay included: a replay that left the decay out would find every
+/// widths, entropy-coded), error-feedback decay included: a replay that left the decay out would find every
 /// honest Δ mis-encoded.
 #[test]
 fn honest_work_passes_under_the_low_bit_codecs_with_decay() {
@@ -52,6 +52,7 @@ fn honest_work_passes_under_the_low_bit_codecs_with_decay() {
         "ternary:decay=0",
         "hint2:decay=0.9",
         "hbits:bits=2.1,decay=0.9",
+        "hent:bits=2.1,decay=0.9",
     ] {
         let mut config = config(5, true);
         config.node.compress = codec.parse().unwrap();

@@ -43,7 +43,7 @@ pub fn hostile_packet(codec: Codec, data: &[u8]) -> Vec<u8> {
     } else {
         0
     };
-    let millibits = if codec.allocates_bits() {
+    let millibits = if codec.has_bit_budget() {
         (u32_at(data, 4) as usize % 8000) + 1
     } else {
         0
@@ -67,7 +67,7 @@ pub fn hostile_packet(codec: Codec, data: &[u8]) -> Vec<u8> {
     );
     bytes.extend_from_slice(&[0, 0]);
     bytes.extend_from_slice(&(chunk as u32).to_le_bytes());
-    // The slot after the chunk size: k for top-k codecs, the bit budget for hbits.
+    // The slot after the chunk size: k for top-k codecs, the bit budget for hbits and hent.
     bytes.extend_from_slice(&((k + millibits) as u32).to_le_bytes());
     bytes.extend_from_slice(&(len as u64).to_le_bytes());
     debug_assert_eq!(bytes.len(), HEADER_LEN);

@@ -1,0 +1,358 @@
+//! `hent`: rotated chunks on a uniform grid scaled to each chunk, entropy-coded, with the step
+//! chosen so that the codes fill a bit budget.
+//!
+//! `hint2` writes every rotated chunk with four levels in two bits: about 0.12 of a Gaussian
+//! chunk's energy is left as error. A uniform grid with a zero level whose symbols are
+//! entropy-coded does better at the same rate: about 0.09 at 2.05 bits per value (a step of
+//! 0.95 σ), within a quarter of a bit of the rate–distortion bound. Every chunk's step is the
+//! same multiple of its own RMS, so every chunk, and so every tensor, keeps the same share of
+//! its energy as error: `hint2`'s balance across tensors, at a lower level. (Spending bits by
+//! energy, as `hbits` does, starved the layers and the embedding; see
+//! `docs/experiments/2026-11-30-hbits.md`.)
+//!
+//! # Steps, for a vector of `n` values in `N = ceil(n / C)` chunks, with a budget of `R` bits per
+//! value (the header carries `1000 · R`, rounded)
+//!
+//! 1. The code budget is `T = floor(n · 1000R / 8000)` bytes, as for `hbits`.
+//! 2. Rotate each chunk as `hint2` does ([`crate::rotate`]), and take its RMS
+//!    `σ_c = sqrt(Σ x² / m)` (in `f64`, in order).
+//! 3. For a multiplier `α = j / 64`, `j` in `1..=1024`, chunk `c`'s step is `Δ_c = f32(α · σ_c)`,
+//!    or 0 when that is not a normal `f32` (the chunk is then not sent and stays whole in the
+//!    residual); each rotated value's symbol is `q = round_half_even(clamp(x / Δ_c, −31, 31))`,
+//!    a mid-tread grid: zero is a level, so a quiet value costs little.
+//! 4. The model: the counts of `q + 31` over every sent chunk, normalised as in
+//!    [`crate::rans`]; one frequency table serves all chunks, whose symbols share a
+//!    distribution by step 3. Each sent chunk is one rANS stream of its symbols.
+//! 5. Rate control: `j` is found by bisection over `1..=1024`, keeping the interval's upper end
+//!    a multiplier whose streams fit in `T` bytes (`j = 1024` first; if even that does not fit,
+//!    no chunk is sent). The streams' total shrinks as `α` grows, nearly always monotonically, and
+//!    the result always fits; every node and auditor repeats the same ten or eleven trials.
+//! 6. The payload: the 63 frequencies as `u16`; for each chunk its step as `f32` and its stream's
+//!    length in bytes as `u32` (0 for a chunk not sent); the streams back to back; zero bytes to
+//!    its fixed length, `126 + 8N + T` (nothing for an empty vector), so the packet's length
+//!    follows from its header.
+//! 7. The reconstruction is `x̂ = q · Δ_c`, un-rotated; error feedback keeps `x − x̂`.
+//!
+//! The decoder rejects frequencies that do not sum to `2^14`, a negative or non-finite step, a
+//! step of 0 with a stream or a stream without a step, streams whose lengths exceed `T` (every
+//! sum checked before a slice is cut), a malformed stream ([`crate::rans`]), and non-zero
+//! padding.
+
+use rayon::prelude::*;
+
+use crate::Header;
+use crate::budget::code_budget;
+use crate::quant::{read_scale, round_half_even};
+use crate::rans::{self, Model};
+use crate::rotate::{self, Work};
+
+/// The largest `|q|`: the grid's levels are `−31..=31` steps.
+const MAX_LEVEL: i32 = 31;
+/// Symbols: the levels `−31..=31` as `q + 31`.
+const SYMBOLS: usize = 2 * MAX_LEVEL as usize + 1;
+/// Bytes of the frequency table that opens the payload.
+const TABLE_BYTES: usize = 2 * SYMBOLS;
+/// Bytes of each chunk's entry: its step (`f32`) and its stream's length (`u32`).
+const ENTRY_BYTES: usize = 8;
+/// The candidate multipliers are `j / LADDER_DENOMINATOR` for `j` in `1..=LADDER`.
+const LADDER: usize = 1024;
+/// See [`LADDER`]: steps from `σ / 64` to `16 σ`.
+const LADDER_DENOMINATOR: f64 = 64.0;
+
+/// The payload's fixed length: the table, an entry per chunk, and the code budget; nothing for
+/// an empty vector.
+pub(crate) fn payload_len(header: &Header) -> u128 {
+    let chunks = header.len.div_ceil(header.chunk_size) as u128;
+    if chunks == 0 {
+        return 0;
+    }
+    TABLE_BYTES as u128 + chunks * ENTRY_BYTES as u128 + code_budget(header.len, header.millibits)
+}
+
+/// The symbols, steps, model and streams of one multiplier (steps 3–4).
+struct Coded {
+    steps: Vec<f32>,
+    symbols: Vec<u8>,
+    model: Model,
+    streams: Vec<Vec<u8>>,
+}
+
+impl Coded {
+    /// The streams' total bytes.
+    fn bytes(&self) -> u128 {
+        self.streams.iter().map(|s| s.len() as u128).sum()
+    }
+
+    /// Nothing sent: every step 0 (when even the coarsest grid does not fit).
+    fn silent(len: usize, chunks: usize) -> Self {
+        Self {
+            steps: vec![0.0; chunks],
+            symbols: vec![MAX_LEVEL as u8; len],
+            model: Model::from_counts(&[0; SYMBOLS]),
+            streams: vec![Vec::new(); chunks],
+        }
+    }
+}
+
+/// Step 3's step for multiplier number `j` and a chunk of RMS `rms`, 0 if not a normal `f32`.
+fn step(j: usize, rms: f64) -> f32 {
+    let step = (j as f64 / LADDER_DENOMINATOR * rms) as f32;
+    if step.is_normal() { step } else { 0.0 }
+}
+
+/// Step 3's symbol of `x` on the grid of `step` (non-zero).
+fn symbol(x: f32, step: f32) -> u8 {
+    let level = MAX_LEVEL as f32;
+    (round_half_even((x / step).clamp(-level, level)) + level) as u8
+}
+
+/// Steps 3–4 for multiplier number `j`, over the rotated chunks and their RMS.
+fn code(rotated: &[f32], rms: &[f64], chunk: usize, j: usize) -> Coded {
+    let steps: Vec<f32> = rms.iter().map(|&r| step(j, r)).collect();
+    let mut symbols = vec![MAX_LEVEL as u8; rotated.len()];
+    symbols
+        .par_chunks_mut(chunk)
+        .zip(rotated.par_chunks(chunk))
+        .zip(steps.par_iter())
+        .filter(|(_, s)| **s > 0.0)
+        .for_each(|((out, x), &s)| {
+            out.iter_mut().zip(x).for_each(|(q, &x)| *q = symbol(x, s));
+        });
+    let counts = symbols
+        .par_chunks(chunk)
+        .zip(steps.par_iter())
+        .filter(|(_, s)| **s > 0.0)
+        .fold(
+            || [0u64; SYMBOLS],
+            |mut counts, (qs, _)| {
+                qs.iter().for_each(|&q| counts[usize::from(q)] += 1);
+                counts
+            },
+        )
+        .reduce(
+            || [0u64; SYMBOLS],
+            |a, b| std::array::from_fn(|s| a[s] + b[s]),
+        );
+    let model = Model::from_counts(&counts);
+    let streams = symbols
+        .par_chunks(chunk)
+        .zip(steps.par_iter())
+        .map(|(qs, &s)| {
+            let mut stream = Vec::new();
+            if s > 0.0 {
+                rans::encode(&model, qs, &mut stream);
+            }
+            stream
+        })
+        .collect();
+    Coded {
+        steps,
+        symbols,
+        model,
+        streams,
+    }
+}
+
+/// Step 5: the finest multiplier whose streams fit in `budget` bytes, coded.
+fn rate_control(rotated: &[f32], rms: &[f64], chunk: usize, budget: u128) -> Option<Coded> {
+    let mut best = code(rotated, rms, chunk, LADDER);
+    if best.bytes() > budget {
+        return None;
+    }
+    let (mut lo, mut hi) = (0, LADDER);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        let coded = code(rotated, rms, chunk, mid);
+        if coded.bytes() <= budget {
+            (hi, best) = (mid, coded);
+        } else {
+            lo = mid;
+        }
+    }
+    Some(best)
+}
+
+/// Steps 2–7: writes `acc` (the values after error feedback) into `payload` and leaves what
+/// was lost in `acc`.
+pub(crate) fn encode(header: &Header, acc: &mut [f32], payload: &mut [u8]) {
+    if acc.is_empty() {
+        return;
+    }
+    let chunk = header.chunk_size;
+    let mut rotated = acc.to_vec();
+    rotated.par_chunks_mut(chunk).enumerate().for_each_init(
+        Work::default,
+        |work, (index, values)| {
+            rotate::rotate_chunk(index, values, work);
+        },
+    );
+    let rms: Vec<f64> = rotated
+        .par_chunks(chunk)
+        .map(|c| (c.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+        .collect();
+    let budget = code_budget(header.len, header.millibits);
+    let coded = rate_control(&rotated, &rms, chunk, budget)
+        .unwrap_or_else(|| Coded::silent(acc.len(), rms.len()));
+    write(&coded, payload);
+    acc.par_chunks_mut(chunk)
+        .zip(rotated.par_chunks_mut(chunk))
+        .zip(coded.symbols.par_chunks(chunk))
+        .zip(coded.steps.par_iter())
+        .enumerate()
+        .for_each_init(Work::default, |work, (index, (((acc, sent), qs), &s))| {
+            reconstruct(qs, s, sent);
+            // Finite inputs give finite reconstructions (|q · Δ| ≤ |x| + Δ / 2); were one to
+            // overflow, the residual would turn non-finite and the next encoding would say so.
+            let _ = rotate::unrotate_checked(index, sent, work);
+            acc.iter_mut().zip(sent.iter()).for_each(|(a, x)| *a -= x);
+        });
+}
+
+/// Step 6: the table, the entries and the streams (`payload` starts zeroed).
+fn write(coded: &Coded, payload: &mut [u8]) {
+    let (table, rest) = payload.split_at_mut(TABLE_BYTES);
+    for (dst, &f) in table.chunks_exact_mut(2).zip(coded.model.freqs()) {
+        dst.copy_from_slice(&(f as u16).to_le_bytes());
+    }
+    let (entries, mut rest) = rest.split_at_mut(coded.steps.len() * ENTRY_BYTES);
+    for ((entry, &s), stream) in entries
+        .chunks_exact_mut(ENTRY_BYTES)
+        .zip(&coded.steps)
+        .zip(&coded.streams)
+    {
+        entry[..4].copy_from_slice(&s.to_le_bytes());
+        entry[4..].copy_from_slice(&(stream.len() as u32).to_le_bytes());
+        let (dst, tail) = rest.split_at_mut(stream.len());
+        dst.copy_from_slice(stream);
+        rest = tail;
+    }
+}
+
+/// Step 7 in the rotated coordinates: `q · Δ` for each symbol, zeros for a chunk not sent.
+fn reconstruct(symbols: &[u8], step: f32, out: &mut [f32]) {
+    for (v, &q) in out.iter_mut().zip(symbols) {
+        *v = if step > 0.0 {
+            f32::from(i16::from(q) - MAX_LEVEL as i16) * step
+        } else {
+            0.0
+        };
+    }
+}
+
+/// A packet's model, its chunks' steps and its chunks' streams.
+type Parts<'a> = (Model, Vec<f32>, Vec<&'a [u8]>);
+
+/// Checks the table and the entries of `payload` and cuts out each chunk's stream, or names
+/// the first bad chunk.
+fn split<'a>(header: &Header, payload: &'a [u8]) -> Result<Parts<'a>, (usize, &'static str)> {
+    let chunks = header.len.div_ceil(header.chunk_size);
+    let (table, rest) = payload
+        .split_at_checked(TABLE_BYTES)
+        .ok_or((0, "hent frequency table is cut short"))?;
+    let freqs = table
+        .chunks_exact(2)
+        .map(|f| u32::from(u16::from_le_bytes([f[0], f[1]])));
+    let model = Model::from_freqs(freqs.collect()).map_err(|reason| (0, reason))?;
+    let (entries, mut rest) = rest
+        .split_at_checked(chunks * ENTRY_BYTES)
+        .ok_or((0, "hent chunk entries are cut short"))?;
+    let budget = code_budget(header.len, header.millibits);
+    let (mut used, mut steps, mut streams) = (0u128, Vec::with_capacity(chunks), Vec::new());
+    for (index, entry) in entries.chunks_exact(ENTRY_BYTES).enumerate() {
+        let step = read_scale(entry).map_err(|reason| (index, reason))?;
+        let len = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
+        if (step == 0.0) != (len == 0) {
+            return Err((
+                index,
+                "hent step and stream length disagree on sending the chunk",
+            ));
+        }
+        used += u128::from(len);
+        if used > budget {
+            return Err((index, "hent streams exceed the packet's bit budget"));
+        }
+        let (stream, tail) = rest
+            .split_at_checked(len as usize)
+            .ok_or((index, "hent stream runs past the payload"))?;
+        steps.push(step);
+        streams.push(stream);
+        rest = tail;
+    }
+    if rest.iter().any(|&byte| byte != 0) {
+        return Err((chunks, "hent padding is not zero"));
+    }
+    Ok((model, steps, streams))
+}
+
+/// Decodes `payload` into `out` (zeroed, `header.len` values), or names the first bad chunk.
+pub(crate) fn decode(
+    header: &Header,
+    payload: &[u8],
+    out: &mut [f32],
+) -> Result<(), (usize, &'static str)> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let (model, steps, streams) = split(header, payload)?;
+    out.par_chunks_mut(header.chunk_size)
+        .zip(steps.par_iter())
+        .zip(streams.par_iter())
+        .enumerate()
+        .filter(|(_, ((_, s), _))| **s > 0.0)
+        .map_init(
+            || (Work::default(), Vec::new()),
+            |(work, symbols), (index, ((values, &s), stream))| {
+                symbols.resize(values.len(), 0);
+                rans::decode(&model, stream, symbols)
+                    .and_then(|()| {
+                        reconstruct(symbols, s, values);
+                        rotate::unrotate_checked(index, values, work)
+                    })
+                    .map_err(|reason| (index, reason))
+            },
+        )
+        .find_map_first(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_is_mid_tread_and_clamped() {
+        let symbols = [0.0, 0.49, -0.5, 0.5, 1.5, -2.6, 100.0, -100.0].map(|x| symbol(x, 1.0));
+        assert_eq!(symbols, [31, 31, 31, 31, 33, 28, 62, 0]);
+        let mut out = [9.0; 3];
+        reconstruct(&[31, 33, 0], 0.5, &mut out);
+        assert_eq!(out, [0.0, 1.0, -15.5]);
+        reconstruct(&[40, 40, 40], 0.0, &mut out);
+        assert_eq!(out, [0.0; 3]);
+        assert_eq!(step(64, 2.0), 2.0);
+        assert_eq!(step(1, 1e-45), 0.0, "a subnormal step is no step");
+        assert_eq!(step(1024, 1e38), 0.0, "an overflowing step is no step");
+    }
+
+    #[test]
+    fn rate_control_fills_the_budget_with_the_finest_step_that_fits() {
+        let rotated: Vec<f32> = (0..4096u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 8) as f32 / 16_777_216.0 - 0.5) * 4.0)
+            .collect();
+        let rms = vec![(4.0f64 / 3.0).sqrt(); 4];
+        for budget in [300u128, 1000, 2000] {
+            let coded = rate_control(&rotated, &rms, 1024, budget).unwrap();
+            assert!(coded.bytes() <= budget);
+            let j = (1..=LADDER)
+                .find(|&j| coded.steps[0] == step(j, rms[0]))
+                .unwrap();
+            assert!(
+                code(&rotated, &rms, 1024, j - 1).bytes() > budget,
+                "{budget}: {j}"
+            );
+        }
+        assert!(
+            rate_control(&rotated, &rms, 1024, 15).is_none(),
+            "4 chunks need 16 bytes"
+        );
+    }
+}
