@@ -215,17 +215,31 @@ fn payload_errors_name_the_first_bad_chunk() {
     );
 }
 
+/// 40 values in chunks of 16 (16, 16, 8) of growing size, encoded with `cfg` (a codec under a
+/// bit budget).
+fn budget_packet(cfg: &CompressConfig) -> Vec<u8> {
+    let values: Vec<f32> = (0..40)
+        .map(|i| (i as f32 * 0.7).sin() * (1 + i / 16) as f32)
+        .collect();
+    encode(&values, &mut Residual::new(), cfg)
+        .unwrap()
+        .into_bytes()
+}
+
+/// `packet` edited by `edit`, re-sealed, and the error its decoding gives.
+fn edited_budget_packet(packet: &[u8], edit: &dyn Fn(&mut Vec<u8>)) -> Error {
+    let mut bytes = packet.to_vec();
+    edit(&mut bytes);
+    reseal(&mut bytes);
+    decode(&bytes, 40).unwrap_err()
+}
+
 #[test]
 fn hbits_widths_and_budget_are_checked() {
     // 40 values in chunks of 16 (16, 16, 8) at 2 bits per value: a 10-byte code budget, and
     // the payload is 3 width bytes, 3 scales and the budget.
     let cfg: CompressConfig = "hbits:chunk=16,bits=2".parse().unwrap();
-    let values: Vec<f32> = (0..40)
-        .map(|i| (i as f32 * 0.7).sin() * (1 + i / 16) as f32)
-        .collect();
-    let packet = encode(&values, &mut Residual::new(), &cfg)
-        .unwrap()
-        .into_bytes();
+    let packet = budget_packet(&cfg);
     assert_eq!(packet.len(), HEADER_LEN + 3 + 12 + 10 + CHECKSUM_LEN);
     let widths = &packet[HEADER_LEN..HEADER_LEN + 3];
     let code: usize = widths
@@ -234,12 +248,7 @@ fn hbits_widths_and_budget_are_checked() {
         .map(|(&b, m)| (m * usize::from(b)).div_ceil(8))
         .sum();
     assert!(code <= 10, "widths {widths:?} within the budget");
-    let edit = |edit: &dyn Fn(&mut Vec<u8>)| {
-        let mut bytes = packet.clone();
-        edit(&mut bytes);
-        reseal(&mut bytes);
-        decode(&bytes, 40).unwrap_err()
-    };
+    let edit = |edit: &dyn Fn(&mut Vec<u8>)| edited_budget_packet(&packet, edit);
     let err = edit(&|b| b[HEADER_LEN + 1] = 9);
     assert!(
         matches!(err, Error::BadPayload { chunk: 1, reason } if reason.contains("above 8")),
@@ -275,12 +284,7 @@ fn hent_table_entries_streams_and_padding_are_checked() {
     // 40 values in chunks of 16 (16, 16, 8) at 8 bits per value: a 40-byte code budget; the
     // payload is 63 two-byte frequencies, 3 entries (step, stream length) and the budget.
     let cfg: CompressConfig = "hent:chunk=16,bits=8".parse().unwrap();
-    let values: Vec<f32> = (0..40)
-        .map(|i| (i as f32 * 0.7).sin() * (1 + i / 16) as f32)
-        .collect();
-    let packet = encode(&values, &mut Residual::new(), &cfg)
-        .unwrap()
-        .into_bytes();
+    let packet = budget_packet(&cfg);
     let (table, entries) = (HEADER_LEN, HEADER_LEN + 126);
     let streams = entries + 24;
     assert_eq!(packet.len(), streams + 40 + CHECKSUM_LEN);
@@ -289,12 +293,7 @@ fn hent_table_entries_streams_and_padding_are_checked() {
     assert!(lens.iter().all(|&l| l >= 4), "every chunk sent: {lens:?}");
     let used: u32 = lens.iter().sum();
     assert!(used <= 40, "streams {lens:?} within the budget");
-    let edit = |edit: &dyn Fn(&mut Vec<u8>)| {
-        let mut bytes = packet.clone();
-        edit(&mut bytes);
-        reseal(&mut bytes);
-        decode(&bytes, 40).unwrap_err()
-    };
+    let edit = |edit: &dyn Fn(&mut Vec<u8>)| edited_budget_packet(&packet, edit);
     let payload_error = |err: Error, chunk: usize, words: &str| {
         assert!(
             matches!(err, Error::BadPayload { chunk: c, reason } if c == chunk && reason.contains(words)),

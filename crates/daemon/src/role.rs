@@ -168,12 +168,7 @@ pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
             false => "no stage of the plan fits this node's budget".into(),
         });
     };
-    let lanes = plan
-        .stages
-        .iter()
-        .map(|s| s.replicas.len())
-        .min()
-        .unwrap_or(0);
+    let lanes = plan.lanes();
     let held = &plan.stages[stage];
     let lane = held
         .replicas

@@ -101,6 +101,15 @@ impl Plan {
         self.stages.iter().position(|s| s.replicas.contains(node))
     }
 
+    /// Lanes of one replica of every stage: the fewest replicas any stage has (0 without stages).
+    pub fn lanes(&self) -> usize {
+        self.stages
+            .iter()
+            .map(|s| s.replicas.len())
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Layers that nodes must fetch to go from `before` to this plan: for each node with a
     /// stage, the layers of its stage it did not hold before.
     pub fn moves_from(&self, before: &Plan) -> usize {

@@ -130,12 +130,7 @@ fn describe(plan: &Plan, whole: u64, budget: u64, nodes: usize, batch: usize) ->
         mb(budget),
         mb(whole)
     );
-    let lanes = plan
-        .stages
-        .iter()
-        .map(|s| s.replicas.len())
-        .min()
-        .unwrap_or(0);
+    let lanes = plan.lanes();
     match plan.stages.len() {
         0 => format!(
             "{needs}: {nodes} nodes cannot hold it, so none will train (raise --memory-budget or --nodes)"
