@@ -767,3 +767,31 @@ fn a_node_that_joins_after_growth_installs_the_grown_state_and_its_pool_history(
     net.agreed_at(6);
     assert!(net.penalties.is_empty());
 }
+
+/// A pair (a pipeline stage of two replicas): one is killed, the other closes rounds alone, and
+/// the first comes back from genesis. Its mate's greeting vote puts it behind at once and it
+/// installs the state, rather than waiting for the mate's round-0 Δ up to the deadline. (In
+/// `bench/pipeline-kill.sh` with `BACK_AT`, a restarted stage node did wait out round 0 and
+/// then closed rounds alone: the core is not the cause; the daemon's stage core did not hear
+/// the votes.)
+#[test]
+fn a_restarted_member_of_a_pair_installs_its_mates_state_from_the_greeting() {
+    let mut net = Net::new(2);
+    net.start();
+    net.settle(|_, _, _| false);
+    net.agreed_at(1);
+    net.partition(&[0]);
+    net.run_group(&[0], 4);
+    let ahead = net.nodes[0].round();
+    assert!(ahead >= 4, "{ahead}");
+    let key = Keypair::from_seed([2; 32]);
+    let members = BTreeSet::from([net.nodes[0].id(), key.node_id()]);
+    let agreement = Box::new(DeadlineAgreement);
+    net.nodes[1] = Node::new(key, config(2), members, vec![1.0; PARAMS], agreement).unwrap();
+    net.jobs.retain(|(i, _)| *i != 1);
+    net.feed(1, Input::Tick);
+    net.partition(&[0, 1]);
+    net.settle(|_, _, _| false);
+    assert_eq!(net.resyncs, 1, "round {} vs {ahead}", net.nodes[1].round());
+    assert!(net.nodes[1].round() >= ahead);
+}
