@@ -772,8 +772,8 @@ fn a_node_that_joins_after_growth_installs_the_grown_state_and_its_pool_history(
 /// the first comes back from genesis. Its mate's greeting vote puts it behind at once and it
 /// installs the state, rather than waiting for the mate's round-0 Δ up to the deadline. (In
 /// `bench/pipeline-kill.sh` with `BACK_AT`, a restarted stage node did wait out round 0 and
-/// then closed rounds alone: the core is not the cause; the daemon's stage core did not hear
-/// the votes.)
+/// then closed rounds alone, so the cause is likely in what the daemon hands its stage core,
+/// not in the core.)
 #[test]
 fn a_restarted_member_of_a_pair_installs_its_mates_state_from_the_greeting() {
     let mut net = Net::new(2);
