@@ -234,6 +234,25 @@ fn edited_budget_packet(packet: &[u8], edit: &dyn Fn(&mut Vec<u8>)) -> Error {
     decode(&bytes, 40).unwrap_err()
 }
 
+/// A bit budget outside 1..=8000 thousandths in `packet`'s header is refused.
+fn a_budget_out_of_range_is_refused(packet: &[u8]) {
+    for millibits in [0u32, 8001] {
+        let err = edited_budget_packet(packet, &|b| {
+            b[12..16].copy_from_slice(&millibits.to_le_bytes())
+        });
+        assert!(
+            matches!(
+                err,
+                Error::BadHeader {
+                    field: "millibits",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn hbits_widths_and_budget_are_checked() {
     // 40 values in chunks of 16 (16, 16, 8) at 2 bits per value: a 10-byte code budget, and
@@ -264,19 +283,7 @@ fn hbits_widths_and_budget_are_checked() {
         matches!(err, Error::BadPayload { chunk: 3, reason } if reason.contains("padding")),
         "{err}"
     );
-    for millibits in [0u32, 8001] {
-        let err = edit(&|b| b[12..16].copy_from_slice(&millibits.to_le_bytes()));
-        assert!(
-            matches!(
-                err,
-                Error::BadHeader {
-                    field: "millibits",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
+    a_budget_out_of_range_is_refused(&packet);
 }
 
 #[test]
@@ -351,17 +358,5 @@ fn hent_table_entries_streams_and_padding_are_checked() {
     if used < 40 {
         payload_error(edit(&|b| b[streams + 39] = 1), 3, "padding");
     }
-    for millibits in [0u32, 8001] {
-        let err = edit(&|b| b[12..16].copy_from_slice(&millibits.to_le_bytes()));
-        assert!(
-            matches!(
-                err,
-                Error::BadHeader {
-                    field: "millibits",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
+    a_budget_out_of_range_is_refused(&packet);
 }

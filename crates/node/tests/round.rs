@@ -343,6 +343,17 @@ impl Net {
         net
     }
 
+    /// Node `i` restarted from genesis with its key (no checkpoint, as a pipeline stage
+    /// restarts), every node of the net its member; its jobs are gone.
+    fn restart(&mut self, i: usize) {
+        let key = Keypair::from_seed([i as u8 + 1; 32]);
+        let members: BTreeSet<NodeId> = self.nodes.iter().map(Node::id).collect();
+        let n = self.nodes.len();
+        let agreement = Box::new(DeadlineAgreement);
+        self.nodes[i] = Node::new(key, config(n), members, vec![1.0; PARAMS], agreement).unwrap();
+        self.jobs.retain(|(j, _)| *j != i);
+    }
+
     /// Sets the members of each node in `group` to that group.
     fn partition(&mut self, group: &[usize]) {
         let ids: BTreeSet<NodeId> = group.iter().map(|i| self.nodes[*i].id()).collect();
@@ -428,17 +439,7 @@ fn a_member_that_left_and_restarted_is_not_waited_for_until_it_votes_again() {
     // Node 2 dies in round 1: its mates drop it, then it comes back from genesis and connects
     // before they have closed round 1; they greet it with their votes for round 0.
     net.partition(&[0, 1]);
-    let n = net.nodes.len();
-    let key = Keypair::from_seed([3; 32]);
-    let everyone = net.nodes[0]
-        .members()
-        .iter()
-        .copied()
-        .chain([key.node_id()]);
-    let members: BTreeSet<NodeId> = everyone.collect();
-    let agreement = Box::new(DeadlineAgreement);
-    net.nodes[2] = Node::new(key, config(n), members, vec![1.0; PARAMS], agreement).unwrap();
-    net.jobs.retain(|(i, _)| *i != 2);
+    net.restart(2);
     net.partition(&[0, 1, 2]);
     net.settle(|_, _, _| false);
     assert_eq!(net.nodes[2].round(), 1, "it installed round 0's state");
@@ -784,11 +785,7 @@ fn a_restarted_member_of_a_pair_installs_its_mates_state_from_the_greeting() {
     net.run_group(&[0], 4);
     let ahead = net.nodes[0].round();
     assert!(ahead >= 4, "{ahead}");
-    let key = Keypair::from_seed([2; 32]);
-    let members = BTreeSet::from([net.nodes[0].id(), key.node_id()]);
-    let agreement = Box::new(DeadlineAgreement);
-    net.nodes[1] = Node::new(key, config(2), members, vec![1.0; PARAMS], agreement).unwrap();
-    net.jobs.retain(|(i, _)| *i != 1);
+    net.restart(1);
     net.feed(1, Input::Tick);
     net.partition(&[0, 1]);
     net.settle(|_, _, _| false);
