@@ -203,7 +203,7 @@ pub(crate) fn encode(header: &Header, acc: &mut [f32], payload: &mut [u8]) {
             reconstruct(qs, s, sent);
             // Finite inputs give finite reconstructions (|q · Δ| ≤ |x| + Δ / 2); were one to
             // overflow, the residual would turn non-finite and the next encoding would say so.
-            let _ = rotate::unrotate_checked(index, sent, work);
+            rotate::unrotate_chunk(index, sent, work);
             acc.iter_mut().zip(sent.iter()).for_each(|(a, x)| *a -= x);
         });
 }

@@ -92,14 +92,20 @@ pub(crate) fn rotate_chunk(index: usize, values: &mut [f32], work: &mut Work) {
     rotate(values, &work.signs, &mut work.wide);
 }
 
-/// Step 5 alone: un-rotates chunk number `index` in place, or says that a value overflowed.
+/// Step 5 alone: un-rotates chunk number `index` in place.
+pub(crate) fn unrotate_chunk(index: usize, values: &mut [f32], work: &mut Work) {
+    draw_signs(index, values.len(), &mut work.signs);
+    unrotate(values, &work.signs, &mut work.wide);
+}
+
+/// Step 5 alone on values a peer sent: un-rotates chunk number `index` in place, or says that a
+/// value overflowed.
 pub(crate) fn unrotate_checked(
     index: usize,
     values: &mut [f32],
     work: &mut Work,
 ) -> Result<(), &'static str> {
-    draw_signs(index, values.len(), &mut work.signs);
-    unrotate(values, &work.signs, &mut work.wide);
+    unrotate_chunk(index, values, work);
     if values.iter().all(|x| x.is_finite()) {
         Ok(())
     } else {
