@@ -159,7 +159,7 @@ fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
 }
 
 /// The statuses of `dashboards` once at least `placed` nodes have a role and are past `round`
-/// (a spare replica never has one); panics after `limit`.
+/// (an unplaced node never has one); panics after `limit`.
 fn wait_placed(dashboards: &[String], placed: usize, round: u64, limit: Duration) -> Vec<Value> {
     let deadline = Instant::now() + limit;
     loop {
@@ -178,7 +178,7 @@ fn wait_placed(dashboards: &[String], placed: usize, round: u64, limit: Duration
     }
 }
 
-/// Failover: tiny (4 layers) under a budget that gives 3 stages × 2 lanes and a spare, the
+/// Failover: tiny (4 layers), 6 nodes under a budget that gives 3 stages × 2 lanes, the
 /// middle replica of one lane killed while `up` is paused (SIGSTOP), so that nobody restarts it.
 /// The other lane's middle replica stands in: the lane's last stage goes on measuring validation
 /// losses at round starts (8 held-out batches through the lane) and training (losses of new
@@ -189,7 +189,7 @@ fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on(
     let work = work_dir();
     let init = ["--preset", "tiny", "--inner-steps", "4"];
     let init = [&init[..], &["--round-deadline-secs", "600"]].concat();
-    let (up, started) = start_with(work.path(), &init, 7, 63_900_000);
+    let (up, started) = start_with(work.path(), &init, 6, 63_900_000);
     let limit = Duration::from_secs(300);
     let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
     let statuses = wait_placed(&dashboards, 6, 2, limit);

@@ -136,10 +136,14 @@ pub struct RoleStatus {
     pub embedding: bool,
     /// Whether it holds the final norm and the LM head (the last stage).
     pub head: bool,
-    /// Its lane (its index among its stage's replicas), from 0.
+    /// Its first lane (its index among its stage's replicas), from 0.
     pub lane: usize,
-    /// Lanes in the pipeline.
+    /// Lanes in the pipeline: as many as the most replicas any stage has.
     pub lanes: usize,
+    /// The lanes it serves now, from 0: its own (several where its stage has fewer replicas
+    /// than there are lanes) and those it stands in for (`docs/pipeline.md`, "Failover").
+    #[serde(default)]
+    pub served: Vec<usize>,
     /// The other replicas of its stage, with which it runs DiLoCo (node ids, hex).
     pub stage_peers: Vec<String>,
     /// The lane's previous stage holder (hex), `None` on the first stage.

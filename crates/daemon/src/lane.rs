@@ -400,7 +400,9 @@ impl Lane {
     /// paths), and a log line when it stands in for another lane.
     fn lanes(&self, round: u64) -> Vec<LaneLink> {
         let lanes = self.link.routes.job();
-        if lanes.iter().any(|l| l.lane != self.role.lane) {
+        let me = self.role.replicas.get(self.role.lane).copied();
+        let own = |lane: usize| crate::route::member(&self.role.grid, self.role.stage, lane) == me;
+        if lanes.iter().any(|l| !own(l.lane)) {
             let served: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
             tracing::info!(
                 round,

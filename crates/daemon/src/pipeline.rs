@@ -244,6 +244,7 @@ impl Driver {
         let connected = |n: &NodeId| peers.values().any(|p| p == n);
         if wires.reroute(&self.pipeline.rounds, connected) {
             tracing::info!(lanes = ?wires.lanes(), "lane routes changed: this node serves the lanes");
+            self.status.served(wires.lanes());
             self.lane_rounds_changed(true);
         }
     }
@@ -423,8 +424,9 @@ impl Driver {
         self.loss = trainer.loss_gauge();
         self.trainer = Some(Box::new(trainer));
         self.replayer = None;
-        self.pipeline.lane = Some(wires);
         self.status.role(role);
+        self.status.served(wires.lanes());
+        self.pipeline.lane = Some(wires);
         self.status.depth(0, settings.model.n_layers, None);
         // A node without a budget built the whole model at start: its state is dropped too (the
         // API serves no completions from a stage), and the writer is not told.

@@ -8,6 +8,8 @@ use neuroshard_model::{Config, StageSpec};
 use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 
+use crate::route;
+
 /// Most micro-batches a lane splits a step's batch into.
 const MAX_MICRO_BATCHES: usize = 4;
 
@@ -102,19 +104,20 @@ pub(crate) struct Role {
     pub(crate) stages: usize,
     /// What the stage holds.
     pub(crate) spec: StageSpec,
-    /// Its lane: its index among its stage's replicas.
+    /// Its first lane: its index among its stage's replicas (it serves `lane + j · replicas`
+    /// too, below `lanes`: `crate::route::member`).
     pub(crate) lane: usize,
-    /// Lanes in the pipeline: the fewest replicas of any stage.
+    /// Lanes in the pipeline: the most replicas of any stage.
     pub(crate) lanes: usize,
-    /// The stage's replicas that hold a lane, this node included: the members of its round core.
+    /// The stage's replicas, this node included: the members of its round core.
     pub(crate) replicas: Vec<NodeId>,
-    /// The lane's previous and next stage holders.
+    /// Its first lane's previous and next stage holders.
     pub(crate) prev: Option<NodeId>,
     /// See `prev`.
     pub(crate) next: Option<NodeId>,
-    /// The lane's first-stage holder, whose data assignment the whole lane reads.
+    /// The node whose data assignment its first lane reads (`crate::route::data_node`).
     pub(crate) data_node: NodeId,
-    /// Every lane's members, stage by stage (each stage's in lane order): who stands in for a
+    /// Every stage's replicas, stage by stage: the lanes through them, and who stands in for a
     /// lost member (`crate::route`).
     pub(crate) grid: Vec<Vec<NodeId>>,
 }
@@ -126,7 +129,7 @@ pub(crate) enum Placement {
     Whole,
     /// A stage of a lane.
     Stage(Role),
-    /// No lane for it (a spare replica, or unplaced): it trains nothing; why.
+    /// No stage for it (unplaced): it trains nothing; why.
     Idle(String),
 }
 
@@ -168,19 +171,10 @@ pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
             false => "no stage of the plan fits this node's budget".into(),
         });
     };
-    let lanes = plan.lanes();
     let held = &plan.stages[stage];
-    let lane = held
-        .replicas
-        .iter()
-        .position(|n| *n == me)
-        .unwrap_or(usize::MAX);
-    if lane >= lanes {
-        return Placement::Idle(format!(
-            "a spare replica of stage {stage}: {lanes} lanes, and it is replica {lane}"
-        ));
-    }
-    let holder = |s: usize| plan.stages[s].replicas[lane];
+    let lane = held.replicas.iter().position(|n| *n == me).unwrap_or(0);
+    let grid: Vec<Vec<NodeId>> = plan.stages.iter().map(|s| s.replicas.clone()).collect();
+    let holder = |s: usize| route::member(&grid, s, lane);
     Placement::Stage(Role {
         stage,
         stages: plan.stages.len(),
@@ -190,14 +184,14 @@ pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
             head: held.head,
         },
         lane,
-        lanes,
-        replicas: held.replicas[..lanes].to_vec(),
-        prev: stage.checked_sub(1).map(holder),
-        next: (stage + 1 < plan.stages.len()).then(|| holder(stage + 1)),
-        data_node: holder(0),
-        grid: (plan.stages.iter())
-            .map(|s| s.replicas[..lanes].to_vec())
-            .collect(),
+        lanes: plan.lanes(),
+        replicas: held.replicas.clone(),
+        prev: stage.checked_sub(1).and_then(holder),
+        next: (stage + 1 < plan.stages.len())
+            .then(|| holder(stage + 1))
+            .flatten(),
+        data_node: route::data_node(&grid, lane).unwrap_or(me),
+        grid,
     })
 }
 
@@ -260,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn six_nodes_under_the_whole_footprint_form_lanes_through_every_stage() {
+    fn six_nodes_under_the_whole_footprint_all_train_in_lanes_through_every_stage() {
         let cfg = nano();
         let w = workload(8);
         let whole = Footprint::of(&cfg, w).bytes(cfg.n_layers, true, true);
@@ -272,21 +266,32 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let lanes = roles[0].lanes;
-        assert!(lanes >= 2, "{plan:?}");
-        assert_eq!(roles.len(), lanes * plan.stages.len());
+        assert_eq!(roles.len(), 6, "every node trains: {plan:?}");
+        let (grid, lanes) = (&roles[0].grid, roles[0].lanes);
+        assert_eq!(
+            lanes,
+            plan.stages.iter().map(|s| s.replicas.len()).max().unwrap()
+        );
+        // Each lane is a chain of one holder per stage, and reads its own data.
+        for lane in 0..lanes {
+            for stage in 0..plan.stages.len() {
+                let holder = route::member(grid, stage, lane).unwrap();
+                assert_eq!(plan.stage_of(&holder), Some(stage));
+            }
+        }
+        let data: std::collections::BTreeSet<NodeId> = (0..lanes)
+            .filter_map(|l| route::data_node(grid, l))
+            .collect();
+        assert_eq!(data.len(), lanes, "a data node per lane");
         for role in &roles {
             let me = role.replicas[role.lane];
             assert_eq!(plan.stage_of(&me), Some(role.stage));
-            // The neighbours are in the same lane, one stage either side.
-            if let Some(next) = role.next {
-                let theirs = roles.iter().find(|r| r.replicas[r.lane] == next).unwrap();
-                assert_eq!(
-                    (theirs.lane, theirs.stage, theirs.prev),
-                    (role.lane, role.stage + 1, Some(me))
-                );
-                assert_eq!(theirs.data_node, role.data_node);
-            }
+            assert_eq!(route::member(grid, role.stage, role.lane), Some(me));
+            // The neighbours are the first lane's, one stage either side.
+            let beside = |s: usize| route::member(grid, s, role.lane);
+            assert_eq!(role.next, beside(role.stage + 1));
+            assert_eq!(role.prev, role.stage.checked_sub(1).and_then(beside));
+            assert_eq!(Some(role.data_node), route::data_node(grid, role.lane));
         }
     }
 

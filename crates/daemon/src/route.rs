@@ -1,6 +1,7 @@
 //! Which lanes a stage node serves, and through which neighbours (`docs/pipeline.md`,
-//! "Failover"): a lane member that is down is stood in for by the replica of its stage in the
-//! lowest other lane whose member is up, which then serves both lanes. Pure: every party
+//! "Lanes" and "Failover"): a stage with fewer replicas than there are lanes serves several
+//! with each, and a lane member that is down is stood in for by the first other replica of its
+//! stage that is up, which then serves its lanes too. Pure: every party
 //! computes the same routes from the same plan and the same members up, without a message;
 //! [`LaneWires`] keeps a stage node's served lanes from them, fed by the driver.
 
@@ -30,41 +31,57 @@ pub(crate) struct LanePath {
     pub(crate) data_node: NodeId,
 }
 
-/// Who holds stage `stage` of lane `lane` in `grid` (stage by stage, each stage's lane members
-/// in lane order): its member when up, else the stand-in, the stage's member of the lowest other
-/// lane that is up; `None` when no replica of the stage is up.
+/// Lanes through `grid` (stage by stage, each stage's replicas in order): as many as the most
+/// replicas any stage has.
+pub(crate) fn lane_count(grid: &[Vec<NodeId>]) -> usize {
+    grid.iter().map(Vec::len).max().unwrap_or(0)
+}
+
+/// The replica of stage `stage` that lane `lane` belongs to, its member: replica `i` of a stage
+/// with `n` replicas serves lanes `i`, `i + n`, `i + 2n`, … (`docs/pipeline.md`, "Lanes").
+pub(crate) fn member(grid: &[Vec<NodeId>], stage: usize, lane: usize) -> Option<NodeId> {
+    let replicas = grid.get(stage)?;
+    replicas.get(lane.checked_rem(replicas.len())?).copied()
+}
+
+/// The node whose data assignment lane `lane` reads: its member of the first stage with the
+/// most replicas, which belongs to no other lane.
+pub(crate) fn data_node(grid: &[Vec<NodeId>], lane: usize) -> Option<NodeId> {
+    let widest = grid.iter().position(|s| s.len() == lane_count(grid))?;
+    member(grid, widest, lane)
+}
+
+/// Who holds stage `stage` of lane `lane` in `grid`: its member when up, else the stand-in, the
+/// stage's first other replica that is up; `None` when no replica of the stage is up.
 pub(crate) fn holder(
     grid: &[Vec<NodeId>],
     stage: usize,
     lane: usize,
     up: &impl Fn(&NodeId) -> bool,
 ) -> Option<NodeId> {
-    let replicas = grid.get(stage)?;
-    let member = *replicas.get(lane)?;
+    let member = member(grid, stage, lane)?;
     if up(&member) {
         return Some(member);
     }
-    let mut others = replicas.iter().enumerate().filter(|(b, _)| *b != lane);
-    others.find(|(_, n)| up(n)).map(|(_, n)| *n)
+    grid[stage].iter().copied().find(|n| *n != member && up(n))
 }
 
 /// Each lane's holders, stage by stage; `None` for a lane that cannot run: a stage with no
 /// replica up, or two neighbouring holders that another lane already joins (frames name no
-/// lane, so two lanes through the same pair of nodes could not be told apart). Lanes with fewer
-/// stand-ins take their pairs first, then the lower lane: a lane on its own members keeps them.
+/// lane, so two lanes through the same pair of nodes could not be told apart; with every member
+/// up that happens only where two neighbouring stages' replica counts have a least common
+/// multiple below the lane count). Lanes with fewer stand-ins take their pairs first, then the
+/// lower lane: a lane on its own members keeps them.
 pub(crate) fn lanes(
     grid: &[Vec<NodeId>],
     up: &impl Fn(&NodeId) -> bool,
 ) -> Vec<Option<Vec<NodeId>>> {
-    let n_lanes = grid.iter().map(Vec::len).min().unwrap_or(0);
+    let n_lanes = lane_count(grid);
     let mut chains: Vec<Option<Vec<NodeId>>> = (0..n_lanes)
         .map(|lane| (0..grid.len()).map(|s| holder(grid, s, lane, up)).collect())
         .collect();
     let stand_ins = |lane: usize, chain: &[NodeId]| {
-        let home = chain
-            .iter()
-            .zip(grid)
-            .filter(|(n, stage)| stage[lane] == **n);
+        let home = (chain.iter().enumerate()).filter(|(s, n)| member(grid, *s, lane) == Some(**n));
         chain.len() - home.count()
     };
     let mut order: Vec<(usize, usize)> = (chains.iter().enumerate())
@@ -99,7 +116,7 @@ pub(crate) fn paths(
             lane,
             prev: stage.checked_sub(1).map(|s| chain[s]),
             next: chain.get(stage + 1).copied(),
-            data_node: grid[0][lane],
+            data_node: data_node(grid, lane).unwrap_or(me),
         })
     });
     served.collect()
@@ -442,6 +459,47 @@ mod tests {
             "back on this node's round: its lane again"
         );
         assert!(!wires.lose(PeerId::random()), "not a member of the lanes");
+    }
+
+    /// Stage s with `counts[s]` replicas, node `10 · s + i`.
+    fn uneven(counts: &[u8]) -> Vec<Vec<NodeId>> {
+        (0..counts.len())
+            .map(|s| (0..counts[s]).map(|i| n(s as u8, i)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_stage_with_fewer_replicas_serves_several_lanes_with_each() {
+        // 4 replicas of stage 0, 2 of stage 1: 4 lanes, each stage-1 replica in two of them.
+        let g = uneven(&[4, 2]);
+        assert_eq!(lane_count(&g), 4);
+        assert_eq!(
+            served(&g, 1, 0, &[]),
+            vec![(0, Some(n(0, 0)), None), (2, Some(n(0, 2)), None)]
+        );
+        assert_eq!(served(&g, 0, 3, &[]), vec![(3, None, Some(n(1, 1)))]);
+        // Each lane reads the data of its own member of the widest stage, wherever it is.
+        let data: Vec<Option<NodeId>> = (0..4).map(|l| data_node(&g, l)).collect();
+        assert_eq!(data, (0..4).map(|l| Some(n(0, l))).collect::<Vec<_>>());
+        assert_eq!(data_node(&uneven(&[2, 3]), 2), Some(n(1, 2)));
+        // One of stage 1 down: the other serves all four lanes.
+        assert_eq!(served(&g, 1, 1, &[n(1, 0)]).len(), 4);
+        assert_eq!(member(&g, 1, 3), Some(n(1, 1)));
+        assert_eq!(member(&[vec![]], 0, 1), None, "a stage without replicas");
+    }
+
+    #[test]
+    fn lanes_over_counts_without_a_common_multiple_reuse_a_pair_and_the_later_idles() {
+        // 2, 2 and 4 replicas: lanes 0 and 2 both join n(0,0) to n(1,0).
+        let chains = lanes(&uneven(&[2, 2, 4]), &all_but(&[]));
+        assert_eq!(chains.iter().filter(|c| c.is_some()).count(), 2);
+        assert!(chains[2].is_none() && chains[3].is_none());
+        // 2, 3 and 2: every lane's pairs are its own.
+        assert!(
+            lanes(&uneven(&[2, 3, 2]), &all_but(&[]))
+                .iter()
+                .all(Option::is_some)
+        );
     }
 
     #[test]

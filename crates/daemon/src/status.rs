@@ -229,6 +229,7 @@ impl StatusBoard {
             head: role.spec.head,
             lane: role.lane,
             lanes: role.lanes,
+            served: Vec::new(),
             stage_peers: (role.replicas.iter().map(NodeId::to_hex))
                 .filter(|n| *n != me)
                 .collect(),
@@ -237,6 +238,14 @@ impl StatusBoard {
         };
         self.tx
             .send_if_modified(|s| replace(&mut s.role, Some(status)));
+    }
+
+    /// The lanes the node's stage serves now.
+    pub(crate) fn served(&self, lanes: Vec<usize>) {
+        self.tx.send_if_modified(|s| match &mut s.role {
+            Some(role) => replace(&mut role.served, lanes),
+            None => false,
+        });
     }
 
     /// What the node's audits found so far, and whom it excluded.

@@ -9,8 +9,9 @@
 //!    ([`Unplaced::CannotHoldALayer`]).
 //! 2. For each number of stages `k` (1 up to the layers, at most the members), a draft:
 //!    the layers split evenly; coverage first, the stage needing the most memory first, each
-//!    taking the smallest member that fits it (so big members stay free for big stages);
-//!    then every other member, fastest first, joins the stage it fits whose time per token
+//!    taking the smallest member that fits it (so big members stay free for big stages); then
+//!    the same again, so that every stage has [`REDUNDANCY`] replicas where the members allow
+//!    (one to fail over to); then every other member, fastest first, joins the stage it fits whose time per token
 //!    (work over the replicas' summed speed) is highest; then the stage lengths are set by
 //!    water-filling: each layer after the first of every stage goes to the stage whose time
 //!    grows least, never past what its smallest replica can hold. That minimises the slowest
@@ -20,8 +21,8 @@
 //!    can hold the whole model the plan is one stage held by everyone: today's network.
 //! 4. With a previous plan (same depth), the stable draft keeps it: every member stays in its
 //!    stage, the stage lengths stay unless water-filling beats them by [`REBALANCE`]; new
-//!    members join as in 2; a stage left empty takes a new member or one from the stage with
-//!    the most replicas. The stable draft wins unless the best fresh draft beats it by
+//!    members join as in 2; a stage left empty, or with fewer than [`REDUNDANCY`] replicas,
+//!    takes a new member or one from the stage with the most replicas. The stable draft wins unless the best fresh draft beats it by
 //!    [`REPLAN`]. So a join usually moves only the joiner's layers, and a leave nothing unless
 //!    it empties a stage.
 
@@ -36,6 +37,10 @@ use crate::footprint::{Footprint, Workload};
 /// The stable lengths are kept unless their slowest stage takes more than 5/4 the time of the
 /// water-filled lengths' slowest stage.
 pub const REBALANCE: (u128, u128) = (5, 4);
+
+/// Replicas every stage gets, where the members allow, before the others join by speed: one
+/// to fail over to (`docs/pipeline.md`, "Failover").
+pub const REDUNDANCY: usize = 2;
 
 /// The stable draft is kept unless it costs more than 4/3 of the best fresh draft.
 pub const REPLAN: (u128, u128) = (4, 3);
@@ -101,12 +106,15 @@ impl Plan {
         self.stages.iter().position(|s| s.replicas.contains(node))
     }
 
-    /// Lanes of one replica of every stage: the fewest replicas any stage has (0 without stages).
+    /// Lanes of one replica of every stage: as many as the most replicas any stage has (0
+    /// without stages). A stage with fewer replicas serves several lanes with each, in turn
+    /// (`docs/pipeline.md`, "Lanes"), so its replicas' summed speed is what it trains with, as
+    /// the rule assumes.
     pub fn lanes(&self) -> usize {
         self.stages
             .iter()
             .map(|s| s.replicas.len())
-            .min()
+            .max()
             .unwrap_or(0)
     }
 
@@ -279,7 +287,7 @@ impl<'a> Pool<'a> {
             lens,
         };
         let mut free: Vec<usize> = (0..self.members.len()).collect();
-        self.cover(&mut draft, &mut free)?;
+        self.cover_twice(&mut draft, &mut free)?;
         self.join(&mut draft, free);
         draft.lens = self.water_fill(&draft)?;
         Some(draft)
@@ -303,7 +311,7 @@ impl<'a> Pool<'a> {
                 _ => free.push(i),
             }
         }
-        self.cover(&mut draft, &mut free)?;
+        self.cover_twice(&mut draft, &mut free)?;
         self.join(&mut draft, free);
         // Every replica fits the kept lengths (checked on the way in), so they stay valid.
         let filled = Draft {
@@ -316,17 +324,19 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// Gives every empty stage a replica, the stage needing most memory first: the smallest
-    /// free member that fits, else one from the stage with the most replicas (at least two).
-    fn cover(&self, draft: &mut Draft, free: &mut Vec<usize>) -> Option<()> {
+    /// Brings every stage to `want` replicas where it can, the stage needing most memory first:
+    /// the smallest free member that fits, else the smallest that fits from the stage with the
+    /// most replicas (more than `want`); whether every stage got there.
+    fn cover(&self, draft: &mut Draft, free: &mut Vec<usize>, want: usize) -> bool {
         let k = draft.lens.len();
         let bytes = |s: usize| {
             let (e, h) = Self::ends(s, k);
             self.footprint.bytes(draft.lens[s], e, h)
         };
-        let mut empty: Vec<usize> = (0..k).filter(|&s| draft.replicas[s].is_empty()).collect();
-        empty.sort_by_key(|&s| (std::cmp::Reverse(bytes(s)), s));
-        for s in empty {
+        let mut short: Vec<usize> = (0..k).filter(|&s| draft.replicas[s].len() < want).collect();
+        short.sort_by_key(|&s| (std::cmp::Reverse(bytes(s)), s));
+        let mut reached = true;
+        for s in short {
             let fits = |i: &usize| self.members[*i].memory_budget >= bytes(s);
             let smallest = |c: &[usize]| {
                 c.iter()
@@ -340,12 +350,27 @@ impl<'a> Pool<'a> {
                 continue;
             }
             let donor = (0..k)
-                .filter(|&d| draft.replicas[d].len() >= 2 && smallest(&draft.replicas[d]).is_some())
-                .max_by_key(|&d| (draft.replicas[d].len(), std::cmp::Reverse(d)))?;
-            let i = smallest(&draft.replicas[donor])?;
-            draft.replicas[donor].retain(|&j| j != i);
-            draft.replicas[s].push(i);
+                .filter(|&d| {
+                    draft.replicas[d].len() > want && smallest(&draft.replicas[d]).is_some()
+                })
+                .max_by_key(|&d| (draft.replicas[d].len(), std::cmp::Reverse(d)));
+            match donor.and_then(|d| Some((d, smallest(&draft.replicas[d])?))) {
+                Some((d, i)) => {
+                    draft.replicas[d].retain(|&j| j != i);
+                    draft.replicas[s].push(i);
+                }
+                None => reached = false,
+            }
         }
+        reached
+    }
+
+    /// Every stage held, then every stage held twice where the members allow (a replica to
+    /// fail over to, `docs/pipeline.md`), before the rest join by speed; `None` when a stage
+    /// stays empty.
+    fn cover_twice(&self, draft: &mut Draft, free: &mut Vec<usize>) -> Option<()> {
+        self.cover(draft, free, 1).then_some(())?;
+        self.cover(draft, free, REDUNDANCY);
         Some(())
     }
 

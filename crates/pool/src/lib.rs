@@ -36,7 +36,7 @@ mod error;
 mod footprint;
 mod growth;
 
-pub use assign::{Member, Plan, REBALANCE, REPLAN, StagePlan, Unplaced, assign};
+pub use assign::{Member, Plan, REBALANCE, REDUNDANCY, REPLAN, StagePlan, Unplaced, assign};
 pub use capacity::{CAPACITY_NAMESPACE, CapacityRecord, MAX_CAPACITY_FRAME};
 pub use error::{Error, Result};
 pub use footprint::{Footprint, STATE_BYTES_PER_PARAM, Workload};

@@ -1,5 +1,6 @@
 //! Property tests of assignment over random memberships of up to 1 000 nodes: coverage,
-//! contiguity, memory, balance, few moves on a join and a leave, determinism.
+//! contiguity, memory, balance, a replica to fail over to, few moves on a join and a leave,
+//! determinism.
 
 use neuroshard_model::Config;
 use neuroshard_pool::{Footprint, Member, Plan, Unplaced, Workload, assign};
@@ -221,6 +222,26 @@ proptest! {
         prop_assert!(!p.stages.is_empty());
         let imbalance = imbalance(n_layers, &ms, &p);
         prop_assert!(imbalance <= 1.25, "slowest stage {imbalance:.3} × the ideal");
+    }
+
+    /// Every stage gets a second replica, one to fail over to, when the members allow: here,
+    /// equal budgets (whoever fits one stage fits it again) and at least two members a stage.
+    #[test]
+    fn every_stage_has_a_replica_to_fail_over_to_where_the_members_allow(
+        (n_layers, ms) in members(40),
+        budget_part in 1u64..=8,
+    ) {
+        let whole = footprint(n_layers).bytes(n_layers, true, true);
+        let budget = whole / 8 * budget_part;
+        let even: Vec<Member> = ms.iter().map(|m| Member { memory_budget: budget, ..*m }).collect();
+        let p = plan(n_layers, &even, None);
+        check_valid(n_layers, &even, &p)?;
+        let placed: usize = p.stages.iter().map(|s| s.replicas.len()).sum();
+        if placed >= 2 * p.stages.len() {
+            for (s, stage) in p.stages.iter().enumerate() {
+                prop_assert!(stage.replicas.len() >= 2, "stage {} of {:?}", s, p);
+            }
+        }
     }
 
     #[test]

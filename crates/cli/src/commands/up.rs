@@ -142,11 +142,21 @@ fn describe(plan: &Plan, whole: u64, budget: u64, nodes: usize, batch: usize) ->
                 .iter()
                 .map(|s| format!("{}..{}", s.layers.start, s.layers.end))
                 .collect();
-            let spare = nodes.saturating_sub(stages * lanes);
+            let replicas: Vec<String> = (plan.stages.iter())
+                .map(|s| s.replicas.len().to_string())
+                .collect();
+            let placed: usize = plan.stages.iter().map(|s| s.replicas.len()).sum();
+            let idle = nodes.saturating_sub(placed);
             format!(
-                "{needs}: with equal speeds the {nodes} nodes form {stages} stages (layers {}) × {lanes} lane{}, {spare} spare; each node's measured speed decides the real plan",
+                "{needs}: with equal speeds the {nodes} nodes form {stages} stages (layers {}) held by {} replicas, {lanes} lane{}{}; each node's measured speed decides the real plan",
                 ranges.join(", "),
-                if lanes == 1 { "" } else { "s" }
+                replicas.join(", "),
+                if lanes == 1 { "" } else { "s" },
+                if idle == 0 {
+                    String::new()
+                } else {
+                    format!(", {idle} left out")
+                }
             )
         }
     }
@@ -225,14 +235,19 @@ fn summary(status: &serde_json::Value) -> String {
         .as_str()
         .map_or("-", |h| &h[..h.len().min(12)]);
     let role = &status["role"];
+    let served: Vec<String> = (role["served"].as_array().into_iter().flatten())
+        .filter_map(|l| Some((l.as_u64()? + 1).to_string()))
+        .collect();
     let stage = match role["stage"].as_u64() {
         Some(stage) => format!(
-            "  stage {}/{} layers {}..{} lane {}",
+            "  stage {}/{} layers {}..{} lane{} {} of {}",
             stage + 1,
             role["stages"],
             role["layers"][0],
             role["layers"][1],
-            role["lane"].as_u64().map_or(0, |l| l + 1),
+            if served.len() == 1 { "" } else { "s" },
+            served.join(","),
+            role["lanes"],
         ),
         None => String::new(),
     };
@@ -260,7 +275,7 @@ mod tests {
         let (plan, _) = neuroshard_daemon::preview_plan(&cfg, 8, 7, budget);
         let text = describe(&plan, whole, budget, 7, 8);
         assert!(
-            text.contains("form 2 stages (layers 0..1, 1..2) × 3 lanes, 1 spare"),
+            text.contains("form 2 stages (layers 0..1, 1..2) held by 3, 4 replicas, 4 lanes;"),
             "{text}"
         );
         let (plan, _) = neuroshard_daemon::preview_plan(&cfg, 8, 7, 1000);
