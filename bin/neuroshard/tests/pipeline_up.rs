@@ -1,6 +1,7 @@
-//! `neuroshard up --nodes 6 --memory-budget 4MB`, a budget below the model's training footprint
+//! `neuroshard up --nodes 7 --memory-budget 4MB`, a budget below the model's training footprint
 //! (`neuroshard_pool::Footprint` says so): the nodes form a pipeline of at least two stages with
-//! at least two replicas each, every node shows its role (stage, layers, lane, stage peers) in
+//! at least two replicas each, uneven (3 and 4), every node trains, a replica of the smaller
+//! stage serving two lanes, every node shows its role (stage, layers, lanes, stage peers) in
 //! `/api/status` and `/metrics`, no node ever holds the whole model (`params_peak`, the most
 //! parameters it held, is its stage's), and training through the pipeline with DiLoCo per stage
 //! lowers the validation loss the last stage measures at each round's start. A killed replica's
@@ -26,7 +27,6 @@ use neuroshard_testkit::up::{Up, signal, started as started_line};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
-const NODES: usize = 6;
 const BUDGET: u64 = 4_000_000;
 
 /// Polls every node's status until `done` holds for all of them, or panics after `limit`.
@@ -53,12 +53,13 @@ fn wait_all(
     }
 }
 
-/// `up --nodes 6 --memory-budget 4000000 --work-per-sec 1000000000` on a small genesis in `work`
-/// (nano, H = 16, a round deadline of `deadline` seconds), and every node's pid and dashboard.
-fn start(work: &Path, deadline: u64) -> (Up, Vec<(u32, String)>) {
+/// `up --nodes nodes --memory-budget 4000000 --work-per-sec 1000000000` on a small genesis in
+/// `work` (nano, H = 16, a round deadline of `deadline` seconds), and every node's pid and
+/// dashboard.
+fn start(work: &Path, deadline: u64, nodes: usize) -> (Up, Vec<(u32, String)>) {
     let deadline = deadline.to_string();
     let init = ["--inner-steps", "16", "--round-deadline-secs", &deadline];
-    start_with(work, &init, NODES, BUDGET)
+    start_with(work, &init, nodes, BUDGET)
 }
 
 /// `up --nodes NODES --memory-budget BUDGET --work-per-sec 1000000000` on a small genesis in
@@ -97,7 +98,7 @@ fn val_losses(status: &Value) -> (f64, f64) {
     (loss(&history[0]), loss(history.last().unwrap()))
 }
 
-/// A stage replica killed with SIGKILL while the pipeline trains. The round deadline is 600 s,
+/// A stage replica killed with SIGKILL while 6 nodes (2 stages × 3 lanes) train. The round deadline is 600 s,
 /// beyond every wait here: a stage that waited for the dead member's lane partner until the
 /// deadline would close no round in time. Its partner instead contributes what it trained (zero
 /// Δs while the member is away), so both stages keep closing rounds; `up` restarts the member,
@@ -106,7 +107,7 @@ fn val_losses(status: &Value) -> (f64, f64) {
 #[test]
 fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
     let work = work_dir();
-    let (mut up, started) = start(work.path(), 600);
+    let (mut up, started) = start(work.path(), 600, 6);
     let limit = Duration::from_secs(200);
     let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
     let roles = wait_all("three rounds", &dashboards, limit, |s| {
@@ -128,7 +129,7 @@ fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
         .unwrap();
 
     signal("KILL", started[victim].0);
-    let survivors: Vec<String> = (0..NODES)
+    let survivors: Vec<String> = (0..dashboards.len())
         .filter(|i| *i != victim)
         .map(|i| dashboards[i].clone())
         .collect();
@@ -259,30 +260,36 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
     );
 
     let work = work_dir();
-    let (_up, started) = start(work.path(), 30);
+    let (_up, started) = start(work.path(), 30, 7);
     let limit = Duration::from_secs(240);
     let dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
     let statuses = wait_all("every node's role", &dashboards, limit, |s| {
         !s["role"].is_null()
     });
 
-    // The plan: stages × lanes, each (stage, lane) held once, the same counts everywhere.
+    // The plan: every node in a stage, every stage held twice or more, as many lanes as the
+    // widest stage has replicas, and each stage's replicas serving every lane once between them.
     let roles: Vec<&Value> = statuses.iter().map(|s| &s["role"]).collect();
     let (stages, lanes) = (
         roles[0]["stages"].as_u64().unwrap(),
         roles[0]["lanes"].as_u64().unwrap(),
     );
-    assert!(stages >= 2 && lanes >= 2, "{roles:#?}");
-    assert_eq!((stages * lanes) as usize, NODES, "{roles:#?}");
-    let held: BTreeSet<(u64, u64)> = roles
-        .iter()
-        .map(|r| (r["stage"].as_u64().unwrap(), r["lane"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(
-        held.len(),
-        NODES,
-        "each (stage, lane) held by one node: {roles:#?}"
+    let replicas = |stage: u64| roles.iter().filter(move |r| r["stage"] == stage);
+    let counts: Vec<usize> = (0..stages).map(|s| replicas(s).count()).collect();
+    assert!(stages >= 2 && counts.iter().all(|&c| c >= 2), "{roles:#?}");
+    assert_eq!(counts.iter().max().map(|&c| c as u64), Some(lanes));
+    assert!(
+        counts.iter().any(|&c| (c as u64) < lanes),
+        "uneven: {roles:#?}"
     );
+    for stage in 0..stages {
+        let mut served: Vec<u64> = replicas(stage)
+            .flat_map(|r| r["served"].as_array().unwrap().iter())
+            .map(|l| l.as_u64().unwrap())
+            .collect();
+        served.sort_unstable();
+        assert_eq!(served, (0..lanes).collect::<Vec<_>>(), "{roles:#?}");
+    }
     let mut end = 0;
     for stage in 0..stages {
         let role = roles.iter().find(|r| r["stage"] == stage).unwrap();
@@ -349,7 +356,7 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
             "validation loss {first} at round 0, {latest} after: {history:#?}"
         );
     }
-    // DiLoCo per stage: each stage's rounds aggregate its replicas' Δs (every lane's, once the
+    // DiLoCo per stage: each stage's rounds aggregate its replicas' Δs (every replica's, once the
     // lanes are aligned: waited for, as a lane that started late must catch up within a round or
     // two), and the replicas end each round with the same weights.
     let deadline = Instant::now() + limit;
@@ -358,11 +365,12 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
             .iter()
             .map(|d| http_get_json(d, "/api/status").expect("a status"))
             .collect();
-        let counted = |stage| {
+        let counted = |stage: u64| {
             let replicas = stage_rounds(&now, stage);
+            let all = replicas.len() as u64;
             common_rounds(&replicas)
                 .iter()
-                .any(|r| replicas.iter().all(|m| m[r].1 == lanes))
+                .any(|r| replicas.iter().all(|m| m[r].1 == all))
         };
         if (0..stages).all(counted) {
             break now;
