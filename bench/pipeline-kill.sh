@@ -12,9 +12,9 @@
 # holds it (read from the node logs at the kill), so that a middle stage can be chosen whatever
 # the placement. Three stages need
 # a model of three layers or more: on a genesis with the tiny preset (4 layers, vocabulary 347),
-# NODES=7 and BUDGET=63900000 give 3 stages × 2 lanes and a spare (layers 0..2 with the
-# embedding need 63.69 MB, 2..4 with the head 64.06 MB, so two stages do not fit; with 6 nodes
-# `assign` gives the stages 3, 1 and 2 replicas, one lane; at 62 MB it picks 4 stages).
+# NODES=6 and BUDGET=63900000 give 3 stages × 2 lanes (layers 0..2 with the embedding need
+# 63.69 MB, 2..4 with the head 64.06 MB, so two stages do not fit; with 7 nodes one stage gets a
+# third replica and there are 3 lanes, its other two replicas' lanes shared by one of them).
 #
 # With BACK_AT=T (seconds, or `never`), `up` is paused (SIGSTOP) just before the kill so that it
 # restarts nothing, and resumed at T: the killed node stays down until then, and its lane trains

@@ -140,7 +140,7 @@ impl Daemon {
             reason,
         })?;
         let chain = open_chain(config, &key, &genesis, network_id, &settings)?;
-        let capacity = announced_capacity(config, &settings, genesis.seed).await?;
+        let capacity = announced_capacity(config, &settings, genesis.seed, network_id).await?;
         let progress = Progress::default();
         let assignment = Assignment {
             dir: dataset.dir().to_owned(),
@@ -342,11 +342,13 @@ fn open_chain(
 }
 
 /// What this node's capacity record announces: its budget, and its speed from
-/// `--work-per-sec` or measured on a blocking thread (logged either way).
+/// `--work-per-sec`, else the one it measured before for this network
+/// ([`speed::SAVED`]), else measured now on a blocking thread and saved (logged each way).
 async fn announced_capacity(
     config: &NodeConfig,
     settings: &Settings,
     seed: u64,
+    network: neuroshard_primitives::Hash,
 ) -> Result<CapacityStatus> {
     let capacity = |work_per_sec, measured| CapacityStatus {
         memory_budget: config.memory_budget,
@@ -356,6 +358,11 @@ async fn announced_capacity(
     if let Some(work_per_sec) = config.work_per_sec {
         tracing::info!(work_per_sec, "announcing the pinned speed (--work-per-sec)");
         return Ok(capacity(work_per_sec, false));
+    }
+    let saved = config.data_dir.join(speed::SAVED);
+    if let Some(work_per_sec) = speed::saved(&saved, network) {
+        tracing::info!(work_per_sec, path = %saved.display(), "announcing the speed measured at this node's first start for this network (delete the file to measure again)");
+        return Ok(capacity(work_per_sec, true));
     }
     let (model, inner) = (settings.model.clone(), settings.inner);
     let measured = tokio::task::spawn_blocking(move || speed::measure(&model, &inner, seed))
@@ -369,6 +376,7 @@ async fn announced_capacity(
         tokens = measured.tokens,
         "measured this node's speed: the fastest step of the first layer and the head on one micro-batch"
     );
+    speed::save(&saved, network, measured.work_per_sec)?;
     Ok(capacity(measured.work_per_sec, true))
 }
 

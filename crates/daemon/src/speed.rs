@@ -11,15 +11,17 @@
 //! slowed least, so it repeats best (`docs/experiments/2026-11-30-measured-speed.md`).
 //! `neuroshard bench train` times its steps with [`time_steps`] too.
 
+use std::path::Path;
 use std::time::Duration;
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm};
 use neuroshard_pool::Footprint;
-use neuroshard_primitives::Batch;
+use neuroshard_primitives::{Batch, Hash};
 use neuroshard_train::{InnerConfig, InnerLoop};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
@@ -76,6 +78,42 @@ pub(crate) fn measure(model: &Config, inner: &InnerConfig, seed: u64) -> Result<
     })
 }
 
+/// The file in a node's directory that keeps its measured speed for the network it was measured
+/// for: a restarted node announces the figure it announced before, so it computes the plan the
+/// others computed from it and takes its old stage again (`docs/pool.md`, "Measured speed").
+pub(crate) const SAVED: &str = "speed.json";
+
+/// A measured speed as saved, with the network it was measured for.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    network: Hash,
+    work_per_sec: u64,
+}
+
+/// The speed saved in `path` for `network`: `None` when there is none, it was measured for
+/// another network, or the file does not parse (logged; the node measures again).
+pub(crate) fn saved(path: &Path, network: Hash) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice::<Saved>(&bytes) {
+        Ok(s) if s.network == network => Some(s.work_per_sec),
+        Ok(_) => None,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), %err, "a saved speed that does not parse: measuring again");
+            None
+        }
+    }
+}
+
+/// Saves `work_per_sec`, measured for `network`, in `path` (atomically).
+pub(crate) fn save(path: &Path, network: Hash, work_per_sec: u64) -> Result<()> {
+    let bytes = serde_json::to_vec(&Saved {
+        network,
+        work_per_sec,
+    })
+    .map_err(|err| crate::Error::Worker(err.to_string()))?;
+    crate::atomic::write_atomic(path, &bytes, crate::atomic::Durability::Volatile)
+}
+
 /// Parameter-tokens per second of steps of `tokens` tokens through `work` parameters each that
 /// took `step`: at least 1 (a record of 0 would say the node does nothing), saturating.
 pub(crate) fn work_per_sec(work: u64, tokens: u64, step: Duration) -> u64 {
@@ -126,6 +164,19 @@ mod tests {
     use neuroshard_train::{AdamWConfig, LrSchedule};
 
     use super::*;
+
+    #[test]
+    fn a_saved_speed_is_announced_again_on_its_network_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SAVED);
+        let (net, other) = (Hash::of(b"net"), Hash::of(b"other"));
+        assert_eq!(saved(&path, net), None, "nothing saved yet");
+        save(&path, net, 12_345).unwrap();
+        assert_eq!(saved(&path, net), Some(12_345));
+        assert_eq!(saved(&path, other), None, "measured for another network");
+        std::fs::write(&path, b"{\"work_per").unwrap();
+        assert_eq!(saved(&path, net), None, "a torn file: measured again");
+    }
 
     #[test]
     fn the_figure_is_work_times_tokens_over_the_step_and_never_zero_or_wrapped() {
