@@ -1,5 +1,5 @@
 //! A node whose log goes to a file (as `neuroshard up` writes `node-N.log`) writes plain text:
-//! no ANSI colour codes; it says there what speed it measured at start-up.
+//! no ANSI colour codes; it says there what speed it measured at start-up, or that it announces the one it saved.
 
 use std::path::Path;
 
@@ -23,8 +23,9 @@ fn a_log_written_to_a_file_has_no_colour_codes() {
     assert!(!log.contains(&0x1b), "no escape byte in the log: {text:?}");
 }
 
-/// A node measures its speed at start-up, says what it measured in its log and announces it
-/// (its status shows its capacity record's figure); `--work-per-sec` pins the figure instead.
+/// A node measures its speed at its first start, says what it measured in its log and announces
+/// it (its status shows its capacity record's figure), and announces the same figure after a
+/// restart; `--work-per-sec` pins the figure instead.
 #[test]
 fn a_node_announces_the_speed_it_measured_or_the_one_pinned() {
     let work = tempfile::tempdir().unwrap();
@@ -50,5 +51,20 @@ fn a_node_announces_the_speed_it_measured_or_the_one_pinned() {
     assert!(
         log.contains("measured this node's speed") && log.contains(&figure.to_string()),
         "the log says what the node measured: {log}"
+    );
+    // Restarted on the same directory, it announces the figure it measured, so that it computes
+    // the plan its peers computed from it (`docs/pool.md`, "Measured speed").
+    let mut again = NodeProcess::start(exe, "measured", work, &genesis, &[]);
+    let record = capacity(&again);
+    assert_eq!(
+        (record["work_per_sec"].as_u64(), &record["measured"]),
+        (Some(figure), &true.into())
+    );
+    assert!(again.stop());
+    let log = std::fs::read_to_string(&again.log).unwrap();
+    assert!(
+        log.contains("announcing the speed measured at this node's first start")
+            && !log.contains("measured this node's speed"),
+        "the log says the figure is the saved one: {log}"
     );
 }
