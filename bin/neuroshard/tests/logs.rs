@@ -1,5 +1,6 @@
 //! A node whose log goes to a file (as `neuroshard up` writes `node-N.log`) writes plain text:
-//! no ANSI colour codes; it says there what speed it measured at start-up, or that it announces the one it saved.
+//! no ANSI colour codes; it says there what speed it measured at start-up, or that it announces
+//! the one it saved.
 
 use std::path::Path;
 
