@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md,
-# 2026-11-30-hint2.md, 2026-11-30-hbits.md and 2026-11-30-hent.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
+# 2026-11-30-hint2.md, 2026-11-30-hbits.md, 2026-11-30-hent.md and 2026-11-30-hent-centroid.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
 # 100), STEPS inner steps per node (default 1 000), the genesis defaults otherwise (plain
 # averaging, inner lr 3e-3, warm-up 50, constant within the run), the whole validation split.
 # Prints one line per codec: the network model's validation loss after every round, and bytes sent

@@ -24,7 +24,7 @@
 //! which needs nothing on the wire but the chunk's number). `hbits` lays out its payload by
 //! each chunk's width instead: a table of one width byte per chunk, then each chunk's bytes at
 //! its width, then zero padding to a length that follows from the header (see
-//! [`crate::budget`]). `hent` lays out its payload as a frequency table, a step and a stream
+//! [`crate::budget`]). `hent` lays out its payload as a frequency table, a scale and a stream
 //! length per chunk, the chunks' entropy-coded streams, then zero padding to a length that
 //! follows from the header (see [`crate::entropy`]). Codec ids 8 (`topk-int2`), 9 (`int2`),
 //! 10 (`ternary`), 11 (`hint2`), 12 (`hbits`) and 13 (`hent`) were added to version 1: a build that predates one refuses its packets as

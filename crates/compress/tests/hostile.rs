@@ -289,7 +289,7 @@ fn hbits_widths_and_budget_are_checked() {
 #[test]
 fn hent_table_entries_streams_and_padding_are_checked() {
     // 40 values in chunks of 16 (16, 16, 8) at 8 bits per value: a 40-byte code budget; the
-    // payload is 63 two-byte frequencies, 3 entries (step, stream length) and the budget.
+    // payload is 63 two-byte frequencies, 3 entries (scale, stream length) and the budget.
     let cfg: CompressConfig = "hent:chunk=16,bits=8".parse().unwrap();
     let packet = budget_packet(&cfg);
     let (table, entries) = (HEADER_LEN, HEADER_LEN + 126);
@@ -328,7 +328,7 @@ fn hent_table_entries_streams_and_padding_are_checked() {
         0,
         "exceed the total",
     );
-    // Chunk 1's step: negative, not finite, 0 with a stream.
+    // Chunk 1's scale: negative, not finite, 0 with a stream.
     let step = entries + 8;
     payload_error(edit(&|b| b[step + 3] |= 0x80), 1, "scale");
     let nan = f32::NAN.to_le_bytes();
