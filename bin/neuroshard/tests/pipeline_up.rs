@@ -53,6 +53,19 @@ fn wait_all(
     }
 }
 
+/// The latest round any of `statuses` is in.
+fn latest_round(statuses: &[Value]) -> u64 {
+    let rounds = statuses.iter().filter_map(|s| s["round"].as_u64());
+    rounds.max().expect("a status with a round")
+}
+
+/// Waits until every node of `dashboards` is in round `round` or later (see [`wait_all`]).
+fn wait_rounds(what: &str, dashboards: &[String], round: u64, limit: Duration) {
+    wait_all(what, dashboards, limit, |s| {
+        s["round"].as_u64().unwrap_or(0) >= round
+    });
+}
+
 /// `up --nodes nodes --memory-budget 4000000 --work-per-sec 1000000000` on a small genesis in
 /// `work` (nano, H = 16, a round deadline of `deadline` seconds), and every node's pid and
 /// dashboard.
@@ -122,11 +135,7 @@ fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
         .iter()
         .position(|s| s["role"]["head"] == true && s["role"]["lane"] != 0)
         .expect("a last stage in another lane");
-    let round = roles
-        .iter()
-        .map(|s| s["round"].as_u64().unwrap())
-        .max()
-        .unwrap();
+    let round = latest_round(&roles);
 
     signal("KILL", started[victim].0);
     let survivors: Vec<String> = (0..dashboards.len())
@@ -134,11 +143,11 @@ fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
         .map(|i| dashboards[i].clone())
         .collect();
     let on = round + 8;
-    wait_all(
+    wait_rounds(
         "the survivors to close 8 more rounds",
         &survivors,
+        on,
         limit,
-        |s| s["round"].as_u64().unwrap_or(0) >= on,
     );
     let (_, back) = up.expect("the killed node to start again", limit, |l| {
         started_line(l, victim)
@@ -205,23 +214,18 @@ fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on(
     // Lane 0's middle replica, unless it is node 0, which alone holds the dataset at first.
     let (lost, other) = if at(1, 0) == 0 { (1, 0) } else { (0, 1) };
     let (victim, stand_in, last) = (at(1, lost), at(1, other), at(2, lost));
-    let round = statuses
-        .iter()
-        .filter_map(|s| s["round"].as_u64())
-        .max()
-        .unwrap();
+    let round = latest_round(&statuses);
 
     signal("STOP", up.pid());
     signal("KILL", started[victim].0);
     let survivors: Vec<String> = [at(0, 0), at(0, 1), stand_in, at(2, 0), at(2, 1)]
         .map(|i| dashboards[i].clone())
         .into();
-    let on = round + 3;
-    wait_all(
+    wait_rounds(
         "every stage to close 3 more rounds",
         &survivors,
+        round + 3,
         limit,
-        |s| s["round"].as_u64().unwrap_or(0) >= on,
     );
     let lane_trains = |s: &Value| {
         let later = |p: &&Value| p["round"].as_u64() >= Some(round + 2);

@@ -78,7 +78,8 @@ pub(crate) fn payload_len(header: &Header) -> u128 {
     TABLE_BYTES as u128 + chunks * ENTRY_BYTES as u128 + code_budget(header.len, header.millibits)
 }
 
-/// The symbols, steps, model and streams of one multiplier (steps 3–4).
+/// The symbols, steps, model and streams of one multiplier (steps 3–4); the encoder replaces
+/// each chunk's step by its scale (step 7, [`fit`]) before it writes them.
 struct Coded {
     steps: Vec<f32>,
     symbols: Vec<u8>,
@@ -113,6 +114,11 @@ fn step(j: usize, rms: f64) -> f32 {
 fn symbol(x: f32, step: f32) -> u8 {
     let level = MAX_LEVEL as f32;
     (round_half_even((x / step).clamp(-level, level)) + level) as u8
+}
+
+/// The level `q` a symbol stands for ([`symbol`]'s inverse on the grid).
+fn level(symbol: u8) -> i16 {
+    i16::from(symbol) - MAX_LEVEL as i16
 }
 
 /// Steps 3–4 for multiplier number `j`, over the rotated chunks and their RMS.
@@ -234,7 +240,7 @@ fn fit(rotated: &[f32], symbols: &[u8], step: f32) -> f32 {
         .iter()
         .zip(symbols)
         .fold((0.0f64, 0.0f64), |(xq, qq), (&x, &s)| {
-            let q = f64::from(i16::from(s) - MAX_LEVEL as i16);
+            let q = f64::from(level(s));
             (xq + f64::from(x) * q, qq + q * q)
         });
     let scale = (xq / qq) as f32;
@@ -269,7 +275,7 @@ fn write(coded: &Coded, payload: &mut [u8]) {
 fn reconstruct(symbols: &[u8], scale: f32, out: &mut [f32]) {
     for (v, &q) in out.iter_mut().zip(symbols) {
         *v = if scale > 0.0 {
-            f32::from(i16::from(q) - MAX_LEVEL as i16) * scale
+            f32::from(level(q)) * scale
         } else {
             0.0
         };

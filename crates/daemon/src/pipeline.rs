@@ -424,8 +424,7 @@ impl Driver {
         self.loss = trainer.loss_gauge();
         self.trainer = Some(Box::new(trainer));
         self.replayer = None;
-        self.status.role(role);
-        self.status.served(wires.lanes());
+        self.status.role(role, wires.lanes());
         self.pipeline.lane = Some(wires);
         self.status.depth(0, settings.model.n_layers, None);
         // A node without a budget built the whole model at start: its state is dropped too (the

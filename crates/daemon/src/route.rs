@@ -1,9 +1,9 @@
-//! Which lanes a stage node serves, and through which neighbours (`docs/pipeline.md`,
-//! "Lanes" and "Failover"): a stage with fewer replicas than there are lanes serves several
-//! with each, and a lane member that is down is stood in for by the first other replica of its
-//! stage that is up, which then serves its lanes too. Pure: every party
-//! computes the same routes from the same plan and the same members up, without a message;
-//! [`LaneWires`] keeps a stage node's served lanes from them, fed by the driver.
+//! Which lanes a stage node serves, and through which neighbours (`docs/pipeline.md`, "Roles"
+//! and "Failover"): a stage with fewer replicas than there are lanes serves several with each,
+//! and a lane member that is down is stood in for by the first other replica of its stage that
+//! is up, which then serves its lanes too. Pure: every party computes the same routes from the
+//! same plan and the same members up, without a message; [`LaneWires`] keeps a stage node's
+//! served lanes from them, fed by the driver.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub(crate) fn lane_count(grid: &[Vec<NodeId>]) -> usize {
 }
 
 /// The replica of stage `stage` that lane `lane` belongs to, its member: replica `i` of a stage
-/// with `n` replicas serves lanes `i`, `i + n`, `i + 2n`, … (`docs/pipeline.md`, "Lanes").
+/// with `n` replicas serves lanes `i`, `i + n`, `i + 2n`, … (`docs/pipeline.md`, "Roles").
 pub(crate) fn member(grid: &[Vec<NodeId>], stage: usize, lane: usize) -> Option<NodeId> {
     let replicas = grid.get(stage)?;
     replicas.get(lane.checked_rem(replicas.len())?).copied()

@@ -106,11 +106,11 @@ pub(crate) fn saved(path: &Path, network: Hash) -> Option<u64> {
 
 /// Saves `work_per_sec`, measured for `network`, in `path` (atomically).
 pub(crate) fn save(path: &Path, network: Hash, work_per_sec: u64) -> Result<()> {
-    let bytes = serde_json::to_vec(&Saved {
+    let saved = Saved {
         network,
         work_per_sec,
-    })
-    .map_err(|err| crate::Error::Worker(err.to_string()))?;
+    };
+    let bytes = serde_json::to_vec(&saved).expect("a hash and a number serialise");
     crate::atomic::write_atomic(path, &bytes, crate::atomic::Durability::Volatile)
 }
 

@@ -218,8 +218,9 @@ impl StatusBoard {
             .send_if_modified(|s| replace(&mut s.capacity, Some(capacity)));
     }
 
-    /// The pipeline role this node trains: its stage, layers, lane and peers.
-    pub(crate) fn role(&self, role: &crate::role::Role) {
+    /// The pipeline role this node trains: its stage, layers, lanes (`served`: those it serves
+    /// now) and peers.
+    pub(crate) fn role(&self, role: &crate::role::Role, served: Vec<usize>) {
         let me = self.tx.borrow().node_id.clone();
         let status = neuroshard_api::RoleStatus {
             stage: role.stage,
@@ -229,7 +230,7 @@ impl StatusBoard {
             head: role.spec.head,
             lane: role.lane,
             lanes: role.lanes,
-            served: Vec::new(),
+            served,
             stage_peers: (role.replicas.iter().map(NodeId::to_hex))
                 .filter(|n| *n != me)
                 .collect(),

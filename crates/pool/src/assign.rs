@@ -11,20 +11,20 @@
 //!    the layers split evenly; coverage first, the stage needing the most memory first, each
 //!    taking the smallest member that fits it (so big members stay free for big stages); then
 //!    the same again, so that every stage has [`REDUNDANCY`] replicas where the members allow
-//!    (one to fail over to); then every other member, fastest first, joins the stage it fits whose time per token
-//!    (work over the replicas' summed speed) is highest; then the stage lengths are set by
-//!    water-filling: each layer after the first of every stage goes to the stage whose time
-//!    grows least, never past what its smallest replica can hold. That minimises the slowest
-//!    stage's time for these replica sets.
+//!    (one to fail over to); then every other member, fastest first, joins the stage it fits
+//!    whose time per token (work over the replicas' summed speed) is highest; then the stage
+//!    lengths are set by water-filling: each layer after the first of every stage goes to the
+//!    stage whose time grows least, never past what its smallest replica can hold. That
+//!    minimises the slowest stage's time for these replica sets.
 //! 3. A draft's cost is its slowest stage's time times the 1F1B bubble `(m + k − 1) / m` for
 //!    `m` micro-batches a step; the cheapest wins, ties to fewer stages. So when every member
 //!    can hold the whole model the plan is one stage held by everyone: today's network.
 //! 4. With a previous plan (same depth), the stable draft keeps it: every member stays in its
 //!    stage, the stage lengths stay unless water-filling beats them by [`REBALANCE`]; new
 //!    members join as in 2; a stage left empty, or with fewer than [`REDUNDANCY`] replicas,
-//!    takes a new member or one from the stage with the most replicas. The stable draft wins unless the best fresh draft beats it by
-//!    [`REPLAN`]. So a join usually moves only the joiner's layers, and a leave nothing unless
-//!    it empties a stage.
+//!    takes a new member or one from the stage with the most replicas. The stable draft wins
+//!    unless the best fresh draft beats it by [`REPLAN`]. So a join usually moves only the
+//!    joiner's layers, and a leave nothing unless it empties a stage or leaves it one replica.
 
 use std::ops::Range;
 
@@ -108,7 +108,7 @@ impl Plan {
 
     /// Lanes of one replica of every stage: as many as the most replicas any stage has (0
     /// without stages). A stage with fewer replicas serves several lanes with each, in turn
-    /// (`docs/pipeline.md`, "Lanes"), so its replicas' summed speed is what it trains with, as
+    /// (`docs/pipeline.md`, "Roles"), so its replicas' summed speed is what it trains with, as
     /// the rule assumes.
     pub fn lanes(&self) -> usize {
         self.stages

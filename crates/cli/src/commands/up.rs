@@ -142,11 +142,9 @@ fn describe(plan: &Plan, whole: u64, budget: u64, nodes: usize, batch: usize) ->
                 .iter()
                 .map(|s| format!("{}..{}", s.layers.start, s.layers.end))
                 .collect();
-            let replicas: Vec<String> = (plan.stages.iter())
-                .map(|s| s.replicas.len().to_string())
-                .collect();
-            let placed: usize = plan.stages.iter().map(|s| s.replicas.len()).sum();
-            let idle = nodes.saturating_sub(placed);
+            let counts: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
+            let idle = nodes.saturating_sub(counts.iter().sum());
+            let replicas: Vec<String> = counts.iter().map(usize::to_string).collect();
             format!(
                 "{needs}: with equal speeds the {nodes} nodes form {stages} stages (layers {}) held by {} replicas, {lanes} lane{}{}; each node's measured speed decides the real plan",
                 ranges.join(", "),
