@@ -25,6 +25,16 @@
 //!    takes a new member or one from the stage with the most replicas. The stable draft wins
 //!    unless the best fresh draft beats it by [`REPLAN`]. So a join usually moves only the
 //!    joiner's layers, and a leave nothing unless it empties a stage or leaves it one replica.
+//!
+//! # Carrying a running plan over ([`carry`])
+//!
+//! A running pipeline re-plans with [`carry`], which moves no layer a member holds
+//! (`docs/replan.md`): every replica keeps its stage, its range and its place in the stage's
+//! replica order (so no lane changes hands but the ones joiners take); a deeper model's new
+//! layers go to the last stage when every one of its replicas can hold them (new layers sit
+//! between the last old layer and the head, so nothing else moves), else the depth stays; new
+//! members join as in step 2 (a stage short of [`REDUNDANCY`] first, the smallest joiner that
+//! fits it; then fastest first, where the time per token is highest), appended to the stage.
 
 use std::ops::Range;
 
@@ -76,7 +86,8 @@ pub struct StagePlan {
     pub embedding: bool,
     /// Whether it holds the final norm and the head (the last stage).
     pub head: bool,
-    /// The nodes that hold it, sorted.
+    /// The nodes that hold it, in lane order: sorted by node id in a plan from [`assign`];
+    /// [`carry`] keeps the replicas it carries over in their order and appends new ones.
     pub replicas: Vec<NodeId>,
 }
 
@@ -155,6 +166,44 @@ pub fn assign(
         (_, f) => f,
     };
     pool.plan(chosen)
+}
+
+/// The plan in force, `previous`, carried over to `members` and a model of `n_layers` without
+/// moving a layer any member holds (module docs, "Carrying a running plan over"). A replica of
+/// `previous` that `members` does not list keeps its place and counts with no speed and no known
+/// budget (so the last stage does not grow over it). The result's `n_layers` is `previous`'s
+/// when the model could not grow there. Without stages in `previous`, this is [`assign`].
+pub fn carry(
+    previous: &Plan,
+    n_layers: usize,
+    footprint: &Footprint,
+    workload: Workload,
+    members: &[Member],
+) -> Plan {
+    if previous.stages.is_empty() {
+        return assign(n_layers, footprint, workload, members, None);
+    }
+    let kept_unknown = previous.stages.iter().flat_map(|s| &s.replicas);
+    let mut all = members.to_vec();
+    all.extend(
+        kept_unknown
+            .filter(|n| !members.iter().any(|m| m.node == **n))
+            .map(|&node| Member {
+                node,
+                memory_budget: 0,
+                work_per_sec: 0,
+            }),
+    );
+    let grown = Pool::new(n_layers, footprint, workload, &all);
+    let draft = grown.carried(previous);
+    match draft {
+        Some(draft) => grown.plan(Some(draft)),
+        None => {
+            let kept = Pool::new(previous.n_layers, footprint, workload, &all);
+            let draft = kept.carried(previous);
+            kept.plan(draft)
+        }
+    }
 }
 
 /// A ratio `num / den` compared by cross-multiplication, or as `f64` where the products would
@@ -324,10 +373,44 @@ impl<'a> Pool<'a> {
         }
     }
 
+    /// `previous` at this pool's depth with its replicas kept in place and order, the new
+    /// layers on the last stage, the other members joined; `None` when the depth shrinks or a
+    /// replica of the last stage cannot hold the grown stage.
+    fn carried(&self, previous: &Plan) -> Option<Draft> {
+        let extra = self.n_layers.checked_sub(previous.n_layers)?;
+        let k = previous.stages.len();
+        let mut lens: Vec<usize> = previous.stages.iter().map(|s| s.layers.len()).collect();
+        *lens.last_mut()? += extra;
+        let index = |n: &NodeId| self.members.iter().position(|m| m.node == *n);
+        let replicas: Vec<Vec<usize>> = previous
+            .stages
+            .iter()
+            .map(|s| s.replicas.iter().filter_map(index).collect())
+            .collect();
+        let holds = |i: &usize| extra == 0 || self.cap(*i, k - 1, k) >= lens[k - 1];
+        if !replicas[k - 1].iter().all(holds) {
+            return None;
+        }
+        let mut draft = Draft { lens, replicas };
+        let placed: Vec<usize> = draft.replicas.concat();
+        let mut free: Vec<usize> = (0..self.members.len())
+            .filter(|i| !placed.contains(i))
+            .collect();
+        self.cover_from(&mut draft, &mut free, REDUNDANCY, false);
+        self.add_by_speed(&mut draft, free);
+        Some(draft)
+    }
+
     /// Brings every stage to `want` replicas where it can, the stage needing most memory first:
-    /// the smallest free member that fits, else the smallest that fits from the stage with the
-    /// most replicas (more than `want`); whether every stage got there.
-    fn cover(&self, draft: &mut Draft, free: &mut Vec<usize>, want: usize) -> bool {
+    /// the smallest free member that fits, else (with `donors`) the smallest that fits from the
+    /// stage with the most replicas (more than `want`); whether every stage got there.
+    fn cover_from(
+        &self,
+        draft: &mut Draft,
+        free: &mut Vec<usize>,
+        want: usize,
+        donors: bool,
+    ) -> bool {
         let k = draft.lens.len();
         let bytes = |s: usize| {
             let (e, h) = Self::ends(s, k);
@@ -350,6 +433,7 @@ impl<'a> Pool<'a> {
                 continue;
             }
             let donor = (0..k)
+                .filter(|_| donors)
                 .filter(|&d| {
                     draft.replicas[d].len() > want && smallest(&draft.replicas[d]).is_some()
                 })
@@ -369,14 +453,21 @@ impl<'a> Pool<'a> {
     /// fail over to, `docs/pipeline.md`), before the rest join by speed; `None` when a stage
     /// stays empty.
     fn cover_twice(&self, draft: &mut Draft, free: &mut Vec<usize>) -> Option<()> {
-        self.cover(draft, free, 1).then_some(())?;
-        self.cover(draft, free, REDUNDANCY);
+        self.cover_from(draft, free, 1, true).then_some(())?;
+        self.cover_from(draft, free, REDUNDANCY, true);
         Some(())
     }
 
-    /// Adds the `free` members, fastest first, each to the stage it fits whose time per token
+    /// Adds the `free` members as [`Pool::add_by_speed`] does, then sorts each stage's
+    /// replicas (by node id: the members are sorted).
+    fn join(&self, draft: &mut Draft, free: Vec<usize>) {
+        self.add_by_speed(draft, free);
+        draft.replicas.iter_mut().for_each(|r| r.sort_unstable());
+    }
+
+    /// Appends the `free` members, fastest first, each to the stage it fits whose time per token
     /// is highest (ties to the first).
-    fn join(&self, draft: &mut Draft, mut free: Vec<usize>) {
+    fn add_by_speed(&self, draft: &mut Draft, mut free: Vec<usize>) {
         let k = draft.lens.len();
         free.sort_by_key(|&i| (std::cmp::Reverse(self.members[i].work_per_sec), i));
         for i in free {
@@ -391,7 +482,6 @@ impl<'a> Pool<'a> {
                 draft.replicas[s].push(i);
             }
         }
-        draft.replicas.iter_mut().for_each(|r| r.sort_unstable());
     }
 
     /// The most layers stage `s` can take: what its smallest replica holds.
@@ -432,11 +522,10 @@ impl<'a> Pool<'a> {
         let mut stages = Vec::with_capacity(k);
         for s in 0..k {
             let (embedding, head) = Self::ends(s, k);
-            let mut replicas: Vec<NodeId> = draft.replicas[s]
+            let replicas: Vec<NodeId> = draft.replicas[s]
                 .iter()
                 .map(|&i| self.members[i].node)
                 .collect();
-            replicas.sort_unstable();
             stages.push(StagePlan {
                 layers: start..start + draft.lens[s],
                 embedding,

@@ -6,7 +6,8 @@
 //! bound to the network id). From the model and the members' latest records, [`assign`] gives
 //! every node the same [`Plan`]: pipeline stages, each a contiguous layer range with its
 //! replicas, the embedding on the first and the head on the last, balanced by speed, close to
-//! the previous plan. [`Footprint`] says what a stage costs in memory and work.
+//! the previous plan; [`carry`] re-plans a running pipeline without moving a layer anyone
+//! holds. [`Footprint`] says what a stage costs in memory and work.
 //! [`GrowthSchedule::decide`] says, from the pool sizes at past round boundaries, when the model
 //! grows and to what depth (the model crate's `NeuroLlm::grown` then adds the layers).
 //!
@@ -36,7 +37,7 @@ mod error;
 mod footprint;
 mod growth;
 
-pub use assign::{Member, Plan, REBALANCE, REDUNDANCY, REPLAN, StagePlan, Unplaced, assign};
+pub use assign::{Member, Plan, REBALANCE, REDUNDANCY, REPLAN, StagePlan, Unplaced, assign, carry};
 pub use capacity::{CAPACITY_NAMESPACE, CapacityRecord, MAX_CAPACITY_FRAME};
 pub use error::{Error, Result};
 pub use footprint::{Footprint, STATE_BYTES_PER_PARAM, Workload};

@@ -1,9 +1,10 @@
 //! Property tests of assignment over random memberships of up to 1 000 nodes: coverage,
 //! contiguity, memory, balance, a replica to fail over to, few moves on a join and a leave,
-//! determinism.
+//! determinism; and a running plan carried over to joiners and a deeper model without moving
+//! a layer anyone holds.
 
 use neuroshard_model::Config;
-use neuroshard_pool::{Footprint, Member, Plan, Unplaced, Workload, assign};
+use neuroshard_pool::{Footprint, Member, Plan, Unplaced, Workload, assign, carry};
 use neuroshard_primitives::NodeId;
 use proptest::prelude::*;
 
@@ -245,6 +246,22 @@ proptest! {
     }
 
     #[test]
+    fn a_carried_plan_keeps_every_layer_where_it_is_and_places_the_joiners(
+        (n_layers, ms, new) in members(40).prop_flat_map(|(l, ms)| (Just(l), Just(ms), joiners(l))),
+        grow in 0usize..=3,
+    ) {
+        check_carry(n_layers, &ms, &new, grow)?;
+    }
+
+    #[test]
+    fn a_carried_plan_of_a_large_pool_keeps_every_layer_where_it_is(
+        (n_layers, ms, new) in members(1000).prop_flat_map(|(l, ms)| (Just(l), Just(ms), joiners(l))),
+        grow in 0usize..=3,
+    ) {
+        check_carry(n_layers, &ms, &new, grow)?;
+    }
+
+    #[test]
     fn a_join_or_a_leave_moves_few_layers((n_layers, ms) in members(1000)) {
         check_moves(n_layers, &ms)?;
     }
@@ -253,6 +270,79 @@ proptest! {
     fn a_join_or_a_leave_moves_few_layers_in_small_pools((n_layers, ms) in members(12)) {
         check_moves(n_layers, &ms)?;
     }
+}
+
+/// Members joining a running pool: budgets up to the whole model's, any speed.
+fn joiners(n_layers: usize) -> impl Strategy<Value = Vec<Member>> {
+    let whole = footprint(n_layers).bytes(n_layers, true, true);
+    let joiner = (0..=whole, 1_000u64..=1_000_000);
+    proptest::collection::vec(joiner, 0..=4).prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (memory_budget, work_per_sec))| Member {
+                node: node(2_000_000 + i as u32),
+                memory_budget,
+                work_per_sec,
+            })
+            .collect()
+    })
+}
+
+/// `carry` from the plan for `ms` to `ms` and `new`, `grow` layers deeper: valid; every kept
+/// replica in its stage, with its range (the last stage's grown only if the depth grew), first
+/// in its stage's order as before; the depth grown exactly when the last stage's replicas hold
+/// it; a joiner left out only when no stage fits it.
+fn check_carry(
+    n_layers: usize,
+    ms: &[Member],
+    new: &[Member],
+    grow: usize,
+) -> Result<(), TestCaseError> {
+    let before = plan(n_layers, ms, None);
+    prop_assume!(!before.stages.is_empty());
+    let all: Vec<Member> = ms.iter().chain(new).copied().collect();
+    let deeper = n_layers + grow;
+    let after = carry(&before, deeper, &footprint(deeper), WORKLOAD, &all);
+    check_valid(after.n_layers, &all, &after)?;
+    prop_assert_eq!(after.stages.len(), before.stages.len());
+    let k = before.stages.len();
+    for (s, (b, a)) in before.stages.iter().zip(&after.stages).enumerate() {
+        prop_assert_eq!(
+            &a.replicas[..b.replicas.len()],
+            &b.replicas[..],
+            "lane order kept"
+        );
+        prop_assert_eq!(a.layers.start, b.layers.start);
+        let end = b.layers.end
+            + if s + 1 == k {
+                after.n_layers - n_layers
+            } else {
+                0
+            };
+        prop_assert_eq!(a.layers.end, end);
+    }
+    let fp = footprint(deeper);
+    let last = &before.stages[k - 1];
+    let holds = |m: &Member| {
+        let len = last.layers.len() + grow;
+        m.memory_budget >= fp.bytes(len, last.embedding, true)
+    };
+    let can_grow = last
+        .replicas
+        .iter()
+        .all(|r| all.iter().any(|m| m.node == *r && holds(m)));
+    prop_assert_eq!(after.n_layers == deeper, can_grow);
+    for (id, _) in &after.unplaced {
+        let Some(m) = new.iter().find(|m| m.node == *id) else {
+            continue;
+        };
+        let fits = after
+            .stages
+            .iter()
+            .any(|s| m.memory_budget >= fp.bytes(s.layers.len(), s.embedding, s.head));
+        prop_assert!(!fits, "a joiner that fits a stage is placed");
+    }
+    Ok(())
 }
 
 /// A join and a leave, each from the plan for `ms`: in a pool of 100 or more, at most one
