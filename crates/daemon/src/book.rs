@@ -137,7 +137,8 @@ impl Book {
             Action::Register { .. }
             | Action::Claim { .. }
             | Action::Verdict { .. }
-            | Action::Convict { .. } => {}
+            | Action::Convict { .. }
+            | Action::Pool { .. } => {}
         }
     }
 
@@ -348,6 +349,10 @@ pub(crate) fn describe(action: &Action) -> String {
         Action::Convict {
             round, contributor, ..
         } => format!("convict {contributor} for round {round}"),
+        Action::Pool {
+            memory_budget,
+            work_per_sec,
+        } => format!("pool capacity: {memory_budget} bytes, {work_per_sec} param-tokens/s"),
     }
 }
 

@@ -161,6 +161,14 @@ pub struct LedgerSpec {
     /// two epochs; `Rules::DEFAULT`'s when absent, and always written.
     #[serde(default = "default_unbonding_blocks")]
     pub unbonding_blocks: u64,
+    /// Blocks between two plan boundaries of the pipeline's pool roll (`Rules::pool_blocks`), at
+    /// least 1; `Rules::DEFAULT`'s when absent, and written only when it differs, so files and
+    /// network ids from before the setting stand.
+    #[serde(
+        default = "default_pool_blocks",
+        skip_serializing_if = "is_default_pool_blocks"
+    )]
+    pub pool_blocks: u64,
 }
 
 fn default_epoch_blocks() -> u64 {
@@ -171,6 +179,14 @@ fn default_unbonding_blocks() -> u64 {
     Rules::DEFAULT.unbonding_blocks
 }
 
+fn default_pool_blocks() -> u64 {
+    Rules::DEFAULT.pool_blocks
+}
+
+fn is_default_pool_blocks(blocks: &u64) -> bool {
+    *blocks == default_pool_blocks()
+}
+
 impl LedgerSpec {
     /// A section for `committee` and `allocations` with the default rules.
     pub fn new(committee: Vec<String>, allocations: BTreeMap<String, u64>) -> Self {
@@ -179,6 +195,7 @@ impl LedgerSpec {
             allocations,
             epoch_blocks: default_epoch_blocks(),
             unbonding_blocks: default_unbonding_blocks(),
+            pool_blocks: default_pool_blocks(),
         }
     }
 
@@ -188,6 +205,7 @@ impl LedgerSpec {
         let rules = Rules {
             epoch_blocks: self.epoch_blocks,
             unbonding_blocks: self.unbonding_blocks,
+            pool_blocks: self.pool_blocks,
             ..Rules::DEFAULT
         };
         rules
@@ -608,10 +626,35 @@ mod tests {
         for (from, to) in [
             ("epoch_blocks = 300", "epoch_blocks = 1"),
             ("unbonding_blocks = 1000", "unbonding_blocks = 599"),
+            ("epoch_blocks = 300", "epoch_blocks = 300\npool_blocks = 0"),
         ] {
             let err = Genesis::parse(&text.replace(from, to)).unwrap_err();
             assert!(err.contains("section `ledger`"), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn pool_blocks_is_written_and_changes_the_id_only_when_not_the_default() {
+        let mut genesis = sample();
+        genesis.ledger = Some(LedgerSpec::new(vec!["ab".repeat(32)], BTreeMap::new()));
+        let text = genesis.to_toml();
+        assert!(!text.contains("pool_blocks"), "the default: not written");
+        assert!(
+            !genesis.canonical().contains("pool_blocks"),
+            "the default: the old id"
+        );
+        let explicit = text.replace("epoch_blocks = 300", "epoch_blocks = 300\npool_blocks = 20");
+        let explicit = Genesis::parse(&explicit).unwrap();
+        assert_eq!(explicit.network_id(), genesis.network_id());
+
+        let ledger = genesis.ledger.as_mut().unwrap();
+        ledger.pool_blocks = 6;
+        let text = genesis.to_toml();
+        assert!(text.contains("pool_blocks = 6"), "{text}");
+        let parsed = Genesis::parse(&text).unwrap();
+        assert_eq!(parsed, genesis);
+        assert_ne!(parsed.network_id(), explicit.network_id());
+        assert_eq!(parsed.ledger.unwrap().rules().unwrap().pool_blocks, 6);
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub enum Refused {
     /// cannot be dialled (unspecified IP, port 0) or is already the signer's.
     #[error("registration refused: {0}")]
     BadRegistration(String),
+    /// A pool record refused: a zero memory budget or speed, or a new entry on a full roll
+    /// ([`crate::MAX_POOL`]).
+    #[error("pool record refused: {0}")]
+    BadPoolRecord(String),
 }
 
 /// A block the state transition refuses.

@@ -12,13 +12,17 @@
 //!    the end of the epoch before and elect the next, so a committee is known one full epoch
 //!    before it starts; forget the consensus addresses of accounts that are neither bonded nor
 //!    seated.
+//! 6. At a plan boundary of the layer pool (`Rules::is_pool_boundary`), note the pool roll's
+//!    size in `Meta::pool_sizes`.
 
 use neuroshard_primitives::{Hash, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::rewards::settle;
-use crate::state::{Audit, Claim, RoundBook, State};
-use crate::{Action, Amount, BlockError, Height, Refused, Round, Rules, SignedTx, Work, actions};
+use crate::state::{Audit, Claim, PoolEntry, RoundBook, State};
+use crate::{
+    Action, Amount, BlockError, Height, Refused, Round, Rules, SignedTx, Work, actions, pool,
+};
 
 /// The largest block body: the consensus engine's limit (`neuroshard_consensus::MAX_BODY_BYTES`,
 /// checked equal by the daemon's tests).
@@ -187,7 +191,7 @@ impl<W: Work> Ledger<W> {
         Ok(receipt)
     }
 
-    /// Steps 4 and 5: a round everyone expected has claimed, the epoch boundary.
+    /// Steps 4 to 6: a round everyone expected has claimed, the epoch and plan boundaries.
     fn end(&self, state: &mut State, info: &BlockInfo, receipt: &mut Receipt) {
         if receipt.closed.is_none() && everyone_claimed(state) {
             self.close_round(state, info.height, receipt);
@@ -198,6 +202,9 @@ impl<W: Work> Ledger<W> {
             let elected = self.elect(state);
             state.meta.committee = std::mem::replace(&mut state.meta.next_committee, elected);
             self.forget_addresses(state);
+        }
+        if self.rules.is_pool_boundary(info.height) {
+            pool::note_size(state);
         }
     }
 
@@ -324,6 +331,17 @@ impl<W: Work> Ledger<W> {
                 contributor,
                 evidence,
             } => self.convict(state, signer, *round, contributor, evidence, receipt)?,
+            Action::Pool {
+                memory_budget,
+                work_per_sec,
+            } => {
+                let entry = PoolEntry {
+                    memory_budget: *memory_budget,
+                    work_per_sec: *work_per_sec,
+                    height: info.height,
+                };
+                pool::record(state, &signer, entry)?
+            }
         }
         let account = state.accounts.entry(signer).or_default();
         account.nonce = account.nonce.saturating_add(1);

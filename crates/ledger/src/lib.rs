@@ -1,5 +1,6 @@
 //! The NEURO ledger's state transition, pure: signed transactions, balances, stake and
-//! unbonding, the rounds' inclusion lists, rewards minted by the rules, and slashing.
+//! unbonding, the rounds' inclusion lists, rewards minted by the rules, slashing, and the
+//! pipeline's pool roll.
 //!
 //! # Bird's Eye View
 //!
@@ -18,6 +19,7 @@ mod error;
 mod genesis;
 mod ledger;
 mod outbox;
+mod pool;
 mod rewards;
 mod rules;
 mod state;
@@ -30,10 +32,11 @@ pub use error::{BlockError, CorruptState, Refused};
 pub use genesis::LedgerGenesis;
 pub use ledger::{BlockInfo, Body, Ledger, MAX_BODY_BYTES, Receipt};
 pub use outbox::Outbox;
+pub use pool::{MAX_POOL, POOL_SIZES_KEPT};
 pub use rules::Rules;
 pub use state::{
-    Account, AccountProof, Audit, Claim, Meta, MetaProof, Payout, RoundBook, State, Supply, Unbond,
-    inclusion_list,
+    Account, AccountProof, Audit, Claim, Meta, MetaProof, Payout, PoolEntry, RoundBook, State,
+    Supply, Unbond, inclusion_list,
 };
 pub use tx::{Action, MAX_TX_BYTES, SignedTx, TX_NAMESPACE, Tx};
 pub use wallet::{REQUEST_TTL_MS, WALLET_NAMESPACE, WalletRequest};

@@ -1,4 +1,5 @@
-//! The economic rules: emission, reward shares, bonds, delays and slashing, as numbers.
+//! The economic rules: emission, reward shares, bonds, delays and slashing, as numbers; and the
+//! pool roll's plan boundaries.
 //! `docs/economics.md` explains each one with a worked example.
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,10 @@ pub struct Rules {
     /// after the last block of an epoch, to the one elected at the end of the epoch before (a
     /// full epoch of notice).
     pub epoch_blocks: Height,
+    /// Blocks between two plan boundaries of the pipeline's layer pool, at least 1: height `h` is
+    /// a boundary when `h > 0` and `h % pool_blocks == 0` ([`Rules::is_pool_boundary`]), and the
+    /// block at each one notes the pool roll's size (`Meta::pool_sizes`).
+    pub pool_blocks: Height,
 }
 
 impl Rules {
@@ -73,6 +78,9 @@ impl Rules {
         // departing validator's stake stays slashable for its whole remaining tenure (at most two
         // epochs, 600 blocks, within the 1 000-block unbonding; `validate` checks this).
         epoch_blocks: 300,
+        // About 10 s on an idle chain (about 2 blocks a second): a joiner is planned in within
+        // seconds, and a plan lasts long enough for its layer moves to land.
+        pool_blocks: 20,
     };
 
     /// Checks the parameters are coherent.
@@ -102,6 +110,9 @@ impl Rules {
                     .into(),
             );
         }
+        if self.pool_blocks == 0 {
+            return Err("pool_blocks must be at least 1 (blocks between plan boundaries)".into());
+        }
         if self.settle_lag == 0 {
             return Err("settle_lag must be at least 1 so a round's audits can land".into());
         }
@@ -118,6 +129,12 @@ impl Rules {
     /// Whether the block at `height` is the last of its epoch (the committee hands over after it).
     pub fn ends_epoch(&self, height: Height) -> bool {
         height.saturating_add(1).is_multiple_of(self.epoch_blocks)
+    }
+
+    /// Whether `height` is a plan boundary of the pipeline's layer pool: a positive multiple of
+    /// `pool_blocks` (never, should `pool_blocks` be 0, which `validate` refuses).
+    pub fn is_pool_boundary(&self, height: Height) -> bool {
+        height > 0 && height.is_multiple_of(self.pool_blocks)
     }
 }
 

@@ -4,9 +4,9 @@
 //!
 //! `root = pair(accounts_root, hash(rest))`, where `accounts_root` is the Merkle root over one
 //! leaf per account (`hash(id ‖ account)`, in ascending id order) and `rest` is everything else
-//! (height, time, rounds, supply, committee). So one account's balance can be checked against a
-//! finalized block's root with an [`AccountProof`] (a Merkle path plus the hash of the rest)
-//! without replaying the ledger.
+//! (height, time, rounds, supply, committee, pool roll and sizes). So one account's balance can
+//! be checked against a finalized block's root with an [`AccountProof`] (a Merkle path plus the
+//! hash of the rest) without replaying the ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -133,6 +133,17 @@ pub struct Payout {
     pub rewards: BTreeMap<NodeId, Amount>,
 }
 
+/// An account's entry on the pool roll: its latest capacity record (`Action::Pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolEntry {
+    /// Bytes the account gives to training.
+    pub memory_budget: u64,
+    /// Its measured training speed, in parameter-tokens per second.
+    pub work_per_sec: u64,
+    /// The height of the block that recorded it.
+    pub height: Height,
+}
+
 /// Everything but the accounts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -157,6 +168,11 @@ pub struct Meta {
     pub last_payout: Option<Payout>,
     /// The supply counters.
     pub supply: Supply,
+    /// The pool roll: each account's latest capacity record, at most [`crate::MAX_POOL`].
+    pub pool: BTreeMap<NodeId, PoolEntry>,
+    /// The roll's pool size ([`State::pool_size`]) at each of the last plan boundaries
+    /// ([`crate::Rules::is_pool_boundary`]), oldest first, at most [`crate::POOL_SIZES_KEPT`].
+    pub pool_sizes: Vec<u64>,
 }
 
 /// The whole ledger state.
@@ -216,6 +232,25 @@ impl State {
             .filter(|(_, book)| book.closed_at.is_some())
             .map(|(round, book)| (*round, book.list()))
             .collect()
+    }
+
+    /// The pool roll now: each account's latest capacity record, by account.
+    pub fn pool_roll(&self) -> &BTreeMap<NodeId, PoolEntry> {
+        &self.meta.pool
+    }
+
+    /// The pool's size now: the saturating sum of the roll's memory budgets, in bytes.
+    pub fn pool_size(&self) -> u64 {
+        self.meta
+            .pool
+            .values()
+            .fold(0, |sum, e| sum.saturating_add(e.memory_budget))
+    }
+
+    /// The pool sizes noted at the last plan boundaries, oldest first (the history
+    /// `neuroshard-pool`'s `GrowthSchedule::decide` takes).
+    pub fn pool_sizes(&self) -> &[u64] {
+        &self.meta.pool_sizes
     }
 
     /// The sum of every account's holdings, which must equal [`Supply::expected`].

@@ -80,6 +80,17 @@ pub enum Action {
         /// The accused's signed announcement frame.
         evidence: Vec<u8>,
     },
+    /// The signer's capacity record for the pipeline's layer pool (the figures of
+    /// `neuroshard-pool`'s `CapacityRecord`): it replaces the signer's entry on the pool roll
+    /// ([`crate::State::pool_roll`]). Free and open to any account, bonded or not (a joining node
+    /// holds no NEURO); refused when a figure is 0, or when the roll holds [`crate::MAX_POOL`]
+    /// entries and none is the signer's.
+    Pool {
+        /// Bytes the signer gives to training.
+        memory_budget: u64,
+        /// Its measured training speed, in parameter-tokens per second.
+        work_per_sec: u64,
+    },
 }
 
 /// The signed part of a transaction.

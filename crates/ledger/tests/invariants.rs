@@ -1,16 +1,17 @@
 //! Random transaction streams: every block either applies (and the supply invariant holds after
-//! it) or is refused and changes nothing; account proofs verify against the root.
+//! it) or is refused and changes nothing; account proofs verify against the root; the pool roll
+//! holds only positive records and its size history one entry per plan boundary, up to the cap.
 
 mod support;
 
-use neuroshard_ledger::{Action, NEURO, Rules};
+use neuroshard_ledger::{Action, NEURO, POOL_SIZES_KEPT, Rules};
 use neuroshard_primitives::Hash;
 use proptest::prelude::*;
 use support::{Chain, id};
 
 fn action() -> impl Strategy<Value = (u8, Action)> {
     let amount = prop_oneof![0..3 * NEURO, Just(u64::MAX), 0..2_000 * NEURO];
-    (1u8..=6, 0u8..7, 1u8..=6, amount).prop_map(|(from, kind, to, amount)| {
+    (1u8..=6, 0u8..8, 1u8..=6, amount).prop_map(|(from, kind, to, amount)| {
         let action = match kind {
             0 => Action::Transfer { to: id(to), amount },
             1 => Action::Stake { amount },
@@ -23,6 +24,10 @@ fn action() -> impl Strategy<Value = (u8, Action)> {
             },
             5 => Action::Register {
                 consensus: std::net::SocketAddr::from(([127, 0, 0, to % 3], u16::from(to) * 1000)),
+            },
+            6 => Action::Pool {
+                memory_budget: amount,
+                work_per_sec: u64::from(to % 3),
             },
             _ => Action::Transfer {
                 to: id(from),
@@ -40,11 +45,21 @@ proptest! {
     fn supply_is_conserved_and_refusals_change_nothing(
         blocks in prop::collection::vec((prop::collection::vec(action(), 0..6), 0u64..30_000), 1..12)
     ) {
-        let rules = Rules { unbonding_blocks: 4, epoch_blocks: 2, claim_window_ms: 10_000, ..Rules::DEFAULT };
+        let rules = Rules {
+            unbonding_blocks: 4,
+            epoch_blocks: 2,
+            claim_window_ms: 10_000,
+            pool_blocks: 3,
+            ..Rules::DEFAULT
+        };
         let mut chain = Chain::new(rules);
         for (actions, after_ms) in blocks {
             let txs: Vec<_> = actions.into_iter().map(|(from, a)| chain.tx(from, a)).collect();
             let _ = chain.block(after_ms, txs);
+            let state = &chain.state;
+            let boundaries = state.meta.height / rules.pool_blocks;
+            prop_assert_eq!(state.pool_sizes().len() as u64, boundaries.min(POOL_SIZES_KEPT as u64));
+            prop_assert!(state.pool_roll().values().all(|e| e.memory_budget > 0 && e.work_per_sec > 0));
             let root = chain.state.root();
             let meta = chain.state.prove_meta();
             prop_assert_eq!(meta.verify(&root), Some(&chain.state.meta));

@@ -78,6 +78,7 @@ fn write_committee(path: &Path, ids: &[NodeId]) -> anyhow::Result<String> {
     );
     if let Some(old) = &genesis.ledger {
         (ledger.epoch_blocks, ledger.unbonding_blocks) = (old.epoch_blocks, old.unbonding_blocks);
+        ledger.pool_blocks = old.pool_blocks;
     }
     if genesis.ledger.as_ref() != Some(&ledger) {
         genesis.ledger = Some(ledger);

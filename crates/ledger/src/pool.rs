@@ -1,0 +1,42 @@
+//! The pool roll: each account's latest capacity record for the pipeline's layer pool, and the
+//! pool's size noted at every plan boundary (`docs/replan.md`, section 1).
+//!
+//! A record is free and open to any account, bonded or not (a joining node holds no NEURO); the
+//! roll is bounded by [`MAX_POOL`] and the size history by [`POOL_SIZES_KEPT`].
+
+use neuroshard_primitives::NodeId;
+
+use crate::Refused;
+use crate::state::{PoolEntry, State};
+
+/// The most entries on the pool roll (bounds the state free records can grow).
+pub const MAX_POOL: usize = 4_096;
+
+/// How many plan boundaries' pool sizes the state keeps (`Meta::pool_sizes`).
+pub const POOL_SIZES_KEPT: usize = 64;
+
+/// Puts `entry` on the roll as `who`'s, replacing its earlier one; refused when a figure is 0,
+/// or when the roll is full and `who` has no entry on it.
+pub(crate) fn record(state: &mut State, who: &NodeId, entry: PoolEntry) -> Result<(), Refused> {
+    let refuse = |why: String| Err(Refused::BadPoolRecord(why));
+    if entry.memory_budget == 0 || entry.work_per_sec == 0 {
+        return refuse("the memory budget and the speed must both be positive".into());
+    }
+    let roll = &mut state.meta.pool;
+    if roll.len() >= MAX_POOL && !roll.contains_key(who) {
+        return refuse(format!(
+            "the pool roll is full ({MAX_POOL} entries); only its members can update theirs"
+        ));
+    }
+    roll.insert(*who, entry);
+    Ok(())
+}
+
+/// Appends the roll's size to the history, dropping the oldest beyond [`POOL_SIZES_KEPT`].
+pub(crate) fn note_size(state: &mut State) {
+    let size = state.pool_size();
+    let sizes = &mut state.meta.pool_sizes;
+    sizes.push(size);
+    let excess = sizes.len().saturating_sub(POOL_SIZES_KEPT);
+    sizes.drain(..excess);
+}

@@ -1,0 +1,179 @@
+//! The pool roll: capacity records replace the signer's entry, need no NEURO, are refused when
+//! empty or when the roll is full, and the roll's size is noted at plan boundaries only.
+
+mod support;
+
+use neuroshard_ledger::{
+    Action, BlockError, MAX_POOL, NEURO, POOL_SIZES_KEPT, PoolEntry, Refused, Rules,
+};
+use neuroshard_primitives::NodeId;
+use support::{Chain, id};
+
+fn pool(memory_budget: u64, work_per_sec: u64) -> Action {
+    Action::Pool {
+        memory_budget,
+        work_per_sec,
+    }
+}
+
+fn refusal(err: BlockError) -> Refused {
+    match err {
+        BlockError::Transaction { reason, .. } => reason,
+        other => panic!("expected a refused transaction, got {other}"),
+    }
+}
+
+#[test]
+fn a_second_record_replaces_the_first_and_needs_no_neuro() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    // Account 9 has no allocation: a joining node with nothing.
+    let first = chain.tx(9, pool(8 << 30, 1_000));
+    chain.block(1, vec![first.clone()]).unwrap();
+    let entry = PoolEntry {
+        memory_budget: 8 << 30,
+        work_per_sec: 1_000,
+        height: 1,
+    };
+    assert_eq!(chain.state.pool_roll().get(&id(9)), Some(&entry));
+    assert_eq!(chain.state.account(&id(9)).nonce, 1);
+    assert_eq!(chain.state.account(&id(9)).total(), 0, "no fee taken");
+
+    chain.block(1, vec![]).unwrap();
+    let second = chain.tx(9, pool(4 << 30, 3_000));
+    chain.block(1, vec![second]).unwrap();
+    let replaced = PoolEntry {
+        memory_budget: 4 << 30,
+        work_per_sec: 3_000,
+        height: 3,
+    };
+    assert_eq!(chain.state.pool_roll().len(), 1);
+    assert_eq!(chain.state.pool_roll().get(&id(9)), Some(&replaced));
+    assert_eq!(chain.state.pool_size(), 4 << 30);
+
+    // Nonce rules as for every transaction: the first record again is a replay.
+    assert_eq!(
+        refusal(chain.refused(vec![first])),
+        Refused::BadNonce {
+            expected: 2,
+            got: 0
+        }
+    );
+}
+
+#[test]
+fn a_record_with_a_zero_figure_is_refused() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    for action in [pool(0, 1_000), pool(8 << 30, 0), pool(0, 0)] {
+        let tx = chain.tx(3, action);
+        let err = refusal(chain.refused(vec![tx]));
+        assert!(
+            matches!(&err, Refused::BadPoolRecord(why) if why.contains("positive")),
+            "{err}"
+        );
+    }
+    assert!(chain.state.pool_roll().is_empty());
+}
+
+#[test]
+fn a_full_roll_refuses_newcomers_but_lets_members_update() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let member = PoolEntry {
+        memory_budget: 1 << 30,
+        work_per_sec: 10,
+        height: 0,
+    };
+    chain.state.meta.pool = (0..MAX_POOL - 1)
+        .map(|i| {
+            let mut bytes = [0xee; 32];
+            bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            (NodeId(bytes), member)
+        })
+        .collect();
+    // One place left: account 3 takes it, and the roll is full.
+    let joins = chain.tx(3, pool(2 << 30, 20));
+    chain.block(1, vec![joins]).unwrap();
+    assert_eq!(chain.state.pool_roll().len(), MAX_POOL);
+
+    let newcomer = chain.tx(4, pool(2 << 30, 20));
+    let err = refusal(chain.refused(vec![newcomer]));
+    assert!(
+        matches!(&err, Refused::BadPoolRecord(why) if why.contains("full")),
+        "{err}"
+    );
+    let update = chain.tx(3, pool(3 << 30, 30));
+    chain.block(1, vec![update]).unwrap();
+    assert_eq!(chain.state.pool_roll()[&id(3)].memory_budget, 3 << 30);
+    assert_eq!(chain.state.pool_roll().len(), MAX_POOL);
+    assert!(!chain.state.pool_roll().contains_key(&id(4)));
+}
+
+#[test]
+fn sizes_are_noted_at_boundaries_only_and_the_newest_kept() {
+    let rules = Rules {
+        pool_blocks: 2,
+        ..Rules::DEFAULT
+    };
+    let mut chain = Chain::new(rules);
+    // Each block, account 3 records the block's height as its budget, so the size noted at
+    // boundary h is h.
+    // 65 boundaries (heights 2, 4, …, 130): one more than the history keeps.
+    let blocks = 2 * POOL_SIZES_KEPT as u64 + 2;
+    for height in 1..=blocks {
+        let tx = chain.tx(3, pool(height * NEURO, 1));
+        chain.block(1, vec![tx]).unwrap();
+        let noted = height / 2;
+        assert_eq!(
+            chain.state.pool_sizes().len() as u64,
+            noted.min(POOL_SIZES_KEPT as u64),
+            "after block {height}"
+        );
+        assert_eq!(rules.is_pool_boundary(height), height % 2 == 0);
+    }
+    let expected: Vec<u64> = (2..=blocks / 2).map(|b| 2 * b * NEURO).collect();
+    assert_eq!(chain.state.pool_sizes(), expected.as_slice());
+}
+
+#[test]
+fn the_pool_size_saturates() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let txs = vec![chain.tx(3, pool(u64::MAX, 1)), chain.tx(4, pool(5, 1))];
+    chain.block(1, txs).unwrap();
+    assert_eq!(chain.state.pool_size(), u64::MAX);
+}
+
+#[test]
+fn the_root_and_the_meta_proof_cover_the_roll() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let tx = chain.tx(3, pool(8 << 30, 1_000));
+    chain.block(1, vec![tx]).unwrap();
+    let root = chain.state.root();
+    let proof = chain.state.prove_meta();
+    assert_eq!(proof.verify(&root), Some(&chain.state.meta));
+
+    let mut other = chain.state.clone();
+    other.meta.pool.get_mut(&id(3)).unwrap().memory_budget += 1;
+    assert_ne!(other.root(), root);
+    let mut forged = proof.clone();
+    forged.meta.pool = other.meta.pool.clone();
+    assert!(
+        forged.verify(&root).is_none(),
+        "a forged roll does not prove"
+    );
+
+    let mut other = chain.state.clone();
+    other.meta.pool_sizes.push(1);
+    assert_ne!(other.root(), root);
+}
+
+#[test]
+fn rules_refuse_zero_pool_blocks_and_boundaries_are_positive_multiples() {
+    let zero = Rules {
+        pool_blocks: 0,
+        ..Rules::DEFAULT
+    };
+    assert!(zero.validate().unwrap_err().contains("pool_blocks"));
+    assert!((0..100).all(|h| !zero.is_pool_boundary(h)), "0 means never");
+    let rules = Rules::DEFAULT;
+    let boundaries: Vec<u64> = (0..=60).filter(|h| rules.is_pool_boundary(*h)).collect();
+    assert_eq!(boundaries, vec![20, 40, 60]);
+}
