@@ -131,3 +131,33 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_committee_keeps_the_ledger_rules_the_file_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genesis.toml");
+        let mut genesis =
+            Genesis::parse(include_str!("../../../../../config/genesis.toml")).unwrap();
+        genesis.ledger = Some(LedgerSpec {
+            epoch_blocks: 20,
+            unbonding_blocks: 40,
+            pool_blocks: 6,
+            ..LedgerSpec::new(vec!["ab".repeat(32)], Default::default())
+        });
+        std::fs::write(&path, genesis.to_toml()).unwrap();
+        let member = NodeId([1; 32]);
+        write_committee(&path, &[member]).unwrap();
+        let ledger = Genesis::load(&path).unwrap().ledger.unwrap();
+        assert_eq!(ledger.committee, vec![member.to_hex()]);
+        let rules = (
+            ledger.epoch_blocks,
+            ledger.unbonding_blocks,
+            ledger.pool_blocks,
+        );
+        assert_eq!(rules, (20, 40, 6));
+    }
+}
