@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use neuroshard_model::Config;
 use neuroshard_pool::{Footprint, Workload};
-use neuroshard_testkit::nodes::{build_genesis, http_get, http_get_json};
+use neuroshard_testkit::nodes::{NodeProcess, build_genesis, http_get, http_get_json};
 use neuroshard_testkit::up::{Up, signal, started as started_line};
 use serde_json::Value;
 
@@ -79,16 +79,7 @@ fn start(work: &Path, deadline: u64, nodes: usize) -> (Up, Vec<(u32, String)>) {
 /// `work` made with `init` (`genesis init` flags), and every node's pid and dashboard.
 fn start_with(work: &Path, init: &[&str], nodes: usize, budget: u64) -> (Up, Vec<(u32, String)>) {
     let genesis = build_genesis(Path::new(EXE), work, init);
-    let (count, budget) = (nodes, budget.to_string());
-    let nodes = count.to_string();
-    let args = ["--nodes", &nodes, "--http-port", "0", "--every", "5"];
-    // One pinned speed for every node: the plan depends on budgets alone, the same every run.
-    let speed = ["--work-per-sec", "1000000000"];
-    let args = [&args[..], &["--memory-budget", &budget], &speed].concat();
-    let dir = work.join("up");
-    let mut up = Up::start(Path::new(EXE), &args, genesis.parent().unwrap(), &dir);
-    let started = up.started(count, Duration::from_secs(240));
-    (up, started)
+    start_up(work, &genesis, nodes, budget)
 }
 
 /// A new directory for one test's genesis and nodes: under `PIPELINE_UP_DIR` and kept, if set.
@@ -424,4 +415,111 @@ fn common_rounds(replicas: &[BTreeMap<u64, (Value, u64)>]) -> Vec<u64> {
         .filter(|r| replicas.iter().all(|m| m.contains_key(r)))
         .copied()
         .collect()
+}
+
+/// Re-planning a running pipeline (`docs/replan.md`): 6 nodes (nano, 2 stages of a layer each)
+/// under a budget whose head stage can hold one layer more, and a genesis `[growth]` schedule
+/// whose threshold 6 budgets do not reach and 7 do. A seventh node joins with `neuroshard node
+/// --bootstrap`: it learns the plan in force from its peers, registers its capacity on the
+/// ledger's pool roll, and a plan boundary places it (no layer moves); it resyncs its stage and
+/// trains. Once the roll has stayed above the threshold for two boundaries, the head stage
+/// deepens by a layer at its replicas' next job, function-preserving: every node's status says
+/// 3 layers, the validation loss the last stage measures right after is within 0.5 % of right
+/// before (or lower), and training goes on.
+#[test]
+fn a_joiner_is_placed_at_a_plan_boundary_and_the_head_stage_grows() {
+    let cfg = Config::preset("nano", 384).unwrap();
+    let workload = Workload {
+        micro_batch: 2,
+        micro_batches: 4,
+    };
+    let footprint = Footprint::of(&cfg, workload);
+    // The head stage grown to two layers fits; the whole model does not.
+    let budget = footprint.bytes(2, false, true);
+    assert!(budget < footprint.bytes(cfg.n_layers, true, true));
+    let threshold = budget * 13 / 2;
+    let work = work_dir();
+    let init = ["--inner-steps", "16", "--round-deadline-secs", "60"];
+    let genesis = build_genesis(Path::new(EXE), work.path(), &init);
+    let mut text = std::fs::read_to_string(&genesis).unwrap();
+    text.push_str(&format!(
+        "\n[growth]\nsustain_rounds = 2\n\n[[growth.steps]]\nmin_pool_bytes = {threshold}\nn_layers = 3\n"
+    ));
+    std::fs::write(&genesis, text).unwrap();
+    let (_up, started) = start_up(work.path(), &genesis, 6, budget);
+    let limit = Duration::from_secs(300);
+    let mut dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
+    let six = wait_placed(&dashboards, 6, 2, limit);
+    assert!(six.iter().all(|s| s["n_layers"] == 2), "{six:#?}");
+    let lanes = six[0]["role"]["lanes"].as_u64().unwrap();
+
+    // The joiner, from the genesis file `up` wrote its committee into.
+    let bootstrap = six[0]["listen_addrs"][0].as_str().unwrap().to_owned();
+    let budget_s = budget.to_string();
+    let args = ["--memory-budget", &budget_s, "--work-per-sec", "1000000000"];
+    let args = [&args[..], &["--min-peers", "1", "--bootstrap", &bootstrap]].concat();
+    let joiner = NodeProcess::start(Path::new(EXE), "joiner", work.path(), &genesis, &args);
+    dashboards.push(joiner.dashboard.clone());
+    let seven = wait_placed(&dashboards, 7, 0, limit);
+    let role = &seven[6]["role"];
+    println!("the joiner's role: {role:#}");
+    assert_eq!(seven[0]["role"]["stages"], 2, "no stage was made or moved");
+
+    // The head stage grows; every node learns the depth and goes on training.
+    let grown = wait_all("every node at 3 layers", &dashboards, limit, |s| {
+        s["n_layers"] == 3
+    });
+    let last = (grown.iter())
+        .position(|s| s["role"]["stage"] == 1)
+        .expect("a head-stage node");
+    let round = latest_round(&grown);
+    wait_rounds("two rounds after growth", &dashboards, round + 2, limit);
+    let status = http_get_json(&dashboards[last], "/api/status").unwrap();
+    let growth = &status["growths"][0];
+    println!("growth on the head stage: {growth:#}");
+    assert_eq!(
+        (growth["from_layers"].as_u64(), growth["to_layers"].as_u64()),
+        (Some(2), Some(3))
+    );
+    // The validation of the round before growth (the ungrown model, a round of training
+    // earlier) against the grown start model's: growth is function-preserving, so the loss
+    // right after is no higher than right before, up to 0.5 %.
+    let grew_at = growth["round"].as_u64().unwrap();
+    let models = status["model_history"].as_array().unwrap();
+    let val = |round: u64| {
+        let at = models.iter().find(|p| p["round"].as_u64() == Some(round));
+        at.and_then(|p| p["val_loss"].as_f64())
+    };
+    let (before, after) = (
+        val(grew_at - 1).unwrap(),
+        growth["val_after"].as_f64().unwrap(),
+    );
+    println!("validation loss right before growth {before:.4}, right after {after:.4}");
+    assert!(
+        after <= before * 1.005,
+        "the loss jumped at growth: {before} → {after}"
+    );
+    let joined = http_get_json(&joiner.dashboard, "/api/status").unwrap();
+    let trained = joined["history"].as_array().map_or(0, Vec::len);
+    assert!(trained > 0, "the joiner trains: {joined:#}");
+    let lanes_now = joined["role"]["lanes"].as_u64().unwrap();
+    assert!(lanes_now >= lanes, "{lanes_now} lanes, {lanes} before");
+}
+
+/// `up --nodes nodes --memory-budget budget --work-per-sec 1000000000` on the genesis file
+/// `genesis` (`up` writes its ledger committee into it), and every node's pid and dashboard.
+fn start_up(work: &Path, genesis: &Path, nodes: usize, budget: u64) -> (Up, Vec<(u32, String)>) {
+    let (count, budget) = (nodes.to_string(), budget.to_string());
+    let args = ["--nodes", &count, "--http-port", "0", "--every", "5"];
+    // One pinned speed for every node: the plan depends on budgets alone, the same every run.
+    let speed = ["--work-per-sec", "1000000000"];
+    let args = [&args[..], &["--memory-budget", &budget], &speed].concat();
+    let mut up = Up::start(
+        Path::new(EXE),
+        &args,
+        genesis.parent().unwrap(),
+        &work.join("up"),
+    );
+    let started = up.started(nodes, Duration::from_secs(240));
+    (up, started)
 }

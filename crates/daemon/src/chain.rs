@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
 use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
 use neuroshard_ledger::{
-    Action, BlockInfo, Body, Ledger, LedgerGenesis, Outbox, Receipt, Rules, SignedTx, State,
-    WalletRequest, inclusion_list,
+    Action, BlockInfo, Body, Ledger, LedgerGenesis, Outbox, PoolEntry, Receipt, Rules, SignedTx,
+    State, WalletRequest, inclusion_list,
 };
 use neuroshard_node::WorkChecks;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -194,6 +194,21 @@ pub(crate) struct Effects {
     pub(crate) decided: Vec<(u64, Vec<(NodeId, Hash)>)>,
     /// Receipts of the blocks applied, for the status.
     pub(crate) receipts: Vec<(Header, Receipt)>,
+    /// The pool's plan boundaries among the blocks applied, each with the roll after it
+    /// (`docs/replan.md`).
+    pub(crate) boundaries: Vec<PoolBoundary>,
+}
+
+/// A plan boundary of the pipeline's layer pool: its height, the pool roll and the pool sizes
+/// noted at the boundaries up to it, as the state after its block holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PoolBoundary {
+    /// The boundary's height.
+    pub(crate) height: u64,
+    /// Each account's latest capacity record.
+    pub(crate) roll: BTreeMap<NodeId, PoolEntry>,
+    /// The pool sizes at the last boundaries, this one's last.
+    pub(crate) sizes: Vec<u64>,
 }
 
 /// The node's ledger.
@@ -436,6 +451,13 @@ impl Chain {
             effects.decided.push((*round, inclusion_list(claims)));
         }
         effects.receipts.push((header.clone(), receipt));
+        if self.machine.ledger.rules().is_pool_boundary(header.height) {
+            effects.boundaries.push(PoolBoundary {
+                height: header.height,
+                roll: self.view.pool_roll().clone(),
+                sizes: self.view.pool_sizes().to_vec(),
+            });
+        }
         self.resign(effects);
     }
 

@@ -24,8 +24,8 @@ use crate::pipeline::Early;
 use crate::status::StatusBoard;
 use crate::transport::Transport;
 use crate::wire::{
-    self, DATA_TOPIC, FRAME_NS, HOLDINGS_NS, OFFER_NS, Offer, POOL_NS, POOL_TOPIC, ROUND_TOPIC,
-    inbox_topic,
+    self, DATA_TOPIC, FRAME_NS, HOLDINGS_NS, OFFER_NS, Offer, PLAN_NS, POOL_NS, POOL_TOPIC,
+    ROUND_TOPIC, inbox_topic,
 };
 use crate::work::{JobOutcome, Progress, Refit, Trainer};
 use crate::{Error, Result};
@@ -235,10 +235,8 @@ impl Driver {
             );
             self.start = None;
             self.place().await;
-            if self.pipeline.role().is_some() && self.node.stop_growing() {
-                tracing::info!("the model does not grow in pipeline mode (docs/pool.md)");
-            }
         }
+        self.replan_tick().await;
         self.tick();
         self.start_job();
         self.tell_lane();
@@ -411,7 +409,7 @@ impl Driver {
         });
     }
 
-    fn penalize(&self, peer: NodeId, reason: &str) {
+    pub(crate) fn penalize(&self, peer: NodeId, reason: &str) {
         tracing::warn!(%peer, reason, "penalising a peer");
         if let Ok(peer) = neuroshard_p2p::identity::peer_id(&peer) {
             let net = self.net.clone();
@@ -445,6 +443,7 @@ impl Driver {
             self.lane_job(None);
             return;
         }
+        self.switch_plan();
         self.reroute_lanes();
         self.lane_job(Some(job.round));
         let job = TrainingJob {
@@ -573,6 +572,7 @@ impl Driver {
         if topic == POOL_TOPIC {
             // Before the plan is made, and for a node that joins later.
             self.publish_capacity();
+            self.publish_plan();
         }
     }
 
@@ -613,6 +613,7 @@ impl Driver {
                     self.penalize(node, &format!("a capacity record: {reason}"));
                 }
             }
+            PLAN_NS if topic == POOL_TOPIC => self.hear_plan(node, note.payload()),
             LEDGER_NS if topic == LEDGER_TOPIC || topic == mine => {
                 match wire::decode::<LedgerWire>(note.payload()) {
                     Some(message) => self.on_ledger_wire(node, message),
@@ -706,7 +707,7 @@ impl Driver {
     }
 
     /// Gossips what the ledger wants sent, hands closed rounds to the node core, shows blocks.
-    fn carry_out_ledger(&mut self, effects: Effects) {
+    pub(crate) fn carry_out_ledger(&mut self, effects: Effects) {
         for (topic, message, direct) in effects.gossip {
             self.transport
                 .gossip(topic, LEDGER_NS, &wire::encode(&message), direct);
@@ -738,6 +739,9 @@ impl Driver {
             if self.pipeline.role().is_none() {
                 self.input(Input::Decided { round, list });
             }
+        }
+        for boundary in effects.boundaries {
+            self.on_pool_boundary(boundary);
         }
     }
 

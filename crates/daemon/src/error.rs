@@ -95,6 +95,9 @@ pub enum Error {
     /// stops with the steps it trained.
     #[error("a lane neighbour is gone from the job's round")]
     NeighbourGone,
+    /// The model could not grow to a plan's depth.
+    #[error("the model could not grow: {0}")]
+    Grow(String),
     /// The training thread panicked or was cancelled.
     #[error("the training thread stopped unexpectedly: {0}")]
     Worker(String),

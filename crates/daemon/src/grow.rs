@@ -3,7 +3,7 @@
 //! core's [`Growth`] rule over NeuroLLM (`docs/pool.md`, "Growth on a running network").
 
 use candle_core::Device;
-use neuroshard_model::{Config, NeuroLlm};
+use neuroshard_model::{Config, NeuroLlm, Stage, StageSpec};
 use neuroshard_node::{Growth, Round};
 use neuroshard_pool::GrowthSchedule;
 use neuroshard_train::{AdamW, InnerLoop};
@@ -119,6 +119,100 @@ impl Growth for Grower {
     }
 }
 
+/// A pipeline head stage's growth rule: the core never decides to grow (the plan does,
+/// `docs/replan.md`, and the driver calls `Node::grow_now`), but it grows the stage's vectors
+/// as [`Grower`] grows the whole model's, and admits a stage peer's state at any depth of the
+/// network (a replica that missed the switch installs its mates' grown state).
+#[derive(Debug)]
+pub(crate) struct StageGrower {
+    depths: Depths,
+    /// The first layer the head stage holds (its range runs to the model's depth).
+    first: usize,
+    /// Whether it holds the embedding too (a pipeline of one stage never gets here).
+    embedding: bool,
+    seed: u64,
+}
+
+impl StageGrower {
+    /// The rule for the head stage from layer `first` on (with the embedding if `embedding`),
+    /// on a network of `depths` with seed `seed`.
+    pub(crate) fn new(depths: Depths, first: usize, embedding: bool, seed: u64) -> Self {
+        Self {
+            depths,
+            first,
+            embedding,
+            seed,
+        }
+    }
+
+    /// The head stage of the model at `n_layers`.
+    fn spec(&self, n_layers: usize) -> StageSpec {
+        StageSpec {
+            embedding: self.embedding,
+            layers: self.first..n_layers,
+            head: true,
+        }
+    }
+
+    /// The head stage's parameters in the model at `n_layers`.
+    fn params_at(&self, n_layers: usize) -> Option<usize> {
+        let shapes = self
+            .spec(n_layers)
+            .param_shapes(&self.depths.at(n_layers))
+            .ok()?;
+        Some(
+            shapes
+                .iter()
+                .map(|(_, dims)| dims.iter().product::<usize>())
+                .sum(),
+        )
+    }
+
+    /// The depth at which the head stage has `n_params` parameters.
+    fn depth_for(&self, n_params: usize) -> Option<usize> {
+        (self.depths.layers().iter().copied()).find(|&d| self.params_at(d) == Some(n_params))
+    }
+
+    /// The head stage holding `params` (zeros when `None`) at the depth `n_params` gives.
+    fn stage(&self, n_params: usize, params: Option<&[f32]>) -> Result<Stage, String> {
+        let depth = self.depth_for(n_params).ok_or_else(|| {
+            format!("no depth of this network gives the head stage {n_params} parameters")
+        })?;
+        let config = self.depths.at(depth);
+        let mut stage =
+            Stage::new(&config, self.spec(depth), self.seed, &Device::Cpu).map_err(text)?;
+        if let Some(params) = params {
+            stage.set_flat_params(params).map_err(text)?;
+        }
+        Ok(stage)
+    }
+}
+
+impl Growth for StageGrower {
+    fn decide(&self, _n_params: usize, _history: &[u64]) -> Option<usize> {
+        None
+    }
+
+    fn admits(&self, n_params: usize) -> bool {
+        self.depth_for(n_params).is_some()
+    }
+
+    fn grow(&self, params: &[f32], n_layers: usize, round: Round) -> Result<Vec<f32>, String> {
+        let seed = self.seed ^ round.wrapping_mul(GROWTH_SEED_MIX);
+        let stage = self.stage(params.len(), Some(params))?;
+        stage
+            .grown(n_layers, seed)
+            .and_then(|s| s.flat_params())
+            .map_err(text)
+    }
+
+    fn carry(&self, values: &[f32], n_params: usize) -> Result<Vec<f32>, String> {
+        let before = self.stage(values.len(), None)?;
+        let after = self.stage(n_params, None)?;
+        after.carry_from(&before, values).map_err(text)
+    }
+}
+
 /// `inner` rebuilt at `config`'s depth when its model has another size: the model's weights
 /// are the caller's to set, the AdamW moments are laid over the new order (zeros for new
 /// layers) and its step count kept. `None` when the size already fits.
@@ -160,6 +254,30 @@ mod tests {
         };
         let schedule = GrowthSchedule::new(&spec).unwrap();
         Grower::new(Depths::new(&model, Some(&schedule)), schedule, 7)
+    }
+
+    #[test]
+    fn the_head_stage_rule_grows_the_stage_and_admits_each_depth() {
+        let g = grower();
+        let base = g.depths.model.n_layers;
+        let rule = StageGrower::new(g.depths.clone(), 1, false, 7);
+        let stage = rule.stage(rule.params_at(base).unwrap(), None).unwrap();
+        let params = stage.flat_params().unwrap();
+        assert_eq!(
+            rule.decide(params.len(), &[u64::MAX; 4]),
+            None,
+            "the plan decides"
+        );
+        let grown = rule.grow(&params, base + 2, 3).unwrap();
+        assert!(rule.admits(grown.len()) && rule.admits(params.len()));
+        assert!(!rule.admits(grown.len() + 1));
+        assert_eq!(
+            rule.grow(&params, base + 2, 3).unwrap(),
+            grown,
+            "deterministic"
+        );
+        let carried = rule.carry(&vec![1.0; params.len()], grown.len()).unwrap();
+        assert_eq!(carried.iter().filter(|v| **v == 1.0).count(), params.len());
     }
 
     #[test]

@@ -285,6 +285,17 @@ impl Lane {
         })
     }
 
+    /// The role of a new plan that keeps this node's stage (`docs/replan.md`), its stage grown
+    /// to `grow_to` layers when the plan deepened the model (the head stage: its AdamW moments
+    /// carried over, its weights the job's start model's, which the round core grew alike).
+    pub(crate) fn replan(&mut self, role: Role, grow_to: Option<usize>) -> Result<()> {
+        if let Some(n_layers) = grow_to {
+            self.inner = self.inner.grown(n_layers, 0)?;
+        }
+        self.role = role;
+        Ok(())
+    }
+
     /// Whether this stage computes the loss (it holds the head).
     pub(crate) fn is_last(&self) -> bool {
         self.role.stage + 1 == self.role.stages

@@ -64,6 +64,7 @@ mod lane;
 mod link;
 mod pipeline;
 mod queries;
+mod replan;
 mod role;
 mod route;
 mod settings;
@@ -166,6 +167,7 @@ impl Daemon {
             lane: None,
             rounds: lane::LaneRounds::default(),
             early: Vec::new(),
+            plans: Default::default(),
         };
         let store = MemoryStore::new();
         let net = Network::start(

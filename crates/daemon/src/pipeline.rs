@@ -16,9 +16,10 @@ use neuroshard_primitives::{Hash, Keypair, NodeId};
 
 use crate::Result;
 use crate::driver::Driver;
+use crate::grow::StageGrower;
 use crate::lane::{Lane, LaneRounds, Notice};
 use crate::link::{LaneInbox, Link, Routes};
-use crate::role::{self, Placement, Records, Role};
+use crate::role::{self, InForce, Placement, Records, Role};
 use crate::route::LaneWires;
 use crate::settings::Settings;
 use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
@@ -60,6 +61,9 @@ pub(crate) struct Pipeline {
     /// Round messages heard before the placement, for a stage's new round core (at most
     /// [`EARLY_KEPT`]).
     pub(crate) early: Vec<Early>,
+    /// Re-planning (`docs/replan.md`, `crate::replan`): the plan this node placed itself under,
+    /// the next one a plan boundary made, and the latest a peer said it trains under.
+    pub(crate) plans: crate::replan::Plans,
 }
 
 /// Round messages kept before the placement, at most: a round's announcements and offers from
@@ -295,7 +299,12 @@ impl Driver {
         let me = self.node.id();
         let members = self.pipeline.records.members(me, self.peers.values());
         let settings = &self.pipeline.settings;
-        let plan = role::plan(&settings.model, settings.inner.batch_size, &members);
+        let in_force = self.pipeline.plans.heard.take().unwrap_or_else(|| InForce {
+            height: self.chain.as_ref().map_or(0, |c| c.head().height),
+            plan: role::plan(&settings.model, settings.inner.batch_size, &members),
+        });
+        let plan = in_force.plan.clone();
+        self.pipeline.plans.in_force = Some(in_force);
         let placement = match role::place(&plan, me) {
             Placement::Stage(role) => match self.become_stage(&role).await {
                 Ok(()) => Placement::Stage(role),
@@ -328,6 +337,7 @@ impl Driver {
         self.pipeline.placement = Some(placement);
         self.members_changed();
         self.replay_early();
+        self.publish_plan();
     }
 
     /// Hands a round core built at the placement the round messages it would have heard before
@@ -384,7 +394,8 @@ impl Driver {
     /// model's checkpoint does not start its stage from it: its stage peers' state comes by
     /// resync, as it does for a restarted stage replica.
     async fn become_stage(&mut self, role: &Role) -> Result<()> {
-        let stage = self.genesis_stage(role.spec.clone()).await?;
+        let n_layers = self.pipeline.plans.depth(&self.pipeline.settings);
+        let stage = self.genesis_stage(role.spec.clone(), n_layers).await?;
         let params = stage.flat_params()?;
         let settings = &self.pipeline.settings;
         let protocol = neuroshard_node::NodeConfig {
@@ -395,6 +406,14 @@ impl Driver {
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let members = BTreeSet::from([self.node.id()]);
         self.node = Node::new(key, protocol, members, params, Box::new(DeadlineAgreement))?;
+        if role.spec.head {
+            let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
+            let rule = StageGrower::new(depths, role.spec.layers.start, role.spec.embedding, seed);
+            self.node.set_pool(
+                self.pipeline.budget.unwrap_or(u64::MAX),
+                Some(Box::new(rule)),
+            );
+        }
         let routes = Arc::new(Routes::default());
         let mut wires = LaneWires::new(role, self.node.id(), Arc::clone(&routes))?;
         let peers = &self.peers;
@@ -426,7 +445,7 @@ impl Driver {
         self.replayer = None;
         self.status.role(role, wires.lanes());
         self.pipeline.lane = Some(wires);
-        self.status.depth(0, settings.model.n_layers, None);
+        self.status.depth(0, n_layers, None);
         // A node without a budget built the whole model at start: its state is dropped too (the
         // API serves no completions from a stage), and the writer is not told.
         self.checkpoints.send_if_modified(|state| {
@@ -436,13 +455,21 @@ impl Driver {
         Ok(())
     }
 
-    /// The stage `spec` with round 0's weights: seeded as the whole model is (a stage built from
-    /// the network seed holds the same weights as those layers of the whole model), or its slice
-    /// of the genesis init file, when the genesis names one (read whole, then dropped).
-    async fn genesis_stage(&self, spec: StageSpec) -> Result<Stage> {
-        let (model, seed) = (&self.pipeline.settings.model, self.pipeline.seed);
+    /// The stage `spec` of the model at `n_layers` with round 0's weights: seeded as the whole
+    /// model is (a stage built from the network seed holds the same weights as those layers of
+    /// the whole model), or its slice of the genesis init file, when the genesis names one (read
+    /// whole, then dropped) and the model has the genesis depth. A stage of a grown model gets
+    /// its weights from its stage peers (a resync) in any case.
+    async fn genesis_stage(&self, spec: StageSpec, n_layers: usize) -> Result<Stage> {
+        let settings = &self.pipeline.settings;
+        let (model, seed) = (&settings.depths.at(n_layers), self.pipeline.seed);
         let mut stage = Stage::new(model, spec, seed, &Device::Cpu)?;
-        if let Some(whole) = self.data.initial_params(model.n_params()).await? {
+        let genesis_depth = n_layers == settings.model.n_layers;
+        let init = match genesis_depth {
+            true => self.data.initial_params(model.n_params()).await?,
+            false => None,
+        };
+        if let Some(whole) = init {
             let layout = Layout::new(&StageSpec::full(model).param_shapes(model)?);
             stage.set_flat_params(&layout.scatter(&stage.param_shapes(), &whole)?)?;
         }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use neuroshard_model::{Config, StageSpec};
 use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
+use serde::{Deserialize, Serialize};
 
 use crate::route;
 
@@ -78,6 +79,11 @@ impl Records {
         Ok(())
     }
 
+    /// This node's own record.
+    pub(crate) fn mine(&self) -> &CapacityRecord {
+        &self.mine
+    }
+
     /// Whether a record of every one of `peers` is in.
     pub(crate) fn has_all<'a>(&self, mut peers: impl Iterator<Item = &'a NodeId>) -> bool {
         peers.all(|p| self.heard.contains_key(p))
@@ -92,6 +98,61 @@ impl Records {
         let mut members = vec![Member::from_record(me, &self.mine)];
         members.extend(peers.filter_map(|p| self.heard.get(p).map(|r| Member::from_record(*p, r))));
         members
+    }
+}
+
+/// The plan a pipeline trains under, and the ledger height of the plan boundary that made it
+/// (the height at which the node computed the first plan, for the plan training started with;
+/// `docs/replan.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InForce {
+    /// The boundary's height.
+    pub(crate) height: u64,
+    /// The plan.
+    pub(crate) plan: Plan,
+}
+
+impl InForce {
+    /// Whether `next` places anyone otherwise or deepens the model (the list of members left
+    /// out aside).
+    pub(crate) fn changed_by(&self, next: &Plan) -> bool {
+        self.plan.n_layers != next.n_layers || self.plan.stages != next.stages
+    }
+}
+
+/// What a placed node gossips on the pool topic: the plan it trains under, numbered so that
+/// gossip never drops a repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PlanNotice {
+    /// Counts this node's notices.
+    pub(crate) seq: u64,
+    /// Its plan.
+    pub(crate) in_force: InForce,
+}
+
+/// Checks a plan from a peer before anything indexes it: a depth the network's model can have
+/// (`depths`), stages that hold the layers `0..n_layers` contiguously, the embedding on the
+/// first and the head on the last, each held by at least one node, no node twice.
+pub(crate) fn checked(plan: &Plan, depths: &[usize]) -> Result<(), String> {
+    if !depths.contains(&plan.n_layers) {
+        return Err(format!("a depth of {} layers", plan.n_layers));
+    }
+    let k = plan.stages.len();
+    let mut next = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    for (s, stage) in plan.stages.iter().enumerate() {
+        let ends = (stage.embedding, stage.head) == (s == 0, s + 1 == k);
+        if stage.layers.start != next || stage.layers.is_empty() || !ends {
+            return Err(format!("stage {s} does not continue the layers"));
+        }
+        next = stage.layers.end;
+        if stage.replicas.is_empty() || !stage.replicas.iter().all(|n| seen.insert(*n)) {
+            return Err(format!("stage {s} has no replica, or one held twice"));
+        }
+    }
+    match k == 0 || next == plan.n_layers {
+        true => Ok(()),
+        false => Err(format!("layers up to {next} of {}", plan.n_layers)),
     }
 }
 
@@ -166,9 +227,11 @@ pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
         return Placement::Whole;
     }
     let Some(stage) = plan.stage_of(&me) else {
-        return Placement::Idle(match plan.stages.is_empty() {
-            true => "the pool cannot hold the model".into(),
-            false => "no stage of the plan fits this node's budget".into(),
+        let listed = plan.unplaced.iter().any(|(n, _)| *n == me);
+        return Placement::Idle(match (plan.stages.is_empty(), listed) {
+            (true, _) => "the pool cannot hold the model".into(),
+            (false, true) => "no stage of the plan fits this node's budget".into(),
+            (false, false) => "not in the plan in force: it is placed at a plan boundary once its capacity record is on the ledger".into(),
         });
     };
     let held = &plan.stages[stage];

@@ -173,6 +173,17 @@ impl LaneWires {
         })
     }
 
+    /// The lanes of a new plan in which this node keeps its stage (`docs/replan.md`): the
+    /// members and the grid are the new role's, the members gone stay gone, and the next
+    /// [`LaneWires::reroute`] keeps each served lane whose neighbours did not change.
+    pub(crate) fn replan(&mut self, role: &Role) -> Result<()> {
+        let fresh = Self::new(role, self.me, Arc::clone(&self.routes))?;
+        self.gone.retain(|n| fresh.members.values().any(|m| m == n));
+        self.members = fresh.members;
+        self.grid = fresh.grid;
+        Ok(())
+    }
+
     /// Whether `peer` holds a place in the plan's lanes (its frames are filed: it may be, or
     /// become at a job's start, a neighbour).
     pub(crate) fn accepts(&self, peer: PeerId) -> bool {

@@ -23,6 +23,9 @@ pub(crate) const DATA_TOPIC: &str = "genesis-data";
 pub(crate) const POOL_TOPIC: &str = "pool";
 /// Namespace of an announcement whose payload is a sealed capacity record.
 pub(crate) const POOL_NS: &str = "neuroshard/capacity/1";
+/// Namespace of an announcement whose payload is a [`crate::role::PlanNotice`]: the pipeline
+/// plan the sender trains under (`docs/replan.md`).
+pub(crate) const PLAN_NS: &str = "neuroshard/plan/1";
 /// Namespace of an announcement whose payload is a node-core frame.
 pub(crate) const FRAME_NS: &str = "neuroshard/frame/1";
 /// Namespace of an announcement whose payload is an [`Offer`].

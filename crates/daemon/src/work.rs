@@ -248,6 +248,15 @@ impl Trainer {
         }
     }
 
+    /// A pipeline stage takes the role of a new plan that keeps its stage (`Lane::replan`);
+    /// a whole-model trainer has no role and ignores it.
+    pub(crate) fn replan(&mut self, role: crate::role::Role, grow_to: Option<usize>) -> Result<()> {
+        match &mut self.engine {
+            Engine::Stage { lane, .. } => lane.replan(role, grow_to),
+            Engine::Whole { .. } => Ok(()),
+        }
+    }
+
     /// Brings the replica (its AdamW state carried over) and the evaluation model to the depth
     /// of `params`, when the network's model grew (or the node installed a state of another
     /// depth). Returns the new depth, and when it changed the old one with the validation loss

@@ -44,6 +44,24 @@ impl StageLoop {
         })
     }
 
+    /// This loop with its stage grown to `n_layers` (`Stage::grown`, new layers drawn from
+    /// `seed`): the grown stage's weights, the AdamW moments laid over its order (zeros for the
+    /// new layers) and the step count kept, the same clip. A pipeline's head stage grows so when
+    /// the plan deepens the model (`docs/replan.md`).
+    pub fn grown(&self, n_layers: usize, seed: u64) -> Result<Self> {
+        let stage = self.stage.grown(n_layers, seed)?;
+        let m = stage.carry_from(&self.stage, self.optimizer.m())?;
+        let v = stage.carry_from(&self.stage, self.optimizer.v())?;
+        let optimizer = AdamW::from_state(*self.optimizer.config(), m, v, self.optimizer.steps())?;
+        Ok(Self {
+            config: self.config,
+            params: stage.flat_params()?,
+            stage,
+            optimizer,
+            clip_norm: self.clip_norm,
+        })
+    }
+
     /// The settings.
     pub fn config(&self) -> &InnerConfig {
         &self.config
@@ -133,6 +151,37 @@ mod tests {
             inner.params().to_vec()
         );
         assert!(staged.gradients(2.0, 16, vec![0.0; 3]).is_err());
+    }
+
+    #[test]
+    fn a_grown_head_stage_keeps_its_moments_and_its_function() {
+        let cfg = Config::preset("nano", 32).unwrap();
+        let spec = StageSpec {
+            embedding: false,
+            layers: 1..cfg.n_layers,
+            head: true,
+        };
+        let stage = Stage::new(&cfg, spec, 5, &Device::Cpu).unwrap();
+        let mut staged = StageLoop::new(stage, config(0.5), 2).unwrap();
+        let grads: Vec<f32> = (0..staged.params().len())
+            .map(|i| (i % 7) as f32 * 1e-3)
+            .collect();
+        let g = staged.gradients(2.0, 16, grads).unwrap();
+        staged.descend(&g, 0).unwrap();
+        let grown = staged.grown(cfg.n_layers + 2, 9).unwrap();
+        assert!(grown.params().len() > staged.params().len());
+        assert_eq!(grown.clip_norm(), staged.clip_norm());
+        assert_eq!(grown.optimizer.steps(), 1);
+        let kept = |v: &[f32]| v.iter().filter(|x| **x != 0.0).count();
+        assert_eq!(
+            kept(grown.optimizer.m()),
+            kept(staged.optimizer.m()),
+            "old moments kept, new ones zero"
+        );
+        assert_eq!(
+            grown.stage().flat_params().unwrap(),
+            grown.params().to_vec()
+        );
     }
 
     #[test]

@@ -1,0 +1,249 @@
+//! Re-planning a running pipeline (`docs/replan.md`): each node puts its capacity record on the
+//! ledger's pool roll; at every plan boundary of the ledger each node carries the latest plan
+//! over to the roll (`neuroshard_pool::carry`: joiners placed, the head stage deepened when the
+//! genesis growth schedule says so, no layer anyone holds moved) and a stage node switches to
+//! it at its next job; a node not placed yet (starting, restarted, joining) takes the plan its
+//! peers say they train under.
+
+use std::time::Duration;
+
+use neuroshard_ledger::Action;
+use neuroshard_pool::{Footprint, Member, carry};
+use neuroshard_primitives::NodeId;
+use tokio::time::Instant;
+
+use crate::chain::PoolBoundary;
+use crate::driver::Driver;
+use crate::role::{self, InForce, Placement, PlanNotice, Role};
+use crate::settings::Settings;
+use crate::wire::{self, PLAN_NS, POOL_TOPIC, SMALL_FRAME};
+use crate::{Error, Result};
+
+/// A capacity record submitted to the roll and not on it yet is submitted again after this.
+const RESUBMIT: Duration = Duration::from_secs(60);
+
+/// The plans a pipeline node knows of.
+#[derive(Debug, Default)]
+pub(crate) struct Plans {
+    /// The plan the node placed itself under, or switched to last.
+    pub(crate) in_force: Option<InForce>,
+    /// The plan the latest boundary made, until the node switches to it.
+    pub(crate) next: Option<InForce>,
+    /// The latest plan a peer said it trains under, for a node not placed yet.
+    pub(crate) heard: Option<InForce>,
+    /// This node's plan notices so far.
+    seq: u64,
+    /// When this node last submitted its record to the roll.
+    registered: Option<Instant>,
+    /// The depth the schedule asked for that the head stage's replicas could not hold (said
+    /// once).
+    refused: Option<usize>,
+}
+
+impl Plans {
+    /// The latest plan decided: the next one, else the one in force.
+    fn latest(&self) -> Option<&InForce> {
+        self.next.as_ref().or(self.in_force.as_ref())
+    }
+
+    /// The model's depth under the plan in force (the genesis depth without one).
+    pub(crate) fn depth(&self, settings: &Settings) -> usize {
+        (self.in_force.as_ref()).map_or(settings.model.n_layers, |p| p.plan.n_layers)
+    }
+}
+
+impl Driver {
+    /// Whether this node runs a pipeline plan of several stages (a stage, or idle in one).
+    fn in_pipeline(&self) -> bool {
+        self.pipeline.role().is_some() || self.pipeline.is_idle()
+    }
+
+    /// Every second: this node's capacity record onto the roll when the roll does not hold it;
+    /// an idle node that the next plan places takes its stage.
+    pub(crate) async fn replan_tick(&mut self) {
+        self.register_in_pool();
+        if self.pipeline.is_idle() && self.pipeline.plans.next.is_some() {
+            self.pipeline.plans.heard = self.pipeline.plans.next.take();
+            self.place().await;
+        }
+    }
+
+    /// Submits `Action::Pool` with this node's record, unless the roll holds it or it was
+    /// submitted within [`RESUBMIT`].
+    fn register_in_pool(&mut self) {
+        let me = self.node.id();
+        let mine = *self.pipeline.records.mine();
+        let figures = (mine.memory_budget, mine.work_per_sec);
+        let recent = (self.pipeline.plans.registered).is_some_and(|at| at.elapsed() < RESUBMIT);
+        let in_pipeline = self.in_pipeline();
+        let Some(chain) = &mut self.chain else {
+            return;
+        };
+        let roll = chain.view().pool_roll();
+        let on_roll = roll
+            .get(&me)
+            .is_some_and(|e| (e.memory_budget, e.work_per_sec) == figures);
+        if !in_pipeline || on_roll || recent {
+            return;
+        }
+        self.pipeline.plans.registered = Some(Instant::now());
+        tracing::info!(
+            memory_budget = figures.0,
+            work_per_sec = figures.1,
+            "submitting this node's capacity record to the ledger's pool roll"
+        );
+        let effects = chain.push(Action::Pool {
+            memory_budget: figures.0,
+            work_per_sec: figures.1,
+        });
+        self.carry_out_ledger(effects);
+    }
+
+    /// A plan boundary of the ledger: the latest plan carried over to the roll at the depth
+    /// the growth schedule gives the pool sizes noted so far; it becomes the next plan when it
+    /// places anyone otherwise or deepens the model.
+    pub(crate) fn on_pool_boundary(&mut self, boundary: PoolBoundary) {
+        if !self.in_pipeline() {
+            return;
+        }
+        let Some(latest) = self.pipeline.plans.latest().cloned() else {
+            return;
+        };
+        let settings = &self.pipeline.settings;
+        if boundary.height <= latest.height {
+            return;
+        }
+        let depth = latest.plan.n_layers;
+        let schedule = settings.growth.as_ref();
+        let wanted = (schedule.and_then(|g| g.decide(depth, &boundary.sizes))).unwrap_or(depth);
+        let members: Vec<Member> = (boundary.roll.iter())
+            .map(|(node, e)| Member {
+                node: *node,
+                memory_budget: e.memory_budget,
+                work_per_sec: e.work_per_sec,
+            })
+            .collect();
+        let workload = role::workload(settings.inner.batch_size);
+        let footprint = Footprint::of(&settings.depths.at(wanted), workload);
+        let plan = carry(&latest.plan, wanted, &footprint, workload, &members);
+        if plan.n_layers != wanted && self.pipeline.plans.refused != Some(wanted) {
+            tracing::warn!(
+                depth,
+                wanted,
+                "the growth schedule deepens the model, but the head stage's replicas cannot hold it: the model keeps its depth (moving layers is not built, docs/replan.md)"
+            );
+            self.pipeline.plans.refused = Some(wanted);
+        }
+        if !latest.changed_by(&plan) {
+            return;
+        }
+        let replicas: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
+        tracing::info!(height = boundary.height, from = depth, n_layers = plan.n_layers, ?replicas,
+            pool = ?boundary.sizes.last(), "a plan boundary made a new plan: this node switches at its next job");
+        self.pipeline.plans.next = Some(InForce {
+            height: boundary.height,
+            plan,
+        });
+    }
+
+    /// At a job's start: a stage node switches to the next plan, if a boundary made one. It
+    /// keeps its stage (carried plans move no layer), takes the new lanes and stage mates, and
+    /// grows its stage when the plan deepened the model (the head stage).
+    pub(crate) fn switch_plan(&mut self) {
+        let Some(old) = self.pipeline.role().cloned() else {
+            return;
+        };
+        let Some(next) = self.pipeline.plans.next.take() else {
+            return;
+        };
+        match role::place(&next.plan, self.node.id()) {
+            Placement::Stage(role)
+                if (role.stage, role.spec.layers.start) == (old.stage, old.spec.layers.start) =>
+            {
+                let grow_to =
+                    (role.spec.layers.end != old.spec.layers.end).then_some(next.plan.n_layers);
+                match self.take_role(&role, grow_to) {
+                    Ok(()) => tracing::info!(
+                        height = next.height,
+                        lanes = role.lanes,
+                        replicas = role.replicas.len(),
+                        n_layers = next.plan.n_layers,
+                        grew = grow_to.is_some(),
+                        "switched to the next plan"
+                    ),
+                    Err(err) => tracing::error!(%err, "could not switch to the next plan"),
+                }
+            }
+            other => tracing::error!(
+                ?other,
+                "the next plan moves this node's layers, which a carried plan never does: it keeps its stage"
+            ),
+        }
+        self.status
+            .depth(self.node.round(), next.plan.n_layers, None);
+        self.pipeline.plans.in_force = Some(next);
+        self.publish_plan();
+    }
+
+    /// Takes `role` in place of the current one of the same stage: the core's model grown to
+    /// `grow_to` layers first (function-preserving, `Node::grow_now`), then the trainer's stage,
+    /// the lanes, the status and the round core's members.
+    fn take_role(&mut self, role: &Role, grow_to: Option<usize>) -> Result<()> {
+        if let Some(n_layers) = grow_to {
+            let from = self.pipeline.plans.depth(&self.pipeline.settings);
+            self.node.grow_now(n_layers).map_err(Error::Grow)?;
+            self.status
+                .depth(self.node.round(), n_layers, Some((from, None)));
+        }
+        if let Some(trainer) = &mut self.trainer {
+            trainer.replan(role.clone(), grow_to)?;
+        }
+        if let Some(wires) = &mut self.pipeline.lane {
+            wires.replan(role)?;
+        }
+        self.pipeline.placement = Some(Placement::Stage(role.clone()));
+        let served = (self.pipeline.lane.as_ref()).map_or_else(Vec::new, |w| w.lanes());
+        self.status.role(role, served);
+        self.members_changed();
+        Ok(())
+    }
+
+    /// Gossips the plan this node trains under (on placing itself, on each switch, and when a
+    /// peer subscribes to the pool topic: a joiner learns it so).
+    pub(crate) fn publish_plan(&mut self) {
+        let Some(in_force) = self.pipeline.plans.in_force.clone() else {
+            return;
+        };
+        self.pipeline.plans.seq += 1;
+        let notice = PlanNotice {
+            seq: self.pipeline.plans.seq,
+            in_force,
+        };
+        let bytes = wire::encode(&notice);
+        if bytes.len() > SMALL_FRAME {
+            tracing::warn!(bytes = bytes.len(), "the plan is too large to gossip");
+            return;
+        }
+        (self.transport).gossip(POOL_TOPIC.to_owned(), PLAN_NS, &bytes, false);
+    }
+
+    /// A peer's plan notice: checked, and kept by a node not placed yet, the latest (highest
+    /// boundary) it heard. A placed node makes its plans from the ledger's boundaries itself.
+    pub(crate) fn hear_plan(&mut self, author: NodeId, payload: &[u8]) {
+        let Some(notice) = wire::decode::<PlanNotice>(payload) else {
+            return self.penalize(author, "a plan notice that does not decode");
+        };
+        let depths = self.pipeline.settings.depths.layers();
+        if let Err(why) = role::checked(&notice.in_force.plan, depths) {
+            return self.penalize(
+                author,
+                &format!("a plan that does not hold together: {why}"),
+            );
+        }
+        let plans = &mut self.pipeline.plans;
+        let newer = (plans.heard.as_ref()).is_none_or(|h| h.height < notice.in_force.height);
+        if self.pipeline.placement.is_none() && newer {
+            plans.heard = Some(notice.in_force);
+        }
+    }
+}
