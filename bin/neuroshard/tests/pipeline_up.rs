@@ -423,9 +423,10 @@ fn common_rounds(replicas: &[BTreeMap<u64, (Value, u64)>]) -> Vec<u64> {
 /// --bootstrap`: it learns the plan in force from its peers, registers its capacity on the
 /// ledger's pool roll, and a plan boundary places it (no layer moves); it resyncs its stage and
 /// trains. Once the roll has stayed above the threshold for two boundaries, the head stage
-/// deepens by a layer at its replicas' next job, function-preserving: every node's status says
-/// 3 layers, the validation loss the last stage measures right after is within 0.5 % of right
-/// before (or lower), and training goes on.
+/// deepens by a layer at its round cores' next round end, function-preserving: every node's
+/// status says 3 layers, the validation loss the last stage measures right after is within
+/// 0.5 % of the round before's (or lower), and the grown head stage, joiner included, closes a
+/// round on one model hash with every replica's Δ.
 #[test]
 fn a_joiner_is_placed_at_a_plan_boundary_and_the_head_stage_grows() {
     let cfg = Config::preset("nano", 384).unwrap();
@@ -499,11 +500,38 @@ fn a_joiner_is_placed_at_a_plan_boundary_and_the_head_stage_grows() {
         after <= before * 1.005,
         "the loss jumped at growth: {before} → {after}"
     );
+    // The grown head stage trains as one, its joiner included: a round that every one of its
+    // replicas closed on one model hash with every replica's Δ.
+    let together = stage_trains_together(&dashboards, 1, grew_at, limit);
+    println!("the grown head stage closed round {together} with every replica's Δ");
     let joined = http_get_json(&joiner.dashboard, "/api/status").unwrap();
-    let trained = joined["history"].as_array().map_or(0, Vec::len);
-    assert!(trained > 0, "the joiner trains: {joined:#}");
     let lanes_now = joined["role"]["lanes"].as_u64().unwrap();
     assert!(lanes_now >= lanes, "{lanes_now} lanes, {lanes} before");
+}
+
+/// The first round after `after` that every replica of `stage` closed on one model hash with
+/// all their Δs included; panics after `limit`.
+fn stage_trains_together(dashboards: &[String], stage: u64, after: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now: Vec<Value> = (dashboards.iter())
+            .map(|d| http_get_json(d, "/api/status").unwrap_or_default())
+            .collect();
+        let replicas = stage_rounds(&now, stage);
+        let together = |r: &u64| {
+            let hashes: BTreeSet<String> = replicas.iter().map(|m| m[r].0.to_string()).collect();
+            hashes.len() == 1 && replicas.iter().all(|m| m[r].1 == replicas.len() as u64)
+        };
+        let common = common_rounds(&replicas);
+        if let Some(round) = common.into_iter().filter(|r| *r > after).find(together) {
+            return round;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for stage {stage} to train as one after round {after}: {replicas:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// `up --nodes nodes --memory-budget budget --work-per-sec 1000000000` on the genesis file

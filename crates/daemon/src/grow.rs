@@ -2,6 +2,9 @@
 //! the `[growth]` schedule's), the config for a flat parameter vector of each, and the round
 //! core's [`Growth`] rule over NeuroLLM (`docs/pool.md`, "Growth on a running network").
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm, Stage, StageSpec};
 use neuroshard_node::{Growth, Round};
@@ -119,10 +122,11 @@ impl Growth for Grower {
     }
 }
 
-/// A pipeline head stage's growth rule: the core never decides to grow (the plan does,
-/// `docs/replan.md`, and the driver calls `Node::grow_now`), but it grows the stage's vectors
-/// as [`Grower`] grows the whole model's, and admits a stage peer's state at any depth of the
-/// network (a replica that missed the switch installs its mates' grown state).
+/// A pipeline head stage's growth rule: the core grows its stage at a round's end, before the
+/// vote, as the whole model grows, but to the depth the plan asks for (`docs/replan.md`: the
+/// driver sets `target` when a plan boundary deepens the model), not by the pool sizes its
+/// included contributors announce. It admits a stage peer's state at any depth of the network
+/// (a replica that grew a round late installs its mates' grown state).
 #[derive(Debug)]
 pub(crate) struct StageGrower {
     depths: Depths,
@@ -131,17 +135,26 @@ pub(crate) struct StageGrower {
     /// Whether it holds the embedding too (a pipeline of one stage never gets here).
     embedding: bool,
     seed: u64,
+    /// The depth the plan asks for (0: none yet).
+    target: Arc<AtomicUsize>,
 }
 
 impl StageGrower {
     /// The rule for the head stage from layer `first` on (with the embedding if `embedding`),
-    /// on a network of `depths` with seed `seed`.
-    pub(crate) fn new(depths: Depths, first: usize, embedding: bool, seed: u64) -> Self {
+    /// on a network of `depths` with seed `seed`, growing to what `target` says.
+    pub(crate) fn new(
+        depths: Depths,
+        first: usize,
+        embedding: bool,
+        seed: u64,
+        target: Arc<AtomicUsize>,
+    ) -> Self {
         Self {
             depths,
             first,
             embedding,
             seed,
+            target,
         }
     }
 
@@ -154,23 +167,9 @@ impl StageGrower {
         }
     }
 
-    /// The head stage's parameters in the model at `n_layers`.
-    fn params_at(&self, n_layers: usize) -> Option<usize> {
-        let shapes = self
-            .spec(n_layers)
-            .param_shapes(&self.depths.at(n_layers))
-            .ok()?;
-        Some(
-            shapes
-                .iter()
-                .map(|(_, dims)| dims.iter().product::<usize>())
-                .sum(),
-        )
-    }
-
     /// The depth at which the head stage has `n_params` parameters.
     fn depth_for(&self, n_params: usize) -> Option<usize> {
-        (self.depths.layers().iter().copied()).find(|&d| self.params_at(d) == Some(n_params))
+        head_stage_depth(&self.depths, self.spec(0), n_params)
     }
 
     /// The head stage holding `params` (zeros when `None`) at the depth `n_params` gives.
@@ -188,9 +187,29 @@ impl StageGrower {
     }
 }
 
+/// The depth of the network's model (`depths`) at which the head stage `head` (its first layer
+/// and whether it holds the embedding; its end is the depth) has `n_params` parameters.
+pub(crate) fn head_stage_depth(depths: &Depths, head: StageSpec, n_params: usize) -> Option<usize> {
+    let params_at = |n_layers: usize| {
+        let spec = StageSpec {
+            layers: head.layers.start..n_layers,
+            ..head.clone()
+        };
+        let shapes = spec.param_shapes(&depths.at(n_layers)).ok()?;
+        Some(
+            shapes
+                .iter()
+                .map(|(_, dims)| dims.iter().product::<usize>())
+                .sum::<usize>(),
+        )
+    };
+    (depths.layers().iter().copied()).find(|&d| params_at(d) == Some(n_params))
+}
+
 impl Growth for StageGrower {
-    fn decide(&self, _n_params: usize, _history: &[u64]) -> Option<usize> {
-        None
+    fn decide(&self, n_params: usize, _history: &[u64]) -> Option<usize> {
+        let target = self.target.load(Ordering::Relaxed);
+        (target > self.depth_for(n_params)?).then_some(target)
     }
 
     fn admits(&self, n_params: usize) -> bool {
@@ -257,18 +276,27 @@ mod tests {
     }
 
     #[test]
-    fn the_head_stage_rule_grows_the_stage_and_admits_each_depth() {
+    fn the_head_stage_rule_grows_to_the_plans_depth_and_admits_each_depth() {
         let g = grower();
         let base = g.depths.model.n_layers;
-        let rule = StageGrower::new(g.depths.clone(), 1, false, 7);
-        let stage = rule.stage(rule.params_at(base).unwrap(), None).unwrap();
-        let params = stage.flat_params().unwrap();
+        let target = Arc::new(AtomicUsize::new(0));
+        let rule = StageGrower::new(g.depths.clone(), 1, false, 7, Arc::clone(&target));
+        let spec = rule.spec(base);
+        let shapes = spec.param_shapes(&g.depths.at(base)).unwrap();
+        let n_params = shapes
+            .iter()
+            .map(|(_, d)| d.iter().product::<usize>())
+            .sum();
+        let params = rule.stage(n_params, None).unwrap().flat_params().unwrap();
         assert_eq!(
             rule.decide(params.len(), &[u64::MAX; 4]),
             None,
             "the plan decides"
         );
+        target.store(base + 2, Ordering::Relaxed);
+        assert_eq!(rule.decide(params.len(), &[]), Some(base + 2));
         let grown = rule.grow(&params, base + 2, 3).unwrap();
+        assert_eq!(rule.decide(grown.len(), &[]), None, "grown already");
         assert!(rule.admits(grown.len()) && rule.admits(params.len()));
         assert!(!rule.admits(grown.len() + 1));
         assert_eq!(

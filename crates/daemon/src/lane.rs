@@ -9,13 +9,14 @@
 
 use std::time::Duration;
 
-use neuroshard_model::Stage;
+use neuroshard_model::{Stage, StageSpec};
 use neuroshard_node::{TrainingJob, TrainingResult, loss_ends};
 use neuroshard_pipeline::{Direction, FrameLimit, Plan, Precision, StageOutcome, StageStep, split};
 use neuroshard_primitives::Batch;
 use neuroshard_train::{InnerConfig, StageLoop, pseudo_gradient};
 use neuroshard_verify::Chain;
 
+use crate::grow::{Depths, head_stage_depth};
 use crate::link::{LaneLink, Link};
 use crate::role::Role;
 use crate::work::LaneSources;
@@ -285,15 +286,43 @@ impl Lane {
         })
     }
 
-    /// The role of a new plan that keeps this node's stage (`docs/replan.md`), its stage grown
-    /// to `grow_to` layers when the plan deepened the model (the head stage: its AdamW moments
-    /// carried over, its weights the job's start model's, which the round core grew alike).
-    pub(crate) fn replan(&mut self, role: Role, grow_to: Option<usize>) -> Result<()> {
-        if let Some(n_layers) = grow_to {
-            self.inner = self.inner.grown(n_layers, 0)?;
-        }
+    /// The role of a new plan that keeps this node's stage (`docs/replan.md`).
+    pub(crate) fn replan(&mut self, role: Role) {
         self.role = role;
-        Ok(())
+    }
+
+    /// Takes on the depth of a start model of `n_params` parameters when the round core's
+    /// differs (the head stage grew at a round's end, or installed a state of another depth):
+    /// deeper, the stage grows with its AdamW moments carried over (`StageLoop::grown`);
+    /// shallower, it is rebuilt with a fresh AdamW state. The depths before and after, when it
+    /// changed.
+    pub(crate) fn fit(
+        &mut self,
+        n_params: usize,
+        depths: &Depths,
+    ) -> Result<Option<(usize, usize)>> {
+        let stage = self.inner.stage();
+        if stage.n_params() == n_params {
+            return Ok(None);
+        }
+        let spec = stage.spec().clone();
+        let to = head_stage_depth(depths, spec.clone(), n_params).filter(|_| spec.head);
+        let to = to.ok_or_else(|| {
+            Error::Grow(format!("no depth gives this stage {n_params} parameters"))
+        })?;
+        let from = spec.layers.end;
+        self.inner = match to > from {
+            true => self.inner.grown(to, 0)?,
+            false => {
+                let spec = StageSpec {
+                    layers: spec.layers.start..to,
+                    ..spec
+                };
+                let stage = Stage::new(&depths.at(to), spec, 0, &candle_core::Device::Cpu)?;
+                StageLoop::new(stage, *self.inner.config(), self.role.stages)?
+            }
+        };
+        Ok(Some((from, to)))
     }
 
     /// Whether this stage computes the loss (it holds the head).

@@ -408,11 +408,11 @@ impl Driver {
         self.node = Node::new(key, protocol, members, params, Box::new(DeadlineAgreement))?;
         if role.spec.head {
             let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
-            let rule = StageGrower::new(depths, role.spec.layers.start, role.spec.embedding, seed);
-            self.node.set_pool(
-                self.pipeline.budget.unwrap_or(u64::MAX),
-                Some(Box::new(rule)),
-            );
+            let (first, embedding) = (role.spec.layers.start, role.spec.embedding);
+            let target = Arc::clone(&self.pipeline.plans.target);
+            let rule = StageGrower::new(depths, first, embedding, seed, target);
+            let budget = self.pipeline.budget.unwrap_or(u64::MAX);
+            self.node.set_pool(budget, Some(Box::new(rule)));
         }
         let routes = Arc::new(Routes::default());
         let mut wires = LaneWires::new(role, self.node.id(), Arc::clone(&routes))?;
@@ -439,6 +439,7 @@ impl Driver {
             self.progress.clone(),
             self.pipeline.val_batches,
             inner,
+            settings.depths.clone(),
         );
         self.loss = trainer.loss_gauge();
         self.trainer = Some(Box::new(trainer));

@@ -5,6 +5,8 @@
 //! it at its next job; a node not placed yet (starting, restarted, joining) takes the plan its
 //! peers say they train under.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use neuroshard_ledger::Action;
@@ -12,12 +14,12 @@ use neuroshard_pool::{Footprint, Member, carry};
 use neuroshard_primitives::NodeId;
 use tokio::time::Instant;
 
+use crate::Result;
 use crate::chain::PoolBoundary;
 use crate::driver::Driver;
 use crate::role::{self, InForce, Placement, PlanNotice, Role};
 use crate::settings::Settings;
 use crate::wire::{self, PLAN_NS, POOL_TOPIC, SMALL_FRAME};
-use crate::{Error, Result};
 
 /// A capacity record submitted to the roll and not on it yet is submitted again after this.
 const RESUBMIT: Duration = Duration::from_secs(60);
@@ -38,6 +40,9 @@ pub(crate) struct Plans {
     /// The depth the schedule asked for that the head stage's replicas could not hold (said
     /// once).
     refused: Option<usize>,
+    /// The depth the latest plan gives the model, for the head stage's growth rule
+    /// (`crate::grow::StageGrower`): its round core grows to it at the end of its round.
+    pub(crate) target: Arc<AtomicUsize>,
 }
 
 impl Plans {
@@ -140,6 +145,9 @@ impl Driver {
         let replicas: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
         tracing::info!(height = boundary.height, from = depth, n_layers = plan.n_layers, ?replicas,
             pool = ?boundary.sizes.last(), "a plan boundary made a new plan: this node switches at its next job");
+        // A head stage grows at its round core's next round end, before the vote, as the whole
+        // model grows; its trainer takes on the depth at the next job (`Lane::fit`).
+        (self.pipeline.plans.target).store(plan.n_layers, Ordering::Relaxed);
         self.pipeline.plans.next = Some(InForce {
             height: boundary.height,
             plan,
@@ -147,8 +155,9 @@ impl Driver {
     }
 
     /// At a job's start: a stage node switches to the next plan, if a boundary made one. It
-    /// keeps its stage (carried plans move no layer), takes the new lanes and stage mates, and
-    /// grows its stage when the plan deepened the model (the head stage).
+    /// keeps its stage (carried plans move no layer) and takes the new lanes and stage mates;
+    /// its status shows the plan's depth (the head stage's round core grew already, at the
+    /// round's end: [`Plans::target`]).
     pub(crate) fn switch_plan(&mut self) {
         let Some(old) = self.pipeline.role().cloned() else {
             return;
@@ -160,15 +169,12 @@ impl Driver {
             Placement::Stage(role)
                 if (role.stage, role.spec.layers.start) == (old.stage, old.spec.layers.start) =>
             {
-                let grow_to =
-                    (role.spec.layers.end != old.spec.layers.end).then_some(next.plan.n_layers);
-                match self.take_role(&role, grow_to) {
+                match self.take_role(&role) {
                     Ok(()) => tracing::info!(
                         height = next.height,
                         lanes = role.lanes,
                         replicas = role.replicas.len(),
                         n_layers = next.plan.n_layers,
-                        grew = grow_to.is_some(),
                         "switched to the next plan"
                     ),
                     Err(err) => tracing::error!(%err, "could not switch to the next plan"),
@@ -179,24 +185,20 @@ impl Driver {
                 "the next plan moves this node's layers, which a carried plan never does: it keeps its stage"
             ),
         }
-        self.status
-            .depth(self.node.round(), next.plan.n_layers, None);
+        if !old.spec.head {
+            self.status
+                .depth(self.node.round(), next.plan.n_layers, None);
+        }
         self.pipeline.plans.in_force = Some(next);
         self.publish_plan();
     }
 
-    /// Takes `role` in place of the current one of the same stage: the core's model grown to
-    /// `grow_to` layers first (function-preserving, `Node::grow_now`), then the trainer's stage,
-    /// the lanes, the status and the round core's members.
-    fn take_role(&mut self, role: &Role, grow_to: Option<usize>) -> Result<()> {
-        if let Some(n_layers) = grow_to {
-            let from = self.pipeline.plans.depth(&self.pipeline.settings);
-            self.node.grow_now(n_layers).map_err(Error::Grow)?;
-            self.status
-                .depth(self.node.round(), n_layers, Some((from, None)));
-        }
+    /// Takes `role` in place of the current one of the same stage: the trainer's, the lanes'
+    /// (members new to them are gone until they say they are on this node's round), the
+    /// status's and the round core's members.
+    fn take_role(&mut self, role: &Role) -> Result<()> {
         if let Some(trainer) = &mut self.trainer {
-            trainer.replan(role.clone(), grow_to)?;
+            trainer.replan(role.clone());
         }
         if let Some(wires) = &mut self.pipeline.lane {
             wires.replan(role)?;

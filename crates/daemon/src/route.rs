@@ -174,10 +174,20 @@ impl LaneWires {
     }
 
     /// The lanes of a new plan in which this node keeps its stage (`docs/replan.md`): the
-    /// members and the grid are the new role's, the members gone stay gone, and the next
+    /// members and the grid are the new role's; a member new to the lanes (a joiner, placed
+    /// long before it has resynced its stage) is gone until it says it is on this node's round,
+    /// as a restarted one is, and the members gone stay gone. The next
     /// [`LaneWires::reroute`] keeps each served lane whose neighbours did not change.
     pub(crate) fn replan(&mut self, role: &Role) -> Result<()> {
         let fresh = Self::new(role, self.me, Arc::clone(&self.routes))?;
+        let known = |n: &NodeId| self.members.values().any(|m| m == n);
+        let new: Vec<NodeId> = fresh
+            .members
+            .values()
+            .filter(|n| !known(n))
+            .copied()
+            .collect();
+        self.gone.extend(new);
         self.gone.retain(|n| fresh.members.values().any(|m| m == n));
         self.members = fresh.members;
         self.grid = fresh.grid;

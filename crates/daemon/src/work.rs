@@ -164,9 +164,9 @@ pub(crate) struct Trainer {
     val_batches: usize,
     inner: InnerConfig,
     dir: PathBuf,
-    /// The depths the model can have, and the seed new models are drawn from (`None` in a
-    /// pipeline stage, whose model keeps its depth).
-    depths: Option<(Depths, u64)>,
+    /// The depths the model can have, and the seed new models are drawn from (a stage's
+    /// are built from its start model's weights: 0).
+    depths: (Depths, u64),
     #[cfg(feature = "cheat")]
     pub(crate) cheat: Option<crate::Cheat>,
 }
@@ -216,7 +216,7 @@ impl Trainer {
             val_batches,
             inner,
             dir,
-            depths: Some((depths, seed)),
+            depths: (depths, seed),
             #[cfg(feature = "cheat")]
             cheat: None,
         })
@@ -230,6 +230,7 @@ impl Trainer {
         progress: Progress,
         val_batches: usize,
         inner: InnerConfig,
+        depths: Depths,
     ) -> Self {
         let dir = assignment.dir.clone();
         Self {
@@ -242,7 +243,7 @@ impl Trainer {
             val_batches,
             inner,
             dir,
-            depths: None,
+            depths: (depths, 0),
             #[cfg(feature = "cheat")]
             cheat: None,
         }
@@ -250,10 +251,9 @@ impl Trainer {
 
     /// A pipeline stage takes the role of a new plan that keeps its stage (`Lane::replan`);
     /// a whole-model trainer has no role and ignores it.
-    pub(crate) fn replan(&mut self, role: crate::role::Role, grow_to: Option<usize>) -> Result<()> {
-        match &mut self.engine {
-            Engine::Stage { lane, .. } => lane.replan(role, grow_to),
-            Engine::Whole { .. } => Ok(()),
+    pub(crate) fn replan(&mut self, role: crate::role::Role) {
+        if let Engine::Stage { lane, .. } = &mut self.engine {
+            lane.replan(role);
         }
     }
 
@@ -261,16 +261,29 @@ impl Trainer {
     /// of `params`, when the network's model grew (or the node installed a state of another
     /// depth). Returns the new depth, and when it changed the old one with the validation loss
     /// of `round`'s start model cut back to it: the model right before growth, since growth
-    /// only adds layers. A pipeline stage keeps its depth: `None`.
+    /// only adds layers. A pipeline stage (`Lane::fit`) reports its depth only when it changed,
+    /// without the loss before (its validation runs through the whole lane).
     pub(crate) fn fit(
         &mut self,
         round: u64,
         params: &[f32],
     ) -> Result<Option<(usize, Option<Refit>)>> {
-        let (Engine::Whole { worker, eval }, Some((depths, seed))) =
-            (&mut self.engine, &self.depths)
-        else {
-            return Ok(None);
+        let (depths, seed) = &self.depths;
+        let (worker, eval) = match &mut self.engine {
+            Engine::Whole { worker, eval } => (worker, eval),
+            Engine::Stage { lane, .. } => {
+                let fitted = lane.fit(params.len(), depths)?;
+                let refit = |(from, to)| {
+                    (
+                        to,
+                        Some(Refit {
+                            from,
+                            val_before: None,
+                        }),
+                    )
+                };
+                return Ok(fitted.map(refit));
+            }
         };
         let from = eval.config().n_layers;
         if eval.n_params() == params.len() {

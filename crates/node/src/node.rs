@@ -334,16 +334,6 @@ impl Node {
         self.pool.growth = growth;
     }
 
-    /// Grows the model to `n_layers` now, between rounds, by the growth rule set with
-    /// [`Node::set_pool`]: its parameters, outer momentum and error-feedback residual, as the
-    /// core's own growth does at a boundary, the new layers seeded from the round before this
-    /// one. For a depth decided outside the core: a pipeline's plan (`docs/replan.md`), which
-    /// deepens the head stage while the core itself never decides to grow.
-    pub fn grow_now(&mut self, n_layers: usize) -> Result<(), String> {
-        let closed = self.round.saturating_sub(1);
-        crate::phase::grow::grown(self, n_layers, closed)
-    }
-
     /// The pool sizes at the latest round boundaries, oldest first.
     pub fn pool_history(&self) -> &[u64] {
         &self.pool.history

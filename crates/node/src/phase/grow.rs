@@ -115,7 +115,7 @@ fn record(history: &mut Vec<u64>, size: u64) {
 }
 
 /// Grows every per-parameter state of the node to `n_layers`.
-pub(crate) fn grown(node: &mut Node, n_layers: usize, closed: Round) -> Result<(), String> {
+fn grown(node: &mut Node, n_layers: usize, closed: Round) -> Result<(), String> {
     let growth = node.pool.growth.as_ref().ok_or("no growth rule")?;
     let params = growth.grow(&node.params, n_layers, closed)?;
     let n = params.len();
