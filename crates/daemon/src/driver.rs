@@ -223,7 +223,7 @@ impl Driver {
         if self.start.is_some() {
             self.publish_capacity();
         }
-        let heard_all = self.heard_every_capacity();
+        let heard_all = self.heard_every_capacity() && self.plan_known();
         if let Some(rule) = &mut self.start
             && rule.ready(self.peers.len(), Instant::now())
             && (heard_all || Instant::now() >= rule.latest)

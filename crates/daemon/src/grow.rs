@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm, Stage, StageSpec};
 use neuroshard_node::{Growth, Round};
-use neuroshard_pool::GrowthSchedule;
+use neuroshard_pool::{Footprint, GrowthSchedule, Workload};
 use neuroshard_train::{AdamW, InnerLoop};
 
 use crate::Result;
@@ -108,7 +108,7 @@ impl Growth for Grower {
     }
 
     fn grow(&self, params: &[f32], n_layers: usize, round: Round) -> Result<Vec<f32>, String> {
-        let seed = self.seed ^ round.wrapping_mul(GROWTH_SEED_MIX);
+        let seed = growth_seed(self.seed, round);
         let grown = self
             .model(params.len(), Some(params))?
             .grown(n_layers, seed);
@@ -188,20 +188,18 @@ impl StageGrower {
 }
 
 /// The depth of the network's model (`depths`) at which the head stage `head` (its first layer
-/// and whether it holds the embedding; its end is the depth) has `n_params` parameters.
+/// and whether it holds the embedding; its end is the depth) has `n_params` parameters,
+/// counted as `neuroshard_pool::Footprint` counts them (no tensor is built).
 pub(crate) fn head_stage_depth(depths: &Depths, head: StageSpec, n_params: usize) -> Option<usize> {
+    // Parameter counts do not depend on the batch shape.
+    let shape = Workload {
+        micro_batch: 1,
+        micro_batches: 1,
+    };
     let params_at = |n_layers: usize| {
-        let spec = StageSpec {
-            layers: head.layers.start..n_layers,
-            ..head.clone()
-        };
-        let shapes = spec.param_shapes(&depths.at(n_layers)).ok()?;
-        Some(
-            shapes
-                .iter()
-                .map(|(_, dims)| dims.iter().product::<usize>())
-                .sum::<usize>(),
-        )
+        let layers = n_layers.checked_sub(head.layers.start)?;
+        let footprint = Footprint::of(&depths.at(n_layers), shape);
+        usize::try_from(footprint.params(layers, head.embedding, true)).ok()
     };
     (depths.layers().iter().copied()).find(|&d| params_at(d) == Some(n_params))
 }
@@ -217,7 +215,7 @@ impl Growth for StageGrower {
     }
 
     fn grow(&self, params: &[f32], n_layers: usize, round: Round) -> Result<Vec<f32>, String> {
-        let seed = self.seed ^ round.wrapping_mul(GROWTH_SEED_MIX);
+        let seed = growth_seed(self.seed, round);
         let stage = self.stage(params.len(), Some(params))?;
         stage
             .grown(n_layers, seed)
@@ -251,6 +249,11 @@ pub(crate) fn refit(inner: &InnerLoop, config: &Config, seed: u64) -> Result<Opt
 /// Mixes the round into the network seed for a growth's new layers (an odd constant, so every
 /// round draws differently).
 const GROWTH_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The seed of the new layers of a growth at the end of `round`, the same on every node.
+fn growth_seed(seed: u64, round: Round) -> u64 {
+    seed ^ round.wrapping_mul(GROWTH_SEED_MIX)
+}
 
 fn text(err: impl std::fmt::Display) -> String {
     err.to_string()

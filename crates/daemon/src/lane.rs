@@ -306,8 +306,8 @@ impl Lane {
             return Ok(None);
         }
         let spec = stage.spec().clone();
-        let to = head_stage_depth(depths, spec.clone(), n_params).filter(|_| spec.head);
-        let to = to.ok_or_else(|| {
+        let to = (spec.head).then(|| head_stage_depth(depths, spec.clone(), n_params));
+        let to = to.flatten().ok_or_else(|| {
             Error::Grow(format!("no depth gives this stage {n_params} parameters"))
         })?;
         let from = spec.layers.end;

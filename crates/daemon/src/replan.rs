@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use neuroshard_ledger::Action;
-use neuroshard_pool::{Footprint, Member, carry};
-use neuroshard_primitives::NodeId;
+use neuroshard_primitives::{Hash, NodeId};
 use tokio::time::Instant;
 
 use crate::Result;
@@ -61,6 +60,15 @@ impl Driver {
     /// Whether this node runs a pipeline plan of several stages (a stage, or idle in one).
     fn in_pipeline(&self) -> bool {
         self.pipeline.role().is_some() || self.pipeline.is_idle()
+    }
+
+    /// Whether this node may place itself by the records it heard: it heard a plan in force
+    /// from a peer, or nothing says a pipeline runs already (a node without a budget, or a
+    /// pool roll still empty). A node joining a running pipeline waits for its peers' plan
+    /// rather than compute one of its own (until the start rule's latest moment).
+    pub(crate) fn plan_known(&self) -> bool {
+        let roll_empty = (self.chain.as_ref()).is_none_or(|c| c.view().pool_roll().is_empty());
+        self.pipeline.budget.is_none() || self.pipeline.plans.heard.is_some() || roll_empty
     }
 
     /// Every second: this node's capacity record onto the roll when the roll does not hold it;
@@ -121,16 +129,14 @@ impl Driver {
         let depth = latest.plan.n_layers;
         let schedule = settings.growth.as_ref();
         let wanted = (schedule.and_then(|g| g.decide(depth, &boundary.sizes))).unwrap_or(depth);
-        let members: Vec<Member> = (boundary.roll.iter())
-            .map(|(node, e)| Member {
-                node: *node,
-                memory_budget: e.memory_budget,
-                work_per_sec: e.work_per_sec,
-            })
-            .collect();
-        let workload = role::workload(settings.inner.batch_size);
-        let footprint = Footprint::of(&settings.depths.at(wanted), workload);
-        let plan = carry(&latest.plan, wanted, &footprint, workload, &members);
+        let batch = settings.inner.batch_size;
+        let plan = role::carried(
+            &settings.depths,
+            batch,
+            &latest.plan,
+            wanted,
+            &boundary.roll,
+        );
         if plan.n_layers != wanted && self.pipeline.plans.refused != Some(wanted) {
             tracing::warn!(
                 depth,
@@ -165,26 +171,29 @@ impl Driver {
         let Some(next) = self.pipeline.plans.next.take() else {
             return;
         };
-        match role::place(&next.plan, self.node.id()) {
+        let role = match role::place(&next.plan, self.node.id()) {
             Placement::Stage(role)
                 if (role.stage, role.spec.layers.start) == (old.stage, old.spec.layers.start) =>
             {
-                match self.take_role(&role) {
-                    Ok(()) => tracing::info!(
-                        height = next.height,
-                        lanes = role.lanes,
-                        replicas = role.replicas.len(),
-                        n_layers = next.plan.n_layers,
-                        "switched to the next plan"
-                    ),
-                    Err(err) => tracing::error!(%err, "could not switch to the next plan"),
-                }
+                role
             }
-            other => tracing::error!(
-                ?other,
-                "the next plan moves this node's layers, which a carried plan never does: it keeps its stage"
-            ),
+            other => {
+                return tracing::error!(
+                    ?other,
+                    "the next plan moves this node's layers, which a carried plan never does: it keeps the plan in force"
+                );
+            }
+        };
+        if let Err(err) = self.take_role(&role) {
+            return tracing::error!(%err, "could not switch to the next plan: it keeps the plan in force");
         }
+        tracing::info!(
+            height = next.height,
+            lanes = role.lanes,
+            replicas = role.replicas.len(),
+            n_layers = next.plan.n_layers,
+            "switched to the next plan"
+        );
         if !old.spec.head {
             self.status
                 .depth(self.node.round(), next.plan.n_layers, None);
@@ -193,15 +202,15 @@ impl Driver {
         self.publish_plan();
     }
 
-    /// Takes `role` in place of the current one of the same stage: the trainer's, the lanes'
-    /// (members new to them are gone until they say they are on this node's round), the
-    /// status's and the round core's members.
+    /// Takes `role` in place of the current one of the same stage: the lanes' (members new to
+    /// them are gone until they say they are on this node's round; the one step that can fail,
+    /// so first), the trainer's, the status's and the round core's members.
     fn take_role(&mut self, role: &Role) -> Result<()> {
-        if let Some(trainer) = &mut self.trainer {
-            trainer.replan(role.clone());
-        }
         if let Some(wires) = &mut self.pipeline.lane {
             wires.replan(role)?;
+        }
+        if let Some(trainer) = &mut self.trainer {
+            trainer.replan(role.clone());
         }
         self.pipeline.placement = Some(Placement::Stage(role.clone()));
         let served = (self.pipeline.lane.as_ref()).map_or_else(Vec::new, |w| w.lanes());
@@ -210,10 +219,13 @@ impl Driver {
         Ok(())
     }
 
-    /// Gossips the plan this node trains under (on placing itself, on each switch, and when a
-    /// peer subscribes to the pool topic: a joiner learns it so).
+    /// Gossips the latest plan this node knows (the one it trains under, or the next one a
+    /// boundary made) when it runs a pipeline of several stages, on placing itself, on each switch, and when a peer subscribes to the
+    /// pool topic: a joiner or a restarted node learns it so, and does not miss a boundary its
+    /// peers have passed.
     pub(crate) fn publish_plan(&mut self) {
-        let Some(in_force) = self.pipeline.plans.in_force.clone() else {
+        let latest = self.pipeline.plans.latest().cloned();
+        let Some(in_force) = latest.filter(|_| self.in_pipeline()) else {
             return;
         };
         self.pipeline.plans.seq += 1;
@@ -229,23 +241,42 @@ impl Driver {
         (self.transport).gossip(POOL_TOPIC.to_owned(), PLAN_NS, &bytes, false);
     }
 
-    /// A peer's plan notice: checked, and kept by a node not placed yet, the latest (highest
-    /// boundary) it heard. A placed node makes its plans from the ledger's boundaries itself.
+    /// A peer's plan notice: checked (its author must be one of its replicas, its boundary
+    /// one this node's ledger has reached), and kept by a node not placed yet when it is newer
+    /// than the one it holds (a higher boundary; at the same boundary, the lower hash, so that
+    /// every node keeps the same of two). An idle node takes a newer one as its next plan. A
+    /// stage node makes its plans from the ledger's boundaries itself.
     pub(crate) fn hear_plan(&mut self, author: NodeId, payload: &[u8]) {
         let Some(notice) = wire::decode::<PlanNotice>(payload) else {
             return self.penalize(author, "a plan notice that does not decode");
         };
+        let in_force = notice.in_force;
         let depths = self.pipeline.settings.depths.layers();
-        if let Err(why) = role::checked(&notice.in_force.plan, depths) {
+        if let Err(why) = role::checked(&in_force.plan, depths) {
             return self.penalize(
                 author,
                 &format!("a plan that does not hold together: {why}"),
             );
         }
+        if in_force.plan.stage_of(&author).is_none() {
+            return self.penalize(author, "a plan notice from a node outside the plan");
+        }
+        let head = self.chain.as_ref().map_or(0, |c| c.head().height);
+        if in_force.height > head {
+            return; // a boundary this node's ledger has not reached: heard again later
+        }
         let plans = &mut self.pipeline.plans;
-        let newer = (plans.heard.as_ref()).is_none_or(|h| h.height < notice.in_force.height);
-        if self.pipeline.placement.is_none() && newer {
-            plans.heard = Some(notice.in_force);
+        let key = |p: &InForce| {
+            (
+                std::cmp::Reverse(p.height),
+                Hash::of(&wire::encode(&p.plan)),
+            )
+        };
+        let newer = |held: Option<&InForce>| held.is_none_or(|h| key(&in_force) < key(h));
+        match &self.pipeline.placement {
+            None if newer(plans.heard.as_ref()) => plans.heard = Some(in_force),
+            Some(Placement::Idle(_)) if newer(plans.latest()) => plans.next = Some(in_force),
+            _ => {}
         }
     }
 }

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use neuroshard_ledger::PoolEntry;
 use neuroshard_model::{Config, StageSpec};
-use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign};
+use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign, carry};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::grow::Depths;
 use crate::route;
 
 /// Most micro-batches a lane splits a step's batch into.
@@ -131,13 +133,17 @@ pub(crate) struct PlanNotice {
 }
 
 /// Checks a plan from a peer before anything indexes it: a depth the network's model can have
-/// (`depths`), stages that hold the layers `0..n_layers` contiguously, the embedding on the
-/// first and the head on the last, each held by at least one node, no node twice.
+/// (`depths`), at least two stages (a pipeline's; a whole-model network gossips no plan) that
+/// hold the layers `0..n_layers` contiguously, the embedding on the first and the head on the
+/// last, each held by at least one node, no node twice.
 pub(crate) fn checked(plan: &Plan, depths: &[usize]) -> Result<(), String> {
     if !depths.contains(&plan.n_layers) {
         return Err(format!("a depth of {} layers", plan.n_layers));
     }
     let k = plan.stages.len();
+    if k < 2 {
+        return Err(format!("{k} stages"));
+    }
     let mut next = 0;
     let mut seen = std::collections::BTreeSet::new();
     for (s, stage) in plan.stages.iter().enumerate() {
@@ -150,7 +156,7 @@ pub(crate) fn checked(plan: &Plan, depths: &[usize]) -> Result<(), String> {
             return Err(format!("stage {s} has no replica, or one held twice"));
         }
     }
-    match k == 0 || next == plan.n_layers {
+    match next == plan.n_layers {
         true => Ok(()),
         false => Err(format!("layers up to {next} of {}", plan.n_layers)),
     }
@@ -199,6 +205,28 @@ pub(crate) fn plan(model: &Config, batch_size: usize, members: &[Member]) -> Pla
     let workload = workload(batch_size);
     let footprint = Footprint::of(model, workload);
     assign(model.n_layers, &footprint, workload, members, None)
+}
+
+/// `latest`, the plan in force, carried over to the pool roll `roll` and a model of `n_layers`
+/// (`neuroshard_pool::carry`: no layer anyone holds moves), each stage training batches of
+/// `batch_size`.
+pub(crate) fn carried(
+    depths: &Depths,
+    batch_size: usize,
+    latest: &Plan,
+    n_layers: usize,
+    roll: &BTreeMap<NodeId, PoolEntry>,
+) -> Plan {
+    let members: Vec<Member> = (roll.iter())
+        .map(|(node, e)| Member {
+            node: *node,
+            memory_budget: e.memory_budget,
+            work_per_sec: e.work_per_sec,
+        })
+        .collect();
+    let workload = workload(batch_size);
+    let footprint = Footprint::of(&depths.at(n_layers), workload);
+    carry(latest, n_layers, &footprint, workload, &members)
 }
 
 /// What `nodes` nodes of equal speed, each giving `budget` bytes to training, make of the
@@ -356,6 +384,46 @@ mod tests {
             assert_eq!(role.prev, role.stage.checked_sub(1).and_then(beside));
             assert_eq!(Some(role.data_node), route::data_node(grid, role.lane));
         }
+    }
+
+    #[test]
+    fn a_peers_plan_is_checked_before_use() {
+        let cfg = nano();
+        let whole = Footprint::of(&cfg, workload(8)).bytes(cfg.n_layers, true, true);
+        let good = plan(&cfg, 8, &members(6, whole * 2 / 3));
+        let depths = [cfg.n_layers, cfg.n_layers + 2];
+        assert_eq!(checked(&good, &depths), Ok(()));
+        let spoil = |f: &dyn Fn(&mut Plan)| {
+            let mut bad = good.clone();
+            f(&mut bad);
+            checked(&bad, &depths)
+        };
+        assert!(
+            spoil(&|p| p.n_layers = 7).is_err(),
+            "a depth the network never has"
+        );
+        assert!(spoil(&|p| p.stages.truncate(1)).is_err(), "one stage");
+        assert!(
+            spoil(&|p| p.stages[0].replicas.clear()).is_err(),
+            "a stage held by none"
+        );
+        let twice = good.stages[0].replicas[0];
+        assert!(
+            spoil(&|p| p.stages[1].replicas.push(twice)).is_err(),
+            "a node twice"
+        );
+        assert!(
+            spoil(&|p| p.stages[1].layers.end += 1).is_err(),
+            "past the depth"
+        );
+        assert!(
+            spoil(&|p| p.stages[1].layers.start = 0).is_err(),
+            "overlapping stages"
+        );
+        assert!(
+            spoil(&|p| p.stages[0].head = true).is_err(),
+            "a head in the middle"
+        );
     }
 
     #[test]

@@ -416,32 +416,38 @@ mod tests {
         assert_eq!(holder(&g, 5, 0, &up), None, "no such stage");
     }
 
-    /// Stage 0 of lane 0 in 2 stages × 2 lanes: its next neighbour X dies, the stand-in takes
-    /// X's place from the next job, and X gets it back once it says it is on this node's round.
-    #[test]
-    fn a_lost_neighbour_is_routed_around_and_back_once_it_is_on_our_round() {
-        use neuroshard_model::StageSpec;
-        use neuroshard_primitives::Keypair;
-        let ids: Vec<NodeId> = (1..=4)
-            .map(|i| Keypair::from_seed([i; 32]).node_id())
-            .collect();
-        let grid = vec![vec![ids[0], ids[1]], vec![ids[2], ids[3]]];
-        let role = Role {
+    /// `count` nodes with real keys (their peer ids are derived from them).
+    fn keyed(count: u8) -> Vec<NodeId> {
+        let key = |i| neuroshard_primitives::Keypair::from_seed([i; 32]).node_id();
+        (1..=count).map(key).collect()
+    }
+
+    /// The role of the first replica of stage 0 of 2 over `grid`.
+    fn first_of_two(grid: Vec<Vec<NodeId>>) -> Role {
+        Role {
             stage: 0,
             stages: 2,
-            spec: StageSpec {
+            spec: neuroshard_model::StageSpec {
                 embedding: true,
                 layers: 0..1,
                 head: false,
             },
             lane: 0,
-            lanes: 2,
+            lanes: grid.iter().map(Vec::len).max().unwrap(),
             replicas: grid[0].clone(),
             prev: None,
-            next: Some(ids[2]),
-            data_node: ids[0],
+            next: Some(grid[1][0]),
+            data_node: grid[0][0],
             grid,
-        };
+        }
+    }
+
+    /// Stage 0 of lane 0 in 2 stages × 2 lanes: its next neighbour X dies, the stand-in takes
+    /// X's place from the next job, and X gets it back once it says it is on this node's round.
+    #[test]
+    fn a_lost_neighbour_is_routed_around_and_back_once_it_is_on_our_round() {
+        let ids = keyed(4);
+        let role = first_of_two(vec![vec![ids[0], ids[1]], vec![ids[2], ids[3]]]);
         let routes = Arc::new(Routes::default());
         let mut wires = LaneWires::new(&role, ids[0], Arc::clone(&routes)).unwrap();
         let mut base = LaneRounds::default();
@@ -480,6 +486,53 @@ mod tests {
             "back on this node's round: its lane again"
         );
         assert!(!wires.lose(PeerId::random()), "not a member of the lanes");
+    }
+
+    /// 2 stages × 2 lanes, then a joiner J as a third replica of stage 1 (a third lane): the
+    /// first-stage replica that now serves lane 2 too does not route it through J until J says
+    /// it is on this node's round, as for a restarted member.
+    #[test]
+    fn a_joiner_holds_its_lane_only_once_it_is_on_our_round() {
+        let ids = keyed(5);
+        let role = first_of_two;
+        let before = vec![vec![ids[0], ids[1]], vec![ids[2], ids[3]]];
+        let routes = Arc::new(Routes::default());
+        let mut wires = LaneWires::new(&role(before), ids[0], Arc::clone(&routes)).unwrap();
+        let mut base = LaneRounds::default();
+        base.set_own(5);
+        let everyone = |_: &NodeId| true;
+        assert!(wires.reroute(&base, everyone));
+        assert_eq!(wires.lanes(), vec![0]);
+        let joined = vec![vec![ids[0], ids[1]], vec![ids[2], ids[3], ids[4]]];
+        wires.replan(&role(joined)).unwrap();
+        let peer = |n: NodeId| neuroshard_p2p::identity::peer_id(&n).unwrap();
+        assert!(wires.accepts(peer(ids[4])), "the joiner's frames are filed");
+        // Lane 2 is this replica's too, but until J is on our round its only stand-in would
+        // join this node to its lane-0 neighbour again: the lane stays idle.
+        assert!(!wires.reroute(&base, everyone));
+        assert_eq!(wires.lanes(), vec![0]);
+        let says = |round| Notice {
+            needs: round,
+            serves: round,
+        };
+        wires.hear(&base, peer(ids[4]), says(0));
+        assert!(
+            !wires.reroute(&base, everyone),
+            "J says round 0 while it resyncs"
+        );
+        wires.hear(&base, peer(ids[4]), says(5));
+        assert!(wires.reroute(&base, everyone));
+        assert_eq!(wires.lanes(), vec![0, 2]);
+        let lane_2 = routes
+            .start_job()
+            .into_iter()
+            .find(|l| l.lane == 2)
+            .unwrap();
+        assert_eq!(
+            lane_2.next,
+            Some(peer(ids[4])),
+            "J's lane from the next job on"
+        );
     }
 
     /// Stage s with `counts[s]` replicas, node `10 · s + i`.

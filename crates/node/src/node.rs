@@ -328,7 +328,8 @@ impl Node {
     }
 
     /// Sets this node's memory budget (announced with its Δs; `u64::MAX`: unbounded) and the
-    /// network's growth rule (`None`: the model keeps its depth, as in a pipeline stage).
+    /// network's growth rule (`None`: the model keeps its depth, as a pipeline stage's does
+    /// unless it holds the head).
     pub fn set_pool(&mut self, budget: u64, growth: Option<Box<dyn Growth>>) {
         self.pool.budget = budget;
         self.pool.growth = growth;

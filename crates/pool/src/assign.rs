@@ -432,8 +432,11 @@ impl<'a> Pool<'a> {
                 draft.replicas[s].push(i);
                 continue;
             }
+            if !donors {
+                reached = false;
+                continue;
+            }
             let donor = (0..k)
-                .filter(|_| donors)
                 .filter(|&d| {
                     draft.replicas[d].len() > want && smallest(&draft.replicas[d]).is_some()
                 })
