@@ -337,6 +337,7 @@ impl Driver {
         self.pipeline.placement = Some(placement);
         self.members_changed();
         self.replay_early();
+        self.replay_unseen();
         self.publish_plan();
     }
 

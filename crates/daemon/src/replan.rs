@@ -23,6 +23,9 @@ use crate::wire::{self, PLAN_NS, POOL_TOPIC, SMALL_FRAME};
 /// A capacity record submitted to the roll and not on it yet is submitted again after this.
 const RESUBMIT: Duration = Duration::from_secs(60);
 
+/// Boundaries kept while a node is not in a pipeline, at most.
+const UNSEEN_KEPT: usize = 8;
+
 /// The plans a pipeline node knows of.
 #[derive(Debug, Default)]
 pub(crate) struct Plans {
@@ -39,6 +42,10 @@ pub(crate) struct Plans {
     /// The depth the schedule asked for that the head stage's replicas could not hold (said
     /// once).
     refused: Option<usize>,
+    /// The latest boundaries the ledger passed while this node was not in a pipeline (at most
+    /// [`UNSEEN_KEPT`]): replayed once it places itself, so that a plan taken from a peer is
+    /// carried over the boundaries the node's ledger passed meanwhile.
+    unseen: Vec<PoolBoundary>,
     /// The depth the latest plan gives the model, for the head stage's growth rule
     /// (`crate::grow::StageGrower`): its round core grows to it at the end of its round.
     pub(crate) target: Arc<AtomicUsize>,
@@ -62,13 +69,20 @@ impl Driver {
         self.pipeline.role().is_some() || self.pipeline.is_idle()
     }
 
-    /// Whether this node may place itself by the records it heard: it heard a plan in force
-    /// from a peer, or nothing says a pipeline runs already (a node without a budget, or a
-    /// pool roll still empty). A node joining a running pipeline waits for its peers' plan
-    /// rather than compute one of its own (until the start rule's latest moment).
+    /// Whether this node may place itself now: it heard a plan in force from a peer and its
+    /// ledger has reached that plan's boundary (so the boundaries after it come from its own
+    /// ledger), or it heard none and nothing says a pipeline runs already (a node without a
+    /// budget, or a pool roll still empty). A node joining a running pipeline waits for its
+    /// peers' plan rather than compute one of its own (until the start rule's latest moment).
     pub(crate) fn plan_known(&self) -> bool {
-        let roll_empty = (self.chain.as_ref()).is_none_or(|c| c.view().pool_roll().is_empty());
-        self.pipeline.budget.is_none() || self.pipeline.plans.heard.is_some() || roll_empty
+        let chain = self.chain.as_ref();
+        match &self.pipeline.plans.heard {
+            Some(plan) => chain.is_none_or(|c| c.head().height >= plan.height),
+            None => {
+                let roll_empty = chain.is_none_or(|c| c.view().pool_roll().is_empty());
+                self.pipeline.budget.is_none() || roll_empty
+            }
+        }
     }
 
     /// Every second: this node's capacity record onto the roll when the roll does not hold it;
@@ -117,6 +131,9 @@ impl Driver {
     /// places anyone otherwise or deepens the model.
     pub(crate) fn on_pool_boundary(&mut self, boundary: PoolBoundary) {
         if !self.in_pipeline() {
+            let unseen = &mut self.pipeline.plans.unseen;
+            unseen.push(boundary);
+            unseen.drain(..unseen.len().saturating_sub(UNSEEN_KEPT));
             return;
         }
         let Some(latest) = self.pipeline.plans.latest().cloned() else {
@@ -158,6 +175,14 @@ impl Driver {
             height: boundary.height,
             plan,
         });
+    }
+
+    /// Once placed: the boundaries the ledger passed before, carried over in order (those at
+    /// or below the plan's own boundary change nothing).
+    pub(crate) fn replay_unseen(&mut self) {
+        for boundary in std::mem::take(&mut self.pipeline.plans.unseen) {
+            self.on_pool_boundary(boundary);
+        }
     }
 
     /// At a job's start: a stage node switches to the next plan, if a boundary made one. It
@@ -241,8 +266,8 @@ impl Driver {
         (self.transport).gossip(POOL_TOPIC.to_owned(), PLAN_NS, &bytes, false);
     }
 
-    /// A peer's plan notice: checked (its author must be one of its replicas, its boundary
-    /// one this node's ledger has reached), and kept by a node not placed yet when it is newer
+    /// A peer's plan notice: checked (its author must be one of its replicas), and kept by a
+    /// node not placed yet when it is newer
     /// than the one it holds (a higher boundary; at the same boundary, the lower hash, so that
     /// every node keeps the same of two). An idle node takes a newer one as its next plan. A
     /// stage node makes its plans from the ledger's boundaries itself.
@@ -260,10 +285,6 @@ impl Driver {
         }
         if in_force.plan.stage_of(&author).is_none() {
             return self.penalize(author, "a plan notice from a node outside the plan");
-        }
-        let head = self.chain.as_ref().map_or(0, |c| c.head().height);
-        if in_force.height > head {
-            return; // a boundary this node's ledger has not reached: heard again later
         }
         let plans = &mut self.pipeline.plans;
         let key = |p: &InForce| {
