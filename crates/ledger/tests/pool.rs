@@ -3,23 +3,14 @@
 
 mod support;
 
-use neuroshard_ledger::{
-    Action, BlockError, MAX_POOL, NEURO, POOL_SIZES_KEPT, PoolEntry, Refused, Rules,
-};
+use neuroshard_ledger::{Action, MAX_POOL, NEURO, POOL_SIZES_KEPT, PoolEntry, Refused, Rules};
 use neuroshard_primitives::NodeId;
-use support::{Chain, id};
+use support::{Chain, id, refusal};
 
 fn pool(memory_budget: u64, work_per_sec: u64) -> Action {
     Action::Pool {
         memory_budget,
         work_per_sec,
-    }
-}
-
-fn refusal(err: BlockError) -> Refused {
-    match err {
-        BlockError::Transaction { reason, .. } => reason,
-        other => panic!("expected a refused transaction, got {other}"),
     }
 }
 

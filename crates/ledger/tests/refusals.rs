@@ -7,14 +7,7 @@ use neuroshard_ledger::{
     Action, BlockError, Body, MAX_TX_BYTES, NEURO, Refused, Rules, SignedTx, Tx,
 };
 use neuroshard_primitives::{Hash, Signed};
-use support::{Chain, id, key};
-
-fn refusal(err: BlockError) -> Refused {
-    match err {
-        BlockError::Transaction { reason, .. } => reason,
-        other => panic!("expected a refused transaction, got {other}"),
-    }
-}
+use support::{Chain, id, key, refusal};
 
 #[test]
 fn a_replayed_transaction_is_refused() {

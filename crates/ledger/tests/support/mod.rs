@@ -4,8 +4,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use neuroshard_ledger::{
-    Action, BlockError, BlockInfo, Body, Claim, Ledger, LedgerGenesis, NEURO, Receipt, Round,
-    Rules, SignedTx, State, Tx, Work,
+    Action, BlockError, BlockInfo, Body, Claim, Ledger, LedgerGenesis, NEURO, Receipt, Refused,
+    Round, Rules, SignedTx, State, Tx, Work,
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId, Signed};
 
@@ -51,6 +51,14 @@ impl Work for TestWork {
             return Err("the evidence is not the contributor's announcement of this claim".into());
         }
         signed.verify(ANNOUNCE).map_err(|e| e.to_string())
+    }
+}
+
+/// Why a block's transaction was refused; panics on any other block error.
+pub fn refusal(err: BlockError) -> Refused {
+    match err {
+        BlockError::Transaction { reason, .. } => reason,
+        other => panic!("expected a refused transaction, got {other}"),
     }
 }
 
