@@ -234,7 +234,8 @@ impl Driver {
                 "starting to train"
             );
             self.start = None;
-            self.place().await;
+            let heard = self.pipeline.plans.heard.take();
+            self.place(heard).await;
         }
         self.replan_tick().await;
         self.tick();
@@ -293,9 +294,12 @@ impl Driver {
                     );
                     match &summary.growth {
                         Some(Ok(n_layers)) => {
-                            tracing::info!(round = summary.round, n_layers,
-                                pool = ?self.node.pool_history().last(), model = %summary.model_hash.short(),
-                                "the model grew at the round's end");
+                            // A pipeline's head stage grows to its plan's depth: its core's
+                            // pool figure counts only the stage's replicas.
+                            let pool = (self.pipeline.role().is_none())
+                                .then(|| self.node.pool_history().last());
+                            tracing::info!(round = summary.round, n_layers, pool = ?pool.flatten(),
+                                model = %summary.model_hash.short(), "the model grew at the round's end");
                             self.status.depth(summary.round + 1, *n_layers, None);
                         }
                         Some(Err(err)) => {

@@ -292,18 +292,24 @@ impl Driver {
         self.pipeline.records.has_all(self.peers.values())
     }
 
-    /// Computes the plan over the records heard and takes this node's place in it, building
+    /// Takes this node's place in `in_force` (a plan its peers train under, or the next one a
+    /// boundary made), or, without one, in the plan it computes over the records heard, building
     /// what it holds: its stage, or (a node with a budget, which built nothing before) the whole
     /// model. A node that cannot build it trains nothing (logged).
-    pub(crate) async fn place(&mut self) {
+    pub(crate) async fn place(&mut self, in_force: Option<InForce>) {
         let me = self.node.id();
-        let members = self.pipeline.records.members(me, self.peers.values());
         let settings = &self.pipeline.settings;
-        let in_force = self.pipeline.plans.heard.take().unwrap_or_else(|| InForce {
+        let in_force = in_force.unwrap_or_else(|| InForce {
             height: self.chain.as_ref().map_or(0, |c| c.head().height),
-            plan: role::plan(&settings.model, settings.inner.batch_size, &members),
+            plan: role::plan(
+                &settings.model,
+                settings.inner.batch_size,
+                &self.pipeline.records.members(me, self.peers.values()),
+            ),
         });
         let plan = in_force.plan.clone();
+        let members =
+            plan.unplaced.len() + plan.stages.iter().map(|s| s.replicas.len()).sum::<usize>();
         self.pipeline.plans.in_force = Some(in_force);
         let placement = match role::place(&plan, me) {
             Placement::Stage(role) => match self.become_stage(&role).await {
@@ -320,12 +326,12 @@ impl Driver {
         match &placement {
             Placement::Whole => tracing::info!(
                 params,
-                members = members.len(),
+                members,
                 "training the whole model: a pipeline of one stage"
             ),
             Placement::Stage(role) => tracing::info!(
                 stage = role.stage, stages = role.stages, layers = ?role.spec.layers,
-                lane = role.lane, lanes = role.lanes, members = members.len(), params,
+                lane = role.lane, lanes = role.lanes, members, params,
                 "training one stage of a pipeline; audits, ledger claims and checkpoints are off in pipeline mode (docs/pipeline.md)"
             ),
             Placement::Idle(why) => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use neuroshard_ledger::Action;
+use neuroshard_ledger::{Action, MAX_POOL};
 use neuroshard_primitives::{Hash, NodeId};
 use tokio::time::Instant;
 
@@ -90,13 +90,14 @@ impl Driver {
     pub(crate) async fn replan_tick(&mut self) {
         self.register_in_pool();
         if self.pipeline.is_idle() && self.pipeline.plans.next.is_some() {
-            self.pipeline.plans.heard = self.pipeline.plans.next.take();
-            self.place().await;
+            let next = self.pipeline.plans.next.take();
+            self.place(next).await;
         }
     }
 
     /// Submits `Action::Pool` with this node's record, unless the roll holds it or it was
-    /// submitted within [`RESUBMIT`].
+    /// submitted within [`RESUBMIT`]; a full roll, which would refuse it, is said in the log
+    /// instead.
     fn register_in_pool(&mut self) {
         let me = self.node.id();
         let mine = *self.pipeline.records.mine();
@@ -114,6 +115,12 @@ impl Driver {
             return;
         }
         self.pipeline.plans.registered = Some(Instant::now());
+        if roll.len() >= MAX_POOL {
+            return tracing::warn!(
+                entries = roll.len(),
+                "the ledger's pool roll is full: this node's record cannot join it, so no plan will place it (asked again in a minute)"
+            );
+        }
         tracing::info!(
             memory_budget = figures.0,
             work_per_sec = figures.1,
