@@ -90,26 +90,37 @@ fn check_valid(n_layers: usize, members: &[Member], plan: &Plan) -> Result<(), T
     Ok(())
 }
 
-/// The slowest stage's time per token against the ideal: all the model's work spread over
-/// the placed members' summed speed.
+/// The slowest stage's time per token against the ideal: a lower bound on the slowest stage
+/// of any plan of the members this one placed. One stage: the whole model over the speed of
+/// those who can hold it. Two or more: the most of (a) the whole model's work over all their
+/// speed and (b) the two ends' least work (a layer and the embedding, a layer and the head)
+/// over the speed of those who can hold an end: a member fit only for the middle cannot take
+/// the ends' work, which a shallow model cannot move off them.
 fn imbalance(n_layers: usize, members: &[Member], plan: &Plan) -> f64 {
     let fp = footprint(n_layers);
-    let speed = |ids: &[NodeId]| -> f64 {
-        ids.iter()
-            .map(|id| members.iter().find(|m| m.node == *id).unwrap().work_per_sec as f64)
-            .sum()
-    };
     let slowest = plan
         .stages
         .iter()
-        .map(|s| fp.work(s.layers.len(), s.head) as f64 / speed(&s.replicas))
+        .map(|s| fp.work(s.layers.len(), s.head) as f64 / speed_of(members, &s.replicas) as f64)
         .fold(0.0, f64::max);
-    let all: Vec<NodeId> = plan
-        .stages
-        .iter()
-        .flat_map(|s| s.replicas.clone())
-        .collect();
-    let ideal = fp.work(n_layers, true) as f64 / speed(&all);
+    let speed = |fits: &dyn Fn(u64) -> bool| -> f64 {
+        let placed = plan.stages.iter().flat_map(|s| &s.replicas);
+        let member = |id: &NodeId| members.iter().find(|m| m.node == *id).unwrap();
+        let fit: Vec<NodeId> = placed
+            .filter(|id| fits(member(id).memory_budget))
+            .copied()
+            .collect();
+        speed_of(members, &fit) as f64
+    };
+    let whole = fp.work(n_layers, true) as f64;
+    let one_stage = whole / speed(&|b| fp.max_layers(b, true, true) >= n_layers);
+    let layer = whole / speed(&|b| fp.max_layers(b, false, false) >= 1);
+    let end = |b| fp.max_layers(b, true, false) >= 1 || fp.max_layers(b, false, true) >= 1;
+    let ends = fp.work(2, true) as f64 / speed(&end);
+    let ideal = match n_layers {
+        1 => one_stage,
+        _ => one_stage.min(layer.max(ends)),
+    };
     slowest / ideal
 }
 
