@@ -565,3 +565,83 @@ fn start_up(work: &Path, genesis: &Path, nodes: usize, budget: u64) -> (Up, Vec<
     let started = up.started(nodes, Duration::from_secs(240));
     (up, started)
 }
+
+/// A leave re-planned (`docs/replan.md`): 5 nodes (nano, 2 stages of a layer each, 2 and 3
+/// replicas) on a ledger whose pool roll drops an entry not renewed within 30 blocks. A replica
+/// of the stage with two is killed while `up` is paused (SIGSTOP), so that nobody restarts it:
+/// its lanes fail over to its stage mate, its roll entry expires, and the next plan boundary
+/// drops it and brings its stage back to two replicas with one of the other stage's, which moves
+/// there whole (the only layer move a carried plan makes). The mover builds its new stage,
+/// resyncs it from the survivor, and the two close a round on one model hash with both Δs; the
+/// other stage, one replica fewer, does the same with its two; no live node's role still names
+/// the dead one.
+#[test]
+fn a_replica_that_left_is_planned_out_and_a_replica_of_another_stage_moves_in() {
+    let (cfg, footprint) = nano_footprint();
+    // Every node holds either stage, not the whole model.
+    let budget = footprint.bytes(2, false, true);
+    assert!(budget < footprint.bytes(cfg.n_layers, true, true));
+    let work = work_dir();
+    let init = ["--inner-steps", "16", "--round-deadline-secs", "600"];
+    let genesis = build_genesis(Path::new(EXE), work.path(), &init);
+    let mut text = std::fs::read_to_string(&genesis).unwrap();
+    // `up` writes its committee into this section and keeps the rules it sets.
+    let placeholder = "ab".repeat(32);
+    text.push_str(&format!(
+        "\n[ledger]\ncommittee = [\"{placeholder}\"]\npool_blocks = 10\npool_ttl_blocks = 30\n"
+    ));
+    std::fs::write(&genesis, text).unwrap();
+    let (up, started) = start_up(work.path(), &genesis, 5, budget);
+    let limit = Duration::from_secs(300);
+    let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
+    let five = wait_placed(&dashboards, 5, 2, limit);
+    let stage_of = |s: &Value| s["role"]["stage"].as_u64().unwrap();
+    let held =
+        |stage: u64| -> Vec<usize> { (0..5).filter(|i| stage_of(&five[*i]) == stage).collect() };
+    let short = (0..2)
+        .find(|s| held(*s).len() == 2)
+        .unwrap_or_else(|| panic!("a stage of 2: {five:#?}"));
+    let other = 1 - short;
+    assert_eq!(held(other).len(), 3, "{five:#?}");
+    // Not node 0, which alone holds the dataset at first.
+    let victim = *held(short).iter().find(|i| **i != 0).unwrap();
+    let dead = five[victim]["node_id"].as_str().unwrap().to_owned();
+    let round = latest_round(&five);
+
+    signal("STOP", up.pid());
+    signal("KILL", started[victim].0);
+    let live: Vec<usize> = (0..5).filter(|i| *i != victim).collect();
+    let survivors: Vec<String> = live.iter().map(|i| dashboards[*i].clone()).collect();
+    let names_dead = |s: &Value| {
+        let peers = s["role"]["stage_peers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let lanes = [&s["role"]["prev"], &s["role"]["next"]];
+        peers.iter().chain(lanes).any(|p| p.as_str() == Some(&dead))
+    };
+    let replanned = wait_all("a plan without the dead replica", &survivors, limit, |s| {
+        s["role"].is_object() && !names_dead(s)
+    });
+    for s in replanned.iter().filter(|s| stage_of(s) == short) {
+        println!("stage {short} now: {} {:#}", s["node_id"], s["role"]);
+    }
+    let now = |stage: u64| -> Vec<usize> {
+        (0..4)
+            .filter(|j| stage_of(&replanned[*j]) == stage)
+            .collect()
+    };
+    let mended = now(short);
+    assert_eq!(mended.len(), 2, "two replicas again: {replanned:#?}");
+    let movers = mended
+        .iter()
+        .filter(|j| stage_of(&five[live[**j]]) == other);
+    assert_eq!(movers.count(), 1, "one replica of stage {other} moved");
+    let after = latest_round(&replanned);
+    let mended = stage_trains_together(&survivors, short, after, limit);
+    println!("stage {short}, its mover included, closed round {mended} with both Δs");
+    let donor = stage_trains_together(&survivors, other, after, limit);
+    println!("stage {other} closed round {donor} with its two replicas' Δs");
+    assert!(round < mended, "rounds went on");
+    signal("CONT", up.pid());
+}

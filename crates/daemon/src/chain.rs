@@ -209,6 +209,8 @@ pub(crate) struct PoolBoundary {
     pub(crate) roll: BTreeMap<NodeId, PoolEntry>,
     /// The pool sizes at the last boundaries, this one's last.
     pub(crate) sizes: Vec<u64>,
+    /// The accounts this boundary dropped from the roll (their records expired: they left).
+    pub(crate) left: Vec<NodeId>,
 }
 
 /// The node's ledger.
@@ -456,6 +458,7 @@ impl Chain {
                 height: header.height,
                 roll: self.view.pool_roll().clone(),
                 sizes: self.view.pool_sizes().to_vec(),
+                left: self.view.pool_left().to_vec(),
             });
         }
         self.resign(effects);
@@ -639,6 +642,11 @@ impl Chain {
     /// The last applied block's header.
     pub(crate) fn head(&self) -> &Header {
         &self.head
+    }
+
+    /// The ledger's rules.
+    pub(crate) fn rules(&self) -> &Rules {
+        self.machine.ledger.rules()
     }
 
     /// This node's account.

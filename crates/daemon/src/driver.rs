@@ -447,6 +447,11 @@ impl Driver {
             self.lane_job(None);
             return;
         }
+        if self.moves_at_next_plan() {
+            // It takes its new place between jobs (`replan_tick`): this job is its old stage's.
+            self.pending = Some(job);
+            return;
+        }
         self.switch_plan();
         self.reroute_lanes();
         self.lane_job(Some(job.round));

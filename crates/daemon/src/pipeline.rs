@@ -295,7 +295,9 @@ impl Driver {
     /// Takes this node's place in `in_force` (a plan its peers train under, or the next one a
     /// boundary made), or, without one, in the plan it computes over the records heard, building
     /// what it holds: its stage, or (a node with a budget, which built nothing before) the whole
-    /// model. A node that cannot build it trains nothing (logged).
+    /// model. A node that cannot build it trains nothing (logged). A stage node that the next
+    /// plan moves to another stage comes here too: it builds the new stage as a starting node
+    /// does, and resyncs it from its new stage mates.
     pub(crate) async fn place(&mut self, in_force: Option<InForce>) {
         let me = self.node.id();
         let settings = &self.pipeline.settings;
@@ -338,6 +340,9 @@ impl Driver {
                 tracing::warn!(why, "no pipeline lane for this node: it trains nothing");
                 self.trainer = None;
                 self.replayer = None;
+                // A stage node a plan left out drops its lanes too.
+                self.pipeline.lane = None;
+                self.status.no_role();
             }
         }
         self.pipeline.placement = Some(placement);

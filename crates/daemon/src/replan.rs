@@ -1,17 +1,16 @@
 //! Re-planning a running pipeline (`docs/replan.md`): each node puts its capacity record on the
-//! ledger's pool roll; at every plan boundary of the ledger each node carries the latest plan
-//! over to the roll (`neuroshard_pool::carry`: joiners placed, the head stage deepened when the
-//! genesis growth schedule says so, no layer anyone holds moved) and a stage node switches to
-//! it at its next job; a node not placed yet (starting, restarted, joining) takes the plan its
-//! peers say they train under.
+//! ledger's pool roll and renews it there; at every plan boundary of the ledger each node
+//! carries the latest plan over to the roll (`neuroshard_pool::carry`: joiners placed, leavers
+//! dropped, a stage they left short given a joiner or another stage's replica, the head stage
+//! deepened when the genesis growth schedule says so, no stage's layers moved) and a stage node
+//! switches to it at its next job, or, moved to another stage, between two jobs; a node not
+//! placed yet (starting, restarted, joining) takes the plan its peers say they train under.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use neuroshard_ledger::{Action, MAX_POOL};
 use neuroshard_primitives::{Hash, NodeId};
-use tokio::time::Instant;
 
 use crate::Result;
 use crate::chain::PoolBoundary;
@@ -20,8 +19,11 @@ use crate::role::{self, InForce, Placement, PlanNotice, Role};
 use crate::settings::Settings;
 use crate::wire::{self, PLAN_NS, POOL_TOPIC, SMALL_FRAME};
 
-/// A capacity record submitted to the roll and not on it yet is submitted again after this.
-const RESUBMIT: Duration = Duration::from_secs(60);
+/// A node renews its roll entry once it is this part of `Rules::pool_ttl_blocks` old, and submits
+/// a record again (lost, or refused) once the last one is that old; so an entry is at most
+/// about three quarters of the TTL old while its node runs.
+const RENEW_AT: u64 = 2;
+const RESUBMIT_AFTER: u64 = 4;
 
 /// Boundaries kept while a node is not in a pipeline, at most.
 const UNSEEN_KEPT: usize = 8;
@@ -37,8 +39,8 @@ pub(crate) struct Plans {
     pub(crate) heard: Option<InForce>,
     /// This node's plan notices so far.
     seq: u64,
-    /// When this node last submitted its record to the roll.
-    registered: Option<Instant>,
+    /// The ledger height at which this node last submitted its record to the roll.
+    registered: Option<u64>,
     /// The depth the schedule asked for that the head stage's replicas could not hold (said
     /// once).
     refused: Option<usize>,
@@ -85,36 +87,58 @@ impl Driver {
         }
     }
 
-    /// Every second: this node's capacity record onto the roll when the roll does not hold it;
-    /// an idle node that the next plan places takes its stage.
+    /// Every second: this node's capacity record onto the roll when the roll does not hold it
+    /// or holds it old; a node that the next plan places otherwise than in its stage (an idle
+    /// node placed, a stage node moved to another stage or left out) takes its place in it
+    /// while no job runs.
     pub(crate) async fn replan_tick(&mut self) {
         self.register_in_pool();
-        if self.pipeline.is_idle() && self.pipeline.plans.next.is_some() {
+        if self.moves_at_next_plan() {
             let next = self.pipeline.plans.next.take();
             self.place(next).await;
         }
     }
 
-    /// Submits `Action::Pool` with this node's record, unless the roll holds it or it was
-    /// submitted within [`RESUBMIT`]; a full roll, which would refuse it, is said in the log
-    /// instead.
+    /// Whether the next plan places this node otherwise than in the stage it holds (idle, it
+    /// may place it; a stage node it moves or leaves out), and no job runs (the trainer is in).
+    pub(crate) fn moves_at_next_plan(&self) -> bool {
+        let Some(next) = &self.pipeline.plans.next else {
+            return false;
+        };
+        match &self.pipeline.placement {
+            Some(Placement::Idle(_)) => true,
+            Some(Placement::Stage(old)) => {
+                let placed = role::place(&next.plan, self.node.id());
+                self.trainer.is_some()
+                    && !matches!(placed, Placement::Stage(r) if r.same_stage(old))
+            }
+            _ => false,
+        }
+    }
+
+    /// Submits `Action::Pool` with this node's record, unless the roll holds it younger than
+    /// half the TTL or it was submitted within a quarter of it; a full roll, which would refuse
+    /// it, is said in the log instead.
     fn register_in_pool(&mut self) {
         let me = self.node.id();
         let mine = *self.pipeline.records.mine();
         let figures = (mine.memory_budget, mine.work_per_sec);
-        let recent = (self.pipeline.plans.registered).is_some_and(|at| at.elapsed() < RESUBMIT);
         let in_pipeline = self.in_pipeline();
         let Some(chain) = &mut self.chain else {
             return;
         };
+        let (height, ttl) = (chain.head().height, chain.rules().pool_ttl_blocks);
+        let age = |at: u64| height.saturating_sub(at);
+        let recent =
+            (self.pipeline.plans.registered).is_some_and(|at| age(at) < ttl / RESUBMIT_AFTER);
         let roll = chain.view().pool_roll();
-        let on_roll = roll
-            .get(&me)
-            .is_some_and(|e| (e.memory_budget, e.work_per_sec) == figures);
+        let on_roll = roll.get(&me).is_some_and(|e| {
+            (e.memory_budget, e.work_per_sec) == figures && age(e.height) < ttl / RENEW_AT
+        });
         if !in_pipeline || on_roll || recent {
             return;
         }
-        self.pipeline.plans.registered = Some(Instant::now());
+        self.pipeline.plans.registered = Some(height);
         if roll.len() >= MAX_POOL {
             return tracing::warn!(
                 entries = roll.len(),
@@ -160,6 +184,7 @@ impl Driver {
             &latest.plan,
             wanted,
             &boundary.roll,
+            &boundary.left,
         );
         if plan.n_layers != wanted && self.pipeline.plans.refused != Some(wanted) {
             tracing::warn!(
@@ -192,29 +217,24 @@ impl Driver {
         }
     }
 
-    /// At a job's start: a stage node switches to the next plan, if a boundary made one. It
-    /// keeps its stage (carried plans move no layer) and takes the new lanes and stage mates;
-    /// its status shows the plan's depth (the head stage's round core grew already, at the
-    /// round's end: [`Plans::target`]).
+    /// At a job's start: a stage node switches to the next plan, if a boundary made one that
+    /// keeps it in its stage (carried plans move no stage's layers): it takes the new lanes and
+    /// stage mates; its status shows the plan's depth (the head stage's round core grew
+    /// already, at the round's end: [`Plans::target`]). A next plan that moves it is taken
+    /// between jobs ([`Driver::replan_tick`]).
     pub(crate) fn switch_plan(&mut self) {
         let Some(old) = self.pipeline.role().cloned() else {
             return;
         };
+        let role = match &self.pipeline.plans.next {
+            Some(next) => match role::place(&next.plan, self.node.id()) {
+                Placement::Stage(role) if role.same_stage(&old) => role,
+                _ => return,
+            },
+            None => return,
+        };
         let Some(next) = self.pipeline.plans.next.take() else {
             return;
-        };
-        let role = match role::place(&next.plan, self.node.id()) {
-            Placement::Stage(role)
-                if (role.stage, role.spec.layers.start) == (old.stage, old.spec.layers.start) =>
-            {
-                role
-            }
-            other => {
-                return tracing::error!(
-                    ?other,
-                    "the next plan moves this node's layers, which a carried plan never does: it keeps the plan in force"
-                );
-            }
         };
         if let Err(err) = self.take_role(&role) {
             return tracing::error!(%err, "could not switch to the next plan: it keeps the plan in force");

@@ -189,6 +189,14 @@ pub(crate) struct Role {
     pub(crate) grid: Vec<Vec<NodeId>>,
 }
 
+impl Role {
+    /// Whether `other` holds the same stage: the same index and first layer (a carried plan
+    /// may deepen the last stage, never move its start).
+    pub(crate) fn same_stage(&self, other: &Role) -> bool {
+        (self.stage, self.spec.layers.start) == (other.stage, other.spec.layers.start)
+    }
+}
+
 /// What the plan makes of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Placement {
@@ -208,7 +216,8 @@ pub(crate) fn plan(model: &Config, batch_size: usize, members: &[Member]) -> Pla
 }
 
 /// `latest`, the plan in force, carried over to the pool roll `roll` and a model of `n_layers`
-/// (`neuroshard_pool::carry`: no layer anyone holds moves), each stage training batches of
+/// without the nodes that `left` (`neuroshard_pool::carry`: no stage's layers move; a stage a
+/// leaver left short takes a joiner or another stage's replica), each stage training batches of
 /// `batch_size`.
 pub(crate) fn carried(
     depths: &Depths,
@@ -216,6 +225,7 @@ pub(crate) fn carried(
     latest: &Plan,
     n_layers: usize,
     roll: &BTreeMap<NodeId, PoolEntry>,
+    left: &[NodeId],
 ) -> Plan {
     let members: Vec<Member> = (roll.iter())
         .map(|(node, e)| Member {
@@ -226,7 +236,7 @@ pub(crate) fn carried(
         .collect();
     let workload = workload(batch_size);
     let footprint = Footprint::of(&depths.at(n_layers), workload);
-    carry(latest, n_layers, &footprint, workload, &members)
+    carry(latest, n_layers, &footprint, workload, &members, left)
 }
 
 /// What `nodes` nodes of equal speed, each giving `budget` bytes to training, make of the

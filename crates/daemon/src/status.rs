@@ -241,6 +241,11 @@ impl StatusBoard {
             .send_if_modified(|s| replace(&mut s.role, Some(status)));
     }
 
+    /// The node holds no stage (a plan left it out).
+    pub(crate) fn no_role(&self) {
+        self.tx.send_if_modified(|s| s.role.take().is_some());
+    }
+
     /// The lanes the node's stage serves now.
     pub(crate) fn served(&self, lanes: Vec<usize>) {
         self.tx.send_if_modified(|s| match &mut s.role {

@@ -169,6 +169,13 @@ pub struct LedgerSpec {
         skip_serializing_if = "is_default_pool_blocks"
     )]
     pub pool_blocks: u64,
+    /// Blocks a pool roll entry lasts without a renewal (`Rules::pool_ttl_blocks`), at least two
+    /// `pool_blocks`; written only when it differs from the default, as `pool_blocks`.
+    #[serde(
+        default = "default_pool_ttl_blocks",
+        skip_serializing_if = "is_default_pool_ttl_blocks"
+    )]
+    pub pool_ttl_blocks: u64,
 }
 
 fn default_epoch_blocks() -> u64 {
@@ -187,6 +194,14 @@ fn is_default_pool_blocks(blocks: &u64) -> bool {
     *blocks == default_pool_blocks()
 }
 
+fn default_pool_ttl_blocks() -> u64 {
+    Rules::DEFAULT.pool_ttl_blocks
+}
+
+fn is_default_pool_ttl_blocks(blocks: &u64) -> bool {
+    *blocks == default_pool_ttl_blocks()
+}
+
 impl LedgerSpec {
     /// A section for `committee` and `allocations` with the default rules.
     pub fn new(committee: Vec<String>, allocations: BTreeMap<String, u64>) -> Self {
@@ -196,6 +211,7 @@ impl LedgerSpec {
             epoch_blocks: default_epoch_blocks(),
             unbonding_blocks: default_unbonding_blocks(),
             pool_blocks: default_pool_blocks(),
+            pool_ttl_blocks: default_pool_ttl_blocks(),
         }
     }
 
@@ -206,6 +222,7 @@ impl LedgerSpec {
             epoch_blocks: self.epoch_blocks,
             unbonding_blocks: self.unbonding_blocks,
             pool_blocks: self.pool_blocks,
+            pool_ttl_blocks: self.pool_ttl_blocks,
             ..Rules::DEFAULT
         };
         rules
@@ -634,15 +651,17 @@ mod tests {
     }
 
     #[test]
-    fn pool_blocks_is_written_and_changes_the_id_only_when_not_the_default() {
+    fn the_pool_settings_are_written_and_change_the_id_only_when_not_the_default() {
         let mut genesis = sample();
         genesis.ledger = Some(LedgerSpec::new(vec!["ab".repeat(32)], BTreeMap::new()));
         let text = genesis.to_toml();
-        assert!(!text.contains("pool_blocks"), "the default: not written");
-        assert!(
-            !genesis.canonical().contains("pool_blocks"),
-            "the default: the old id"
-        );
+        for field in ["pool_blocks", "pool_ttl_blocks"] {
+            assert!(!text.contains(field), "the default: not written");
+            assert!(
+                !genesis.canonical().contains(field),
+                "the default: the old id"
+            );
+        }
         let explicit = text.replace("epoch_blocks = 300", "epoch_blocks = 300\npool_blocks = 20");
         let explicit = Genesis::parse(&explicit).unwrap();
         assert_eq!(explicit.network_id(), genesis.network_id());
@@ -655,6 +674,20 @@ mod tests {
         assert_eq!(parsed, genesis);
         assert_ne!(parsed.network_id(), explicit.network_id());
         assert_eq!(parsed.ledger.unwrap().rules().unwrap().pool_blocks, 6);
+
+        let ledger = genesis.ledger.as_mut().unwrap();
+        ledger.pool_ttl_blocks = 12;
+        let text = genesis.to_toml();
+        assert!(text.contains("pool_ttl_blocks = 12"), "{text}");
+        let rules = Genesis::parse(&text)
+            .unwrap()
+            .ledger
+            .unwrap()
+            .rules()
+            .unwrap();
+        assert_eq!((rules.pool_blocks, rules.pool_ttl_blocks), (6, 12));
+        let err = Genesis::parse(&text.replace("pool_ttl_blocks = 12", "pool_ttl_blocks = 11"));
+        assert!(err.unwrap_err().contains("pool_ttl_blocks"));
     }
 
     #[test]

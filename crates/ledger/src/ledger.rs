@@ -12,8 +12,9 @@
 //!    the end of the epoch before and elect the next, so a committee is known one full epoch
 //!    before it starts; forget the consensus addresses of accounts that are neither bonded nor
 //!    seated.
-//! 6. At a plan boundary of the layer pool (`Rules::is_pool_boundary`), note the pool roll's
-//!    size in `Meta::pool_sizes`.
+//! 6. At a plan boundary of the layer pool (`Rules::is_pool_boundary`), drop the roll's entries
+//!    older than `Rules::pool_ttl_blocks` (listed in `Meta::pool_left`) and note the roll's size
+//!    in `Meta::pool_sizes`.
 
 use neuroshard_primitives::{Hash, NodeId};
 use serde::{Deserialize, Serialize};
@@ -204,6 +205,7 @@ impl<W: Work> Ledger<W> {
             self.forget_addresses(state);
         }
         if self.rules.is_pool_boundary(info.height) {
+            pool::expire(state, info.height, self.rules.pool_ttl_blocks);
             pool::note_size(state);
         }
     }

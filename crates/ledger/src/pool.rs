@@ -1,13 +1,14 @@
-//! The pool roll: each account's latest capacity record for the pipeline's layer pool, and the
-//! pool's size noted at every plan boundary (`docs/replan.md`, section 1).
+//! The pool roll: each account's latest capacity record for the pipeline's layer pool, entries
+//! not renewed within `Rules::pool_ttl_blocks` dropped, and the pool's size noted at every plan
+//! boundary (`docs/replan.md`, section 1).
 //!
 //! A record is free and open to any account, bonded or not (a joining node holds no NEURO); the
 //! roll is bounded by [`MAX_POOL`] and the size history by [`POOL_SIZES_KEPT`].
 
 use neuroshard_primitives::NodeId;
 
-use crate::Refused;
 use crate::state::{PoolEntry, State};
+use crate::{Height, Refused};
 
 /// The most entries on the pool roll (bounds the state free records can grow).
 pub const MAX_POOL: usize = 4_096;
@@ -30,6 +31,19 @@ pub(crate) fn record(state: &mut State, who: &NodeId, entry: PoolEntry) -> Resul
     }
     roll.insert(*who, entry);
     Ok(())
+}
+
+/// At the plan boundary `height`: drops the entries recorded at or below `height − ttl` and
+/// lists them in `Meta::pool_left` (replacing the last boundary's list).
+pub(crate) fn expire(state: &mut State, height: Height, ttl: Height) {
+    let fresh = |entry: &PoolEntry| height.saturating_sub(entry.height) < ttl;
+    let roll = &mut state.meta.pool;
+    state.meta.pool_left = roll
+        .iter()
+        .filter(|(_, entry)| !fresh(entry))
+        .map(|(node, _)| *node)
+        .collect();
+    roll.retain(|_, entry| fresh(entry));
 }
 
 /// Appends the roll's size to the history, dropping the oldest beyond [`POOL_SIZES_KEPT`].

@@ -52,6 +52,10 @@ pub struct Rules {
     /// a boundary when `h > 0` and `h % pool_blocks == 0` ([`Rules::is_pool_boundary`]), and the
     /// block at each one notes the pool roll's size (`Meta::pool_sizes`).
     pub pool_blocks: Height,
+    /// Blocks an entry stays on the pool roll without a new record from its account: at a plan
+    /// boundary `h`, an entry recorded at a height `≤ h − pool_ttl_blocks` is dropped (the node
+    /// left; a running node renews its entry well before). At least two `pool_blocks`.
+    pub pool_ttl_blocks: Height,
 }
 
 impl Rules {
@@ -81,6 +85,9 @@ impl Rules {
         // About 10 s on an idle chain (about 2 blocks a second): a joiner is planned in within
         // seconds, and a plan lasts long enough for its layer moves to land.
         pool_blocks: 20,
+        // About 2 minutes on an idle chain: a node that left is planned out within about two
+        // minutes, and a running node renews its entry every half of it (`docs/replan.md`).
+        pool_ttl_blocks: 240,
     };
 
     /// Checks the parameters are coherent.
@@ -112,6 +119,12 @@ impl Rules {
         }
         if self.pool_blocks == 0 {
             return Err("pool_blocks must be at least 1 (blocks between plan boundaries)".into());
+        }
+        if self.pool_ttl_blocks < self.pool_blocks.saturating_mul(2) {
+            return Err(
+                "pool_ttl_blocks below two pool_blocks would drop a node between its renewals"
+                    .into(),
+            );
         }
         if self.settle_lag == 0 {
             return Err("settle_lag must be at least 1 so a round's audits can land".into());

@@ -173,6 +173,9 @@ pub struct Meta {
     /// The roll's pool size ([`State::pool_size`]) at each of the last plan boundaries
     /// ([`crate::Rules::is_pool_boundary`]), oldest first, at most [`crate::POOL_SIZES_KEPT`].
     pub pool_sizes: Vec<u64>,
+    /// The accounts whose entries the last plan boundary dropped from the roll, sorted: their
+    /// records were older than `Rules::pool_ttl_blocks` (they left).
+    pub pool_left: Vec<NodeId>,
 }
 
 /// The whole ledger state.
@@ -251,6 +254,11 @@ impl State {
     /// `neuroshard-pool`'s `GrowthSchedule::decide` takes).
     pub fn pool_sizes(&self) -> &[u64] {
         &self.meta.pool_sizes
+    }
+
+    /// The accounts the last plan boundary dropped from the roll (their records expired), sorted.
+    pub fn pool_left(&self) -> &[NodeId] {
+        &self.meta.pool_left
     }
 
     /// The sum of every account's holdings, which must equal [`Supply::expected`].

@@ -1,5 +1,6 @@
 //! The pool roll: capacity records replace the signer's entry, need no NEURO, are refused when
-//! empty or when the roll is full, and the roll's size is noted at plan boundaries only.
+//! empty or when the roll is full, expire at a plan boundary unless renewed, and the roll's size
+//! is noted at plan boundaries only.
 
 mod support;
 
@@ -154,6 +155,72 @@ fn the_root_and_the_meta_proof_cover_the_roll() {
     let mut other = chain.state.clone();
     other.meta.pool_sizes.push(1);
     assert_ne!(other.root(), root);
+}
+
+#[test]
+fn an_entry_not_renewed_within_the_ttl_leaves_the_roll_at_a_boundary() {
+    let rules = Rules {
+        pool_blocks: 2,
+        pool_ttl_blocks: 4,
+        ..Rules::DEFAULT
+    };
+    let mut chain = Chain::new(rules);
+    // Height 1: accounts 3 and 4 record.
+    let txs = vec![chain.tx(3, pool(8, 1)), chain.tx(4, pool(5, 1))];
+    chain.block(1, txs).unwrap();
+    // Heights 2 to 4: boundaries 2 and 4 keep both (recorded 1 and 3 blocks before).
+    for height in 2..=4 {
+        let txs = match height {
+            3 => vec![chain.tx(4, pool(5, 1))],
+            _ => vec![],
+        };
+        chain.block(1, txs).unwrap();
+        assert_eq!(chain.state.pool_roll().len(), 2, "after block {height}");
+        assert!(chain.state.pool_left().is_empty());
+    }
+    // Height 5: no boundary, nothing dropped though account 3's record is 4 blocks old.
+    chain.block(1, vec![]).unwrap();
+    assert_eq!(chain.state.pool_roll().len(), 2);
+    // Height 6, a boundary: account 3 (recorded at 1) leaves; account 4 renewed at 3 stays.
+    chain.block(1, vec![]).unwrap();
+    assert_eq!(chain.state.pool_left(), &[id(3)]);
+    assert_eq!(
+        chain.state.pool_roll().keys().collect::<Vec<_>>(),
+        vec![&id(4)]
+    );
+    assert_eq!(
+        chain.state.pool_sizes().last(),
+        Some(&5),
+        "the size after the drop"
+    );
+    // Height 8: account 4 (recorded at 3) leaves; the list holds this boundary's leavers only.
+    chain.block(1, vec![]).unwrap();
+    chain.block(1, vec![]).unwrap();
+    assert_eq!(chain.state.pool_left(), &[id(4)]);
+    assert!(chain.state.pool_roll().is_empty());
+    // A leaver that records again is back, a newcomer like any other.
+    let back = chain.tx(3, pool(8, 1));
+    chain.block(1, vec![back]).unwrap();
+    assert_eq!(chain.state.pool_roll()[&id(3)].height, 9);
+    chain.block(1, vec![]).unwrap();
+    assert!(
+        chain.state.pool_left().is_empty(),
+        "boundary 10 dropped nobody"
+    );
+}
+
+#[test]
+fn rules_refuse_a_ttl_shorter_than_two_boundaries() {
+    let short = Rules {
+        pool_ttl_blocks: 2 * Rules::DEFAULT.pool_blocks - 1,
+        ..Rules::DEFAULT
+    };
+    assert!(short.validate().unwrap_err().contains("pool_ttl_blocks"));
+    let enough = Rules {
+        pool_ttl_blocks: 2 * Rules::DEFAULT.pool_blocks,
+        ..Rules::DEFAULT
+    };
+    assert_eq!(enough.validate(), Ok(()));
 }
 
 #[test]

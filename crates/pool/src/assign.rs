@@ -28,13 +28,17 @@
 //!
 //! # Carrying a running plan over ([`carry`])
 //!
-//! A running pipeline re-plans with [`carry`], which moves no layer a member holds
+//! A running pipeline re-plans with [`carry`], which moves no layer within a stage
 //! (`docs/replan.md`): every replica keeps its stage, its range and its place in the stage's
-//! replica order (so no lane changes hands but the ones joiners take); a deeper model's new
-//! layers go to the last stage when every one of its replicas can hold them (new layers sit
-//! between the last old layer and the head, so nothing else moves), else the depth stays; new
-//! members join as in step 2 (a stage short of [`REDUNDANCY`] first, the smallest joiner that
-//! fits it; then fastest first, where the time per token is highest), appended to the stage.
+//! replica order (so no lane changes hands but the ones joiners and leavers free); a deeper
+//! model's new layers go to the last stage when every one of its replicas can hold them (new
+//! layers sit between the last old layer and the head, so nothing else moves), else the depth
+//! stays. The members that left (their records expired) are dropped. Then, as the stable draft
+//! does, every stage is brought back to a replica, then to [`REDUNDANCY`]: the smallest joiner
+//! that fits it, else the smallest that fits from the stage with the most replicas (more than
+//! it wants), which moves there whole; a stage no one can take keeps its leavers, as replicas
+//! with no speed (its lanes fail over). The other new members join fastest first, where the
+//! time per token is highest, appended to the stage.
 
 use std::ops::Range;
 
@@ -169,16 +173,19 @@ pub fn assign(
 }
 
 /// The plan in force, `previous`, carried over to `members` and a model of `n_layers` without
-/// moving a layer any member holds (module docs, "Carrying a running plan over"). A replica of
-/// `previous` that `members` does not list keeps its place and counts with no speed and no known
-/// budget (so the last stage does not grow over it). The result's `n_layers` is `previous`'s
-/// when the model could not grow there. Without stages in `previous`, this is [`assign`].
+/// moving a layer within a stage (module docs, "Carrying a running plan over"). The replicas in
+/// `left` are dropped, and a stage they leave short takes a joiner or a replica of another
+/// stage. A replica of `previous` that neither list holds (its record not on the roll yet) keeps
+/// its place and counts with no speed and no known budget (so the last stage does not grow over
+/// it). The result's `n_layers` is `previous`'s when the model could not grow there. Without
+/// stages in `previous`, this is [`assign`].
 pub fn carry(
     previous: &Plan,
     n_layers: usize,
     footprint: &Footprint,
     workload: Workload,
     members: &[Member],
+    left: &[NodeId],
 ) -> Plan {
     if previous.stages.is_empty() {
         return assign(n_layers, footprint, workload, members, None);
@@ -195,15 +202,17 @@ pub fn carry(
             }),
     );
     let grown = Pool::new(n_layers, footprint, workload, &all);
-    let draft = grown.carried(previous);
-    match draft {
+    let draft = grown.carried(previous, left);
+    let mut plan = match draft {
         Some(draft) => grown.plan(Some(draft)),
         None => {
             let kept = Pool::new(previous.n_layers, footprint, workload, &all);
-            let draft = kept.carried(previous);
+            let draft = kept.carried(previous, left);
             kept.plan(draft)
         }
-    }
+    };
+    plan.unplaced.retain(|(node, _)| !left.contains(node));
+    plan
 }
 
 /// A ratio `num / den` compared by cross-multiplication, or as `f64` where the products would
@@ -373,30 +382,45 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// `previous` at this pool's depth with its replicas kept in place and order, the new
-    /// layers on the last stage, the other members joined; `None` when the depth shrinks or a
-    /// replica of the last stage cannot hold the grown stage.
-    fn carried(&self, previous: &Plan) -> Option<Draft> {
+    /// `previous` at this pool's depth with its replicas kept in place and order but those in
+    /// `left`, the new layers on the last stage, every stage held again (a stage no one can take
+    /// keeps its leavers) and then twice where the members allow, the other members joined;
+    /// `None` when the depth shrinks or a replica of the last stage cannot hold the grown stage.
+    fn carried(&self, previous: &Plan, left: &[NodeId]) -> Option<Draft> {
         let extra = self.n_layers.checked_sub(previous.n_layers)?;
         let k = previous.stages.len();
         let mut lens: Vec<usize> = previous.stages.iter().map(|s| s.layers.len()).collect();
         *lens.last_mut()? += extra;
         let index = |n: &NodeId| self.members.iter().position(|m| m.node == *n);
-        let replicas: Vec<Vec<usize>> = previous
-            .stages
-            .iter()
-            .map(|s| s.replicas.iter().filter_map(index).collect())
+        let replicas = |gone: bool| -> Vec<Vec<usize>> {
+            let keep = |n: &&NodeId| left.contains(n) == gone;
+            let stage = |s: &StagePlan| s.replicas.iter().filter(keep).filter_map(index).collect();
+            previous.stages.iter().map(stage).collect()
+        };
+        let (kept, leavers) = (replicas(false), replicas(true));
+        let mut draft = Draft {
+            lens,
+            replicas: kept,
+        };
+        let mut free: Vec<usize> = (0..self.members.len())
+            .filter(|i| {
+                !previous
+                    .stages
+                    .iter()
+                    .any(|s| s.replicas.contains(&self.members[*i].node))
+            })
             .collect();
-        let holds = |i: &usize| extra == 0 || self.cap(*i, k - 1, k) >= lens[k - 1];
-        if !replicas[k - 1].iter().all(holds) {
+        self.cover_from(&mut draft, &mut free, 1, true);
+        for (s, gone) in leavers.into_iter().enumerate() {
+            if draft.replicas[s].is_empty() {
+                draft.replicas[s] = gone;
+            }
+        }
+        self.cover_from(&mut draft, &mut free, REDUNDANCY, true);
+        let holds = |i: &usize| extra == 0 || self.cap(*i, k - 1, k) >= draft.lens[k - 1];
+        if !draft.replicas[k - 1].iter().all(holds) {
             return None;
         }
-        let mut draft = Draft { lens, replicas };
-        let placed: Vec<usize> = draft.replicas.concat();
-        let mut free: Vec<usize> = (0..self.members.len())
-            .filter(|i| !placed.contains(i))
-            .collect();
-        self.cover_from(&mut draft, &mut free, REDUNDANCY, false);
         self.add_by_speed(&mut draft, free);
         Some(draft)
     }

@@ -4,7 +4,7 @@
 //! a layer anyone holds.
 
 use neuroshard_model::Config;
-use neuroshard_pool::{Footprint, Member, Plan, Unplaced, Workload, assign, carry};
+use neuroshard_pool::{Footprint, Member, Plan, REDUNDANCY, Unplaced, Workload, assign, carry};
 use neuroshard_primitives::NodeId;
 use proptest::prelude::*;
 
@@ -260,16 +260,18 @@ proptest! {
     fn a_carried_plan_keeps_every_layer_where_it_is_and_places_the_joiners(
         (n_layers, ms, new) in members(40).prop_flat_map(|(l, ms)| (Just(l), Just(ms), joiners(l))),
         grow in 0usize..=3,
+        leave in proptest::collection::vec(any::<prop::sample::Index>(), 0..=3),
     ) {
-        check_carry(n_layers, &ms, &new, grow)?;
+        check_carry(n_layers, &ms, &new, grow, &leave)?;
     }
 
     #[test]
     fn a_carried_plan_of_a_large_pool_keeps_every_layer_where_it_is(
         (n_layers, ms, new) in members(1000).prop_flat_map(|(l, ms)| (Just(l), Just(ms), joiners(l))),
         grow in 0usize..=3,
+        leave in proptest::collection::vec(any::<prop::sample::Index>(), 0..=3),
     ) {
-        check_carry(n_layers, &ms, &new, grow)?;
+        check_carry(n_layers, &ms, &new, grow, &leave)?;
     }
 
     #[test]
@@ -299,29 +301,57 @@ fn joiners(n_layers: usize) -> impl Strategy<Value = Vec<Member>> {
     })
 }
 
-/// `carry` from the plan for `ms` to `ms` and `new`, `grow` layers deeper: valid; every kept
-/// replica in its stage, with its range (the last stage's grown only if the depth grew), first
-/// in its stage's order as before; the depth grown exactly when the last stage's replicas hold
-/// it; a joiner left out only when no stage fits it.
+/// `carry` from the plan for `ms` to `ms` and `new` less the replicas `leave` picks, `grow`
+/// layers deeper: valid; every stage's range kept (the last stage's grown only if the depth
+/// grew); every replica that stays in its stage first in its order as before; a replica moved
+/// to another stage only to bring a stage back to [`REDUNDANCY`] replicas, and no more of them
+/// than the stages lack; a leaver kept only in a stage no one else holds; the depth grown only
+/// when the last stage's replicas hold it (the plan is valid), and, where no replica moved,
+/// exactly when the last stage's staying replicas hold it; a joiner left out only when no stage
+/// fits it.
 fn check_carry(
     n_layers: usize,
     ms: &[Member],
     new: &[Member],
     grow: usize,
+    leave: &[prop::sample::Index],
 ) -> Result<(), TestCaseError> {
     let before = plan(n_layers, ms, None);
     prop_assume!(!before.stages.is_empty());
-    let all: Vec<Member> = ms.iter().chain(new).copied().collect();
+    let placed: Vec<NodeId> = before
+        .stages
+        .iter()
+        .flat_map(|s| s.replicas.clone())
+        .collect();
+    let mut left: Vec<NodeId> = leave.iter().map(|i| *i.get(&placed)).collect();
+    left.sort();
+    left.dedup();
+    let roll: Vec<Member> = (ms.iter().chain(new))
+        .filter(|m| !left.contains(&m.node))
+        .copied()
+        .collect();
     let deeper = n_layers + grow;
-    let after = carry(&before, deeper, &footprint(deeper), WORKLOAD, &all);
-    check_valid(after.n_layers, &all, &after)?;
-    prop_assert_eq!(after.stages.len(), before.stages.len());
+    let after = carry(&before, deeper, &footprint(deeper), WORKLOAD, &roll, &left);
+    let listed: Vec<Member> = (ms.iter().chain(new)).copied().collect();
     let k = before.stages.len();
+    prop_assert_eq!(after.stages.len(), k);
+    let mut lacking = 0;
+    let mut moved = 0;
     for (s, (b, a)) in before.stages.iter().zip(&after.stages).enumerate() {
-        prop_assert_eq!(
-            &a.replicas[..b.replicas.len()],
-            &b.replicas[..],
-            "lane order kept"
+        let stayed: Vec<NodeId> = (b.replicas.iter())
+            .filter(|n| !left.contains(n) && a.replicas.contains(n))
+            .copied()
+            .collect();
+        prop_assert_eq!(&a.replicas[..stayed.len()], &stayed[..], "lane order kept");
+        let kept = b.replicas.iter().filter(|n| !left.contains(n)).count();
+        lacking += REDUNDANCY.saturating_sub(kept);
+        moved += (a.replicas.iter())
+            .filter(|n| placed.contains(n) && before.stage_of(n) != Some(s))
+            .count();
+        let leavers = a.replicas.iter().filter(|n| left.contains(n)).count();
+        prop_assert!(
+            leavers == 0 || leavers == a.replicas.len(),
+            "a leaver kept beside others"
         );
         prop_assert_eq!(a.layers.start, b.layers.start);
         let end = b.layers.end
@@ -332,17 +362,41 @@ fn check_carry(
             };
         prop_assert_eq!(a.layers.end, end);
     }
+    prop_assert!(
+        moved <= lacking,
+        "{} replicas moved for {} lacking",
+        moved,
+        lacking
+    );
+    // Leavers kept in an emptied stage are no member; the rest is a valid plan of the roll.
+    let mut valid = after.clone();
+    valid
+        .stages
+        .iter_mut()
+        .for_each(|s| s.replicas.retain(|n| !left.contains(n)));
+    if valid.stages.iter().all(|s| !s.replicas.is_empty()) {
+        check_valid(after.n_layers, &roll, &valid)?;
+    }
     let fp = footprint(deeper);
     let last = &before.stages[k - 1];
     let holds = |m: &Member| {
         let len = last.layers.len() + grow;
         m.memory_budget >= fp.bytes(len, last.embedding, true)
     };
-    let can_grow = last
-        .replicas
+    let staying: Vec<&NodeId> = last.replicas.iter().filter(|r| !left.contains(r)).collect();
+    let stay_hold = staying
         .iter()
-        .all(|r| all.iter().any(|m| m.node == *r && holds(m)));
-    prop_assert_eq!(after.n_layers == deeper, can_grow);
+        .all(|r| listed.iter().any(|m| m.node == **r && holds(m)));
+    if !staying.is_empty() && stay_hold && moved == 0 {
+        prop_assert_eq!(
+            after.n_layers,
+            deeper,
+            "the last stage's replicas hold the growth"
+        );
+    }
+    if !stay_hold && moved == 0 {
+        prop_assert_eq!(after.n_layers, n_layers, "a replica cannot hold the growth");
+    }
     for (id, _) in &after.unplaced {
         let Some(m) = new.iter().find(|m| m.node == *id) else {
             continue;

@@ -78,7 +78,7 @@ fn write_committee(path: &Path, ids: &[NodeId]) -> anyhow::Result<String> {
     );
     if let Some(old) = &genesis.ledger {
         (ledger.epoch_blocks, ledger.unbonding_blocks) = (old.epoch_blocks, old.unbonding_blocks);
-        ledger.pool_blocks = old.pool_blocks;
+        (ledger.pool_blocks, ledger.pool_ttl_blocks) = (old.pool_blocks, old.pool_ttl_blocks);
     }
     if genesis.ledger.as_ref() != Some(&ledger) {
         genesis.ledger = Some(ledger);
@@ -146,6 +146,7 @@ mod tests {
             epoch_blocks: 20,
             unbonding_blocks: 40,
             pool_blocks: 6,
+            pool_ttl_blocks: 30,
             ..LedgerSpec::new(vec!["ab".repeat(32)], Default::default())
         });
         std::fs::write(&path, genesis.to_toml()).unwrap();
@@ -157,7 +158,8 @@ mod tests {
             ledger.epoch_blocks,
             ledger.unbonding_blocks,
             ledger.pool_blocks,
+            ledger.pool_ttl_blocks,
         );
-        assert_eq!(rules, (20, 40, 6));
+        assert_eq!(rules, (20, 40, 6, 30));
     }
 }
