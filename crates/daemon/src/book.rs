@@ -138,7 +138,8 @@ impl Book {
             | Action::Claim { .. }
             | Action::Verdict { .. }
             | Action::Convict { .. }
-            | Action::Pool { .. } => {}
+            | Action::Pool { .. }
+            | Action::PoolLeave => {}
         }
     }
 
@@ -353,6 +354,7 @@ pub(crate) fn describe(action: &Action) -> String {
             memory_budget,
             work_per_sec,
         } => format!("pool capacity: {memory_budget} bytes, {work_per_sec} param-tokens/s"),
+        Action::PoolLeave => "leave the pool".into(),
     }
 }
 

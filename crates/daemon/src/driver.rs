@@ -151,7 +151,7 @@ pub(crate) struct Driver {
 }
 
 /// Waits for the ledger engine's next finalized block (never, without a ledger).
-async fn finalized(chain: &mut Option<Chain>) {
+pub(crate) async fn finalized(chain: &mut Option<Chain>) {
     match chain {
         Some(chain) => chain.finalized().await,
         None => std::future::pending().await,
@@ -173,6 +173,9 @@ impl Driver {
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let outcome = self.run_until(shutdown).await;
         self.stop_lane_jobs();
+        if outcome.is_ok() {
+            self.leave_pool().await;
+        }
         outcome
     }
 
@@ -234,7 +237,7 @@ impl Driver {
                 "starting to train"
             );
             self.start = None;
-            let heard = self.pipeline.plans.heard.take();
+            let heard = self.pipeline.plans.heard.take(self.roll_len());
             self.place(heard).await;
         }
         self.replan_tick().await;
@@ -653,7 +656,7 @@ impl Driver {
     }
 
     /// The engine finalized blocks.
-    fn on_ledger_block(&mut self) -> Result<()> {
+    pub(crate) fn on_ledger_block(&mut self) -> Result<()> {
         let effects = match &mut self.chain {
             Some(chain) => chain.on_finalized(now().0 / 1000)?,
             None => return Ok(()),

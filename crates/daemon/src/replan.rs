@@ -8,14 +8,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use neuroshard_ledger::{Action, MAX_POOL};
-use neuroshard_primitives::{Hash, NodeId};
+use neuroshard_primitives::NodeId;
+use tokio::time::Instant;
 
 use crate::Result;
 use crate::chain::PoolBoundary;
-use crate::driver::Driver;
-use crate::role::{self, InForce, Placement, PlanNotice, Role};
+use crate::driver::{Driver, finalized};
+use crate::role::{self, Heard, InForce, Placement, PlanNotice, Role};
 use crate::settings::Settings;
 use crate::wire::{self, PLAN_NS, POOL_TOPIC, SMALL_FRAME};
 
@@ -24,6 +26,10 @@ use crate::wire::{self, PLAN_NS, POOL_TOPIC, SMALL_FRAME};
 /// about three quarters of the TTL old while its node runs.
 const RENEW_AT: u64 = 2;
 const RESUBMIT_AFTER: u64 = 4;
+
+/// How long a node that stops cleanly waits for a block to carry its leave (a validator sees
+/// it; a follower waits it out, so that the transaction's gossip goes out before the exit).
+const LEAVE_WAIT: Duration = Duration::from_secs(3);
 
 /// Boundaries kept while a node is not in a pipeline, at most.
 const UNSEEN_KEPT: usize = 8;
@@ -35,8 +41,8 @@ pub(crate) struct Plans {
     pub(crate) in_force: Option<InForce>,
     /// The plan the latest boundary made, until the node switches to it.
     pub(crate) next: Option<InForce>,
-    /// The latest plan a peer said it trains under, for a node not placed yet.
-    pub(crate) heard: Option<InForce>,
+    /// The plans peers said they train under, for a node not placed yet.
+    pub(crate) heard: Heard,
     /// This node's plan notices so far.
     seq: u64,
     /// The ledger height at which this node last submitted its record to the roll.
@@ -71,6 +77,12 @@ impl Driver {
         self.pipeline.role().is_some() || self.pipeline.is_idle()
     }
 
+    /// The pool roll's size in this node's ledger (0 without one): the least count of nodes a
+    /// peer's plan's quorum is taken over (`role::Heard`).
+    pub(crate) fn roll_len(&self) -> usize {
+        (self.chain.as_ref()).map_or(0, |c| c.view().pool_roll().len())
+    }
+
     /// Whether this node may place itself now: it heard a plan in force from a peer and its
     /// ledger has reached that plan's boundary (so the boundaries after it come from its own
     /// ledger), or it heard none and nothing says a pipeline runs already (a node without a
@@ -78,7 +90,7 @@ impl Driver {
     /// peers' plan rather than compute one of its own (until the start rule's latest moment).
     pub(crate) fn plan_known(&self) -> bool {
         let chain = self.chain.as_ref();
-        match &self.pipeline.plans.heard {
+        match self.pipeline.plans.heard.agreed(self.roll_len()) {
             Some(plan) => chain.is_none_or(|c| c.head().height >= plan.height),
             None => {
                 let roll_empty = chain.is_none_or(|c| c.view().pool_roll().is_empty());
@@ -155,6 +167,43 @@ impl Driver {
             work_per_sec: figures.1,
         });
         self.carry_out_ledger(effects);
+    }
+
+    /// Stopping cleanly: a pipeline node on the pool roll says it leaves (`Action::PoolLeave`),
+    /// so that the next plan boundary plans it out instead of waiting for its entry to expire;
+    /// waits up to [`LEAVE_WAIT`] for a block to carry it.
+    pub(crate) async fn leave_pool(&mut self) {
+        let me = self.node.id();
+        let in_pipeline = self.in_pipeline();
+        let Some(chain) = &mut self.chain else {
+            return;
+        };
+        if !in_pipeline || !chain.view().pool_roll().contains_key(&me) {
+            return;
+        }
+        tracing::info!("leaving the pool: the next plan boundary plans this node out");
+        let effects = chain.push(Action::PoolLeave);
+        self.carry_out_ledger(effects);
+        let deadline = Instant::now() + LEAVE_WAIT;
+        let left = |d: &Driver| {
+            let view = d.chain.as_ref().map(|c| c.view());
+            view.is_none_or(|v| {
+                v.meta.pool_leaving.contains(&me) || !v.pool_roll().contains_key(&me)
+            })
+        };
+        while !left(self) {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    return tracing::warn!("no block carried this node's leave in time: the plan drops it once its pool roll entry expires");
+                }
+                () = finalized(&mut self.chain) => {
+                    if let Err(err) = self.on_ledger_block() {
+                        return tracing::warn!(%err, "the ledger failed while this node left the pool");
+                    }
+                }
+            }
+        }
+        tracing::info!("a block carried this node's leave from the pool");
     }
 
     /// A plan boundary of the ledger: the latest plan carried over to the roll at the depth
@@ -272,12 +321,15 @@ impl Driver {
     }
 
     /// Gossips the latest plan this node knows (the one it trains under, or the next one a
-    /// boundary made) when it runs a pipeline of several stages, on placing itself, on each switch, and when a peer subscribes to the
-    /// pool topic: a joiner or a restarted node learns it so, and does not miss a boundary its
-    /// peers have passed.
+    /// boundary made) when it runs a pipeline of several stages and that plan gives it a stage,
+    /// on placing itself, on each switch, and when a peer subscribes to the pool topic: a joiner
+    /// or a restarted node learns it so, and does not miss a boundary its peers have passed.
     pub(crate) fn publish_plan(&mut self) {
+        let me = self.node.id();
         let latest = self.pipeline.plans.latest().cloned();
-        let Some(in_force) = latest.filter(|_| self.in_pipeline()) else {
+        // Its peers take a notice only from a node the plan places in a stage.
+        let placed = |p: &InForce| p.plan.stage_of(&me).is_some();
+        let Some(in_force) = latest.filter(|p| self.in_pipeline() && placed(p)) else {
             return;
         };
         self.pipeline.plans.seq += 1;
@@ -293,11 +345,11 @@ impl Driver {
         (self.transport).gossip(POOL_TOPIC.to_owned(), PLAN_NS, &bytes, false);
     }
 
-    /// A peer's plan notice: checked (its author must be one of its replicas), and kept by a
-    /// node not placed yet when it is newer
-    /// than the one it holds (a higher boundary; at the same boundary, the lower hash, so that
-    /// every node keeps the same of two). An idle node takes a newer one as its next plan. A
-    /// stage node makes its plans from the ledger's boundaries itself.
+    /// A peer's plan notice: checked (its author must be one of its replicas) and tallied by a
+    /// node not in a stage (`Heard`: a plan counts once a quorum of its nodes said it). A node
+    /// not placed yet places itself under the newest agreed plan; an idle node takes one newer
+    /// than its own as its next plan. A stage node makes its plans from the ledger's
+    /// boundaries itself.
     pub(crate) fn hear_plan(&mut self, author: NodeId, payload: &[u8]) {
         let Some(notice) = wire::decode::<PlanNotice>(payload) else {
             return self.penalize(author, "a plan notice that does not decode");
@@ -313,18 +365,18 @@ impl Driver {
         if in_force.plan.stage_of(&author).is_none() {
             return self.penalize(author, "a plan notice from a node outside the plan");
         }
+        let known = self.roll_len();
         let plans = &mut self.pipeline.plans;
-        let key = |p: &InForce| {
-            (
-                std::cmp::Reverse(p.height),
-                Hash::of(&wire::encode(&p.plan)),
-            )
-        };
-        let newer = |held: Option<&InForce>| held.is_none_or(|h| key(&in_force) < key(h));
         match &self.pipeline.placement {
-            None if newer(plans.heard.as_ref()) => plans.heard = Some(in_force),
-            Some(Placement::Idle(_)) if newer(plans.latest()) => plans.next = Some(in_force),
-            _ => {}
+            None => plans.heard.hear(author, in_force),
+            Some(Placement::Idle(_)) => {
+                plans.heard.hear(author, in_force);
+                let agreed = plans.heard.agreed(known);
+                if let Some(agreed) = agreed.filter(|a| a.newer_than(plans.latest())) {
+                    plans.next = Some(agreed.clone());
+                }
+            }
+            Some(Placement::Whole | Placement::Stage(_)) => {}
         }
     }
 }

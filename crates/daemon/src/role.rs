@@ -120,6 +120,72 @@ impl InForce {
     pub(crate) fn changed_by(&self, next: &Plan) -> bool {
         self.plan.n_layers != next.n_layers || self.plan.stages != next.stages
     }
+
+    /// Orders plans newest first: the higher boundary, and at one boundary the lower hash, so
+    /// that every node keeps the same of two.
+    fn key(&self) -> (std::cmp::Reverse<u64>, Hash) {
+        let hash = Hash::of(&crate::wire::encode(&self.plan));
+        (std::cmp::Reverse(self.height), hash)
+    }
+
+    /// Whether this plan is newer than `held` (or nothing is held).
+    pub(crate) fn newer_than(&self, held: Option<&InForce>) -> bool {
+        held.is_none_or(|h| self.key() < h.key())
+    }
+}
+
+/// The plans peers said they train under, one per author (its latest), for a node not in a
+/// stage: a plan counts once [`quorum`] of its nodes, or of the pool roll where that is larger,
+/// vouch for it, so that fewer than a third cannot hand a joiner a plan of their making (nor
+/// shrink the quorum by naming fewer nodes).
+#[derive(Debug, Default)]
+pub(crate) struct Heard {
+    by_author: BTreeMap<NodeId, InForce>,
+}
+
+/// Authors kept at most: one per entry the pool roll can hold.
+const HEARD_KEPT: usize = neuroshard_ledger::MAX_POOL;
+
+/// The matching notices a plan of `n` nodes needs: more than the faulty nodes it tolerates,
+/// `⌊(n − 1) / 3⌋ + 1`.
+pub(crate) fn quorum(n: usize) -> usize {
+    n.saturating_sub(1) / 3 + 1
+}
+
+impl Heard {
+    /// `author`'s latest plan (checked by [`checked`], and `author` one of its nodes).
+    pub(crate) fn hear(&mut self, author: NodeId, in_force: InForce) {
+        if self.by_author.len() < HEARD_KEPT || self.by_author.contains_key(&author) {
+            self.by_author.insert(author, in_force);
+        }
+    }
+
+    /// The newest plan that [`quorum`] of its nodes said they train under, the quorum counted
+    /// over at least `known` nodes (the pool roll's size in this node's ledger).
+    pub(crate) fn agreed(&self, known: usize) -> Option<&InForce> {
+        let mut vouched: BTreeMap<_, (&InForce, usize)> = BTreeMap::new();
+        for plan in self.by_author.values() {
+            vouched.entry(plan.key()).or_insert((plan, 0)).1 += 1;
+        }
+        let nodes = |p: &InForce| {
+            p.plan
+                .stages
+                .iter()
+                .map(|s| s.replicas.len())
+                .sum::<usize>()
+        };
+        let mut newest_first = vouched.into_values();
+        newest_first
+            .find(|(plan, authors)| *authors >= quorum(nodes(plan).max(known)))
+            .map(|(plan, _)| plan)
+    }
+
+    /// The agreed plan ([`Heard::agreed`]), forgetting what was heard.
+    pub(crate) fn take(&mut self, known: usize) -> Option<InForce> {
+        let agreed = self.agreed(known).cloned();
+        self.by_author.clear();
+        agreed
+    }
 }
 
 /// What a placed node gossips on the pool topic: the plan it trains under, numbered so that
@@ -434,6 +500,62 @@ mod tests {
             spoil(&|p| p.stages[0].head = true).is_err(),
             "a head in the middle"
         );
+    }
+
+    #[test]
+    fn a_plan_counts_once_more_than_a_third_of_its_nodes_said_it() {
+        let cfg = nano();
+        let whole = Footprint::of(&cfg, workload(8)).bytes(cfg.n_layers, true, true);
+        let honest = plan(&cfg, 8, &members(6, whole * 2 / 3));
+        assert_eq!(
+            honest
+                .stages
+                .iter()
+                .map(|s| s.replicas.len())
+                .sum::<usize>(),
+            6
+        );
+        assert_eq!(
+            (quorum(1), quorum(3), quorum(4), quorum(6), quorum(7)),
+            (1, 1, 2, 2, 3)
+        );
+        let at = |height, plan: &Plan| InForce {
+            height,
+            plan: plan.clone(),
+        };
+        // Node 5 makes up a newer plan of a node per stage (a quorum of 1 by its own size)
+        // that gives it the head stage alone.
+        let mut forged = honest.clone();
+        let k = forged.stages.len();
+        assert!(k <= 3, "{honest:?}");
+        for (i, stage) in forged.stages.iter_mut().enumerate() {
+            let who = if i + 1 == k { 5 } else { i as u8 };
+            stage.replicas = vec![NodeId([who; 32])];
+        }
+        let mut heard = Heard::default();
+        heard.hear(NodeId([5; 32]), at(40, &forged));
+        assert_eq!(
+            heard.agreed(0),
+            Some(&at(40, &forged)),
+            "by its own size, one vouches"
+        );
+        assert_eq!(heard.agreed(6), None, "one of a roll of six is no quorum");
+        heard.hear(NodeId([0; 32]), at(20, &honest));
+        assert_eq!(heard.agreed(6), None);
+        heard.hear(NodeId([5; 32]), at(40, &forged));
+        assert_eq!(heard.agreed(6), None, "a repeat counts once");
+        heard.hear(NodeId([1; 32]), at(20, &honest));
+        assert_eq!(heard.agreed(6), Some(&at(20, &honest)));
+        // The honest nodes pass a boundary: their newer plan takes over once two say it.
+        heard.hear(NodeId([2; 32]), at(60, &honest));
+        assert_eq!(heard.agreed(6), Some(&at(20, &honest)));
+        heard.hear(NodeId([3; 32]), at(60, &honest));
+        assert_eq!(heard.agreed(6), Some(&at(60, &honest)));
+        assert_eq!(heard.agreed(7), None, "a roll of seven asks three");
+        assert!(at(60, &honest).newer_than(Some(&at(20, &honest))));
+        assert!(!at(20, &honest).newer_than(Some(&at(60, &honest))));
+        assert_eq!(heard.take(6), Some(at(60, &honest)));
+        assert_eq!(heard.agreed(0), None, "forgotten once taken");
     }
 
     #[test]

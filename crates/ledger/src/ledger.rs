@@ -344,6 +344,7 @@ impl<W: Work> Ledger<W> {
                 };
                 pool::record(state, &signer, entry)?
             }
+            Action::PoolLeave => pool::leave(state, &signer)?,
         }
         let account = state.accounts.entry(signer).or_default();
         account.nonce = account.nonce.saturating_add(1);

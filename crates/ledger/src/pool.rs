@@ -30,20 +30,42 @@ pub(crate) fn record(state: &mut State, who: &NodeId, entry: PoolEntry) -> Resul
         ));
     }
     roll.insert(*who, entry);
+    let leaving = &mut state.meta.pool_leaving;
+    if let Ok(at) = leaving.binary_search(who) {
+        leaving.remove(at);
+    }
+    Ok(())
+}
+
+/// Marks `who`'s entry to be dropped at the next plan boundary; refused when it has none.
+pub(crate) fn leave(state: &mut State, who: &NodeId) -> Result<(), Refused> {
+    if !state.meta.pool.contains_key(who) {
+        return Err(Refused::BadPoolRecord(
+            "the signer has no entry on the pool roll to leave".into(),
+        ));
+    }
+    let leaving = &mut state.meta.pool_leaving;
+    if let Err(at) = leaving.binary_search(who) {
+        leaving.insert(at, *who);
+    }
     Ok(())
 }
 
 /// At the plan boundary `height`: drops the entries recorded at or below `height − ttl` and
-/// lists them in `Meta::pool_left` (replacing the last boundary's list).
+/// those whose accounts said they leave, and lists them in `Meta::pool_left` (replacing the
+/// last boundary's list).
 pub(crate) fn expire(state: &mut State, height: Height, ttl: Height) {
-    let fresh = |entry: &PoolEntry| height.saturating_sub(entry.height) < ttl;
+    let leaving = std::mem::take(&mut state.meta.pool_leaving);
+    let stays = |node: &NodeId, entry: &PoolEntry| {
+        height.saturating_sub(entry.height) < ttl && leaving.binary_search(node).is_err()
+    };
     let roll = &mut state.meta.pool;
     state.meta.pool_left = roll
         .iter()
-        .filter(|(_, entry)| !fresh(entry))
+        .filter(|(node, entry)| !stays(node, entry))
         .map(|(node, _)| *node)
         .collect();
-    roll.retain(|_, entry| fresh(entry));
+    roll.retain(|node, entry| stays(node, entry));
 }
 
 /// Appends the roll's size to the history, dropping the oldest beyond [`POOL_SIZES_KEPT`].

@@ -174,8 +174,11 @@ pub struct Meta {
     /// ([`crate::Rules::is_pool_boundary`]), oldest first, at most [`crate::POOL_SIZES_KEPT`].
     pub pool_sizes: Vec<u64>,
     /// The accounts whose entries the last plan boundary dropped from the roll, sorted: their
-    /// records were older than `Rules::pool_ttl_blocks` (they left).
+    /// records were older than `Rules::pool_ttl_blocks`, or they said they leave (`PoolLeave`).
     pub pool_left: Vec<NodeId>,
+    /// The roll's accounts that said they leave since the last plan boundary (`PoolLeave`),
+    /// sorted: the next boundary drops them.
+    pub pool_leaving: Vec<NodeId>,
 }
 
 /// The whole ledger state.

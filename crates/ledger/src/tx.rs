@@ -91,6 +91,11 @@ pub enum Action {
         /// Its measured training speed, in parameter-tokens per second.
         work_per_sec: u64,
     },
+    /// The signer leaves the pool: its entry is dropped at the next plan boundary, as an expired
+    /// one is (a node that stops cleanly is planned out within a boundary, not a TTL). Free;
+    /// refused when the roll holds no entry of the signer's. A `Pool` record before that
+    /// boundary stays.
+    PoolLeave,
 }
 
 /// The signed part of a transaction.

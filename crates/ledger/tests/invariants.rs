@@ -1,6 +1,7 @@
 //! Random transaction streams: every block either applies (and the supply invariant holds after
 //! it) or is refused and changes nothing; account proofs verify against the root; the pool roll
-//! holds only positive records and its size history one entry per plan boundary, up to the cap.
+//! holds only positive records and its size history one entry per plan boundary, up to the cap;
+//! only its members are marked leaving, and a boundary drops them all.
 
 mod support;
 
@@ -11,7 +12,7 @@ use support::{Chain, id};
 
 fn action() -> impl Strategy<Value = (u8, Action)> {
     let amount = prop_oneof![0..3 * NEURO, Just(u64::MAX), 0..2_000 * NEURO];
-    (1u8..=6, 0u8..8, 1u8..=6, amount).prop_map(|(from, kind, to, amount)| {
+    (1u8..=6, 0u8..9, 1u8..=6, amount).prop_map(|(from, kind, to, amount)| {
         let action = match kind {
             0 => Action::Transfer { to: id(to), amount },
             1 => Action::Stake { amount },
@@ -29,6 +30,7 @@ fn action() -> impl Strategy<Value = (u8, Action)> {
                 memory_budget: amount,
                 work_per_sec: u64::from(to % 3),
             },
+            7 => Action::PoolLeave,
             _ => Action::Transfer {
                 to: id(from),
                 amount,
@@ -60,6 +62,12 @@ proptest! {
             let boundaries = state.meta.height / rules.pool_blocks;
             prop_assert_eq!(state.pool_sizes().len() as u64, boundaries.min(POOL_SIZES_KEPT as u64));
             prop_assert!(state.pool_roll().values().all(|e| e.memory_budget > 0 && e.work_per_sec > 0));
+            let leaving = &state.meta.pool_leaving;
+            prop_assert!(leaving.iter().all(|n| state.pool_roll().contains_key(n)), "only members leave");
+            prop_assert!(leaving.windows(2).all(|w| w[0] < w[1]), "sorted, once each");
+            if rules.is_pool_boundary(state.meta.height) {
+                prop_assert!(leaving.is_empty(), "a boundary drops every leaver");
+            }
             let root = chain.state.root();
             let meta = chain.state.prove_meta();
             prop_assert_eq!(meta.verify(&root), Some(&chain.state.meta));

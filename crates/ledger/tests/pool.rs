@@ -210,6 +210,45 @@ fn an_entry_not_renewed_within_the_ttl_leaves_the_roll_at_a_boundary() {
 }
 
 #[test]
+fn a_leave_drops_the_entry_at_the_next_boundary_unless_a_record_follows() {
+    let rules = Rules {
+        pool_blocks: 2,
+        ..Rules::DEFAULT
+    };
+    let mut chain = Chain::new(rules);
+    // A leave with no entry is refused.
+    let early = chain.tx(3, Action::PoolLeave);
+    let err = refusal(chain.refused(vec![early]));
+    assert!(
+        matches!(&err, Refused::BadPoolRecord(why) if why.contains("no entry")),
+        "{err}"
+    );
+    // Height 1: accounts 3 and 4 record; height 2 is a boundary; height 3: both leave.
+    let txs = vec![chain.tx(3, pool(8, 1)), chain.tx(4, pool(5, 1))];
+    chain.block(1, txs).unwrap();
+    chain.block(1, vec![]).unwrap();
+    let txs = vec![
+        chain.tx(3, Action::PoolLeave),
+        chain.tx(4, Action::PoolLeave),
+    ];
+    chain.block(1, txs).unwrap();
+    assert_eq!(
+        chain.state.pool_roll().len(),
+        2,
+        "still on the roll until the boundary"
+    );
+    // Height 4, a boundary: account 4 recorded again after its leave and stays; 3 is dropped.
+    let again = chain.tx(4, pool(5, 2));
+    chain.block(1, vec![again]).unwrap();
+    assert_eq!(chain.state.pool_left(), &[id(3)]);
+    assert_eq!(
+        chain.state.pool_roll().keys().collect::<Vec<_>>(),
+        vec![&id(4)]
+    );
+    assert!(chain.state.meta.pool_leaving.is_empty());
+}
+
+#[test]
 fn rules_refuse_a_ttl_shorter_than_two_boundaries() {
     let short = Rules {
         pool_ttl_blocks: 2 * Rules::DEFAULT.pool_blocks - 1,
