@@ -373,7 +373,7 @@ impl Driver {
                 plans.heard.hear(author, in_force);
                 let agreed = plans.heard.agreed(known);
                 if let Some(agreed) = agreed.filter(|a| a.newer_than(plans.latest())) {
-                    plans.next = Some(agreed.clone());
+                    plans.next = Some(agreed);
                 }
             }
             Some(Placement::Whole | Placement::Stage(_)) => {}

@@ -137,7 +137,9 @@ impl InForce {
 /// The plans peers said they train under, one per author (its latest), for a node not in a
 /// stage: a plan counts once [`quorum`] of its nodes, or of the pool roll where that is larger,
 /// vouch for it, so that fewer than a third cannot hand a joiner a plan of their making (nor
-/// shrink the quorum by naming fewer nodes).
+/// shrink the quorum by naming fewer nodes). Its authors may give it different heights (the
+/// first plan's is each node's own ledger head when it placed itself, `docs/replan.md`): it
+/// counts at the quorum-th highest, a height one of them at least vouches for.
 #[derive(Debug, Default)]
 pub(crate) struct Heard {
     by_author: BTreeMap<NodeId, InForce>,
@@ -162,27 +164,26 @@ impl Heard {
 
     /// The newest plan that [`quorum`] of its nodes said they train under, the quorum counted
     /// over at least `known` nodes (the pool roll's size in this node's ledger).
-    pub(crate) fn agreed(&self, known: usize) -> Option<&InForce> {
-        let mut vouched: BTreeMap<_, (&InForce, usize)> = BTreeMap::new();
-        for plan in self.by_author.values() {
-            vouched.entry(plan.key()).or_insert((plan, 0)).1 += 1;
+    pub(crate) fn agreed(&self, known: usize) -> Option<InForce> {
+        let mut heights: BTreeMap<Hash, (&Plan, Vec<u64>)> = BTreeMap::new();
+        for said in self.by_author.values() {
+            let hash = Hash::of(&crate::wire::encode(&said.plan));
+            let entry = heights.entry(hash).or_insert((&said.plan, Vec::new()));
+            entry.1.push(said.height);
         }
-        let nodes = |p: &InForce| {
-            p.plan
-                .stages
-                .iter()
-                .map(|s| s.replicas.len())
-                .sum::<usize>()
-        };
-        let mut newest_first = vouched.into_values();
-        newest_first
-            .find(|(plan, authors)| *authors >= quorum(nodes(plan).max(known)))
-            .map(|(plan, _)| plan)
+        let nodes = |p: &Plan| p.stages.iter().map(|s| s.replicas.len()).sum::<usize>();
+        let vouched = heights.into_values().filter_map(|(plan, mut at)| {
+            at.sort_unstable_by(|a, b| b.cmp(a));
+            let height = *at.get(quorum(nodes(plan).max(known)) - 1)?;
+            let plan = plan.clone();
+            Some(InForce { height, plan })
+        });
+        vouched.min_by_key(InForce::key)
     }
 
     /// The agreed plan ([`Heard::agreed`]), forgetting what was heard.
     pub(crate) fn take(&mut self, known: usize) -> Option<InForce> {
-        let agreed = self.agreed(known).cloned();
+        let agreed = self.agreed(known);
         self.by_author.clear();
         agreed
     }
@@ -536,7 +537,7 @@ mod tests {
         heard.hear(NodeId([5; 32]), at(40, &forged));
         assert_eq!(
             heard.agreed(0),
-            Some(&at(40, &forged)),
+            Some(at(40, &forged)),
             "by its own size, one vouches"
         );
         assert_eq!(heard.agreed(6), None, "one of a roll of six is no quorum");
@@ -544,17 +545,26 @@ mod tests {
         assert_eq!(heard.agreed(6), None);
         heard.hear(NodeId([5; 32]), at(40, &forged));
         assert_eq!(heard.agreed(6), None, "a repeat counts once");
-        heard.hear(NodeId([1; 32]), at(20, &honest));
-        assert_eq!(heard.agreed(6), Some(&at(20, &honest)));
-        // The honest nodes pass a boundary: their newer plan takes over once two say it.
-        heard.hear(NodeId([2; 32]), at(60, &honest));
-        assert_eq!(heard.agreed(6), Some(&at(20, &honest)));
-        heard.hear(NodeId([3; 32]), at(60, &honest));
-        assert_eq!(heard.agreed(6), Some(&at(60, &honest)));
-        assert_eq!(heard.agreed(7), None, "a roll of seven asks three");
+        // The honest nodes placed themselves at their own ledger heads, 20 and 24.
+        heard.hear(NodeId([1; 32]), at(24, &honest));
+        assert_eq!(
+            heard.agreed(6),
+            Some(at(20, &honest)),
+            "the second highest of 24, 20"
+        );
+        heard.hear(NodeId([2; 32]), at(26, &honest));
+        assert_eq!(heard.agreed(6), Some(at(24, &honest)));
+        assert_eq!(
+            heard.agreed(7),
+            Some(at(20, &honest)),
+            "a roll of seven asks three"
+        );
+        // A node that says the same plan at a height past everyone's moves it no further.
+        heard.hear(NodeId([3; 32]), at(u64::MAX, &honest));
+        assert_eq!(heard.agreed(6), Some(at(26, &honest)));
         assert!(at(60, &honest).newer_than(Some(&at(20, &honest))));
         assert!(!at(20, &honest).newer_than(Some(&at(60, &honest))));
-        assert_eq!(heard.take(6), Some(at(60, &honest)));
+        assert_eq!(heard.take(6), Some(at(26, &honest)));
         assert_eq!(heard.agreed(0), None, "forgotten once taken");
     }
 
