@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
 use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
@@ -692,6 +693,36 @@ fn warn_if_unregistrable(committee: Option<&Committee>) {
     }
 }
 
+/// How often, and how far apart, a validator tries whether its consensus address is free (a
+/// restarted node's previous process may still be exiting): 10 s in all.
+const LISTEN_TRIES: (u32, Duration) = (50, Duration::from_millis(200));
+
+/// Waits (trying `tries.0` times, `tries.1` apart) until nothing listens on `addr`: the engine's
+/// listener panics in a task of its own when it cannot bind, which would leave the node without
+/// a ledger.
+fn wait_until_free(addr: SocketAddr, (tries, apart): (u32, Duration)) -> Result<()> {
+    let mut last = None;
+    for _ in 0..tries {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        };
+        let bound = socket.and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)
+        });
+        match bound {
+            Ok(()) => return Ok(()),
+            Err(err) => last = Some(err),
+        }
+        std::thread::sleep(apart);
+    }
+    let why = last.map_or_else(String::new, |e| e.to_string());
+    Err(Error::Ledger(format!(
+        "cannot listen for the ledger's committee at {addr}: {why}"
+    )))
+}
+
 /// Starts the consensus engine for this validator.
 fn start_engine(
     dir: &Path,
@@ -699,6 +730,7 @@ fn start_engine(
     machine: &LedgerMachine,
     committee: Committee,
 ) -> Result<NodeHandle<LedgerMachine>> {
+    wait_until_free(committee.listen, LISTEN_TRIES)?;
     let config = EngineConfig {
         secret_key: *secret,
         listen: committee.listen,
@@ -729,6 +761,17 @@ pub(crate) fn parse_validator(text: &str) -> Result<(NodeId, SocketAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validator_waits_for_its_consensus_address_to_be_free() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let quick = (3, Duration::from_millis(10));
+        let err = wait_until_free(addr, quick).unwrap_err().to_string();
+        assert!(err.contains(&addr.to_string()), "{err}");
+        drop(held);
+        wait_until_free(addr, quick).unwrap();
+    }
 
     #[test]
     fn the_ledger_limits_fit_the_engine() {

@@ -244,6 +244,36 @@ fn a_node_missing_a_delta_closes_at_the_deadline_then_resyncs() {
 }
 
 #[test]
+fn a_delta_of_another_size_than_the_model_counts_nowhere_and_the_round_goes_on() {
+    let mut net = Net::new(3);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    // Node 0's job trained the model at another size (its stage grew while the job ran).
+    let (_, job) = net.jobs.remove(0);
+    let result = TrainingResult {
+        round: job.round,
+        start: job.start,
+        delta: vec![0.1; PARAMS + 5],
+        tokens: 1,
+        loss_start: 2.0,
+        loss_end: 1.0,
+        chain: neuroshard_verify::Chain::new(),
+    };
+    net.feed(0, Input::Trained(result));
+    net.train();
+    net.settle(|_, _, _| false);
+    net.now = Timestamp::from_secs_f64(10.0);
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.settle(|_, _, _| false);
+    net.agreed_at(1);
+    let included: Vec<usize> = net.closed.iter().map(|(_, s)| s.included.len()).collect();
+    assert_eq!(included, vec![2; 3], "nodes 1 and 2's Δs, on every node");
+}
+
+#[test]
 fn garbage_and_equivocation_are_penalised() {
     let mut net = Net::new(3);
     let stranger = Keypair::from_seed([9; 32]).node_id();

@@ -29,21 +29,20 @@ pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
 }
 
 /// Compresses the Δ with error feedback, records it as this node's own entry, and announces it.
-/// A result for another round (the node resynced meanwhile) is dropped; a Δ the codec refuses
-/// (not finite: the replica diverged) is not contributed, and the node still takes part in the
-/// rest of the round. The announcement names the model the job started from: after a resync
+/// A result for another round (the node resynced meanwhile) is dropped; a Δ of another size than
+/// the model (a pipeline stage that grew, or installed its mates' grown state, while the job
+/// ran) and a Δ the codec refuses (not finite: the replica diverged) are not contributed, and
+/// the node still takes part in the rest of the round. The announcement names the model the job started from: after a resync
 /// within the round that is no longer the node's model, so the Δ counts nowhere, but peers
 /// learn not to wait for it.
 pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output> {
     if result.round != node.round || node.phase != Phase::Training {
         return Vec::new();
     }
-    assert_eq!(
-        result.delta.len(),
-        node.params.len(),
-        "the worker returns a Δ of the model's size"
-    );
     node.phase = Phase::Exchange;
+    if result.delta.len() != node.params.len() {
+        return Vec::new();
+    }
     let residual_before = node.residual.as_slice().to_vec();
     let Ok(packet) =
         neuroshard_compress::encode(&result.delta, &mut node.residual, &node.config.compress)
