@@ -135,9 +135,9 @@ impl InForce {
 }
 
 /// The plans peers said they train under, one per author (its latest), for a node not in a
-/// stage: a plan counts once [`quorum`] of its nodes, or of the pool roll where that is larger,
-/// vouch for it, so that fewer than a third cannot hand a joiner a plan of their making (nor
-/// shrink the quorum by naming fewer nodes). Its authors may give it different heights (the
+/// stage: a plan counts once [`quorum`] of the pool roll (the agreed membership) vouch for it
+/// from within it, so that fewer than a third of the roll cannot hand a joiner a plan of their
+/// making (a plan's own size would let a forger shrink the quorum by naming fewer nodes). Its authors may give it different heights (the
 /// first plan's is each node's own ledger head when it placed itself, `docs/replan.md`): it
 /// counts at the quorum-th highest, a height one of them at least vouches for.
 #[derive(Debug, Default)]
@@ -162,8 +162,8 @@ impl Heard {
         }
     }
 
-    /// The newest plan that [`quorum`] of its nodes said they train under, the quorum counted
-    /// over at least `known` nodes (the pool roll's size in this node's ledger).
+    /// The newest plan that [`quorum`] of `known` nodes (the pool roll's size in this node's
+    /// ledger; one author without a roll) among its own said they train under.
     pub(crate) fn agreed(&self, known: usize) -> Option<InForce> {
         let mut heights: BTreeMap<Hash, (&Plan, Vec<u64>)> = BTreeMap::new();
         for said in self.by_author.values() {
@@ -171,10 +171,9 @@ impl Heard {
             let entry = heights.entry(hash).or_insert((&said.plan, Vec::new()));
             entry.1.push(said.height);
         }
-        let nodes = |p: &Plan| p.stages.iter().map(|s| s.replicas.len()).sum::<usize>();
         let vouched = heights.into_values().filter_map(|(plan, mut at)| {
             at.sort_unstable_by(|a, b| b.cmp(a));
-            let height = *at.get(quorum(nodes(plan).max(known)) - 1)?;
+            let height = *at.get(quorum(known) - 1)?;
             let plan = plan.clone();
             Some(InForce { height, plan })
         });
@@ -524,7 +523,7 @@ mod tests {
             height,
             plan: plan.clone(),
         };
-        // Node 5 makes up a newer plan of a node per stage (a quorum of 1 by its own size)
+        // Node 5 makes up a newer plan of a node per stage (3 nodes or fewer: a quorum of 1 by its own size)
         // that gives it the head stage alone.
         let mut forged = honest.clone();
         let k = forged.stages.len();
@@ -538,7 +537,7 @@ mod tests {
         assert_eq!(
             heard.agreed(0),
             Some(at(40, &forged)),
-            "by its own size, one vouches"
+            "without a roll, one vouches"
         );
         assert_eq!(heard.agreed(6), None, "one of a roll of six is no quorum");
         heard.hear(NodeId([0; 32]), at(20, &honest));
