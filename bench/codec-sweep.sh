@@ -68,9 +68,10 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         # frequency table and a step and stream length per chunk: 2.117 bits per value.
         hent-decay) run "$row" "hent:bits=2.1,decay=0.9" ;;
         hent) run hent "hent:bits=2.1" ;;
-        # The same with error-feedback decay 0.8 and 0.7 (docs/experiments/2026-12-01-hent-ecsq.md).
+        # The same with error-feedback decay 0.8, 0.7 and 0.6 (docs/experiments/2026-12-01-hent-ecsq.md).
         hent-decay08) run "$row" "hent:bits=2.1,decay=0.8" ;;
         hent-decay07) run "$row" "hent:bits=2.1,decay=0.7" ;;
+        hent-decay06) run "$row" "hent:bits=2.1,decay=0.6" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done
