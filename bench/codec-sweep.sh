@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md,
-# 2026-11-30-hint2.md, 2026-11-30-hbits.md, 2026-11-30-hent.md and 2026-11-30-hent-centroid.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
+# 2026-11-30-hint2.md, 2026-11-30-hbits.md, 2026-11-30-hent.md, 2026-11-30-hent-centroid.md and
+# 2026-12-01-hent-ecsq.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
 # 100), STEPS inner steps per node (default 1 000), the genesis defaults otherwise (plain
 # averaging, inner lr 3e-3, warm-up 50, constant within the run), the whole validation split.
 # Prints one line per codec: the network model's validation loss after every round, and bytes sent
@@ -67,6 +68,10 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         # frequency table and a step and stream length per chunk: 2.117 bits per value.
         hent-decay) run "$row" "hent:bits=2.1,decay=0.9" ;;
         hent) run hent "hent:bits=2.1" ;;
+        # The same with error-feedback decay 0.8, 0.7 and 0.6 (docs/experiments/2026-12-01-hent-ecsq.md).
+        hent-decay08) run "$row" "hent:bits=2.1,decay=0.8" ;;
+        hent-decay07) run "$row" "hent:bits=2.1,decay=0.7" ;;
+        hent-decay06) run "$row" "hent:bits=2.1,decay=0.6" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done

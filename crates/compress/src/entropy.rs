@@ -40,7 +40,14 @@
 //!    mean, at no cost in bytes (the symbols, so the rate, do not change): at 2.1 bits per value
 //!    0.079 of the energy is left instead of 0.086. A fixed shrink would be right at one rate
 //!    only: the best is 2 % of the step at 0.5 σ, 7 % at 0.95 σ, 12 % at 1.3 σ
-//!    (`docs/experiments/2026-11-30-hent-centroid.md`).
+//!    (`docs/experiments/2026-11-30-hent-centroid.md`). The decision thresholds stay at the bin
+//!    edges `(q ± ½) Δ_c`: with the levels at one fitted scale, that is already the
+//!    entropy-constrained optimum for a Gaussian (free levels and thresholds under a rate
+//!    penalty gain 0.05 % of the error at most; a wider zero bin loses), so moving them buys
+//!    nothing (`docs/experiments/2026-12-01-hent-ecsq.md`). The fit lowers each node's error,
+//!    not necessarily the error of the mean of several nodes' Δs: its shrink along the Δ is the
+//!    same on every node and does not average out, and for three nodes whose Δs are as alike as
+//!    `nano`'s the bins' centres leave the mean 1–4 % less error (same note).
 //!
 //! The decoder rejects frequencies that do not sum to `2^14`, a negative or non-finite scale, a
 //! scale of 0 with a stream or a stream without a scale, streams whose lengths exceed `T` (every
