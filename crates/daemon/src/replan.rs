@@ -77,8 +77,8 @@ impl Driver {
         self.pipeline.role().is_some() || self.pipeline.is_idle()
     }
 
-    /// The pool roll's size in this node's ledger (0 without one): the least count of nodes a
-    /// peer's plan's quorum is taken over (`role::Heard`).
+    /// The pool roll's size in this node's ledger (0 without one): what a peer's plan's quorum
+    /// is taken over (`role::Heard`).
     pub(crate) fn roll_len(&self) -> usize {
         (self.chain.as_ref()).map_or(0, |c| c.view().pool_roll().len())
     }
@@ -89,13 +89,10 @@ impl Driver {
     /// budget, or a pool roll still empty). A node joining a running pipeline waits for its
     /// peers' plan rather than compute one of its own (until the start rule's latest moment).
     pub(crate) fn plan_known(&self) -> bool {
-        let chain = self.chain.as_ref();
-        match self.pipeline.plans.heard.agreed(self.roll_len()) {
+        let (chain, roll) = (self.chain.as_ref(), self.roll_len());
+        match self.pipeline.plans.heard.agreed(roll) {
             Some(plan) => chain.is_none_or(|c| c.head().height >= plan.height),
-            None => {
-                let roll_empty = chain.is_none_or(|c| c.view().pool_roll().is_empty());
-                self.pipeline.budget.is_none() || roll_empty
-            }
+            None => self.pipeline.budget.is_none() || roll == 0,
         }
     }
 
@@ -346,7 +343,7 @@ impl Driver {
     }
 
     /// A peer's plan notice: checked (its author must be one of its replicas) and tallied by a
-    /// node not in a stage (`Heard`: a plan counts once a quorum of its nodes said it). A node
+    /// node not in a stage (`Heard`: a plan counts once a quorum of the pool roll said it). A node
     /// not placed yet places itself under the newest agreed plan; an idle node takes one newer
     /// than its own as its next plan. A stage node makes its plans from the ledger's
     /// boundaries itself.
@@ -367,16 +364,16 @@ impl Driver {
         }
         let known = self.roll_len();
         let plans = &mut self.pipeline.plans;
-        match &self.pipeline.placement {
-            None => plans.heard.hear(author, in_force),
-            Some(Placement::Idle(_)) => {
-                plans.heard.hear(author, in_force);
-                let agreed = plans.heard.agreed(known);
-                if let Some(agreed) = agreed.filter(|a| a.newer_than(plans.latest())) {
-                    plans.next = Some(agreed);
-                }
-            }
-            Some(Placement::Whole | Placement::Stage(_)) => {}
+        let placement = &self.pipeline.placement;
+        if matches!(placement, Some(Placement::Whole | Placement::Stage(_))) {
+            return;
+        }
+        plans.heard.hear(author, in_force);
+        if matches!(placement, Some(Placement::Idle(_)))
+            && let Some(agreed) = plans.heard.agreed(known)
+            && agreed.newer_than(plans.latest())
+        {
+            plans.next = Some(agreed);
         }
     }
 }

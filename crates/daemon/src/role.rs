@@ -137,9 +137,10 @@ impl InForce {
 /// The plans peers said they train under, one per author (its latest), for a node not in a
 /// stage: a plan counts once [`quorum`] of the pool roll (the agreed membership) vouch for it
 /// from within it, so that fewer than a third of the roll cannot hand a joiner a plan of their
-/// making (a plan's own size would let a forger shrink the quorum by naming fewer nodes). Its authors may give it different heights (the
-/// first plan's is each node's own ledger head when it placed itself, `docs/replan.md`): it
-/// counts at the quorum-th highest, a height one of them at least vouches for.
+/// making (a plan's own size would let a forger shrink the quorum by naming fewer nodes). Its
+/// authors may give it different heights (the first plan's is each node's own ledger head when
+/// it placed itself, `docs/replan.md`): it counts at the quorum-th highest, a height one of
+/// them at least vouches for.
 #[derive(Debug, Default)]
 pub(crate) struct Heard {
     by_author: BTreeMap<NodeId, InForce>,
@@ -148,7 +149,7 @@ pub(crate) struct Heard {
 /// Authors kept at most: one per entry the pool roll can hold.
 const HEARD_KEPT: usize = neuroshard_ledger::MAX_POOL;
 
-/// The matching notices a plan of `n` nodes needs: more than the faulty nodes it tolerates,
+/// The matching notices a roll of `n` nodes asks for: more than the faulty nodes it tolerates,
 /// `⌊(n − 1) / 3⌋ + 1`.
 pub(crate) fn quorum(n: usize) -> usize {
     n.saturating_sub(1) / 3 + 1
