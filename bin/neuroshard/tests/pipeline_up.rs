@@ -426,20 +426,24 @@ fn common_rounds(replicas: &[BTreeMap<u64, (Value, u64)>]) -> Vec<u64> {
 }
 
 /// Re-planning a running pipeline (`docs/replan.md`): 6 nodes (nano, 2 stages of a layer each)
-/// under a budget whose head stage can hold one layer more, and a genesis `[growth]` schedule
-/// whose threshold 6 budgets do not reach and 7 do. A seventh node joins with `neuroshard node
-/// --bootstrap`: it learns the plan in force from its peers, registers its capacity on the
-/// ledger's pool roll, and a plan boundary places it (no layer moves); it resyncs its stage and
-/// trains. Once the roll has stayed above the threshold for two boundaries, the head stage
-/// deepens by a layer at its round cores' next round end, function-preserving: every node's
-/// status says 3 layers, the validation loss the last stage measures right after is within
-/// 0.5 % of the round before's (or lower), and the grown head stage, joiner included, closes a
-/// round on one model hash with every replica's Δ.
+/// under a budget whose first stage can hold one layer more and whose head stage cannot, and a
+/// genesis `[growth]` schedule whose threshold 6 budgets do not reach and 7 do. A seventh node
+/// joins with `neuroshard node --bootstrap`: it learns the plan in force from its peers,
+/// registers its capacity on the ledger's pool roll, and a plan boundary places it (no layer
+/// moves); it resyncs its stage and trains. Once the roll has stayed above the threshold for two
+/// boundaries, the plan spreads the new layer to the one stage that holds it, the first: its
+/// round cores grow it at their next round end, function-preserving, and the head stage only
+/// relabels its layer. Every node's status says 3 layers, the validation loss the head stage
+/// measures right after is within 0.5 % of the round before's (or lower), and both stages, the
+/// grown one and the one the joiner joined, close a round on one model hash with every
+/// replica's Δ.
 #[test]
-fn a_joiner_is_placed_at_a_plan_boundary_and_the_head_stage_grows() {
+fn a_joiner_is_placed_at_a_plan_boundary_and_the_growth_goes_to_the_stage_that_holds_it() {
     let (cfg, footprint) = nano_footprint();
-    // The head stage grown to two layers fits; the whole model does not.
-    let budget = footprint.bytes(2, false, true);
+    // The first stage grown to two layers fits; the head stage grown does not, nor the model.
+    let budget = footprint.bytes(2, true, false);
+    assert!(budget < footprint.bytes(2, false, true));
+    assert!(budget >= footprint.bytes(1, false, true));
     assert!(budget < footprint.bytes(cfg.n_layers, true, true));
     let threshold = budget * 13 / 2;
     let work = work_dir();
@@ -483,44 +487,61 @@ fn a_joiner_is_placed_at_a_plan_boundary_and_the_head_stage_grows() {
     assert_eq!(role["stage"], 1, "{role:#}");
     assert_eq!(role["lanes"].as_u64(), Some(lanes + 1), "{role:#}");
 
-    // The head stage grows; every node learns the depth and goes on training.
+    // The first stage grows by the new layer, the head stage's layer becomes layer 2; every
+    // node learns the depth and goes on training.
     let grown = wait_all("every node at 3 layers", &dashboards, limit, |s| {
         s["n_layers"] == 3
     });
-    let last = (grown.iter())
-        .position(|s| s["role"]["stage"] == 1)
-        .expect("a head-stage node");
+    let stage_of = |s: &Value| s["role"]["stage"].as_u64();
+    let first = (grown.iter()).position(|s| stage_of(s) == Some(0));
+    let last = (grown.iter()).position(|s| stage_of(s) == Some(1));
+    let (first, last) = (
+        first.expect("a first-stage node"),
+        last.expect("a head node"),
+    );
     let round = latest_round(&grown);
     wait_rounds("two rounds after growth", &dashboards, round + 2, limit);
-    let status = http_get_json(&dashboards[last], "/api/status").unwrap();
+    let status = http_get_json(&dashboards[first], "/api/status").unwrap();
+    let layers = |s: &Value| {
+        (
+            s["role"]["layers"][0].as_u64(),
+            s["role"]["layers"][1].as_u64(),
+        )
+    };
+    assert_eq!(layers(&status), (Some(0), Some(2)), "{:#}", status["role"]);
     let growth = &status["growths"][0];
-    println!("growth on the head stage: {growth:#}");
+    println!("growth on the first stage: {growth:#}");
     assert_eq!(
         (growth["from_layers"].as_u64(), growth["to_layers"].as_u64()),
         (Some(2), Some(3))
     );
-    // The validation of the round before growth (the ungrown model, a round of training
-    // earlier) against the grown start model's: growth is function-preserving, so the loss
-    // right after is no higher than right before, up to 0.5 %.
+    let head = http_get_json(&dashboards[last], "/api/status").unwrap();
+    assert_eq!(layers(&head), (Some(2), Some(3)), "{:#}", head["role"]);
+    assert!(
+        head["growths"].as_array().is_none_or(Vec::is_empty),
+        "the head stage only relabels: {:#}",
+        head["growths"]
+    );
+    // The head stage's validation of the round before growth (the ungrown model, a round of
+    // training earlier) against the grown start model's: growth is function-preserving, so the
+    // loss right after is no higher than right before, up to 0.5 %.
     let grew_at = growth["round"].as_u64().unwrap();
-    let models = status["model_history"].as_array().unwrap();
+    let models = head["model_history"].as_array().unwrap();
     let val = |round: u64| {
         let at = models.iter().find(|p| p["round"].as_u64() == Some(round));
         at.and_then(|p| p["val_loss"].as_f64())
     };
-    let (before, after) = (
-        val(grew_at - 1).unwrap(),
-        growth["val_after"].as_f64().unwrap(),
-    );
+    let (before, after) = (val(grew_at - 1).unwrap(), val(grew_at).unwrap());
     println!("validation loss right before growth {before:.4}, right after {after:.4}");
     assert!(
         after <= before * 1.005,
         "the loss jumped at growth: {before} → {after}"
     );
-    // The grown head stage trains as one, its joiner included: a round that every one of its
-    // replicas closed on one model hash with every replica's Δ.
-    let together = stage_trains_together(&dashboards, 1, grew_at, limit);
-    println!("the grown head stage closed round {together} with every replica's Δ");
+    // Both stages train as one: the grown first stage, and the head stage with its joiner.
+    for stage in [0, 1] {
+        let together = stage_trains_together(&dashboards, stage, grew_at, limit);
+        println!("stage {stage} closed round {together} with every replica's Δ");
+    }
 }
 
 /// The first round after `after` that every replica of `stage` closed on one model hash with

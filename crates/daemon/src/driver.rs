@@ -297,7 +297,7 @@ impl Driver {
                     );
                     match &summary.growth {
                         Some(Ok(n_layers)) => {
-                            // A pipeline's head stage grows to its plan's depth: its core's
+                            // A pipeline stage grows to its plan's length: its core's
                             // pool figure counts only the stage's replicas.
                             let pool = (self.pipeline.role().is_none())
                                 .then(|| self.node.pool_history().last());

@@ -2,13 +2,13 @@
 //! the `[growth]` schedule's), the config for a flat parameter vector of each, and the round
 //! core's [`Growth`] rule over NeuroLLM (`docs/pool.md`, "Growth on a running network").
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::Device;
 use neuroshard_model::{Config, NeuroLlm, Stage, StageSpec};
 use neuroshard_node::{Growth, Round};
-use neuroshard_pool::{Footprint, GrowthSchedule, Workload};
+use neuroshard_pool::{Footprint, GrowthSchedule, Plan, Workload};
 use neuroshard_train::{AdamW, InnerLoop};
 
 use crate::Result;
@@ -122,110 +122,153 @@ impl Growth for Grower {
     }
 }
 
-/// A pipeline head stage's growth rule: the core grows its stage at a round's end, before the
-/// vote, as the whole model grows, but to the depth the plan asks for (`docs/replan.md`: the
-/// driver sets `target` when a plan boundary deepens the model), not by the pool sizes its
-/// included contributors announce. It admits a stage peer's state at any depth of the network
-/// (a replica that grew a round late installs its mates' grown state).
+/// What the latest plan asks of a pipeline's stages (`docs/replan.md`): the model's depth and
+/// each stage's layers, stage by stage (no stages before a plan).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// The model's depth.
+    pub(crate) n_layers: usize,
+    /// Each stage's layers, in pipeline order.
+    pub(crate) stages: Vec<Range<usize>>,
+}
+
+impl Layout {
+    /// The layout of `plan`.
+    pub(crate) fn of(plan: &Plan) -> Self {
+        Self {
+            n_layers: plan.n_layers,
+            stages: plan.stages.iter().map(|s| s.layers.clone()).collect(),
+        }
+    }
+}
+
+/// The latest plan's [`Layout`], shared by the driver (which sets it at a plan boundary) and
+/// the stage's growth rule (which reads it at a round's end).
+pub(crate) type Target = Arc<Mutex<Layout>>;
+
+/// A pipeline stage's growth rule: the core grows its stage at a round's end, before the vote,
+/// as the whole model grows, but to the length the latest plan gives the stage (`docs/replan.md`:
+/// the driver sets [`Target`] at a plan boundary that deepens the model; the new layers go at
+/// the stage's end), not by the pool sizes its included contributors announce. It admits a
+/// stage peer's state of any length (a replica that grew a round late installs its mates'
+/// grown state).
 #[derive(Debug)]
 pub(crate) struct StageGrower {
     depths: Depths,
-    /// The first layer the head stage holds (its range runs to the model's depth).
-    first: usize,
-    /// Whether it holds the embedding too (a pipeline of one stage never gets here).
-    embedding: bool,
+    /// The stage's index in the pipeline.
+    stage: usize,
+    /// Whether it holds the embedding, the head.
+    ends: (bool, bool),
     seed: u64,
-    /// The depth the plan asks for (0: none yet).
-    target: Arc<AtomicUsize>,
+    target: Target,
 }
 
 impl StageGrower {
-    /// The rule for the head stage from layer `first` on (with the embedding if `embedding`),
-    /// on a network of `depths` with seed `seed`, growing to what `target` says.
+    /// The rule for stage `stage` (holding what `spec` says at either end) on a network of
+    /// `depths` with seed `seed`, growing to what `target` says.
     pub(crate) fn new(
         depths: Depths,
-        first: usize,
-        embedding: bool,
+        stage: usize,
+        spec: &StageSpec,
         seed: u64,
-        target: Arc<AtomicUsize>,
+        target: Target,
     ) -> Self {
         Self {
             depths,
-            first,
-            embedding,
+            stage,
+            ends: (spec.embedding, spec.head),
             seed,
             target,
         }
     }
 
-    /// The head stage of the model at `n_layers`.
-    fn spec(&self, n_layers: usize) -> StageSpec {
-        StageSpec {
-            embedding: self.embedding,
-            layers: self.first..n_layers,
-            head: true,
-        }
+    /// The layers the latest plan gives this stage, and the model's depth there.
+    fn target(&self) -> Option<(Range<usize>, usize)> {
+        let layout = self.target.lock().unwrap_or_else(PoisonError::into_inner);
+        Some((layout.stages.get(self.stage)?.clone(), layout.n_layers))
     }
 
-    /// The depth at which the head stage has `n_params` parameters.
-    fn depth_for(&self, n_params: usize) -> Option<usize> {
-        head_stage_depth(&self.depths, self.spec(0), n_params)
-    }
-
-    /// The head stage holding `params` (zeros when `None`) at the depth `n_params` gives.
-    fn stage(&self, n_params: usize, params: Option<&[f32]>) -> Result<Stage, String> {
-        let depth = self.depth_for(n_params).ok_or_else(|| {
-            format!("no depth of this network gives the head stage {n_params} parameters")
-        })?;
-        let config = self.depths.at(depth);
-        let mut stage =
-            Stage::new(&config, self.spec(depth), self.seed, &Device::Cpu).map_err(text)?;
+    /// The stage holding `params` (zeros when `None`) as `layers` of the model at `n_layers`.
+    fn stage(
+        &self,
+        n_layers: usize,
+        layers: Range<usize>,
+        params: Option<&[f32]>,
+    ) -> Result<Stage, String> {
+        let (embedding, head) = self.ends;
+        let spec = StageSpec {
+            embedding,
+            layers,
+            head,
+        };
+        let config = self.depths.at(n_layers);
+        let mut stage = Stage::new(&config, spec, self.seed, &Device::Cpu).map_err(text)?;
         if let Some(params) = params {
             stage.set_flat_params(params).map_err(text)?;
         }
         Ok(stage)
     }
+
+    /// This stage's length with `n_params` parameters.
+    fn len_for(&self, n_params: usize) -> Result<usize, String> {
+        let (embedding, head) = self.ends;
+        stage_len(&self.depths, embedding, head, n_params)
+            .ok_or_else(|| format!("no stage of this network has {n_params} parameters here"))
+    }
 }
 
-/// The depth of the network's model (`depths`) at which the head stage `head` (its first layer
-/// and whether it holds the embedding; its end is the depth) has `n_params` parameters,
-/// counted as `neuroshard_pool::Footprint` counts them (no tensor is built).
-pub(crate) fn head_stage_depth(depths: &Depths, head: StageSpec, n_params: usize) -> Option<usize> {
-    // Parameter counts do not depend on the batch shape.
+/// The number of layers of a stage holding the embedding and the head as `embedding` and
+/// `head` say, with `n_params` parameters, counted as `neuroshard_pool::Footprint` counts them
+/// (no tensor is built): at least one, at most the deepest model's depth (`depths`).
+pub(crate) fn stage_len(
+    depths: &Depths,
+    embedding: bool,
+    head: bool,
+    n_params: usize,
+) -> Option<usize> {
+    // Parameter counts do not depend on the batch shape, nor on the model's depth.
     let shape = Workload {
         micro_batch: 1,
         micro_batches: 1,
     };
-    let params_at = |n_layers: usize| {
-        let layers = n_layers.checked_sub(head.layers.start)?;
-        let footprint = Footprint::of(&depths.at(n_layers), shape);
-        usize::try_from(footprint.params(layers, head.embedding, true)).ok()
-    };
-    (depths.layers().iter().copied()).find(|&d| params_at(d) == Some(n_params))
+    let deepest = depths.layers().iter().copied().max()?;
+    let footprint = Footprint::of(&depths.at(deepest), shape);
+    let params = |len: usize| usize::try_from(footprint.params(len, embedding, head)).ok();
+    (1..=deepest).find(|&len| params(len) == Some(n_params))
 }
 
 impl Growth for StageGrower {
     fn decide(&self, n_params: usize, _history: &[u64]) -> Option<usize> {
-        let target = self.target.load(Ordering::Relaxed);
-        (target > self.depth_for(n_params)?).then_some(target)
+        let len = self.len_for(n_params).ok()?;
+        let (layers, n_layers) = self.target()?;
+        (layers.len() > len).then_some(n_layers)
     }
 
     fn admits(&self, n_params: usize) -> bool {
-        self.depth_for(n_params).is_some()
+        self.len_for(n_params).is_ok()
     }
 
     fn grow(&self, params: &[f32], n_layers: usize, round: Round) -> Result<Vec<f32>, String> {
+        let (layers, planned) = self.target().ok_or("no plan gives this stage layers")?;
+        if planned != n_layers {
+            return Err(format!("the plan's depth is {planned}, not {n_layers}"));
+        }
+        let len = self.len_for(params.len())?;
+        let start = layers.start;
+        let stage = self.stage(n_layers, start..start + len, Some(params))?;
         let seed = growth_seed(self.seed, round);
-        let stage = self.stage(params.len(), Some(params))?;
         stage
-            .grown(n_layers, seed)
+            .grown_to(n_layers, layers, seed)
             .and_then(|s| s.flat_params())
             .map_err(text)
     }
 
     fn carry(&self, values: &[f32], n_params: usize) -> Result<Vec<f32>, String> {
-        let before = self.stage(values.len(), None)?;
-        let after = self.stage(n_params, None)?;
+        // Where the stage sits does not change its parameters' order: both from layer 0.
+        let deepest = self.depths.layers().iter().copied().max().unwrap_or(0);
+        let at = |n: usize| Ok::<_, String>(0..self.len_for(n)?);
+        let before = self.stage(deepest, at(values.len())?, None)?;
+        let after = self.stage(deepest, at(n_params)?, None)?;
         after.carry_from(&before, values).map_err(text)
     }
 }
@@ -279,26 +322,44 @@ mod tests {
     }
 
     #[test]
-    fn the_head_stage_rule_grows_to_the_plans_depth_and_admits_each_depth() {
+    fn a_stage_rule_grows_to_the_plans_length_and_admits_each_length() {
         let g = grower();
         let base = g.depths.model.n_layers;
-        let target = Arc::new(AtomicUsize::new(0));
-        let rule = StageGrower::new(g.depths.clone(), 1, false, 7, Arc::clone(&target));
-        let spec = rule.spec(base);
-        let shapes = spec.param_shapes(&g.depths.at(base)).unwrap();
-        let n_params = shapes
-            .iter()
-            .map(|(_, d)| d.iter().product::<usize>())
-            .sum();
-        let params = rule.stage(n_params, None).unwrap().flat_params().unwrap();
+        let target = Target::default();
+        let middle = StageSpec {
+            embedding: false,
+            layers: 1..2,
+            head: false,
+        };
+        let head = StageSpec {
+            embedding: false,
+            layers: 2..base,
+            head: true,
+        };
+        let rule = StageGrower::new(g.depths.clone(), 1, &middle, 7, Arc::clone(&target));
+        let last = StageGrower::new(g.depths.clone(), 2, &head, 7, Arc::clone(&target));
+        let params = rule.stage(base, 1..2, None).unwrap().flat_params().unwrap();
+        let head_params = last.stage(base, 2..base, None).unwrap().n_params();
         assert_eq!(
             rule.decide(params.len(), &[u64::MAX; 4]),
             None,
-            "the plan decides"
+            "no plan yet"
         );
-        target.store(base + 2, Ordering::Relaxed);
+        // The plan spreads two new layers: one on the first stage, one on the middle one; the
+        // head stage only relabels.
+        *target.lock().unwrap() = Layout {
+            n_layers: base + 2,
+            stages: vec![0..2, 2..4, 4..base + 2],
+        };
         assert_eq!(rule.decide(params.len(), &[]), Some(base + 2));
+        assert_eq!(last.decide(head_params, &[]), None, "relabelled only");
+        assert!(
+            rule.grow(&params, base + 1, 3).is_err(),
+            "not the plan's depth"
+        );
         let grown = rule.grow(&params, base + 2, 3).unwrap();
+        assert_eq!(grown.len(), 2 * params.len(), "one layer more");
+        assert_eq!(&grown[..params.len()], &params[..], "the old layer first");
         assert_eq!(rule.decide(grown.len(), &[]), None, "grown already");
         assert!(rule.admits(grown.len()) && rule.admits(params.len()));
         assert!(!rule.admits(grown.len() + 1));

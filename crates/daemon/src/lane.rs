@@ -16,7 +16,7 @@ use neuroshard_primitives::Batch;
 use neuroshard_train::{InnerConfig, StageLoop, pseudo_gradient};
 use neuroshard_verify::Chain;
 
-use crate::grow::{Depths, head_stage_depth};
+use crate::grow::{Depths, stage_len};
 use crate::link::{LaneLink, Link};
 use crate::role::Role;
 use crate::work::LaneSources;
@@ -291,11 +291,11 @@ impl Lane {
         self.role = role;
     }
 
-    /// Takes on the depth of a start model of `n_params` parameters when the round core's
-    /// differs (the head stage grew at a round's end, or installed a state of another depth):
-    /// deeper, the stage grows with its AdamW moments carried over (`StageLoop::grown`);
-    /// shallower, it is rebuilt with a fresh AdamW state. The depths before and after, when it
-    /// changed.
+    /// Takes on the length of a start stage of `n_params` parameters when the round core's
+    /// differs (its stage grew at a round's end, or it installed a state of another length), at
+    /// the place and depth of its role's plan: longer, the stage grows with its AdamW moments
+    /// carried over (`StageLoop::grown_to`); shorter, it is rebuilt with a fresh AdamW state.
+    /// The model's depths before and after, when the stage changed.
     pub(crate) fn fit(
         &mut self,
         n_params: usize,
@@ -306,18 +306,18 @@ impl Lane {
             return Ok(None);
         }
         let spec = stage.spec().clone();
-        let to = (spec.head).then(|| head_stage_depth(depths, spec.clone(), n_params));
-        let to = to.flatten().ok_or_else(|| {
-            Error::Grow(format!("no depth gives this stage {n_params} parameters"))
+        let len = stage_len(depths, spec.embedding, spec.head, n_params).ok_or_else(|| {
+            Error::Grow(format!(
+                "no stage of this network has {n_params} parameters"
+            ))
         })?;
-        let from = spec.layers.end;
-        self.inner = match to > from {
-            true => self.inner.grown(to, 0)?,
+        let (from, to) = (stage.config().n_layers, self.role.n_layers);
+        let start = self.role.spec.layers.start;
+        let layers = start..start + len;
+        self.inner = match len > spec.layers.len() {
+            true => self.inner.grown_to(to, layers, 0)?,
             false => {
-                let spec = StageSpec {
-                    layers: spec.layers.start..to,
-                    ..spec
-                };
+                let spec = StageSpec { layers, ..spec };
                 let stage = Stage::new(&depths.at(to), spec, 0, &candle_core::Device::Cpu)?;
                 StageLoop::new(stage, *self.inner.config(), self.role.stages)?
             }

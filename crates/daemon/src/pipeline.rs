@@ -418,14 +418,11 @@ impl Driver {
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let members = BTreeSet::from([self.node.id()]);
         self.node = Node::new(key, protocol, members, params, Box::new(DeadlineAgreement))?;
-        if role.spec.head {
-            let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
-            let (first, embedding) = (role.spec.layers.start, role.spec.embedding);
-            let target = Arc::clone(&self.pipeline.plans.target);
-            let rule = StageGrower::new(depths, first, embedding, seed, target);
-            let budget = self.pipeline.budget.unwrap_or(u64::MAX);
-            self.node.set_pool(budget, Some(Box::new(rule)));
-        }
+        let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
+        let target = Arc::clone(&self.pipeline.plans.target);
+        let rule = StageGrower::new(depths, role.stage, &role.spec, seed, target);
+        let budget = self.pipeline.budget.unwrap_or(u64::MAX);
+        self.node.set_pool(budget, Some(Box::new(rule)));
         let routes = Arc::new(Routes::default());
         let mut wires = LaneWires::new(role, self.node.id(), Arc::clone(&routes))?;
         let peers = &self.peers;

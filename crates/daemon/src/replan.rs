@@ -1,13 +1,13 @@
 //! Re-planning a running pipeline (`docs/replan.md`): each node puts its capacity record on the
 //! ledger's pool roll and renews it there; at every plan boundary of the ledger each node
 //! carries the latest plan over to the roll (`neuroshard_pool::carry`: joiners placed, leavers
-//! dropped, a stage they left short given a joiner or another stage's replica, the head stage
-//! deepened when the genesis growth schedule says so, no stage's layers moved) and a stage node
+//! dropped, a stage they left short given a joiner or another stage's replica, the new layers
+//! of a growth the genesis schedule asks for spread over the stages' ends, no stage's layers
+//! moved) and a stage node
 //! switches to it at its next job, or, moved to another stage, between two jobs; a node not
 //! placed yet (starting, restarted, joining) takes the plan its peers say they train under.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use neuroshard_ledger::{Action, MAX_POOL};
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::Result;
 use crate::chain::PoolBoundary;
 use crate::driver::{Driver, finalized};
+use crate::grow::{Layout, Target};
 use crate::role::{self, Heard, InForce, Placement, PlanNotice, Role};
 use crate::settings::Settings;
 use crate::wire::{self, PLAN_NS, POOL_TOPIC, SMALL_FRAME};
@@ -47,16 +48,16 @@ pub(crate) struct Plans {
     seq: u64,
     /// The ledger height at which this node last submitted its record to the roll.
     registered: Option<u64>,
-    /// The depth the schedule asked for that the head stage's replicas could not hold (said
-    /// once).
+    /// The depth the schedule asked for that the stages' replicas could not hold (said once).
     refused: Option<usize>,
     /// The latest boundaries the ledger passed while this node was not in a pipeline (at most
     /// [`UNSEEN_KEPT`]): replayed once it places itself, so that a plan taken from a peer is
     /// carried over the boundaries the node's ledger passed meanwhile.
     unseen: Vec<PoolBoundary>,
-    /// The depth the latest plan gives the model, for the head stage's growth rule
-    /// (`crate::grow::StageGrower`): its round core grows to it at the end of its round.
-    pub(crate) target: Arc<AtomicUsize>,
+    /// The latest plan's depth and stage layers, for the stage's growth rule
+    /// (`crate::grow::StageGrower`): its round core grows to its stage's length there at the
+    /// end of its round.
+    pub(crate) target: Target,
 }
 
 impl Plans {
@@ -236,7 +237,7 @@ impl Driver {
             tracing::warn!(
                 depth,
                 wanted,
-                "the growth schedule deepens the model, but the head stage's replicas cannot hold it: the model keeps its depth (moving layers is not built, docs/replan.md)"
+                "the growth schedule deepens the model, but the stages' replicas cannot hold the new layers between them: the model keeps its depth (moving layers is not built, docs/replan.md)"
             );
             self.pipeline.plans.refused = Some(wanted);
         }
@@ -246,9 +247,11 @@ impl Driver {
         let replicas: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
         tracing::info!(height = boundary.height, from = depth, n_layers = plan.n_layers, ?replicas,
             pool = ?boundary.sizes.last(), "a plan boundary made a new plan: this node switches at its next job");
-        // A head stage grows at its round core's next round end, before the vote, as the whole
-        // model grows; its trainer takes on the depth at the next job (`Lane::fit`).
-        (self.pipeline.plans.target).store(plan.n_layers, Ordering::Relaxed);
+        // A stage the plan lengthens grows at its round core's next round end, before the vote,
+        // as the whole model grows; its trainer takes on the length at the next job
+        // (`Lane::fit`).
+        let target = &self.pipeline.plans.target;
+        *target.lock().unwrap_or_else(PoisonError::into_inner) = Layout::of(&plan);
         self.pipeline.plans.next = Some(InForce {
             height: boundary.height,
             plan,
@@ -265,8 +268,8 @@ impl Driver {
 
     /// At a job's start: a stage node switches to the next plan, if a boundary made one that
     /// keeps it in its stage (carried plans move no stage's layers): it takes the new lanes and
-    /// stage mates; its status shows the plan's depth (the head stage's round core grew
-    /// already, at the round's end: [`Plans::target`]). A next plan that moves it is taken
+    /// stage mates; its status shows the plan's depth (a stage the plan lengthens says so when
+    /// its round core grows, at a round's end: [`Plans::target`]). A next plan that moves it is taken
     /// between jobs ([`Driver::replan_tick`]).
     pub(crate) fn switch_plan(&mut self) {
         let Some(old) = self.pipeline.role().cloned() else {
@@ -292,7 +295,7 @@ impl Driver {
             n_layers = next.plan.n_layers,
             "switched to the next plan"
         );
-        if !old.spec.head {
+        if role.spec.layers.len() == old.spec.layers.len() {
             self.status
                 .depth(self.node.round(), next.plan.n_layers, None);
         }

@@ -238,6 +238,8 @@ pub(crate) struct Role {
     pub(crate) stages: usize,
     /// What the stage holds.
     pub(crate) spec: StageSpec,
+    /// The model's depth under the plan.
+    pub(crate) n_layers: usize,
     /// Its first lane: its index among its stage's replicas (it serves `lane + j · replicas`
     /// too, below `lanes`: `crate::route::member`).
     pub(crate) lane: usize,
@@ -257,10 +259,11 @@ pub(crate) struct Role {
 }
 
 impl Role {
-    /// Whether `other` holds the same stage: the same index and first layer (a carried plan
-    /// may deepen the last stage, never move its start).
+    /// Whether `other` holds the same stage: the same index in as many stages (a carried plan
+    /// keeps the stages and every layer of each; a growth may lengthen a stage, and shift the
+    /// stages after it, which only relabels their layers: `docs/replan.md`).
     pub(crate) fn same_stage(&self, other: &Role) -> bool {
-        (self.stage, self.spec.layers.start) == (other.stage, other.spec.layers.start)
+        (self.stage, self.stages) == (other.stage, other.stages)
     }
 }
 
@@ -351,6 +354,7 @@ pub(crate) fn place(plan: &Plan, me: NodeId) -> Placement {
             layers: held.layers.clone(),
             head: held.head,
         },
+        n_layers: plan.n_layers,
         lane,
         lanes: plan.lanes(),
         replicas: held.replicas.clone(),

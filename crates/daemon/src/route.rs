@@ -432,6 +432,7 @@ mod tests {
                 layers: 0..1,
                 head: false,
             },
+            n_layers: 2,
             lane: 0,
             lanes: grid.iter().map(Vec::len).max().unwrap(),
             replicas: grid[0].clone(),

@@ -3,11 +3,14 @@
 //!
 //! # Where the new layers go
 //!
-//! On top: the new layers take the indices `n_layers..n_layers'`, between the last old layer
-//! and the head. The old layers keep their indices (and so their names, and their places in
-//! the canonical order), so a pipeline stage that does not hold the head is untouched by growth,
-//! and assignment only has to place the new layers. Interleaving (G_stack's stacking, MSG's
-//! masked blocks) would renumber every layer and move every stage's boundary.
+//! At the end of a stage: the whole model (or a pipeline's head stage) gains the indices
+//! `n_layers..n_layers'`, between the last old layer and the head, so the old layers keep their
+//! indices (and so their names, and their places in the canonical order). A pipeline that
+//! spreads a growth over its stages (`docs/replan.md`) puts new layers at the end of any stage
+//! ([`Stage::grown_to`]); the stages after it only relabel: their layers shift by the layers
+//! inserted before them, and their parameters and canonical order stay as they were, since a
+//! layer computes the same whatever its index. Interleaving (G_stack's stacking, MSG's masked
+//! blocks) would renumber every layer and move every stage's boundary.
 //!
 //! # Why the new layers are the identity, and how they still learn
 //!
@@ -34,6 +37,7 @@
 //! `d_ff`) the attention (or MLP) cannot be halved and falls back to a zero output projection.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use candle_core::Tensor;
 
@@ -43,41 +47,66 @@ use crate::{Config, Error, NeuroLlm, Result};
 
 impl Stage {
     /// This stage in the model grown to `n_layers`: a stage with the head gains the layers
-    /// `cfg.n_layers..n_layers` (mirrored, see the module docs; their other weights drawn from
-    /// `seed` like any layer's), every other stage only learns the new size. Its output is
-    /// unchanged up to rounding.
+    /// `cfg.n_layers..n_layers`, every other stage only learns the new size ([`Stage::grown_to`]
+    /// with the range that gives). Its output is unchanged up to rounding.
     pub fn grown(&self, n_layers: usize, seed: u64) -> Result<Stage> {
+        let spec = self.spec();
+        let layers = match spec.head {
+            true => spec.layers.start..n_layers.max(spec.layers.start),
+            false => spec.layers.clone(),
+        };
+        self.grown_to(n_layers, layers, seed)
+    }
+
+    /// This stage in the model grown to `n_layers`, holding `layers`: a range that starts where
+    /// the stage's starts or later (the stages before it grew) and is at least as long. Its
+    /// layers keep their order, relabelled to start at `layers.start`; the layers after them are
+    /// new (mirrored, see the module docs; their other weights drawn from `seed` like any
+    /// layer's). Its output is unchanged up to rounding.
+    pub fn grown_to(&self, n_layers: usize, layers: Range<usize>, seed: u64) -> Result<Stage> {
         let old = self.config();
+        let spec = self.spec();
         if n_layers < old.n_layers {
             return Err(Error::CannotShrink {
                 from: old.n_layers,
                 to: n_layers,
             });
         }
+        if layers.start < spec.layers.start || layers.len() < spec.layers.len() {
+            return Err(Error::BadStage {
+                spec: format!("{spec:?} grown to {layers:?}"),
+                reason: "a grown stage keeps its layers: it starts where it did or later and is at least as long",
+            });
+        }
         let cfg = Config {
             n_layers,
             ..old.clone()
-        };
-        let spec = self.spec();
-        let layers = match spec.head {
-            true => spec.layers.start..n_layers,
-            false => spec.layers.clone(),
         };
         let new_spec = StageSpec {
             layers: layers.clone(),
             ..spec.clone()
         };
         let mut grown = Stage::new(&cfg, new_spec, seed, self.device())?;
-        let (old_width, new_width) = (layer_index_width(old.n_layers), layer_index_width(n_layers));
         let mut tensors: HashMap<String, Tensor> = grown.named_tensors()?.into_iter().collect();
+        let (from, to) = (self.layer_names(), grown.layer_names());
         for (name, tensor) in self.named_tensors()? {
-            tensors.insert(rename_layer(&name, old_width, new_width), tensor);
+            tensors.insert(relabel(&name, from, to), tensor);
         }
-        for index in old.n_layers.max(layers.start)..layers.end {
-            mirror_layer(&cfg, &format!("layers.{index:0new_width$}"), &mut tensors)?;
+        let width = layer_index_width(n_layers);
+        for index in layers.start + spec.layers.len()..layers.end {
+            mirror_layer(&cfg, &format!("layers.{index:0width$}"), &mut tensors)?;
         }
         grown.load_named(&tensors)?;
         Ok(grown)
+    }
+
+    /// Its first layer's index and the width its layer names give indices: what
+    /// [`relabel`] maps a name by.
+    fn layer_names(&self) -> (usize, usize) {
+        (
+            self.spec().layers.start,
+            layer_index_width(self.config().n_layers),
+        )
     }
 
     /// `values`, flat in `before`'s canonical order (optimizer moments, an outer momentum),
@@ -90,18 +119,12 @@ impl Stage {
                 got: values.len(),
             });
         }
-        let widths = (
-            layer_index_width(before.config().n_layers),
-            layer_index_width(self.config().n_layers),
-        );
+        let (from, to) = (before.layer_names(), self.layer_names());
         let mut old: HashMap<String, &[f32]> = HashMap::new();
         let mut offset = 0;
         for (name, shape) in before.param_shapes() {
             let n: usize = shape.iter().product();
-            old.insert(
-                rename_layer(&name, widths.0, widths.1),
-                &values[offset..offset + n],
-            );
+            old.insert(relabel(&name, from, to), &values[offset..offset + n]);
             offset += n;
         }
         let mut out = Vec::with_capacity(self.n_params());
@@ -127,15 +150,21 @@ impl NeuroLlm {
     }
 }
 
-/// `layers.{i:0old}.rest` → `layers.{i:0new}.rest`; other names unchanged.
-fn rename_layer(name: &str, old_width: usize, new_width: usize) -> String {
+/// `layers.{i:0w}.rest` of a stage whose layers start at `from = (start, w)` → the name of
+/// the same layer of a stage starting at `to = (start', w')`: `layers.{i − start + start':0w'}.rest`;
+/// other names unchanged.
+fn relabel(name: &str, from: (usize, usize), to: (usize, usize)) -> String {
     let Some(rest) = name.strip_prefix("layers.") else {
         return name.to_owned();
     };
-    let (index, tail) = rest.split_at(old_width.min(rest.len()));
-    match index.parse::<usize>() {
-        Ok(i) => format!("layers.{i:0new_width$}{tail}"),
-        Err(_) => name.to_owned(),
+    let (index, tail) = rest.split_at(from.1.min(rest.len()));
+    let moved = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| i.checked_sub(from.0));
+    match moved.and_then(|i| i.checked_add(to.0)) {
+        Some(i) => format!("layers.{i:0w$}{tail}", w = to.1),
+        None => name.to_owned(),
     }
 }
 
@@ -188,15 +217,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layer_names_are_rewritten_to_the_new_width() {
+    fn layer_names_are_rewritten_to_the_new_width_and_start() {
         assert_eq!(
-            rename_layer("layers.07.attn.q.weight", 2, 3),
+            relabel("layers.07.attn.q.weight", (0, 2), (0, 3)),
             "layers.007.attn.q.weight"
         );
         assert_eq!(
-            rename_layer("layers.99.mlp.up.weight", 2, 2),
+            relabel("layers.99.mlp.up.weight", (0, 2), (0, 2)),
             "layers.99.mlp.up.weight"
         );
-        assert_eq!(rename_layer("head.weight", 2, 3), "head.weight");
+        assert_eq!(
+            relabel("layers.04.mlp.up.weight", (3, 2), (5, 3)),
+            "layers.006.mlp.up.weight",
+            "a stage after one that grew by two"
+        );
+        assert_eq!(relabel("head.weight", (3, 2), (5, 3)), "head.weight");
     }
 }

@@ -186,3 +186,79 @@ fn state_vectors_carry_over_with_zeros_for_the_new_layers() {
     }
     assert!(grown.carry_from(&model, &old[1..]).is_err());
 }
+
+/// The stages of a 3-layer model, one layer each, holding `model`'s weights.
+fn split(model: &NeuroLlm) -> Vec<Stage> {
+    let named: std::collections::HashMap<String, Tensor> =
+        model.named_tensors().unwrap().into_iter().collect();
+    (0..3)
+        .map(|s| {
+            let spec = StageSpec {
+                embedding: s == 0,
+                layers: s..s + 1,
+                head: s == 2,
+            };
+            let mut stage = Stage::new(model.config(), spec, 3, &Device::Cpu).unwrap();
+            let names: Vec<String> = stage.param_shapes().into_iter().map(|(n, _)| n).collect();
+            let mine = names.into_iter().map(|n| (n.clone(), named[&n].clone()));
+            stage.load_named(&mine.collect()).unwrap();
+            stage
+        })
+        .collect()
+}
+
+/// The logits of a pipeline of `stages` on `x`.
+fn chain(stages: &[Stage], x: &Tensor) -> Tensor {
+    let mut hidden = StageInput::Tokens(x.clone());
+    for stage in stages {
+        hidden = StageInput::Hidden(stage.forward(&hidden).unwrap());
+    }
+    match hidden {
+        StageInput::Hidden(logits) => logits,
+        StageInput::Tokens(_) => unreachable!("a pipeline has a stage"),
+    }
+}
+
+#[test]
+fn a_growth_spread_over_the_stages_keeps_the_pipelines_output() {
+    let cfg = Config {
+        n_layers: 3,
+        ..config(2, 48)
+    };
+    let model = trained(&cfg);
+    let stages = split(&model);
+    // Two new layers: one at the end of the first stage, one at the end of the middle one; the
+    // head stage only relabels (layer 2 becomes layer 4).
+    let targets = [0..2, 2..4, 4..5];
+    let grown: Vec<Stage> = (stages.iter().zip(targets.clone()))
+        .map(|(stage, layers)| stage.grown_to(5, layers, 9).unwrap())
+        .collect();
+    for (stage, layers) in grown.iter().zip(targets) {
+        assert_eq!(stage.spec().layers, layers);
+        assert_eq!(stage.config().n_layers, 5);
+    }
+    let head: std::collections::HashMap<String, Tensor> =
+        grown[2].named_tensors().unwrap().into_iter().collect();
+    let old = stages[2].named_tensors().unwrap();
+    let moved = |name: &str| name.replace("layers.02", "layers.04");
+    for (name, tensor) in &old {
+        assert_eq!(max_abs_diff(tensor, &head[&moved(name)]), 0.0, "{name}");
+    }
+    let relabelled = grown[2].flat_params().unwrap();
+    assert_eq!(relabelled, stages[2].flat_params().unwrap(), "same order");
+    let x = tokens(2, 16);
+    let diff = max_abs_diff(&chain(&stages, &x), &chain(&grown, &x));
+    assert!(diff <= 1e-6, "logits moved by {diff}");
+    let before = stages[1].flat_params().unwrap();
+    let carried = grown[1].carry_from(&stages[1], &before).unwrap();
+    assert_eq!(&carried[..before.len()], &before[..], "the old layer first");
+    assert!(carried[before.len()..].iter().all(|v| *v == 0.0));
+    assert!(matches!(
+        stages[1].grown_to(5, 0..2, 9),
+        Err(Error::BadStage { .. })
+    ));
+    assert!(matches!(
+        stages[1].grown_to(5, 2..2, 9),
+        Err(Error::BadStage { .. })
+    ));
+}

@@ -30,14 +30,16 @@
 //!
 //! A running pipeline re-plans with [`carry`], which moves no layer within a stage
 //! (`docs/replan.md`): every replica keeps its stage, its range and its place in the stage's
-//! replica order (so no lane changes hands but the ones joiners and leavers free); a deeper
-//! model's new layers go to the last stage when every one of its replicas can hold them (new
-//! layers sit between the last old layer and the head, so nothing else moves), else the depth
-//! stays. The members that left (their records expired) are dropped. Then, as the stable draft
-//! does, every stage is brought back to a replica, then to [`REDUNDANCY`]: the smallest joiner
-//! that fits it, else the smallest that fits from the stage with the most replicas (more than
-//! it wants), which moves there whole; a stage no one can take keeps its leavers, as replicas
-//! with no speed (its lanes fail over). The other new members join fastest first, where the
+//! replica order (so no lane changes hands but the ones joiners and leavers free). The members
+//! that left (their records expired, or they said they leave) are dropped. Then, as the stable
+//! draft does, every stage is brought back to a replica, then to [`REDUNDANCY`]: the smallest
+//! joiner that fits it, else the smallest that fits from the stage with the most replicas (more
+//! than it wants), which moves there whole; a stage no one can take keeps its leavers, as
+//! replicas with no speed (its lanes fail over). A deeper model's new layers are then spread as
+//! water-filling places layers: each at the end of the stage whose time per token grows least,
+//! never past what the stage's smallest replica holds (a new layer starts as the identity, so
+//! it can sit at the end of any stage; the stages after it only relabel their layers); when
+//! they do not all fit, the depth stays. The other new members join fastest first, where the
 //! time per token is highest, appended to the stage.
 
 use std::ops::Range;
@@ -176,7 +178,7 @@ pub fn assign(
 /// moving a layer within a stage (module docs, "Carrying a running plan over"). The replicas in
 /// `left` are dropped, and a stage they leave short takes a joiner or a replica of another
 /// stage. A replica of `previous` that neither list holds (its record not on the roll yet) keeps
-/// its place and counts with no speed and no known budget (so the last stage does not grow over
+/// its place and counts with no speed and no known budget (so its stage does not grow over
 /// it). The result's `n_layers` is `previous`'s when the model could not grow there. Without
 /// stages in `previous`, this is [`assign`].
 pub fn carry(
@@ -383,14 +385,15 @@ impl<'a> Pool<'a> {
     }
 
     /// `previous` at this pool's depth with its replicas kept in place and order but those in
-    /// `left`, the new layers on the last stage, every stage held again (a stage no one can take
-    /// keeps its leavers) and then twice where the members allow, the other members joined;
-    /// `None` when the depth shrinks or a replica of the last stage cannot hold the grown stage.
+    /// `left`, every stage held again (a stage no one can take keeps its leavers) and then twice
+    /// where the members allow, the new layers spread over the stages as water-filling places
+    /// layers (each at the end of the stage whose time grows least, within what its replicas
+    /// hold), the other members joined; `None` when the depth shrinks or the new layers do not
+    /// fit.
     fn carried(&self, previous: &Plan, left: &[NodeId]) -> Option<Draft> {
         let extra = self.n_layers.checked_sub(previous.n_layers)?;
         let k = previous.stages.len();
-        let mut lens: Vec<usize> = previous.stages.iter().map(|s| s.layers.len()).collect();
-        *lens.last_mut()? += extra;
+        let lens: Vec<usize> = previous.stages.iter().map(|s| s.layers.len()).collect();
         let index = |n: &NodeId| self.members.iter().position(|m| m.node == *n);
         let replicas = |gone: bool| -> Vec<Vec<usize>> {
             let keep = |n: &&NodeId| left.contains(n) == gone;
@@ -417,10 +420,8 @@ impl<'a> Pool<'a> {
             }
         }
         self.cover_from(&mut draft, &mut free, REDUNDANCY, true);
-        let holds = |i: &usize| extra == 0 || self.cap(*i, k - 1, k) >= draft.lens[k - 1];
-        if !draft.replicas[k - 1].iter().all(holds) {
-            return None;
-        }
+        let caps: Vec<usize> = (0..k).map(|s| self.stage_cap(&draft, s)).collect();
+        draft.lens = self.fill(&draft, draft.lens.clone(), extra, &caps)?;
         self.add_by_speed(&mut draft, free);
         Some(draft)
     }
@@ -526,8 +527,20 @@ impl<'a> Pool<'a> {
         if self.n_layers < k || caps.contains(&0) {
             return None;
         }
-        let mut lens = vec![1; k];
-        for _ in k..self.n_layers {
+        self.fill(draft, vec![1; k], self.n_layers - k, &caps)
+    }
+
+    /// `lens` with `extra` more layers, each on the stage whose time grows least (ties to the
+    /// first) and never past its cap in `caps`; `None` when they do not fit.
+    fn fill(
+        &self,
+        draft: &Draft,
+        mut lens: Vec<usize>,
+        extra: usize,
+        caps: &[usize],
+    ) -> Option<Vec<usize>> {
+        let k = lens.len();
+        for _ in 0..extra {
             let s = (0..k).filter(|&s| lens[s] < caps[s]).min_by(|&a, &b| {
                 let ta = self.time(lens[a] + 1, a, k, &draft.replicas[a]);
                 let tb = self.time(lens[b] + 1, b, k, &draft.replicas[b]);

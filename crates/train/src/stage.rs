@@ -7,6 +7,8 @@
 //! whole gradient then stays within `clip_norm`, as the global clip guarantees, but the stages are
 //! rescaled separately (`docs/pipeline.md`).
 
+use std::ops::Range;
+
 use neuroshard_model::Stage;
 
 use crate::inner::{adamw_descent, clipped};
@@ -44,12 +46,12 @@ impl StageLoop {
         })
     }
 
-    /// This loop with its stage grown to `n_layers` (`Stage::grown`, new layers drawn from
-    /// `seed`): the grown stage's weights, the AdamW moments laid over its order (zeros for the
-    /// new layers) and the step count kept, the same clip. A pipeline's head stage grows so when
-    /// the plan deepens the model (`docs/replan.md`).
-    pub fn grown(&self, n_layers: usize, seed: u64) -> Result<Self> {
-        let stage = self.stage.grown(n_layers, seed)?;
+    /// This loop with its stage grown to hold `layers` of the model at `n_layers`
+    /// (`Stage::grown_to`, new layers drawn from `seed`): the grown stage's weights, the AdamW
+    /// moments laid over its order (zeros for the new layers) and the step count kept, the same
+    /// clip. A pipeline's stage grows so when the plan deepens the model (`docs/replan.md`).
+    pub fn grown_to(&self, n_layers: usize, layers: Range<usize>, seed: u64) -> Result<Self> {
+        let stage = self.stage.grown_to(n_layers, layers, seed)?;
         let m = stage.carry_from(&self.stage, self.optimizer.m())?;
         let v = stage.carry_from(&self.stage, self.optimizer.v())?;
         let optimizer = AdamW::from_state(*self.optimizer.config(), m, v, self.optimizer.steps())?;
@@ -154,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn a_grown_head_stage_keeps_its_moments_and_its_function() {
+    fn a_grown_stage_keeps_its_moments_and_its_function() {
         let cfg = Config::preset("nano", 32).unwrap();
         let spec = StageSpec {
             embedding: false,
@@ -168,7 +170,9 @@ mod tests {
             .collect();
         let g = staged.gradients(2.0, 16, grads).unwrap();
         staged.descend(&g, 0).unwrap();
-        let grown = staged.grown(cfg.n_layers + 2, 9).unwrap();
+        // The first stage grew by one layer before it: this one relabels, then grows by one.
+        let grown = (staged.grown_to(cfg.n_layers + 2, 2..cfg.n_layers + 2, 9)).unwrap();
+        assert_eq!(grown.stage().spec().layers, 2..cfg.n_layers + 2);
         assert!(grown.params().len() > staged.params().len());
         assert_eq!(grown.clip_norm(), staged.clip_norm());
         assert_eq!(grown.optimizer.steps(), 1);
