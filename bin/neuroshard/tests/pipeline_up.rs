@@ -397,6 +397,19 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
             assert_eq!(hashes.len(), 1, "stage {stage} round {round}: {hashes:?}");
         }
     }
+    // Proof of Neural Work over stage work: each replica audits its stage's others (two
+    // auditors per contribution: all of them here), replaying a segment from the batches and
+    // frames it committed to, and honest stage work passes every audit.
+    let audited = wait_all("a passed audit on every node", &dashboards, limit, |s| {
+        s["audits"]["passed"].as_u64() >= Some(1)
+    });
+    for status in &audited {
+        let audits = &status["audits"];
+        let clean = audits["failed"] == 0
+            && audits["proofs_upheld"] == 0
+            && audits["excluded"].as_array().is_some_and(Vec::is_empty);
+        assert!(clean, "honest stage work is never failed: {audits:#}");
+    }
 }
 
 /// Each replica of `stage` among the statuses `now`: its closed rounds, each with the model hash

@@ -1,6 +1,7 @@
 //! The node's side of Proof of Neural Work that touches disk and threads: its chains'
-//! checkpoints on disk, served by round and index, and the replayer that checks other nodes'
-//! segments beside training.
+//! checkpoints (and a pipeline stage's segments' work) on disk, served by round and index, and
+//! the replayer that checks other nodes' segments beside training, the whole model's or a
+//! stage's.
 //!
 //! Disk bound: a node keeps the checkpoints of its last [`CHECKPOINT_ROUNDS`] chains, S + 1 of
 //! 12 bytes per parameter each (parameters and both AdamW moments): 2 × 51 × 12 × n bytes at
@@ -12,11 +13,16 @@ use neuroshard_node::{
     Assignments, CHECKPOINT_ROUNDS, CheckpointStore, ModelVerifier, ReplayJob, Replayed, Round,
     Verifier,
 };
+use neuroshard_pipeline::{FrameLimit, Plan, Precision};
 use neuroshard_primitives::NodeId;
-use neuroshard_train::InnerLoop;
+use neuroshard_train::{InnerLoop, StageLoop};
+use neuroshard_verify::Fault;
+use neuroshard_verify::stage::{FRAME_TOLERANCE, LaneWork, StageShape, judge_frames, replay_stage};
 
 use crate::atomic::{Durability, write_atomic};
 use crate::grow::Depths;
+use crate::lane::{fitted_layers, fresh_stage};
+use crate::role::Role;
 use crate::work::{Assignment, Progress, RoundSource};
 use crate::{Error, Result};
 
@@ -38,6 +44,33 @@ impl DiskCheckpoints {
 
     fn path(&self, round: Round, index: u64) -> PathBuf {
         self.dir.join(format!("{round:020}-{index:06}.ckpt"))
+    }
+
+    fn work_path(&self, round: Round, segment: u64) -> PathBuf {
+        self.dir.join(format!("{round:020}-{segment:06}.work"))
+    }
+
+    /// Keeps a pipeline stage's work of `segment` of `round`'s chain (its batches and frames),
+    /// which an opening of that segment serves; pruned with the round's checkpoints.
+    pub(crate) fn keep_work(
+        &self,
+        round: Round,
+        segment: u64,
+        work: &[Vec<LaneWork>],
+    ) -> Result<()> {
+        let bytes = postcard::to_allocvec(work)
+            .map_err(|err| Error::Worker(format!("encoding a segment's work: {err}")))?;
+        let path = self.work_path(round, segment);
+        write_atomic(&path, &bytes, Durability::Volatile)
+    }
+
+    /// The work of `segment` of `round`'s chain, if this node kept any: a whole model's chain
+    /// keeps none (empty), nor does a file that no longer decodes.
+    pub(crate) fn work(&self, round: Round, segment: u64) -> Vec<Vec<LaneWork>> {
+        std::fs::read(self.work_path(round, segment))
+            .ok()
+            .and_then(|bytes| postcard::from_bytes(&bytes).ok())
+            .unwrap_or_default()
     }
 
     /// Removes the files of rounds before `oldest`.
@@ -94,10 +127,27 @@ impl Assignments for DirAssignments {
     }
 }
 
-/// The replayer: a model of its own and the contributors' batches; moved onto a blocking thread
-/// for each replay, beside the training thread.
+/// What replays other nodes' segments, moved onto a blocking thread for each replay, beside the
+/// training thread: the whole model's, or a pipeline stage's.
 #[derive(Debug)]
-pub(crate) struct Replayer {
+pub(crate) enum Replayer {
+    Whole(WholeReplayer),
+    Stage(StageReplayer),
+}
+
+impl Replayer {
+    /// Replays `job`. Blocking: call it on a blocking thread.
+    pub(crate) fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
+        match self {
+            Replayer::Whole(whole) => whole.run(job),
+            Replayer::Stage(stage) => stage.run(job),
+        }
+    }
+}
+
+/// The whole model's replayer: a model of its own and the contributors' batches.
+#[derive(Debug)]
+pub(crate) struct WholeReplayer {
     verifier: ModelVerifier<DirAssignments>,
     dir: PathBuf,
     val_batches: usize,
@@ -105,7 +155,7 @@ pub(crate) struct Replayer {
     depths: (Depths, u64),
 }
 
-impl Replayer {
+impl WholeReplayer {
     /// A replayer stepping `inner` on the batches `data` assigns, scoring usefulness at outer
     /// learning rate `outer_lr` on up to `val_batches` held-out batches.
     pub(crate) fn new(
@@ -124,8 +174,7 @@ impl Replayer {
         }
     }
 
-    /// Replays `job`. Blocking: call it on a blocking thread.
-    pub(crate) fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
+    fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
         // Loaded once the validation shards are local; a node that measures none never reads them.
         if self.val_batches > 0 && !self.verifier.has_val() {
             match crate::work::val_batches(&self.dir, self.verifier.batch_shape(), self.val_batches)
@@ -150,6 +199,114 @@ impl Replayer {
         })?;
         match crate::grow::refit(self.verifier.inner(), &config, *seed) {
             Ok(Some(inner)) => self.verifier.set_inner(inner),
+            Ok(None) => {}
+            Err(err) => return Err(err.to_string()),
+        }
+        Ok(())
+    }
+}
+
+/// A pipeline stage's replayer: a loop of its own of the stage, replaying another replica's
+/// segment from the batches and frames it committed (`neuroshard_verify::stage`). It holds a
+/// second copy of the stage and its AdamW state beside the trainer's.
+#[derive(Debug)]
+pub(crate) struct StageReplayer {
+    trainer: StageLoop,
+    role: Role,
+    plan: Plan,
+    limit: FrameLimit,
+    depths: Depths,
+}
+
+impl StageReplayer {
+    /// A replayer of `role`'s stage, its steps run on `plan` with frames under `limit`.
+    pub(crate) fn new(
+        trainer: StageLoop,
+        role: Role,
+        (plan, limit): (Plan, FrameLimit),
+        depths: Depths,
+    ) -> Self {
+        Self {
+            trainer,
+            role,
+            plan,
+            limit,
+            depths,
+        }
+    }
+
+    /// The role of a new plan that keeps this node's stage (its place and depth, which a
+    /// replay of a grown stage is built at).
+    pub(crate) fn replan(&mut self, role: Role) {
+        self.role = role;
+    }
+
+    /// Replays a stage's segment: work that does not cover the segment's steps or does not feed
+    /// the plan is the contributor's fault, reported in [`Replayed::frames`]; so is a frame it
+    /// sent that its replay does not send.
+    fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
+        let opened = &job.opened;
+        self.fit(opened.start.params.len())?;
+        let steps = opened.end.step.saturating_sub(opened.start.step);
+        let unreplayed = |fault: Fault| Replayed {
+            end: opened.start.clone(),
+            losses: Vec::new(),
+            usefulness: None,
+            frames: Err(fault),
+        };
+        if opened.work.len() as u64 != steps {
+            let reason = "a stage's segment that names no work for its steps";
+            return Ok(unreplayed(Fault::Opening(reason.into())));
+        }
+        let shape = StageShape {
+            at: (self.role.stage, self.role.stages),
+            plan: &self.plan,
+            precision: Precision::Bf16,
+            limit: self.limit,
+            max_lanes: self.role.lanes,
+        };
+        let adamw = *self.trainer.optimizer().config();
+        let replay = replay_stage(
+            &mut self.trainer,
+            adamw,
+            &opened.start,
+            &shape,
+            &opened.work,
+        );
+        let (end, losses, sent) = match replay {
+            Ok(replayed) => replayed,
+            Err(neuroshard_verify::Error::Mismatch(reason)) => {
+                return Ok(unreplayed(Fault::Opening(reason)));
+            }
+            Err(err) => return Err(err.to_string()),
+        };
+        let frames = judge_frames(
+            opened.start.step,
+            &opened.work,
+            &sent,
+            &self.limit,
+            FRAME_TOLERANCE,
+        );
+        Ok(Replayed {
+            end,
+            losses,
+            usefulness: None,
+            frames,
+        })
+    }
+
+    /// Brings the replaying stage to `n_params` (a round after growth replays the grown
+    /// stage); a size no stage of the network has is the contributor's fault, refused before
+    /// any allocation.
+    fn fit(&mut self, n_params: usize) -> std::result::Result<(), String> {
+        let fitted =
+            fitted_layers(&self.trainer, &self.role, n_params, &self.depths).and_then(|layers| {
+                layers
+                    .map(|l| fresh_stage(&self.trainer, &self.role, l, &self.depths))
+                    .transpose()
+            });
+        match fitted {
+            Ok(Some(trainer)) => self.trainer = trainer,
             Ok(None) => {}
             Err(err) => return Err(err.to_string()),
         }

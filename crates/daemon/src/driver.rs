@@ -14,6 +14,7 @@ use neuroshard_node::{
 };
 use neuroshard_p2p::{NetEvent, NetworkHandle, Offence, PeerId};
 use neuroshard_primitives::NodeId;
+use neuroshard_verify::stage::LaneWork;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -70,6 +71,8 @@ pub(crate) enum Done {
         segment: u64,
         /// The checkpoints asked for, in order.
         checkpoints: Option<Vec<Vec<u8>>>,
+        /// A pipeline stage's work of the segment (empty for a whole model's chain).
+        work: Vec<Vec<LaneWork>>,
     },
     /// A replay ended (or its data could not be had); the replayer comes back with it.
     Replayed(
@@ -365,19 +368,20 @@ impl Driver {
         let withhold = false;
         tokio::spawn(async move {
             let read = tokio::task::spawn_blocking(move || {
-                indices
-                    .iter()
+                let checkpoints = (indices.iter())
                     .map(|i| chains.get(round, *i))
-                    .collect::<Option<Vec<_>>>()
+                    .collect::<Option<Vec<_>>>();
+                (checkpoints, chains.work(round, segment))
             })
             .await;
-            let checkpoints = read.ok().flatten().filter(|_| !withhold);
+            let (checkpoints, work) = read.unwrap_or_default();
             let _ = done
                 .send(Done::Checkpoints {
                     peer,
                     round,
                     segment,
-                    checkpoints,
+                    checkpoints: checkpoints.filter(|_| !withhold),
+                    work,
                 })
                 .await;
         });
@@ -517,11 +521,13 @@ impl Driver {
                 round,
                 segment,
                 checkpoints,
+                work,
             } => self.input(Input::Checkpoints {
                 peer,
                 round,
                 segment,
                 checkpoints,
+                work,
             }),
             Done::Replayed(replayer, job, result) => {
                 self.replayer = Some(replayer);

@@ -5,7 +5,8 @@
 //! [`LaneInbox`](crate::link::LaneInbox) by step and sender; the step waits there for the frames it needs. A replica that
 //! stands in for a lost member of its stage serves two lanes (or more) in each step, one
 //! `StageStep` per lane on the same weights, and merges their gradients into one descent
-//! (`docs/pipeline.md`, "Failover").
+//! (`docs/pipeline.md`, "Failover"). When the network audits, a job records its chain
+//! ([`StageChain`]): the stage's checkpoints and each step's batches and frames.
 
 use std::time::Duration;
 
@@ -15,10 +16,13 @@ use neuroshard_pipeline::{Direction, FrameLimit, Plan, Precision, StageOutcome, 
 use neuroshard_primitives::Batch;
 use neuroshard_train::{InnerConfig, StageLoop, pseudo_gradient};
 use neuroshard_verify::Chain;
+use neuroshard_verify::stage::LaneWork;
 
+use crate::audit::DiskCheckpoints;
 use crate::grow::{Depths, stage_len};
 use crate::link::{LaneLink, Link};
 use crate::role::Role;
+use crate::stage_chain::StageChain;
 use crate::work::LaneSources;
 use crate::{Error, Result};
 
@@ -253,6 +257,8 @@ pub(crate) struct Lane {
     plan: Plan,
     limit: FrameLimit,
     link: Link,
+    /// Where a job's chain keeps its checkpoints and work, when the network audits.
+    chains: DiskCheckpoints,
     /// Time the running job spent waiting for a neighbour's frames.
     waited: Duration,
     /// The round whose job the lane could not complete ([`Error::NeighbourGone`]): the job's
@@ -264,16 +270,15 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// Stage `role` of its lane, holding `stage` (at the round's start weights), trained with
-    /// `config` (each step's batch split into `micro_batches`).
+    /// `config` (each step's batch split into `micro_batches`), its chains kept in `chains`.
     pub(crate) fn new(
         role: Role,
         stage: Stage,
         config: InnerConfig,
         micro_batches: usize,
-        link: Link,
+        (link, chains): (Link, DiskCheckpoints),
     ) -> Result<Self> {
-        let plan = Plan::one_f_one_b(role.stages, micro_batches as u32)?;
-        let limit = FrameLimit::for_model(stage.config(), config.batch_size / micro_batches);
+        let (plan, limit) = Self::schedule(&role, stage.config(), config, micro_batches)?;
         let inner = StageLoop::new(stage, config, role.stages)?;
         Ok(Self {
             role,
@@ -281,9 +286,23 @@ impl Lane {
             plan,
             limit,
             link,
+            chains,
             waited: Duration::ZERO,
             given_up: None,
         })
+    }
+
+    /// The 1F1B plan a stage of `role` runs its steps on, and the limit its frames are read
+    /// under, for a model `model` trained with `config` in `micro_batches`.
+    pub(crate) fn schedule(
+        role: &Role,
+        model: &neuroshard_model::Config,
+        config: InnerConfig,
+        micro_batches: usize,
+    ) -> Result<(Plan, FrameLimit)> {
+        let plan = Plan::one_f_one_b(role.stages, micro_batches as u32)?;
+        let limit = FrameLimit::for_model(model, config.batch_size / micro_batches);
+        Ok((plan, limit))
     }
 
     /// The role of a new plan that keeps this node's stage (`docs/replan.md`).
@@ -301,26 +320,13 @@ impl Lane {
         n_params: usize,
         depths: &Depths,
     ) -> Result<Option<(usize, usize)>> {
-        let stage = self.inner.stage();
-        if stage.n_params() == n_params {
+        let Some(layers) = fitted_layers(&self.inner, &self.role, n_params, depths)? else {
             return Ok(None);
-        }
-        let spec = stage.spec().clone();
-        let len = stage_len(depths, spec.embedding, spec.head, n_params).ok_or_else(|| {
-            Error::Grow(format!(
-                "no stage of this network has {n_params} parameters"
-            ))
-        })?;
-        let (from, to) = (stage.config().n_layers, self.role.n_layers);
-        let start = self.role.spec.layers.start;
-        let layers = start..start + len;
-        self.inner = match len > spec.layers.len() {
+        };
+        let (from, to) = (self.inner.stage().config().n_layers, self.role.n_layers);
+        self.inner = match layers.len() > self.inner.stage().spec().layers.len() {
             true => self.inner.grown_to(to, layers, 0)?,
-            false => {
-                let spec = StageSpec { layers, ..spec };
-                let stage = Stage::new(&depths.at(to), spec, 0, &candle_core::Device::Cpu)?;
-                StageLoop::new(stage, *self.inner.config(), self.role.stages)?
-            }
+            false => fresh_stage(&self.inner, &self.role, layers, depths)?,
         };
         Ok(Some((from, to)))
     }
@@ -331,16 +337,17 @@ impl Lane {
     }
 
     /// The stage's share of one 1F1B step of `round`'s job on each of `lanes` (lane i's batch
-    /// is `batches[i]`), merged into one mean gradient ([`StageOutcome::merge`]), and the mean
-    /// loss on the last stage. A lane that cannot complete the step is dropped from it and from
-    /// `lanes` (the job's later steps), the others go on: a stand-in whose second lane broke
-    /// keeps training its own. [`Error::NeighbourGone`] once no lane is left.
+    /// is `batches[i]`), merged into one mean gradient ([`StageOutcome::merge`]; its traffic is
+    /// the lanes', in order), and the mean loss on the last stage. A lane that cannot complete
+    /// the step is dropped from it, from `lanes` (the job's later steps) and from `batches`, the
+    /// others go on: a stand-in whose second lane broke keeps training its own.
+    /// [`Error::NeighbourGone`] once no lane is left.
     fn step(
         &mut self,
         round: u64,
         step: u64,
         lanes: &mut Vec<LaneLink>,
-        batches: &[Batch],
+        batches: &mut Vec<Batch>,
     ) -> Result<StageOutcome> {
         if self.given_up == Some(round) || lanes.is_empty() {
             return Err(Error::NeighbourGone);
@@ -359,13 +366,13 @@ impl Lane {
         round: u64,
         step: u64,
         lanes: &mut Vec<LaneLink>,
-        batches: &[Batch],
+        batches: &mut Vec<Batch>,
     ) -> Result<StageOutcome> {
         let ops = self.plan.ops(self.role.stage).unwrap_or_default();
         let stage = self.inner.stage();
         let at = (self.role.stage, self.role.stages);
         let mut steps = Vec::with_capacity(lanes.len());
-        for batch in batches {
+        for batch in batches.iter() {
             let micro = split(batch, self.plan.micro_batches() as usize)?;
             let running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit);
             steps.push(Some(running?));
@@ -423,6 +430,8 @@ impl Lane {
         let before = lanes.len();
         let mut kept = steps.iter().map(Option::is_some);
         lanes.retain(|_| kept.next().unwrap_or(false));
+        let mut kept = steps.iter().map(Option::is_some);
+        batches.retain(|_| kept.next().unwrap_or(false));
         if lanes.len() < before {
             let left: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
             tracing::warn!(
@@ -468,8 +477,8 @@ impl Lane {
         let mut losses = Vec::with_capacity(batches.len());
         for (i, batch) in batches.iter().enumerate() {
             let step = VALIDATION | (round << 20) | i as u64;
-            let copies = vec![batch.clone(); lanes.len()];
-            losses.extend(self.step(round, step, &mut lanes, &copies)?.loss);
+            let mut copies = vec![batch.clone(); lanes.len()];
+            losses.extend(self.step(round, step, &mut lanes, &mut copies)?.loss);
         }
         let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
         Ok((self.is_last() && !losses.is_empty()).then_some(mean))
@@ -498,11 +507,14 @@ impl Lane {
         let first = job.round * job.steps as u64;
         let mut losses = Vec::with_capacity(job.steps);
         let mut tokens = 0;
+        let mut chain = (job.chain)
+            .map(|plan| StageChain::start(self.chains.clone(), job.round, plan, &self.inner, first))
+            .transpose()?;
         for step in first..first + job.steps as u64 {
-            let batches = (lanes.iter())
+            let mut batches = (lanes.iter())
                 .map(|l| data.batch(l.data_node, step, config.batch_size, config.seq_len))
                 .collect::<Result<Vec<Batch>>>()?;
-            let outcome = match self.step(job.round, step, &mut lanes, &batches) {
+            let outcome = match self.step(job.round, step, &mut lanes, &mut batches) {
                 Err(Error::NeighbourGone) => {
                     tracing::warn!(
                         round = job.round,
@@ -513,16 +525,27 @@ impl Lane {
                 }
                 outcome => outcome?,
             };
-            let loss = outcome.loss.unwrap_or(f32::NAN);
-            let step_tokens = batches.iter().take(lanes.len()).map(Batch::n_tokens).sum();
-            let gradients = self.inner.gradients(loss, step_tokens, outcome.grads)?;
+            let step_tokens = batches.iter().map(Batch::n_tokens).sum();
             tokens += config.tokens_per_step() * lanes.len() as u64;
-            self.inner.descend(&gradients, step)?;
+            self.inner
+                .step_on(outcome.grads, outcome.loss, step_tokens, step)?;
+            let loss = outcome.loss.unwrap_or(f32::NAN);
+            if let Some(chain) = &mut chain {
+                let work = (batches.into_iter().zip(outcome.traffic))
+                    .map(|(batch, traffic)| LaneWork { batch, traffic })
+                    .collect();
+                chain.step(&self.inner, step + 1, loss, work)?;
+            }
             if outcome.loss.is_some() {
                 gauge.set(loss);
             }
             losses.push(loss);
         }
+        let next = first + losses.len() as u64;
+        let chain = match chain {
+            Some(chain) => chain.finish(&self.inner, next)?,
+            None => Chain::new(),
+        };
         let delta = pseudo_gradient(start, self.inner.params());
         let (loss_start, loss_end) = match losses.is_empty() {
             true => (f32::NAN, f32::NAN),
@@ -544,9 +567,52 @@ impl Lane {
             tokens,
             loss_start,
             loss_end,
-            chain: Chain::new(),
+            chain,
         })
     }
+}
+
+/// The layers a stage of `inner`'s kind (embedding, head) holds at `n_params` parameters, placed
+/// at `role`'s start; `None` when `inner` has that size already. A size no stage of the network
+/// has is an error.
+pub(crate) fn fitted_layers(
+    inner: &StageLoop,
+    role: &Role,
+    n_params: usize,
+    depths: &Depths,
+) -> Result<Option<std::ops::Range<usize>>> {
+    let spec = inner.stage().spec();
+    if inner.stage().n_params() == n_params {
+        return Ok(None);
+    }
+    let len = stage_len(depths, spec.embedding, spec.head, n_params).ok_or_else(|| {
+        Error::Grow(format!(
+            "no stage of this network has {n_params} parameters"
+        ))
+    })?;
+    let start = role.spec.layers.start;
+    Ok(Some(start..start + len))
+}
+
+/// A loop of `inner`'s kind of stage holding `layers` of the model at `role`'s depth, with
+/// fresh weights and AdamW state.
+pub(crate) fn fresh_stage(
+    inner: &StageLoop,
+    role: &Role,
+    layers: std::ops::Range<usize>,
+    depths: &Depths,
+) -> Result<StageLoop> {
+    let spec = StageSpec {
+        layers,
+        ..inner.stage().spec().clone()
+    };
+    let stage = Stage::new(
+        &depths.at(role.n_layers),
+        spec,
+        0,
+        &candle_core::Device::Cpu,
+    )?;
+    Ok(StageLoop::new(stage, *inner.config(), role.stages)?)
 }
 
 #[cfg(test)]

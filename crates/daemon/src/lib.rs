@@ -69,6 +69,7 @@ mod role;
 mod route;
 mod settings;
 mod speed;
+mod stage_chain;
 mod status;
 mod transport;
 mod whole;

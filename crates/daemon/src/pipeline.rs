@@ -13,8 +13,9 @@ use neuroshard_node::{DeadlineAgreement, Node, TrainingJob};
 use neuroshard_p2p::PeerId;
 use neuroshard_pipeline::Layout;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
+use neuroshard_train::StageLoop;
 
-use crate::Result;
+use crate::audit::{Replayer, StageReplayer};
 use crate::driver::Driver;
 use crate::grow::StageGrower;
 use crate::lane::{Lane, LaneRounds, Notice};
@@ -24,6 +25,7 @@ use crate::route::LaneWires;
 use crate::settings::Settings;
 use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
 use crate::work::{Assignment, Trainer};
+use crate::{Error, Result};
 
 /// What the driver needs to place the node and to build its stage.
 #[derive(Debug)]
@@ -334,7 +336,7 @@ impl Driver {
             Placement::Stage(role) => tracing::info!(
                 stage = role.stage, stages = role.stages, layers = ?role.spec.layers,
                 lane = role.lane, lanes = role.lanes, members, params,
-                "training one stage of a pipeline; audits, ledger claims and checkpoints are off in pipeline mode (docs/pipeline.md)"
+                "training one stage of a pipeline; ledger claims and checkpoints are off in pipeline mode (docs/pipeline.md)"
             ),
             Placement::Idle(why) => {
                 tracing::warn!(why, "no pipeline lane for this node: it trains nothing");
@@ -410,10 +412,7 @@ impl Driver {
         let stage = self.genesis_stage(role.spec.clone(), n_layers).await?;
         let params = stage.flat_params()?;
         let settings = &self.pipeline.settings;
-        let protocol = neuroshard_node::NodeConfig {
-            audit: None,
-            ..settings.protocol.clone()
-        };
+        let protocol = settings.protocol.clone();
         let patience = protocol.round_timeout;
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let members = BTreeSet::from([self.node.id()]);
@@ -437,7 +436,15 @@ impl Driver {
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;
-        let lane = Lane::new(role.clone(), stage, inner, micro_batches, link)?;
+        let replayer = settings.protocol.audit.is_some().then(|| {
+            let copy = Stage::new(stage.config(), stage.spec().clone(), 0, &Device::Cpu)?;
+            let copy = StageLoop::new(copy, inner, role.stages)?;
+            let schedule = Lane::schedule(role, stage.config(), inner, micro_batches)?;
+            let depths = settings.depths.clone();
+            Ok::<_, Error>(StageReplayer::new(copy, role.clone(), schedule, depths))
+        });
+        let chains = self.chains.clone();
+        let lane = Lane::new(role.clone(), stage, inner, micro_batches, (link, chains))?;
         let assignment = Assignment {
             node: role.data_node,
             ..self.pipeline.assignment.clone()
@@ -452,7 +459,7 @@ impl Driver {
         );
         self.loss = trainer.loss_gauge();
         self.trainer = Some(Box::new(trainer));
-        self.replayer = None;
+        self.replayer = replayer.transpose()?.map(|r| Box::new(Replayer::Stage(r)));
         self.status.role(role, wires.lanes());
         self.pipeline.lane = Some(wires);
         self.status.depth(0, n_layers, None);

@@ -13,7 +13,7 @@ use neuroshard_node::{
 use neuroshard_primitives::Keypair;
 use neuroshard_train::InnerLoop;
 
-use crate::audit::{DirAssignments, Replayer};
+use crate::audit::{DirAssignments, Replayer, WholeReplayer};
 use crate::chain::Chain;
 use crate::checkpoint::{self, CHECKPOINT_FILE};
 use crate::dataset::DataSync;
@@ -44,7 +44,7 @@ impl Driver {
     pub(crate) async fn become_whole(&mut self) -> Result<()> {
         let pipeline = &self.pipeline;
         let (settings, seed) = (&pipeline.settings, pipeline.seed);
-        let replayer = Replayer::new(
+        let replayer = Replayer::Whole(WholeReplayer::new(
             InnerLoop::new(
                 NeuroLlm::new(&settings.model, seed, &Device::Cpu)?,
                 settings.inner,
@@ -55,7 +55,7 @@ impl Driver {
             pipeline.val_batches,
             settings.protocol.outer.lr,
             (settings.depths.clone(), seed),
-        );
+        ));
         #[cfg_attr(not(feature = "cheat"), allow(unused_mut))]
         let mut trainer = Trainer::new(
             &settings.model,

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use neuroshard_primitives::{Hash, Keypair, NodeId};
+use neuroshard_verify::stage::LaneWork;
 
 use crate::agreement::Agreement;
 use crate::config::NodeConfig;
@@ -32,6 +33,9 @@ pub enum Input {
         segment: u64,
         /// The checkpoints.
         checkpoints: Option<Vec<Vec<u8>>>,
+        /// A pipeline stage's work of the segment, as its store keeps it (empty for a whole
+        /// model's chain).
+        work: Vec<Vec<LaneWork>>,
     },
     /// The driver finished a [`ReplayJob`]: what it computed, or why it could not (a local
     /// failure, which judges nobody).

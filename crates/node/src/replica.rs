@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use neuroshard_primitives::{Batch, BatchSource, NodeId};
+use neuroshard_primitives::{Batch, BatchSource, Hash, NodeId};
 use neuroshard_train::{InnerConfig, InnerLoop, pseudo_gradient};
 use neuroshard_verify::{Chain, Checkpoint};
 
@@ -141,7 +141,7 @@ impl<S: BatchSource, K: CheckpointStore> ModelWorker<S, K> {
         losses: Vec<f32>,
     ) -> Result<()> {
         let checkpoint = Checkpoint::capture(&self.inner, step);
-        chain.push(&checkpoint, losses);
+        chain.push(&checkpoint, losses, Hash::default());
         let index = chain.leaves().len() as u64 - 1;
         self.store.keep(round, index, checkpoint.to_bytes())
     }
@@ -374,6 +374,7 @@ impl<A: Assignments> Verifier for ModelVerifier<A> {
             end,
             losses,
             usefulness,
+            frames: Ok(()),
         })
     }
 }

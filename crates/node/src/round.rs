@@ -66,7 +66,8 @@ impl Node {
                 round,
                 segment,
                 checkpoints,
-            } => audit::on_checkpoints(self, peer, round, segment, checkpoints),
+                work,
+            } => audit::on_checkpoints(self, peer, (round, segment), checkpoints, work),
             Input::Replayed(job, result) => on_replayed(self, now, *job, result),
             Input::Decided { round, list } => {
                 self.agreement.learn(round, list);

@@ -8,7 +8,7 @@
 //! back [`crate::Input::Replayed`].
 
 use neuroshard_primitives::{Hash, NodeId};
-use neuroshard_verify::{Chain, Checkpoint, Opened, Segments, Usefulness};
+use neuroshard_verify::{Chain, Checkpoint, Fault, Opened, Segments, Usefulness};
 
 use crate::Round;
 
@@ -92,6 +92,9 @@ pub struct Replayed {
     pub losses: Vec<f32>,
     /// The contribution's usefulness, when the job asked for it.
     pub usefulness: Option<Usefulness>,
+    /// For a pipeline stage: whether the frames it committed as sent are those the replay sent
+    /// (`neuroshard_verify::stage::judge_frames`); `Ok` for a whole model's segment.
+    pub frames: Result<(), Fault>,
 }
 
 /// Replays segments of other nodes' chains; the driver owns one per node and runs it beside

@@ -80,6 +80,7 @@ fn opening() -> Opening {
     let leaf = Leaf {
         checkpoint: Hash::of(b"c"),
         losses: vec![1.0, 1.0],
+        work: Hash::default(),
     };
     let proof = MerkleProof {
         index: 0,
@@ -93,6 +94,7 @@ fn opening() -> Opening {
         start_leaf: (leaf.clone(), proof.clone()),
         end_leaf: (leaf, proof),
         tail: None,
+        work: Vec::new(),
     }
 }
 

@@ -31,7 +31,9 @@ pub const HEADER: usize = 4 + 1 + 3 + 8 + 4 + 4 + 12;
 pub const TRAILER: usize = 32;
 
 /// Which way a frame travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum FrameKind {
     /// A stage's output hidden states, sent forward to the next stage.
     Activation,

@@ -13,6 +13,8 @@
 //!   checksummed, decoded under a [`FrameLimit`] derived from the model config.
 //! - [`StageStep`]: one stage's share of a step, driven by whoever moves the frames (a thread,
 //!   [`run_step`]; or a network task): deliver frames, run ready operations, send what they return.
+//! - [`Traffic`]: the frames a stage's step received and sent, which its work commitment names
+//!   so an auditor can replay the step ([`StageStep::run_through`]).
 //! - [`GradSum`]: M micro-batches of b sequences give the gradient of the batch of M · b.
 //! - [`Layout`]: stage vectors to and from the whole model's canonical order, so the one inner
 //!   step (`neuroshard_train::InnerLoop`) can descend on a pipeline's gradients.
@@ -45,6 +47,7 @@ mod layout;
 mod local;
 pub mod schedule;
 mod step;
+mod traffic;
 
 pub use accumulate::{GradSum, split};
 pub use error::{Error, Result};
@@ -53,3 +56,4 @@ pub use layout::Layout;
 pub use local::{LocalStep, even_split, relative_error, run_step, split_at, whole_gradients};
 pub use schedule::{Costs, Op, Plan, Timeline};
 pub use step::{Direction, Outgoing, StageOutcome, StageStep};
+pub use traffic::Traffic;

@@ -2,6 +2,8 @@
 //! as across processes, handed over in memory. The reference the multi-process run is checked
 //! against, and how an experiment measures what a frame precision costs in loss.
 
+use std::borrow::Borrow;
+
 use neuroshard_model::{Config, Stage, StageSpec};
 use neuroshard_primitives::Batch;
 
@@ -67,10 +69,11 @@ pub fn split_at(cfg: &Config, bounds: &[usize]) -> Result<Vec<StageSpec>> {
     Ok(specs)
 }
 
-/// Runs one step of `plan` over `stages` on `batch` split into the plan's micro-batches, frames
-/// encoded at `precision` and decoded under the limit for that micro-batch size.
-pub fn run_step(
-    stages: &[Stage],
+/// Runs one step of `plan` over `stages` (owned or borrowed) on `batch` split into the plan's
+/// micro-batches, frames encoded at `precision` and decoded under the limit for that micro-batch
+/// size.
+pub fn run_step<S: Borrow<Stage>>(
+    stages: &[S],
     plan: &Plan,
     step: u64,
     batch: &Batch,
@@ -80,6 +83,7 @@ pub fn run_step(
     let cfg = stages
         .first()
         .ok_or_else(|| Error::BadPlan("no stages".into()))?
+        .borrow()
         .config();
     let limit = FrameLimit::for_model(cfg, micro[0].batch);
     let n = stages.len();
@@ -90,7 +94,15 @@ pub fn run_step(
             let ops = plan
                 .ops(s)
                 .ok_or_else(|| Error::BadPlan(format!("no plan for stage {s}")))?;
-            StageStep::new(stage, (s, n), step, ops, micro.clone(), precision, limit)
+            StageStep::new(
+                stage.borrow(),
+                (s, n),
+                step,
+                ops,
+                micro.clone(),
+                precision,
+                limit,
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     let mut bytes = [0u64; 2];
@@ -99,7 +111,7 @@ pub fn run_step(
         for s in 0..n {
             while steps[s].is_ready() {
                 progressed = true;
-                let Some(out) = steps[s].run_next(&stages[s])? else {
+                let Some(out) = steps[s].run_next(stages[s].borrow())? else {
                     continue;
                 };
                 let (to, lane) = match out.to {

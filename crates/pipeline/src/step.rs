@@ -18,6 +18,7 @@ use neuroshard_primitives::Batch;
 
 use crate::accumulate::GradSum;
 use crate::frame::{Frame, FrameKind, FrameLimit, Precision, decode};
+use crate::traffic::Traffic;
 use crate::{Error, Op, Result};
 
 /// Where a frame goes.
@@ -45,6 +46,8 @@ pub struct StageOutcome {
     pub grads: Vec<f32>,
     /// The mean loss over the micro-batches (last stage only).
     pub loss: Option<f32>,
+    /// The frames each lane's step received and sent, in lane order (one lane unless merged).
+    pub traffic: Vec<Traffic>,
 }
 
 impl StageOutcome {
@@ -67,6 +70,7 @@ impl StageOutcome {
         Ok(StageOutcome {
             grads,
             loss: every_loss.then_some(loss),
+            traffic: outcomes.into_iter().flat_map(|o| o.traffic).collect(),
         })
     }
 }
@@ -85,6 +89,7 @@ pub struct StageStep {
     inbox: BTreeMap<(FrameKind, u32), Tensor>,
     kept: BTreeMap<u32, StageInput>,
     sum: GradSum,
+    traffic: Traffic,
 }
 
 impl StageStep {
@@ -122,6 +127,7 @@ impl StageStep {
             inbox: BTreeMap::new(),
             kept: BTreeMap::new(),
             sum: GradSum::new(stage.n_params()),
+            traffic: Traffic::default(),
         })
     }
 
@@ -170,6 +176,9 @@ impl StageStep {
             &candle_core::Device::Cpu,
         )?;
         self.inbox.insert((frame.kind, m), tensor);
+        self.traffic
+            .received
+            .insert((frame.kind, m), bytes.to_vec());
         Ok(())
     }
 
@@ -262,7 +271,13 @@ impl StageStep {
         }
     }
 
-    fn send(&self, kind: FrameKind, m: u32, values: &Tensor, to: Direction) -> Result<Outgoing> {
+    fn send(
+        &mut self,
+        kind: FrameKind,
+        m: u32,
+        values: &Tensor,
+        to: Direction,
+    ) -> Result<Outgoing> {
         let stage = match to {
             Direction::Next => self.index + 1,
             Direction::Prev => self.index - 1,
@@ -276,10 +291,9 @@ impl StageStep {
             shape: [b, t, w],
             values: values.flatten_all()?.to_vec1::<f32>()?,
         };
-        Ok(Outgoing {
-            to,
-            bytes: frame.encode(self.precision)?,
-        })
+        let bytes = frame.encode(self.precision)?;
+        self.traffic.sent.insert((kind, m), bytes.clone());
+        Ok(Outgoing { to, bytes })
     }
 
     /// The stage's mean gradient and loss, once every operation has run.
@@ -294,7 +308,26 @@ impl StageStep {
         Ok(StageOutcome {
             grads,
             loss: self.last.then_some(loss),
+            traffic: vec![self.traffic],
         })
+    }
+
+    /// Runs the whole step on `stage` from frames that all arrived before it starts (an
+    /// auditor's replay of committed frames): delivers each, runs every operation, and finishes.
+    /// The frames it sends are in the outcome's traffic. Frames that do not feed the plan (one
+    /// missing, one refused) are an error.
+    pub fn run_through<'a>(
+        mut self,
+        stage: &Stage,
+        received: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<StageOutcome> {
+        for frame in received {
+            self.deliver(frame)?;
+        }
+        while self.is_ready() {
+            self.run_next(stage)?;
+        }
+        self.finish()
     }
 }
 
@@ -375,6 +408,7 @@ mod tests {
         let short = StageOutcome {
             grads: vec![0.0],
             loss: None,
+            traffic: Vec::new(),
         };
         assert!(StageOutcome::merge(vec![lane_a.outcomes[0].clone(), short]).is_err());
     }

@@ -1,8 +1,9 @@
 //! A batch of token sequences and the trait every data source implements.
 
 /// `batch` rows of `seq + 1` tokens each, row-major: row `r` predicts `tokens[r][1..]` from
-/// `tokens[r][..seq]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `tokens[r][..seq]`. A batch decoded from a peer (serde) is not checked: see
+/// [`Batch::is_well_formed`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     /// Row-major token ids, `batch * (seq + 1)` of them.
     pub tokens: Vec<u32>,
@@ -22,6 +23,15 @@ impl Batch {
             batch * (seq + 1)
         );
         Self { tokens, batch, seq }
+    }
+
+    /// Whether the batch is `batch` rows of `seq + 1` tokens below `vocab`, as a batch of that
+    /// shape from a peer must be before anything indexes it.
+    pub fn is_well_formed(&self, batch: usize, seq: usize, vocab: usize) -> bool {
+        let rows = batch.checked_mul(seq.saturating_add(1));
+        (self.batch, self.seq) == (batch, seq)
+            && rows == Some(self.tokens.len())
+            && self.tokens.iter().all(|&t| (t as usize) < vocab)
     }
 
     /// The model's inputs: the first `seq` tokens of each row, row-major.

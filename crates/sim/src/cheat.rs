@@ -190,6 +190,7 @@ pub(crate) fn false_replay(job: &ReplayJob) -> Replayed {
         end,
         losses: job.opened.losses.clone(),
         usefulness: None,
+        frames: Ok(()),
     }
 }
 
@@ -379,6 +380,7 @@ pub(crate) fn fake_chain(
         chain.push(
             &checkpoint,
             losses.get(j as usize).cloned().unwrap_or_default(),
+            neuroshard_primitives::Hash::default(),
         );
     }
     result.delta = start.iter().zip(&end).map(|(s, e)| s - e).collect();
@@ -397,6 +399,7 @@ pub(crate) fn forge_losses(result: &mut TrainingResult, strength: f64) {
         .map(|leaf| Leaf {
             checkpoint: leaf.checkpoint,
             losses: leaf.losses.iter().map(|l| l * factor).collect(),
+            work: leaf.work,
         })
         .collect();
     result.chain = Chain::from_leaves(leaves);

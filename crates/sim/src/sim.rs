@@ -244,6 +244,7 @@ impl<W: Workload> Sim<W> {
                     round,
                     segment,
                     checkpoints,
+                    work: Vec::new(),
                 },
             ),
             Event::Replayed {

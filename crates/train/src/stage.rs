@@ -84,6 +84,26 @@ impl StageLoop {
         &self.params
     }
 
+    /// The AdamW state.
+    pub fn optimizer(&self) -> &AdamW {
+        &self.optimizer
+    }
+
+    /// Replaces the weights and the optimizer state (a checkpoint a verifier replays from),
+    /// checking that they fit the stage.
+    pub fn restore(&mut self, params: &[f32], optimizer: AdamW) -> Result<()> {
+        if optimizer.len() != self.params.len() {
+            return Err(Error::LengthMismatch {
+                what: "optimizer state",
+                expected: self.params.len(),
+                got: optimizer.len(),
+            });
+        }
+        self.set_params(params)?;
+        self.optimizer = optimizer;
+        Ok(())
+    }
+
     /// Replaces the weights, keeping the optimizer state.
     pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
         self.stage.set_flat_params(params)?;
@@ -102,6 +122,20 @@ impl StageLoop {
             });
         }
         Ok(clipped(self.clip_norm, loss, tokens, grads))
+    }
+
+    /// One inner step of the stage, as its trainer and its auditors take it: the step's mean
+    /// gradient `grads` over `tokens` predicted tokens, clipped ([`StageLoop::gradients`], the loss
+    /// `NaN` where this stage does not know it), then AdamW at the 0-based global step `step`.
+    pub fn step_on(
+        &mut self,
+        grads: Vec<f32>,
+        loss: Option<f32>,
+        tokens: usize,
+        step: u64,
+    ) -> Result<StepStats> {
+        let gradients = self.gradients(loss.unwrap_or(f32::NAN), tokens, grads)?;
+        self.descend(&gradients, step)
     }
 
     /// AdamW on `gradients` at the rate the schedule gives the 0-based global step `step`.

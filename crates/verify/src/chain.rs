@@ -2,7 +2,8 @@
 //! Merkle root an announcement commits to.
 //!
 //! Leaf j (0 ≤ j ≤ S) holds the hash of the checkpoint after j segments and the per-step losses
-//! of segment j − 1 (none for leaf 0). Leaf 0's parameters are the round's global model; leaf S's
+//! of segment j − 1 (none for leaf 0); for a pipeline stage also the hash of segment j − 1's
+//! batches and frames ([`crate::stage`]). Leaf 0's parameters are the round's global model; leaf S's
 //! are the ones the Δ was taken from: Δ = θ_start − θ_S.
 
 use neuroshard_primitives::{Hash, MerkleProof, merkle_root};
@@ -51,8 +52,12 @@ impl Segments {
 pub struct Leaf {
     /// Hash of the checkpoint's wire form.
     pub checkpoint: Hash,
-    /// The mean loss of each inner step of the segment that ended at this checkpoint, in order.
+    /// The mean loss of each inner step of the segment that ended at this checkpoint, in order
+    /// (`NaN` for a pipeline stage that does not see the loss).
     pub losses: Vec<f32>,
+    /// For a pipeline stage, the hash of the segment's batches and frames
+    /// ([`crate::stage::segment_hash`]); the zero hash for a whole model's job and for leaf 0.
+    pub work: Hash,
 }
 
 impl Leaf {
@@ -66,6 +71,7 @@ impl Leaf {
         for loss in &self.losses {
             hasher.update(&loss.to_le_bytes());
         }
+        hasher.update(&self.work.0);
         Hash(*hasher.finalize().as_bytes())
     }
 }
@@ -101,11 +107,13 @@ impl Chain {
         Self { leaves }
     }
 
-    /// Appends the checkpoint reached after the segment with `losses` (none for the start).
-    pub fn push(&mut self, checkpoint: &Checkpoint, losses: Vec<f32>) {
+    /// Appends the checkpoint reached after the segment with `losses` (none for the start) and,
+    /// for a pipeline stage, the hash of the segment's work (zero otherwise).
+    pub fn push(&mut self, checkpoint: &Checkpoint, losses: Vec<f32>, work: Hash) {
         self.leaves.push(Leaf {
             checkpoint: checkpoint.hash(),
             losses,
+            work,
         });
     }
 
@@ -174,7 +182,7 @@ mod tests {
                 m: vec![0.0],
                 v: vec![0.0],
             };
-            chain.push(&c, vec![i as f32; i as usize]);
+            chain.push(&c, vec![i as f32; i as usize], Hash::default());
         }
         let root = chain.root();
         let (leaf, proof) = chain.open(3).unwrap();

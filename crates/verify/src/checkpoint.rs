@@ -2,7 +2,7 @@
 //! its wire form.
 
 use neuroshard_primitives::Hash;
-use neuroshard_train::{AdamW, AdamWConfig, InnerLoop};
+use neuroshard_train::{AdamW, AdamWConfig, InnerLoop, StageLoop};
 
 use crate::Result;
 use crate::error::malformed;
@@ -33,11 +33,19 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The state of `inner`, whose next step is global step `step`.
     pub fn capture(inner: &InnerLoop, step: u64) -> Self {
-        let optimizer = inner.optimizer();
+        Self::of(inner.params(), inner.optimizer(), step)
+    }
+
+    /// The state of a pipeline stage's loop `stage`, whose next step is global step `step`.
+    pub fn capture_stage(stage: &StageLoop, step: u64) -> Self {
+        Self::of(stage.params(), stage.optimizer(), step)
+    }
+
+    fn of(params: &[f32], optimizer: &AdamW, step: u64) -> Self {
         Self {
             step,
             adam_steps: optimizer.steps(),
-            params: inner.params().to_vec(),
+            params: params.to_vec(),
             m: optimizer.m().to_vec(),
             v: optimizer.v().to_vec(),
         }
@@ -45,9 +53,23 @@ impl Checkpoint {
 
     /// Puts this state into `inner` (same model shape, AdamW settings `adamw`).
     pub fn restore(&self, inner: &mut InnerLoop, adamw: AdamWConfig) -> Result<()> {
-        let optimizer = AdamW::from_state(adamw, self.m.clone(), self.v.clone(), self.adam_steps)?;
-        inner.restore(&self.params, optimizer)?;
+        inner.restore(&self.params, self.optimizer(adamw)?)?;
         Ok(())
+    }
+
+    /// Puts this state into a pipeline stage's loop `stage` (same stage shape).
+    pub fn restore_stage(&self, stage: &mut StageLoop, adamw: AdamWConfig) -> Result<()> {
+        stage.restore(&self.params, self.optimizer(adamw)?)?;
+        Ok(())
+    }
+
+    fn optimizer(&self, adamw: AdamWConfig) -> Result<AdamW> {
+        Ok(AdamW::from_state(
+            adamw,
+            self.m.clone(),
+            self.v.clone(),
+            self.adam_steps,
+        )?)
     }
 
     /// Number of parameters.

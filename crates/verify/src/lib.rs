@@ -17,6 +17,9 @@
 //! from honest replays. A failed audit is provable: the contributor's signed announcement and
 //! signed opening are all another node needs to repeat the check.
 //!
+//! A pipeline stage's chain also names, per segment, the batches and the frames it received and
+//! sent; [`stage`] replays a stage's segment from them and judges the frames it sent.
+//!
 //! Pure: no I/O, no clock, no randomness of its own. `crates/node` carries the messages;
 //! the drivers run the replays.
 //!
@@ -30,6 +33,7 @@ mod checkpoint;
 mod error;
 mod opening;
 mod replay;
+pub mod stage;
 mod verdict;
 
 pub use audit::{AuditConfig, Draw};

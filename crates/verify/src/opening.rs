@@ -5,6 +5,7 @@ use neuroshard_primitives::{Hash, MerkleProof};
 use serde::{Deserialize, Serialize};
 
 use crate::error::malformed;
+use crate::stage::{LaneWork, check_work};
 use crate::{Checkpoint, Commitment, Error, Leaf, Result, residual_hash};
 
 /// One segment of a chain, opened: both checkpoints, their leaves and inclusion proofs; for the
@@ -24,6 +25,9 @@ pub struct Opening {
     pub end_leaf: (Leaf, MerkleProof),
     /// For the last segment: the round's start parameters and the residual before encoding.
     pub tail: Option<Tail>,
+    /// For a pipeline stage: the segment's batches and frames, step by step, lane by lane
+    /// ([`crate::stage`]); empty for a whole model.
+    pub work: Vec<Vec<LaneWork>>,
 }
 
 /// The last segment's extra: what turns its end checkpoint into the announced payload.
@@ -48,6 +52,8 @@ pub struct Opened {
     pub losses: Vec<f32>,
     /// For the last segment: the round's start parameters and the residual.
     pub tail: Option<(Vec<f32>, Vec<f32>)>,
+    /// For a pipeline stage: the segment's batches and frames, checked against the end leaf.
+    pub work: Vec<Vec<LaneWork>>,
 }
 
 /// What an opening must match: the contributor's commitment, the model it trained from, and
@@ -68,7 +74,9 @@ impl Opening {
     /// Checks everything that needs no replay: both leaves prove against the root at positions
     /// j and j + 1, both checkpoints hash to their leaves and have the model's size, the step
     /// counters advance by the segment's length, the losses are one per step, segment 0 starts
-    /// from the base model, and the last segment carries a base and residual that match.
+    /// from the base model, the last segment carries a base and residual that match, and a
+    /// stage's work matches its end leaf (a whole model's leaf names no work, and its opening
+    /// serves none).
     ///
     /// A failure here is the contributor's: it signed this opening.
     pub fn check(&self, claim: &Claim<'_>) -> Result<Opened> {
@@ -106,12 +114,20 @@ impl Opening {
             ));
         }
         let tail = self.check_tail(claim, j + 1 == count)?;
+        match self.end_leaf.0.work == Hash::default() {
+            true if !self.work.is_empty() => {
+                return Err(mismatch("work served for a leaf that names none"));
+            }
+            true => {}
+            false => check_work(&self.end_leaf.0, &self.work)?,
+        }
         Ok(Opened {
             segment: j,
             start,
             end,
             losses,
             tail,
+            work: self.work.clone(),
         })
     }
 

@@ -28,6 +28,14 @@ pub enum Fault {
     /// The last checkpoint does not encode to the announced Δ.
     #[error("encoding: {0}")]
     Encoding(String),
+    /// A pipeline stage sent frames its replay does not send (`crate::stage::judge_frames`).
+    #[error("step {step}: {reason}")]
+    Frames {
+        /// The global inner step.
+        step: u64,
+        /// What differs.
+        reason: String,
+    },
 }
 
 /// The outcome of one audit.

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use neuroshard_primitives::{Hash, NodeId, Signed};
 use neuroshard_verify::audit::{TICKET_NAMESPACE, ticket_payload};
+use neuroshard_verify::stage::LaneWork;
 use neuroshard_verify::{
     Chain, Checkpoint, Claim, Commitment, Draw, Fault, Opened, Opening, Outcome, Tail, Verdict,
 };
@@ -237,9 +238,9 @@ pub(crate) fn on_challenge(
 pub(crate) fn on_checkpoints(
     node: &mut Node,
     peer: NodeId,
-    round: Round,
-    segment: u64,
+    (round, segment): (Round, u64),
     checkpoints: Option<Vec<Vec<u8>>>,
+    work: Vec<Vec<LaneWork>>,
 ) -> Vec<Output> {
     let (Some(own), Some(mut read)) = (node.audits.own.get(&round), checkpoints) else {
         return Vec::new();
@@ -272,6 +273,7 @@ pub(crate) fn on_checkpoints(
         start_leaf,
         end_leaf,
         tail,
+        work,
     };
     node.audits.stats.served += 1;
     vec![Output::Send(
@@ -418,6 +420,8 @@ fn judge(
         .config
         .audit
         .unwrap_or(neuroshard_verify::AuditConfig::DEFAULT);
+    // A stage's work that could not be replayed, or frames it sent that its replay does not.
+    replayed.frames.clone()?;
     let distance =
         neuroshard_verify::judge(opened, &replayed.end, &replayed.losses, &config.tolerance)?;
     if let Some(announcement) = claimed(node, round, contributor) {

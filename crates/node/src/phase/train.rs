@@ -2,7 +2,7 @@
 //! contribution.
 
 use neuroshard_primitives::Hash;
-use neuroshard_verify::{Commitment, Segments, residual_hash};
+use neuroshard_verify::{Chain, Commitment, Segments, residual_hash};
 
 use crate::Timestamp;
 use crate::message::{Announcement, Message};
@@ -64,7 +64,7 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         commitment: None,
         memory_budget: node.pool.budget,
     };
-    let announcement = match chain_plan(node).filter(|_| !result.chain.leaves().is_empty()) {
+    let announcement = match trained_segments(node, &result.chain) {
         Some(segments) => {
             let commitment = Commitment {
                 segments,
@@ -98,6 +98,19 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         root: announcement.commitment.map(|c| c.root).unwrap_or_default(),
     };
     vec![Output::Broadcast(frame), claim]
+}
+
+/// How the job's chain is cut, when it committed one: the network's cut over the steps the
+/// chain covers. That is the whole job's H unless a pipeline stage's lane broke and its job
+/// stopped early (its chain then ends with the steps it trained, the last segment shorter); a
+/// chain of no step commits to nothing.
+fn trained_segments(node: &Node, chain: &Chain) -> Option<Segments> {
+    let plan = chain_plan(node)?;
+    let steps = chain.losses().count() as u64;
+    (steps > 0 && chain.leaves().len() as u64 == steps.div_ceil(plan.len) + 1).then_some(Segments {
+        steps,
+        len: plan.len,
+    })
 }
 
 /// How the network cuts a training job into a committed chain, if it audits.

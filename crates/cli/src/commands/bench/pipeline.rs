@@ -458,7 +458,11 @@ fn pipeline_gradient(shape: &Shape, cfg: &Config, model: &NeuroLlm) -> Result<Ve
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            Ok(StageOutcome { grads, loss: None })
+            Ok(StageOutcome {
+                grads,
+                loss: None,
+                traffic: Vec::new(),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(whole_gradients(

@@ -244,6 +244,7 @@ fn open(
             base: base.iter().flat_map(|x| x.to_le_bytes()).collect(),
             residual: Vec::new(),
         }),
+        work: Vec::new(),
     })
 }
 
