@@ -13,13 +13,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::FrameKind;
 
+/// Encoded frames by (kind, micro-batch).
+pub type Frames = BTreeMap<(FrameKind, u32), Vec<u8>>;
+
 /// The frames of one stage's step on one lane, by (kind, micro-batch).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Traffic {
     /// Activations from the previous stage and gradients from the next, as they arrived.
-    pub received: BTreeMap<(FrameKind, u32), Vec<u8>>,
+    pub received: Frames,
     /// Activations to the next stage and gradients to the previous, as they were sent.
-    pub sent: BTreeMap<(FrameKind, u32), Vec<u8>>,
+    pub sent: Frames,
 }
 
 impl Traffic {
@@ -49,7 +52,7 @@ impl Traffic {
 }
 
 /// The frames of one kind, in key order.
-fn of_kind(frames: &BTreeMap<(FrameKind, u32), Vec<u8>>, kind: FrameKind) -> Vec<(u32, &[u8])> {
+fn of_kind(frames: &Frames, kind: FrameKind) -> Vec<(u32, &[u8])> {
     frames
         .iter()
         .filter(|((k, _), _)| *k == kind)

@@ -129,13 +129,7 @@ impl InnerLoop {
     /// Replaces the weights and the optimizer state (a checkpoint a verifier replays from),
     /// checking that they fit the model.
     pub fn restore(&mut self, params: &[f32], optimizer: AdamW) -> Result<()> {
-        if optimizer.len() != self.params.len() {
-            return Err(Error::LengthMismatch {
-                what: "optimizer state",
-                expected: self.params.len(),
-                got: optimizer.len(),
-            });
-        }
+        fits(&optimizer, self.params.len())?;
         self.set_params(params)?;
         self.optimizer = optimizer;
         Ok(())
@@ -217,6 +211,18 @@ impl InnerLoop {
         );
         self.model.set_flat_params(&self.params)?;
         Ok(stats)
+    }
+}
+
+/// Checks that an optimizer state restored into a loop covers its `n` parameters.
+pub(crate) fn fits(optimizer: &AdamW, n: usize) -> Result<()> {
+    match optimizer.len() == n {
+        true => Ok(()),
+        false => Err(Error::LengthMismatch {
+            what: "optimizer state",
+            expected: n,
+            got: optimizer.len(),
+        }),
     }
 }
 

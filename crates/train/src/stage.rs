@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use neuroshard_model::Stage;
 
-use crate::inner::{adamw_descent, clipped};
+use crate::inner::{adamw_descent, clipped, fits};
 use crate::{AdamW, Error, Gradients, InnerConfig, Result, StepStats};
 
 /// A stage, its AdamW state and its weights, flat in the stage's canonical order; the stage
@@ -92,13 +92,7 @@ impl StageLoop {
     /// Replaces the weights and the optimizer state (a checkpoint a verifier replays from),
     /// checking that they fit the stage.
     pub fn restore(&mut self, params: &[f32], optimizer: AdamW) -> Result<()> {
-        if optimizer.len() != self.params.len() {
-            return Err(Error::LengthMismatch {
-                what: "optimizer state",
-                expected: self.params.len(),
-                got: optimizer.len(),
-            });
-        }
+        fits(&optimizer, self.params.len())?;
         self.set_params(params)?;
         self.optimizer = optimizer;
         Ok(())

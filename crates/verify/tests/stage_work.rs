@@ -6,7 +6,8 @@
 use candle_core::Device;
 use neuroshard_model::{Config, Stage};
 use neuroshard_pipeline::{
-    Frame, FrameKind, FrameLimit, Plan, Precision, StageOutcome, even_split, frame, run_step,
+    Frame, FrameKind, FrameLimit, Frames, Plan, Precision, StageOutcome, even_split, frame,
+    run_step,
 };
 use neuroshard_primitives::{Batch, Hash};
 use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, StageLoop};
@@ -185,7 +186,7 @@ fn every_stage_segment_replays_from_its_committed_batches_and_frames() {
 /// `factor`, re-encoded.
 fn scaled(
     work: &[Vec<LaneWork>],
-    pick: fn(&mut LaneWork) -> &mut std::collections::BTreeMap<(FrameKind, u32), Vec<u8>>,
+    pick: fn(&mut LaneWork) -> &mut Frames,
     factor: f32,
 ) -> Vec<Vec<LaneWork>> {
     let mut work = work.to_vec();
