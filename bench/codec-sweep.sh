@@ -74,8 +74,9 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         hent-decay07) run "$row" "hent:bits=2.1,decay=0.7" ;;
         hent-decay06) run "$row" "hent:bits=2.1,decay=0.6" ;;
         # Decay 0.7 with the levels at the unbiased scale Σ x² / Σ x q instead of the
-        # least-squares one (docs/experiments/2026-12-02-hent-unbiased.md): the same codec string,
-        # the encoder of that note's branch.
+        # least-squares one (docs/experiments/2026-12-02-hent-unbiased.md): the same codec string
+        # as hent-decay07; the note's rows were measured with the encoder of commit a5cca35, since
+        # reverted, so with this tree's binary this row repeats hent-decay07.
         hent-unb07) run "$row" "hent:bits=2.1,decay=0.7" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac

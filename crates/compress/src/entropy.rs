@@ -32,21 +32,24 @@
 //!    back; zero bytes to its fixed length, `126 + 8N + T` (nothing for an empty vector), so the
 //!    packet's length follows from its header.
 //! 7. The reconstruction is `x̂ = q · s_c`, un-rotated; error feedback keeps `x − x̂`. The scale
-//!    is the unbiased one, `s_c = Σ x² / Σ x q`, capped at `Δ_c` (see [`fit`]): the `s` for which
-//!    `⟨x̂, x⟩ = ‖x‖²`, so the reconstruction does not shrink the chunk along itself; the decoder
-//!    needs only `s_c`, not `Δ_c`. On a Gaussian at the steps rate control picks (about σ) it is
-//!    within 10⁻⁴ of the step, i.e. of the bins' centres `q · Δ`. The least-squares scale
-//!    `Σ x q / Σ q²` (`hent` from `docs/experiments/2026-11-30-hent-centroid.md` to
-//!    `docs/experiments/2026-12-01-hent-ecsq.md`) leaves each encoding less error (0.079 of the
-//!    energy at 2.1 bits per value instead of 0.086) but pulls every level towards zero by the
-//!    same factor on every node (`c = 0.92`), and that shared part of the error survives the
-//!    averaging of several nodes' Δs: for three nodes whose Δs are as alike as `nano`'s, the
-//!    unbiased scale leaves the mean 1–4 % less error (`docs/experiments/2026-12-01-hent-ecsq.md`,
-//!    measured in `docs/experiments/2026-12-02-hent-unbiased.md`). The decision thresholds stay
-//!    at the bin edges `(q ± ½) Δ_c`: for a Gaussian that is already the entropy-constrained
-//!    optimum for a uniform grid (free levels and thresholds under a rate penalty gain 0.05 % of
-//!    the error at most; a wider zero bin loses), so moving them buys nothing (same note). The
-//!    scale changes no symbol, so no byte of rate.
+//!    is the least-squares fit of the chunk's levels to its values, `s_c = Σ x q / Σ q²`, capped
+//!    at `Δ_c` (see [`fit`]); the decoder needs only `s_c`, not `Δ_c`. At the steps rate control
+//!    picks (about σ), a Gaussian's mass in each bin leans towards zero, and the bin centres
+//!    `q · Δ` overshoot it; the fit pulls every level towards zero in proportion to `q`, which on
+//!    a Gaussian is within 10⁻⁴ of the energy of putting each level at its bin's own conditional
+//!    mean, at no cost in bytes (the symbols, so the rate, do not change): at 2.1 bits per value
+//!    0.079 of the energy is left instead of 0.086. A fixed shrink would be right at one rate
+//!    only: the best is 2 % of the step at 0.5 σ, 7 % at 0.95 σ, 12 % at 1.3 σ
+//!    (`docs/experiments/2026-11-30-hent-centroid.md`). The decision thresholds stay at the bin
+//!    edges `(q ± ½) Δ_c`: with the levels at one fitted scale, that is already the
+//!    entropy-constrained optimum for a Gaussian (free levels and thresholds under a rate
+//!    penalty gain 0.05 % of the error at most; a wider zero bin loses), so moving them buys
+//!    nothing (`docs/experiments/2026-12-01-hent-ecsq.md`). The fit lowers each node's error,
+//!    not necessarily the error of the mean of several nodes' Δs: its shrink along the Δ is the
+//!    same on every node and does not average out, and for three nodes whose Δs are as alike as
+//!    `nano`'s the bins' centres leave the mean 1–4 % less error (same note). Measured, the
+//!    unbiased scale `Σ x² / Σ x q` (capped at `Δ_c`) in its place ended 0.015 and 0.019 nats
+//!    behind this fit at H = 500 on two seeds (`docs/experiments/2026-12-02-hent-unbiased.md`).
 //!
 //! The decoder rejects frequencies that do not sum to `2^14`, a negative or non-finite scale, a
 //! scale of 0 with a stream or a stream without a scale, streams whose lengths exceed `T` (every
@@ -235,22 +238,21 @@ pub(crate) fn encode(header: &Header, acc: &mut [f32], payload: &mut [u8]) {
         });
 }
 
-/// Step 7's scale of a chunk: `Σ x² / Σ x q` over its rotated values `x` and their levels `q`
-/// (in `f64`, in order), the `s` for which `⟨q s, x⟩ = ‖x‖²`: the reconstruction keeps the
-/// chunk's projection on itself whole rather than shrinking it; `step` itself when that is not a
-/// normal `f32` in `(0, step)` (no non-zero symbol, a chunk not sent). Every `q` has the sign of
-/// its `x`, so `Σ x q > 0` once one symbol is non-zero; the scale exceeds `Δ` when much of the
-/// chunk's energy sits in the zero bin or the outer halves of the bins, and the cap keeps
-/// `|q · s| ≤ |x| + Δ / 2`.
+/// Step 7's scale of a chunk: `Σ x q / Σ q²` over its rotated values `x` and their levels `q`
+/// (in `f64`, in order), the `s` that leaves the least error `Σ (x − q s)²` for these symbols;
+/// `step` itself when that is not a normal `f32` in `(0, step)` (no non-zero symbol, a chunk
+/// not sent). Every `q` has the sign of its `x`, so the fit is at least `Δ / 2`; it exceeds `Δ`
+/// only when most values sit in the outer halves of their bins or are clamped, and the cap
+/// keeps `|q · s| ≤ |x| + Δ / 2` there.
 fn fit(rotated: &[f32], symbols: &[u8], step: f32) -> f32 {
-    let (xx, xq) = rotated
+    let (xq, qq) = rotated
         .iter()
         .zip(symbols)
-        .fold((0.0f64, 0.0f64), |(xx, xq), (&x, &s)| {
-            let (x, q) = (f64::from(x), f64::from(level(s)));
-            (xx + x * x, xq + x * q)
+        .fold((0.0f64, 0.0f64), |(xq, qq), (&x, &s)| {
+            let q = f64::from(level(s));
+            (xq + f64::from(x) * q, qq + q * q)
         });
-    let scale = (xx / xq) as f32;
+    let scale = (xq / qq) as f32;
     if scale.is_normal() && (0.0..step).contains(&scale) {
         scale
     } else {
@@ -384,13 +386,12 @@ mod tests {
     }
 
     #[test]
-    fn the_scale_is_unbiased_within_the_step() {
+    fn the_scale_is_the_least_squares_fit_within_the_step() {
         let symbols = |xs: &[f32]| xs.iter().map(|&x| symbol(x, 1.0)).collect::<Vec<_>>();
         let x = [0.6, 0.8, -1.6, 0.1];
-        // q = 1, 1, −2, 0: Σ x² = 0.36 + 0.64 + 2.56 + 0.01 = 3.57, Σ x q = 0.6 + 0.8 + 3.2 = 4.6.
-        assert_eq!(fit(&x, &symbols(&x), 1.0), (3.57f64 / 4.6) as f32);
+        // q = 1, 1, −2, 0: Σ x q = 0.6 + 0.8 + 3.2 = 4.6, Σ q² = 6.
+        assert_eq!(fit(&x, &symbols(&x), 1.0), (4.6f64 / 6.0) as f32);
         let x = [1.4, 2.4, 0.2];
-        // Σ x² = 7.76, Σ x q = 6.2: 1.25.
         assert_eq!(fit(&x, &symbols(&x), 1.0), 1.0, "capped at the step");
         let x = [0.3, -0.4];
         assert_eq!(fit(&x, &symbols(&x), 1.0), 1.0, "no non-zero level");

@@ -46,7 +46,7 @@ fn every_codec_encodes_a_fixed_vector_the_same_way() {
         ternary      275 bytes  4b236707
         hint2        322 bytes  eb5eefa4
         hbits        326 bytes  954be593
-        hent         464 bytes  3e378381
+        hent         464 bytes  99a69922
     "#]]
     .assert_eq(&table);
 }
