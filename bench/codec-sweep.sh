@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md,
-# 2026-11-30-hint2.md, 2026-11-30-hbits.md, 2026-11-30-hent.md, 2026-11-30-hent-centroid.md and
-# 2026-12-01-hent-ecsq.md: `nano` on a Genesis directory, 3 nodes, H inner steps per round (default
-# 100), STEPS inner steps per node (default 1 000), the genesis defaults otherwise (plain
-# averaging, inner lr 3e-3, warm-up 50, constant within the run), the whole validation split.
+# 2026-11-30-hint2.md, 2026-11-30-hbits.md, 2026-11-30-hent.md, 2026-11-30-hent-centroid.md,
+# 2026-12-01-hent-ecsq.md and 2026-12-02-hent-unbiased.md: `nano` on a Genesis directory, 3 nodes,
+# H inner steps per round (default 100), STEPS inner steps per node (default 1 000), the genesis
+# defaults otherwise (plain averaging, inner lr 3e-3, warm-up 50, constant within the run), the
+# whole validation split.
 # Prints one line per codec: the network model's validation loss after every round, and bytes sent
 # per node per token. One run (topk-int2 at 2 %) keeps the synchronous data-parallel baseline and
 # prints its loss and bytes per token; the others are stopped once their last round is reported.
@@ -72,6 +73,11 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         hent-decay08) run "$row" "hent:bits=2.1,decay=0.8" ;;
         hent-decay07) run "$row" "hent:bits=2.1,decay=0.7" ;;
         hent-decay06) run "$row" "hent:bits=2.1,decay=0.6" ;;
+        # Decay 0.7 with the levels at the unbiased scale Σ x² / Σ x q instead of the
+        # least-squares one (docs/experiments/2026-12-02-hent-unbiased.md): the same codec string
+        # as hent-decay07; the note's rows were measured with the encoder of commit a5cca35, since
+        # reverted, so with this tree's binary this row repeats hent-decay07.
+        hent-unb07) run "$row" "hent:bits=2.1,decay=0.7" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done
