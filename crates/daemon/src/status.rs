@@ -254,13 +254,13 @@ impl StatusBoard {
         });
     }
 
-    /// What the node's audits found so far, and whom it excluded.
     /// The ledger as this node sees it.
     pub(crate) fn ledger(&self, ledger: neuroshard_api::LedgerStatus) {
         self.tx
             .send_if_modified(|s| replace(&mut s.ledger, Some(ledger)));
     }
 
+    /// What the node's audits found so far, and whom it excluded.
     pub(crate) fn audits(
         &self,
         stats: neuroshard_node::AuditStats,
