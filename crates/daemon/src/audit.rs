@@ -235,8 +235,8 @@ impl StageReplayer {
         }
     }
 
-    /// The role of a new plan that keeps this node's stage (its place and depth, which a
-    /// replay of a grown stage is built at).
+    /// The role of the plan in force, which the driver hands it before each replay: a replay of
+    /// a grown stage is built at its place and depth.
     pub(crate) fn replan(&mut self, role: Role) {
         self.role = role;
     }

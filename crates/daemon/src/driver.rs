@@ -397,6 +397,10 @@ impl Driver {
             return;
         };
         let mut replayer = self.replayer.take().expect("checked above");
+        if let (Replayer::Stage(stage), Some(role)) = (replayer.as_mut(), self.pipeline.role()) {
+            // The plan in force: a replan may have moved the stage's place or depth.
+            stage.replan(role.clone());
+        }
         let (data, done) = (self.data.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             if let Err(err) = data.ensure(job.round, job.contributor).await {

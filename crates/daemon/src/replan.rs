@@ -15,7 +15,6 @@ use neuroshard_primitives::NodeId;
 use tokio::time::Instant;
 
 use crate::Result;
-use crate::audit::Replayer;
 use crate::chain::PoolBoundary;
 use crate::driver::{Driver, finalized};
 use crate::grow::{Layout, Target};
@@ -306,17 +305,14 @@ impl Driver {
 
     /// Takes `role` in place of the current one of the same stage: the lanes' (members new to
     /// them are gone until they say they are on this node's round; the one step that can fail,
-    /// so first), the trainer's and the replayer's (each when not running), the status's and the
-    /// round core's members.
+    /// so first), the trainer's, the status's and the round core's members (a stage's replayer
+    /// takes it at its next replay).
     fn take_role(&mut self, role: &Role) -> Result<()> {
         if let Some(wires) = &mut self.pipeline.lane {
             wires.replan(role)?;
         }
         if let Some(trainer) = &mut self.trainer {
             trainer.replan(role.clone());
-        }
-        if let Some(Replayer::Stage(replayer)) = self.replayer.as_deref_mut() {
-            replayer.replan(role.clone());
         }
         self.pipeline.placement = Some(Placement::Stage(role.clone()));
         let served = (self.pipeline.lane.as_ref()).map_or_else(Vec::new, |w| w.lanes());

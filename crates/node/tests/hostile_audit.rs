@@ -245,4 +245,26 @@ fn an_announcement_without_the_networks_chain_plan_is_refused() {
     other_plan.commitment.as_mut().unwrap().segments = Segments::new(4, 4).unwrap();
     let outputs = feed(&mut node, &keys[2], &Message::Announce(other_plan));
     assert!(matches!(outputs.as_slice(), [Output::Penalize { .. }]));
+    // Longer than the job: refused too.
+    let mut longer = announcement(&node);
+    longer.commitment.as_mut().unwrap().segments = Segments { steps: 6, len: 2 };
+    let outputs = feed(&mut node, &keys[3], &Message::Announce(longer));
+    assert!(matches!(outputs.as_slice(), [Output::Penalize { .. }]));
+}
+
+#[test]
+fn a_stage_job_cut_short_commits_to_the_steps_it_trained() {
+    // A pipeline stage whose lane broke: the network's segment length over fewer steps, or
+    // over none; both are taken.
+    let mut node = node();
+    let keys = keys();
+    for (key, steps) in [(&keys[1], 3), (&keys[2], 0)] {
+        let mut short = announcement(&node);
+        short.commitment.as_mut().unwrap().segments = Segments { steps, len: 2 };
+        let outputs = feed(&mut node, key, &Message::Announce(short));
+        let penalised = outputs
+            .iter()
+            .any(|o| matches!(o, Output::Penalize { .. }));
+        assert!(!penalised, "{steps} steps: {outputs:?}");
+    }
 }

@@ -133,7 +133,8 @@ pub(crate) fn select(node: &mut Node, now: Timestamp, included: &[NodeId]) -> Ve
         let Some(announcement) = claimed(node, round, contributor) else {
             continue;
         };
-        let Some(commitment) = announcement.commitment else {
+        // A chain of no step (a stage job whose lane broke at once) claims no training.
+        let Some(commitment) = announcement.commitment.filter(|c| c.segments.steps > 0) else {
             continue;
         };
         let ticket = ticket(node, round, &commitment.root, contributor);
@@ -210,7 +211,8 @@ pub(crate) fn on_challenge(
         signature: ticket,
     };
     let count = own.commitment.segments.count();
-    if signed.verify(TICKET_NAMESPACE).is_err()
+    if count == 0
+        || signed.verify(TICKET_NAMESPACE).is_err()
         || Draw::of(&signed.signature).segment(count) != segment
     {
         return vec![penalize(
@@ -560,7 +562,10 @@ pub(crate) fn on_verdict(node: &mut Node, now: Timestamp, verdict: Verdict) -> V
     if !relevant || !node.audits.rechecked.insert((round, contributor)) {
         return Vec::new();
     }
-    let Some(commitment) = claimed(node, round, contributor).and_then(|a| a.commitment) else {
+    let Some(commitment) = claimed(node, round, contributor)
+        .and_then(|a| a.commitment)
+        .filter(|c| c.segments.steps > 0)
+    else {
         return Vec::new();
     };
     let ticket = ticket(node, round, &commitment.root, contributor);

@@ -1,6 +1,7 @@
 //! Step 3: collect the round's contributions: announcements, fetches by hash, checked payloads.
 
 use neuroshard_primitives::{Hash, NodeId};
+use neuroshard_verify::{Commitment, Segments};
 
 use crate::message::{Announcement, Message, Round};
 use crate::node::{Entry, Inbox, Node, Output, penalize};
@@ -20,8 +21,15 @@ pub(crate) fn on_announce(
     if !node.members.contains(&signer) || signer == node.id {
         return Vec::new();
     }
+    // The network's cut, over the whole job or (a pipeline stage whose lane broke) fewer steps.
     let plan = train::chain_plan(node);
-    if plan.is_some() && announcement.commitment.map(|c| c.segments) != plan {
+    let cut = |c: &Commitment, p: &Segments| c.segments.len == p.len && c.segments.steps <= p.steps;
+    let committed = match (&plan, &announcement.commitment) {
+        (None, _) => true,
+        (Some(p), Some(c)) => cut(c, p),
+        (Some(_), None) => false,
+    };
+    if !committed {
         return vec![penalize(
             signer,
             "announced a Δ without a commitment to the network's chain plan",

@@ -102,12 +102,13 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
 
 /// How the job's chain is cut, when it committed one: the network's cut over the steps the
 /// chain covers. That is the whole job's H unless a pipeline stage's lane broke and its job
-/// stopped early (its chain then ends with the steps it trained, the last segment shorter); a
-/// chain of no step commits to nothing.
+/// stopped early (its chain then ends with the steps it trained, the last segment shorter, or
+/// holds only its start: no step, nothing to audit).
 fn trained_segments(node: &Node, chain: &Chain) -> Option<Segments> {
     let plan = chain_plan(node)?;
     let steps = chain.losses().count() as u64;
-    (steps > 0 && chain.leaves().len() as u64 == steps.div_ceil(plan.len) + 1).then_some(Segments {
+    let leaves = chain.leaves().len() as u64;
+    (leaves > 0 && leaves == steps.div_ceil(plan.len) + 1).then_some(Segments {
         steps,
         len: plan.len,
     })
