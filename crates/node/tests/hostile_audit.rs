@@ -262,9 +262,7 @@ fn a_stage_job_cut_short_commits_to_the_steps_it_trained() {
         let mut short = announcement(&node);
         short.commitment.as_mut().unwrap().segments = Segments { steps, len: 2 };
         let outputs = feed(&mut node, key, &Message::Announce(short));
-        let penalised = outputs
-            .iter()
-            .any(|o| matches!(o, Output::Penalize { .. }));
+        let penalised = outputs.iter().any(|o| matches!(o, Output::Penalize { .. }));
         assert!(!penalised, "{steps} steps: {outputs:?}");
     }
 }
