@@ -23,8 +23,10 @@
 //!    stage, the stage lengths stay unless water-filling beats them by [`REBALANCE`]; new
 //!    members join as in 2; a stage left empty, or with fewer than [`REDUNDANCY`] replicas,
 //!    takes a new member or one from the stage with the most replicas. The stable draft wins
-//!    unless the best fresh draft beats it by [`REPLAN`]. So a join usually moves only the
-//!    joiner's layers, and a leave nothing unless it empties a stage or leaves it one replica.
+//!    unless the best fresh draft beats it by [`REPLAN`], or costs within [`REPLAN`] of it and
+//!    moves fewer layers (a leaver's stage refilled by a donor whose old range is far from it,
+//!    say). So a join usually moves only the joiner's layers, and a leave nothing unless it
+//!    empties a stage or leaves it one replica.
 //!
 //! # Carrying a running plan over ([`carry`])
 //!
@@ -165,13 +167,19 @@ pub fn assign(
     let fresh = (1..=n_layers.min(pool.members.len()))
         .filter_map(|k| pool.fresh(k))
         .min_by(|a, b| pool.cost(a).cmp_with(&pool.cost(b)));
-    let stable = previous.and_then(|p| pool.stable(p));
-    let chosen = match (stable, fresh) {
-        (Some(s), Some(f)) if !pool.cost(&s).exceeds(&pool.cost(&f), REPLAN) => Some(s),
-        (Some(s), None) => Some(s),
-        (_, f) => f,
+    let stable = previous.and_then(|p| Some((p, pool.stable(p)?)));
+    let (previous, s, f) = match (stable, fresh) {
+        (Some((p, s)), Some(f)) => (p, s, f),
+        (s, f) => return pool.plan(s.map(|(_, s)| s).or(f)),
     };
-    pool.plan(chosen)
+    let (cs, cf) = (pool.cost(&s), pool.cost(&f));
+    let (s, f) = (pool.plan(Some(s)), pool.plan(Some(f)));
+    // Within REPLAN of each other, the plan that moves fewer layers; ties to the stable one.
+    let fewer = || f.moves_from(previous) < s.moves_from(previous);
+    match cs.exceeds(&cf, REPLAN) || (!cf.exceeds(&cs, REPLAN) && fewer()) {
+        true => f,
+        false => s,
+    }
 }
 
 /// The plan in force, `previous`, carried over to `members` and a model of `n_layers` without
