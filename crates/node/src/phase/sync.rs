@@ -19,7 +19,7 @@ use crate::message::{Message, Round};
 use crate::node::{
     Node, Output, PendingSync, Phase, f32_bytes, f32_values, outer_from_bytes, penalize,
 };
-use crate::phase::{aggregate, exchange, grow};
+use crate::phase::{aggregate, audit, exchange, grow};
 
 /// All votes are kept for rounds this far behind the current one; for rounds further behind or
 /// ahead, only each signer's latest.
@@ -160,9 +160,10 @@ pub(crate) fn retry(node: &mut Node, now: Timestamp) -> Vec<Output> {
 /// - an older round that a strict majority settled on a hash the node never held: the node
 ///   built on another model (it ran on alone in a partition) and goes back to the network's.
 fn target(node: &Node) -> Option<(Round, Hash)> {
+    let voters = audit::voters(node);
     let (round, hash, majority) = node.votes.iter().rev().find_map(|(round, votes)| {
         let open = *round >= node.round;
-        settled_hash(votes, &node.members, node.id, open).map(|(h, m)| (*round, h, m))
+        settled_hash(votes, &voters, node.id, open).map(|(h, m)| (*round, h, m))
     })?;
     let open = round > node.round
         || (round == node.round
@@ -238,7 +239,7 @@ pub(crate) fn on_state(node: &mut Node, signer: NodeId, state: State<'_>) -> Ins
     } else if state.round > pending.round {
         node.votes
             .get(&state.round)
-            .and_then(|votes| settled_hash(votes, &node.members, node.id, true))
+            .and_then(|votes| settled_hash(votes, &audit::voters(node), node.id, true))
             .map(|(hash, _)| hash)
     } else {
         None
@@ -326,7 +327,7 @@ pub(crate) fn record_own(node: &mut Node, round: Round, hash: Hash) {
 }
 
 /// The hash the members settled on for one round, from their `votes`, and whether a strict
-/// majority voted it.
+/// majority voted it. The callers pass the members this node has not excluded.
 ///
 /// A hash a strict majority voted. Failing that, for a round this node has not closed
 /// (`open`): a hash more than max(f, ⌊(n − 1) / 2⌋) members vouch for (f = ⌊(n − 1) / 3⌋), the
@@ -374,9 +375,7 @@ mod tests {
     use super::*;
     use crate::{DeadlineAgreement, NodeConfig};
 
-    #[test]
-    fn a_peer_cannot_fill_memory_with_votes() {
-        let keys: Vec<Keypair> = (1..=4).map(|i| Keypair::from_seed([i; 32])).collect();
+    fn node_of(keys: &[Keypair]) -> Node {
         let members = keys.iter().map(Keypair::node_id).collect();
         let config = NodeConfig {
             inner_steps: 1,
@@ -388,14 +387,20 @@ mod tests {
             audit: None,
         };
         let key = Keypair::from_seed([1; 32]);
-        let mut node = Node::new(
+        Node::new(
             key,
             config,
             members,
             vec![0.0; 4],
             Box::new(DeadlineAgreement),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_peer_cannot_fill_memory_with_votes() {
+        let keys: Vec<Keypair> = (1..=4).map(|i| Keypair::from_seed([i; 32])).collect();
+        let mut node = node_of(&keys);
         let peer = keys[1].node_id();
         for round in (0..1000).chain([u64::MAX, u64::MAX - 1, 7]) {
             on_vote(&mut node, Timestamp::ZERO, peer, round, Hash::of(b"x"));
@@ -403,5 +408,41 @@ mod tests {
         let kept: usize = node.votes.values().map(BTreeMap::len).sum();
         assert!(kept <= 3, "{kept} votes kept from one signer");
         assert!(node.votes.contains_key(&u64::MAX), "its latest vote stands");
+    }
+
+    /// Honest nodes that excluded a member at different moments can split two against two; the
+    /// excluded member's vote, which may never come, must not hold the split open.
+    #[test]
+    fn an_excluded_member_neither_votes_nor_holds_a_split_open() {
+        let keys: Vec<Keypair> = (1..=5).map(|i| Keypair::from_seed([i; 32])).collect();
+        let ids: Vec<NodeId> = keys.iter().map(Keypair::node_id).collect();
+        let mut node = node_of(&keys);
+        let (mut low, mut high) = (Hash::of(b"a"), Hash::of(b"b"));
+        if high < low {
+            std::mem::swap(&mut low, &mut high);
+        }
+        node.round = 1;
+        node.model_hash = high;
+        record_own(&mut node, 0, high);
+        for (id, hash) in [(ids[1], high), (ids[2], low), (ids[3], low)] {
+            node.votes.entry(0).or_default().insert(id, hash);
+        }
+        assert_eq!(
+            target(&node),
+            None,
+            "the fifth member's vote may still come"
+        );
+        node.audits.excluded.insert(ids[4], "withheld".into());
+        assert_eq!(
+            target(&node),
+            Some((0, low)),
+            "two against two, the lowest hash"
+        );
+        node.votes.entry(0).or_default().insert(ids[4], high);
+        assert_eq!(
+            target(&node),
+            Some((0, low)),
+            "an excluded member tips nothing"
+        );
     }
 }
