@@ -340,7 +340,8 @@ impl Lane {
     /// is `batches[i]`), merged into one mean gradient ([`StageOutcome::merge`]; its traffic is
     /// the lanes', in order), and the mean loss on the last stage. A lane that cannot complete
     /// the step is dropped from it, from `lanes` (the job's later steps) and from `batches`, the
-    /// others go on: a stand-in whose second lane broke keeps training its own.
+    /// others go on: a stand-in whose second lane broke keeps training its own. With `record`
+    /// the outcome carries each lane's traffic, for the job's chain.
     /// [`Error::NeighbourGone`] once no lane is left.
     fn step(
         &mut self,
@@ -348,11 +349,12 @@ impl Lane {
         step: u64,
         lanes: &mut Vec<LaneLink>,
         batches: &mut Vec<Batch>,
+        record: bool,
     ) -> Result<StageOutcome> {
         if self.given_up == Some(round) || lanes.is_empty() {
             return Err(Error::NeighbourGone);
         }
-        let outcome = self.run_step(round, step, lanes, batches);
+        let outcome = self.run_step(round, step, lanes, batches, record);
         if let Err(Error::NeighbourGone) = outcome {
             self.given_up = Some(round);
         }
@@ -367,6 +369,7 @@ impl Lane {
         step: u64,
         lanes: &mut Vec<LaneLink>,
         batches: &mut Vec<Batch>,
+        record: bool,
     ) -> Result<StageOutcome> {
         let ops = self.plan.ops(self.role.stage).unwrap_or_default();
         let stage = self.inner.stage();
@@ -374,8 +377,8 @@ impl Lane {
         let mut steps = Vec::with_capacity(lanes.len());
         for batch in batches.iter() {
             let micro = split(batch, self.plan.micro_batches() as usize)?;
-            let running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit);
-            steps.push(Some(running?));
+            let running = StageStep::new(stage, at, step, ops, micro, Precision::Bf16, self.limit)?;
+            steps.push(Some(if record { running.recording() } else { running }));
         }
         loop {
             for (slot, lane) in steps.iter_mut().zip(lanes.iter()) {
@@ -428,10 +431,9 @@ impl Lane {
             }
         }
         let before = lanes.len();
-        let mut kept = steps.iter().map(Option::is_some);
-        lanes.retain(|_| kept.next().unwrap_or(false));
-        let mut kept = steps.iter().map(Option::is_some);
-        batches.retain(|_| kept.next().unwrap_or(false));
+        let live: Vec<bool> = steps.iter().map(Option::is_some).collect();
+        keep_live(lanes, &live);
+        keep_live(batches, &live);
         if lanes.len() < before {
             let left: Vec<usize> = lanes.iter().map(|l| l.lane).collect();
             tracing::warn!(
@@ -478,7 +480,7 @@ impl Lane {
         for (i, batch) in batches.iter().enumerate() {
             let step = VALIDATION | (round << 20) | i as u64;
             let mut copies = vec![batch.clone(); lanes.len()];
-            losses.extend(self.step(round, step, &mut lanes, &mut copies)?.loss);
+            losses.extend(self.step(round, step, &mut lanes, &mut copies, false)?.loss);
         }
         let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
         Ok((self.is_last() && !losses.is_empty()).then_some(mean))
@@ -514,7 +516,8 @@ impl Lane {
             let mut batches = (lanes.iter())
                 .map(|l| data.batch(l.data_node, step, config.batch_size, config.seq_len))
                 .collect::<Result<Vec<Batch>>>()?;
-            let outcome = match self.step(job.round, step, &mut lanes, &mut batches) {
+            let record = chain.is_some();
+            let outcome = match self.step(job.round, step, &mut lanes, &mut batches, record) {
                 Err(Error::NeighbourGone) => {
                     tracing::warn!(
                         round = job.round,
@@ -613,6 +616,12 @@ pub(crate) fn fresh_stage(
         &candle_core::Device::Cpu,
     )?;
     Ok(StageLoop::new(stage, *inner.config(), role.stages)?)
+}
+
+/// Keeps the entries of `items` whose lane is still `live` (one flag per entry, in order).
+fn keep_live<T>(items: &mut Vec<T>, live: &[bool]) {
+    let mut flags = live.iter();
+    items.retain(|_| flags.next().copied().unwrap_or(false));
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub fn split_at(cfg: &Config, bounds: &[usize]) -> Result<Vec<StageSpec>> {
 
 /// Runs one step of `plan` over `stages` (owned or borrowed) on `batch` split into the plan's
 /// micro-batches, frames encoded at `precision` and decoded under the limit for that micro-batch
-/// size.
+/// size; each stage's outcome carries its traffic.
 pub fn run_step<S: Borrow<Stage>>(
     stages: &[S],
     plan: &Plan,
@@ -103,6 +103,7 @@ pub fn run_step<S: Borrow<Stage>>(
                 precision,
                 limit,
             )
+            .map(StageStep::recording)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut bytes = [0u64; 2];

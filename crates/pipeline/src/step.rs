@@ -46,7 +46,8 @@ pub struct StageOutcome {
     pub grads: Vec<f32>,
     /// The mean loss over the micro-batches (last stage only).
     pub loss: Option<f32>,
-    /// The frames each lane's step received and sent, in lane order (one lane unless merged).
+    /// The frames each lane's step received and sent, in lane order (one lane unless merged);
+    /// empty unless the steps were [`StageStep::recording`].
     pub traffic: Vec<Traffic>,
 }
 
@@ -89,7 +90,8 @@ pub struct StageStep {
     inbox: BTreeMap<(FrameKind, u32), Tensor>,
     kept: BTreeMap<u32, StageInput>,
     sum: GradSum,
-    traffic: Traffic,
+    /// The frames received and sent, kept only when [`StageStep::recording`] asked for them.
+    traffic: Option<Traffic>,
 }
 
 impl StageStep {
@@ -127,8 +129,15 @@ impl StageStep {
             inbox: BTreeMap::new(),
             kept: BTreeMap::new(),
             sum: GradSum::new(stage.n_params()),
-            traffic: Traffic::default(),
+            traffic: None,
         })
+    }
+
+    /// Keeps a copy of every frame the step receives and sends, for a work commitment (a copy
+    /// per frame, so only a network that audits asks for it).
+    pub fn recording(mut self) -> Self {
+        self.traffic = Some(Traffic::default());
+        self
     }
 
     /// Takes a neighbour's frame: decodes it under the limit and keeps it for its operation.
@@ -176,9 +185,9 @@ impl StageStep {
             &candle_core::Device::Cpu,
         )?;
         self.inbox.insert((frame.kind, m), tensor);
-        self.traffic
-            .received
-            .insert((frame.kind, m), bytes.to_vec());
+        if let Some(traffic) = &mut self.traffic {
+            traffic.received.insert((frame.kind, m), bytes.to_vec());
+        }
         Ok(())
     }
 
@@ -292,7 +301,9 @@ impl StageStep {
             values: values.flatten_all()?.to_vec1::<f32>()?,
         };
         let bytes = frame.encode(self.precision)?;
-        self.traffic.sent.insert((kind, m), bytes.clone());
+        if let Some(traffic) = &mut self.traffic {
+            traffic.sent.insert((kind, m), bytes.clone());
+        }
         Ok(Outgoing { to, bytes })
     }
 
@@ -308,7 +319,7 @@ impl StageStep {
         Ok(StageOutcome {
             grads,
             loss: self.last.then_some(loss),
-            traffic: vec![self.traffic],
+            traffic: self.traffic.into_iter().collect(),
         })
     }
 
@@ -317,17 +328,18 @@ impl StageStep {
     /// The frames it sends are in the outcome's traffic. Frames that do not feed the plan (one
     /// missing, one refused) are an error.
     pub fn run_through<'a>(
-        mut self,
+        self,
         stage: &Stage,
         received: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<StageOutcome> {
+        let mut this = self.recording();
         for frame in received {
-            self.deliver(frame)?;
+            this.deliver(frame)?;
         }
-        while self.is_ready() {
-            self.run_next(stage)?;
+        while this.is_ready() {
+            this.run_next(stage)?;
         }
-        self.finish()
+        this.finish()
     }
 }
 
@@ -465,5 +477,35 @@ mod tests {
         assert!(last.is_ready());
         assert!(last.run_next(&stages[1]).unwrap().is_none());
         assert!(matches!(last.finish(), Err(Error::NotReady(_))));
+    }
+
+    /// Runs the two stages' steps to the end, handing each frame to its neighbour.
+    fn run_both(stages: &[Stage], mut steps: [StageStep; 2]) -> Vec<StageOutcome> {
+        while steps.iter().any(|s| !s.is_done()) {
+            for s in 0..2 {
+                while steps[s].is_ready() {
+                    if let Some(out) = steps[s].run_next(&stages[s]).unwrap() {
+                        steps[1 - s].deliver(&out.bytes).unwrap();
+                    }
+                }
+            }
+        }
+        steps.into_iter().map(|s| s.finish().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_step_keeps_its_frames_only_when_recording() {
+        let (cfg, stages, micro) = setup();
+        let step = |s: usize| step_of(&stages, &micro, s, &cfg);
+        let plain = run_both(&stages, [step(0), step(1)]);
+        let recorded = run_both(&stages, [step(0).recording(), step(1).recording()]);
+        for (p, r) in plain.iter().zip(&recorded) {
+            assert!(p.traffic.is_empty());
+            assert_eq!((&p.grads, p.loss), (&r.grads, r.loss));
+        }
+        // Two micro-batches: the first stage sends two activations and receives two gradients.
+        let first = &recorded[0].traffic[0];
+        assert_eq!((first.sent.len(), first.received.len()), (2, 2));
+        assert!(first.agrees_with_next(&recorded[1].traffic[0]));
     }
 }
