@@ -1,11 +1,12 @@
-//! `neuroshard up --nodes 7 --memory-budget 4MB`, a budget below the model's training footprint
-//! (`neuroshard_pool::Footprint` says so): the nodes form a pipeline of at least two stages with
-//! at least two replicas each, uneven (3 and 4), every node trains, a replica of the smaller
-//! stage serving two lanes, every node shows its role (stage, layers, lanes, stage peers) in
-//! `/api/status` and `/metrics`, no node ever holds the whole model (`params_peak`, the most
-//! parameters it held, is its stage's), and training through the pipeline with DiLoCo per stage
-//! lowers the validation loss the last stage measures at each round's start. A killed replica's
-//! lane trains on through a stand-in (`docs/pipeline.md`, "Failover").
+//! `neuroshard up --nodes 7 --memory-budget B`, B one 1-layer stage of nano, below the model's
+//! training footprint (`neuroshard_pool::Footprint` says so): the nodes form a pipeline of at
+//! least two stages with at least two replicas each, uneven (3 and 4), every node trains, a
+//! replica of the smaller stage serving two lanes, every node shows its role (stage, layers,
+//! lanes, stage peers) in `/api/status` and `/metrics`, no node ever holds the whole model
+//! (`params_peak`, the most parameters it held, is its stage's), and training through the
+//! pipeline with DiLoCo per stage lowers the validation loss the last stage measures at each
+//! round's start. A killed replica's lane trains on through a stand-in (`docs/pipeline.md`,
+//! "Failover").
 //!
 //! A small generated-corpus genesis (nano, vocabulary 384, H = 16) in a temporary directory;
 //! `--http-port 0`, so every port is the OS's choice. Every wait is bounded, and `up` is killed
@@ -27,7 +28,6 @@ use neuroshard_testkit::up::{Up, signal, started as started_line};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
-const BUDGET: u64 = 4_000_000;
 
 /// Polls every node's status until `done` holds for all of them, or panics after `limit`.
 fn wait_all(
@@ -66,16 +66,16 @@ fn wait_rounds(what: &str, dashboards: &[String], round: u64, limit: Duration) {
     });
 }
 
-/// `up --nodes nodes --memory-budget 4000000 --work-per-sec 1000000000` on a small genesis in
+/// `up --nodes nodes --memory-budget <budget()> --work-per-sec 1000000000` on a small genesis in
 /// `work` (nano, H = 16, a round deadline of `deadline` seconds), and every node's pid and
 /// dashboard.
 fn start(work: &Path, deadline: u64, nodes: usize) -> (Up, Vec<(u32, String)>) {
     let deadline = deadline.to_string();
     let init = ["--inner-steps", "16", "--round-deadline-secs", &deadline];
-    start_with(work, &init, nodes, BUDGET)
+    start_with(work, &init, nodes, budget())
 }
 
-/// `up --nodes NODES --memory-budget BUDGET --work-per-sec 1000000000` on a small genesis in
+/// `up --nodes NODES --memory-budget BUDGET --work-per-sec 1000000000` (`budget`) on a small genesis in
 /// `work` made with `init` (`genesis init` flags), and every node's pid and dashboard.
 fn start_with(work: &Path, init: &[&str], nodes: usize, budget: u64) -> (Up, Vec<(u32, String)>) {
     let genesis = build_genesis(Path::new(EXE), work, init);
@@ -85,13 +85,29 @@ fn start_with(work: &Path, init: &[&str], nodes: usize, budget: u64) -> (Up, Vec
 /// The small genesis's model (nano, vocabulary 384) and what its parts take to train at `up`'s
 /// default batch (8 sequences: 4 micro-batches of 2).
 fn nano_footprint() -> (Config, Footprint) {
-    let cfg = Config::preset("nano", 384).unwrap();
+    footprint_of("nano")
+}
+
+/// The small genesis's model at `preset` (vocabulary 384) and its footprint at `up`'s batch.
+fn footprint_of(preset: &str) -> (Config, Footprint) {
+    let cfg = Config::preset(preset, 384).unwrap();
     let workload = Workload {
         micro_batch: 2,
         micro_batches: 4,
     };
     let footprint = Footprint::of(&cfg, workload);
     (cfg, footprint)
+}
+
+/// The budget of [`start`]: nano's head stage of one layer, so each of its two layers is a stage
+/// (a stage of two does not fit), below the whole model's footprint.
+fn budget() -> u64 {
+    let (cfg, footprint) = nano_footprint();
+    let budget = footprint.bytes(1, false, true);
+    assert!(budget >= footprint.bytes(1, true, false));
+    assert!(budget < footprint.bytes(2, true, false));
+    assert!(budget < footprint.bytes(cfg.n_layers, true, true));
+    budget
 }
 
 /// A new directory for one test's genesis and nodes: under `PIPELINE_UP_DIR` and kept, if set.
@@ -202,7 +218,11 @@ fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on(
     let work = work_dir();
     let init = ["--preset", "tiny", "--inner-steps", "4"];
     let init = [&init[..], &["--round-deadline-secs", "600"]].concat();
-    let (up, started) = start_with(work.path(), &init, 6, 63_900_000);
+    // A middle stage of two layers fits, a first stage of two does not: layers 0, 1..3, 3.
+    let (_, tiny) = footprint_of("tiny");
+    let budget = tiny.bytes(2, false, false);
+    assert!(budget < tiny.bytes(2, true, false) && budget >= tiny.bytes(1, false, true));
+    let (up, started) = start_with(work.path(), &init, 6, budget);
     let limit = Duration::from_secs(300);
     let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
     let statuses = wait_placed(&dashboards, 6, 2, limit);
@@ -255,13 +275,7 @@ fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on(
 
 #[test]
 fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
-    let (cfg, footprint) = nano_footprint();
-    let whole = footprint.bytes(cfg.n_layers, true, true);
-    assert!(
-        BUDGET < whole,
-        "the budget {BUDGET} must be below the footprint {whole}"
-    );
-
+    let (cfg, _) = nano_footprint();
     let work = work_dir();
     let (_up, started) = start(work.path(), 30, 7);
     let limit = Duration::from_secs(240);

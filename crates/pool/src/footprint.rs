@@ -6,6 +6,13 @@
 //! the gradient (4), AdamW's two moments (8), DiLoCo's θ_start (4) and outer momentum (4), and
 //! the compression residual (4), all `f32`.
 //!
+//! Every node on a network also audits (`docs/verification.md`): beside its stage it keeps a
+//! replayer of it, a second copy that replays the segments it challenges while training goes
+//! on: [`REPLAY_BYTES_PER_PARAM`] bytes per parameter (the weights in tensors and their flat
+//! copy, the gradient, AdamW's two moments) and the activations and kept inputs of the step it
+//! replays, as much as a training step's. The footprint counts both, so a node's budget holds
+//! what it runs.
+//!
 //! Activations: a stage's backward recomputes its forward from its input (`Stage::backward`),
 //! so between micro-batches it keeps only the inputs of those still in flight (`micro_batches`
 //! micro-batches of `(micro_batch, seq_len, d_model)`, all of a step's counted), and during one backward the graph of
@@ -19,6 +26,9 @@ use neuroshard_model::Config;
 
 /// Bytes of training state per parameter (module docs).
 pub const STATE_BYTES_PER_PARAM: u64 = 32;
+
+/// Bytes per parameter of the replayer an auditing node keeps beside its stage (module docs).
+pub const REPLAY_BYTES_PER_PARAM: u64 = 20;
 
 /// The shape of the work a stage does per micro-batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,17 +83,17 @@ impl Footprint {
             .saturating_add(ends)
     }
 
-    /// Bytes to train a stage with `layers` layers and the given ends.
+    /// Bytes to train a stage with `layers` layers and the given ends, and to replay it (module
+    /// docs): the state of both copies, and one step's activations and inputs for each.
     pub fn bytes(&self, layers: usize, embedding: bool, head: bool) -> u64 {
         let state = self
             .params(layers, embedding, head)
-            .saturating_mul(STATE_BYTES_PER_PARAM);
+            .saturating_mul(STATE_BYTES_PER_PARAM + REPLAY_BYTES_PER_PARAM);
         let activations = (layers as u64)
             .saturating_mul(self.layer_activations)
             .saturating_add(u64::from(head) * self.head_activations);
-        state
-            .saturating_add(activations)
-            .saturating_add(self.inputs)
+        let step = activations.saturating_add(self.inputs);
+        state.saturating_add(step.saturating_mul(2))
     }
 
     /// The most layers `budget` bytes can train with the given ends (0 when not even the ends
@@ -150,8 +160,8 @@ mod tests {
                 .map(|(_, t)| (t.elem_count() * t.dtype().size_in_bytes()) as u64)
                 .sum();
             assert_eq!(4 * fp.params(n, embedding, head), real_bytes);
-            let state = STATE_BYTES_PER_PARAM * fp.params(n, embedding, head);
-            assert!(fp.bytes(n, embedding, head) > state);
+            let state = STATE_BYTES_PER_PARAM + REPLAY_BYTES_PER_PARAM;
+            assert!(fp.bytes(n, embedding, head) > state * fp.params(n, embedding, head));
         }
     }
 

@@ -40,5 +40,5 @@ mod growth;
 pub use assign::{Member, Plan, REBALANCE, REDUNDANCY, REPLAN, StagePlan, Unplaced, assign, carry};
 pub use capacity::{CAPACITY_NAMESPACE, CapacityRecord, MAX_CAPACITY_FRAME};
 pub use error::{Error, Result};
-pub use footprint::{Footprint, STATE_BYTES_PER_PARAM, Workload};
+pub use footprint::{Footprint, REPLAY_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, Workload};
 pub use growth::{GrowthSchedule, pool_bytes};

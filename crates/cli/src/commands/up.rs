@@ -126,7 +126,7 @@ fn preview(genesis: &Path, nodes: usize, budget: u64) -> anyhow::Result<String> 
 fn describe(plan: &Plan, whole: u64, budget: u64, nodes: usize, batch: usize) -> String {
     let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
     let needs = format!(
-        "memory budget {} per node; the whole model needs {} to train at batch {batch}",
+        "memory budget {} per node; the whole model needs {} to train and audit at batch {batch}",
         mb(budget),
         mb(whole)
     );
