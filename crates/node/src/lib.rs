@@ -43,7 +43,7 @@ pub use error::{Error, Result};
 pub use ledger_work::WorkChecks;
 pub use message::{Announcement, MAX_SMALL_FRAME, Message, Round};
 pub use node::{Input, Node, Output, RoundSummary, Snapshot};
-pub use phase::audit::AuditStats;
+pub use phase::audit::{AuditStats, OwnChain};
 pub use phase::grow::{Growth, POOL_HISTORY};
 pub use replica::{
     Assignments, CHECKPOINT_ROUNDS, CheckpointStore, LossGauge, MemoryCheckpoints, ModelVerifier,

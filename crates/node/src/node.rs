@@ -8,7 +8,7 @@ use neuroshard_verify::stage::LaneWork;
 use crate::agreement::Agreement;
 use crate::config::NodeConfig;
 use crate::message::{Announcement, Message, Round};
-use crate::phase::audit::{AuditStats, Audits};
+use crate::phase::audit::{AuditStats, Audits, OwnChain};
 use crate::phase::grow::{Growth, Pool};
 use crate::work::{ReplayJob, Replayed, TrainingJob, TrainingResult};
 use crate::{Error, Result, Timestamp};
@@ -130,6 +130,9 @@ pub struct Snapshot {
     pub excluded: BTreeMap<NodeId, String>,
     /// The pool sizes at the latest round boundaries, oldest first (the growth rule's input).
     pub pool: Vec<u64>,
+    /// This node's chains of the rounds before `round` that peers may still challenge, by
+    /// round (none for state fetched from peers).
+    pub own: BTreeMap<Round, OwnChain>,
 }
 
 /// What a closed round applied.
@@ -296,7 +299,8 @@ impl Node {
 
     /// A node that continues from `snapshot` (a checkpoint, or state fetched from peers) instead
     /// of the genesis model. Error-feedback residuals are not part of a snapshot and restart at
-    /// zero. Its first tick repeats its vote for the round before the snapshot's, so peers
+    /// zero; the own chains it holds are kept, so the node answers challenges of the rounds
+    /// before (their checkpoints are in the driver's store). Its first tick repeats its vote for the round before the snapshot's, so peers
     /// resuming with it wait for its Δ, and a network that moved on tells it so.
     pub fn resume(
         key: Keypair,
@@ -309,6 +313,9 @@ impl Node {
         node.outer = outer_from_bytes(node.config.outer, &snapshot.outer, node.params.len())?;
         node.round = snapshot.round;
         node.audits.excluded = snapshot.excluded;
+        node.audits.own = snapshot.own;
+        node.audits.own.retain(|r, _| *r < snapshot.round);
+        crate::phase::audit::prune(&mut node);
         if !crate::phase::grow::install_history(&mut node, &snapshot.pool) {
             return Err(Error::BadState("a pool history longer than kept".into()));
         }
@@ -320,7 +327,8 @@ impl Node {
     }
 
     /// The state a checkpoint needs: the round about to be trained, the parameters it starts
-    /// from, the outer optimiser's state and whom the node excluded.
+    /// from, the outer optimiser's state, whom the node excluded, and its own chains that peers
+    /// may still challenge.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             round: self.round,
@@ -328,6 +336,7 @@ impl Node {
             outer: f32_bytes(self.outer.momentum()),
             excluded: self.audits.excluded.clone(),
             pool: self.pool.history.clone(),
+            own: self.audits.own.clone(),
         }
     }
 

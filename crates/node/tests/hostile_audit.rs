@@ -1,6 +1,7 @@
 //! Hostile Proof-of-Neural-Work input sent to a node: forged fraud proofs, unsolicited or
 //! mismatched openings, challenges with bad tickets, truncated and oversized frames. None
 //! panics; a forged accusation costs the accuser; nothing else changes the node's standing view.
+//! And the honest side of a challenge: a node restarted from its checkpoint still answers one.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -8,10 +9,12 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
-    Announcement, DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Timestamp,
+    Announcement, DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Snapshot, Timestamp,
+    TrainingResult,
 };
 use neuroshard_primitives::{Hash, Keypair, MerkleProof, NodeId};
-use neuroshard_verify::{AuditConfig, Commitment, Leaf, Opening, Segments};
+use neuroshard_verify::audit::{Draw, TICKET_NAMESPACE, ticket_payload};
+use neuroshard_verify::{AuditConfig, Chain, Commitment, Leaf, Opening, Segments};
 
 const PARAMS: usize = 8;
 
@@ -265,4 +268,77 @@ fn a_stage_job_cut_short_commits_to_the_steps_it_trained() {
         let penalised = outputs.iter().any(|o| matches!(o, Output::Penalize { .. }));
         assert!(!penalised, "{steps} steps: {outputs:?}");
     }
+}
+
+/// A node that restarts from its checkpoint still serves the chains of the rounds before: its
+/// snapshot carries them (a node restarted without them could not answer, and its auditors
+/// would exclude it for withholding).
+#[test]
+fn a_restarted_node_still_answers_challenges_of_its_earlier_rounds() {
+    let mut node = node();
+    let outputs = node.handle(Timestamp::ZERO, Input::Tick);
+    let Some(Output::Train(job)) = outputs.iter().find(|o| matches!(o, Output::Train(_))) else {
+        panic!("round 0 starts a job: {outputs:?}");
+    };
+    let leaf = |i: u8, losses: Vec<f32>| Leaf {
+        checkpoint: Hash([i; 32]),
+        losses,
+        work: Hash::default(),
+    };
+    let chain = Chain::from_leaves(vec![
+        leaf(1, Vec::new()),
+        leaf(2, vec![2.0, 1.9]),
+        leaf(3, vec![1.8, 1.7]),
+    ]);
+    let root = chain.root();
+    let result = TrainingResult {
+        round: 0,
+        start: job.start,
+        delta: vec![0.1; PARAMS],
+        tokens: 4,
+        loss_start: 2.0,
+        loss_end: 1.7,
+        chain,
+    };
+    node.handle(Timestamp::ZERO, Input::Trained(result));
+    let auditor = &keys()[1];
+    let ticket = auditor
+        .sign(TICKET_NAMESPACE, &ticket_payload(0, &root, &node.id()))
+        .signature;
+    let challenge = Message::Challenge {
+        round: 0,
+        contributor: node.id(),
+        segment: Draw::of(&ticket).segment(2),
+        ticket,
+    };
+    // The checkpoint written once round 0 closed, and the node started again from it.
+    let snapshot = Snapshot {
+        round: 1,
+        ..node.snapshot()
+    };
+    assert!(snapshot.own.contains_key(&0));
+    let resume = |snapshot: Snapshot| {
+        let members = keys().iter().map(Keypair::node_id).collect();
+        let key = Keypair::from_seed([1; 32]);
+        Node::resume(
+            key,
+            node_config(),
+            members,
+            snapshot,
+            Box::new(DeadlineAgreement),
+        )
+        .unwrap()
+    };
+    let serves = |outputs: &[Output]| {
+        outputs.iter().any(|o| {
+            matches!(o, Output::Checkpoints { peer, round: 0, .. } if *peer == auditor.node_id())
+        })
+    };
+    let mut restarted = resume(snapshot.clone());
+    assert!(serves(&feed(&mut restarted, auditor, &challenge)));
+    let mut forgetful = resume(Snapshot {
+        own: Default::default(),
+        ..snapshot
+    });
+    assert!(!serves(&feed(&mut forgetful, auditor, &challenge)));
 }

@@ -91,7 +91,7 @@ pub struct Commitment {
 }
 
 /// A chain as it is recorded: one leaf per checkpoint.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Chain {
     leaves: Vec<Leaf>,
 }

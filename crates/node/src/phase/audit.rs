@@ -20,6 +20,7 @@ use neuroshard_verify::stage::LaneWork;
 use neuroshard_verify::{
     Chain, Checkpoint, Claim, Commitment, Draw, Fault, Opened, Opening, Outcome, Tail, Verdict,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 use crate::message::{Announcement, Message, Round};
@@ -52,13 +53,16 @@ pub struct AuditStats {
 }
 
 /// One of this node's chains, kept to serve openings (the checkpoints themselves are in the
-/// driver's store).
-#[derive(Debug)]
-struct Own {
-    chain: Chain,
-    commitment: Commitment,
+/// driver's store); part of a [`crate::Snapshot`], so a node that restarts still answers the
+/// challenges of the rounds before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnChain {
+    /// The chain's leaves.
+    pub chain: Chain,
+    /// What the announcement committed to.
+    pub commitment: Commitment,
     /// The residual added before encoding.
-    residual: Vec<f32>,
+    pub residual: Vec<f32>,
 }
 
 /// A challenge this node sent and has not had answered.
@@ -74,7 +78,7 @@ struct Pending {
 /// The audit state of a node.
 #[derive(Debug, Default)]
 pub(crate) struct Audits {
-    own: BTreeMap<Round, Own>,
+    pub(crate) own: BTreeMap<Round, OwnChain>,
     /// Others' sealed announcement frames, for the proofs that quote them.
     claims: BTreeMap<Round, BTreeMap<NodeId, Vec<u8>>>,
     pending: BTreeMap<(Round, NodeId), Pending>,
@@ -110,7 +114,7 @@ pub(crate) fn keep_own(
 ) {
     node.audits.own.insert(
         round,
-        Own {
+        OwnChain {
             chain,
             commitment,
             residual,
@@ -675,7 +679,7 @@ fn claimed(node: &Node, round: Round, contributor: NodeId) -> Option<Announcemen
 }
 
 /// Forgets what is older than [`ROUNDS_KEPT`] rounds.
-fn prune(node: &mut Node) {
+pub(crate) fn prune(node: &mut Node) {
     let oldest = node.round.saturating_sub(ROUNDS_KEPT);
     let audits = &mut node.audits;
     audits.own.retain(|r, _| *r >= oldest);

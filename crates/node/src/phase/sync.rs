@@ -110,9 +110,10 @@ pub(crate) fn check(node: &mut Node, now: Timestamp) -> Vec<Output> {
     let Some((round, hash)) = target(node) else {
         return Vec::new();
     };
+    let voters = audit::voters(node);
     let holders: Vec<NodeId> = node.votes[&round]
         .iter()
-        .filter(|(id, vote)| **vote == hash && **id != node.id && node.members.contains(id))
+        .filter(|(id, vote)| **vote == hash && **id != node.id && voters.contains(id))
         .map(|(id, _)| *id)
         .collect();
     // Spread resync load over the holders, deterministically; a retry asks the next one.
