@@ -1,6 +1,6 @@
 //! The node's side of Proof of Neural Work that touches disk and threads: its chains'
-//! checkpoints (and a pipeline stage's segments' work) on disk, served by round and index, and
-//! the replayer that checks other nodes' segments beside training, the whole model's or a
+//! checkpoints (and a pipeline stage's segments' work, and the chains themselves, for a
+//! restart) on disk, served by round and index, and the replayer that checks other nodes' segments beside training, the whole model's or a
 //! stage's.
 //!
 //! Disk bound: a node keeps the checkpoints of its last [`CHECKPOINT_ROUNDS`] chains, S + 1 of
@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use neuroshard_node::{
-    Assignments, CHECKPOINT_ROUNDS, CheckpointStore, ModelVerifier, ReplayJob, Replayed, Round,
-    Verifier,
+    Assignments, CHECKPOINT_ROUNDS, CheckpointStore, ModelVerifier, Node, OwnChain, ReplayJob,
+    Replayed, Round, Verifier,
 };
 use neuroshard_pipeline::{FrameLimit, Plan, Precision};
 use neuroshard_primitives::NodeId;
@@ -71,6 +71,46 @@ impl DiskCheckpoints {
             .ok()
             .and_then(|bytes| postcard::from_bytes(&bytes).ok())
             .unwrap_or_default()
+    }
+
+    fn own_path(&self, round: Round) -> PathBuf {
+        self.dir.join(format!("{round:020}-own.chain"))
+    }
+
+    /// Keeps this node's own chain of `round` as it committed to it (pruned with the round's
+    /// checkpoints), so the node answers challenges of it after a restart.
+    pub(crate) fn keep_own(&self, round: Round, own: &OwnChain) -> Result<()> {
+        let bytes = postcard::to_allocvec(own)
+            .map_err(|err| Error::Worker(format!("encoding an own chain: {err}")))?;
+        write_atomic(&self.own_path(round), &bytes, Durability::Volatile)
+    }
+
+    /// Hands `node` (just started) the own chains this store kept; how many it took. A file
+    /// that does not decode is skipped.
+    pub(crate) fn restore_own(&self, node: &mut Node) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut restored = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let round = (name.to_str())
+                .and_then(|n| n.strip_suffix("-own.chain"))
+                .and_then(|r| r.parse::<Round>().ok());
+            let own = std::fs::read(entry.path())
+                .ok()
+                .and_then(|bytes| postcard::from_bytes::<OwnChain>(&bytes).ok());
+            if let (Some(round), Some(own)) = (round, own) {
+                restored += usize::from(node.restore_own(round, own));
+            }
+        }
+        if restored > 0 {
+            tracing::info!(
+                restored,
+                "own chains kept from before the restart: their challenges are answered"
+            );
+        }
+        restored
     }
 
     /// Removes the files of rounds before `oldest`.
@@ -311,5 +351,83 @@ impl StageReplayer {
             Err(err) => return Err(err.to_string()),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use neuroshard_aggregate::{Rule, RuleKind};
+    use neuroshard_compress::{Codec, CompressConfig};
+    use neuroshard_node::DeadlineAgreement;
+    use neuroshard_primitives::{Hash, Keypair};
+    use neuroshard_verify::{AuditConfig, Chain, Commitment, Leaf, Segments};
+
+    use super::*;
+
+    fn node() -> Node {
+        let key = Keypair::from_seed([1; 32]);
+        let config = neuroshard_node::NodeConfig {
+            inner_steps: 2,
+            round_timeout: Duration::from_secs(10),
+            compress: CompressConfig::new(Codec::None),
+            aggregator: Rule::for_attackers(RuleKind::Mean, 1, 0).unwrap(),
+            outer: neuroshard_train::OuterConfig::DILOCO,
+            max_frame: 1 << 20,
+            audit: Some(AuditConfig::DEFAULT),
+        };
+        let members = BTreeSet::from([key.node_id()]);
+        Node::new(
+            key,
+            config,
+            members,
+            vec![0.5; 4],
+            Box::new(DeadlineAgreement),
+        )
+        .unwrap()
+    }
+
+    fn own() -> OwnChain {
+        let leaf = |i: u8| Leaf {
+            checkpoint: Hash([i; 32]),
+            losses: vec![f32::NAN],
+            work: Hash::default(),
+        };
+        let chain = Chain::from_leaves(vec![leaf(1), leaf(2)]);
+        OwnChain {
+            commitment: Commitment {
+                segments: Segments::new(1, 1).unwrap(),
+                root: chain.root(),
+                residual_before: Hash::default(),
+                residual_after: Hash::default(),
+            },
+            chain,
+            residual: vec![0.0; 4],
+        }
+    }
+
+    #[test]
+    fn own_chains_come_back_to_a_restarted_node_until_their_round_is_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = DiskCheckpoints::open(dir.path()).unwrap();
+        store.keep_own(3, &own()).unwrap();
+        std::fs::write(
+            dir.path().join("00000000000000000004-own.chain"),
+            b"garbage",
+        )
+        .unwrap();
+        let mut restarted = node();
+        assert_eq!(
+            store.restore_own(&mut restarted),
+            1,
+            "the garbage is skipped"
+        );
+        let back = restarted.own_chain(3).expect("round 3's chain");
+        assert_eq!(back.commitment, own().commitment);
+        // A new chain of round 5 prunes round 3's files.
+        store.keep(5, 0, vec![1, 2, 3]).unwrap();
+        assert_eq!(store.restore_own(&mut node()), 0);
     }
 }

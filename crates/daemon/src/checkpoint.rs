@@ -1,14 +1,11 @@
 //! The node's checkpoint: the state a round starts from, in one safetensors file written
 //! atomically after every round.
 //!
-//! `state.safetensors` holds `params` (f32, the global model), `outer` (u8, the outer
-//! optimiser's own serialisation) and `own` (u8, postcard: the node's own chains that peers may
-//! still challenge, so a restarted node answers them), with the round, the network id, the
-//! model hash, the hashes of the other tensors and the members the node excluded (JSON: node id
-//! to reason) in the header's metadata. It is written to a temporary file, fsynced, renamed over
-//! the old one and the directory fsynced, so a crash leaves the old checkpoint or the new one,
-//! never a mix. On load every tensor must match its recorded hash and the network id must
-//! match; a checkpoint written before `own` existed loads with no own chains.
+//! `state.safetensors` holds `params` (f32, the global model) and `outer` (u8, the outer
+//! optimiser's own serialisation), with the round, the network id, the model hash and the
+//! members the node excluded (JSON: node id to reason) in the header's metadata. It is written to a temporary file, fsynced, renamed over the old one and
+//! the directory fsynced, so a crash leaves the old checkpoint or the new one, never a mix. On
+//! load both tensors must match their recorded hashes and the network id must match.
 //!
 //! The genesis init file (`neuroshard_data::INIT_FILE`) is the bare `params` tensor's bytes:
 //! [`params_bytes`] writes them and [`params_from_bytes`] reads them back, for both files.
@@ -31,10 +28,6 @@ const FORMAT_VERSION: &str = "1";
 /// Writes `state` of network `network_id` to `path`, replacing any checkpoint there atomically.
 pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
     let params = params_bytes(&state.params);
-    let own = postcard::to_allocvec(&state.own).map_err(|err| Error::Checkpoint {
-        path: path.to_owned(),
-        reason: format!("own chains: {err}"),
-    })?;
     let metadata = HashMap::from([
         ("format_version".to_owned(), FORMAT_VERSION.to_owned()),
         ("round".to_owned(), state.round.to_string()),
@@ -43,14 +36,12 @@ pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
         ("outer_hash".to_owned(), Hash::of(&state.outer).to_hex()),
         ("excluded".to_owned(), excluded_json(&state.excluded)),
         ("pool".to_owned(), pool_text(&state.pool)),
-        ("own_hash".to_owned(), Hash::of(&own).to_hex()),
     ]);
     let view = |dtype, len, data| {
         TensorView::new(dtype, vec![len], data).expect("length matches the dtype")
     };
     let tensors = [
         ("outer", view(Dtype::U8, state.outer.len(), &state.outer)),
-        ("own", view(Dtype::U8, own.len(), &own)),
         ("params", view(Dtype::F32, state.params.len(), &params)),
     ];
     let bytes =
@@ -137,20 +128,8 @@ fn parse(
     if Hash::of(outer) != outer_hash {
         return Err("the outer optimiser state does not match its recorded hash".into());
     }
-    // A checkpoint written before own chains were kept has none.
-    let own = match meta.get("own_hash") {
-        None => BTreeMap::new(),
-        Some(_) => {
-            let own = tensor("own", Dtype::U8)?;
-            if Hash::of(own) != hash("own_hash")? {
-                return Err("the own chains do not match their recorded hash".into());
-            }
-            postcard::from_bytes(own).map_err(|err| format!("bad own chains: {err}"))?
-        }
-    };
     Ok(Snapshot {
         round,
-        own,
         params: params_from_bytes(params, n_params)?,
         outer: outer.to_vec(),
         excluded: meta
@@ -225,9 +204,6 @@ fn excluded_from_json(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
 
 #[cfg(test)]
 mod tests {
-    use neuroshard_node::OwnChain;
-    use neuroshard_verify::{Chain, Commitment, Leaf, Segments};
-
     use super::*;
 
     fn state() -> Snapshot {
@@ -237,27 +213,6 @@ mod tests {
             outer: vec![9, 8, 7, 6],
             excluded: BTreeMap::from([(NodeId([3; 32]), "withheld".to_owned())]),
             pool: vec![300, 450],
-            own: BTreeMap::from([(6, own_chain())]),
-        }
-    }
-
-    /// A chain of two leaves (one with a NaN loss, which JSON could not carry).
-    fn own_chain() -> OwnChain {
-        let leaf = |i: u8, losses: Vec<f32>| Leaf {
-            checkpoint: Hash([i; 32]),
-            losses,
-            work: Hash::default(),
-        };
-        let chain = Chain::from_leaves(vec![leaf(1, Vec::new()), leaf(2, vec![2.5, f32::NAN])]);
-        OwnChain {
-            commitment: Commitment {
-                segments: Segments::new(2, 1).unwrap(),
-                root: chain.root(),
-                residual_before: Hash([4; 32]),
-                residual_after: Hash([5; 32]),
-            },
-            chain,
-            residual: vec![0.25, -1.0],
         }
     }
 
@@ -273,20 +228,7 @@ mod tests {
             ..state()
         };
         save(&path, net, &next).unwrap();
-        let loaded = load(&path, net, |n| n == 3).unwrap().unwrap();
-        // NaN != NaN: the own chain compares by its bytes.
-        let bytes = |s: &Snapshot| postcard::to_allocvec(&s.own).unwrap();
-        assert_eq!(bytes(&loaded), bytes(&next));
-        assert_eq!(
-            Snapshot {
-                own: BTreeMap::new(),
-                ..loaded
-            },
-            Snapshot {
-                own: BTreeMap::new(),
-                ..next
-            }
-        );
+        assert_eq!(load(&path, net, |n| n == 3).unwrap(), Some(next));
         assert!(!path.with_extension("safetensors.tmp").exists());
     }
 

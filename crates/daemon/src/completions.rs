@@ -291,7 +291,6 @@ mod tests {
             outer: Vec::new(),
             excluded: Default::default(),
             pool: Vec::new(),
-            own: Default::default(),
         };
         let (tx, rx) = watch::channel(Some(Arc::new(snapshot)));
         std::mem::forget(tx);

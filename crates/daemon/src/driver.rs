@@ -345,6 +345,11 @@ impl Driver {
                 Output::Claim { round, .. } => {
                     self.claimed.retain(|r, _| r + 8 > round);
                     self.claimed.insert(round, Instant::now());
+                    let kept =
+                        (self.node.own_chain(round)).map(|own| self.chains.keep_own(round, own));
+                    if let Some(Err(err)) = kept {
+                        tracing::warn!(round, %err, "could not keep the round's chain for a restart");
+                    }
                 }
                 Output::Excluded { node, reason, .. } => {
                     tracing::warn!(%node, reason, "excluded a member: proven to cheat or to accuse falsely");

@@ -417,6 +417,7 @@ impl Driver {
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let members = BTreeSet::from([self.node.id()]);
         self.node = Node::new(key, protocol, members, params, Box::new(DeadlineAgreement))?;
+        self.chains.restore_own(&mut self.node);
         let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
         let target = Arc::clone(&self.pipeline.plans.target);
         let rule = StageGrower::new(depths, role.stage, &role.spec, seed, target);

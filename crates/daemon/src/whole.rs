@@ -72,6 +72,7 @@ impl Driver {
             trainer.cheat = pipeline.cheat;
         }
         let mut node = resume_node(pipeline, &self.chain, &self.data).await?;
+        self.chains.restore_own(&mut node);
         for (round, list) in self.chain.iter().flat_map(|c| c.view().decided()) {
             // A (re)started node learns the lists the ledger still holds; nothing is due yet.
             let _ = node.handle(Timestamp::ZERO, Input::Decided { round, list });

@@ -130,9 +130,6 @@ pub struct Snapshot {
     pub excluded: BTreeMap<NodeId, String>,
     /// The pool sizes at the latest round boundaries, oldest first (the growth rule's input).
     pub pool: Vec<u64>,
-    /// This node's chains of the rounds before `round` that peers may still challenge, by
-    /// round (none for state fetched from peers).
-    pub own: BTreeMap<Round, OwnChain>,
 }
 
 /// What a closed round applied.
@@ -299,8 +296,7 @@ impl Node {
 
     /// A node that continues from `snapshot` (a checkpoint, or state fetched from peers) instead
     /// of the genesis model. Error-feedback residuals are not part of a snapshot and restart at
-    /// zero; the own chains it holds are kept, so the node answers challenges of the rounds
-    /// before (their checkpoints are in the driver's store). Its first tick repeats its vote for the round before the snapshot's, so peers
+    /// zero. Its first tick repeats its vote for the round before the snapshot's, so peers
     /// resuming with it wait for its Δ, and a network that moved on tells it so.
     pub fn resume(
         key: Keypair,
@@ -313,9 +309,6 @@ impl Node {
         node.outer = outer_from_bytes(node.config.outer, &snapshot.outer, node.params.len())?;
         node.round = snapshot.round;
         node.audits.excluded = snapshot.excluded;
-        node.audits.own = snapshot.own;
-        node.audits.own.retain(|r, _| *r < snapshot.round);
-        crate::phase::audit::prune(&mut node);
         if !crate::phase::grow::install_history(&mut node, &snapshot.pool) {
             return Err(Error::BadState("a pool history longer than kept".into()));
         }
@@ -326,9 +319,22 @@ impl Node {
         Ok(node)
     }
 
+    /// This node's chain for `round`, as it committed to it, while peers may challenge it: the
+    /// driver stores it beside the chain's checkpoints, for [`Node::restore_own`].
+    pub fn own_chain(&self, round: Round) -> Option<&OwnChain> {
+        self.audits.own.get(&round)
+    }
+
+    /// Hands back a chain of this node's from before a restart (what [`Node::own_chain`] gave
+    /// for `round`), so the node answers challenges of it; whether it was kept (not when the
+    /// network does not audit, the round is too old to be challenged, or the chain's leaves do
+    /// not hash to its committed root).
+    pub fn restore_own(&mut self, round: Round, own: OwnChain) -> bool {
+        crate::phase::audit::restore_own(self, round, own)
+    }
+
     /// The state a checkpoint needs: the round about to be trained, the parameters it starts
-    /// from, the outer optimiser's state, whom the node excluded, and its own chains that peers
-    /// may still challenge.
+    /// from, the outer optimiser's state and whom the node excluded.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             round: self.round,
@@ -336,7 +342,6 @@ impl Node {
             outer: f32_bytes(self.outer.momentum()),
             excluded: self.audits.excluded.clone(),
             pool: self.pool.history.clone(),
-            own: self.audits.own.clone(),
         }
     }
 

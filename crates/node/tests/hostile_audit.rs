@@ -1,7 +1,7 @@
 //! Hostile Proof-of-Neural-Work input sent to a node: forged fraud proofs, unsolicited or
 //! mismatched openings, challenges with bad tickets, truncated and oversized frames. None
 //! panics; a forged accusation costs the accuser; nothing else changes the node's standing view.
-//! And the honest side of a challenge: a node restarted from its checkpoint still answers one.
+//! And the honest side of a challenge: a restarted node given its chains back still answers one.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
-    Announcement, DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Snapshot, Timestamp,
+    Announcement, DeadlineAgreement, Input, Message, Node, NodeConfig, Output, Timestamp,
     TrainingResult,
 };
 use neuroshard_primitives::{Hash, Keypair, MerkleProof, NodeId};
@@ -270,11 +270,11 @@ fn a_stage_job_cut_short_commits_to_the_steps_it_trained() {
     }
 }
 
-/// A node that restarts from its checkpoint still serves the chains of the rounds before: its
-/// snapshot carries them (a node restarted without them could not answer, and its auditors
-/// would exclude it for withholding).
+/// A node that restarts still serves the chains of its rounds before, once its driver hands
+/// them back (a node restarted without them could not answer, and its auditors would exclude it
+/// for withholding); a chain whose leaves are not what it committed to is not taken.
 #[test]
-fn a_restarted_node_still_answers_challenges_of_its_earlier_rounds() {
+fn a_restarted_node_given_its_chains_back_answers_challenges_of_them() {
     let mut node = node();
     let outputs = node.handle(Timestamp::ZERO, Input::Tick);
     let Some(Output::Train(job)) = outputs.iter().find(|o| matches!(o, Output::Train(_))) else {
@@ -301,6 +301,7 @@ fn a_restarted_node_still_answers_challenges_of_its_earlier_rounds() {
         chain,
     };
     node.handle(Timestamp::ZERO, Input::Trained(result));
+    let kept = node.own_chain(0).cloned().expect("its chain of round 0");
     let auditor = &keys()[1];
     let ticket = auditor
         .sign(TICKET_NAMESPACE, &ticket_payload(0, &root, &node.id()))
@@ -311,34 +312,16 @@ fn a_restarted_node_still_answers_challenges_of_its_earlier_rounds() {
         segment: Draw::of(&ticket).segment(2),
         ticket,
     };
-    // The checkpoint written once round 0 closed, and the node started again from it.
-    let snapshot = Snapshot {
-        round: 1,
-        ..node.snapshot()
-    };
-    assert!(snapshot.own.contains_key(&0));
-    let resume = |snapshot: Snapshot| {
-        let members = keys().iter().map(Keypair::node_id).collect();
-        let key = Keypair::from_seed([1; 32]);
-        Node::resume(
-            key,
-            node_config(),
-            members,
-            snapshot,
-            Box::new(DeadlineAgreement),
-        )
-        .unwrap()
-    };
     let serves = |outputs: &[Output]| {
         outputs.iter().any(|o| {
             matches!(o, Output::Checkpoints { peer, round: 0, .. } if *peer == auditor.node_id())
         })
     };
-    let mut restarted = resume(snapshot.clone());
+    let mut restarted = self::node();
+    assert!(!serves(&feed(&mut restarted, auditor, &challenge)));
+    let mut damaged = kept.clone();
+    damaged.chain = Chain::from_leaves(damaged.chain.leaves()[..2].to_vec());
+    assert!(!restarted.restore_own(0, damaged));
+    assert!(restarted.restore_own(0, kept));
     assert!(serves(&feed(&mut restarted, auditor, &challenge)));
-    let mut forgetful = resume(Snapshot {
-        own: Default::default(),
-        ..snapshot
-    });
-    assert!(!serves(&feed(&mut forgetful, auditor, &challenge)));
 }

@@ -218,7 +218,6 @@ mod tests {
             outer: Vec::new(),
             excluded: Default::default(),
             pool: Vec::new(),
-            own: Default::default(),
         };
         let state = node.join(neuroshard_daemon::CHECKPOINT_FILE);
         let network = genesis.genesis().network_id();
@@ -269,7 +268,6 @@ mod tests {
             outer: Vec::new(),
             excluded: Default::default(),
             pool: vec![2000, 2000],
-            own: Default::default(),
         };
         let state = node.join(neuroshard_daemon::CHECKPOINT_FILE);
         let network = genesis.genesis().network_id();

@@ -53,8 +53,9 @@ pub struct AuditStats {
 }
 
 /// One of this node's chains, kept to serve openings (the checkpoints themselves are in the
-/// driver's store); part of a [`crate::Snapshot`], so a node that restarts still answers the
-/// challenges of the rounds before.
+/// driver's store). The driver keeps a copy there too ([`crate::Node::own_chain`]) and hands it
+/// back to a node that restarts ([`crate::Node::restore_own`]), which then still answers the
+/// challenges of its rounds before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OwnChain {
     /// The chain's leaves.
@@ -102,6 +103,18 @@ pub(crate) fn remember_claim(node: &mut Node, signer: NodeId, round: Round, fram
         let claims = node.audits.claims.entry(round).or_default();
         claims.entry(signer).or_insert_with(|| frame.to_vec());
     }
+}
+
+/// A chain of this node's from before a restart, as the driver stored it: kept if it is whole
+/// (its leaves hash to the root it committed to) and recent enough to be challenged.
+pub(crate) fn restore_own(node: &mut Node, round: Round, own: OwnChain) -> bool {
+    let recent = round.saturating_add(ROUNDS_KEPT) >= node.round;
+    let whole = own.chain.root() == own.commitment.root;
+    if node.config.audit.is_none() || !recent || !whole {
+        return false;
+    }
+    node.audits.own.entry(round).or_insert(own);
+    true
 }
 
 /// Keeps this node's own chain for `round`, to serve openings of it.
@@ -679,7 +692,7 @@ fn claimed(node: &Node, round: Round, contributor: NodeId) -> Option<Announcemen
 }
 
 /// Forgets what is older than [`ROUNDS_KEPT`] rounds.
-pub(crate) fn prune(node: &mut Node) {
+fn prune(node: &mut Node) {
     let oldest = node.round.saturating_sub(ROUNDS_KEPT);
     let audits = &mut node.audits;
     audits.own.retain(|r, _| *r >= oldest);
