@@ -345,11 +345,7 @@ impl Driver {
                 Output::Claim { round, .. } => {
                     self.claimed.retain(|r, _| r + 8 > round);
                     self.claimed.insert(round, Instant::now());
-                    let kept =
-                        (self.node.own_chain(round)).map(|own| self.chains.keep_own(round, own));
-                    if let Some(Err(err)) = kept {
-                        tracing::warn!(round, %err, "could not keep the round's chain for a restart");
-                    }
+                    self.keep_own(round);
                 }
                 Output::Excluded { node, reason, .. } => {
                     tracing::warn!(%node, reason, "excluded a member: proven to cheat or to accuse falsely");
@@ -362,6 +358,20 @@ impl Driver {
     fn show_audits(&self) {
         self.status
             .audits(self.node.audit_stats(), self.node.excluded());
+    }
+
+    /// Writes this node's chain of `round` beside its checkpoints, off the loop (its residual is
+    /// as large as the model), for a restart (`DiskCheckpoints::restore_own`).
+    fn keep_own(&self, round: u64) {
+        let Some(own) = self.node.own_chain(round).cloned() else {
+            return;
+        };
+        let chains = self.chains.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = chains.keep_own(round, &own) {
+                tracing::warn!(round, %err, "could not keep the round's chain for a restart");
+            }
+        });
     }
 
     /// Reads the checkpoints a challenge of `segment` needs off disk, off the loop.
