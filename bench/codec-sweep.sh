@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The codec comparisons of docs/experiments/2026-11-30-codec.md, 2026-11-30-int2.md,
 # 2026-11-30-hint2.md, 2026-11-30-hbits.md, 2026-11-30-hent.md, 2026-11-30-hent-centroid.md,
-# 2026-12-01-hent-ecsq.md and 2026-12-02-hent-unbiased.md: `nano` on a Genesis directory, 3 nodes,
+# 2026-12-01-hent-ecsq.md, 2026-12-02-hent-unbiased.md and 2026-12-02-htcq.md: `nano` on a
+# Genesis directory, 3 nodes,
 # H inner steps per round (default 100), STEPS inner steps per node (default 1 000), the genesis
 # defaults otherwise (plain averaging, inner lr 3e-3, warm-up 50, constant within the run), the
 # whole validation split.
@@ -78,6 +79,9 @@ for row in ${RUNS:-int4 topk-int2-2pct topk-int2-2pct-decay sign}; do
         # as hent-decay07; the note's rows were measured with the encoder of commit a5cca35, since
         # reverted, so with this tree's binary this row repeats hent-decay07.
         hent-unb07) run "$row" "hent:bits=2.1,decay=0.7" ;;
+        # The same budget on the trellis (docs/experiments/2026-12-02-htcq.md).
+        htcq-decay07) run "$row" "htcq:bits=2.1,decay=0.7" ;;
+        htcq-decay08) run "$row" "htcq:bits=2.1,decay=0.8" ;;
         *) echo "unknown row $row" >&2; exit 2 ;;
     esac
 done

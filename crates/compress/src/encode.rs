@@ -120,7 +120,7 @@ pub fn encode(delta: &[f32], residual: &mut Residual, cfg: &CompressConfig) -> R
             .for_each(|(acc, d)| fold_in(acc, d, decay));
         let payload = &mut rest[..payload_len];
         match header.codec {
-            Codec::HEnt => entropy::encode(&header, r, payload),
+            Codec::HEnt | Codec::HTcq => entropy::encode(&header, r, payload),
             _ => budget::encode(&header, r, payload),
         }
         wire::seal(&mut bytes);
@@ -178,7 +178,7 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<Vec<f32>> {
     let chunk = header.chunk_size;
     if header.codec.has_bit_budget() {
         let decoded = match header.codec {
-            Codec::HEnt => entropy::decode(&header, payload, &mut out),
+            Codec::HEnt | Codec::HTcq => entropy::decode(&header, payload, &mut out),
             _ => budget::decode(&header, payload, &mut out),
         };
         return match decoded {

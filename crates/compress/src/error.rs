@@ -7,7 +7,7 @@
 pub enum Error {
     /// A codec name did not parse.
     #[error(
-        "unknown codec {0:?}; use one of none, int8, int4, sign, topk, topk-int8, topk-int4, topk-sign, topk-int2, int2, ternary, hint2, hbits, hent"
+        "unknown codec {0:?}; use one of none, int8, int4, sign, topk, topk-int8, topk-int4, topk-sign, topk-int2, int2, ternary, hint2, hbits, hent, htcq"
     )]
     UnknownCodec(String),
     /// A configuration parameter is out of its range.

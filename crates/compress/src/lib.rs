@@ -12,8 +12,8 @@
 //!   are also packed in `ceil(log2 C)` bits), 2-bit codes of each chunk after a random
 //!   rotation (`hint2`), a width of 0 to 8 bits per rotated chunk chosen by its energy under one
 //!   bit budget (`hbits`), a uniform grid on every rotated chunk whose symbols are
-//!   entropy-coded, its step set so the codes fill a bit budget (`hent`), or 1-bit sign with a
-//!   per-chunk scale);
+//!   entropy-coded, its step set so the codes fill a bit budget (`hent`), the same with the levels
+//!   of each chunk chosen together on a trellis (`htcq`), or 1-bit sign with a per-chunk scale);
 //!   [`CompressConfig`] adds the chunk size, the top-k fraction and the error-feedback decay;
 //! - [`encode`] folds in a [`Residual`] (error feedback, optionally decayed) so that what one
 //!   round drops is sent in a later one, and writes a [`Packet`] in a versioned, checksummed
@@ -28,13 +28,14 @@
 //! The maths of each part is written as numbered steps:
 //! the value formats (int8, int4, int2, ternary, sign) in [`quant`], the top-k selection in [`topk`], the
 //! rotation of `hint2` in [`rotate`], the per-chunk widths of `hbits` in [`budget`], the
-//! entropy-coded grid of `hent` in [`entropy`] and its coder in [`rans`], error feedback in
-//! [`encode()`], and the byte layout in [`wire`].
+//! entropy-coded grid of `hent` in [`entropy`], `htcq`'s trellis in [`trellis`], their coder in
+//! [`rans`], error feedback in [`encode()`], and the byte layout in [`wire`].
 //! A codec is a selection followed by a value format, so `topk-int4` is [`topk`]'s steps, then
 //! [`quant`]'s int4 steps on the kept values of each chunk; `hint2` is [`rotate`]'s steps
 //! around [`quant`]'s int2 steps on every value; `hbits` is [`budget`]'s steps, which choose
 //! each chunk's width and call `hint2`'s rotation around [`quant`]'s uniform steps; `hent` is
-//! [`entropy`]'s steps, which call the same rotation around a grid and [`rans`]'s coder.
+//! [`entropy`]'s steps, which call the same rotation around a grid and [`rans`]'s coder; `htcq`
+//! is the same steps with [`trellis`]'s search in place of the grid's rounding.
 //!
 //! ```
 //! use neuroshard_compress::{decode, encode, Codec, CompressConfig, Residual};
@@ -67,6 +68,7 @@ pub mod quant;
 pub mod rans;
 pub mod rotate;
 pub mod topk;
+pub mod trellis;
 pub mod wire;
 
 pub use config::{Codec, CompressConfig, MAX_CHUNK_SIZE};

@@ -20,6 +20,11 @@
 //!    with `F_s ≤ slot < F_s + f_s`, set `x ← f_s · floor(x / M) + slot − F_s`, and while
 //!    `x < 2^23` read a byte: `x ← 256 · x + byte`.
 //!
+//! A stream may change tables from one symbol to the next (`htcq` codes each symbol under the
+//! table of its trellis state's union): the encoder is told each symbol's table, the decoder
+//! the next symbol's once it has read the one before, and steps 2 and 4 use that table's `f_s`
+//! and `F_s`.
+//!
 //! The decoder rejects a frequency table that does not sum to `M`, a start state outside
 //! `[2^23, 2^31)`, a stream that runs out of bytes, and one that ends with bytes left or a
 //! state other than `2^23` (what the encoder started from): a well-formed stream of the
@@ -100,12 +105,13 @@ impl Model {
     }
 }
 
-/// Steps 2–3: the stream of `symbols` (each with a non-zero frequency) under `model`, into
-/// `out` (cleared first).
-pub(crate) fn encode(model: &Model, symbols: &[u8], out: &mut Vec<u8>) {
+/// Steps 2–3: the stream of `symbols` (each with a non-zero frequency), symbol `i` under
+/// `model(i)`, into `out` (cleared first).
+pub(crate) fn encode<'m>(symbols: &[u8], model: impl Fn(usize) -> &'m Model, out: &mut Vec<u8>) {
     out.clear();
     let mut x = LOW;
-    for &s in symbols.iter().rev() {
+    for (i, &s) in symbols.iter().enumerate().rev() {
+        let model = model(i);
         let (f, start) = (model.freqs[usize::from(s)], model.starts[usize::from(s)]);
         debug_assert!(f > 0, "every encoded symbol was counted");
         let limit = ((LOW >> PROB_BITS) << 8) * f;
@@ -119,8 +125,14 @@ pub(crate) fn encode(model: &Model, symbols: &[u8], out: &mut Vec<u8>) {
     out.reverse();
 }
 
-/// Step 4: reads `symbols.len()` symbols from `bytes` under `model`, or says what is wrong.
-pub(crate) fn decode(model: &Model, bytes: &[u8], symbols: &mut [u8]) -> Result<(), &'static str> {
+/// Step 4: reads `symbols.len()` symbols from `bytes`, the first under `first` and each later
+/// one under the model `after` gives for the symbol before it, or says what is wrong.
+pub(crate) fn decode<'m>(
+    bytes: &[u8],
+    symbols: &mut [u8],
+    first: &'m Model,
+    mut after: impl FnMut(u8) -> &'m Model,
+) -> Result<(), &'static str> {
     let (state, mut rest) = bytes
         .split_first_chunk::<STATE_BYTES>()
         .ok_or("entropy-code stream is shorter than its state")?;
@@ -128,6 +140,7 @@ pub(crate) fn decode(model: &Model, bytes: &[u8], symbols: &mut [u8]) -> Result<
     if !(LOW..LOW << 8).contains(&x) {
         return Err("entropy-code start state is out of range");
     }
+    let mut model = first;
     for sym in symbols.iter_mut() {
         let slot = x & (TOTAL - 1);
         let s = model.slots[slot as usize];
@@ -140,6 +153,7 @@ pub(crate) fn decode(model: &Model, bytes: &[u8], symbols: &mut [u8]) -> Result<
             rest = tail;
         }
         *sym = s;
+        model = after(s);
     }
     if !rest.is_empty() || x != LOW {
         return Err("entropy-code stream does not end where its symbols do");
@@ -154,9 +168,9 @@ mod tests {
     fn round_trip(counts: &[u64], symbols: &[u8]) -> Vec<u8> {
         let model = Model::from_counts(counts);
         let mut stream = Vec::new();
-        encode(&model, symbols, &mut stream);
+        encode(symbols, |_| &model, &mut stream);
         let mut back = vec![0u8; symbols.len()];
-        decode(&model, &stream, &mut back).unwrap();
+        decode(&stream, &mut back, &model, |_| &model).unwrap();
         assert_eq!(back, symbols);
         stream
     }
@@ -193,9 +207,13 @@ mod tests {
     fn malformed_streams_are_rejected() {
         let model = Model::from_counts(&[1, 1]);
         let mut stream = Vec::new();
-        encode(&model, &[0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1], &mut stream);
+        encode(
+            &[0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1],
+            |_| &model,
+            &mut stream,
+        );
         let mut out = [0u8; 12];
-        assert!(decode(&model, &stream, &mut out).is_ok());
+        assert!(decode(&stream, &mut out, &model, |_| &model).is_ok());
         let mut longer = stream.clone();
         longer.push(0);
         for (bad, why) in [
@@ -203,11 +221,15 @@ mod tests {
             (&longer[..], "does not end"),
             (&[0, 0, 0, 0][..], "out of range"),
         ] {
-            assert!(decode(&model, bad, &mut out).unwrap_err().contains(why));
+            assert!(
+                decode(bad, &mut out, &model, |_| &model)
+                    .unwrap_err()
+                    .contains(why)
+            );
         }
         // More symbols than were written run out of bytes or end in the wrong state.
         let mut more = [0u8; 40];
-        assert!(decode(&model, &stream, &mut more).is_err());
+        assert!(decode(&stream, &mut more, &model, |_| &model).is_err());
         assert!(Model::from_freqs(vec![TOTAL, 1]).is_err());
         assert!(Model::from_freqs(vec![TOTAL - 1]).is_err());
         assert!(Model::from_freqs(vec![u32::MAX, 2]).is_err());

@@ -6,10 +6,10 @@
 //! |---|---|
 //! | 4 | magic `b"NSPG"` (NeuroShard pseudo-gradient) |
 //! | 1 | format version, 1 |
-//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10, `hint2` 11, `hbits` 12, `hent` 13) |
+//! | 1 | codec id: index in [`Codec::ALL`] (`none` 0, `int8` 1, `int4` 2, `sign` 3, `topk` 4, `topk-int8` 5, `topk-int4` 6, `topk-sign` 7, `topk-int2` 8, `int2` 9, `ternary` 10, `hint2` 11, `hbits` 12, `hent` 13, `htcq` 14) |
 //! | 2 | reserved, 0 |
 //! | 4 | chunk size `C`, in `1..=65536` |
-//! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs; for `hbits` and `hent` its budget in thousandths of a bit per value, `1..=8000`; 0 for the other dense codecs |
+//! | 4 | values kept per full chunk `k`: `1..=C` for top-k codecs; for `hbits`, `hent` and `htcq` its budget in thousandths of a bit per value, `1..=8000`; 0 for the other dense codecs |
 //! | 8 | number of parameters `n` |
 //! | … | payload: `ceil(n / C)` chunks back to back |
 //! | 32 | BLAKE3 of everything before it |
@@ -26,9 +26,10 @@
 //! its width, then zero padding to a length that follows from the header (see
 //! [`crate::budget`]). `hent` lays out its payload as a frequency table, a scale and a stream
 //! length per chunk, the chunks' entropy-coded streams, then zero padding to a length that
-//! follows from the header (see [`crate::entropy`]). Codec ids 8 (`topk-int2`), 9 (`int2`),
-//! 10 (`ternary`), 11 (`hint2`), 12 (`hbits`) and 13 (`hent`) were added to version 1: a build that predates one refuses its packets as
-//! an unknown codec. Every chunk's size follows
+//! follows from the header (see [`crate::entropy`]); `htcq` the same with two frequency tables,
+//! the even levels' then the odd levels'. Codec ids 8 (`topk-int2`), 9 (`int2`), 10
+//! (`ternary`), 11 (`hint2`), 12 (`hbits`), 13 (`hent`) and 14 (`htcq`) were added to version
+//! 1: a build that predates one refuses its packets as an unknown codec. Every chunk's size follows
 //! from the header, so the total length is checked against the byte count before anything is
 //! allocated, and chunks decode independently.
 
@@ -121,7 +122,7 @@ impl Header {
         let fixed = (HEADER_LEN + CHECKSUM_LEN) as u128;
         match self.codec {
             Codec::HBits => return fixed + budget::payload_len(self),
-            Codec::HEnt => return fixed + entropy::payload_len(self),
+            Codec::HEnt | Codec::HTcq => return fixed + entropy::payload_len(self),
             _ => {}
         }
         let full = (self.len / self.chunk_size) as u128;

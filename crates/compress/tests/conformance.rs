@@ -47,6 +47,7 @@ fn every_codec_encodes_a_fixed_vector_the_same_way() {
         hint2        322 bytes  eb5eefa4
         hbits        326 bytes  954be593
         hent         464 bytes  99a69922
+        htcq         590 bytes  5eefc0c8
     "#]]
     .assert_eq(&table);
 }

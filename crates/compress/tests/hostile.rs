@@ -130,8 +130,8 @@ fn each_header_check_has_its_error() {
         Error::UnsupportedVersion(2)
     ));
     assert!(matches!(
-        edited(10, 10, |b| b[5] = 14),
-        Error::UnknownCodecId(14)
+        edited(10, 10, |b| b[5] = 15),
+        Error::UnknownCodecId(15)
     ));
     assert!(matches!(
         edited(10, 10, |b| b[6] = 1),
@@ -358,5 +358,35 @@ fn hent_table_entries_streams_and_padding_are_checked() {
     if used < 40 {
         payload_error(edit(&|b| b[streams + 39] = 1), 3, "padding");
     }
+    a_budget_out_of_range_is_refused(&packet);
+}
+
+#[test]
+fn htcq_checks_both_tables_and_reads_its_streams_on_the_trellis() {
+    // hent's packet with a second frequency table (the odd levels') after the first: every
+    // other check is hent's, above.
+    let cfg: CompressConfig = "htcq:chunk=16,bits=8".parse().unwrap();
+    let packet = budget_packet(&cfg);
+    let (second, entries) = (HEADER_LEN + 126, HEADER_LEN + 252);
+    assert_eq!(packet.len(), entries + 24 + 40 + CHECKSUM_LEN);
+    assert!(decode(&packet, 40).is_ok());
+    let edit = |edit: &dyn Fn(&mut Vec<u8>)| edited_budget_packet(&packet, edit);
+    for (at, words) in [(second, "exceed"), (entries - 2, "")] {
+        let err = edit(&|b| {
+            b[at] = b[at].wrapping_add(1);
+            b[at + 1] = b[at + 1].wrapping_add(0x40);
+        });
+        assert!(
+            matches!(err, Error::BadPayload { chunk: 0, reason } if reason.contains(words)),
+            "{err}"
+        );
+    }
+    // A stream's last byte moved to the padding.
+    let len = entries + 4;
+    let err = edit(&|b| {
+        let l = u32::from_le_bytes(b[len..len + 4].try_into().unwrap());
+        b[len..len + 4].copy_from_slice(&(l - 1).to_le_bytes());
+    });
+    assert!(matches!(err, Error::BadPayload { .. }), "{err}");
     a_budget_out_of_range_is_refused(&packet);
 }
