@@ -11,6 +11,7 @@ use neuroshard_node::{
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_train::OuterConfig;
+use neuroshard_verify::{AuditConfig, Chain, Leaf};
 
 const PARAMS: usize = 8;
 
@@ -26,6 +27,8 @@ struct Net {
     /// Work claims for the ledger: (node, round, Δ hash).
     claims: Vec<(usize, Round, Hash)>,
     now: Timestamp,
+    /// Whether the nodes audit: jobs then come back with a chain of their one step.
+    auditing: bool,
 }
 
 /// The protocol settings of a test network of `n` nodes.
@@ -47,11 +50,29 @@ impl Net {
     }
 
     fn agreeing(n: usize, agreement: impl Fn() -> Box<dyn Agreement>) -> Self {
+        Self::with(config(n), n, agreement)
+    }
+
+    /// `n` nodes that audit each other: every member challenges every other's contribution.
+    fn auditing(n: usize) -> Self {
+        let audit = AuditConfig {
+            auditors: (n - 1) as f64,
+            segments: 1,
+            ..AuditConfig::DEFAULT
+        };
+        let config = NodeConfig {
+            audit: Some(audit),
+            ..config(n)
+        };
+        Self::with(config, n, || Box::new(DeadlineAgreement))
+    }
+
+    fn with(config: NodeConfig, n: usize, agreement: impl Fn() -> Box<dyn Agreement>) -> Self {
         let keys: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
             .collect();
         let members: BTreeSet<NodeId> = keys.iter().map(Keypair::node_id).collect();
-        let config = config(n);
+        let auditing = config.audit.is_some();
         let nodes = keys
             .into_iter()
             .map(|key| {
@@ -74,6 +95,7 @@ impl Net {
             resyncs: 0,
             claims: Vec::new(),
             now: Timestamp::ZERO,
+            auditing,
         }
     }
 
@@ -140,6 +162,16 @@ impl Net {
     /// Finishes every job handed out so far: node `i` trains a Δ of `(i + 1) / 10` everywhere.
     fn train(&mut self) {
         for (i, job) in std::mem::take(&mut self.jobs) {
+            let leaf = |losses| Leaf {
+                checkpoint: Hash::of(&[i as u8]),
+                losses,
+                work: Hash::default(),
+            };
+            let chain = if self.auditing {
+                Chain::from_leaves(vec![leaf(Vec::new()), leaf(vec![1.0])])
+            } else {
+                Chain::new()
+            };
             let result = TrainingResult {
                 round: job.round,
                 start: job.start,
@@ -147,7 +179,7 @@ impl Net {
                 tokens: 1,
                 loss_start: 2.0,
                 loss_end: 1.0,
-                chain: neuroshard_verify::Chain::new(),
+                chain,
             };
             self.feed(i, Input::Trained(result));
         }
@@ -522,6 +554,45 @@ fn a_silent_member_costs_one_deadline() {
         .map(|(_, s)| s.round)
         .collect();
     assert_eq!(waited, BTreeSet::from([0]), "only round 0 waited for it");
+}
+
+/// A challenge its contributor could not get when it was sent (down, or its link cut) is sent
+/// again until its deadline, and not after: a contributor back in time answers it.
+#[test]
+fn an_unanswered_challenge_is_sent_again_until_its_deadline() {
+    let mut net = Net::auditing(3);
+    net.start();
+    let is_challenge = |m: &Message| matches!(m, Message::Challenge { .. });
+    net.settle(|_, _, m| is_challenge(m));
+    net.agreed_at(1);
+    // A second later, and each second after: the challenges again, every member's of both
+    // others (2 auditors among 2 others), none answered.
+    let resent = |net: &mut Net| {
+        net.now = net.now + Duration::from_secs(1);
+        for i in 0..3 {
+            net.feed(i, Input::Tick);
+        }
+        let mut frames = std::mem::take(&mut net.in_flight);
+        frames.retain(|(_, _, f)| is_challenge(&Message::open(f, 1 << 20).unwrap().1));
+        frames
+    };
+    // The answer time is half the 10 s deadline; the challenge goes again every fifth of it.
+    for second in 1..4 {
+        assert_eq!(
+            resent(&mut net).len(),
+            6,
+            "{second} s after the round closed"
+        );
+    }
+    // The contributors are back: each serves each of its auditors.
+    let now = net.now + Duration::from_secs(1);
+    let served = resent(&mut net)
+        .into_iter()
+        .flat_map(|(to, from, frame)| net.nodes[to].handle(now, Input::Message(from, frame)))
+        .filter(|o| matches!(o, Output::Checkpoints { .. }))
+        .count();
+    assert_eq!(served, 6);
+    assert!(resent(&mut net).is_empty(), "past the answer time");
 }
 
 #[test]

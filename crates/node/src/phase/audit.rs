@@ -70,6 +70,10 @@ pub struct OwnChain {
 #[derive(Debug)]
 struct Pending {
     deadline: Timestamp,
+    /// The sealed challenge, sent again at `resend` until the deadline: a contributor that was
+    /// down or cut off when it was first sent gets it once it is back.
+    frame: Vec<u8>,
+    resend: Timestamp,
     /// The round's start model and the contributor's Δ, to score it (`None` for a recheck of a
     /// reported withholding, which replays nothing).
     usefulness: Option<(Vec<f32>, Vec<f32>)>,
@@ -162,6 +166,8 @@ pub(crate) fn select(node: &mut Node, now: Timestamp, included: &[NodeId]) -> Ve
         let usefulness = node.inbox.get(&contributor).and_then(|e| e.delta.clone());
         let pending = Pending {
             deadline: now + answer_time(node),
+            frame: Vec::new(),
+            resend: now + resend_time(node),
             usefulness: usefulness.map(|delta| (node.params.clone(), delta)),
             recheck: false,
         };
@@ -185,7 +191,8 @@ pub(crate) fn ticket(node: &Node, round: Round, root: &Hash, contributor: NodeId
         .sign(TICKET_NAMESPACE, &ticket_payload(round, root, &contributor))
 }
 
-/// Sends `contributor` a challenge for the segment `draw` picks, and waits for it.
+/// Sends `contributor` a challenge for the segment `draw` picks, and waits for it (sending it
+/// again from `pending.resend` on, [`on_tick`]).
 fn challenge(
     node: &mut Node,
     round: Round,
@@ -193,7 +200,7 @@ fn challenge(
     draw: Draw,
     ticket: Signed,
     commitment: Commitment,
-    pending: Pending,
+    mut pending: Pending,
 ) -> Vec<Output> {
     let message = Message::Challenge {
         round,
@@ -201,12 +208,14 @@ fn challenge(
         segment: draw.segment(commitment.segments.count()),
         ticket: ticket.signature,
     };
-    let deadline = pending.deadline;
+    pending.frame = node.seal(&message);
+    let outputs = vec![
+        Output::Send(contributor, pending.frame.clone()),
+        Output::WakeAt(pending.resend),
+        Output::WakeAt(pending.deadline),
+    ];
     node.audits.pending.insert((round, contributor), pending);
-    vec![
-        Output::Send(contributor, node.seal(&message)),
-        Output::WakeAt(deadline),
-    ]
+    outputs
 }
 
 /// A member challenged one of this node's segments: if the ticket is the challenger's and draws
@@ -588,6 +597,8 @@ pub(crate) fn on_verdict(node: &mut Node, now: Timestamp, verdict: Verdict) -> V
     let ticket = ticket(node, round, &commitment.root, contributor);
     let pending = Pending {
         deadline: now + answer_time(node),
+        frame: Vec::new(),
+        resend: now + resend_time(node),
         usefulness: None,
         recheck: true,
     };
@@ -602,10 +613,19 @@ pub(crate) fn on_verdict(node: &mut Node, now: Timestamp, verdict: Verdict) -> V
     )
 }
 
-/// Time passed: a challenge past its deadline was withheld. The contributor is excluded (it
-/// withheld from this node, which saw that itself); an audit's is reported, so every other node
-/// challenges the contributor itself.
+/// Time passed: a challenge due to be sent again is; one past its deadline was withheld. The
+/// contributor is excluded (it withheld from this node, which saw that itself); an audit's is
+/// reported, so every other node challenges the contributor itself.
 pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    let every = resend_time(node);
+    let mut outputs = Vec::new();
+    for (&(_, contributor), pending) in &mut node.audits.pending {
+        if pending.resend <= now && now < pending.deadline {
+            pending.resend = now + every;
+            outputs.push(Output::Send(contributor, pending.frame.clone()));
+            outputs.push(Output::WakeAt(pending.resend));
+        }
+    }
     let expired: Vec<(Round, NodeId)> = node
         .audits
         .pending
@@ -613,7 +633,6 @@ pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
         .filter(|(_, p)| p.deadline <= now)
         .map(|(key, _)| *key)
         .collect();
-    let mut outputs = Vec::new();
     for (round, contributor) in expired {
         let pending = node
             .audits
@@ -646,6 +665,12 @@ pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
 /// two checkpoints and sending them takes far less than training a round).
 fn answer_time(node: &Node) -> std::time::Duration {
     node.config.round_timeout / 2
+}
+
+/// How often an unanswered challenge is sent again: every fifth of its answer time (a tenth of
+/// a deadline), so a contributor back within four fifths of it still gets one in time.
+fn resend_time(node: &Node) -> std::time::Duration {
+    answer_time(node) / 5
 }
 
 /// Excludes `id` from every later round (and from this one if it has not closed). `convicted`:
