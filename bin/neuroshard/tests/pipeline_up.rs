@@ -572,6 +572,67 @@ fn a_joiner_is_placed_at_a_plan_boundary_and_the_growth_goes_to_the_stage_that_h
     }
 }
 
+/// Proof of Neural Work over stage work on a running pipeline: 4 nodes in 2 stages of 2, and a
+/// fifth that joins with `--cheat forge-inputs`: it trains on its lane neighbours' frames made a
+/// tenth smaller and commits to them under their senders' seals, which then do not hold. Its
+/// stage mates' audits find that (`neuroshard_verify::stage::check_seals`), and every honest
+/// replica of its stage excludes it, and only it.
+#[cfg(feature = "cheat")]
+#[test]
+fn a_replica_that_trains_on_inputs_no_neighbour_sent_is_excluded_by_its_stage() {
+    let (cfg, footprint) = nano_footprint();
+    // Every node holds either stage, not the whole model.
+    let budget = footprint.bytes(2, false, true);
+    assert!(budget < footprint.bytes(cfg.n_layers, true, true));
+    let work = work_dir();
+    let init = ["--inner-steps", "16", "--round-deadline-secs", "60"];
+    let genesis = build_genesis(Path::new(EXE), work.path(), &init);
+    let (_up, started) = start_up(work.path(), &genesis, 4, budget);
+    let limit = Duration::from_secs(300);
+    let mut dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
+    let four = wait_placed(&dashboards, 4, 1, limit);
+    let bootstrap = four[0]["listen_addrs"][0].as_str().unwrap().to_owned();
+    let budget_s = budget.to_string();
+    let args = ["--memory-budget", &budget_s, "--work-per-sec", "1000000000"];
+    let args = [&args[..], &["--min-peers", "1", "--bootstrap", &bootstrap]].concat();
+    let args = [&args[..], &["--cheat", "forge-inputs"]].concat();
+    let forger = NodeProcess::start(Path::new(EXE), "forger", work.path(), &genesis, &args);
+    dashboards.push(forger.dashboard.clone());
+    let five = wait_placed(&dashboards, 5, 0, limit);
+    let cheater = five[4]["node_id"].as_str().unwrap().to_owned();
+    let stage = &five[4]["role"]["stage"];
+    println!("the forger {cheater} holds stage {stage}");
+    let mates: Vec<String> = (dashboards.iter().zip(&five).take(4))
+        .filter(|(_, s)| s["role"]["stage"] == *stage)
+        .map(|(d, _)| d.clone())
+        .collect();
+    assert_eq!(mates.len(), 2, "{five:#?}");
+    let excluded = |s: &Value| -> Vec<String> {
+        let list = s["audits"]["excluded"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (list.iter())
+            .filter_map(|e| e["node"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mates = wait_all(
+        "the forger's stage mates to exclude it",
+        &mates,
+        limit,
+        |s| excluded(s).contains(&cheater),
+    );
+    for status in &mates {
+        let audits = &status["audits"];
+        println!("a stage mate's audits: {audits:#}");
+        assert_eq!(excluded(status), vec![cheater.clone()], "{audits:#}");
+    }
+    let failed = |s: &Value| s["audits"]["failed"].as_u64().unwrap_or(0);
+    let upheld = |s: &Value| s["audits"]["proofs_upheld"].as_u64().unwrap_or(0);
+    let convicted: u64 = mates.iter().map(|s| failed(s) + upheld(s)).sum();
+    assert!(convicted >= 1, "a stage mate convicted the forger");
+}
+
 /// The first round after `after` that every replica of `stage` closed on one model hash with
 /// all their Δs included; panics after `limit`.
 fn stage_trains_together(dashboards: &[String], stage: u64, after: u64, limit: Duration) -> u64 {

@@ -13,11 +13,13 @@ use neuroshard_node::{
     Assignments, CHECKPOINT_ROUNDS, CheckpointStore, ModelVerifier, Node, OwnChain, ReplayJob,
     Replayed, Round, Verifier,
 };
-use neuroshard_pipeline::{FrameLimit, Plan, Precision};
+use neuroshard_pipeline::{FrameKind, FrameLimit, Plan, Precision};
 use neuroshard_primitives::NodeId;
 use neuroshard_train::{InnerLoop, StageLoop};
 use neuroshard_verify::Fault;
-use neuroshard_verify::stage::{FRAME_TOLERANCE, LaneWork, StageShape, judge_frames, replay_stage};
+use neuroshard_verify::stage::{
+    FRAME_TOLERANCE, LaneWork, StageShape, check_seals, judge_frames, replay_stage,
+};
 
 use crate::atomic::{Durability, write_atomic};
 use crate::grow::Depths;
@@ -253,6 +255,8 @@ impl WholeReplayer {
 pub(crate) struct StageReplayer {
     trainer: StageLoop,
     role: Role,
+    /// The role before the plan last changed: a replayed round may have trained under it.
+    before: Option<Box<Role>>,
     plan: Plan,
     limit: FrameLimit,
     depths: Depths,
@@ -269,6 +273,7 @@ impl StageReplayer {
         Self {
             trainer,
             role,
+            before: None,
             plan,
             limit,
             depths,
@@ -278,12 +283,29 @@ impl StageReplayer {
     /// The role of the plan in force, which the driver hands it before each replay: a replay of
     /// a grown stage is built at its place and depth.
     pub(crate) fn replan(&mut self, role: Role) {
-        self.role = role;
+        if role != self.role {
+            self.before = Some(Box::new(std::mem::replace(&mut self.role, role)));
+        }
+    }
+
+    /// Whether `from` may have sent this stage frames of `kind`: a replica of the stage before it
+    /// (activations) or after it (gradients), under the plan in force or the one before.
+    fn may_send(&self, kind: FrameKind, from: &NodeId) -> bool {
+        let sender = |role: &Role| match kind {
+            FrameKind::Activation => role.stage.checked_sub(1),
+            FrameKind::Gradient => Some(role.stage + 1),
+        };
+        let holds = |role: &Role| {
+            sender(role)
+                .and_then(|s| role.grid.get(s))
+                .is_some_and(|replicas| replicas.contains(from))
+        };
+        holds(&self.role) || self.before.as_deref().is_some_and(holds)
     }
 
     /// Replays a stage's segment: work that does not cover the segment's steps or does not feed
     /// the plan is the contributor's fault, reported in [`Replayed::frames`]; so is a frame it
-    /// sent that its replay does not send.
+    /// received that no neighbour sealed, and a frame it sent that its replay does not send.
     fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
         let opened = &job.opened;
         self.fit(opened.start.params.len())?;
@@ -297,6 +319,11 @@ impl StageReplayer {
         if opened.work.len() as u64 != steps {
             let reason = "a stage's segment that names no work for its steps";
             return Ok(unreplayed(Fault::Opening(reason.into())));
+        }
+        let may_send = |kind, from: &NodeId| self.may_send(kind, from);
+        if let Err(fault) = check_seals(opened.start.step, &opened.work, &job.contributor, may_send)
+        {
+            return Ok(unreplayed(fault));
         }
         let shape = StageShape {
             at: (self.role.stage, self.role.stages),

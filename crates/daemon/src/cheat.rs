@@ -3,6 +3,8 @@
 
 use std::str::FromStr;
 
+use neuroshard_pipeline::FrameLimit;
+
 /// How a test node cheats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cheat {
@@ -10,6 +12,19 @@ pub enum Cheat {
     Lazy,
     /// Serves no challenged checkpoint.
     Withhold,
+    /// A pipeline stage that trains on every neighbour's frame made a tenth smaller, and
+    /// commits to it under the sender's seal.
+    ForgeInputs,
+}
+
+/// `bytes`, a lane neighbour's frame, with every value a tenth smaller ([`Cheat::ForgeInputs`]);
+/// a frame that does not decode under `limit` stays as it is.
+pub(crate) fn forged(bytes: Vec<u8>, limit: &FrameLimit) -> Vec<u8> {
+    let Ok((mut frame, precision)) = neuroshard_pipeline::frame::decode(&bytes, limit) else {
+        return bytes;
+    };
+    frame.values.iter_mut().for_each(|v| *v *= 0.9);
+    frame.encode(precision).unwrap_or(bytes)
 }
 
 impl FromStr for Cheat {
@@ -19,7 +34,10 @@ impl FromStr for Cheat {
         match text {
             "lazy" => Ok(Self::Lazy),
             "withhold" => Ok(Self::Withhold),
-            other => Err(format!("unknown cheat `{other}`; use lazy or withhold")),
+            "forge-inputs" => Ok(Self::ForgeInputs),
+            other => Err(format!(
+                "unknown cheat `{other}`; use lazy, withhold or forge-inputs"
+            )),
         }
     }
 }

@@ -61,7 +61,8 @@ pub struct NodeConfig {
     /// its children never outlive it.
     pub exit_on_stdin_close: bool,
     /// Test builds only (feature `cheat`): cheat the work proof. `lazy` skips every segment of
-    /// its training and fakes the chain; `withhold` serves no challenged checkpoint.
+    /// its training and fakes the chain; `withhold` serves no challenged checkpoint;
+    /// `forge-inputs` (a pipeline stage) trains on its neighbours' frames made a tenth smaller.
     #[cfg(feature = "cheat")]
     #[serde(skip)]
     pub cheat: Option<crate::Cheat>,

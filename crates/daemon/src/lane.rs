@@ -419,13 +419,22 @@ impl Lane {
                 }
                 frames => frames?,
             };
-            for (peer, frame) in frames {
+            for (peer, sealed) in frames {
                 let i = lanes.iter().position(|l| l.side(peer).is_some());
                 let Some(running) = i.and_then(|i| steps[i].as_mut()) else {
                     tracing::debug!(%peer, step, "a frame from no live lane of this job");
                     continue;
                 };
-                if let Err(err) = running.deliver(&frame) {
+                let Some((frame, seal)) = self.link.unseal(peer, sealed) else {
+                    tracing::warn!(%peer, step, "refused a lane neighbour's frame: its seal does not hold");
+                    continue;
+                };
+                #[cfg(feature = "cheat")]
+                let frame = match self.link.forge {
+                    true => crate::cheat::forged(frame, &self.limit),
+                    false => frame,
+                };
+                if let Err(err) = running.deliver_sealed(&frame, seal) {
                     tracing::warn!(step, %err, "refused a lane neighbour's frame");
                 }
             }

@@ -1,16 +1,17 @@
 //! How a lane's stage reaches its neighbours from the training thread: the inbox the driver
 //! files their frames in (by step and sender), the lanes a stage serves with the cuts the driver
-//! sets on them, and the sends (`docs/pipeline.md`, "Lanes" and "Failover").
+//! sets on them, and the sends, each frame sealed by this node for its receiver
+//! (`docs/pipeline.md`, "Lanes" and "Failover").
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use neuroshard_p2p::{NetworkHandle, PeerId};
+use neuroshard_p2p::{NetworkHandle, PeerId, identity};
 use neuroshard_pipeline::frame::peek_step;
-use neuroshard_pipeline::{Direction, Outgoing};
-use neuroshard_primitives::NodeId;
+use neuroshard_pipeline::{Direction, Outgoing, Seal};
+use neuroshard_primitives::{Keypair, NodeId};
 
 use crate::lane::{LaneRounds, VALIDATION};
 use crate::{Error, Result};
@@ -89,6 +90,11 @@ pub(crate) struct Link {
     pub(crate) wanted: Arc<AtomicU64>,
     /// The lanes this node serves now (the driver says so); a job takes them when it starts.
     pub(crate) routes: Arc<Routes>,
+    /// The node's key, which seals every frame it sends.
+    pub(crate) key: Keypair,
+    /// Test builds only: the stage trains on forged inputs (`Cheat::ForgeInputs`).
+    #[cfg(feature = "cheat")]
+    pub(crate) forge: bool,
 }
 
 /// One lane a stage serves, as its training thread sees it: the neighbours' peers, whose data
@@ -230,6 +236,15 @@ impl Link {
         )))
     }
 
+    /// A frame `peer` sent as it travelled, split into the frame and the sender's seal; `None`
+    /// when the seal is missing or does not hold for this node and the frame.
+    pub(crate) fn unseal(&self, peer: PeerId, sealed: Vec<u8>) -> Option<(Vec<u8>, Seal)> {
+        let from = identity::node_id(&peer).ok()?;
+        let (frame, seal) = Seal::off(from, sealed)?;
+        seal.holds(&self.key.node_id(), &frame)
+            .then_some((frame, seal))
+    }
+
     /// Sends `out`, a frame of `round`'s job on `lane`, to the neighbour it names, offering it
     /// again while the neighbour refuses, unless that neighbour is lost or past the round
     /// ([`LaneRounds::cut_sends`]) or the lane's route changed.
@@ -240,6 +255,8 @@ impl Link {
         };
         let peer =
             peer.ok_or_else(|| Error::Lane(format!("no {:?} neighbour to send to", out.to)))?;
+        let to = identity::node_id(&peer).map_err(|err| Error::Lane(err.to_string()))?;
+        let sealed = Seal::sign(&self.key, &to, &out.bytes).onto(out.bytes);
         let mut tries = 0;
         loop {
             let cut = round < lane.cut.sends[side].load(Ordering::Relaxed);
@@ -248,7 +265,7 @@ impl Link {
             }
             let sent = self
                 .runtime
-                .block_on(self.net.send_frame(peer, out.bytes.clone()));
+                .block_on(self.net.send_frame(peer, sealed.clone()));
             match sent {
                 Ok(()) => return Ok(()),
                 Err(err) if tries >= RESENDS => {

@@ -46,7 +46,7 @@ pub(crate) struct Pipeline {
     pub(crate) val_batches: usize,
     /// This node's data assignment; a stage reads its lane's first-stage holder's instead.
     pub(crate) assignment: Assignment,
-    /// Test builds only: how the whole model's trainer cheats.
+    /// Test builds only: how the whole model's trainer, or a stage's lanes, cheat.
     #[cfg(feature = "cheat")]
     pub(crate) cheat: Option<crate::Cheat>,
     /// The capacity records heard.
@@ -434,6 +434,9 @@ impl Driver {
             patience,
             wanted: Arc::clone(&self.progress.wanted),
             routes,
+            key: Keypair::from_seed(self.pipeline.key.secret_bytes()),
+            #[cfg(feature = "cheat")]
+            forge: self.pipeline.cheat == Some(crate::Cheat::ForgeInputs),
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;

@@ -56,4 +56,4 @@ pub use layout::Layout;
 pub use local::{LocalStep, even_split, relative_error, run_step, split_at, whole_gradients};
 pub use schedule::{Costs, Op, Plan, Timeline};
 pub use step::{Direction, Outgoing, StageOutcome, StageStep};
-pub use traffic::{Frames, Traffic};
+pub use traffic::{Frames, SEAL_BYTES, SEAL_NAMESPACE, Seal, Traffic};

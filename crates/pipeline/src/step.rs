@@ -18,7 +18,7 @@ use neuroshard_primitives::Batch;
 
 use crate::accumulate::GradSum;
 use crate::frame::{Frame, FrameKind, FrameLimit, Precision, decode};
-use crate::traffic::Traffic;
+use crate::traffic::{Seal, Traffic};
 use crate::{Error, Op, Result};
 
 /// Where a frame goes.
@@ -144,6 +144,20 @@ impl StageStep {
     /// A frame for another step or stage, a micro-batch out of range, a kind this stage never
     /// receives, or one already received, is an error, and changes nothing.
     pub fn deliver(&mut self, bytes: &[u8]) -> Result<()> {
+        self.take(bytes).map(|_| ())
+    }
+
+    /// [`StageStep::deliver`] for a frame that came with its sender's `seal`, which the record
+    /// keeps beside it (checked by whoever took it off the wire, [`Seal::holds`]).
+    pub fn deliver_sealed(&mut self, bytes: &[u8], seal: Seal) -> Result<()> {
+        let key = self.take(bytes)?;
+        if let Some(traffic) = &mut self.traffic {
+            traffic.seals.insert(key, seal);
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, bytes: &[u8]) -> Result<(FrameKind, u32)> {
         let (frame, _) = decode(bytes, &self.limit)?;
         let m = frame.micro_batch;
         let expected = match frame.kind {
@@ -188,7 +202,7 @@ impl StageStep {
         if let Some(traffic) = &mut self.traffic {
             traffic.received.insert((frame.kind, m), bytes.to_vec());
         }
-        Ok(())
+        Ok((frame.kind, m))
     }
 
     /// The next operation of the plan, or `None` when the step is done.

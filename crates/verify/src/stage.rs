@@ -7,11 +7,15 @@
 //! Its chain's leaf for a segment names all of these and the frames it sent
 //! ([`segment_hash`]); an auditor replays the segment from them ([`replay_stage`]) and checks
 //! the state it reached ([`crate::judge`]) and every frame it sent ([`judge_frames`]).
-//! Whether the frames it received were its neighbours' true outputs is a check between two
-//! records ([`neuroshard_pipeline::Traffic::agrees_with_next`]), and the neighbours' own audits.
+//! Whether the frames it received were its neighbours' true outputs: each carries its sender's
+//! seal ([`check_seals`]), so the frames a stage names as inputs are ones a neighbour sent, and
+//! the neighbours' own audits judge what they sent. Two records of one step can also be compared
+//! byte for byte ([`neuroshard_pipeline::Traffic::agrees_with_next`]).
 
-use neuroshard_pipeline::{Frame, FrameLimit, Plan, Precision, StageStep, Traffic, frame, split};
-use neuroshard_primitives::{Batch, Hash};
+use neuroshard_pipeline::{
+    Frame, FrameKind, FrameLimit, Plan, Precision, StageStep, Traffic, frame, split,
+};
+use neuroshard_primitives::{Batch, Hash, NodeId};
 use neuroshard_train::{AdamWConfig, StageLoop};
 use serde::{Deserialize, Serialize};
 
@@ -191,6 +195,45 @@ pub fn judge_frames(
                         &format!("a sent frame is {off} off the replay's"),
                     ));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every frame the stage's segment names as received carries its sender's seal
+/// ([`neuroshard_pipeline::Seal::holds`] for `contributor` and that frame), from a node `may_send` takes for the
+/// frame's kind (activations from a replica of the previous stage, gradients from one of the
+/// next) and never from the contributor itself. A frame without such a seal is the
+/// contributor's fault: it names inputs no neighbour vouches for having sent.
+pub fn check_seals(
+    first_step: u64,
+    committed: &[Vec<LaneWork>],
+    contributor: &NodeId,
+    may_send: impl Fn(FrameKind, &NodeId) -> bool,
+) -> Result<(), Fault> {
+    for (step, lanes) in (first_step..).zip(committed) {
+        for traffic in lanes.iter().map(|lane| &lane.traffic) {
+            for (key, bytes) in &traffic.received {
+                let Some(seal) = traffic.seals.get(key) else {
+                    return Err(frames(step, "a received frame carries no seal"));
+                };
+                if seal.from == *contributor || !may_send(key.0, &seal.from) {
+                    return Err(frames(
+                        step,
+                        &format!("a received frame is sealed by {}, no neighbour", seal.from),
+                    ));
+                }
+                if !seal.holds(contributor, bytes) {
+                    return Err(frames(step, "a received frame's seal does not hold"));
+                }
+            }
+            if traffic
+                .seals
+                .keys()
+                .any(|k| !traffic.received.contains_key(k))
+            {
+                return Err(frames(step, "a seal for a frame not received"));
             }
         }
     }

@@ -1,18 +1,19 @@
 //! Proof of Neural Work for a pipeline stage: three stages train a few steps in one process with
 //! their chains and frames recorded, and each stage's segments replay from what it committed;
-//! a stage that lies about what it sent or received, or serves other frames than it committed,
-//! is caught.
+//! a stage that lies about what it sent or received (its neighbours' seals), or serves other
+//! frames than it committed, is caught.
 
 use candle_core::Device;
 use neuroshard_model::{Config, Stage};
 use neuroshard_pipeline::{
-    Frame, FrameKind, FrameLimit, Frames, Plan, Precision, StageOutcome, even_split, frame,
+    Frame, FrameKind, FrameLimit, Frames, Plan, Precision, Seal, StageOutcome, even_split, frame,
     run_step,
 };
-use neuroshard_primitives::{Batch, Hash};
+use neuroshard_primitives::{Batch, Hash, Keypair, NodeId};
 use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, StageLoop};
 use neuroshard_verify::stage::{
-    FRAME_TOLERANCE, LaneWork, StageShape, check_work, judge_frames, replay_stage, segment_hash,
+    FRAME_TOLERANCE, LaneWork, StageShape, check_seals, check_work, judge_frames, replay_stage,
+    segment_hash,
 };
 use neuroshard_verify::{Chain, Checkpoint, Error, Fault, Opened, Tolerance, judge};
 
@@ -220,6 +221,86 @@ fn a_stage_that_names_inputs_its_neighbour_never_sent_is_caught_by_the_neighbour
     let sender = &records[1].work[0][0].traffic;
     assert!(!sender.agrees_with_next(&forged[0][0].traffic));
     assert!(sender.agrees_with_next(&records[2].work[0][0].traffic));
+}
+
+/// Stage `s`'s node key.
+fn key(s: usize) -> Keypair {
+    Keypair::from_seed([s as u8 + 1; 32])
+}
+
+/// The stage that sends stage `s` frames of `kind`.
+fn sender(s: usize, kind: FrameKind) -> usize {
+    match kind {
+        FrameKind::Activation => s - 1,
+        FrameKind::Gradient => s + 1,
+    }
+}
+
+/// Stage `s`'s `work` with each received frame sealed as a network delivers it: by the
+/// neighbour that sent it, to `s`.
+fn sealed(s: usize, work: &[Vec<LaneWork>]) -> Vec<Vec<LaneWork>> {
+    let mut work = work.to_vec();
+    for traffic in work.iter_mut().flatten().map(|l| &mut l.traffic) {
+        for (&(kind, m), bytes) in &traffic.received {
+            let seal = Seal::sign(&key(sender(s, kind)), &key(s).node_id(), bytes);
+            traffic.seals.insert((kind, m), seal);
+        }
+    }
+    work
+}
+
+/// Stage `s`'s seals checked as its stage mates check them: each from the stage that sends
+/// that kind.
+fn check(s: usize, work: &[Vec<LaneWork>]) -> Result<(), Fault> {
+    let neighbour = |kind: FrameKind, from: &NodeId| *from == key(sender(s, kind)).node_id();
+    check_seals(0, work, &key(s).node_id(), neighbour)
+}
+
+#[test]
+fn a_stage_that_names_inputs_no_neighbour_sealed_is_caught_by_its_own_record() {
+    let plan = Plan::one_f_one_b(STAGES, MICRO).unwrap();
+    let records = train(&plan);
+    for (s, record) in records.iter().enumerate() {
+        check(s, &sealed(s, record.segment(0))).unwrap();
+    }
+    let middle = sealed(1, records[1].segment(0));
+    let refused = |work: &[Vec<LaneWork>], why: &str| {
+        let fault = check(1, work).unwrap_err();
+        assert!(
+            matches!(&fault, Fault::Frames { step: 0, reason } if reason.contains(why)),
+            "{fault}"
+        );
+    };
+    // Activations a tenth smaller than the first stage sent, under its seals.
+    let mut forged = scaled(&middle, |l| &mut l.traffic.received, 0.9);
+    refused(&forged, "does not hold");
+    // The same sealed by the stage itself, or by the stage after it, which sends no activations.
+    for (signer, why) in [(1, "no neighbour"), (2, "no neighbour")] {
+        for traffic in forged.iter_mut().flatten().map(|l| &mut l.traffic) {
+            for (&(kind, m), bytes) in &traffic.received {
+                let seal = Seal::sign(&key(signer), &key(1).node_id(), bytes);
+                traffic.seals.insert((kind, m), seal);
+            }
+        }
+        refused(&forged, why);
+    }
+    // A frame with no seal, a seal with no frame, a frame sealed for another receiver.
+    let mut unsealed = middle.clone();
+    unsealed[0][0].traffic.seals.pop_first();
+    refused(&unsealed, "no seal");
+    let mut extra = middle.clone();
+    let spare = (FrameKind::Gradient, 99);
+    let seal = extra[0][0].traffic.seals.values().next().unwrap().clone();
+    extra[0][0].traffic.seals.insert(spare, seal);
+    refused(&extra, "not received");
+    let mut for_other = middle.clone();
+    for traffic in for_other.iter_mut().flatten().map(|l| &mut l.traffic) {
+        for (&(kind, m), bytes) in &traffic.received {
+            let seal = Seal::sign(&key(sender(1, kind)), &key(0).node_id(), bytes);
+            traffic.seals.insert((kind, m), seal);
+        }
+    }
+    refused(&for_other, "does not hold");
 }
 
 #[test]
