@@ -596,6 +596,32 @@ fn an_unanswered_challenge_is_sent_again_until_its_deadline() {
 }
 
 #[test]
+fn a_challenge_whose_opening_was_lost_is_served_again_a_bounded_number_of_times() {
+    let mut net = Net::auditing(3);
+    net.start();
+    let is_challenge = |m: &Message| matches!(m, Message::Challenge { .. });
+    net.settle(|_, _, m| is_challenge(m));
+    net.agreed_at(1);
+    // Every second, each auditor's challenge again (no opening reached it); each contributor
+    // serves it, and its opening is lost, until it has served that challenger three times.
+    let mut served = Vec::new();
+    for _ in 1..5 {
+        net.now = net.now + Duration::from_secs(1);
+        for i in 0..3 {
+            net.feed(i, Input::Tick);
+        }
+        let now = net.now;
+        let frames = std::mem::take(&mut net.in_flight);
+        let outputs = (frames.into_iter())
+            .filter(|(_, _, f)| is_challenge(&Message::open(f, 1 << 20).unwrap().1))
+            .flat_map(|(to, from, frame)| net.nodes[to].handle(now, Input::Message(from, frame)));
+        let reads = outputs.filter(|o| matches!(o, Output::Checkpoints { .. }));
+        served.push(reads.count());
+    }
+    assert_eq!(served, [6, 6, 6, 0], "three serves per challenger");
+}
+
+#[test]
 fn a_node_that_ran_ahead_alone_goes_back_to_the_majority() {
     let mut net = Net::new(4);
     net.partition(&[0, 1, 2]);

@@ -31,6 +31,11 @@ use crate::work::{Purpose, ReplayJob, Replayed};
 /// Rounds of claims, own chains and audit bookkeeping kept behind the current round.
 const ROUNDS_KEPT: u64 = 3;
 
+/// Times a contributor serves one challenger's challenge of a round: the challenger sends it
+/// again while no opening reached it, so an opening lost in flight is served again, and a
+/// challenger that keeps asking costs at most this many checkpoint reads.
+const SERVES_PER_CHALLENGER: u32 = 3;
+
 /// What this node's audits have found so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditStats {
@@ -89,8 +94,8 @@ pub(crate) struct Audits {
     pending: BTreeMap<(Round, NodeId), Pending>,
     /// Opening frames under replay, for the proof if the replay fails.
     replaying: BTreeMap<(Round, NodeId), Vec<u8>>,
-    /// (round, challenger) pairs this node served.
-    served: BTreeSet<(Round, NodeId)>,
+    /// How often this node served each (round, challenger).
+    served: BTreeMap<(Round, NodeId), u32>,
     /// (round, contributor, segment) whose fraud proof this node took up (or sent): a proof
     /// counts only once it quotes the contributor's own frames, so junk cannot shield anybody.
     judged: BTreeSet<(Round, NodeId, u64)>,
@@ -219,8 +224,8 @@ fn challenge(
 }
 
 /// A member challenged one of this node's segments: if the ticket is the challenger's and draws
-/// that segment, and this is its first challenge for the round, ask the driver for the
-/// checkpoints.
+/// that segment, and it has not been served [`SERVES_PER_CHALLENGER`] times this round (a
+/// challenge comes again while its opening has not arrived), ask the driver for the checkpoints.
 pub(crate) fn on_challenge(
     node: &mut Node,
     challenger: NodeId,
@@ -246,9 +251,11 @@ pub(crate) fn on_challenge(
             "a challenge whose ticket does not hold",
         )];
     }
-    if !node.audits.served.insert((round, challenger)) {
+    let serves = node.audits.served.entry((round, challenger)).or_default();
+    if *serves >= SERVES_PER_CHALLENGER {
         return Vec::new();
     }
+    *serves += 1;
     let mut indices = vec![segment, segment + 1];
     if segment + 1 == count {
         indices.push(0);
@@ -722,7 +729,7 @@ fn prune(node: &mut Node) {
     let audits = &mut node.audits;
     audits.own.retain(|r, _| *r >= oldest);
     audits.claims.retain(|r, _| *r >= oldest);
-    audits.served.retain(|(r, _)| *r >= oldest);
+    audits.served.retain(|(r, _), _| *r >= oldest);
     audits.judged.retain(|(r, _, _)| *r >= oldest);
     audits.rechecked.retain(|(r, _)| *r >= oldest);
     audits.replaying.retain(|(r, _), _| *r >= oldest);
