@@ -7,25 +7,26 @@
 //! 12 bytes per parameter each (parameters and both AdamW moments): 2 × 51 × 12 × n bytes at
 //! the default 50 segments, about 1.2 GB per million parameters.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use neuroshard_node::{
     Assignments, CHECKPOINT_ROUNDS, CheckpointStore, ModelVerifier, Node, OwnChain, ReplayJob,
     Replayed, Round, Verifier,
 };
-use neuroshard_pipeline::{FrameKind, FrameLimit, Plan, Precision};
+use neuroshard_pipeline::{FrameLimit, Plan, Precision};
 use neuroshard_primitives::NodeId;
 use neuroshard_train::{InnerLoop, StageLoop};
 use neuroshard_verify::Fault;
 use neuroshard_verify::stage::{
-    FRAME_TOLERANCE, LaneWork, StageShape, check_seals, judge_frames, replay_stage,
+    FRAME_TOLERANCE, LaneWork, StageShape, check_batches, check_seals, judge_frames, replay_stage,
 };
 
 use crate::atomic::{Durability, write_atomic};
 use crate::grow::Depths;
 use crate::lane::{fitted_layers, fresh_stage};
 use crate::role::Role;
-use crate::work::{Assignment, Progress, RoundSource};
+use crate::work::{Assignment, LaneSources, Progress, RoundSource};
 use crate::{Error, Result};
 
 /// Chain checkpoints in a directory, one file per (round, index). Cheap to clone: the driver
@@ -178,6 +179,16 @@ pub(crate) enum Replayer {
 }
 
 impl Replayer {
+    /// Whose assigned shards the replay of `job` reads: the contributor's for a whole model, the
+    /// data nodes a stage's lanes name for a stage (none when they name more nodes than the
+    /// pipeline has lanes: the replay refuses that work without reading a batch).
+    pub(crate) fn data_nodes(&self, job: &ReplayJob) -> BTreeSet<NodeId> {
+        match self {
+            Replayer::Whole(_) => BTreeSet::from([job.contributor]),
+            Replayer::Stage(stage) => stage.data_nodes(&job.opened).unwrap_or_default(),
+        }
+    }
+
     /// Replays `job`. Blocking: call it on a blocking thread.
     pub(crate) fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
         match self {
@@ -254,58 +265,97 @@ impl WholeReplayer {
 #[derive(Debug)]
 pub(crate) struct StageReplayer {
     trainer: StageLoop,
+    /// This node's assignment, the template for a lane's data node's (boxed, as the roles
+    /// around: a replayer's two kinds stay near one size).
+    assignment: Box<Assignment>,
     role: Role,
-    /// The role before the plan last changed: a replayed round may have trained under it.
-    before: Option<Box<Role>>,
+    /// The roles before the plan last changed and of the next plan, where the stage has them:
+    /// a replayed round may have trained under either (its contributor switches plans at its
+    /// own job's start, not at this node's).
+    around: [Option<Box<Role>>; 2],
     plan: Plan,
     limit: FrameLimit,
     depths: Depths,
 }
 
 impl StageReplayer {
-    /// A replayer of `role`'s stage, its steps run on `plan` with frames under `limit`.
+    /// A replayer of `role`'s stage, its steps run on `plan` with frames under `limit`, its
+    /// lanes' batches read as `assignment` reads them for another node.
     pub(crate) fn new(
-        trainer: StageLoop,
+        (trainer, assignment): (StageLoop, Assignment),
         role: Role,
         (plan, limit): (Plan, FrameLimit),
         depths: Depths,
     ) -> Self {
         Self {
             trainer,
+            assignment: Box::new(assignment),
             role,
-            before: None,
+            around: [None, None],
             plan,
             limit,
             depths,
         }
     }
 
-    /// The role of the plan in force, which the driver hands it before each replay: a replay of
-    /// a grown stage is built at its place and depth.
-    pub(crate) fn replan(&mut self, role: Role) {
+    /// The role of the plan in force, which the driver hands it before each replay (a replay of
+    /// a grown stage is built at its place and depth), and its role in the next plan, if that
+    /// keeps it in its stage.
+    pub(crate) fn replan(&mut self, role: Role, next: Option<Role>) {
         if role != self.role {
-            self.before = Some(Box::new(std::mem::replace(&mut self.role, role)));
+            self.around[0] = Some(Box::new(std::mem::replace(&mut self.role, role)));
         }
+        self.around[1] = next.map(Box::new);
     }
 
-    /// Whether `from` may have sent this stage frames of `kind`: a replica of the stage before it
-    /// (activations) or after it (gradients), under the plan in force or the one before.
-    fn may_send(&self, kind: FrameKind, from: &NodeId) -> bool {
-        let sender = |role: &Role| match kind {
-            FrameKind::Activation => role.stage.checked_sub(1),
-            FrameKind::Gradient => Some(role.stage + 1),
+    /// The stage's roles a replayed round may have trained under: before, in force, next.
+    fn roles(&self) -> impl Iterator<Item = &Role> {
+        let around = self.around.iter().flatten().map(|role| &**role);
+        std::iter::once(&self.role).chain(around)
+    }
+
+    /// Whether `from` may have sealed frames this stage received: a replica of any stage under
+    /// one of [`StageReplayer::roles`] (a member of the pipeline; a node outside every plan
+    /// this node knows, a key made up to seal forged frames, is not).
+    fn may_seal(&self, from: &NodeId) -> bool {
+        self.roles()
+            .any(|role| role.grid.iter().any(|replicas| replicas.contains(from)))
+    }
+
+    /// The distinct data nodes `opened`'s lanes name; `None` when they are more than the
+    /// pipeline has lanes (a job's lanes keep their data nodes for the whole job).
+    fn data_nodes(&self, opened: &neuroshard_verify::Opened) -> Option<BTreeSet<NodeId>> {
+        let nodes: BTreeSet<NodeId> = (opened.work.iter().flatten())
+            .map(|lane| lane.data_node)
+            .collect();
+        let lanes = self.roles().map(|role| role.lanes).max().unwrap_or(0);
+        (nodes.len() <= lanes).then_some(nodes)
+    }
+
+    /// Checks each lane's batch against its data node's assignment: a fault for more data
+    /// nodes than lanes or another batch; `Err` when this node lacks the data (the driver
+    /// fetched it before the replay).
+    fn check_batches(
+        &self,
+        opened: &neuroshard_verify::Opened,
+    ) -> std::result::Result<Result<(), Fault>, String> {
+        if self.data_nodes(opened).is_none() {
+            let reason = "a stage's lanes read the data of more nodes than the pipeline has lanes";
+            return Ok(Err(Fault::Opening(reason.into())));
+        }
+        let config = *self.trainer.config();
+        let mut data = LaneSources::new((*self.assignment).clone(), Progress::default());
+        let assigned = |node: &NodeId, step| {
+            data.batch(*node, step, config.batch_size, config.seq_len)
+                .map_err(|err| format!("a lane's batch: {err}"))
         };
-        let holds = |role: &Role| {
-            sender(role)
-                .and_then(|s| role.grid.get(s))
-                .is_some_and(|replicas| replicas.contains(from))
-        };
-        holds(&self.role) || self.before.as_deref().is_some_and(holds)
+        check_batches(opened.start.step, &opened.work, assigned)
     }
 
     /// Replays a stage's segment: work that does not cover the segment's steps or does not feed
     /// the plan is the contributor's fault, reported in [`Replayed::frames`]; so is a frame it
-    /// received that no neighbour sealed, and a frame it sent that its replay does not send.
+    /// received that no neighbour sealed, a lane's batch other than its data node's, and a frame
+    /// it sent that its replay does not send.
     fn run(&mut self, job: &ReplayJob) -> std::result::Result<Replayed, String> {
         let opened = &job.opened;
         self.fit(opened.start.params.len())?;
@@ -320,9 +370,12 @@ impl StageReplayer {
             let reason = "a stage's segment that names no work for its steps";
             return Ok(unreplayed(Fault::Opening(reason.into())));
         }
-        let may_send = |kind, from: &NodeId| self.may_send(kind, from);
+        let may_send = |_, from: &NodeId| self.may_seal(from);
         if let Err(fault) = check_seals(opened.start.step, &opened.work, &job.contributor, may_send)
         {
+            return Ok(unreplayed(fault));
+        }
+        if let Err(fault) = self.check_batches(opened)? {
             return Ok(unreplayed(fault));
         }
         let shape = StageShape {
@@ -383,7 +436,6 @@ impl StageReplayer {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
     use std::time::Duration;
 
     use neuroshard_aggregate::{Rule, RuleKind};

@@ -402,8 +402,9 @@ impl Driver {
         });
     }
 
-    /// Starts the next replay if the replayer is free: fetch the contributor's shards for the
-    /// round, then replay on a blocking thread, beside training.
+    /// Starts the next replay if the replayer is free: fetch the shards it reads for the round
+    /// (the contributor's, or a stage's lanes' data nodes'), then replay on a blocking thread,
+    /// beside training.
     fn start_replay(&mut self) {
         if self.replayer.is_none() {
             return;
@@ -414,14 +415,17 @@ impl Driver {
         let mut replayer = self.replayer.take().expect("checked above");
         if let (Replayer::Stage(stage), Some(role)) = (replayer.as_mut(), self.pipeline.role()) {
             // The plan in force: a replan may have moved the stage's place or depth.
-            stage.replan(role.clone());
+            stage.replan(role.clone(), self.next_role(role));
         }
+        let readers = replayer.data_nodes(&job);
         let (data, done) = (self.data.clone(), self.done_tx.clone());
         tokio::spawn(async move {
-            if let Err(err) = data.ensure(job.round, job.contributor).await {
-                let reason = format!("the contributor's shards: {err}");
-                let _ = done.send(Done::Replayed(replayer, job, Err(reason))).await;
-                return;
+            for node in readers {
+                if let Err(err) = data.ensure(job.round, node).await {
+                    let reason = format!("the shards of {node}: {err}");
+                    let _ = done.send(Done::Replayed(replayer, job, Err(reason))).await;
+                    return;
+                }
             }
             let ran = tokio::task::spawn_blocking(move || {
                 let result = replayer.run(&job);

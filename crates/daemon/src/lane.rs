@@ -543,8 +543,12 @@ impl Lane {
                 .step_on(outcome.grads, outcome.loss, step_tokens, step)?;
             let loss = outcome.loss.unwrap_or(f32::NAN);
             if let Some(chain) = &mut chain {
-                let work = (batches.into_iter().zip(outcome.traffic))
-                    .map(|(batch, traffic)| LaneWork { batch, traffic })
+                let work = (lanes.iter().zip(batches).zip(outcome.traffic))
+                    .map(|((lane, batch), traffic)| LaneWork {
+                        data_node: lane.data_node,
+                        batch,
+                        traffic,
+                    })
                     .collect();
                 chain.step(&self.inner, step + 1, loss, work)?;
             }

@@ -445,6 +445,8 @@ impl Driver {
             let copy = StageLoop::new(copy, inner, role.stages)?;
             let schedule = Lane::schedule(role, stage.config(), inner, micro_batches)?;
             let depths = settings.depths.clone();
+            let template = self.pipeline.assignment.clone();
+            let copy = (copy, template);
             Ok::<_, Error>(StageReplayer::new(copy, role.clone(), schedule, depths))
         });
         let chains = self.chains.clone();

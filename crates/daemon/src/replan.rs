@@ -266,6 +266,15 @@ impl Driver {
         }
     }
 
+    /// This node's role in the next plan, if a boundary made one that keeps it in `old`'s stage.
+    pub(crate) fn next_role(&self, old: &Role) -> Option<Role> {
+        let next = self.pipeline.plans.next.as_ref()?;
+        match role::place(&next.plan, self.node.id()) {
+            Placement::Stage(role) if role.same_stage(old) => Some(role),
+            _ => None,
+        }
+    }
+
     /// At a job's start: a stage node switches to the next plan, if a boundary made one that
     /// keeps it in its stage (carried plans move no stage's layers): it takes the new lanes and
     /// stage mates; its status shows the plan's depth (a stage the plan lengthens says so when
@@ -275,12 +284,8 @@ impl Driver {
         let Some(old) = self.pipeline.role().cloned() else {
             return;
         };
-        let role = match &self.pipeline.plans.next {
-            Some(next) => match role::place(&next.plan, self.node.id()) {
-                Placement::Stage(role) if role.same_stage(&old) => role,
-                _ => return,
-            },
-            None => return,
+        let Some(role) = self.next_role(&old) else {
+            return;
         };
         let Some(next) = self.pipeline.plans.next.take() else {
             return;

@@ -32,7 +32,9 @@ pub const FRAME_TOLERANCE: f32 = 1e-2;
 /// the stage received and sent on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LaneWork {
-    /// The batch the lane's data node gives for the step.
+    /// The node whose data assignment the lane reads (its replica of the widest stage).
+    pub data_node: NodeId,
+    /// The batch the lane's data node's assignment gives for the step.
     pub batch: Batch,
     /// The frames.
     pub traffic: Traffic,
@@ -41,6 +43,7 @@ pub struct LaneWork {
 impl LaneWork {
     fn hash(&self) -> Hash {
         let mut bytes = b"neuroshard-verify/lane-work".to_vec();
+        bytes.extend_from_slice(&self.data_node.0);
         for word in [self.batch.batch as u64, self.batch.seq as u64] {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
@@ -201,11 +204,32 @@ pub fn judge_frames(
     Ok(())
 }
 
+/// Checks that every lane of the stage's segment trained on the batch its data node's assignment
+/// gives for the step (`assigned`: the node's batch of a step). A lane on other tokens is the
+/// contributor's fault; `assigned` failing (the auditor lacks the data) is the auditor's,
+/// returned as the outer error. Which node's assignment a lane reads is the contributor's say.
+pub fn check_batches<E>(
+    first_step: u64,
+    committed: &[Vec<LaneWork>],
+    mut assigned: impl FnMut(&NodeId, u64) -> std::result::Result<Batch, E>,
+) -> std::result::Result<Result<(), Fault>, E> {
+    for (step, lanes) in (first_step..).zip(committed) {
+        for lane in lanes {
+            if assigned(&lane.data_node, step)? != lane.batch {
+                let reason = "a lane trained on another batch than its data node's assignment";
+                return Ok(Err(frames(step, reason)));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Checks that every frame the stage's segment names as received carries its sender's seal
-/// ([`neuroshard_pipeline::Seal::holds`] for `contributor` and that frame), from a node `may_send` takes for the
-/// frame's kind (activations from a replica of the previous stage, gradients from one of the
-/// next) and never from the contributor itself. A frame without such a seal is the
-/// contributor's fault: it names inputs no neighbour vouches for having sent.
+/// ([`neuroshard_pipeline::Seal::holds`] for `contributor` and that frame), from a node `may_send`
+/// takes for the frame's kind (at the tightest, a replica of the previous stage for activations
+/// and of the next for gradients; a running network takes any replica of its pipeline) and never
+/// from the contributor itself. A frame without such a seal is the contributor's fault: it names
+/// inputs no neighbour vouches for having sent.
 pub fn check_seals(
     first_step: u64,
     committed: &[Vec<LaneWork>],

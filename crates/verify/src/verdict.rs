@@ -28,7 +28,9 @@ pub enum Fault {
     /// The last checkpoint does not encode to the announced Δ.
     #[error("encoding: {0}")]
     Encoding(String),
-    /// A pipeline stage sent frames its replay does not send (`crate::stage::judge_frames`).
+    /// A pipeline stage's work does not hold at a step: it sent frames its replay does not send
+    /// (`crate::stage::judge_frames`), names received frames no neighbour sealed for it
+    /// (`check_seals`), or trained a lane on other tokens than its data node's (`check_batches`).
     #[error("step {step}: {reason}")]
     Frames {
         /// The global inner step.

@@ -1,7 +1,7 @@
 //! Proof of Neural Work for a pipeline stage: three stages train a few steps in one process with
 //! their chains and frames recorded, and each stage's segments replay from what it committed;
-//! a stage that lies about what it sent or received (its neighbours' seals), or serves other
-//! frames than it committed, is caught.
+//! a stage that lies about what it sent or received (its neighbours' seals), trains a lane on
+//! tokens its data node was not assigned, or serves other frames than it committed, is caught.
 
 use candle_core::Device;
 use neuroshard_model::{Config, Stage};
@@ -12,8 +12,8 @@ use neuroshard_pipeline::{
 use neuroshard_primitives::{Batch, Hash, Keypair, NodeId};
 use neuroshard_train::{AdamWConfig, InnerConfig, LrSchedule, StageLoop};
 use neuroshard_verify::stage::{
-    FRAME_TOLERANCE, LaneWork, StageShape, check_seals, check_work, judge_frames, replay_stage,
-    segment_hash,
+    FRAME_TOLERANCE, LaneWork, StageShape, check_batches, check_seals, check_work, judge_frames,
+    replay_stage, segment_hash,
 };
 use neuroshard_verify::{Chain, Checkpoint, Error, Fault, Opened, Tolerance, judge};
 
@@ -98,6 +98,7 @@ fn train(plan: &Plan) -> Vec<Record> {
         };
         for ((l, record), outcome) in loops.iter_mut().zip(&mut records).zip(outcomes) {
             record.work.push(vec![LaneWork {
+                data_node: key(0).node_id(),
                 batch: b.clone(),
                 traffic: outcome.traffic[0].clone(),
             }]);
@@ -301,6 +302,37 @@ fn a_stage_that_names_inputs_no_neighbour_sealed_is_caught_by_its_own_record() {
         }
     }
     refused(&for_other, "does not hold");
+}
+
+#[test]
+fn a_stage_that_trains_a_lane_on_tokens_its_data_node_was_not_assigned_is_caught() {
+    let plan = Plan::one_f_one_b(STAGES, MICRO).unwrap();
+    let records = train(&plan);
+    // The lane's data node is key 0's, assigned `batch(step)`; any other node, `batch(step + 50)`.
+    let assigned = |node: &NodeId, step: u64| match *node == key(0).node_id() {
+        true => Ok::<_, String>(batch(step)),
+        false => Ok(batch(step + 50)),
+    };
+    let check = |work: &[Vec<LaneWork>]| check_batches(0, work, assigned);
+    for record in &records {
+        assert_eq!(check(record.segment(0)), Ok(Ok(())));
+    }
+    let reason = |work: &[Vec<LaneWork>]| match check(work) {
+        Ok(Err(Fault::Frames { step: 1, reason })) => reason,
+        other => panic!("{other:?}"),
+    };
+    // The first stage trained step 1 on tokens of its choice, and committed to them.
+    let mut chosen = records[0].segment(0).to_vec();
+    chosen[1][0].batch = batch(9);
+    assert!(reason(&chosen).contains("another batch"));
+    // Or named another data node, whose assignment is another batch.
+    let mut own = records[0].segment(0).to_vec();
+    own[1][0].data_node = key(5).node_id();
+    assert!(reason(&own).contains("another batch"));
+    // An auditor without the data fails the audit itself, not the contributor.
+    let missing = |_: &NodeId, _: u64| Err::<Batch, _>("no shards".to_string());
+    let outcome = check_batches(0, records[0].segment(0), missing);
+    assert_eq!(outcome, Err("no shards".to_string()));
 }
 
 #[test]
