@@ -580,11 +580,7 @@ fn a_joiner_is_placed_at_a_plan_boundary_and_the_growth_goes_to_the_stage_that_h
 #[cfg(feature = "cheat")]
 #[test]
 fn a_replica_that_trains_on_inputs_no_neighbour_sent_is_excluded_by_its_stage() {
-    let (cfg, footprint) = nano_footprint();
-    // Every node holds either stage, not the whole model.
-    let budget = footprint.bytes(2, false, true);
-    assert!(budget < footprint.bytes(cfg.n_layers, true, true));
-    let work = work_dir();
+    let (work, budget) = (work_dir(), either_stage_budget());
     let init = ["--inner-steps", "16", "--round-deadline-secs", "60"];
     let genesis = build_genesis(Path::new(EXE), work.path(), &init);
     let (_up, started) = start_up(work.path(), &genesis, 4, budget);
@@ -658,6 +654,15 @@ fn stage_trains_together(dashboards: &[String], stage: u64, after: u64, limit: D
     }
 }
 
+/// A budget of nano's two layers and its head, without the embedding: every node holds either
+/// stage of a two-stage plan, not the whole model.
+fn either_stage_budget() -> u64 {
+    let (cfg, footprint) = nano_footprint();
+    let budget = footprint.bytes(2, false, true);
+    assert!(budget < footprint.bytes(cfg.n_layers, true, true));
+    budget
+}
+
 /// `up --nodes nodes --memory-budget budget --work-per-sec 1000000000` on the genesis file
 /// `genesis` (`up` writes its ledger committee into it), and every node's pid and dashboard.
 fn start_up(work: &Path, genesis: &Path, nodes: usize, budget: u64) -> (Up, Vec<(u32, String)>) {
@@ -703,11 +708,7 @@ fn a_replica_that_stops_cleanly_says_it_leaves_and_is_planned_out_at_the_next_bo
 /// while `up` is stopped (so it is not restarted); a plan boundary leaves it out and moves a
 /// replica of the other stage in, and (if `trains`) both stages go on training.
 fn replica_leaves(how: &str, ttl_blocks: u64, trains: bool) {
-    let (cfg, footprint) = nano_footprint();
-    // Every node holds either stage, not the whole model.
-    let budget = footprint.bytes(2, false, true);
-    assert!(budget < footprint.bytes(cfg.n_layers, true, true));
-    let work = work_dir();
+    let (work, budget) = (work_dir(), either_stage_budget());
     let init = ["--inner-steps", "16", "--round-deadline-secs", "600"];
     let genesis = build_genesis(Path::new(EXE), work.path(), &init);
     let mut text = std::fs::read_to_string(&genesis).unwrap();

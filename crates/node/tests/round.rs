@@ -556,15 +556,24 @@ fn a_silent_member_costs_one_deadline() {
     assert_eq!(waited, BTreeSet::from([0]), "only round 0 waited for it");
 }
 
+fn is_challenge(m: &Message) -> bool {
+    matches!(m, Message::Challenge { .. })
+}
+
+/// Three auditing nodes agreed on round 0, every challenge of it lost in flight.
+fn challenges_dropped() -> Net {
+    let mut net = Net::auditing(3);
+    net.start();
+    net.settle(|_, _, m| is_challenge(m));
+    net.agreed_at(1);
+    net
+}
+
 /// A challenge its contributor could not get when it was sent (down, or its link cut) is sent
 /// again until its deadline, and not after: a contributor back in time answers it.
 #[test]
 fn an_unanswered_challenge_is_sent_again_until_its_deadline() {
-    let mut net = Net::auditing(3);
-    net.start();
-    let is_challenge = |m: &Message| matches!(m, Message::Challenge { .. });
-    net.settle(|_, _, m| is_challenge(m));
-    net.agreed_at(1);
+    let mut net = challenges_dropped();
     // A second later, and each second after: the challenges again, every member's of both
     // others (2 auditors among 2 others), none answered.
     let resent = |net: &mut Net| {
@@ -597,11 +606,7 @@ fn an_unanswered_challenge_is_sent_again_until_its_deadline() {
 
 #[test]
 fn a_challenge_whose_opening_was_lost_is_served_again_a_bounded_number_of_times() {
-    let mut net = Net::auditing(3);
-    net.start();
-    let is_challenge = |m: &Message| matches!(m, Message::Challenge { .. });
-    net.settle(|_, _, m| is_challenge(m));
-    net.agreed_at(1);
+    let mut net = challenges_dropped();
     // Every second, each auditor's challenge again (no opening reached it); each contributor
     // serves it, and its opening is lost, until it has served that challenger three times.
     let mut served = Vec::new();
