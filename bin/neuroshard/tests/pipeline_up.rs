@@ -572,14 +572,28 @@ fn a_joiner_is_placed_at_a_plan_boundary_and_the_growth_goes_to_the_stage_that_h
     }
 }
 
-/// Proof of Neural Work over stage work on a running pipeline: 4 nodes in 2 stages of 2, and a
-/// fifth that joins with `--cheat forge-inputs`: it trains on its lane neighbours' frames made a
-/// tenth smaller and commits to them under their senders' seals, which then do not hold. Its
-/// stage mates' audits find that (`neuroshard_verify::stage::check_seals`), and every honest
-/// replica of its stage excludes it, and only it.
+/// Proof of Neural Work over stage work on a running pipeline: a replica that joins with
+/// `--cheat forge-inputs` trains on its lane neighbours' frames made a tenth smaller and commits
+/// to them under their senders' seals, which then do not hold
+/// (`neuroshard_verify::stage::check_seals`).
 #[cfg(feature = "cheat")]
 #[test]
 fn a_replica_that_trains_on_inputs_no_neighbour_sent_is_excluded_by_its_stage() {
+    a_cheating_joiner_is_excluded_by_its_stage("forge-inputs", "seal does not hold");
+}
+
+/// A replica that joins with `--cheat other-batch` trains each step on genesis tokens of
+/// another step and commits to them (`neuroshard_verify::stage::check_batches`).
+#[cfg(feature = "cheat")]
+#[test]
+fn a_replica_that_trains_on_another_batch_than_its_lanes_is_excluded_by_its_stage() {
+    a_cheating_joiner_is_excluded_by_its_stage("other-batch", "another batch");
+}
+
+/// 4 nodes in 2 stages of 2, and a fifth that joins with `--cheat cheat`: its stage mates'
+/// audits fail it for `reason`, and every honest replica of its stage excludes it, and only it.
+#[cfg(feature = "cheat")]
+fn a_cheating_joiner_is_excluded_by_its_stage(cheat: &str, reason: &str) {
     let (work, budget) = (work_dir(), either_stage_budget());
     let init = ["--inner-steps", "16", "--round-deadline-secs", "60"];
     let genesis = build_genesis(Path::new(EXE), work.path(), &init);
@@ -591,42 +605,44 @@ fn a_replica_that_trains_on_inputs_no_neighbour_sent_is_excluded_by_its_stage() 
     let budget_s = budget.to_string();
     let args = ["--memory-budget", &budget_s, "--work-per-sec", "1000000000"];
     let args = [&args[..], &["--min-peers", "1", "--bootstrap", &bootstrap]].concat();
-    let args = [&args[..], &["--cheat", "forge-inputs"]].concat();
-    let forger = NodeProcess::start(Path::new(EXE), "forger", work.path(), &genesis, &args);
-    dashboards.push(forger.dashboard.clone());
+    let args = [&args[..], &["--cheat", cheat]].concat();
+    let joiner = NodeProcess::start(Path::new(EXE), cheat, work.path(), &genesis, &args);
+    dashboards.push(joiner.dashboard.clone());
     let five = wait_placed(&dashboards, 5, 0, limit);
     let cheater = five[4]["node_id"].as_str().unwrap().to_owned();
     let stage = &five[4]["role"]["stage"];
-    println!("the forger {cheater} holds stage {stage}");
+    println!("the cheater {cheater} ({cheat}) holds stage {stage}");
     let mates: Vec<String> = (dashboards.iter().zip(&five).take(4))
         .filter(|(_, s)| s["role"]["stage"] == *stage)
         .map(|(d, _)| d.clone())
         .collect();
     assert_eq!(mates.len(), 2, "{five:#?}");
-    let excluded = |s: &Value| -> Vec<String> {
+    let excluded = |s: &Value| -> Vec<(String, String)> {
         let list = s["audits"]["excluded"]
             .as_array()
             .cloned()
             .unwrap_or_default();
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         (list.iter())
-            .filter_map(|e| e["node"].as_str().map(str::to_owned))
+            .map(|e| (text(&e["node"]), text(&e["reason"])))
             .collect()
     };
     let mates = wait_all(
-        "the forger's stage mates to exclude it",
+        "the cheater's stage mates to exclude it",
         &mates,
         limit,
-        |s| excluded(s).contains(&cheater),
+        |s| excluded(s).iter().any(|(node, _)| *node == cheater),
     );
     for status in &mates {
         let audits = &status["audits"];
         println!("a stage mate's audits: {audits:#}");
-        assert_eq!(excluded(status), vec![cheater.clone()], "{audits:#}");
+        let only = excluded(status);
+        assert!(only.len() == 1 && only[0].1.contains(reason), "{audits:#}");
     }
     let failed = |s: &Value| s["audits"]["failed"].as_u64().unwrap_or(0);
     let upheld = |s: &Value| s["audits"]["proofs_upheld"].as_u64().unwrap_or(0);
     let convicted: u64 = mates.iter().map(|s| failed(s) + upheld(s)).sum();
-    assert!(convicted >= 1, "a stage mate convicted the forger");
+    assert!(convicted >= 1, "a stage mate convicted the cheater");
 }
 
 /// The first round after `after` that every replica of `stage` closed on one model hash with

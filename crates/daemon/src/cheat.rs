@@ -15,6 +15,9 @@ pub enum Cheat {
     /// A pipeline stage that trains on every neighbour's frame made a tenth smaller, and
     /// commits to it under the sender's seal.
     ForgeInputs,
+    /// A pipeline stage whose lanes train each step on the batch of the round's next step
+    /// (genesis tokens, not the step's), and commit to it.
+    OtherBatch,
 }
 
 /// `bytes`, a lane neighbour's frame, with every value a tenth smaller ([`Cheat::ForgeInputs`]);
@@ -35,8 +38,9 @@ impl FromStr for Cheat {
             "lazy" => Ok(Self::Lazy),
             "withhold" => Ok(Self::Withhold),
             "forge-inputs" => Ok(Self::ForgeInputs),
+            "other-batch" => Ok(Self::OtherBatch),
             other => Err(format!(
-                "unknown cheat `{other}`; use lazy, withhold or forge-inputs"
+                "unknown cheat `{other}`; use lazy, withhold, forge-inputs or other-batch"
             )),
         }
     }

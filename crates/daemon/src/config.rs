@@ -62,7 +62,8 @@ pub struct NodeConfig {
     pub exit_on_stdin_close: bool,
     /// Test builds only (feature `cheat`): cheat the work proof. `lazy` skips every segment of
     /// its training and fakes the chain; `withhold` serves no challenged checkpoint;
-    /// `forge-inputs` (a pipeline stage) trains on its neighbours' frames made a tenth smaller.
+    /// `forge-inputs` (a pipeline stage) trains on its neighbours' frames made a tenth smaller;
+    /// `other-batch` (a pipeline stage) trains each step on the round's next step's batch.
     #[cfg(feature = "cheat")]
     #[serde(skip)]
     pub cheat: Option<crate::Cheat>,

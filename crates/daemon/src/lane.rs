@@ -430,9 +430,9 @@ impl Lane {
                     continue;
                 };
                 #[cfg(feature = "cheat")]
-                let frame = match self.link.forge {
-                    true => crate::cheat::forged(frame, &self.limit),
-                    false => frame,
+                let frame = match self.link.cheat {
+                    Some(crate::Cheat::ForgeInputs) => crate::cheat::forged(frame, &self.limit),
+                    _ => frame,
                 };
                 if let Err(err) = running.deliver_sealed(&frame, seal) {
                     tracing::warn!(step, %err, "refused a lane neighbour's frame");
@@ -522,8 +522,15 @@ impl Lane {
             .map(|plan| StageChain::start(self.chains.clone(), job.round, plan, &self.inner, first))
             .transpose()?;
         for step in first..first + job.steps as u64 {
+            #[cfg(feature = "cheat")]
+            let step_read = match self.link.cheat {
+                Some(crate::Cheat::OtherBatch) => first + (step - first + 1) % job.steps as u64,
+                _ => step,
+            };
+            #[cfg(not(feature = "cheat"))]
+            let step_read = step;
             let mut batches = (lanes.iter())
-                .map(|l| data.batch(l.data_node, step, config.batch_size, config.seq_len))
+                .map(|l| data.batch(l.data_node, step_read, config.batch_size, config.seq_len))
                 .collect::<Result<Vec<Batch>>>()?;
             let record = chain.is_some();
             let outcome = match self.step(job.round, step, &mut lanes, &mut batches, record) {

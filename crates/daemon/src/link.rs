@@ -92,9 +92,10 @@ pub(crate) struct Link {
     pub(crate) routes: Arc<Routes>,
     /// The node's key, which seals every frame it sends.
     pub(crate) key: Keypair,
-    /// Test builds only: the stage trains on forged inputs (`Cheat::ForgeInputs`).
+    /// Test builds only: how the stage cheats its inputs (`Cheat::ForgeInputs`,
+    /// `Cheat::OtherBatch`).
     #[cfg(feature = "cheat")]
-    pub(crate) forge: bool,
+    pub(crate) cheat: Option<crate::Cheat>,
 }
 
 /// One lane a stage serves, as its training thread sees it: the neighbours' peers, whose data

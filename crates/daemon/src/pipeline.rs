@@ -436,7 +436,7 @@ impl Driver {
             routes,
             key: Keypair::from_seed(self.pipeline.key.secret_bytes()),
             #[cfg(feature = "cheat")]
-            forge: self.pipeline.cheat == Some(crate::Cheat::ForgeInputs),
+            cheat: self.pipeline.cheat,
         };
         let inner = settings.inner;
         let micro_batches = role::workload(inner.batch_size).micro_batches;

@@ -73,7 +73,7 @@ pub(crate) struct Args {
     /// Stop when standard input closes (set by `neuroshard up`).
     #[arg(long, hide = true)]
     exit_on_stdin_close: bool,
-    /// Test builds only: cheat the work proof (lazy, withhold or forge-inputs).
+    /// Test builds only: cheat the work proof (lazy, withhold, forge-inputs or other-batch).
     #[cfg(feature = "cheat")]
     #[arg(long)]
     cheat: Option<neuroshard_daemon::Cheat>,
