@@ -1,7 +1,7 @@
 //! The ledger of a local network: its first nodes are the genesis committee. Before the nodes
 //! start, `up` makes their keys, writes the committee (and each validator's starting balance)
-//! into `genesis.toml`, and gives each validator a consensus port on 127.0.0.1 and the others'
-//! keys and ports.
+//! into `genesis.toml`, and gives each validator a consensus port on 127.0.0.1 (held open by
+//! `up` until that node starts) and the others' keys and ports.
 //!
 //! Writing the committee changes the network id, so the nodes' state from an earlier network
 //! (checkpoints, ledger, chains) cannot be resumed: when `<dir>/network` names another network,
@@ -9,6 +9,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::Mutex;
 
 use anyhow::Context;
 use neuroshard_daemon::{Durability, keyfile, write_atomic};
@@ -23,12 +24,25 @@ pub(super) const MAX_VALIDATORS: usize = 4;
 const STARTING_BALANCE: u64 = 1_000 * neuroshard_ledger::NEURO;
 
 /// The validators: node index, key and consensus address.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Committee {
     members: Vec<(NodeId, SocketAddr)>,
+    /// Each validator's consensus port, held open from when it is picked until its node first
+    /// starts ([`Committee::release`]), so that no other process is given it in between (the
+    /// ports are picked before the first node starts, and the nodes start one by one).
+    reserved: Mutex<Vec<Option<TcpListener>>>,
 }
 
 impl Committee {
+    /// Frees node `index`'s consensus port for the node about to start (once; a restart finds
+    /// it free already).
+    pub(super) fn release(&self, index: usize) {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = reserved.get_mut(index) {
+            slot.take();
+        }
+    }
+
     /// `--consensus-listen` and `--validator` flags for node `index` (none for a follower).
     pub(super) fn flags(&self, index: usize) -> Vec<String> {
         let Some((_, listen)) = self.members.get(index) else {
@@ -58,12 +72,15 @@ pub(super) fn prepare(genesis_dir: &Path, dir: &Path, nodes: usize) -> anyhow::R
     }
     let network = write_committee(&genesis_dir.join("genesis.toml"), &ids)?;
     start_afresh_if_changed(dir, &network)?;
-    let members = ids
-        .into_iter()
-        .map(|id| Ok((id, free_port()?)))
+    let ports = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let members = (ids.into_iter().zip(&ports))
+        .map(|(id, port)| Ok((id, port.local_addr()?)))
         .collect::<anyhow::Result<_>>()?;
     println!("the ledger's genesis committee: nodes 0 to {}", count - 1);
-    Ok(Committee { members })
+    let reserved = Mutex::new(ports.into_iter().map(Some).collect());
+    Ok(Committee { members, reserved })
 }
 
 /// Sets the ledger section of the genesis file to `ids` (each with the starting balance), keeping
@@ -124,12 +141,6 @@ fn empty_but_key(node_dir: &Path) -> anyhow::Result<()> {
         removed.with_context(|| format!("removing {}", path.display()))?;
     }
     Ok(())
-}
-
-/// A TCP port on 127.0.0.1 that is free now.
-fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?)
 }
 
 #[cfg(test)]

@@ -252,6 +252,7 @@ fn spawn(net: &Network, index: usize) -> anyhow::Result<Child> {
     } else {
         args.http_port + index as u16
     };
+    net.committee.release(index);
     let mut command = Command::new(&net.exe);
     command
         .arg("node")
