@@ -370,8 +370,8 @@ impl StageReplayer {
             let reason = "a stage's segment that names no work for its steps";
             return Ok(unreplayed(Fault::Opening(reason.into())));
         }
-        let may_send = |_, from: &NodeId| self.may_seal(from);
-        if let Err(fault) = check_seals(opened.start.step, &opened.work, &job.contributor, may_send)
+        let may_seal = |from: &NodeId| self.may_seal(from);
+        if let Err(fault) = check_seals(opened.start.step, &opened.work, &job.contributor, may_seal)
         {
             return Ok(unreplayed(fault));
         }

@@ -12,9 +12,7 @@
 //! the neighbours' own audits judge what they sent. Two records of one step can also be compared
 //! byte for byte ([`neuroshard_pipeline::Traffic::agrees_with_next`]).
 
-use neuroshard_pipeline::{
-    Frame, FrameKind, FrameLimit, Plan, Precision, StageStep, Traffic, frame, split,
-};
+use neuroshard_pipeline::{Frame, FrameLimit, Plan, Precision, StageStep, Traffic, frame, split};
 use neuroshard_primitives::{Batch, Hash, NodeId};
 use neuroshard_train::{AdamWConfig, StageLoop};
 use serde::{Deserialize, Serialize};
@@ -225,16 +223,15 @@ pub fn check_batches<E>(
 }
 
 /// Checks that every frame the stage's segment names as received carries its sender's seal
-/// ([`neuroshard_pipeline::Seal::holds`] for `contributor` and that frame), from a node `may_send`
-/// takes for the frame's kind (at the tightest, a replica of the previous stage for activations
-/// and of the next for gradients; a running network takes any replica of its pipeline) and never
-/// from the contributor itself. A frame without such a seal is the contributor's fault: it names
-/// inputs no neighbour vouches for having sent.
+/// ([`neuroshard_pipeline::Seal::holds`] for `contributor` and that frame), by a node `may_seal`
+/// takes (on a running network, a replica of its pipeline) and never by the contributor itself.
+/// A frame without such a seal is the contributor's fault: it names inputs no pipeline member
+/// vouches for having sent.
 pub fn check_seals(
     first_step: u64,
     committed: &[Vec<LaneWork>],
     contributor: &NodeId,
-    may_send: impl Fn(FrameKind, &NodeId) -> bool,
+    may_seal: impl Fn(&NodeId) -> bool,
 ) -> Result<(), Fault> {
     for (step, lanes) in (first_step..).zip(committed) {
         for traffic in lanes.iter().map(|lane| &lane.traffic) {
@@ -242,11 +239,10 @@ pub fn check_seals(
                 let Some(seal) = traffic.seals.get(key) else {
                     return Err(frames(step, "a received frame carries no seal"));
                 };
-                if seal.from == *contributor || !may_send(key.0, &seal.from) {
-                    return Err(frames(
-                        step,
-                        &format!("a received frame is sealed by {}, no neighbour", seal.from),
-                    ));
+                if seal.from == *contributor || !may_seal(&seal.from) {
+                    let reason =
+                        format!("a received frame is sealed by {}, who may not", seal.from);
+                    return Err(frames(step, &reason));
                 }
                 if !seal.holds(contributor, bytes) {
                     return Err(frames(step, "a received frame's seal does not hold"));
