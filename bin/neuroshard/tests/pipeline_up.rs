@@ -425,6 +425,46 @@ fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
             && audits["excluded"].as_array().is_some_and(Vec::is_empty);
         assert!(clean, "honest stage work is never failed: {audits:#}");
     }
+    stage_work_is_paid(&dashboards[0], &statuses, stages, limit);
+}
+
+/// Stage work on the ledger: a settled round lists every stage's claims under its stage, and
+/// pays the replicas of every stage from the trainers' pool (more than the verifiers' 20 NEURO
+/// went out: a verified claim was paid).
+fn stage_work_is_paid(dashboard: &str, statuses: &[Value], stages: u64, limit: Duration) {
+    let stage_of = |id: &Value| {
+        let status = statuses.iter().find(|s| &s["node_id"] == id);
+        status.map(|s| s["role"]["stage"].as_u64().unwrap())
+    };
+    let deadline = Instant::now() + limit;
+    let mut round = 0;
+    loop {
+        let view = http_get_json(dashboard, &format!("/api/ledger/round/{round}"));
+        let view = view.filter(|v| v["settled"] == true);
+        let Some(view) = view else {
+            assert!(Instant::now() < deadline, "round {round} never settled");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        };
+        for claim in view["included"].as_array().unwrap() {
+            let stage = stage_of(&claim["contributor"]);
+            assert_eq!(Some(claim["stage"].as_u64().unwrap()), stage, "{view:#}");
+            assert_eq!(claim["stages"], stages, "{view:#}");
+        }
+        let rewards = view["rewards"].as_array().unwrap();
+        let paid: u64 = rewards.iter().map(|r| r["amount"].as_u64().unwrap()).sum();
+        let paid_stages: BTreeSet<Option<u64>> =
+            (rewards.iter()).map(|r| stage_of(&r["account"])).collect();
+        let all = (0..stages).map(Some).collect::<BTreeSet<_>>();
+        if paid > 20_000_000 && paid_stages.is_superset(&all) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no settled round paid every stage's trainers: {view:#}"
+        );
+        round += 1;
+    }
 }
 
 /// Each replica of `stage` among the statuses `now`: its closed rounds, each with the model hash

@@ -191,6 +191,10 @@ pub struct ClaimView {
     pub delta: String,
     /// Its training chain's root, hex.
     pub root: String,
+    /// The pipeline stage it trained (0 of 1: the whole model).
+    pub stage: u32,
+    /// Stages in that pipeline.
+    pub stages: u32,
 }
 
 /// An auditor's verdict on a contribution.

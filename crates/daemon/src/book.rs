@@ -264,6 +264,8 @@ fn claim_view(claim: &Claim) -> ClaimView {
         contributor: claim.contributor.to_hex(),
         delta: claim.delta.to_hex(),
         root: claim.root.to_hex(),
+        stage: claim.part.stage,
+        stages: claim.part.stages,
     }
 }
 
@@ -337,7 +339,17 @@ pub(crate) fn describe(action: &Action) -> String {
         Action::Unstake { amount } => format!("unstake {}", neuro(amount)),
         Action::Withdraw => "withdraw released stake".into(),
         Action::Register { consensus } => format!("register consensus address {consensus}"),
-        Action::Claim { round, delta, .. } => format!("claim round {round} (Δ {})", delta.short()),
+        Action::Claim {
+            round, delta, part, ..
+        } => match *part == neuroshard_ledger::Part::WHOLE {
+            true => format!("claim round {round} (Δ {})", delta.short()),
+            false => format!(
+                "claim round {round}, stage {} of {} (Δ {})",
+                part.stage,
+                part.stages,
+                delta.short()
+            ),
+        },
         Action::Verdict {
             round,
             contributor,

@@ -29,8 +29,8 @@ use std::time::Duration;
 use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
 use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
 use neuroshard_ledger::{
-    Action, BlockInfo, Body, Ledger, LedgerGenesis, Outbox, PoolEntry, Receipt, Rules, SignedTx,
-    State, WalletRequest, inclusion_list,
+    Action, BlockInfo, Body, Claim, Ledger, LedgerGenesis, Outbox, PoolEntry, Receipt, Rules,
+    SignedTx, State, WalletRequest,
 };
 use neuroshard_node::WorkChecks;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -191,8 +191,9 @@ pub(crate) struct Committee {
 pub(crate) struct Effects {
     /// Ledger messages to gossip (topic, payload, direct).
     pub(crate) gossip: Vec<(String, LedgerWire, bool)>,
-    /// Rounds the ledger closed, with their lists, for the node core.
-    pub(crate) decided: Vec<(u64, Vec<(NodeId, Hash)>)>,
+    /// Rounds the ledger closed, with their claims in ledger order: the node core takes its
+    /// part's as the round's list.
+    pub(crate) decided: Vec<(u64, Vec<Claim>)>,
     /// Receipts of the blocks applied, for the status.
     pub(crate) receipts: Vec<(Header, Receipt)>,
     /// The pool's plan boundaries among the blocks applied, each with the roll after it
@@ -451,7 +452,7 @@ impl Chain {
 
     fn record(&mut self, header: &Header, receipt: Receipt, effects: &mut Effects) {
         if let Some((round, claims)) = &receipt.closed {
-            effects.decided.push((*round, inclusion_list(claims)));
+            effects.decided.push((*round, claims.clone()));
         }
         effects.receipts.push((header.clone(), receipt));
         if self.machine.ledger.rules().is_pool_boundary(header.height) {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use neuroshard_ledger::inclusion_list;
 use neuroshard_node::{
     CheckpointStore, Input, LossGauge, Node, Output, ReplayJob, Replayed, Snapshot, Timestamp,
     TrainingJob,
@@ -674,11 +675,8 @@ impl Driver {
         let Some(chain) = &mut self.chain else {
             return;
         };
-        if self.pipeline.role().is_some() {
-            // The ledger's round lists would mix every stage's claims (docs/pipeline.md).
-            return;
-        }
-        if let Some(action) = self.node.ledger_action(output, chain.view()) {
+        let part = self.pipeline.part();
+        if let Some(action) = self.node.ledger_action(output, chain.view(), part) {
             let effects = chain.push(action);
             self.carry_out_ledger(effects);
         }
@@ -766,20 +764,20 @@ impl Driver {
         if let Some(chain) = &self.chain {
             self.status.ledger(chain.status());
         }
-        for (round, list) in effects.decided {
+        for (round, claims) in effects.decided {
             let after_claim_ms = self
                 .claimed
                 .remove(&round)
                 .map(|at| at.elapsed().as_millis());
+            let list = inclusion_list(&claims, self.pipeline.part());
             tracing::info!(
                 round,
+                claims = claims.len(),
                 included = list.len(),
                 after_claim_ms,
                 "the ledger closed a round"
             );
-            if self.pipeline.role().is_none() {
-                self.input(Input::Decided { round, list });
-            }
+            self.input(Input::Decided { round, list });
         }
         for boundary in effects.boundaries {
             self.on_pool_boundary(boundary);

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use candle_core::Device;
+use neuroshard_ledger::Part;
 use neuroshard_model::{Stage, StageSpec};
-use neuroshard_node::{DeadlineAgreement, Node, TrainingJob};
+use neuroshard_node::{Node, TrainingJob};
 use neuroshard_p2p::PeerId;
 use neuroshard_pipeline::Layout;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -92,6 +93,12 @@ impl Pipeline {
             Some(Placement::Stage(role)) => Some(role),
             _ => None,
         }
+    }
+
+    /// The part of the model this node's round core trains: its stage, or the whole model
+    /// (also before the placement, and idle: such a core claims nothing).
+    pub(crate) fn part(&self) -> Part {
+        self.role().map_or(Part::WHOLE, Role::part)
     }
 
     /// Keeps a round message heard before the placement.
@@ -336,7 +343,7 @@ impl Driver {
             Placement::Stage(role) => tracing::info!(
                 stage = role.stage, stages = role.stages, layers = ?role.spec.layers,
                 lane = role.lane, lanes = role.lanes, members, params,
-                "training one stage of a pipeline; ledger claims and checkpoints are off in pipeline mode (docs/pipeline.md)"
+                "training one stage of a pipeline; checkpoints are off in pipeline mode (docs/pipeline.md)"
             ),
             Placement::Idle(why) => {
                 tracing::warn!(why, "no pipeline lane for this node: it trains nothing");
@@ -416,7 +423,8 @@ impl Driver {
         let patience = protocol.round_timeout;
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let members = BTreeSet::from([self.node.id()]);
-        self.node = Node::new(key, protocol, members, params, Box::new(DeadlineAgreement))?;
+        let agreement = crate::whole::agreement(&self.chain);
+        self.node = Node::new(key, protocol, members, params, agreement)?;
         self.chains.restore_own(&mut self.node);
         let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
         let target = Arc::clone(&self.pipeline.plans.target);
@@ -475,6 +483,7 @@ impl Driver {
             *state = None;
             false
         });
+        self.learn_decided(role.part());
         Ok(())
     }
 

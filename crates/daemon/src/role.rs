@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use neuroshard_ledger::PoolEntry;
+use neuroshard_ledger::{Part, PoolEntry};
 use neuroshard_model::{Config, StageSpec};
 use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign, carry};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -263,7 +263,16 @@ impl Role {
     /// keeps the stages and every layer of each; a growth may lengthen a stage, and shift the
     /// stages after it, which only relabels their layers: `docs/replan.md`).
     pub(crate) fn same_stage(&self, other: &Role) -> bool {
-        (self.stage, self.stages) == (other.stage, other.stages)
+        self.part() == other.part()
+    }
+
+    /// The part of the model its work claims name on the ledger: its stage of as many.
+    pub(crate) fn part(&self) -> Part {
+        let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        Part {
+            stage: index(self.stage),
+            stages: index(self.stages),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use candle_core::Device;
+use neuroshard_ledger::Part;
 use neuroshard_model::NeuroLlm;
 use neuroshard_node::{
     Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, Snapshot, Timestamp,
@@ -73,10 +74,6 @@ impl Driver {
         }
         let mut node = resume_node(pipeline, &self.chain, &self.data).await?;
         self.chains.restore_own(&mut node);
-        for (round, list) in self.chain.iter().flat_map(|c| c.view().decided()) {
-            // A (re)started node learns the lists the ledger still holds; nothing is due yet.
-            let _ = node.handle(Timestamp::ZERO, Input::Decided { round, list });
-        }
         let depth = settings.depths.config_for(node.params().len());
         self.status
             .depth(node.round(), depth.map_or(0, |c| c.n_layers), None);
@@ -84,6 +81,7 @@ impl Driver {
         self.trainer = Some(Box::new(trainer));
         self.replayer = Some(Box::new(replayer));
         self.node = node;
+        self.learn_decided(Part::WHOLE);
         // The generator reads the latest round-start state; the checkpoint writer is not told
         // (it would write the state the node just resumed from).
         let start: Arc<Snapshot> = Arc::new(self.node.snapshot());
@@ -93,6 +91,25 @@ impl Driver {
         });
         Ok(())
     }
+
+    /// Hands a (re)started round core the lists of `part`'s closed rounds the ledger still
+    /// holds; nothing is due yet.
+    pub(crate) fn learn_decided(&mut self, part: Part) {
+        for (round, list) in self.chain.iter().flat_map(|c| c.view().decided(part)) {
+            let _ = self
+                .node
+                .handle(Timestamp::ZERO, Input::Decided { round, list });
+        }
+    }
+}
+
+/// How a round core agrees on its rounds' lists: through the ledger when the network has one
+/// (its claims for the core's part), else by deadline.
+pub(crate) fn agreement(chain: &Option<Chain>) -> Box<dyn Agreement> {
+    match chain {
+        Some(_) => Box::new(LedgerAgreement::default()),
+        None => Box::new(DeadlineAgreement),
+    }
 }
 
 /// The node core at its checkpoint's round, or at genesis; it agrees on rounds through the
@@ -101,10 +118,7 @@ async fn resume_node(pipeline: &Pipeline, chain: &Option<Chain>, data: &DataSync
     let settings = &pipeline.settings;
     let key = Keypair::from_seed(pipeline.key.secret_bytes());
     let members = BTreeSet::from([key.node_id()]);
-    let agreement: Box<dyn Agreement> = match chain {
-        Some(_) => Box::new(LedgerAgreement::default()),
-        None => Box::new(DeadlineAgreement),
-    };
+    let agreement = agreement(chain);
     let admits = |n: usize| settings.depths.config_for(n).is_some();
     let path = pipeline.data_dir.join(CHECKPOINT_FILE);
     let resumed = checkpoint::load(&path, pipeline.network_id, admits);

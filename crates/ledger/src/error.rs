@@ -58,6 +58,9 @@ pub enum Refused {
         /// The claim's round.
         got: Round,
     },
+    /// A work claim for a stage its pipeline does not have.
+    #[error("stage {} of {} is not a stage of its pipeline", .0.stage, .0.stages)]
+    BadPart(crate::Part),
     /// A second claim for the same round from one account.
     #[error("a claim for round {0} is already on the ledger")]
     DuplicateClaim(Round),

@@ -16,7 +16,7 @@
 //!    older than `Rules::pool_ttl_blocks` (listed in `Meta::pool_left`) and note the roll's size
 //!    in `Meta::pool_sizes`.
 
-use neuroshard_primitives::{Hash, NodeId};
+use neuroshard_primitives::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::rewards::settle;
@@ -312,8 +312,19 @@ impl<W: Work> Ledger<W> {
             Action::Register { consensus } => {
                 actions::register(state, &self.rules, &signer, *consensus)?
             }
-            Action::Claim { round, delta, root } => {
-                claim(state, info, signer, *round, *delta, *root)?
+            Action::Claim {
+                round,
+                delta,
+                root,
+                part,
+            } => {
+                let claim = Claim {
+                    contributor: signer,
+                    delta: *delta,
+                    root: *root,
+                    part: *part,
+                };
+                open_claim(state, info, *round, claim)?
             }
             Action::Verdict {
                 round,
@@ -371,7 +382,7 @@ impl<W: Work> Ledger<W> {
         }
         if !self
             .work
-            .ticket_selects(round, claim, &auditor, ticket, book.claims.len())
+            .ticket_selects(round, claim, &auditor, ticket, book.claims_of(claim.part))
         {
             return Err(Refused::BadVerdict(
                 "the audit ticket does not select this auditor".into(),
@@ -427,31 +438,28 @@ impl<W: Work> Ledger<W> {
     }
 }
 
-/// Adds `signer`'s claim to the open round (opening it at this block's time if it is the first).
-fn claim(
+/// Adds `claim` to the open round (opening it at this block's time if it is the first).
+fn open_claim(
     state: &mut State,
     info: &BlockInfo,
-    signer: NodeId,
     round: Round,
-    delta: Hash,
-    root: Hash,
+    claim: Claim,
 ) -> Result<(), Refused> {
     let open = state.meta.open_round;
     if round != open {
         return Err(Refused::RoundNotOpen { open, got: round });
     }
+    if !claim.part.is_valid() {
+        return Err(Refused::BadPart(claim.part));
+    }
     let book = state.meta.rounds.entry(round).or_insert_with(|| RoundBook {
         opened_ms: info.time_ms,
         ..RoundBook::default()
     });
-    if book.claim_of(&signer).is_some() {
+    if book.claim_of(&claim.contributor).is_some() {
         return Err(Refused::DuplicateClaim(round));
     }
-    book.claims.push(Claim {
-        contributor: signer,
-        delta,
-        root,
-    });
+    book.claims.push(claim);
     Ok(())
 }
 

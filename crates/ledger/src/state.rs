@@ -52,6 +52,30 @@ impl Account {
     }
 }
 
+/// The part of the model a work claim trained: stage `stage` of a pipeline of `stages`
+/// (`docs/economics.md`, "Stage work"). The whole model is stage 0 of 1. Each part is its own
+/// DiLoCo round: its claims are its list, and its replicas audit each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Part {
+    /// The stage's index.
+    pub stage: u32,
+    /// Stages in the pipeline.
+    pub stages: u32,
+}
+
+impl Part {
+    /// The whole model: a pipeline of one stage.
+    pub const WHOLE: Part = Part {
+        stage: 0,
+        stages: 1,
+    };
+
+    /// Whether it names a stage of its pipeline.
+    pub fn is_valid(&self) -> bool {
+        self.stage < self.stages
+    }
+}
+
 /// A contribution on a round's inclusion list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
@@ -61,11 +85,16 @@ pub struct Claim {
     pub delta: Hash,
     /// Its training chain's root.
     pub root: Hash,
+    /// What it trained.
+    pub part: Part,
 }
 
-/// Claims as the node core takes an inclusion list: (contributor, Δ hash), in ledger order.
-pub fn inclusion_list(claims: &[Claim]) -> Vec<(NodeId, Hash)> {
-    claims.iter().map(|c| (c.contributor, c.delta)).collect()
+/// `part`'s claims as the node core takes an inclusion list: (contributor, Δ hash), in ledger
+/// order.
+pub fn inclusion_list(claims: &[Claim], part: Part) -> Vec<(NodeId, Hash)> {
+    (claims.iter().filter(|c| c.part == part))
+        .map(|c| (c.contributor, c.delta))
+        .collect()
 }
 
 /// An auditor's recorded verdict.
@@ -95,9 +124,14 @@ pub struct RoundBook {
 }
 
 impl RoundBook {
-    /// The inclusion list as the node core takes it.
-    pub fn list(&self) -> Vec<(NodeId, Hash)> {
-        inclusion_list(&self.claims)
+    /// `part`'s inclusion list as the node core takes it.
+    pub fn list(&self, part: Part) -> Vec<(NodeId, Hash)> {
+        inclusion_list(&self.claims, part)
+    }
+
+    /// How many claims trained `part`.
+    pub fn claims_of(&self, part: Part) -> usize {
+        self.claims.iter().filter(|c| c.part == part).count()
     }
 
     /// The claim of `contributor`, if it is on the list.
@@ -230,13 +264,14 @@ impl State {
         }
     }
 
-    /// The closed rounds the state still holds, with their lists (for a node core that starts).
-    pub fn decided(&self) -> Vec<(Round, Vec<(NodeId, Hash)>)> {
+    /// The closed rounds the state still holds, with `part`'s lists (for a node core that
+    /// starts).
+    pub fn decided(&self, part: Part) -> Vec<(Round, Vec<(NodeId, Hash)>)> {
         self.meta
             .rounds
             .iter()
             .filter(|(_, book)| book.closed_at.is_some())
-            .map(|(round, book)| (*round, book.list()))
+            .map(|(round, book)| (*round, book.list(part)))
             .collect()
     }
 

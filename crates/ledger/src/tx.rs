@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use neuroshard_primitives::{Hash, Keypair, NodeId, Signed};
 use serde::{Deserialize, Serialize};
 
-use crate::{Amount, Refused, Round};
+use crate::{Amount, Part, Refused, Round};
 
 /// The namespace every transaction signature covers.
 pub const TX_NAMESPACE: &[u8] = b"_NEUROSHARD_LEDGER_TX";
@@ -45,8 +45,8 @@ pub enum Action {
         consensus: SocketAddr,
     },
     /// The signer's work claim for a round: the hash of its Δ and the root of its training
-    /// chain (its Proof of Neural Work commitment). The claims of a round, in ledger order, are
-    /// the round's inclusion list.
+    /// chain (its Proof of Neural Work commitment), for the part of the model it trained. The
+    /// claims of a round for one part, in ledger order, are that part's inclusion list.
     Claim {
         /// The training round.
         round: Round,
@@ -54,6 +54,9 @@ pub enum Action {
         delta: Hash,
         /// The root of the training chain the Δ came from.
         root: Hash,
+        /// The pipeline stage it trained ([`Part::WHOLE`] for the whole model); refused when
+        /// the stage is not one of its pipeline's.
+        part: Part,
     },
     /// The signer audited `contributor`'s contribution to `round`.
     Verdict {

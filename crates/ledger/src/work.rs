@@ -12,7 +12,8 @@ use crate::{Claim, Round};
 /// Checks on Proof of Neural Work artefacts; must be pure and deterministic.
 pub trait Work {
     /// Whether `ticket` is `auditor`'s signature on the audit ticket of `claim` in `round`, and
-    /// the draw picks `auditor` among the round's other `contributors - 1` contributors.
+    /// the draw picks `auditor` among the other `contributors - 1` contributors of the round's
+    /// claims for `claim.part` (a stage's replicas audit each other).
     fn ticket_selects(
         &self,
         round: Round,

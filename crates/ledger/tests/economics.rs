@@ -2,7 +2,7 @@
 
 mod support;
 
-use neuroshard_ledger::{Action, NEURO, Rules, Unbond};
+use neuroshard_ledger::{Action, NEURO, Part, Refused, Rules, Unbond, inclusion_list};
 use support::{Chain, id};
 
 /// "Settling a round": three trainers, three verdicts; round 0 pays when round 2 closes.
@@ -66,6 +66,82 @@ fn a_round_pays_its_verified_trainers_and_its_verifiers() {
         }
     }
     assert_eq!(chain.state.account(&id(3)).stake, 59_999_999);
+}
+
+/// "Stage work": two stages' replicas claim in one round; each stage's claims are its list, its
+/// replicas audit each other, and every verified claim weighs the same.
+#[test]
+fn a_round_of_stage_work_lists_and_pays_each_stage() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let (first, last) = (
+        Part {
+            stage: 0,
+            stages: 2,
+        },
+        Part {
+            stage: 1,
+            stages: 2,
+        },
+    );
+    let lone = Part {
+        stage: 0,
+        stages: 3,
+    };
+    let parts = [
+        (3, first),
+        (4, first),
+        (5, last),
+        (6, last),
+        (7, last),
+        (8, lone),
+    ];
+    let claim_all = |chain: &mut Chain, round| {
+        let txs = (parts.iter())
+            .map(|&(i, part)| chain.tx(i, Chain::stage_claim_action(round, i, part)))
+            .collect();
+        chain.block(1, txs).unwrap()
+    };
+    claim_all(&mut chain, 0);
+    let receipt = chain.block(Rules::DEFAULT.claim_window_ms, vec![]).unwrap();
+    let (_, claims) = receipt.closed.expect("round 0 closes");
+    let listed = |part| -> Vec<_> {
+        (inclusion_list(&claims, part).into_iter())
+            .map(|(c, _)| c)
+            .collect()
+    };
+    assert_eq!(listed(first), vec![id(3), id(4)]);
+    assert_eq!(listed(last), vec![id(5), id(6), id(7)]);
+    assert_eq!(listed(Part::WHOLE), vec![]);
+
+    // Each stage's replicas pass each other; nobody audits 7; 3's ticket on 8 is refused, as 8
+    // is the only claimant of its part (no one else trained it to audit it).
+    let verdict = |chain: &mut Chain, auditor: u8, contributor: u8, part| {
+        let ticket = chain.ticket(auditor, 0, &Chain::stage_claim_of(contributor, part));
+        let action = Action::Verdict {
+            round: 0,
+            contributor: id(contributor),
+            ticket,
+            passed: true,
+            gain: 0,
+        };
+        chain.tx(auditor, action)
+    };
+    let refused = verdict(&mut chain, 3, 8, lone);
+    let reason = support::refusal(chain.refused(vec![refused]));
+    assert!(matches!(reason, Refused::BadVerdict(_)), "{reason}");
+    let verdicts = [(4, 3, first), (3, 4, first), (6, 5, last), (5, 6, last)]
+        .map(|(auditor, contributor, part)| verdict(&mut chain, auditor, contributor, part));
+    chain.block(1, verdicts.to_vec()).unwrap();
+
+    claim_all(&mut chain, 1);
+    let receipt = claim_all(&mut chain, 2);
+    let payout = &receipt.settled[0];
+    assert_eq!(payout.round, 0);
+    // 80 NEURO over four verified claims, 20 NEURO over four verdicts.
+    for i in 3..=6 {
+        assert_eq!(payout.rewards[&id(i)], 20 * NEURO + 5 * NEURO, "{i}");
+    }
+    assert!(!payout.rewards.contains_key(&id(7)) && !payout.rewards.contains_key(&id(8)));
 }
 
 /// "Validators": 0.1 NEURO per second of block time to the proposer, gaps capped at 10 s.

@@ -5,7 +5,7 @@
 
 mod support;
 
-use neuroshard_ledger::{Action, NEURO, POOL_SIZES_KEPT, Rules};
+use neuroshard_ledger::{Action, NEURO, POOL_SIZES_KEPT, Part, Rules};
 use neuroshard_primitives::Hash;
 use proptest::prelude::*;
 use support::{Chain, id};
@@ -22,6 +22,11 @@ fn action() -> impl Strategy<Value = (u8, Action)> {
                 round: 0,
                 delta: Hash([from; 32]),
                 root: Hash([from; 32]),
+                // Stage 2 of 2 is refused.
+                part: Part {
+                    stage: u32::from(to % 3),
+                    stages: 2,
+                },
             },
             5 => Action::Register {
                 consensus: std::net::SocketAddr::from(([127, 0, 0, to % 3], u16::from(to) * 1000)),

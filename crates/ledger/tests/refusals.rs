@@ -4,7 +4,7 @@
 mod support;
 
 use neuroshard_ledger::{
-    Action, BlockError, Body, MAX_TX_BYTES, NEURO, Refused, Rules, SignedTx, Tx,
+    Action, BlockError, Body, MAX_TX_BYTES, NEURO, Part, Refused, Rules, SignedTx, Tx,
 };
 use neuroshard_primitives::{Hash, Signed};
 use support::{Chain, id, key, refusal};
@@ -319,6 +319,22 @@ fn a_claim_outside_the_open_round_and_a_second_claim_are_refused() {
         refusal(chain.refused(vec![second])),
         Refused::DuplicateClaim(0)
     );
+    for part in [
+        Part {
+            stage: 2,
+            stages: 2,
+        },
+        Part {
+            stage: 0,
+            stages: 0,
+        },
+    ] {
+        let outside = chain.tx(4, Chain::stage_claim_action(0, 4, part));
+        assert_eq!(
+            refusal(chain.refused(vec![outside])),
+            Refused::BadPart(part)
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! tickets (the draw of `docs/verification.md`) and the evidence a conviction carries (the
 //! contributor's own signed announcement).
 
-use neuroshard_ledger::{Action, Claim, Round, State, Work};
+use neuroshard_ledger::{Action, Claim, Part, Round, State, Work};
 use neuroshard_primitives::{NodeId, Signed};
 use neuroshard_verify::AuditConfig;
 use neuroshard_verify::Outcome;
@@ -14,14 +14,16 @@ use crate::phase::audit;
 
 impl Node {
     /// The ledger transaction an output calls for, if any, given the ledger's `state`: a work
-    /// claim; a verdict (with this node's audit ticket, for a contribution on the round's list);
-    /// a conviction (with the cheater's own announcement).
-    pub fn ledger_action(&self, output: &Output, state: &State) -> Option<Action> {
+    /// claim for `part`, the part of the model this core trains; a verdict (with this node's
+    /// audit ticket, for a contribution on the round's list); a conviction (with the cheater's
+    /// own announcement).
+    pub fn ledger_action(&self, output: &Output, state: &State, part: Part) -> Option<Action> {
         match output {
             Output::Claim { round, delta, root } => Some(Action::Claim {
                 round: *round,
                 delta: *delta,
                 root: *root,
+                part,
             }),
             Output::Audited(verdict) => {
                 let claim = state
@@ -67,8 +69,9 @@ impl WorkChecks {
 }
 
 impl Work for WorkChecks {
-    /// The rate is taken over the round's other contributors; a node draws over its other
-    /// members, who are at least as many, so every ticket a node draws also passes here.
+    /// The rate is taken over the other contributors of the claim's part; a node draws over
+    /// its round core's other members (its stage's replicas), who are at least as many, so
+    /// every ticket a node draws also passes here.
     fn ticket_selects(
         &self,
         round: Round,
@@ -133,6 +136,7 @@ mod tests {
             contributor: cheat.node_id(),
             delta: Hash([5; 32]),
             root: Hash::default(),
+            part: Part::WHOLE,
         };
         let checks = WorkChecks::new(AuditConfig::DEFAULT);
         let own = Message::Announce(announcement(3, claim.delta)).seal(&cheat);
@@ -164,6 +168,7 @@ mod tests {
             contributor: contributor.node_id(),
             delta: Hash([5; 32]),
             root: Hash([6; 32]),
+            part: Part::WHOLE,
         };
         let ticket = auditor
             .sign(

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use neuroshard_ledger::Part;
 use neuroshard_node::{
     Agreement, CheckpointStore, DeadlineAgreement, Input, LedgerAgreement, MemoryCheckpoints, Node,
     Output, Purpose, ReplayJob, Replayed, Round, RoundSummary, Snapshot, Timestamp, TrainingJob,
@@ -541,7 +542,11 @@ impl<W: Workload> Sim<W> {
         .map_err(|err| Error::InvalidConfig(err.to_string()))?;
         // A (re)started node learns the lists the ledger still holds, as a daemon reads them
         // from its ledger store; nothing is due before its first tick.
-        for (round, list) in self.ledger.iter().flat_map(|l| l.state().decided()) {
+        for (round, list) in self
+            .ledger
+            .iter()
+            .flat_map(|l| l.state().decided(Part::WHOLE))
+        {
             let _ = core.handle(now, Input::Decided { round, list });
         }
         self.nodes[node] = Some(core);
@@ -643,7 +648,7 @@ impl<W: Workload> Sim<W> {
         let (Some(ledger), Some(core)) = (&mut self.ledger, &self.nodes[node]) else {
             return;
         };
-        if let Some(action) = core.ledger_action(output, ledger.state())
+        if let Some(action) = core.ledger_action(output, ledger.state(), Part::WHOLE)
             && ledger.submit(node, action)
         {
             self.queue.push(now + BLOCK_INTERVAL, Event::Block);
@@ -663,7 +668,7 @@ impl<W: Workload> Sim<W> {
         let Some((round, claims)) = receipt.closed else {
             return Ok(());
         };
-        let list = neuroshard_ledger::inclusion_list(&claims);
+        let list = neuroshard_ledger::inclusion_list(&claims, Part::WHOLE);
         for node in 0..self.config.nodes {
             if self.nodes[node].is_some() {
                 let input = Input::Decided {
