@@ -1,7 +1,10 @@
 //! The ledger of a local network: its first nodes are the genesis committee. Before the nodes
 //! start, `up` makes their keys, writes the committee (and each validator's starting balance)
 //! into `genesis.toml`, and gives each validator a consensus port on 127.0.0.1 (held open by
-//! `up` until that node starts) and the others' keys and ports.
+//! `up` until that node starts) and the others' keys and ports. A validator keeps its port from
+//! one run to the next (`node-N/consensus.addr`): once it has registered the address on the
+//! ledger, the other validators dial it there, so a new port would leave a restarted committee
+//! unable to reach itself.
 //!
 //! Writing the committee changes the network id, so the nodes' state from an earlier network
 //! (checkpoints, ledger, chains) cannot be resumed: when `<dir>/network` names another network,
@@ -73,7 +76,7 @@ pub(super) fn prepare(genesis_dir: &Path, dir: &Path, nodes: usize) -> anyhow::R
     let network = write_committee(&genesis_dir.join("genesis.toml"), &ids)?;
     start_afresh_if_changed(dir, &network)?;
     let ports = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port"))
+        .map(|index| reserve_port(&dir.join(format!("node-{index}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let members = (ids.into_iter().zip(&ports))
         .map(|(id, port)| Ok((id, port.local_addr()?)))
@@ -81,6 +84,29 @@ pub(super) fn prepare(genesis_dir: &Path, dir: &Path, nodes: usize) -> anyhow::R
     println!("the ledger's genesis committee: nodes 0 to {}", count - 1);
     let reserved = Mutex::new(ports.into_iter().map(Some).collect());
     Ok(Committee { members, reserved })
+}
+
+/// The file in a validator's directory that keeps its consensus address across runs.
+const CONSENSUS_FILE: &str = "consensus.addr";
+
+/// Binds the consensus port of the validator in `node_dir`: the one it had in the last run, else
+/// one the OS picks, which is kept for the next run.
+fn reserve_port(node_dir: &Path) -> anyhow::Result<TcpListener> {
+    let file = node_dir.join(CONSENSUS_FILE);
+    let kept = std::fs::read_to_string(&file).ok();
+    let listener = match kept.and_then(|s| s.trim().parse::<SocketAddr>().ok()) {
+        Some(addr) => TcpListener::bind(addr).with_context(|| {
+            format!(
+                "binding {addr}, the consensus address this validator had in the last run (the \
+                 ledger records it, and the other validators dial it there): another process \
+                 holds it; stop that process, or start afresh with another --dir"
+            )
+        })?,
+        None => TcpListener::bind("127.0.0.1:0").context("finding a free port")?,
+    };
+    let addr = listener.local_addr()?.to_string();
+    write_atomic(&file, addr.as_bytes(), Durability::Durable)?;
+    Ok(listener)
 }
 
 /// Sets the ledger section of the genesis file to `ids` (each with the starting balance), keeping
@@ -146,6 +172,25 @@ fn empty_but_key(node_dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validator_keeps_its_consensus_port_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = reserve_port(dir.path()).unwrap();
+        let addr = first.local_addr().unwrap();
+        drop(first);
+        let again = reserve_port(dir.path()).unwrap();
+        assert_eq!(
+            again.local_addr().unwrap(),
+            addr,
+            "the next run binds the same port"
+        );
+        let err = reserve_port(dir.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("another process holds it"),
+            "{err:#}"
+        );
+    }
 
     #[test]
     fn a_new_committee_keeps_the_ledger_rules_the_file_sets() {
