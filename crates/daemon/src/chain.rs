@@ -651,6 +651,19 @@ impl Chain {
         self.machine.ledger.rules()
     }
 
+    /// The round a round core built from scratch (a stage's: it keeps no checkpoint) starts at,
+    /// at `now_ms`: the round open for claims, or the one after it once the open round's window
+    /// has passed (its claims are from before a restart of the network, and the next block
+    /// closes it). A core at a round the ledger has closed would wait for a list that never
+    /// comes: the ledger takes claims for the open round only.
+    pub(crate) fn fresh_round(&self, now_ms: u64) -> u64 {
+        let meta = &self.view.meta;
+        let window = self.rules().claim_window_ms;
+        let book = meta.rounds.get(&meta.open_round);
+        let stale = book.is_some_and(|b| now_ms >= b.opened_ms.saturating_add(window));
+        meta.open_round.saturating_add(u64::from(stale))
+    }
+
     /// This node's account.
     pub(crate) fn owner(&self) -> NodeId {
         self.owner

@@ -166,7 +166,7 @@ pub(crate) async fn finalized(chain: &mut Option<Chain>) {
 const LEDGER_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Now, as microseconds since the Unix epoch: the node core's clock.
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     #[allow(clippy::disallowed_methods)] // the driver is the one place that reads the clock
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     Timestamp(since.map_or(0, |d| d.as_micros() as u64))

@@ -2,7 +2,7 @@
 //! the pool topic, the placement when training starts, and for a stage its round core over the
 //! stage's parameters, its lane, and which round messages and frames it takes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use candle_core::Device;
 use neuroshard_ledger::Part;
 use neuroshard_model::{Stage, StageSpec};
-use neuroshard_node::{Node, TrainingJob};
+use neuroshard_node::{Node, Snapshot, TrainingJob};
 use neuroshard_p2p::PeerId;
 use neuroshard_pipeline::Layout;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -410,8 +410,9 @@ impl Driver {
     }
 
     /// Builds the stage's round core and trainer in place of what the node held (nothing
-    /// model-sized, with a budget): the core over the stage's slice of round 0's model, with the
-    /// stage's replicas as members; the trainer a lane stage. A node that resumed a whole
+    /// model-sized, with a budget): the core over the stage's slice of round 0's model, at the
+    /// ledger's round (`Chain::fresh_round`; 0 without a ledger), with the stage's replicas as
+    /// members; the trainer a lane stage. A node that resumed a whole
     /// model's checkpoint does not start its stage from it: its stage peers' state comes by
     /// resync, as it does for a restarted stage replica.
     async fn become_stage(&mut self, role: &Role) -> Result<()> {
@@ -424,7 +425,15 @@ impl Driver {
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let members = BTreeSet::from([self.node.id()]);
         let agreement = crate::whole::agreement(&self.chain);
-        self.node = Node::new(key, protocol, members, params, agreement)?;
+        let now_ms = crate::driver::now().0 / 1000;
+        let start = Snapshot {
+            round: self.chain.as_ref().map_or(0, |c| c.fresh_round(now_ms)),
+            outer: vec![0; params.len() * size_of::<f32>()],
+            params,
+            excluded: BTreeMap::new(),
+            pool: Vec::new(),
+        };
+        self.node = Node::resume(key, protocol, members, start, agreement)?;
         self.chains.restore_own(&mut self.node);
         let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
         let target = Arc::clone(&self.pipeline.plans.target);
