@@ -4,7 +4,7 @@
 //! `up` until that node starts) and the others' keys and ports. A validator keeps its port from
 //! one run to the next (`node-N/consensus.addr`): once it has registered the address on the
 //! ledger, the other validators dial it there, so a new port would leave a restarted committee
-//! unable to reach itself.
+//! unable to reach itself (`a_pipeline_stopped_and_run_again_on_its_directory_trains_on`).
 //!
 //! Writing the committee changes the network id, so the nodes' state from an earlier network
 //! (checkpoints, ledger, chains) cannot be resumed: when `<dir>/network` names another network,
