@@ -438,7 +438,8 @@ impl<W: Work> Ledger<W> {
     }
 }
 
-/// Adds `claim` to the open round (opening it at this block's time if it is the first).
+/// Adds `claim` to the open round (opening it at this block's time if it is the first), or
+/// notes a claim for the round just closed as late.
 fn open_claim(
     state: &mut State,
     info: &BlockInfo,
@@ -446,11 +447,14 @@ fn open_claim(
     claim: Claim,
 ) -> Result<(), Refused> {
     let open = state.meta.open_round;
-    if round != open {
-        return Err(Refused::RoundNotOpen { open, got: round });
-    }
     if !claim.part.is_valid() {
         return Err(Refused::BadPart(claim.part));
+    }
+    if round.checked_add(1) == Some(open) {
+        return late_claim(state, round, claim.contributor);
+    }
+    if round != open {
+        return Err(Refused::RoundNotOpen { open, got: round });
     }
     let book = state.meta.rounds.entry(round).or_insert_with(|| RoundBook {
         opened_ms: info.time_ms,
@@ -463,8 +467,24 @@ fn open_claim(
     Ok(())
 }
 
-/// Whether the open round has every contributor of the previous round (less those slashed in
-/// it) among its claimants.
+/// Notes that `contributor` claimed `round` after it closed: not on its list, not paid, but
+/// the next round waits for it as for the round's contributors (`everyone_claimed`), so a
+/// trainer that is always a little slower than the rest (a replica serving two lanes) is not
+/// left out of every round after its first miss.
+fn late_claim(state: &mut State, round: Round, contributor: NodeId) -> Result<(), Refused> {
+    let book = state.meta.rounds.get_mut(&round);
+    let book = book.ok_or(Refused::RoundNotOpen {
+        open: round.saturating_add(1),
+        got: round,
+    })?;
+    if book.claim_of(&contributor).is_some() || !book.late.insert(contributor) {
+        return Err(Refused::DuplicateClaim(round));
+    }
+    Ok(())
+}
+
+/// Whether the open round has every contributor of the previous round, and every account that
+/// claimed it late (less those slashed in it), among its claimants.
 fn everyone_claimed(state: &State) -> bool {
     let open = state.meta.open_round;
     let (Some(book), Some(previous)) = (
@@ -473,10 +493,8 @@ fn everyone_claimed(state: &State) -> bool {
     ) else {
         return false;
     };
-    let mut expected = previous
-        .claims
-        .iter()
-        .map(|c| c.contributor)
+    let mut expected = (previous.claims.iter().map(|c| c.contributor))
+        .chain(previous.late.iter().copied())
         .filter(|c| !previous.slashed.contains(c))
         .peekable();
     expected.peek().is_some() && expected.all(|c| book.claim_of(&c).is_some())

@@ -115,6 +115,9 @@ pub struct RoundBook {
     pub claims: Vec<Claim>,
     /// The height of the block that closed it, once closed.
     pub closed_at: Option<Height>,
+    /// Accounts that claimed it after it closed: not on the list; the next round waits for
+    /// them to close early.
+    pub late: BTreeSet<NodeId>,
     /// Verdicts by (contributor, auditor).
     pub audits: BTreeMap<(NodeId, NodeId), Audit>,
     /// Accusers by accused, in the order their convictions landed.

@@ -68,6 +68,51 @@ fn a_round_pays_its_verified_trainers_and_its_verifiers() {
     assert_eq!(chain.state.account(&id(3)).stake, 59_999_999);
 }
 
+/// "Rounds on the ledger": a claim for the round just closed is late, not listed and not paid;
+/// the next round waits for its claimant before it closes early.
+#[test]
+fn a_late_claimant_is_waited_for_in_the_next_round() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let claims = [3, 4]
+        .map(|i| chain.tx(i, Chain::claim_action(0, i)))
+        .to_vec();
+    chain.block(1, claims).unwrap();
+    chain.block(Rules::DEFAULT.claim_window_ms, vec![]).unwrap();
+    let late = chain.tx(5, Chain::claim_action(0, 5));
+    let receipt = chain.block(1, vec![late]).unwrap();
+    assert_eq!(receipt.closed, None);
+    let book = &chain.state.meta.rounds[&0];
+    assert!(book.claim_of(&id(5)).is_none() && book.late.contains(&id(5)));
+    let again = chain.tx(5, Chain::claim_action(0, 5));
+    assert_eq!(
+        support::refusal(chain.refused(vec![again])),
+        Refused::DuplicateClaim(0)
+    );
+    let listed = chain.tx(3, Chain::claim_action(0, 3));
+    assert_eq!(
+        support::refusal(chain.refused(vec![listed])),
+        Refused::DuplicateClaim(0)
+    );
+
+    // Round 1: 3 and 4, round 0's contributors, have claimed; it waits for 5.
+    let claims = [3, 4]
+        .map(|i| chain.tx(i, Chain::claim_action(1, i)))
+        .to_vec();
+    assert_eq!(chain.block(1, claims).unwrap().closed, None, "5 is awaited");
+    let on_time = chain.tx(5, Chain::claim_action(1, 5));
+    let (round, list) = chain
+        .block(1, vec![on_time])
+        .unwrap()
+        .closed
+        .expect("all in");
+    assert_eq!((round, list.len()), (1, 3));
+    let stale = chain.tx(6, Chain::claim_action(0, 6));
+    assert_eq!(
+        support::refusal(chain.refused(vec![stale])),
+        Refused::RoundNotOpen { open: 2, got: 0 }
+    );
+}
+
 /// "Stage work": two stages' replicas claim in one round; each stage's claims are its list, its
 /// replicas audit each other, and every verified claim weighs the same.
 #[test]

@@ -47,13 +47,16 @@ fn lost_transactions_are_signed_again_and_stale_ones_dropped() {
     assert!(outbox.is_empty());
     assert_eq!(chain.state.account(&id(4)).balance, 1_006 * NEURO);
 
-    // A claim for a round that closed before it landed is dropped, and the next action takes
-    // its nonce.
+    // A claim for a round that closed, and the round after it too, before it landed (too late
+    // even to be noted as late) is dropped, and the next action takes its nonce.
     outbox.push(Chain::claim_action(0, 3));
     let claim = outbox.sign(&chain.ledger, &chain.state);
     let other = chain.tx(5, Chain::claim_action(0, 5));
     chain.block(1, vec![other]).unwrap();
     chain.block(Rules::DEFAULT.claim_window_ms, vec![]).unwrap();
+    let other = chain.tx(5, Chain::claim_action(1, 5));
+    let closes = chain.block(1, vec![other]).unwrap();
+    assert_eq!(closes.closed.map(|(r, _)| r), Some(1));
     outbox.push(Action::Stake { amount: NEURO });
     let next = outbox.sign(&chain.ledger, &chain.state);
     assert_eq!(next.len(), 1);
