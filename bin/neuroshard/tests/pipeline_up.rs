@@ -623,6 +623,13 @@ fn a_joiner_is_placed_at_a_plan_boundary_and_the_growth_goes_to_the_stage_that_h
     // training earlier) against the grown start model's: growth is function-preserving, so the
     // loss right after is no higher than right before, up to 0.5 %.
     let grew_at = growth["round"].as_u64().unwrap();
+    // The plan takes effect in one round, agreed on the ledger: every replica of the first
+    // stage grew at the end of the same round (`docs/replan.md`, "The switch round").
+    for i in (0..grown.len()).filter(|i| stage_of(&grown[*i]) == Some(0)) {
+        let status = http_get_json(&dashboards[i], "/api/status").unwrap();
+        let round = status["growths"][0]["round"].as_u64();
+        assert_eq!(round, Some(grew_at), "node {i}: {:#}", status["growths"]);
+    }
     let models = head["model_history"].as_array().unwrap();
     let val = |round: u64| {
         let at = models.iter().find(|p| p["round"].as_u64() == Some(round));

@@ -213,6 +213,10 @@ pub(crate) struct PoolBoundary {
     pub(crate) sizes: Vec<u64>,
     /// The accounts this boundary dropped from the roll (their records expired: they left).
     pub(crate) left: Vec<NodeId>,
+    /// The round open for claims after it: no round core has closed it yet (the ledger closes
+    /// it in a later block), so a plan made here can take effect in the round after it on every
+    /// node alike (`docs/replan.md`, "The switch round").
+    pub(crate) open_round: u64,
 }
 
 /// The node's ledger.
@@ -461,6 +465,7 @@ impl Chain {
                 roll: self.view.pool_roll().clone(),
                 sizes: self.view.pool_sizes().to_vec(),
                 left: self.view.pool_left().to_vec(),
+                open_round: self.view.meta.open_round,
             });
         }
         self.resign(effects);

@@ -483,7 +483,7 @@ impl Driver {
             self.pending = Some(job);
             return;
         }
-        self.switch_plan();
+        self.switch_plan(job.round);
         self.reroute_lanes();
         self.lane_job(Some(job.round));
         let job = TrainingJob {
@@ -764,6 +764,11 @@ impl Driver {
         if let Some(chain) = &self.chain {
             self.status.ledger(chain.status());
         }
+        // A boundary before the rounds closed: a block that closes a round comes after the
+        // boundary's, and the plan made there must be known before the next round's job starts.
+        for boundary in effects.boundaries {
+            self.on_pool_boundary(boundary);
+        }
         for (round, claims) in effects.decided {
             let after_claim_ms = self
                 .claimed
@@ -778,9 +783,6 @@ impl Driver {
                 "the ledger closed a round"
             );
             self.input(Input::Decided { round, list });
-        }
-        for boundary in effects.boundaries {
-            self.on_pool_boundary(boundary);
         }
     }
 

@@ -98,7 +98,7 @@ impl Grower {
 }
 
 impl Growth for Grower {
-    fn decide(&self, n_params: usize, history: &[u64]) -> Option<usize> {
+    fn decide(&self, n_params: usize, history: &[u64], _closed: Round) -> Option<usize> {
         let n_layers = self.depths.config_for(n_params)?.n_layers;
         self.schedule.decide(n_layers, history)
     }
@@ -123,21 +123,24 @@ impl Growth for Grower {
 }
 
 /// What the latest plan asks of a pipeline's stages (`docs/replan.md`): the model's depth and
-/// each stage's layers, stage by stage (no stages before a plan).
+/// each stage's layers, stage by stage (no stages before a plan), from which round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Layout {
     /// The model's depth.
     pub(crate) n_layers: usize,
     /// Each stage's layers, in pipeline order.
     pub(crate) stages: Vec<Range<usize>>,
+    /// The round the plan takes effect in: a stage grows at the end of the round before.
+    pub(crate) from_round: Round,
 }
 
 impl Layout {
-    /// The layout of `plan`.
-    pub(crate) fn of(plan: &Plan) -> Self {
+    /// The layout of `plan`, in force from round `from_round`.
+    pub(crate) fn of(plan: &Plan, from_round: Round) -> Self {
         Self {
             n_layers: plan.n_layers,
             stages: plan.stages.iter().map(|s| s.layers.clone()).collect(),
+            from_round,
         }
     }
 }
@@ -182,10 +185,12 @@ impl StageGrower {
         }
     }
 
-    /// The layers the latest plan gives this stage, and the model's depth there.
-    fn target(&self) -> Option<(Range<usize>, usize)> {
+    /// The layers the latest plan gives this stage, the model's depth there, and the round the
+    /// plan takes effect in.
+    fn target(&self) -> Option<(Range<usize>, usize, Round)> {
         let layout = self.target.lock().unwrap_or_else(PoisonError::into_inner);
-        Some((layout.stages.get(self.stage)?.clone(), layout.n_layers))
+        let layers = layout.stages.get(self.stage)?.clone();
+        Some((layers, layout.n_layers, layout.from_round))
     }
 
     /// The stage holding `params` (zeros when `None`) as `layers` of the model at `n_layers`.
@@ -238,10 +243,12 @@ pub(crate) fn stage_len(
 }
 
 impl Growth for StageGrower {
-    fn decide(&self, n_params: usize, _history: &[u64]) -> Option<usize> {
+    /// Grows at the end of the round before the plan's: every replica then starts that round at
+    /// the plan's length, whichever round it is in when it learns of the plan.
+    fn decide(&self, n_params: usize, _history: &[u64], closed: Round) -> Option<usize> {
         let len = self.len_for(n_params).ok()?;
-        let (layers, n_layers) = self.target()?;
-        (layers.len() > len).then_some(n_layers)
+        let (layers, n_layers, from) = self.target()?;
+        (closed.saturating_add(1) >= from && layers.len() > len).then_some(n_layers)
     }
 
     fn admits(&self, n_params: usize) -> bool {
@@ -249,7 +256,7 @@ impl Growth for StageGrower {
     }
 
     fn grow(&self, params: &[f32], n_layers: usize, round: Round) -> Result<Vec<f32>, String> {
-        let (layers, planned) = self.target().ok_or("no plan gives this stage layers")?;
+        let (layers, planned, _) = self.target().ok_or("no plan gives this stage layers")?;
         if planned != n_layers {
             return Err(format!("the plan's depth is {planned}, not {n_layers}"));
         }
@@ -341,18 +348,21 @@ mod tests {
         let params = rule.stage(base, 1..2, None).unwrap().flat_params().unwrap();
         let head_params = last.stage(base, 2..base, None).unwrap().n_params();
         assert_eq!(
-            rule.decide(params.len(), &[u64::MAX; 4]),
+            rule.decide(params.len(), &[u64::MAX; 4], 9),
             None,
             "no plan yet"
         );
         // The plan spreads two new layers: one on the first stage, one on the middle one; the
-        // head stage only relabels.
+        // head stage only relabels. It takes effect in round 5: a replica still closing round 3
+        // when it learns of it waits a round.
         *target.lock().unwrap() = Layout {
             n_layers: base + 2,
             stages: vec![0..2, 2..4, 4..base + 2],
+            from_round: 5,
         };
-        assert_eq!(rule.decide(params.len(), &[]), Some(base + 2));
-        assert_eq!(last.decide(head_params, &[]), None, "relabelled only");
+        assert_eq!(rule.decide(params.len(), &[], 3), None, "not yet");
+        assert_eq!(rule.decide(params.len(), &[], 4), Some(base + 2));
+        assert_eq!(last.decide(head_params, &[], 4), None, "relabelled only");
         assert!(
             rule.grow(&params, base + 1, 3).is_err(),
             "not the plan's depth"
@@ -360,7 +370,7 @@ mod tests {
         let grown = rule.grow(&params, base + 2, 3).unwrap();
         assert_eq!(grown.len(), 2 * params.len(), "one layer more");
         assert_eq!(&grown[..params.len()], &params[..], "the old layer first");
-        assert_eq!(rule.decide(grown.len(), &[]), None, "grown already");
+        assert_eq!(rule.decide(grown.len(), &[], 5), None, "grown already");
         assert!(rule.admits(grown.len()) && rule.admits(params.len()));
         assert!(!rule.admits(grown.len() + 1));
         assert_eq!(
@@ -380,14 +390,14 @@ mod tests {
             .unwrap()
             .flat_params()
             .unwrap();
-        assert_eq!(g.decide(params.len(), &[200, 300]), None);
-        let to = g.decide(params.len(), &[300, 300]).unwrap();
+        assert_eq!(g.decide(params.len(), &[200, 300], 0), None);
+        let to = g.decide(params.len(), &[300, 300], 0).unwrap();
         assert_eq!(to, base.n_layers + 2);
         let grown = g.grow(&params, to, 5).unwrap();
         assert!(g.admits(grown.len()) && g.admits(params.len()));
         assert!(!g.admits(grown.len() + 1), "a size no depth has is refused");
         assert_eq!(g.grow(&params, to, 5).unwrap(), grown, "deterministic");
-        assert_eq!(g.decide(grown.len(), &[300, 300]), None, "already grown");
+        assert_eq!(g.decide(grown.len(), &[300, 300], 0), None, "already grown");
         let carried = g.carry(&vec![1.0; params.len()], grown.len()).unwrap();
         let kept = carried.iter().filter(|v| **v == 1.0).count();
         assert_eq!(kept, params.len(), "old values kept, new ones zero");

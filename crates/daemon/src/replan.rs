@@ -4,7 +4,8 @@
 //! dropped, a stage they left short given a joiner or another stage's replica, the new layers
 //! of a growth the genesis schedule asks for spread over the stages' ends, no stage's layers
 //! moved) and a stage node
-//! switches to it at its next job, or, moved to another stage, between two jobs; a node not
+//! switches to it at its job for the round the ledger fixed at the boundary, or, moved to
+//! another stage, between two jobs; a node not
 //! placed yet (starting, restarted, joining) takes the plan its peers say they train under.
 
 use std::sync::PoisonError;
@@ -42,6 +43,9 @@ pub(crate) struct Plans {
     pub(crate) in_force: Option<InForce>,
     /// The plan the latest boundary made, until the node switches to it.
     pub(crate) next: Option<InForce>,
+    /// The round a plan made at a boundary takes effect in: the one after the round the ledger
+    /// had open there.
+    switch_round: u64,
     /// The plans peers said they train under, for a node not placed yet.
     pub(crate) heard: Heard,
     /// This node's plan notices so far.
@@ -245,13 +249,15 @@ impl Driver {
             return;
         }
         let replicas: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
+        let from = boundary.open_round.saturating_add(1);
         tracing::info!(height = boundary.height, from = depth, n_layers = plan.n_layers, ?replicas,
-            pool = ?boundary.sizes.last(), "a plan boundary made a new plan: this node switches at its next job");
-        // A stage the plan lengthens grows at its round core's next round end, before the vote,
-        // as the whole model grows; its trainer takes on the length at the next job
-        // (`Lane::fit`).
+            pool = ?boundary.sizes.last(), from_round = from,
+            "a plan boundary made a new plan: every node switches to it at round from_round");
+        // A stage the plan lengthens grows at the end of the round before, before the vote, as
+        // the whole model grows; its trainer takes on the length at the next job (`Lane::fit`).
         let target = &self.pipeline.plans.target;
-        *target.lock().unwrap_or_else(PoisonError::into_inner) = Layout::of(&plan);
+        *target.lock().unwrap_or_else(PoisonError::into_inner) = Layout::of(&plan, from);
+        self.pipeline.plans.switch_round = from;
         self.pipeline.plans.next = Some(InForce {
             height: boundary.height,
             plan,
@@ -275,15 +281,19 @@ impl Driver {
         }
     }
 
-    /// At a job's start: a stage node switches to the next plan, if a boundary made one that
-    /// keeps it in its stage (carried plans move no stage's layers): it takes the new lanes and
-    /// stage mates; its status shows the plan's depth (a stage the plan lengthens says so when
-    /// its round core grows, at a round's end: [`Plans::target`]). A next plan that moves it is taken
-    /// between jobs ([`Driver::replan_tick`]).
-    pub(crate) fn switch_plan(&mut self) {
+    /// At the start of round `round`'s job: a stage node switches to the next plan, if a
+    /// boundary made one that keeps it in its stage (carried plans move no stage's layers) and
+    /// it takes effect in `round` or before ([`Plans::switch_round`]): it takes the new lanes
+    /// and stage mates; its status shows the plan's depth (a stage the plan lengthens says so
+    /// when its round core grows, at the end of the round before: [`Plans::target`]). A next
+    /// plan that moves it is taken between jobs ([`Driver::replan_tick`]).
+    pub(crate) fn switch_plan(&mut self, round: u64) {
         let Some(old) = self.pipeline.role().cloned() else {
             return;
         };
+        if round < self.pipeline.plans.switch_round {
+            return;
+        }
         let Some(role) = self.next_role(&old) else {
             return;
         };

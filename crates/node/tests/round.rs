@@ -808,7 +808,7 @@ fn announcements_that_reach_a_node_before_its_first_round_are_kept() {
 struct Doubling;
 
 impl Growth for Doubling {
-    fn decide(&self, n_params: usize, history: &[u64]) -> Option<usize> {
+    fn decide(&self, n_params: usize, history: &[u64], _closed: Round) -> Option<usize> {
         let recent = history.get(history.len().checked_sub(2)?..)?;
         (n_params == PARAMS && recent.iter().all(|s| *s >= 35)).then_some(4)
     }

@@ -23,8 +23,8 @@ pub const POOL_HISTORY: usize = 64;
 /// same answers for the same inputs.
 pub trait Growth: fmt::Debug + Send {
     /// The depth to grow a model of `n_params` parameters to at the boundary that ends
-    /// `history` (pool sizes, oldest first), or `None`.
-    fn decide(&self, n_params: usize, history: &[u64]) -> Option<usize>;
+    /// `history` (pool sizes, oldest first) and round `closed`, or `None`.
+    fn decide(&self, n_params: usize, history: &[u64], closed: Round) -> Option<usize>;
     /// Whether a model of `n_params` parameters is one this network can reach (the genesis
     /// depth or a depth of the schedule): a peer's state is checked with it before it is read.
     fn admits(&self, n_params: usize) -> bool;
@@ -82,7 +82,7 @@ pub(crate) fn at_boundary(
 ) -> Option<Result<usize, String>> {
     record(&mut node.pool.history, pool_bytes);
     let growth = node.pool.growth.as_ref()?;
-    let n_layers = growth.decide(node.params.len(), &node.pool.history)?;
+    let n_layers = growth.decide(node.params.len(), &node.pool.history, closed)?;
     Some(grown(node, n_layers, closed).map(|()| n_layers))
 }
 
