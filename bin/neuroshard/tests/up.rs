@@ -1,7 +1,8 @@
 //! `neuroshard up --nodes 2` keeps its network up: a child node killed with SIGKILL is reported
 //! (pid, exit status, the end of its log) and restarted after the back-off on the same data
 //! directory; it answers on its dashboard again and trains on to later rounds. Ctrl-C (SIGINT)
-//! then stops `up` and both children.
+//! then stops `up` and both children. Run again on its directory with every checkpoint gone, the
+//! network trains on from the ledger's round.
 //!
 //! A small generated-corpus genesis (nano, H = 16) in a temporary directory; `--http-port 0`, so
 //! every port is the OS's choice. Every wait is bounded, and `up` is killed when the test ends,
@@ -72,4 +73,54 @@ fn up_restarts_a_killed_node_and_it_trains_on() {
     for pid in [pid_a, pid_b2] {
         assert!(!alive(pid), "child {pid} stopped with up");
     }
+}
+
+/// `up` stopped with Ctrl-C and run again on its directory after every node lost its
+/// checkpoint: each node builds its round core from round 0's model at the ledger's round
+/// (`round_core::fresh`), not at round 0, where it would wait forever for a list (the ledger
+/// takes claims for its open round only), and the network trains on past the first run.
+#[test]
+fn up_run_again_without_its_checkpoints_trains_on_from_the_ledgers_round() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let genesis = build_genesis(
+        Path::new(EXE),
+        work,
+        &["--inner-steps", "16", "--round-deadline-secs", "10"],
+    );
+    let args = ["--nodes", "2", "--http-port", "0", "--every", "1"];
+    let run = || {
+        Up::start(
+            Path::new(EXE),
+            &args,
+            genesis.parent().unwrap(),
+            &work.join("up"),
+        )
+    };
+    let limit = Duration::from_secs(180);
+    let mut up = run();
+    let first = up.started(2, limit);
+    let mut before = 0;
+    for (_, dashboard) in &first {
+        let status = wait_for_dashboard("round 3", dashboard, limit, |s| round_of(s) >= 3);
+        before = before.max(round_of(&status));
+    }
+    assert!(up.interrupt().success(), "up stops cleanly");
+    for node in 0..2 {
+        let checkpoint = work.join(format!("up/node-{node}/state.safetensors"));
+        std::fs::remove_file(&checkpoint).expect("each node wrote a checkpoint");
+    }
+
+    let mut up = run();
+    for (_, dashboard) in up.started(2, limit) {
+        wait_for_dashboard("rounds past the first run's", &dashboard, limit, |s| {
+            round_of(s) >= before + 2
+        });
+    }
+    let log = std::fs::read_to_string(work.join("up/node-0.log")).unwrap();
+    assert!(
+        !log.contains("resuming from the checkpoint"),
+        "no checkpoint to resume"
+    );
+    assert!(up.interrupt().success(), "up stops cleanly");
 }

@@ -341,15 +341,17 @@ pub(crate) fn describe(action: &Action) -> String {
         Action::Register { consensus } => format!("register consensus address {consensus}"),
         Action::Claim {
             round, delta, part, ..
-        } => match *part == neuroshard_ledger::Part::WHOLE {
-            true => format!("claim round {round} (Δ {})", delta.short()),
-            false => format!(
-                "claim round {round}, stage {} of {} (Δ {})",
-                part.stage,
-                part.stages,
-                delta.short()
-            ),
-        },
+        } if *part == neuroshard_ledger::Part::WHOLE => {
+            format!("claim round {round} (Δ {})", delta.short())
+        }
+        Action::Claim {
+            round, delta, part, ..
+        } => format!(
+            "claim round {round}, stage {} of {} (Δ {})",
+            part.stage,
+            part.stages,
+            delta.short()
+        ),
         Action::Verdict {
             round,
             contributor,

@@ -66,6 +66,7 @@ mod pipeline;
 mod queries;
 mod replan;
 mod role;
+mod round_core;
 mod route;
 mod settings;
 mod speed;

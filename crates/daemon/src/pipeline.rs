@@ -2,7 +2,7 @@
 //! the pool topic, the placement when training starts, and for a stage its round core over the
 //! stage's parameters, its lane, and which round messages and frames it takes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use candle_core::Device;
 use neuroshard_ledger::Part;
 use neuroshard_model::{Stage, StageSpec};
-use neuroshard_node::{Node, Snapshot, TrainingJob};
+use neuroshard_node::TrainingJob;
 use neuroshard_p2p::PeerId;
 use neuroshard_pipeline::Layout;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -26,7 +26,7 @@ use crate::route::LaneWires;
 use crate::settings::Settings;
 use crate::wire::{Offer, POOL_NS, POOL_TOPIC};
 use crate::work::{Assignment, Trainer};
-use crate::{Error, Result};
+use crate::{Error, Result, round_core};
 
 /// What the driver needs to place the node and to build its stage.
 #[derive(Debug)]
@@ -410,8 +410,8 @@ impl Driver {
     }
 
     /// Builds the stage's round core and trainer in place of what the node held (nothing
-    /// model-sized, with a budget): the core over the stage's slice of round 0's model, at the
-    /// ledger's round (`Chain::fresh_round`; 0 without a ledger), with the stage's replicas as
+    /// model-sized, with a budget): the core over the stage's slice of round 0's model, built
+    /// from scratch (`round_core::fresh`: at the ledger's round), with the stage's replicas as
     /// members; the trainer a lane stage. A node that resumed a whole
     /// model's checkpoint does not start its stage from it: its stage peers' state comes by
     /// resync, as it does for a restarted stage replica.
@@ -423,17 +423,7 @@ impl Driver {
         let protocol = settings.protocol.clone();
         let patience = protocol.round_timeout;
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
-        let members = BTreeSet::from([self.node.id()]);
-        let agreement = crate::whole::agreement(&self.chain);
-        let now_ms = crate::driver::now().0 / 1000;
-        let start = Snapshot {
-            round: self.chain.as_ref().map_or(0, |c| c.fresh_round(now_ms)),
-            outer: vec![0; params.len() * size_of::<f32>()],
-            params,
-            excluded: BTreeMap::new(),
-            pool: Vec::new(),
-        };
-        self.node = Node::resume(key, protocol, members, start, agreement)?;
+        self.node = round_core::fresh(&self.chain, key, protocol, params)?;
         self.chains.restore_own(&mut self.node);
         let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
         let target = Arc::clone(&self.pipeline.plans.target);

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use candle_core::Device;
 use neuroshard_ledger::Part;
 use neuroshard_model::NeuroLlm;
-use neuroshard_node::{
-    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, Snapshot, Timestamp,
-};
+use neuroshard_node::{DeadlineAgreement, Node, Snapshot};
 use neuroshard_primitives::Keypair;
 use neuroshard_train::InnerLoop;
 
@@ -22,7 +20,7 @@ use crate::driver::Driver;
 use crate::pipeline::Pipeline;
 use crate::settings::Settings;
 use crate::work::Trainer;
-use crate::{Error, Result, grow};
+use crate::{Error, Result, grow, round_core};
 
 /// The round core a node holds before it knows what it trains: over no parameters, with no
 /// member but itself. A node without a budget replaces it at start; a node with one keeps it
@@ -91,34 +89,13 @@ impl Driver {
         });
         Ok(())
     }
-
-    /// Hands a (re)started round core the lists of `part`'s closed rounds the ledger still
-    /// holds; nothing is due yet.
-    pub(crate) fn learn_decided(&mut self, part: Part) {
-        for (round, list) in self.chain.iter().flat_map(|c| c.view().decided(part)) {
-            let _ = self
-                .node
-                .handle(Timestamp::ZERO, Input::Decided { round, list });
-        }
-    }
 }
 
-/// How a round core agrees on its rounds' lists: through the ledger when the network has one
-/// (its claims for the core's part), else by deadline.
-pub(crate) fn agreement(chain: &Option<Chain>) -> Box<dyn Agreement> {
-    match chain {
-        Some(_) => Box::new(LedgerAgreement::default()),
-        None => Box::new(DeadlineAgreement),
-    }
-}
-
-/// The node core at its checkpoint's round, or at genesis; it agrees on rounds through the
-/// ledger when there is one.
+/// The node core at its checkpoint's round, or built from scratch over round 0's model
+/// (`round_core::fresh`); it agrees on rounds through the ledger when there is one.
 async fn resume_node(pipeline: &Pipeline, chain: &Option<Chain>, data: &DataSync) -> Result<Node> {
     let settings = &pipeline.settings;
     let key = Keypair::from_seed(pipeline.key.secret_bytes());
-    let members = BTreeSet::from([key.node_id()]);
-    let agreement = agreement(chain);
     let admits = |n: usize| settings.depths.config_for(n).is_some();
     let path = pipeline.data_dir.join(CHECKPOINT_FILE);
     let resumed = checkpoint::load(&path, pipeline.network_id, admits);
@@ -129,15 +106,14 @@ async fn resume_node(pipeline: &Pipeline, chain: &Option<Chain>, data: &DataSync
                 params = snapshot.params.len(),
                 "resuming from the checkpoint"
             );
+            let members = BTreeSet::from([key.node_id()]);
+            let agreement = round_core::agreement(chain);
             Node::resume(key, settings.protocol.clone(), members, snapshot, agreement)?
         }
-        None => Node::new(
-            key,
-            settings.protocol.clone(),
-            members,
-            genesis_params(data, &settings.model, pipeline.seed).await?,
-            agreement,
-        )?,
+        None => {
+            let params = genesis_params(data, &settings.model, pipeline.seed).await?;
+            round_core::fresh(chain, key, settings.protocol.clone(), params)?
+        }
     };
     let budget = pipeline.budget.unwrap_or(u64::MAX);
     node.set_pool(budget, growth_rule(settings, pipeline.seed));

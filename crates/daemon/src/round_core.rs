@@ -1,0 +1,62 @@
+//! A round core's side of the ledger: how it agrees on its rounds' lists, the round a core built
+//! from scratch starts at, and the lists of its part's closed rounds it learns when built.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use neuroshard_ledger::Part;
+use neuroshard_node::{
+    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, NodeConfig, Snapshot, Timestamp,
+};
+use neuroshard_primitives::Keypair;
+
+use crate::Result;
+use crate::chain::Chain;
+use crate::driver::{Driver, now};
+
+/// How a round core agrees on its rounds' lists: through the ledger when the network has one
+/// (its claims for the core's part), else by deadline.
+pub(crate) fn agreement(chain: &Option<Chain>) -> Box<dyn Agreement> {
+    match chain {
+        Some(_) => Box::new(LedgerAgreement::default()),
+        None => Box::new(DeadlineAgreement),
+    }
+}
+
+/// A round core built from scratch over `params` (a stage's, which keeps no checkpoint, or a
+/// whole model's without one), with no outer momentum and no member but its own key's: at the
+/// ledger's round (`Chain::fresh_round`), or at round 0 without a ledger.
+pub(crate) fn fresh(
+    chain: &Option<Chain>,
+    key: Keypair,
+    protocol: NodeConfig,
+    params: Vec<f32>,
+) -> Result<Node> {
+    let now_ms = now().0 / 1000;
+    let start = Snapshot {
+        round: chain.as_ref().map_or(0, |c| c.fresh_round(now_ms)),
+        outer: vec![0; params.len() * size_of::<f32>()],
+        params,
+        excluded: BTreeMap::new(),
+        pool: Vec::new(),
+    };
+    let members = BTreeSet::from([key.node_id()]);
+    Ok(Node::resume(
+        key,
+        protocol,
+        members,
+        start,
+        agreement(chain),
+    )?)
+}
+
+impl Driver {
+    /// Hands a (re)started round core the lists of `part`'s closed rounds the ledger still
+    /// holds; nothing is due yet.
+    pub(crate) fn learn_decided(&mut self, part: Part) {
+        for (round, list) in self.chain.iter().flat_map(|c| c.view().decided(part)) {
+            let _ = self
+                .node
+                .handle(Timestamp::ZERO, Input::Decided { round, list });
+        }
+    }
+}
