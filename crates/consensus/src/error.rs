@@ -95,6 +95,17 @@ pub enum Error {
     /// The stored state is inconsistent (rows do not load, or their root differs from the stored block's).
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The store was written in another state format ([`crate::Machine::format`]) than this
+    /// build reads: by another version of the software.
+    #[error(
+        "the store holds state format {found}, and this build reads format {expected}: another version of the software wrote it"
+    )]
+    Format {
+        /// The format the store notes (0 when it notes none).
+        found: u64,
+        /// The machine's format.
+        expected: u64,
+    },
     /// The mempool refused a transaction.
     #[error("transaction refused: {0}")]
     Mempool(String),

@@ -48,6 +48,15 @@ pub trait Machine: Clone + Send + Sync + 'static {
         u64::MAX
     }
 
+    /// The version of the encoding of this machine's state rows and block bodies: the store
+    /// notes it when it writes genesis and refuses to resume from a store noting another
+    /// ([`crate::Error::Format`]; a store that notes none is format 0), which another version
+    /// of the software wrote and which may decode into something else rather than fail. The
+    /// default, 0, suits a machine whose encoding never changed.
+    fn format(&self) -> u64 {
+        0
+    }
+
     /// Where the validator `key` listens for the committee, if `state` records it (a validator
     /// dials the new members of each epoch's committee there).
     fn address(&self, _state: &Self::State, _key: &[u8; 32]) -> Option<SocketAddr> {

@@ -21,9 +21,10 @@ const CERTIFICATES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("cert
 /// epoch 0's with genesis, epoch `e+1`'s with the last block of epoch `e`. The chain of custody
 /// a restarted node checks old certificates with.
 const COMMITTEES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("committees");
-/// Scalars: `applied_height`.
+/// Scalars: `applied_height`, and `format` ([`Machine::format`]), written with genesis.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const APPLIED: &str = "applied_height";
+const FORMAT: &str = "format";
 
 /// The ledger store (one redb file).
 #[derive(Debug)]
@@ -52,13 +53,18 @@ impl Store {
 
     /// The height of the last applied block (0 is genesis), or `None` for a fresh store.
     pub fn applied_height(&self) -> Result<Option<u64>, Error> {
+        self.scalar(APPLIED)
+    }
+
+    /// The scalar `key` of the `meta` table, if set.
+    fn scalar(&self, key: &str) -> Result<Option<u64>, Error> {
         let tx = self.db.begin_read().map_err(Error::store)?;
         let table = match tx.open_table(META) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(Error::store(e)),
         };
-        Ok(table.get(APPLIED).map_err(Error::store)?.map(|v| v.value()))
+        Ok(table.get(key).map_err(Error::store)?.map(|v| v.value()))
     }
 
     /// The finalized block at `height`, if applied.
@@ -134,12 +140,20 @@ impl Store {
         Ok(rows)
     }
 
-    /// Resumes from the store: writes genesis (its rows, block 0, `applied_height = 0`) into a
-    /// fresh store, or loads the state of the last applied block and checks its root against
-    /// that block's header.
+    /// Resumes from the store: writes genesis (the machine's format, then its rows, block 0,
+    /// `applied_height = 0`) into a fresh store, or checks that the store notes the machine's
+    /// format, loads the state of the last applied block and checks its root against that
+    /// block's header.
     pub fn resume<M: Machine>(&self, machine: &M) -> Result<Resumed<M::State>, Error> {
         match self.applied_height()? {
             None => {
+                let tx = self.db.begin_write().map_err(Error::store)?;
+                {
+                    let mut meta = tx.open_table(META).map_err(Error::store)?;
+                    meta.insert(FORMAT, machine.format())
+                        .map_err(Error::store)?;
+                }
+                tx.commit().map_err(Error::store)?;
                 let state = machine.genesis();
                 let block = Block::genesis(machine.root(&state));
                 let empty = machine
@@ -151,6 +165,10 @@ impl Store {
                 Ok(Resumed { block, state })
             }
             Some(height) => {
+                let (found, expected) = (self.scalar(FORMAT)?.unwrap_or(0), machine.format());
+                if found != expected {
+                    return Err(Error::Format { found, expected });
+                }
                 let block = self
                     .block(height)?
                     .ok_or_else(|| Error::Corrupt(format!("applied block {height} is missing")))?;

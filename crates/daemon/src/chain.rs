@@ -29,16 +29,18 @@ use std::time::Duration;
 use neuroshard_consensus::node::{NodeConfig as EngineConfig, NodeHandle};
 use neuroshard_consensus::{Block, Finalized, Follower, Header, Machine, Timing};
 use neuroshard_ledger::{
-    Action, BlockInfo, Body, Claim, Ledger, LedgerGenesis, Outbox, PoolEntry, Receipt, Rules,
-    SignedTx, State, WalletRequest,
+    Action, BlockInfo, Body, Claim, Ledger, LedgerGenesis, Outbox, PlanRecord, PoolEntry, Receipt,
+    Rules, SignedTx, State, WalletRequest, Work,
 };
 use neuroshard_node::WorkChecks;
+use neuroshard_pool::Plan;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_verify::AuditConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{Durability, write_atomic};
 use crate::book::Book;
+use crate::role::Planner;
 use crate::{Error, Result};
 
 /// Gossip topic of ledger messages.
@@ -80,18 +82,62 @@ const _: () = assert!(Rules::DEFAULT.committee_size <= neuroshard_consensus::MAX
 /// The ledger's state machine for the consensus engine: the pure ledger and its genesis.
 #[derive(Debug, Clone)]
 pub(crate) struct LedgerMachine {
-    ledger: Ledger<WorkChecks>,
+    ledger: Ledger<NodeWork>,
     genesis: State,
 }
 
 impl LedgerMachine {
     /// The machine for a network's genesis (its state and rules), checking Proof of Neural Work
-    /// under `audit`.
-    pub(crate) fn new(genesis: &LedgerGenesis, audit: AuditConfig) -> Result<Self> {
+    /// under `audit` and planning the pipeline with `planner` (none: no plans).
+    pub(crate) fn new(
+        genesis: &LedgerGenesis,
+        audit: AuditConfig,
+        planner: Option<Planner>,
+    ) -> Result<Self> {
+        let work = NodeWork {
+            checks: WorkChecks::new(audit),
+            planner,
+        };
         Ok(Self {
             genesis: genesis.state().map_err(Error::Ledger)?,
-            ledger: Ledger::new(genesis.rules, WorkChecks::new(audit)).map_err(Error::Ledger)?,
+            ledger: Ledger::new(genesis.rules, work).map_err(Error::Ledger)?,
         })
+    }
+}
+
+/// What the ledger checks Proof of Neural Work with (the node core's checks) and plans the
+/// pipeline by.
+#[derive(Debug, Clone)]
+struct NodeWork {
+    checks: WorkChecks,
+    planner: Option<Planner>,
+}
+
+impl Work for NodeWork {
+    fn ticket_selects(
+        &self,
+        round: u64,
+        claim: &Claim,
+        auditor: &NodeId,
+        ticket: &[u8],
+        contributors: usize,
+    ) -> bool {
+        (self.checks).ticket_selects(round, claim, auditor, ticket, contributors)
+    }
+
+    fn evidence_holds(&self, round: u64, claim: &Claim, evidence: &[u8]) -> Result<(), String> {
+        self.checks.evidence_holds(round, claim, evidence)
+    }
+
+    fn plan(
+        &self,
+        latest: Option<&Plan>,
+        roll: &BTreeMap<NodeId, PoolEntry>,
+        left: &[NodeId],
+        sizes: &[u64],
+    ) -> Option<Plan> {
+        let planner = self.planner.as_ref()?;
+        Some(planner.plan(latest, roll, left, sizes))
     }
 }
 
@@ -112,6 +158,10 @@ impl Machine for LedgerMachine {
 
     fn committee(&self, state: &State) -> Vec<[u8; 32]> {
         state.meta.committee.iter().map(|id| id.0).collect()
+    }
+
+    fn format(&self) -> u64 {
+        neuroshard_ledger::STATE_FORMAT
     }
 
     fn build(&self, state: &State, header: &Header, pending: &[Vec<u8>]) -> Vec<u8> {
@@ -201,22 +251,17 @@ pub(crate) struct Effects {
     pub(crate) boundaries: Vec<PoolBoundary>,
 }
 
-/// A plan boundary of the pipeline's layer pool: its height, the pool roll and the pool sizes
-/// noted at the boundaries up to it, as the state after its block holds them.
+/// A plan boundary of the pipeline's layer pool: its height, the ledger's latest plan and the
+/// pool sizes noted at the boundaries up to it, as the state after its block holds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PoolBoundary {
     /// The boundary's height.
     pub(crate) height: u64,
-    /// Each account's latest capacity record.
-    pub(crate) roll: BTreeMap<NodeId, PoolEntry>,
+    /// The ledger's latest plan, made at this boundary or an earlier one; none before the
+    /// first.
+    pub(crate) plan: Option<PlanRecord>,
     /// The pool sizes at the last boundaries, this one's last.
     pub(crate) sizes: Vec<u64>,
-    /// The accounts this boundary dropped from the roll (their records expired: they left).
-    pub(crate) left: Vec<NodeId>,
-    /// The round open for claims after it: no round core has closed it yet (the ledger closes
-    /// it in a later block), so a plan made here can take effect in the round after it on every
-    /// node alike (`docs/replan.md`, "The switch round").
-    pub(crate) open_round: u64,
 }
 
 /// The node's ledger.
@@ -244,17 +289,32 @@ pub(crate) struct Chain {
     served: BTreeMap<NodeId, u64>,
 }
 
+/// The ledger store in `dir` did not open: a store of another version's format says what to do.
+fn opening_failed(dir: &Path, err: &neuroshard_consensus::Error) -> Error {
+    let advice = match (err, dir.parent()) {
+        (neuroshard_consensus::Error::Format { .. }, Some(data_dir)) => format!(
+            " ({}). Start this node afresh: remove everything in {} but node.key; it catches up on \
+             the ledger and resyncs the model from its peers",
+            dir.display(),
+            data_dir.display()
+        ),
+        _ => String::new(),
+    };
+    Error::Ledger(format!("{err}{advice}"))
+}
+
 impl Chain {
     /// Opens the ledger in `dir`: the engine when `owner` is in the committee of the epoch the
     /// store is in (then `committee` must say where the validators listen), else a follower.
+    /// It checks work under `audit` and plans the pipeline with `planner`.
     pub(crate) fn open(
         dir: &Path,
         key: &Keypair,
         genesis: &LedgerGenesis,
-        audit: AuditConfig,
+        (audit, planner): (AuditConfig, Planner),
         committee: Option<Committee>,
     ) -> Result<Self> {
-        let machine = LedgerMachine::new(genesis, audit)?;
+        let machine = LedgerMachine::new(genesis, audit, Some(planner))?;
         let owner = key.node_id();
         warn_if_unregistrable(committee.as_ref());
         if genesis.committee.contains(&owner) && committee.is_none() {
@@ -267,7 +327,7 @@ impl Chain {
         let handovers = dir.join(HANDOVERS);
         std::fs::create_dir_all(&handovers).map_err(Error::io("creating", &handovers))?;
         let follower = Follower::open(&dir.join("ledger.redb"), machine.clone())
-            .map_err(|err| Error::Ledger(err.to_string()))?;
+            .map_err(|err| opening_failed(dir, &err))?;
         let view = machine.genesis();
         let mut chain = Self {
             head: Block::genesis(view.root().0).header,
@@ -462,10 +522,8 @@ impl Chain {
         if self.machine.ledger.rules().is_pool_boundary(header.height) {
             effects.boundaries.push(PoolBoundary {
                 height: header.height,
-                roll: self.view.pool_roll().clone(),
+                plan: self.view.plan().cloned(),
                 sizes: self.view.pool_sizes().to_vec(),
-                left: self.view.pool_left().to_vec(),
-                open_round: self.view.meta.open_round,
             });
         }
         self.resign(effects);
@@ -809,6 +867,7 @@ mod tests {
                 },
             },
             AuditConfig::DEFAULT,
+            None,
         )
         .unwrap();
         assert_eq!(

@@ -154,6 +154,7 @@ impl Daemon {
         let chains = DiskCheckpoints::open(&data_dir.join(CHAINS_DIR))?;
         let pipeline = pipeline::Pipeline {
             key: Keypair::from_seed(key.secret_bytes()),
+            planner: role::Planner::new(&settings),
             settings: settings.clone(),
             seed: genesis.seed,
             network_id,
@@ -342,7 +343,8 @@ fn open_chain(
         .audit
         .unwrap_or(neuroshard_verify::AuditConfig::DEFAULT);
     let dir = config.data_dir.join("ledger");
-    Chain::open(&dir, key, &ledger, audit, committee).map(Some)
+    let work = (audit, role::Planner::new(settings));
+    Chain::open(&dir, key, &ledger, work, committee).map(Some)
 }
 
 /// What this node's capacity record announces: its budget, and its speed from

@@ -35,6 +35,8 @@ pub(crate) struct Pipeline {
     pub(crate) key: Keypair,
     /// The model, the protocol and the inner loop's settings.
     pub(crate) settings: Settings,
+    /// The pipeline's planner, as the ledger runs it (the depth the growth schedule asks for).
+    pub(crate) planner: role::Planner,
     /// The network seed (the stage's tensors are built from it, then given the round's weights).
     pub(crate) seed: u64,
     /// The genesis network id (a checkpoint must carry it).
@@ -311,7 +313,7 @@ impl Driver {
         let me = self.node.id();
         let settings = &self.pipeline.settings;
         let in_force = in_force.unwrap_or_else(|| InForce {
-            height: self.chain.as_ref().map_or(0, |c| c.head().height),
+            height: 0,
             plan: role::plan(
                 &settings.model,
                 settings.inner.batch_size,

@@ -1,9 +1,9 @@
 //! Re-planning a running pipeline (`docs/replan.md`): each node puts its capacity record on the
-//! ledger's pool roll and renews it there; at every plan boundary of the ledger each node
-//! carries the latest plan over to the roll (`neuroshard_pool::carry`: joiners placed, leavers
+//! ledger's pool roll and renews it there; at every plan boundary the ledger carries its latest
+//! plan over to the roll (`role::Planner`, `neuroshard_pool::carry`: joiners placed, leavers
 //! dropped, a stage they left short given a joiner or another stage's replica, the new layers
 //! of a growth the genesis schedule asks for spread over the stages' ends, no stage's layers
-//! moved) and a stage node
+//! moved), each node takes it as its next plan, and a stage node
 //! switches to it at its job for the round the ledger fixed at the boundary, or, moved to
 //! another stage, between two jobs; a node not
 //! placed yet (starting, restarted, joining) takes the plan its peers say they train under.
@@ -33,9 +33,6 @@ const RESUBMIT_AFTER: u64 = 4;
 /// it; a follower waits it out, so that the transaction's gossip goes out before the exit).
 const LEAVE_WAIT: Duration = Duration::from_secs(3);
 
-/// Boundaries kept while a node is not in a pipeline, at most.
-const UNSEEN_KEPT: usize = 8;
-
 /// The plans a pipeline node knows of.
 #[derive(Debug, Default)]
 pub(crate) struct Plans {
@@ -46,6 +43,9 @@ pub(crate) struct Plans {
     /// The round a plan made at a boundary takes effect in: the one after the round the ledger
     /// had open there.
     switch_round: u64,
+    /// The height of the boundary that made the latest ledger plan this node took or found it
+    /// held already: an older one (a ledger catching up replays them) changes nothing.
+    ledger_height: u64,
     /// The plans peers said they train under, for a node not placed yet.
     pub(crate) heard: Heard,
     /// This node's plan notices so far.
@@ -54,10 +54,9 @@ pub(crate) struct Plans {
     registered: Option<u64>,
     /// The depth the schedule asked for that the stages' replicas could not hold (said once).
     refused: Option<usize>,
-    /// The latest boundaries the ledger passed while this node was not in a pipeline (at most
-    /// [`UNSEEN_KEPT`]): replayed once it places itself, so that a plan taken from a peer is
-    /// carried over the boundaries the node's ledger passed meanwhile.
-    unseen: Vec<PoolBoundary>,
+    /// The latest boundary the ledger passed while this node was not in a pipeline: its plan
+    /// is taken once the node places itself under a plan from a peer.
+    unseen: Option<PoolBoundary>,
     /// The latest plan's depth and stage layers, for the stage's growth rule
     /// (`crate::grow::StageGrower`): its round core grows to its stage's length there at the
     /// end of its round.
@@ -208,36 +207,62 @@ impl Driver {
         tracing::info!("a block carried this node's leave from the pool");
     }
 
-    /// A plan boundary of the ledger: the latest plan carried over to the roll at the depth
-    /// the growth schedule gives the pool sizes noted so far; it becomes the next plan when it
-    /// places anyone otherwise or deepens the model.
+    /// A plan boundary of the ledger: its latest plan (`neuroshard_ledger::Work::plan`, made by
+    /// [`role::Planner`]), unless this node saw it already, is the plan it trains under, or
+    /// becomes its next plan when it places anyone otherwise or deepens the model; it takes
+    /// effect in the round the ledger gave it.
     pub(crate) fn on_pool_boundary(&mut self, boundary: PoolBoundary) {
         if !self.in_pipeline() {
-            let unseen = &mut self.pipeline.plans.unseen;
-            unseen.push(boundary);
-            unseen.drain(..unseen.len().saturating_sub(UNSEEN_KEPT));
+            self.pipeline.plans.unseen = Some(boundary);
             return;
         }
         let Some(latest) = self.pipeline.plans.latest().cloned() else {
             return;
         };
-        let settings = &self.pipeline.settings;
-        if boundary.height <= latest.height {
+        let Some(record) = boundary.plan else {
+            return;
+        };
+        let depth = latest.plan.n_layers;
+        self.say_if_refused(depth, &boundary.sizes, record.plan.n_layers);
+        let plans = &mut self.pipeline.plans;
+        if record.height <= plans.ledger_height {
             return;
         }
-        let depth = latest.plan.n_layers;
-        let schedule = settings.growth.as_ref();
-        let wanted = (schedule.and_then(|g| g.decide(depth, &boundary.sizes))).unwrap_or(depth);
-        let batch = settings.inner.batch_size;
-        let plan = role::carried(
-            &settings.depths,
-            batch,
-            &latest.plan,
-            wanted,
-            &boundary.roll,
-            &boundary.left,
-        );
-        if plan.n_layers != wanted && self.pipeline.plans.refused != Some(wanted) {
+        plans.ledger_height = record.height;
+        if let Some(in_force) = &mut plans.in_force
+            && !in_force.changed_by(&record.plan)
+        {
+            // The plan it trains under (taken at its start or from its peers) is the ledger's.
+            in_force.height = record.height;
+            plans.next = None;
+            return;
+        }
+        if !latest.changed_by(&record.plan) {
+            return;
+        }
+        let plan = record.plan;
+        let replicas: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
+        let from = record.from_round;
+        tracing::info!(height = record.height, from = depth, n_layers = plan.n_layers, ?replicas,
+            pool = ?boundary.sizes.last(), from_round = from,
+            "the ledger made a new plan: every node switches to it at round from_round");
+        // A stage the plan lengthens grows at the end of the round before, before the vote, as
+        // the whole model grows; its trainer takes on the length at the next job (`Lane::fit`).
+        let target = &self.pipeline.plans.target;
+        *target.lock().unwrap_or_else(PoisonError::into_inner) = Layout::of(&plan, from);
+        self.pipeline.plans.switch_round = from;
+        self.pipeline.plans.next = Some(InForce {
+            height: record.height,
+            plan,
+        });
+    }
+
+    /// Says once that the growth schedule asks a model of `depth` layers to deepen after the
+    /// pool `sizes`, and the ledger's plan (of `planned` layers) could not: the stages' replicas
+    /// cannot hold the new layers.
+    fn say_if_refused(&mut self, depth: usize, sizes: &[u64], planned: usize) {
+        let wanted = self.pipeline.planner.wanted(depth, sizes);
+        if planned < wanted && self.pipeline.plans.refused != Some(wanted) {
             tracing::warn!(
                 depth,
                 wanted,
@@ -245,29 +270,11 @@ impl Driver {
             );
             self.pipeline.plans.refused = Some(wanted);
         }
-        if !latest.changed_by(&plan) {
-            return;
-        }
-        let replicas: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
-        let from = boundary.open_round.saturating_add(1);
-        tracing::info!(height = boundary.height, from = depth, n_layers = plan.n_layers, ?replicas,
-            pool = ?boundary.sizes.last(), from_round = from,
-            "a plan boundary made a new plan: every node switches to it at round from_round");
-        // A stage the plan lengthens grows at the end of the round before, before the vote, as
-        // the whole model grows; its trainer takes on the length at the next job (`Lane::fit`).
-        let target = &self.pipeline.plans.target;
-        *target.lock().unwrap_or_else(PoisonError::into_inner) = Layout::of(&plan, from);
-        self.pipeline.plans.switch_round = from;
-        self.pipeline.plans.next = Some(InForce {
-            height: boundary.height,
-            plan,
-        });
     }
 
-    /// Once placed: the boundaries the ledger passed before, carried over in order (those at
-    /// or below the plan's own boundary change nothing).
+    /// Once placed: the latest boundary the ledger passed before, with its plan.
     pub(crate) fn replay_unseen(&mut self) {
-        for boundary in std::mem::take(&mut self.pipeline.plans.unseen) {
+        if let Some(boundary) = self.pipeline.plans.unseen.take() {
             self.on_pool_boundary(boundary);
         }
     }

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 
 use neuroshard_ledger::{Part, PoolEntry};
 use neuroshard_model::{Config, StageSpec};
-use neuroshard_pool::{CapacityRecord, Footprint, Member, Plan, Workload, assign, carry};
+use neuroshard_pool::{
+    CapacityRecord, Footprint, GrowthSchedule, Member, Plan, Workload, assign, carry,
+};
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::grow::Depths;
 use crate::route;
+use crate::settings::Settings;
 
 /// Most micro-batches a lane splits a step's batch into.
 const MAX_MICRO_BATCHES: usize = 4;
@@ -104,8 +107,8 @@ impl Records {
 }
 
 /// The plan a pipeline trains under, and the ledger height of the plan boundary that made it
-/// (the height at which the node computed the first plan, for the plan training started with;
-/// `docs/replan.md`).
+/// (0 for the plan training started with, which the nodes made among themselves from the
+/// records they heard: every plan of the ledger's is newer; `docs/replan.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct InForce {
     /// The boundary's height.
@@ -138,8 +141,8 @@ impl InForce {
 /// stage: a plan counts once [`quorum`] of the pool roll (the agreed membership) vouch for it
 /// from within it, so that fewer than a third of the roll cannot hand a joiner a plan of their
 /// making (a plan's own size would let a forger shrink the quorum by naming fewer nodes). Its
-/// authors may give it different heights (the first plan's is each node's own ledger head when
-/// it placed itself, `docs/replan.md`): it counts at the quorum-th highest, a height one of
+/// authors may give it different heights (a node that has not adopted the ledger's copy of the
+/// plan it trains under still says 0): it counts at the quorum-th highest, a height one of
 /// them at least vouches for.
 #[derive(Debug, Default)]
 pub(crate) struct Heard {
@@ -294,28 +297,69 @@ pub(crate) fn plan(model: &Config, batch_size: usize, members: &[Member]) -> Pla
     assign(model.n_layers, &footprint, workload, members, None)
 }
 
-/// `latest`, the plan in force, carried over to the pool roll `roll` and a model of `n_layers`
-/// without the nodes that `left` (`neuroshard_pool::carry`: no stage's layers move; a stage a
-/// leaver left short takes a joiner or another stage's replica), each stage training batches of
-/// `batch_size`.
-pub(crate) fn carried(
-    depths: &Depths,
+/// The pipeline's planner, which the ledger runs at its plan boundaries
+/// (`neuroshard_ledger::Work::plan`; `docs/replan.md`, "The plan on the ledger"): every node's
+/// ledger must make the same plans, so it reads the genesis alone (the model's depths, the
+/// growth schedule) and the batch size every node of a pipeline trains at.
+#[derive(Debug, Clone)]
+pub(crate) struct Planner {
+    depths: Depths,
+    growth: Option<GrowthSchedule>,
     batch_size: usize,
-    latest: &Plan,
-    n_layers: usize,
-    roll: &BTreeMap<NodeId, PoolEntry>,
-    left: &[NodeId],
-) -> Plan {
-    let members: Vec<Member> = (roll.iter())
-        .map(|(node, e)| Member {
-            node: *node,
-            memory_budget: e.memory_budget,
-            work_per_sec: e.work_per_sec,
-        })
-        .collect();
-    let workload = workload(batch_size);
-    let footprint = Footprint::of(&depths.at(n_layers), workload);
-    carry(latest, n_layers, &footprint, workload, &members, left)
+}
+
+impl Planner {
+    /// The planner of a network whose nodes run `settings`.
+    pub(crate) fn new(settings: &Settings) -> Self {
+        Self {
+            depths: settings.depths.clone(),
+            growth: settings.growth.clone(),
+            batch_size: settings.inner.batch_size,
+        }
+    }
+
+    /// `latest` carried over to the pool roll `roll` without the accounts that `left`
+    /// (`neuroshard_pool::carry`: no stage's layers move; a stage a leaver left short takes a
+    /// joiner or another stage's replica) at the depth the schedule gives the pool `sizes`;
+    /// without `latest`, the first plan: the genesis model over the roll (`assign`, as
+    /// [`plan`] over the records the nodes heard at their start).
+    pub(crate) fn plan(
+        &self,
+        latest: Option<&Plan>,
+        roll: &BTreeMap<NodeId, PoolEntry>,
+        left: &[NodeId],
+        sizes: &[u64],
+    ) -> Plan {
+        let genesis = self.depths.layers()[0];
+        let empty = Plan {
+            n_layers: genesis,
+            stages: Vec::new(),
+            unplaced: Vec::new(),
+        };
+        let latest = latest.unwrap_or(&empty);
+        let n_layers = if latest.stages.is_empty() {
+            genesis
+        } else {
+            self.wanted(latest.n_layers, sizes)
+        };
+        let members: Vec<Member> = (roll.iter())
+            .map(|(node, e)| Member {
+                node: *node,
+                memory_budget: e.memory_budget,
+                work_per_sec: e.work_per_sec,
+            })
+            .collect();
+        let workload = workload(self.batch_size);
+        let footprint = Footprint::of(&self.depths.at(n_layers), workload);
+        carry(latest, n_layers, &footprint, workload, &members, left)
+    }
+
+    /// The depth the growth schedule asks of a model of `depth` layers after the pool `sizes`.
+    pub(crate) fn wanted(&self, depth: usize, sizes: &[u64]) -> usize {
+        (self.growth.as_ref())
+            .and_then(|g| g.decide(depth, sizes))
+            .unwrap_or(depth)
+    }
 }
 
 /// What `nodes` nodes of equal speed, each giving `budget` bytes to training, make of the

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use neuroshard_ledger::Rules;
+pub use neuroshard_pool::{GrowthSpec, GrowthStepSpec};
 use neuroshard_primitives::{Hash, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,60 +59,6 @@ pub struct Genesis {
     /// network without it never grows (and keeps the id it had before the section existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub growth: Option<GrowthSpec>,
-}
-
-/// When the model grows: thresholds of pooled memory with the depth each brings, and how many
-/// consecutive round boundaries the pool must stay above one first (the rule is
-/// `neuroshard-pool`'s `GrowthSchedule`, built from these numbers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrowthSpec {
-    /// Consecutive round boundaries the pool must stay at or above a threshold, at least 1.
-    pub sustain_rounds: u64,
-    /// The thresholds, increasing in both memory and depth (`[[growth.steps]]` tables).
-    pub steps: Vec<GrowthStepSpec>,
-}
-
-/// One growth threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrowthStepSpec {
-    /// The members' summed memory budgets, in bytes, from which this depth applies.
-    pub min_pool_bytes: u64,
-    /// The model's depth from then on.
-    pub n_layers: usize,
-}
-
-impl GrowthSpec {
-    /// Checks the ranges and the order; the error names the field.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.sustain_rounds == 0 {
-            return Err("field `growth.sustain_rounds` must be at least 1".into());
-        }
-        if self.steps.is_empty() {
-            return Err("field `growth.steps` must hold at least one threshold".into());
-        }
-        if self
-            .steps
-            .iter()
-            .any(|s| s.min_pool_bytes > i64::MAX as u64 || s.n_layers == 0)
-        {
-            return Err(
-                "field `growth.steps` needs min_pool_bytes below 2^63 and n_layers of at least 1"
-                    .into(),
-            );
-        }
-        let increasing = self
-            .steps
-            .windows(2)
-            .all(|w| w[0].min_pool_bytes < w[1].min_pool_bytes && w[0].n_layers < w[1].n_layers);
-        match increasing {
-            true => Ok(()),
-            false => {
-                Err("field `growth.steps` must increase in both min_pool_bytes and n_layers".into())
-            }
-        }
-    }
 }
 
 /// DP-SGD settings of the whole network: every inner step clips each sequence's gradient to

@@ -192,7 +192,8 @@ impl<W: Work> Ledger<W> {
         Ok(receipt)
     }
 
-    /// Steps 4 to 6: a round everyone expected has claimed, the epoch and plan boundaries.
+    /// Steps 4 to 6: a round everyone expected has claimed, the epoch and plan boundaries (the
+    /// roll's expiry, its size, the plan).
     fn end(&self, state: &mut State, info: &BlockInfo, receipt: &mut Receipt) {
         if receipt.closed.is_none() && everyone_claimed(state) {
             self.close_round(state, info.height, receipt);
@@ -207,6 +208,7 @@ impl<W: Work> Ledger<W> {
         if self.rules.is_pool_boundary(info.height) {
             pool::expire(state, info.height, self.rules.pool_ttl_blocks);
             pool::note_size(state);
+            pool::replan(state, &self.work, info.height);
         }
     }
 

@@ -1,6 +1,6 @@
 //! The NEURO ledger's state transition, pure: signed transactions, balances, stake and
 //! unbonding, the rounds' inclusion lists, rewards minted by the rules, slashing, and the
-//! pipeline's pool roll.
+//! pipeline's pool roll and plans.
 //!
 //! # Bird's Eye View
 //!
@@ -35,8 +35,8 @@ pub use outbox::Outbox;
 pub use pool::{MAX_POOL, POOL_SIZES_KEPT};
 pub use rules::Rules;
 pub use state::{
-    Account, AccountProof, Audit, Claim, Meta, MetaProof, Part, Payout, PoolEntry, RoundBook,
-    State, Supply, Unbond, inclusion_list,
+    Account, AccountProof, Audit, Claim, Meta, MetaProof, Part, Payout, PlanRecord, PoolEntry,
+    RoundBook, STATE_FORMAT, State, Supply, Unbond, inclusion_list,
 };
 pub use tx::{Action, MAX_TX_BYTES, SignedTx, TX_NAMESPACE, Tx};
 pub use wallet::{REQUEST_TTL_MS, WALLET_NAMESPACE, WalletRequest};

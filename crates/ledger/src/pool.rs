@@ -1,14 +1,15 @@
 //! The pool roll: each account's latest capacity record for the pipeline's layer pool, entries
-//! not renewed within `Rules::pool_ttl_blocks` dropped, and the pool's size noted at every plan
-//! boundary (`docs/replan.md`, section 1).
+//! not renewed within `Rules::pool_ttl_blocks` dropped, the pool's size noted at every plan
+//! boundary, and the plan made there (`docs/replan.md`, section 1).
 //!
 //! A record is free and open to any account, bonded or not (a joining node holds no NEURO); the
 //! roll is bounded by [`MAX_POOL`] and the size history by [`POOL_SIZES_KEPT`].
 
+use neuroshard_pool::Plan;
 use neuroshard_primitives::NodeId;
 
-use crate::state::{PoolEntry, State};
-use crate::{Height, Refused};
+use crate::state::{Part, PlanRecord, PoolEntry, State};
+use crate::{Height, Refused, Work};
 
 /// The most entries on the pool roll (bounds the state free records can grow).
 pub const MAX_POOL: usize = 4_096;
@@ -75,4 +76,64 @@ pub(crate) fn note_size(state: &mut State) {
     sizes.push(size);
     let excess = sizes.len().saturating_sub(POOL_SIZES_KEPT);
     sizes.drain(..excess);
+}
+
+/// At the plan boundary `height`, after [`expire`] and [`note_size`]: the plan `work` makes
+/// over the roll, recorded when it differs from the latest. It is in force from the round
+/// after the one open now, as every node then learns of it before that round's job
+/// (`docs/replan.md`, "The switch round"); the first from round 0, so that it also confirms
+/// the work done under the plan the nodes made among themselves at their start. The first is
+/// made once the pool has kept one size over two boundaries: nodes register as they start, and
+/// a plan made meanwhile would leave the later ones out. Plans in force in no round still
+/// unsettled are dropped.
+pub(crate) fn replan(state: &mut State, work: &impl Work, height: Height) {
+    let meta = &state.meta;
+    let latest = state.plan().map(|p| &p.plan);
+    let steady = match meta.pool_sizes.as_slice() {
+        [.., before, now] => before == now && *now > 0,
+        _ => false,
+    };
+    if latest.is_none() && !steady {
+        return;
+    }
+    let made = work.plan(latest, &meta.pool, &meta.pool_left, &meta.pool_sizes);
+    let Some(plan) = made.filter(|plan| latest != Some(plan)) else {
+        return;
+    };
+    let from_round = match latest {
+        Some(_) => meta.open_round.saturating_add(1),
+        None => 0,
+    };
+    let oldest = meta
+        .rounds
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(meta.open_round);
+    let plans = &mut state.meta.plans;
+    plans.push(PlanRecord {
+        height,
+        from_round,
+        plan,
+    });
+    let superseded = plans
+        .iter()
+        .skip(1)
+        .filter(|p| p.from_round <= oldest)
+        .count();
+    plans.drain(..superseded);
+}
+
+/// Whether `plan`, the ledger's plan in force in a claim's round, has `who` train `part`: a
+/// replica of stage `part.stage` of a plan of `part.stages` stages. The whole model, stage 0
+/// of 1, is anyone's where no plan has several stages: every node trains it then, on the roll
+/// or not.
+pub(crate) fn confirms(plan: Option<&Plan>, who: &NodeId, part: Part) -> bool {
+    let stages = plan.map_or(&[][..], |p| &p.stages[..]);
+    if stages.len() <= 1 {
+        return part == Part::WHOLE;
+    }
+    let stage = usize::try_from(part.stage).ok().and_then(|i| stages.get(i));
+    usize::try_from(part.stages) == Ok(stages.len())
+        && stage.is_some_and(|s| s.replicas.contains(who))
 }

@@ -4,13 +4,14 @@
 //!
 //! `root = pair(accounts_root, hash(rest))`, where `accounts_root` is the Merkle root over one
 //! leaf per account (`hash(id ‖ account)`, in ascending id order) and `rest` is everything else
-//! (height, time, rounds, supply, committee, pool roll and sizes). So one account's balance can
-//! be checked against a finalized block's root with an [`AccountProof`] (a Merkle path plus the
-//! hash of the rest) without replaying the ledger.
+//! (height, time, rounds, supply, committee, pool roll and sizes, plans). So one account's
+//! balance can be checked against a finalized block's root with an [`AccountProof`] (a Merkle
+//! path plus the hash of the rest) without replaying the ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
+use neuroshard_pool::Plan;
 use neuroshard_primitives::{Hash, MerkleProof, NodeId, merkle_root};
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +182,18 @@ pub struct PoolEntry {
     pub height: Height,
 }
 
+/// A pipeline plan the ledger made at a plan boundary (`docs/replan.md`, "The plan on the
+/// ledger"): who holds which layers, in force from round `from_round` until the next plan's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    /// The plan boundary that made it.
+    pub height: Height,
+    /// The first round it is in force in.
+    pub from_round: Round,
+    /// The plan.
+    pub plan: Plan,
+}
+
 /// Everything but the accounts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -216,6 +229,9 @@ pub struct Meta {
     /// The roll's accounts that said they leave since the last plan boundary (`PoolLeave`),
     /// sorted: the next boundary drops them.
     pub pool_leaving: Vec<NodeId>,
+    /// The pipeline plans in force in the rounds not settled yet, and the latest, oldest first
+    /// (none before the first plan boundary that made one).
+    pub plans: Vec<PlanRecord>,
 }
 
 /// The whole ledger state.
@@ -229,6 +245,13 @@ pub struct State {
 
 /// The row key of the state's `meta` (account rows are their 32-byte ids).
 const META_KEY: &[u8] = b"meta";
+
+/// The version of the ledger's encoding of its state rows, block bodies and transactions, which
+/// its store notes (`neuroshard_consensus::Machine::format`): raised whenever one of them
+/// changes, so that a node refuses a store another version wrote instead of misreading it.
+/// Format 1: claims name their part, round books keep late claimants, and the state keeps the
+/// pipeline plans; stores written before note no format (0).
+pub const STATE_FORMAT: u64 = 1;
 
 impl State {
     /// An account, or the empty one.
@@ -276,6 +299,17 @@ impl State {
             .filter(|(_, book)| book.closed_at.is_some())
             .map(|(round, book)| (*round, book.list(part)))
             .collect()
+    }
+
+    /// The latest pipeline plan, if a plan boundary made one.
+    pub fn plan(&self) -> Option<&PlanRecord> {
+        self.meta.plans.last()
+    }
+
+    /// The pipeline plan in force in `round`: the latest whose `from_round` is at most `round`
+    /// (kept while `round` is not settled).
+    pub fn plan_for(&self, round: Round) -> Option<&PlanRecord> {
+        self.meta.plans.iter().rev().find(|p| p.from_round <= round)
     }
 
     /// The pool roll now: each account's latest capacity record, by account.

@@ -5,11 +5,15 @@
 //! what a signature can prove; the replay itself is attested by a quorum of bonded accusers
 //! (`docs/economics.md`, "Slashing").
 
+use std::collections::BTreeMap;
+
+use neuroshard_pool::Plan;
 use neuroshard_primitives::NodeId;
 
-use crate::{Claim, Round};
+use crate::{Claim, PoolEntry, Round};
 
-/// Checks on Proof of Neural Work artefacts; must be pure and deterministic.
+/// Checks on Proof of Neural Work artefacts, and the planner of the pipeline; must be pure and
+/// deterministic.
 pub trait Work {
     /// Whether `ticket` is `auditor`'s signature on the audit ticket of `claim` in `round`, and
     /// the draw picks `auditor` among the other `contributors - 1` contributors of the round's
@@ -26,4 +30,19 @@ pub trait Work {
     /// Checks that `evidence` is `claim.contributor`'s own signed announcement of `claim`'s Δ
     /// and root for `round`.
     fn evidence_holds(&self, round: Round, claim: &Claim, evidence: &[u8]) -> Result<(), String>;
+
+    /// The pipeline plan a plan boundary makes: `latest`, the ledger's latest plan (`None`
+    /// for the first), carried over to the pool `roll` without the accounts in `left` (those
+    /// this boundary dropped), at the depth the growth schedule gives the pool `sizes` noted so
+    /// far (oldest first). `None`, the default: this network plans no pipeline.
+    fn plan(
+        &self,
+        latest: Option<&Plan>,
+        roll: &BTreeMap<NodeId, PoolEntry>,
+        left: &[NodeId],
+        sizes: &[u64],
+    ) -> Option<Plan> {
+        let _ = (latest, roll, left, sizes);
+        None
+    }
 }

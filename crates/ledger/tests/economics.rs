@@ -113,8 +113,10 @@ fn a_late_claimant_is_waited_for_in_the_next_round() {
     );
 }
 
-/// "Stage work": two stages' replicas claim in one round; each stage's claims are its list, its
-/// replicas audit each other, and every verified claim weighs the same.
+/// "Stage work": the ledger's plan puts 3 and 4 on stage 0 of 2, 5, 6 and 7 on stage 1; they
+/// claim in one round, each stage's claims are its list, its replicas audit each other, and
+/// every verified claim weighs the same. 8 and 9, on no stage, claim a part of their making
+/// and pass each other: listed, recorded, and paid nothing.
 #[test]
 fn a_round_of_stage_work_lists_and_pays_each_stage() {
     let mut chain = Chain::new(Rules::DEFAULT);
@@ -128,17 +130,32 @@ fn a_round_of_stage_work_lists_and_pays_each_stage() {
             stages: 2,
         },
     );
-    let lone = Part {
+    let made_up = Part {
         stage: 0,
         stages: 3,
     };
+    // The test planner reads the stage from the budget: 1 is stage 0, 2 is stage 1.
+    let records = [(3, 1), (4, 1), (5, 2), (6, 2), (7, 2)]
+        .map(|(i, budget)| chain.tx(i, support::pool_record(budget)));
+    chain.block(1, records.to_vec()).unwrap();
+    let plan = chain.run_to_plan();
+    assert_eq!(
+        plan.from_round, 0,
+        "the first plan covers the rounds before it"
+    );
+    let holders: Vec<_> = (plan.plan.stages.iter())
+        .map(|s| s.replicas.clone())
+        .collect();
+    assert_eq!(holders, [support::ids(&[3, 4]), support::ids(&[5, 6, 7])]);
+
     let parts = [
         (3, first),
         (4, first),
         (5, last),
         (6, last),
         (7, last),
-        (8, lone),
+        (8, made_up),
+        (9, made_up),
     ];
     let claim_all = |chain: &mut Chain, round| {
         let txs = (parts.iter())
@@ -146,9 +163,10 @@ fn a_round_of_stage_work_lists_and_pays_each_stage() {
             .collect();
         chain.block(1, txs).unwrap()
     };
-    claim_all(&mut chain, 0);
+    let round = chain.state.meta.open_round;
+    claim_all(&mut chain, round);
     let receipt = chain.block(Rules::DEFAULT.claim_window_ms, vec![]).unwrap();
-    let (_, claims) = receipt.closed.expect("round 0 closes");
+    let (_, claims) = receipt.closed.expect("the round closes");
     let listed = |part| -> Vec<_> {
         (inclusion_list(&claims, part).into_iter())
             .map(|(c, _)| c)
@@ -156,14 +174,14 @@ fn a_round_of_stage_work_lists_and_pays_each_stage() {
     };
     assert_eq!(listed(first), vec![id(3), id(4)]);
     assert_eq!(listed(last), vec![id(5), id(6), id(7)]);
+    assert_eq!(listed(made_up), vec![id(8), id(9)]);
     assert_eq!(listed(Part::WHOLE), vec![]);
 
-    // Each stage's replicas pass each other; nobody audits 7; 3's ticket on 8 is refused, as 8
-    // is the only claimant of its part (no one else trained it to audit it).
+    // Each stage's replicas pass each other, and so do 8 and 9; nobody audits 7.
     let verdict = |chain: &mut Chain, auditor: u8, contributor: u8, part| {
-        let ticket = chain.ticket(auditor, 0, &Chain::stage_claim_of(contributor, part));
+        let ticket = chain.ticket(auditor, round, &Chain::stage_claim_of(contributor, part));
         let action = Action::Verdict {
-            round: 0,
+            round,
             contributor: id(contributor),
             ticket,
             passed: true,
@@ -171,22 +189,29 @@ fn a_round_of_stage_work_lists_and_pays_each_stage() {
         };
         chain.tx(auditor, action)
     };
-    let refused = verdict(&mut chain, 3, 8, lone);
-    let reason = support::refusal(chain.refused(vec![refused]));
-    assert!(matches!(reason, Refused::BadVerdict(_)), "{reason}");
-    let verdicts = [(4, 3, first), (3, 4, first), (6, 5, last), (5, 6, last)]
-        .map(|(auditor, contributor, part)| verdict(&mut chain, auditor, contributor, part));
+    let verdicts = [
+        (4, 3, first),
+        (3, 4, first),
+        (6, 5, last),
+        (5, 6, last),
+        (9, 8, made_up),
+        (8, 9, made_up),
+    ]
+    .map(|(auditor, contributor, part)| verdict(&mut chain, auditor, contributor, part));
     chain.block(1, verdicts.to_vec()).unwrap();
 
-    claim_all(&mut chain, 1);
-    let receipt = claim_all(&mut chain, 2);
+    claim_all(&mut chain, round + 1);
+    let receipt = claim_all(&mut chain, round + 2);
     let payout = &receipt.settled[0];
-    assert_eq!(payout.round, 0);
-    // 80 NEURO over four verified claims, 20 NEURO over four verdicts.
+    assert_eq!(payout.round, round);
+    // 80 NEURO over four verified claims, 20 NEURO over four verdicts: 8 and 9's count for
+    // nothing, as the plan has them train no part.
     for i in 3..=6 {
         assert_eq!(payout.rewards[&id(i)], 20 * NEURO + 5 * NEURO, "{i}");
     }
-    assert!(!payout.rewards.contains_key(&id(7)) && !payout.rewards.contains_key(&id(8)));
+    for i in [7, 8, 9] {
+        assert!(!payout.rewards.contains_key(&id(i)), "{i}");
+    }
 }
 
 /// "Validators": 0.1 NEURO per second of block time to the proposer, gaps capped at 10 s.

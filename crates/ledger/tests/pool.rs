@@ -1,12 +1,12 @@
 //! The pool roll: capacity records replace the signer's entry, need no NEURO, are refused when
 //! empty or when the roll is full, expire at a plan boundary unless renewed, and the roll's size
-//! is noted at plan boundaries only.
+//! is noted at plan boundaries only, where the ledger makes its plans.
 
 mod support;
 
 use neuroshard_ledger::{Action, MAX_POOL, NEURO, POOL_SIZES_KEPT, PoolEntry, Refused, Rules};
 use neuroshard_primitives::NodeId;
-use support::{Chain, id, refusal};
+use support::{Chain, id, ids, refusal};
 
 fn pool(memory_budget: u64, work_per_sec: u64) -> Action {
     Action::Pool {
@@ -273,4 +273,80 @@ fn rules_refuse_zero_pool_blocks_and_boundaries_are_positive_multiples() {
     let rules = Rules::DEFAULT;
     let boundaries: Vec<u64> = (0..=60).filter(|h| rules.is_pool_boundary(*h)).collect();
     assert_eq!(boundaries, vec![20, 40, 60]);
+}
+
+/// Empty blocks up to the next plan boundary (a block one ms after the last).
+fn run_to_boundary(chain: &mut Chain) {
+    let rules = *chain.ledger.rules();
+    chain.block(1, vec![]).unwrap();
+    while !rules.is_pool_boundary(chain.state.meta.height) {
+        chain.block(1, vec![]).unwrap();
+    }
+}
+
+/// Account `i` claims the open round, and its window closes it.
+fn close_round(chain: &mut Chain, i: u8) {
+    let round = chain.state.meta.open_round;
+    let claim = chain.tx(i, Chain::claim_action(round, i));
+    chain.block(1, vec![claim]).unwrap();
+    let window = chain.ledger.rules().claim_window_ms;
+    chain.block(window, vec![]).unwrap();
+    assert_eq!(chain.state.meta.open_round, round + 1);
+}
+
+/// The ledger's plans (`docs/replan.md`, "The plan on the ledger"): the first once the pool
+/// has kept one size over two boundaries, in force from round 0; a changed roll makes the next,
+/// in force from the round after the open one; a roll that changes nothing makes none; a plan
+/// no round still unsettled is in is dropped.
+#[test]
+fn plan_boundaries_plan_the_roll_and_say_from_which_round() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let replicas = |chain: &Chain, round| -> Vec<Vec<NodeId>> {
+        let plan = chain.state.plan_for(round).expect("a plan in force");
+        (plan.plan.stages.iter())
+            .map(|s| s.replicas.clone())
+            .collect()
+    };
+    let records = [(3, 1), (4, 2)].map(|(i, budget)| chain.tx(i, support::pool_record(budget)));
+    chain.block(1, records.to_vec()).unwrap();
+    run_to_boundary(&mut chain);
+    assert!(
+        chain.state.plan().is_none(),
+        "the roll has not kept its size yet"
+    );
+    run_to_boundary(&mut chain);
+    let first = chain.state.plan().expect("the first plan").clone();
+    assert_eq!(
+        (first.height, first.from_round),
+        (chain.state.meta.height, 0)
+    );
+    assert_eq!(replicas(&chain, 0), [ids(&[3]), ids(&[4])]);
+
+    close_round(&mut chain, 3);
+    let joiner = chain.tx(5, support::pool_record(2));
+    chain.block(1, vec![joiner]).unwrap();
+    run_to_boundary(&mut chain);
+    let second = chain.state.plan().expect("a plan").clone();
+    assert_eq!(second.from_round, 2, "the round after the open one (1)");
+    assert_eq!(replicas(&chain, 1), [ids(&[3]), ids(&[4])]);
+    assert_eq!(replicas(&chain, 2), [ids(&[3]), ids(&[4, 5])]);
+    run_to_boundary(&mut chain);
+    assert_eq!(
+        chain.state.meta.plans.len(),
+        2,
+        "an unchanged roll makes no plan"
+    );
+
+    // Rounds 1 to 4 close and 1 and 2 settle: no unsettled round is in the first plan.
+    for _ in 1..=4 {
+        close_round(&mut chain, 3);
+    }
+    let joiner = chain.tx(6, support::pool_record(1));
+    chain.block(1, vec![joiner]).unwrap();
+    run_to_boundary(&mut chain);
+    let from: Vec<_> = (chain.state.meta.plans.iter())
+        .map(|p| p.from_round)
+        .collect();
+    assert_eq!(from, vec![2, 6], "the first plan dropped");
+    assert_eq!(replicas(&chain, 6), [ids(&[3, 6]), ids(&[4, 5])]);
 }

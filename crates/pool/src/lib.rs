@@ -41,4 +41,4 @@ pub use assign::{Member, Plan, REBALANCE, REDUNDANCY, REPLAN, StagePlan, Unplace
 pub use capacity::{CAPACITY_NAMESPACE, CapacityRecord, MAX_CAPACITY_FRAME};
 pub use error::{Error, Result};
 pub use footprint::{Footprint, REPLAY_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, Workload};
-pub use growth::{GrowthSchedule, pool_bytes};
+pub use growth::{GrowthSchedule, GrowthSpec, GrowthStepSpec, pool_bytes};

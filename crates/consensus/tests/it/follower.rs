@@ -113,3 +113,31 @@ fn follower_reaches_the_validators_state_and_refuses_forgeries() {
     assert!(fresh.accept(&block, Some(&forged)).is_err());
     assert_eq!(fresh.height(), 0);
 }
+
+/// A store written in another state format (by another version of the machine's encoding) is
+/// refused with an error that says so, rather than read as something else; the store is left
+/// as it was.
+#[test]
+fn a_store_of_another_state_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("follower.redb");
+    let bank = Bank::new(test_committee(4));
+    drop(Follower::open(&path, bank.clone()).unwrap());
+    let renumbered = Bank {
+        format: 2,
+        ..bank.clone()
+    };
+    let err = Follower::open(&path, renumbered).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Format {
+                found: 0,
+                expected: 2
+            }
+        ),
+        "{err}"
+    );
+    println!("a store of another format: {err}");
+    assert_eq!(Follower::open(&path, bank).unwrap().height(), 0);
+}

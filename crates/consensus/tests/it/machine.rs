@@ -45,13 +45,14 @@ impl Ledger {
 ///
 /// `candidates` are the keys a bond transaction can name (by index); the genesis committee is
 /// `committee`. At the last block of each epoch the elected committee takes over and the bonded
-/// candidates are elected for the epoch after.
+/// candidates are elected for the epoch after. `format` is its state format (0).
 #[derive(Clone, Debug)]
 pub(crate) struct Bank {
     pub committee: Arc<Vec<[u8; 32]>>,
     pub candidates: Arc<Vec<[u8; 32]>>,
     pub epoch_length: u64,
     pub mint: bool,
+    pub format: u64,
 }
 
 impl Bank {
@@ -62,6 +63,7 @@ impl Bank {
             committee: Arc::new(committee),
             epoch_length: u64::MAX,
             mint: false,
+            format: 0,
         }
     }
 
@@ -76,6 +78,7 @@ impl Bank {
             candidates: Arc::new(candidates),
             epoch_length,
             mint: false,
+            format: 0,
         }
     }
 }
@@ -159,6 +162,10 @@ impl Machine for Bank {
 
     fn epoch_length(&self) -> u64 {
         self.epoch_length
+    }
+
+    fn format(&self) -> u64 {
+        self.format
     }
 
     fn build(&self, state: &Ledger, header: &Header, pending: &[Vec<u8>]) -> Vec<u8> {

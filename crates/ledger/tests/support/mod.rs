@@ -3,10 +3,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::BTreeMap;
+
 use neuroshard_ledger::{
-    Action, BlockError, BlockInfo, Body, Claim, Ledger, LedgerGenesis, NEURO, Part, Receipt,
-    Refused, Round, Rules, SignedTx, State, Tx, Work,
+    Action, BlockError, BlockInfo, Body, Claim, Ledger, LedgerGenesis, NEURO, Part, PlanRecord,
+    PoolEntry, Receipt, Refused, Round, Rules, SignedTx, State, Tx, Work,
 };
+use neuroshard_pool::{Plan, StagePlan};
 use neuroshard_primitives::{Hash, Keypair, NodeId, Signed};
 
 /// Namespace of the test tickets and announcements.
@@ -14,7 +17,9 @@ const TICKET: &[u8] = b"_TEST_TICKET";
 const ANNOUNCE: &[u8] = b"_TEST_ANNOUNCE";
 
 /// Tickets are the auditor's signature over (round, root, contributor) and always select;
-/// evidence is the contributor's signature over (round, delta, root).
+/// evidence is the contributor's signature over (round, delta, root). Its planner gives each
+/// roll entry the stage its memory budget names (budget `i` holds stage `i − 1` of as many as
+/// the largest budget, one layer each) and leaves out the accounts that left.
 #[derive(Debug, Clone, Copy)]
 pub struct TestWork;
 
@@ -53,6 +58,41 @@ impl Work for TestWork {
         }
         signed.verify(ANNOUNCE).map_err(|e| e.to_string())
     }
+
+    fn plan(
+        &self,
+        _latest: Option<&Plan>,
+        roll: &BTreeMap<NodeId, PoolEntry>,
+        left: &[NodeId],
+        _sizes: &[u64],
+    ) -> Option<Plan> {
+        let stages = roll.values().map(|e| e.memory_budget).max()?;
+        let stages = usize::try_from(stages).ok().filter(|n| *n <= 16)?;
+        let stages = (0..stages)
+            .map(|i| StagePlan {
+                layers: i..i + 1,
+                embedding: i == 0,
+                head: i + 1 == stages,
+                replicas: (roll.iter())
+                    .filter(|(node, e)| e.memory_budget == i as u64 + 1 && !left.contains(node))
+                    .map(|(node, _)| *node)
+                    .collect(),
+            })
+            .collect();
+        Some(Plan {
+            n_layers: 16,
+            stages,
+            unplaced: Vec::new(),
+        })
+    }
+}
+
+/// A capacity record of `memory_budget` bytes (to the test planner: stage `memory_budget − 1`).
+pub fn pool_record(memory_budget: u64) -> Action {
+    Action::Pool {
+        memory_budget,
+        work_per_sec: 1_000,
+    }
 }
 
 /// Why a block's transaction was refused; panics on any other block error.
@@ -69,6 +109,14 @@ pub fn key(i: u8) -> Keypair {
 
 pub fn id(i: u8) -> NodeId {
     key(i).node_id()
+}
+
+/// The ids of accounts `accounts`, sorted (the order of the roll, and of the test planner's
+/// replicas).
+pub fn ids(accounts: &[u8]) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = accounts.iter().map(|i| id(*i)).collect();
+    ids.sort();
+    ids
 }
 
 pub const NETWORK: Hash = Hash([42; 32]);
@@ -164,6 +212,18 @@ impl Chain {
     pub fn evidence(&self, contributor: u8, round: Round, delta: Hash, root: Hash) -> Vec<u8> {
         let signed = key(contributor).sign(ANNOUNCE, &evidence_payload(round, delta, root));
         postcard::to_allocvec(&signed).unwrap()
+    }
+
+    /// Applies empty blocks until a plan boundary makes the ledger's first plan (at most three
+    /// boundaries), and returns it.
+    pub fn run_to_plan(&mut self) -> PlanRecord {
+        for _ in 0..3 * self.ledger.rules().pool_blocks {
+            if let Some(plan) = self.state.plan() {
+                return plan.clone();
+            }
+            self.block(1, vec![]).unwrap();
+        }
+        panic!("no plan after three boundaries");
     }
 
     pub fn claim_action(round: Round, i: u8) -> Action {
