@@ -8,30 +8,50 @@
 //! every port is the OS's choice. Every wait is bounded, and `up` is killed when the test ends,
 //! pass or fail (its children then stop by themselves: their standard input closes).
 
-use std::path::Path;
-use std::time::Duration;
+// Real processes: the waits are bounded by wall time.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use neuroshard_testkit::nodes::{build_genesis, round_of, wait_for_dashboard};
 use neuroshard_testkit::up::{Up, alive, signal, started};
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
 
+/// `up`'s arguments here: two nodes, every port the OS's choice, a checkpoint every round.
+const ARGS: [&str; 6] = ["--nodes", "2", "--http-port", "0", "--every", "1"];
+
+/// The small genesis directory, built in `work` once.
+fn small_genesis(work: &Path) -> PathBuf {
+    let genesis = work.join("genesis");
+    if !genesis.exists() {
+        build_genesis(
+            Path::new(EXE),
+            work,
+            &["--inner-steps", "16", "--round-deadline-secs", "10"],
+        );
+    }
+    genesis
+}
+
+/// `up` with [`ARGS`] on the small genesis, writing into `work/up`.
+fn up_two_nodes(work: &Path) -> Up {
+    Up::start(
+        Path::new(EXE),
+        &ARGS,
+        &small_genesis(work),
+        &work.join("up"),
+    )
+}
+
 #[test]
 fn up_restarts_a_killed_node_and_it_trains_on() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let genesis = build_genesis(
-        Path::new(EXE),
-        work,
-        &["--inner-steps", "16", "--round-deadline-secs", "10"],
-    );
-    let args = ["--nodes", "2", "--http-port", "0", "--every", "1"];
-    let mut up = Up::start(
-        Path::new(EXE),
-        &args,
-        genesis.parent().unwrap(),
-        &work.join("up"),
-    );
+    let mut up = up_two_nodes(work);
     let start_limit = Duration::from_secs(180);
     let (pid_a, _) = up.expect("node 0 to start", start_limit, |l| started(l, 0));
     let (pid_b, b) = up.expect("node 1 to start", start_limit, |l| started(l, 1));
@@ -83,22 +103,8 @@ fn up_restarts_a_killed_node_and_it_trains_on() {
 fn up_run_again_without_its_checkpoints_trains_on_from_the_ledgers_round() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let genesis = build_genesis(
-        Path::new(EXE),
-        work,
-        &["--inner-steps", "16", "--round-deadline-secs", "10"],
-    );
-    let args = ["--nodes", "2", "--http-port", "0", "--every", "1"];
-    let run = || {
-        Up::start(
-            Path::new(EXE),
-            &args,
-            genesis.parent().unwrap(),
-            &work.join("up"),
-        )
-    };
     let limit = Duration::from_secs(180);
-    let mut up = run();
+    let mut up = up_two_nodes(work);
     let first = up.started(2, limit);
     let mut before = 0;
     for (_, dashboard) in &first {
@@ -111,7 +117,7 @@ fn up_run_again_without_its_checkpoints_trains_on_from_the_ledgers_round() {
         std::fs::remove_file(&checkpoint).expect("each node wrote a checkpoint");
     }
 
-    let mut up = run();
+    let mut up = up_two_nodes(work);
     for (_, dashboard) in up.started(2, limit) {
         wait_for_dashboard("rounds past the first run's", &dashboard, limit, |s| {
             round_of(s) >= before + 2
@@ -123,4 +129,57 @@ fn up_run_again_without_its_checkpoints_trains_on_from_the_ledgers_round() {
         "no checkpoint to resume"
     );
     assert!(up.interrupt().success(), "up stops cleanly");
+}
+
+/// A node that cannot start (here its ledger store is damaged): `up` stops with an error that
+/// names the node and ends with the end of its log, where the node says why.
+#[test]
+fn up_says_why_a_node_did_not_start() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let mut up = up_two_nodes(work);
+    up.started(2, Duration::from_secs(180));
+    assert!(up.interrupt().success(), "up stops cleanly");
+    std::fs::write(work.join("up/node-0/ledger/ledger.redb"), "not a store").unwrap();
+
+    let mut up = Command::new(EXE)
+        .arg("up")
+        .args(ARGS)
+        .arg("--genesis")
+        .arg(small_genesis(work))
+        .arg("--dir")
+        .arg(work.join("up"))
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            up.kill().unwrap();
+            panic!("up did not stop within 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    up.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    println!("{stderr}");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("node 0 did not start; the end of"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ledger: store:"),
+        "the node's own error: {stderr}"
+    );
 }

@@ -158,9 +158,16 @@ fn report_exit(net: &Network, index: usize, node: &Running, status: std::io::Res
         seconds(node.started.elapsed()),
         log.display()
     );
-    match log_tail(&log) {
-        Ok(tail) => tail.lines().for_each(|line| println!("    {line}")),
-        Err(err) => println!("    (unreadable: {err})"),
+    println!("{}", log_end(&log));
+}
+
+/// The end of the log at `path`, each line indented, for a report.
+fn log_end(path: &Path) -> String {
+    match log_tail(path) {
+        Ok(tail) => (tail.lines().map(|line| format!("    {line}")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(err) => format!("    (unreadable: {err})"),
     }
 }
 
@@ -215,7 +222,13 @@ pub(super) async fn start(
     let log = net.log_path(index);
     let (dashboard, p2p) = read
         .with_context(|| format!("node {index} did not start in time; see {}", log.display()))?
-        .with_context(|| format!("node {index} did not start; see {}", log.display()))?;
+        .with_context(|| {
+            let end = log_end(&log);
+            format!(
+                "node {index} did not start; the end of {}:\n{end}\n",
+                log.display()
+            )
+        })?;
     println!(
         "node {index}: pid {pid}, dashboard {dashboard}  (log {})",
         log.display()
