@@ -321,8 +321,8 @@ impl Planner {
     /// `latest` carried over to the pool roll `roll` without the accounts that `left`
     /// (`neuroshard_pool::carry`: no stage's layers move; a stage a leaver left short takes a
     /// joiner or another stage's replica) at the depth the schedule gives the pool `sizes`;
-    /// without `latest`, the first plan: the genesis model over the roll (`assign`, as
-    /// [`plan`] over the records the nodes heard at their start).
+    /// without `latest` (or with one of no stages), the first plan: [`plan`] over the roll, as
+    /// each node made it over the records it heard at its start.
     pub(crate) fn plan(
         &self,
         latest: Option<&Plan>,
@@ -330,18 +330,6 @@ impl Planner {
         left: &[NodeId],
         sizes: &[u64],
     ) -> Plan {
-        let genesis = self.depths.layers()[0];
-        let empty = Plan {
-            n_layers: genesis,
-            stages: Vec::new(),
-            unplaced: Vec::new(),
-        };
-        let latest = latest.unwrap_or(&empty);
-        let n_layers = if latest.stages.is_empty() {
-            genesis
-        } else {
-            self.wanted(latest.n_layers, sizes)
-        };
         let members: Vec<Member> = (roll.iter())
             .map(|(node, e)| Member {
                 node: *node,
@@ -349,6 +337,11 @@ impl Planner {
                 work_per_sec: e.work_per_sec,
             })
             .collect();
+        let Some(latest) = latest.filter(|p| !p.stages.is_empty()) else {
+            let genesis = self.depths.at(self.depths.layers()[0]);
+            return plan(&genesis, self.batch_size, &members);
+        };
+        let n_layers = self.wanted(latest.n_layers, sizes);
         let workload = workload(self.batch_size);
         let footprint = Footprint::of(&self.depths.at(n_layers), workload);
         carry(latest, n_layers, &footprint, workload, &members, left)
@@ -468,6 +461,40 @@ mod tests {
         );
         let (none, _) = preview(&cfg, 8, 6, 1000);
         assert!(none.stages.is_empty(), "1 kB holds no layer");
+    }
+
+    /// The ledger's planner: its first plan over a roll is the plan the nodes make over the
+    /// same records at their start, and a later boundary carries it over (a joiner placed,
+    /// every replica kept in its stage); a leaver is dropped.
+    #[test]
+    fn the_ledgers_first_plan_is_the_start_plan_and_later_ones_carry_it() {
+        let cfg = nano();
+        let planner = Planner {
+            depths: Depths::new(&cfg, None),
+            growth: None,
+            batch_size: 8,
+        };
+        let whole = Footprint::of(&cfg, workload(8)).bytes(cfg.n_layers, true, true);
+        let roll = |members: &[Member]| -> BTreeMap<NodeId, PoolEntry> {
+            let entry = |m: &Member| PoolEntry {
+                memory_budget: m.memory_budget,
+                work_per_sec: m.work_per_sec,
+                height: 1,
+            };
+            members.iter().map(|m| (m.node, entry(m))).collect()
+        };
+        let six = members(6, whole * 2 / 3);
+        let first = planner.plan(None, &roll(&six), &[], &[]);
+        assert_eq!(first, plan(&cfg, 8, &six));
+        let seven = members(7, whole * 2 / 3);
+        let joined = planner.plan(Some(&first), &roll(&seven), &[], &[]);
+        let joiner = NodeId([6; 32]);
+        assert!(joined.stage_of(&joiner).is_some(), "{joined:?}");
+        for node in &six {
+            assert_eq!(joined.stage_of(&node.node), first.stage_of(&node.node));
+        }
+        let left = planner.plan(Some(&joined), &roll(&six), &[joiner], &[]);
+        assert_eq!(left.stage_of(&joiner), None, "{left:?}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct RoundView<'a> {
     /// Who has delivered a valid contribution from this node's model so far (the node itself
     /// included), with the hash of the Δ delivered.
     pub delivered: &'a BTreeMap<NodeId, Hash>,
+    /// Who announced a Δ this node will never count: one trained from another model than this
+    /// node's, or an excluded cheater's.
+    pub refused: &'a BTreeSet<NodeId>,
 }
 
 /// Decides a round's inclusion list.
@@ -54,7 +57,10 @@ pub trait Agreement: fmt::Debug {
 /// A listed Δ counts only when this node holds a Δ with the listed hash. The round waits for
 /// the listed Δs until its deadline, then applies those it holds: a contributor that claimed
 /// but serves its Δ to nobody is left out by every honest node alike; one that serves only some
-/// nodes splits them, and the hash votes settle the split (`docs/protocol.md`, step 6).
+/// nodes splits them, and the hash votes settle the split (`docs/protocol.md`, step 6). It does
+/// not wait for a listed contributor whose Δ it refused (trained from another model: a replica
+/// restarted from scratch that trained before it resynced, whose claim the ledger took), which
+/// it would never hold.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerAgreement {
     decided: BTreeMap<crate::Round, Vec<(NodeId, Hash)>>,
@@ -68,8 +74,8 @@ impl Agreement for LedgerAgreement {
     fn decide(&mut self, view: &RoundView<'_>) -> Option<Vec<NodeId>> {
         let list = self.decided.get(&view.round)?;
         let held = |(id, hash): &&(NodeId, Hash)| view.delivered.get(id) == Some(hash);
-        let all_held = list.iter().all(|entry| held(&entry));
-        (all_held || view.now >= view.deadline)
+        let settled = |entry: &(NodeId, Hash)| held(&entry) || view.refused.contains(&entry.0);
+        (list.iter().all(settled) || view.now >= view.deadline)
             .then(|| list.iter().filter(held).map(|(id, _)| *id).collect())
     }
 
@@ -119,6 +125,7 @@ mod tests {
             deadline: Timestamp(10),
             members: &members,
             delivered: &partial,
+            refused: &BTreeSet::new(),
         };
         assert_eq!(agreement.decide(&view), None);
         view.now = Timestamp(10);
@@ -136,6 +143,7 @@ mod tests {
         let members = ids(&[1, 2, 3]);
         let partial = delivered(&[3, 1]);
         let all = delivered(&[1, 2, 3]);
+        let none = BTreeSet::new();
         let mut agreement = LedgerAgreement::default();
         let mut view = RoundView {
             round: 4,
@@ -143,6 +151,7 @@ mod tests {
             deadline: Timestamp(10),
             members: &members,
             delivered: &all,
+            refused: &none,
         };
         assert_eq!(agreement.decide(&view), None, "nothing decided yet");
         let listed = |b: u8| (NodeId([b; 32]), Hash([b; 32]));
@@ -154,8 +163,16 @@ mod tests {
             None,
             "waits for the listed Δ until the deadline"
         );
-        view.now = Timestamp(10);
         let order = vec![NodeId([3; 32]), NodeId([1; 32])];
+        let refused = ids(&[2]);
+        view.refused = &refused;
+        assert_eq!(
+            agreement.decide(&view),
+            Some(order.clone()),
+            "a Δ refused (from another model) is not waited for"
+        );
+        view.refused = &none;
+        view.now = Timestamp(10);
         assert_eq!(agreement.decide(&view), Some(order.clone()));
         agreement.learn(5, vec![listed(3), listed(1)]);
         view.round = 5;

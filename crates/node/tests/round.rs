@@ -1,13 +1,13 @@
 //! The round state machine driven by hand: three nodes, instant delivery, a fake worker.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
     Agreement, DeadlineAgreement, Growth, Input, LedgerAgreement, Message, Node, NodeConfig,
-    Output, Round, RoundSummary, Timestamp, TrainingJob, TrainingResult,
+    Output, Round, RoundSummary, Snapshot, Timestamp, TrainingJob, TrainingResult,
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_train::OuterConfig;
@@ -185,6 +185,26 @@ impl Net {
         }
     }
 
+    /// The ledger's list of `round`: the claims of `listed`, in that order, handed to each of
+    /// `to`; then delivers what follows.
+    fn decide(&mut self, round: Round, listed: &[usize], to: &[usize]) {
+        let list: Vec<(NodeId, Hash)> = (listed.iter())
+            .map(|&i| {
+                let claim = self
+                    .claims
+                    .iter()
+                    .rev()
+                    .find(|(n, r, _)| (*n, *r) == (i, round));
+                (self.nodes[i].id(), claim.expect("a claim").2)
+            })
+            .collect();
+        for &i in to {
+            let list = list.clone();
+            self.feed(i, Input::Decided { round, list });
+        }
+        self.settle(|_, _, _| false);
+    }
+
     /// Delivers frames until none is left, skipping those `drop(to, from, message)` rejects.
     fn settle(&mut self, drop: impl Fn(usize, usize, &Message) -> bool) {
         while let Some((to, from, frame)) = self.in_flight.pop_front() {
@@ -225,23 +245,7 @@ fn under_the_ledger_every_node_applies_its_list_in_its_order() {
     assert_eq!(net.claims.len(), 3, "every node claims its work");
     // The ledger lists node 2, then node 0; node 1's claim came too late.
     let ids: Vec<NodeId> = net.nodes.iter().map(Node::id).collect();
-    let list: Vec<(NodeId, Hash)> = [2, 0]
-        .iter()
-        .map(|&i| {
-            let (_, _, delta) = net.claims.iter().find(|(n, ..)| *n == i).unwrap();
-            (ids[i], *delta)
-        })
-        .collect();
-    for i in 0..3 {
-        net.feed(
-            i,
-            Input::Decided {
-                round: 0,
-                list: list.clone(),
-            },
-        );
-    }
-    net.settle(|_, _, _| false);
+    net.decide(0, &[2, 0], &[0, 1, 2]);
     net.agreed_at(1);
     assert_eq!(net.closed.len(), 3);
     assert!(
@@ -516,6 +520,43 @@ fn a_member_that_left_and_restarted_is_not_waited_for_until_it_votes_again() {
             .clone()
             .all(|(_, s)| s.round == 1 && s.included.len() == 2)
     );
+    assert_eq!(closed.count(), 2);
+}
+
+/// A replica restarted from scratch at the ledger's round (a stage keeps no checkpoint) that
+/// trains that round before it resyncs claims a Δ of another model, and the ledger lists it: its
+/// mates, which refuse that Δ, must not wait for it until the deadline (the kill test of
+/// `bin/neuroshard/tests/pipeline_up.rs` held a stage so for 200 s in one CI run).
+#[test]
+fn a_listed_delta_from_another_model_is_not_waited_for() {
+    let mut net = Net::agreeing(3, || Box::new(LedgerAgreement::default()));
+    net.start();
+    net.settle(|_, _, _| false);
+    net.decide(0, &[0, 1, 2], &[0, 1, 2]);
+    net.agreed_at(1);
+    // Node 2 restarts from genesis at round 1 and trains it at once.
+    let fresh = Snapshot {
+        round: 1,
+        params: vec![1.0; PARAMS],
+        outer: vec![0; PARAMS * size_of::<f32>()],
+        excluded: BTreeMap::new(),
+        pool: Vec::new(),
+    };
+    let key = Keypair::from_seed([3; 32]);
+    let members: BTreeSet<NodeId> = net.nodes.iter().map(Node::id).collect();
+    let agreement = Box::new(LedgerAgreement::default());
+    net.nodes[2] = Node::resume(key, config(3), members, fresh, agreement).unwrap();
+    net.jobs.retain(|(i, _)| *i != 2);
+    net.feed(2, Input::Tick);
+    net.closed.clear();
+    net.train();
+    net.settle(|_, _, _| false);
+    net.decide(1, &[0, 1, 2], &[0, 1]);
+    // Round 1 closes on nodes 0 and 1 without a deadline (no tick is fed), on their two Δs.
+    assert_eq!(net.nodes[0].round(), 2, "{:?}", net.closed);
+    net.agreed_at_among(&[0, 1], 2);
+    let closed = net.closed.iter().filter(|(i, _)| *i != 2);
+    assert!(closed.clone().all(|(_, s)| s.included.len() == 2));
     assert_eq!(closed.count(), 2);
 }
 

@@ -34,8 +34,9 @@ impl Closing {
 /// joining or lagging member is therefore not waited for
 /// until it has voted the network's model, and a member that stays silent costs at most one
 /// deadline. Only Δs trained from the model this node holds count: a contributor that
-/// announced a Δ from another model (it diverged, or resynced during the round) is neither
-/// waited for nor included. The sides of a split on the model hash therefore never mix; the
+/// announced a Δ from another model (it diverged, or resynced during the round, or restarted
+/// from scratch and trained before it resynced) is neither waited for nor included, even when
+/// the ledger lists its claim. The sides of a split on the model hash therefore never mix; the
 /// hash votes settle it. A node observing a round it installed does not close it while it is
 /// already fetching a later state (the network moved on meanwhile).
 pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
@@ -44,11 +45,14 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
         return None;
     }
     let expected = expected(node);
+    let refused: BTreeSet<NodeId> = (node.inbox.keys())
+        .filter(|id| other_base(node, id) || node.audits.excluded.contains_key(id))
+        .copied()
+        .collect();
     let delivered: BTreeMap<NodeId, Hash> = node
         .inbox
         .iter()
-        .filter(|(id, entry)| entry.delta.is_some() && !other_base(node, id))
-        .filter(|(id, _)| !node.audits.excluded.contains_key(id))
+        .filter(|(id, entry)| entry.delta.is_some() && !refused.contains(id))
         .map(|(id, entry)| (*id, entry.announcement.delta))
         .collect();
     let view = RoundView {
@@ -57,6 +61,7 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
         deadline: node.deadline,
         members: &expected,
         delivered: &delivered,
+        refused: &refused,
     };
     let mut included = node.agreement.decide(&view)?;
     // A list from outside is checked against what this node holds before anything indexes it.
