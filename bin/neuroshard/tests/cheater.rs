@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_TRAINING, bare_genesis, build_genesis, wait_for,
+    NodeProcess, SMALL_INNER, SMALL_TRAINING, bare_genesis, build_genesis, wait_for,
 };
 use serde_json::Value;
 
@@ -54,7 +54,11 @@ fn honest_nodes_convict_and_exclude_a_lazy_cheater() {
     let genesis = build_genesis(
         Path::new(EXE),
         work,
-        &["--inner-steps", "48", "--round-deadline-secs", "30"],
+        &[
+            &SMALL_INNER[..],
+            &["--inner-steps", "48", "--round-deadline-secs", "30"],
+        ]
+        .concat(),
     );
     let a = start("a", &genesis, work, None, &[]);
     let b = start(

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_TRAINING, bare_genesis, build_genesis, copy_genesis, round_of,
+    NodeProcess, SMALL_INNER, SMALL_TRAINING, bare_genesis, build_genesis, copy_genesis, round_of,
 };
 use serde_json::Value;
 
@@ -1054,13 +1054,14 @@ fn nodes_join_leave_and_die_while_the_network_trains() {
     let temp = tempfile::tempdir().unwrap();
     let work = std::env::var_os("CHURN_DIR").map_or_else(|| temp.path().to_owned(), PathBuf::from);
     std::fs::create_dir_all(&work).unwrap();
-    let init = [
+    let timing = [
         "--inner-steps".to_owned(),
         INNER_STEPS.to_string(),
         "--round-deadline-secs".to_owned(),
         DEADLINE_SECS.to_string(),
     ];
-    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let mut init = SMALL_INNER.to_vec();
+    init.extend(timing.iter().map(String::as_str));
     let genesis = match std::env::var_os("CHURN_GENESIS") {
         Some(built) => copy_genesis(Path::new(EXE), Path::new(&built), &work, &init),
         None => build_genesis(Path::new(EXE), &work, &init),

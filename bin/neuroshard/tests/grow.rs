@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of, wait_for,
+    NodeProcess, SMALL_INNER, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of,
+    wait_for,
 };
 use serde_json::Value;
 
@@ -62,7 +63,11 @@ fn the_model_grows_when_a_joiner_makes_the_pool_cross_a_threshold() {
     let genesis = build_genesis(
         Path::new(EXE),
         work,
-        &["--inner-steps", "16", "--round-deadline-secs", "20"],
+        &[
+            &SMALL_INNER[..],
+            &["--inner-steps", "16", "--round-deadline-secs", "20"],
+        ]
+        .concat(),
     );
     add_growth(&genesis);
     let limit = Duration::from_secs(240);

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use neuroshard_primitives::Hash;
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of, run_ok, wait_for,
+    NodeProcess, SMALL_INNER, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of,
+    run_ok, wait_for,
 };
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
@@ -86,7 +87,11 @@ fn a_network_starts_from_imported_weights() {
     let genesis = build_genesis(
         Path::new(EXE),
         work,
-        &["--inner-steps", "20", "--round-deadline-secs", "30"],
+        &[
+            &SMALL_INNER[..],
+            &["--inner-steps", "20", "--round-deadline-secs", "30"],
+        ]
+        .concat(),
     );
     let imported = import_initial_weights(genesis.parent().unwrap(), work).to_hex();
     let at_round_0 = |node: &NodeProcess| {

@@ -15,7 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of, wait_for,
+    NodeProcess, SMALL_INNER, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of,
+    wait_for,
 };
 use neuroshard_testkit::{attr, chromium, run_chromium};
 use serde_json::Value;
@@ -108,7 +109,11 @@ fn nodes_train_together_join_and_survive_a_crash() {
     let genesis = build_genesis(
         Path::new(EXE),
         work,
-        &["--inner-steps", "48", "--round-deadline-secs", "30"],
+        &[
+            &SMALL_INNER[..],
+            &["--inner-steps", "48", "--round-deadline-secs", "30"],
+        ]
+        .concat(),
     );
     let a = start("a", &genesis, work, None, 2);
     let b = start(

@@ -278,9 +278,7 @@ mod tests {
     fn generator(root: &std::path::Path) -> Generator {
         let genesis_file = small_genesis(root);
         let genesis = Genesis::load(&genesis_file).unwrap();
-        let config = crate::settings::Settings::resolve(&genesis, &crate::NodeConfig::default())
-            .unwrap()
-            .model;
+        let config = crate::settings::Settings::resolve(&genesis).unwrap().model;
         let params = NeuroLlm::new(&config, genesis.seed, &Device::Cpu)
             .unwrap()
             .flat_params()

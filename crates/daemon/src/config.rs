@@ -1,9 +1,10 @@
 //! The operator's settings for one node: `config/node.toml`, every field overridable by a flag
 //! of `neuroshard node`.
 //!
-//! What honest replicas must share (model, inner steps H, deadline, codec, aggregation rule,
-//! outer optimiser, differential privacy) comes from the genesis file, not from here; these settings only shape this
-//! node's own work and where it runs.
+//! What honest replicas must share (model, inner steps H, the inner loop's batch size and
+//! learning-rate schedule, deadline, codec, aggregation rule, outer optimiser, differential
+//! privacy) comes from the genesis file, not from here; these settings only shape this node's
+//! own work and where it runs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
+
+/// Settings a node's file once held that the genesis file holds now (its `[inner]` section):
+/// auditors replay a node's steps with them, and a pipeline's stages split the same batch.
+const MOVED_TO_GENESIS: [&str; 4] = ["batch_size", "lr", "warmup_steps", "schedule_rounds"];
 
 /// One node's settings, as read from TOML (missing fields take their defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,14 +38,6 @@ pub struct NodeConfig {
     pub min_peers: usize,
     /// …but at most this many seconds (`--start-grace-secs`).
     pub start_grace_secs: f64,
-    /// Sequences per inner step (`--batch-size`).
-    pub batch_size: usize,
-    /// Peak inner AdamW learning rate (`--lr`).
-    pub lr: f32,
-    /// Inner steps of linear learning-rate warm-up (`--warmup-steps`).
-    pub warmup_steps: u64,
-    /// Rounds the cosine learning-rate schedule spans (`--schedule-rounds`).
-    pub schedule_rounds: u64,
     /// Training shards assigned to the node per round (`--shards-per-node`).
     pub shards_per_node: usize,
     /// Held-out batches the validation loss is measured on after each round (`--val-batches`).
@@ -80,10 +77,6 @@ impl Default for NodeConfig {
             http: neuroshard_api::DEFAULT_ADDR,
             min_peers: 0,
             start_grace_secs: 10.0,
-            batch_size: 8,
-            lr: 3e-3,
-            warmup_steps: 50,
-            schedule_rounds: 200,
             shards_per_node: 1,
             val_batches: 32,
             memory_budget: None,
@@ -98,9 +91,22 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
-    /// Parses TOML text; missing fields take their defaults, unknown ones are refused.
+    /// Parses TOML text; missing fields take their defaults, unknown ones are refused (one the
+    /// genesis file now holds with a message that says so).
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|err| Error::Config(err.to_string()))?;
+        let config: Self = toml::from_str(text).map_err(|err| {
+            let moved = MOVED_TO_GENESIS
+                .iter()
+                .find(|f| err.message().contains(&format!("`{f}`")));
+            Error::Config(match moved {
+                Some(field) => format!(
+                    "`{field}` is the network's now, not a node's: it is `inner.{field}` in the \
+                     genesis file (`neuroshard genesis init --{}`); remove it here",
+                    field.replace('_', "-")
+                ),
+                None => err.to_string(),
+            })
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -124,14 +130,8 @@ impl NodeConfig {
         if self.listen.is_empty() {
             return fail("listen", "needs at least one address".into());
         }
-        if self.batch_size == 0 || self.shards_per_node == 0 || self.schedule_rounds == 0 {
-            return fail(
-                "batch_size, shards_per_node, schedule_rounds",
-                "must be at least 1".into(),
-            );
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return fail("lr", "must be a positive number".into());
+        if self.shards_per_node == 0 {
+            return fail("shards_per_node", "must be at least 1".into());
         }
         if self.work_per_sec == Some(0) {
             return fail("work_per_sec", "must be at least 1".into());
@@ -160,11 +160,13 @@ mod tests {
     fn partial_files_take_defaults_and_bad_values_name_the_field() {
         let config = NodeConfig::from_toml("min_peers = 2\n").unwrap();
         assert_eq!(config.min_peers, 2);
-        assert_eq!(config.batch_size, NodeConfig::default().batch_size);
+        assert_eq!(config.val_batches, NodeConfig::default().val_batches);
         let err = NodeConfig::from_toml("bootstrap = [\"nonsense\"]\n").unwrap_err();
         assert!(err.to_string().contains("bootstrap"), "{err}");
         assert!(NodeConfig::from_toml("typo = 1\n").is_err());
-        assert!(NodeConfig::from_toml("lr = -1.0\n").is_err());
+        let err = NodeConfig::from_toml("lr = 0.01\n").unwrap_err();
+        assert!(err.to_string().contains("inner.lr"), "{err}");
+        assert!(NodeConfig::from_toml("shards_per_node = 0\n").is_err());
         let err = NodeConfig::from_toml("work_per_sec = 0\n").unwrap_err();
         assert!(err.to_string().contains("work_per_sec"), "{err}");
         let pinned = NodeConfig::from_toml("work_per_sec = 5000\n").unwrap();

@@ -138,7 +138,7 @@ impl Daemon {
         let genesis = dataset.genesis().clone();
         let tokenizer_path = dataset.dir().join("tokenizer.json");
         let network_id = genesis.network_id();
-        let settings = Settings::resolve(&genesis, config).map_err(|reason| Error::Genesis {
+        let settings = Settings::resolve(&genesis).map_err(|reason| Error::Genesis {
             path: config.genesis.clone(),
             reason,
         })?;

@@ -300,7 +300,7 @@ pub(crate) fn plan(model: &Config, batch_size: usize, members: &[Member]) -> Pla
 /// The pipeline's planner, which the ledger runs at its plan boundaries
 /// (`neuroshard_ledger::Work::plan`; `docs/replan.md`, "The plan on the ledger"): every node's
 /// ledger must make the same plans, so it reads the genesis alone (the model's depths, the
-/// growth schedule) and the batch size every node of a pipeline trains at.
+/// growth schedule, the batch size of its `[inner]` section, at which every stage trains).
 #[derive(Debug, Clone)]
 pub(crate) struct Planner {
     depths: Depths,
@@ -309,7 +309,7 @@ pub(crate) struct Planner {
 }
 
 impl Planner {
-    /// The planner of a network whose nodes run `settings`.
+    /// The planner of the network `settings` were resolved from.
     pub(crate) fn new(settings: &Settings) -> Self {
         Self {
             depths: settings.depths.clone(),

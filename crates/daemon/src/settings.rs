@@ -1,5 +1,4 @@
-//! From the genesis file and the operator's settings to what the node core, the model and the
-//! worker are built with.
+//! From the genesis file to what the node core, the model and the worker are built with.
 
 use std::time::Duration;
 
@@ -9,10 +8,9 @@ use neuroshard_data::{Genesis, ModelSpec};
 use neuroshard_model::Config;
 use neuroshard_train::{AdamWConfig, DpConfig, InnerConfig, LrSchedule, OuterConfig};
 
-use crate::NodeConfig;
 use crate::grow::Depths;
 
-/// Everything derived from the genesis file and the node's settings.
+/// Everything derived from the genesis file.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     /// The model every replica trains.
@@ -28,8 +26,8 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// Resolves `genesis` and `config`; the error says which genesis field is unusable.
-    pub(crate) fn resolve(genesis: &Genesis, config: &NodeConfig) -> Result<Self, String> {
+    /// Resolves `genesis`; the error says which genesis field is unusable.
+    pub(crate) fn resolve(genesis: &Genesis) -> Result<Self, String> {
         let model = model_config(&genesis.model)?;
         let compress: CompressConfig = genesis
             .compression
@@ -55,7 +53,7 @@ impl Settings {
             max_frame,
             audit: Some(neuroshard_verify::AuditConfig::DEFAULT),
         };
-        let inner = inner_config(genesis, config, model.seq_len)
+        let inner = inner_config(genesis, model.seq_len)
             .map_err(|err| format!("training settings: {err}"))?;
         Ok(Self {
             model,
@@ -141,24 +139,22 @@ fn rule(spec: &neuroshard_data::AggregationSpec) -> Result<Rule, String> {
         .map_err(|err| format!("section `aggregation`: {err}"))
 }
 
-/// The inner loop: AdamW with warm-up and a cosine decay over `schedule_rounds` rounds; DP-SGD
-/// when the genesis file has a `[privacy]` section, with the noise keyed by the network's seed.
+/// The inner loop of the genesis `[inner]` section: AdamW with warm-up and a cosine decay over
+/// its `schedule_rounds` rounds; DP-SGD when the genesis file has a `[privacy]` section, with the
+/// noise keyed by the network's seed.
 ///
 /// DP is network-wide, never a node's own choice: auditors replay a node's steps with the
 /// network's recipe, so a node that trained with DP the others do not use would fail every audit.
-fn inner_config(
-    genesis: &Genesis,
-    config: &NodeConfig,
-    seq_len: usize,
-) -> neuroshard_train::Result<InnerConfig> {
+fn inner_config(genesis: &Genesis, seq_len: usize) -> neuroshard_train::Result<InnerConfig> {
+    let inner = &genesis.inner;
     let schedule = LrSchedule::over_rounds(
-        config.warmup_steps,
-        config.schedule_rounds,
+        inner.warmup_steps,
+        inner.schedule_rounds,
         genesis.diloco.inner_steps,
-        config.lr,
+        inner.lr as f32,
     )?;
     Ok(InnerConfig {
-        batch_size: config.batch_size,
+        batch_size: inner.batch_size as usize,
         seq_len,
         adamw: AdamWConfig::NEUROSHARD,
         schedule,

@@ -43,6 +43,10 @@ pub struct Genesis {
     pub data: DataSpec,
     /// The DiLoCo outer loop.
     pub diloco: DilocoSpec,
+    /// Every node's inner loop. Absent: [`InnerSpec::DEFAULT`]; written only when it differs, so
+    /// files and network ids from before the section stand.
+    #[serde(default, skip_serializing_if = "InnerSpec::is_default")]
+    pub inner: InnerSpec,
     /// How contributions are combined.
     pub aggregation: AggregationSpec,
     /// How pseudo-gradients are compressed on the wire.
@@ -295,6 +299,60 @@ impl DilocoSpec {
     };
 }
 
+/// The inner loop every node trains with: network-wide, since auditors replay a node's steps
+/// with it (a node on another learning rate would fail every audit) and a pipeline's stages
+/// split the same batch and are planned for it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InnerSpec {
+    /// Sequences per inner step.
+    pub batch_size: u64,
+    /// Peak AdamW learning rate.
+    pub lr: f64,
+    /// Inner steps of linear learning-rate warm-up.
+    pub warmup_steps: u64,
+    /// Rounds the cosine learning-rate decay spans.
+    pub schedule_rounds: u64,
+}
+
+impl InnerSpec {
+    /// What nodes trained with before the section existed.
+    pub const DEFAULT: Self = Self {
+        batch_size: 8,
+        lr: 3e-3,
+        warmup_steps: 50,
+        schedule_rounds: 200,
+    };
+
+    fn is_default(&self) -> bool {
+        *self == Self::DEFAULT
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let fail = |field: &str, why: &str| Err(format!("field `inner.{field}` {why}"));
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return fail("batch_size", &format!("must be in 1..={MAX_BATCH_SIZE}"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
+            return fail("lr", "must be a number in (0, 1]");
+        }
+        if self.schedule_rounds == 0 {
+            return fail("schedule_rounds", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl Default for InnerSpec {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The largest batch a genesis may set: far beyond what a node's memory holds at our scale, and
+/// small enough that nothing derived from it overflows.
+const MAX_BATCH_SIZE: u64 = 1 << 16;
+
 /// The robust aggregation rule and its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,6 +383,7 @@ impl Genesis {
             model: ModelSpec::preset(preset, manifest.vocab_size),
             data: DataSpec::of(manifest),
             diloco: DilocoSpec::DEFAULT,
+            inner: InnerSpec::DEFAULT,
             aggregation: AggregationSpec {
                 rule: "trimmed-mean".into(),
                 params: BTreeMap::from([("trim_fraction".into(), 0.2)]),
@@ -387,6 +446,7 @@ impl Genesis {
         if !(0.0..1.0).contains(&self.diloco.outer_momentum) {
             return fail("diloco.outer_momentum", "must be in [0, 1)");
         }
+        self.inner.validate()?;
         if self.aggregation.rule.is_empty() {
             return fail("aggregation.rule", "must name a rule");
         }
@@ -635,6 +695,42 @@ mod tests {
         assert_eq!((rules.pool_blocks, rules.pool_ttl_blocks), (6, 12));
         let err = Genesis::parse(&text.replace("pool_ttl_blocks = 12", "pool_ttl_blocks = 11"));
         assert!(err.unwrap_err().contains("pool_ttl_blocks"));
+    }
+
+    #[test]
+    fn the_inner_section_is_written_and_changes_the_id_only_when_not_the_default() {
+        let plain = sample();
+        let text = plain.to_toml();
+        assert!(
+            !text.contains("[inner]"),
+            "the default: not written\n{text}"
+        );
+        let explicit = format!("{text}\n[inner]\nbatch_size = 8\n");
+        let explicit = Genesis::parse(&explicit).unwrap();
+        assert_eq!(explicit.network_id(), plain.network_id());
+
+        let mut genesis = plain.clone();
+        genesis.inner.batch_size = 4;
+        genesis.inner.lr = 0.01;
+        let text = genesis.to_toml();
+        assert!(text.contains("batch_size = 4"), "{text}");
+        assert_eq!(Genesis::parse(&text).unwrap(), genesis);
+        assert_ne!(genesis.network_id(), plain.network_id());
+        for (from, to, field) in [
+            ("batch_size = 4", "batch_size = 0", "inner.batch_size"),
+            ("batch_size = 4", "batch_size = 65537", "inner.batch_size"),
+            ("lr = 0.01", "lr = -1.0", "inner.lr"),
+            ("lr = 0.01", "lr = nan", "inner.lr"),
+            (
+                "schedule_rounds = 200",
+                "schedule_rounds = 0",
+                "inner.schedule_rounds",
+            ),
+            ("lr = 0.01", "lr = 0.01\nbatch = 2", "batch"),
+        ] {
+            let err = Genesis::parse(&text.replace(from, to)).unwrap_err();
+            assert!(err.contains(field), "{to}: {err}");
+        }
     }
 
     #[test]

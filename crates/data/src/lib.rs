@@ -84,7 +84,7 @@ pub use error::{Error, Result};
 pub use fetch::{Clients, FetchRecord, PackageRecord, default_cache_dir, fetch_default_corpus};
 pub use genesis::{
     AggregationSpec, CompressionSpec, DataSpec, DilocoSpec, GENESIS_FORMAT_VERSION, Genesis,
-    GrowthSpec, GrowthStepSpec, INIT_FILE, LedgerSpec, ModelSpec, PrivacySpec,
+    GrowthSpec, GrowthStepSpec, INIT_FILE, InnerSpec, LedgerSpec, ModelSpec, PrivacySpec,
 };
 pub use manifest::{MANIFEST_FORMAT_VERSION, Manifest, ShardEntry};
 pub use neuroshard_primitives::{MerkleProof, merkle_root};

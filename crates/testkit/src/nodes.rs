@@ -17,18 +17,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Training flags for a small, quick node: batch 4, two validation batches, lr 0.01, five
-/// warm-up steps.
-pub const SMALL_TRAINING: [&str; 8] = [
-    "--batch-size",
-    "4",
-    "--val-batches",
-    "2",
-    "--lr",
-    "0.01",
-    "--warmup-steps",
-    "5",
-];
+/// `genesis init` flags for a small, quick network: every node trains at batch 4, lr 0.01,
+/// five warm-up steps.
+pub const SMALL_INNER: [&str; 6] = ["--batch-size", "4", "--lr", "0.01", "--warmup-steps", "5"];
+
+/// Node flags for a small, quick node: two validation batches.
+pub const SMALL_TRAINING: [&str; 2] = ["--val-batches", "2"];
 
 /// A running `neuroshard node`: killed (SIGKILL) when dropped.
 #[derive(Debug)]

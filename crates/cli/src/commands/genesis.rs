@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use neuroshard_data::{
-    BuildOptions, Clients, CorpusChoice, DilocoSpec, Genesis, GenesisDir, LedgerSpec, Manifest,
-    Progress, Stage, build_genesis, default_cache_dir, fetch_default_corpus,
+    BuildOptions, Clients, CorpusChoice, DilocoSpec, Genesis, GenesisDir, InnerSpec, LedgerSpec,
+    Manifest, Progress, Stage, build_genesis, default_cache_dir, fetch_default_corpus,
 };
 use neuroshard_ledger::Rules;
 
@@ -89,6 +89,18 @@ struct InitArgs {
     /// DiLoCo outer (Nesterov) momentum.
     #[arg(long, default_value_t = DilocoSpec::DEFAULT.outer_momentum)]
     outer_momentum: f64,
+    /// Sequences per inner step, on every node (a pipeline's stages split it into micro-batches).
+    #[arg(long, default_value_t = InnerSpec::DEFAULT.batch_size)]
+    batch_size: u64,
+    /// Peak inner AdamW learning rate, on every node (auditors replay with it).
+    #[arg(long, default_value_t = InnerSpec::DEFAULT.lr)]
+    lr: f64,
+    /// Inner steps of learning-rate warm-up.
+    #[arg(long, default_value_t = InnerSpec::DEFAULT.warmup_steps)]
+    warmup_steps: u64,
+    /// Rounds the cosine learning-rate decay spans.
+    #[arg(long, default_value_t = InnerSpec::DEFAULT.schedule_rounds)]
+    schedule_rounds: u64,
     /// Aggregation rule.
     #[arg(long, default_value = "trimmed-mean")]
     aggregation: String,
@@ -213,6 +225,12 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
     genesis.diloco.inner_steps = args.inner_steps;
     genesis.diloco.outer_lr = args.outer_lr;
     genesis.diloco.outer_momentum = args.outer_momentum;
+    genesis.inner = InnerSpec {
+        batch_size: args.batch_size,
+        lr: args.lr,
+        warmup_steps: args.warmup_steps,
+        schedule_rounds: args.schedule_rounds,
+    };
     if genesis.aggregation.rule != args.aggregation {
         genesis.aggregation.rule.clone_from(&args.aggregation);
         genesis.aggregation.params.clear();

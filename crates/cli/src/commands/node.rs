@@ -37,18 +37,6 @@ pub(crate) struct Args {
     /// …but at most this many seconds.
     #[arg(long)]
     start_grace_secs: Option<f64>,
-    /// Sequences per inner step.
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Peak inner learning rate.
-    #[arg(long)]
-    lr: Option<f32>,
-    /// Inner steps of learning-rate warm-up.
-    #[arg(long)]
-    warmup_steps: Option<u64>,
-    /// Rounds the cosine learning-rate schedule spans.
-    #[arg(long)]
-    schedule_rounds: Option<u64>,
     /// Training shards assigned per round.
     #[arg(long)]
     shards_per_node: Option<usize>,
@@ -89,17 +77,8 @@ impl Args {
         macro_rules! set {
             ($($field:ident),*) => { $(if let Some(value) = self.$field { config.$field = value; })* };
         }
-        set!(
-            genesis,
-            data_dir,
-            http,
-            min_peers,
-            start_grace_secs,
-            batch_size,
-            lr,
-            warmup_steps
-        );
-        set!(schedule_rounds, shards_per_node, val_batches);
+        set!(genesis, data_dir, http, min_peers, start_grace_secs);
+        set!(shards_per_node, val_batches);
         if !self.listen.is_empty() {
             config.listen = self.listen;
         }

@@ -116,7 +116,7 @@ fn preview(genesis: &Path, nodes: usize, budget: u64) -> anyhow::Result<String> 
     let dir = GenesisDir::open(genesis)?;
     let model =
         neuroshard_daemon::model_config(&dir.genesis().model).map_err(anyhow::Error::msg)?;
-    let batch = neuroshard_daemon::NodeConfig::default().batch_size;
+    let batch = dir.genesis().inner.batch_size as usize;
     let (plan, whole) = neuroshard_daemon::preview_plan(&model, batch, nodes, budget);
     Ok(describe(&plan, whole, budget, nodes, batch))
 }
