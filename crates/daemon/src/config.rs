@@ -15,7 +15,16 @@ use crate::{Error, Result};
 
 /// Settings a node's file once held that the genesis file holds now (its `[inner]` section):
 /// auditors replay a node's steps with them, and a pipeline's stages split the same batch.
-const MOVED_TO_GENESIS: [&str; 4] = ["batch_size", "lr", "warmup_steps", "schedule_rounds"];
+pub const MOVED_TO_GENESIS: [&str; 4] = ["batch_size", "lr", "warmup_steps", "schedule_rounds"];
+
+/// What to tell an operator who set `field` of [`MOVED_TO_GENESIS`] for a node.
+pub fn moved_to_genesis(field: &str) -> String {
+    format!(
+        "`{field}` is the network's now, not a node's: it is `inner.{field}` in the genesis file \
+         (`neuroshard genesis init --{}`)",
+        field.replace('_', "-")
+    )
+}
 
 /// One node's settings, as read from TOML (missing fields take their defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,11 +108,7 @@ impl NodeConfig {
                 .iter()
                 .find(|f| err.message().contains(&format!("`{f}`")));
             Error::Config(match moved {
-                Some(field) => format!(
-                    "`{field}` is the network's now, not a node's: it is `inner.{field}` in the \
-                     genesis file (`neuroshard genesis init --{}`); remove it here",
-                    field.replace('_', "-")
-                ),
+                Some(field) => format!("{}; remove it here", moved_to_genesis(field)),
                 None => err.to_string(),
             })
         })?;

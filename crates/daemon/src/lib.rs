@@ -99,7 +99,7 @@ pub use checkpoint::{
 
 /// Where, under the data directory, a node keeps its training chains' checkpoints for audits.
 pub const CHAINS_DIR: &str = "chains";
-pub use config::NodeConfig;
+pub use config::{MOVED_TO_GENESIS, NodeConfig, moved_to_genesis};
 pub use error::{Error, Result};
 pub use grow::Depths;
 pub use role::preview as preview_plan;

@@ -34,7 +34,8 @@ pub struct RoundView<'a> {
     /// included), with the hash of the Δ delivered.
     pub delivered: &'a BTreeMap<NodeId, Hash>,
     /// Who announced a Δ this node will never count: one trained from another model than this
-    /// node's, or an excluded cheater's.
+    /// node's, an excluded cheater's, or an announcement it refused (no commitment to the chain
+    /// plan, over the frame limit).
     pub refused: &'a BTreeSet<NodeId>,
 }
 
@@ -58,9 +59,9 @@ pub trait Agreement: fmt::Debug {
 /// the listed Δs until its deadline, then applies those it holds: a contributor that claimed
 /// but serves its Δ to nobody is left out by every honest node alike; one that serves only some
 /// nodes splits them, and the hash votes settle the split (`docs/protocol.md`, step 6). It does
-/// not wait for a listed contributor whose Δ it refused (trained from another model: a replica
-/// restarted from scratch that trained before it resynced, whose claim the ledger took), which
-/// it would never hold.
+/// not wait for a listed contributor whose Δ it refused, which it would never hold: a replica
+/// restarted from scratch that trained before it resynced (another model), or whose job stopped
+/// before its chain held anything (no commitment), and whose claim the ledger took.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerAgreement {
     decided: BTreeMap<crate::Round, Vec<(NodeId, Hash)>>,

@@ -219,6 +219,10 @@ pub struct Node {
     pub(crate) early: Inbox,
     /// Each member's latest announcement for a round beyond the next (a node catching up).
     pub(crate) ahead: BTreeMap<NodeId, Announcement>,
+    /// Members whose announcement for the current or the next round this node refused (no
+    /// commitment to the chain plan, a Δ over the frame limit): a list from outside that names
+    /// them is not waited for. Rounds behind the current one are dropped at each refusal.
+    pub(crate) refused: BTreeMap<Round, BTreeSet<NodeId>>,
     /// The global model at the start of the current round.
     pub(crate) params: Vec<f32>,
     pub(crate) model_hash: Hash,
@@ -278,6 +282,7 @@ impl Node {
             inbox: Inbox::new(),
             early: Inbox::new(),
             ahead: BTreeMap::new(),
+            refused: BTreeMap::new(),
             model_hash: Hash::of_f32(&params),
             params,
             outer,

@@ -44,6 +44,20 @@ fn config(n: usize) -> NodeConfig {
     }
 }
 
+/// The settings of [`config`] for nodes that audit each other: every member challenges every
+/// other's contribution.
+fn auditing(n: usize) -> NodeConfig {
+    let audit = AuditConfig {
+        auditors: (n - 1) as f64,
+        segments: 1,
+        ..AuditConfig::DEFAULT
+    };
+    NodeConfig {
+        audit: Some(audit),
+        ..config(n)
+    }
+}
+
 impl Net {
     fn new(n: usize) -> Self {
         Self::agreeing(n, || Box::new(DeadlineAgreement))
@@ -55,16 +69,7 @@ impl Net {
 
     /// `n` nodes that audit each other: every member challenges every other's contribution.
     fn auditing(n: usize) -> Self {
-        let audit = AuditConfig {
-            auditors: (n - 1) as f64,
-            segments: 1,
-            ..AuditConfig::DEFAULT
-        };
-        let config = NodeConfig {
-            audit: Some(audit),
-            ..config(n)
-        };
-        Self::with(config, n, || Box::new(DeadlineAgreement))
+        Self::with(auditing(n), n, || Box::new(DeadlineAgreement))
     }
 
     fn with(config: NodeConfig, n: usize, agreement: impl Fn() -> Box<dyn Agreement>) -> Self {
@@ -420,6 +425,23 @@ impl Net {
         self.jobs.retain(|(j, _)| *j != i);
     }
 
+    /// Node `i` built again from genesis at `round` under the ledger, as a pipeline stage
+    /// restarts (no checkpoint, the ledger's round), with `config`; its jobs are dropped.
+    fn restart_fresh(&mut self, i: usize, round: Round, config: NodeConfig) {
+        let fresh = Snapshot {
+            round,
+            params: vec![1.0; PARAMS],
+            outer: vec![0; PARAMS * size_of::<f32>()],
+            excluded: BTreeMap::new(),
+            pool: Vec::new(),
+        };
+        let key = Keypair::from_seed([i as u8 + 1; 32]);
+        let members: BTreeSet<NodeId> = self.nodes.iter().map(Node::id).collect();
+        let agreement = Box::new(LedgerAgreement::default());
+        self.nodes[i] = Node::resume(key, config, members, fresh, agreement).unwrap();
+        self.jobs.retain(|(j, _)| *j != i);
+    }
+
     /// Sets the members of each node in `group` to that group.
     fn partition(&mut self, group: &[usize]) {
         let ids: BTreeSet<NodeId> = group.iter().map(|i| self.nodes[*i].id()).collect();
@@ -535,18 +557,7 @@ fn a_listed_delta_from_another_model_is_not_waited_for() {
     net.decide(0, &[0, 1, 2], &[0, 1, 2]);
     net.agreed_at(1);
     // Node 2 restarts from genesis at round 1 and trains it at once.
-    let fresh = Snapshot {
-        round: 1,
-        params: vec![1.0; PARAMS],
-        outer: vec![0; PARAMS * size_of::<f32>()],
-        excluded: BTreeMap::new(),
-        pool: Vec::new(),
-    };
-    let key = Keypair::from_seed([3; 32]);
-    let members: BTreeSet<NodeId> = net.nodes.iter().map(Node::id).collect();
-    let agreement = Box::new(LedgerAgreement::default());
-    net.nodes[2] = Node::resume(key, config(3), members, fresh, agreement).unwrap();
-    net.jobs.retain(|(i, _)| *i != 2);
+    net.restart_fresh(2, 1, config(3));
     net.feed(2, Input::Tick);
     net.closed.clear();
     net.train();
@@ -558,6 +569,46 @@ fn a_listed_delta_from_another_model_is_not_waited_for() {
     let closed = net.closed.iter().filter(|(i, _)| *i != 2);
     assert!(closed.clone().all(|(_, s)| s.included.len() == 2));
     assert_eq!(closed.count(), 2);
+}
+
+/// The same restarted replica, in a network that audits, whose job stopped before its chain
+/// held even its start (a lane neighbour gone): it announces a Δ without a commitment, which its
+/// mates refuse (and penalise), but its claim is listed all the same. They must not wait for it
+/// either (the kill test's next stall in CI: stage 0's survivors waited 600 s for such a Δ).
+#[test]
+fn a_listed_delta_whose_announcement_was_refused_is_not_waited_for() {
+    let mut net = Net::with(auditing(3), 3, || Box::new(LedgerAgreement::default()));
+    net.start();
+    net.settle(|_, _, m| is_challenge(m));
+    net.decide(0, &[0, 1, 2], &[0, 1, 2]);
+    net.agreed_at(1);
+    net.restart_fresh(2, 1, auditing(3));
+    net.feed(2, Input::Tick);
+    let (_, job) = net.jobs.iter().find(|(i, _)| *i == 2).cloned().unwrap();
+    net.jobs.retain(|(i, _)| *i != 2);
+    let stopped = TrainingResult {
+        round: job.round,
+        start: job.start,
+        delta: vec![0.0; PARAMS],
+        tokens: 0,
+        loss_start: f32::NAN,
+        loss_end: f32::NAN,
+        chain: Chain::new(),
+    };
+    net.feed(2, Input::Trained(stopped));
+    net.closed.clear();
+    net.train();
+    net.settle(|_, _, m| is_challenge(m));
+    assert!(
+        net.penalties
+            .iter()
+            .any(|(i, p)| *i == 0 && *p == net.nodes[2].id())
+    );
+    net.decide(1, &[0, 1, 2], &[0, 1]);
+    assert_eq!(net.nodes[0].round(), 2, "{:?}", net.closed);
+    net.agreed_at_among(&[0, 1], 2);
+    let closed = net.closed.iter().filter(|(i, _)| *i != 2);
+    assert!(closed.clone().all(|(_, s)| s.included.len() == 2));
 }
 
 #[test]

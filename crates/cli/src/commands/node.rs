@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use neuroshard_daemon::{Daemon, NodeConfig};
+use neuroshard_daemon::{Daemon, MOVED_TO_GENESIS, NodeConfig, moved_to_genesis};
 
 /// Arguments of `neuroshard node`; each overrides the same field of `--config`.
 #[derive(Debug, clap::Args)]
@@ -61,6 +61,16 @@ pub(crate) struct Args {
     /// Stop when standard input closes (set by `neuroshard up`).
     #[arg(long, hide = true)]
     exit_on_stdin_close: bool,
+    /// Flags of the settings the genesis `[inner]` section holds now (`--batch-size`, `--lr`,
+    /// `--warmup-steps`, `--schedule-rounds`): refused with where they went.
+    #[arg(long = "batch-size", hide = true)]
+    batch_size: Option<String>,
+    #[arg(long = "lr", hide = true)]
+    lr: Option<String>,
+    #[arg(long = "warmup-steps", hide = true)]
+    warmup_steps: Option<String>,
+    #[arg(long = "schedule-rounds", hide = true)]
+    schedule_rounds: Option<String>,
     /// Test builds only: cheat the work proof (lazy, withhold, forge-inputs or other-batch).
     #[cfg(feature = "cheat")]
     #[arg(long)]
@@ -70,6 +80,19 @@ pub(crate) struct Args {
 impl Args {
     /// The config file (or the defaults) with every given flag applied.
     fn resolve(self) -> anyhow::Result<NodeConfig> {
+        let moved = [
+            &self.batch_size,
+            &self.lr,
+            &self.warmup_steps,
+            &self.schedule_rounds,
+        ];
+        if let Some((field, _)) = MOVED_TO_GENESIS
+            .iter()
+            .zip(moved)
+            .find(|(_, v)| v.is_some())
+        {
+            anyhow::bail!("{}: leave the flag out", moved_to_genesis(field));
+        }
         let mut config = match &self.config {
             Some(path) => NodeConfig::load(path)?,
             None => NodeConfig::default(),
@@ -208,7 +231,26 @@ async fn terminated() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use clap::Parser;
+
+    use super::{Args, parse_bytes};
+
+    #[derive(Parser)]
+    struct Node {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn a_flag_the_genesis_holds_now_is_refused_with_where_it_went() {
+        for (flag, field) in [("--batch-size", "inner.batch_size"), ("--lr", "inner.lr")] {
+            let node = Node::try_parse_from(["node", flag, "4"]).unwrap();
+            let err = node.args.resolve().unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+        let node = Node::try_parse_from(["node", "--val-batches", "4"]).unwrap();
+        assert_eq!(node.args.resolve().unwrap().val_batches, 4);
+    }
 
     #[test]
     fn byte_counts_take_decimal_and_binary_units() {

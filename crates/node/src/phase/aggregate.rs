@@ -45,8 +45,10 @@ pub(crate) fn agree(node: &mut Node, now: Timestamp) -> Option<Closing> {
         return None;
     }
     let expected = expected(node);
+    let announced_refused = node.refused.get(&node.round).into_iter().flatten();
     let refused: BTreeSet<NodeId> = (node.inbox.keys())
         .filter(|id| other_base(node, id) || node.audits.excluded.contains_key(id))
+        .chain(announced_refused)
         .copied()
         .collect();
     let delivered: BTreeMap<NodeId, Hash> = node

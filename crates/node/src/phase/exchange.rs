@@ -29,13 +29,14 @@ pub(crate) fn on_announce(
         (Some(p), Some(c)) => cut(c, p),
         (Some(_), None) => false,
     };
+    let round = announcement.round;
     if !committed {
+        refuse(node, signer, round);
         return vec![penalize(
             signer,
             "announced a Δ without a commitment to the network's chain plan",
         )];
     }
-    let round = announcement.round;
     let max_frame = node.config.max_frame as u64;
     let Some(inbox) = inbox_for(node, round) else {
         keep_ahead(node, signer, announcement);
@@ -52,6 +53,7 @@ pub(crate) fn on_announce(
         };
     }
     if announcement.delta_len > max_frame {
+        refuse(node, signer, round);
         return vec![penalize(
             signer,
             "announced a Δ larger than the frame limit",
@@ -70,6 +72,16 @@ pub(crate) fn on_announce(
         signer,
         node.seal(&Message::Fetch { round, delta }),
     )]
+}
+
+/// Notes that this node refused `signer`'s announcement for `round`, if that round has an inbox
+/// (see `Node::refused`).
+fn refuse(node: &mut Node, signer: NodeId, round: Round) {
+    if inbox_for_round(node, round) {
+        let current = node.round;
+        node.refused.retain(|r, _| *r >= current);
+        node.refused.entry(round).or_default().insert(signer);
+    }
 }
 
 /// Keeps `signer`'s announcement for a round beyond the next one, if it is its latest.
