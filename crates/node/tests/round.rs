@@ -6,8 +6,8 @@ use std::time::Duration;
 use neuroshard_aggregate::{Rule, RuleKind};
 use neuroshard_compress::{Codec, CompressConfig};
 use neuroshard_node::{
-    Agreement, DeadlineAgreement, Growth, Input, LedgerAgreement, Message, Node, NodeConfig,
-    Output, Round, RoundSummary, Snapshot, Timestamp, TrainingJob, TrainingResult,
+    Agreement, Announcement, DeadlineAgreement, Growth, Input, LedgerAgreement, Message, Node,
+    NodeConfig, Output, Round, RoundSummary, Snapshot, Timestamp, TrainingJob, TrainingResult,
 };
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_train::OuterConfig;
@@ -571,12 +571,14 @@ fn a_listed_delta_from_another_model_is_not_waited_for() {
     assert_eq!(closed.count(), 2);
 }
 
-/// The same restarted replica, in a network that audits, whose job stopped before its chain
-/// held even its start (a lane neighbour gone): it announces a Δ without a commitment, which its
-/// mates refuse (and penalise), but its claim is listed all the same. They must not wait for it
-/// either (the kill test's next stall in CI: stage 0's survivors waited 600 s for such a Δ).
+/// In a network that audits, a member's Δ without a commitment to the chain plan is refused by
+/// its peers. An honest node never announces one: the restarted replica's job that stopped
+/// before its chain held even its start (a lane neighbour gone) is neither announced nor claimed
+/// (in CI one was, its mates refused it and penalised it, the ledger listed its claim, and they
+/// waited 600 s for it). A member that announces one all the same, and whose claim the ledger
+/// lists, is not waited for either.
 #[test]
-fn a_listed_delta_whose_announcement_was_refused_is_not_waited_for() {
+fn a_delta_without_a_commitment_is_not_claimed_and_not_waited_for() {
     let mut net = Net::with(auditing(3), 3, || Box::new(LedgerAgreement::default()));
     net.start();
     net.settle(|_, _, m| is_challenge(m));
@@ -595,7 +597,28 @@ fn a_listed_delta_whose_announcement_was_refused_is_not_waited_for() {
         loss_end: f32::NAN,
         chain: Chain::new(),
     };
+    net.in_flight.clear();
     net.feed(2, Input::Trained(stopped));
+    assert!(net.in_flight.is_empty(), "nothing announced");
+    assert!(!net.claims.iter().any(|(i, r, _)| (*i, *r) == (2, 1)));
+
+    // Node 2 announces such a Δ anyway, and the ledger lists its claim.
+    let bare = Announcement {
+        round: 1,
+        base: net.nodes[0].model_hash(),
+        delta: Hash::of(b"a delta nobody will fetch"),
+        delta_len: 8,
+        tokens: 1,
+        loss_start: 2.0,
+        loss_end: 1.0,
+        commitment: None,
+        memory_budget: u64::MAX,
+    };
+    let frame = Message::Announce(bare.clone()).seal(&Keypair::from_seed([3; 32]));
+    for i in 0..2 {
+        net.feed(i, Input::Message(net.nodes[2].id(), frame.clone()));
+    }
+    net.claims.push((2, 1, bare.delta));
     net.closed.clear();
     net.train();
     net.settle(|_, _, m| is_challenge(m));
@@ -605,6 +628,7 @@ fn a_listed_delta_whose_announcement_was_refused_is_not_waited_for() {
             .any(|(i, p)| *i == 0 && *p == net.nodes[2].id())
     );
     net.decide(1, &[0, 1, 2], &[0, 1]);
+    // Round 1 closes on nodes 0 and 1 without a deadline (no tick is fed), on their two Δs.
     assert_eq!(net.nodes[0].round(), 2, "{:?}", net.closed);
     net.agreed_at_among(&[0, 1], 2);
     let closed = net.closed.iter().filter(|(i, _)| *i != 2);

@@ -31,8 +31,9 @@ pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
 /// Compresses the Δ with error feedback, records it as this node's own entry, and announces it.
 /// A result for another round (the node resynced meanwhile) is dropped; a Δ of another size than
 /// the model (a pipeline stage that grew, or installed its mates' grown state, while the job
-/// ran) and a Δ the codec refuses (not finite: the replica diverged) are not contributed, and
-/// the node still takes part in the rest of the round. The announcement names the model the job started from: after a resync
+/// ran), a Δ the codec refuses (not finite: the replica diverged) and one without the commitment
+/// the network's chain plan asks for are not contributed, and the node still takes part in the
+/// rest of the round. The announcement names the model the job started from: after a resync
 /// within the round that is no longer the node's model, so the Δ counts nowhere, but peers
 /// learn not to wait for it.
 pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output> {
@@ -41,6 +42,13 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
     }
     node.phase = Phase::Exchange;
     if result.delta.len() != node.params.len() {
+        return Vec::new();
+    }
+    // Peers refuse a Δ without the commitment the network's chain plan asks for: a job whose
+    // chain holds nothing (it stopped before it recorded its start, or ran for a lane's sake
+    // without one) is not contributed, nor claimed.
+    let segments = trained_segments(node, &result.chain);
+    if chain_plan(node).is_some() && segments.is_none() {
         return Vec::new();
     }
     let residual_before = node.residual.as_slice().to_vec();
@@ -64,7 +72,7 @@ pub(crate) fn contribute(node: &mut Node, result: TrainingResult) -> Vec<Output>
         commitment: None,
         memory_budget: node.pool.budget,
     };
-    let announcement = match trained_segments(node, &result.chain) {
+    let announcement = match segments {
         Some(segments) => {
             let commitment = Commitment {
                 segments,
