@@ -103,7 +103,8 @@ impl Driver {
     /// Every second: this node's capacity record onto the roll when the roll does not hold it
     /// or holds it old; a node that the next plan places otherwise than in its stage (an idle
     /// node placed, a stage node moved to another stage or left out) takes its place in it
-    /// while no job runs.
+    /// while no job runs (a stage node once its stage has closed the round before the plan's
+    /// switch round).
     pub(crate) async fn replan_tick(&mut self) {
         self.register_in_pool();
         if self.moves_at_next_plan() {
@@ -114,6 +115,10 @@ impl Driver {
 
     /// Whether the next plan places this node otherwise than in the stage it holds (idle, it
     /// may place it; a stage node it moves or leaves out), and no job runs (the trainer is in).
+    /// A stage node moves once its round core is in the plan's switch round: until then it
+    /// trains its old stage, whose mates count it (a mover that left at once, mid-round,
+    /// announced that round in its new stage too, and its old mates penalised it for two
+    /// announcements of one round).
     pub(crate) fn moves_at_next_plan(&self) -> bool {
         let Some(next) = &self.pipeline.plans.next else {
             return false;
@@ -122,7 +127,8 @@ impl Driver {
             Some(Placement::Idle(_)) => true,
             Some(Placement::Stage(old)) => {
                 let placed = role::place(&next.plan, self.node.id());
-                self.trainer.is_some()
+                let due = self.node.round() >= self.pipeline.plans.switch_round;
+                due && self.trainer.is_some()
                     && !matches!(placed, Placement::Stage(r) if r.same_stage(old))
             }
             _ => false,
