@@ -56,7 +56,7 @@ pub struct Genesis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerSpec>,
     /// Differential privacy for every node's inner steps (DP-SGD). A network without it trains
-    /// without DP unless a node's `--dp-clip`/`--dp-noise` turn it on for that node.
+    /// without DP (`neuroshard train`, alone, takes `--dp-clip`/`--dp-noise` instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacySpec>,
     /// The growth schedule: the model's depth as a function of the pool's total memory. A
