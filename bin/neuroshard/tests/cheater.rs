@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_INNER, SMALL_TRAINING, bare_genesis, build_genesis, wait_for,
+    NodeProcess, SMALL_TRAINING, bare_genesis, build_small_genesis, wait_for,
 };
 use serde_json::Value;
 
@@ -51,14 +51,10 @@ fn excluded(status: &Value) -> Vec<String> {
 fn honest_nodes_convict_and_exclude_a_lazy_cheater() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    let genesis = build_genesis(
+    let genesis = build_small_genesis(
         Path::new(EXE),
         work,
-        &[
-            &SMALL_INNER[..],
-            &["--inner-steps", "48", "--round-deadline-secs", "30"],
-        ]
-        .concat(),
+        &["--inner-steps", "48", "--round-deadline-secs", "30"],
     );
     let a = start("a", &genesis, work, None, &[]);
     let b = start(

@@ -11,8 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_INNER, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of,
-    wait_for,
+    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_small_genesis, round_of, wait_for,
 };
 use serde_json::Value;
 
@@ -60,14 +59,10 @@ fn grew_at(status: &Value) -> Option<u64> {
 fn the_model_grows_when_a_joiner_makes_the_pool_cross_a_threshold() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let genesis = build_genesis(
+    let genesis = build_small_genesis(
         Path::new(EXE),
         work,
-        &[
-            &SMALL_INNER[..],
-            &["--inner-steps", "16", "--round-deadline-secs", "20"],
-        ]
-        .concat(),
+        &["--inner-steps", "16", "--round-deadline-secs", "20"],
     );
     add_growth(&genesis);
     let limit = Duration::from_secs(240);

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use neuroshard_primitives::Hash;
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_INNER, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of,
-    run_ok, wait_for,
+    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_small_genesis, round_of, run_ok,
+    wait_for,
 };
 
 const EXE: &str = env!("CARGO_BIN_EXE_neuroshard");
@@ -84,14 +84,10 @@ fn start(name: &str, genesis: &Path, work: &Path, bootstrap: Option<&str>) -> No
 fn a_network_starts_from_imported_weights() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let genesis = build_genesis(
+    let genesis = build_small_genesis(
         Path::new(EXE),
         work,
-        &[
-            &SMALL_INNER[..],
-            &["--inner-steps", "20", "--round-deadline-secs", "30"],
-        ]
-        .concat(),
+        &["--inner-steps", "20", "--round-deadline-secs", "30"],
     );
     let imported = import_initial_weights(genesis.parent().unwrap(), work).to_hex();
     let at_round_0 = |node: &NodeProcess| {

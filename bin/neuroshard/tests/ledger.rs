@@ -26,7 +26,7 @@ use neuroshard_testkit::ledger::{
     Committee, committee_of, free_port, height_of, ledger_get, validates, write_key,
 };
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_INNER, SMALL_TRAINING, bare_genesis, build_genesis, round_of, wait_for,
+    NodeProcess, SMALL_TRAINING, bare_genesis, build_small_genesis, round_of, wait_for,
 };
 use serde_json::Value;
 
@@ -125,10 +125,9 @@ fn validators_and_a_follower_survive_kill_9_and_end_on_one_chain() {
     let mut init: Vec<String> = ["--inner-steps", "16", "--round-deadline-secs", "30"]
         .map(str::to_owned)
         .to_vec();
-    init.extend(SMALL_INNER.map(str::to_owned));
     init.extend(committee.genesis_flags(100 * NEURO, &[&follower]));
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
-    let genesis = build_genesis(Path::new(EXE), work, &init);
+    let genesis = build_small_genesis(Path::new(EXE), work, &init);
 
     let v0 = start(
         "v0",
@@ -314,10 +313,9 @@ fn a_staker_is_elected_and_the_chain_crosses_epochs() {
     let mut init: Vec<String> = ["--epoch-blocks", &epoch, "--unbonding-blocks", &unbonding]
         .map(str::to_owned)
         .to_vec();
-    init.extend(SMALL_INNER.map(str::to_owned));
     init.extend(committee.genesis_flags(2_000 * NEURO, &[&follower]));
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
-    let genesis = build_genesis(Path::new(EXE), work, &init);
+    let genesis = build_small_genesis(Path::new(EXE), work, &init);
     let copy = |name: &str| bare_genesis(&genesis, work, name);
     let validator = |name: &str, genesis: &Path, bootstrap: Option<&str>| {
         start(
@@ -470,10 +468,9 @@ fn a_lazy_cheater_loses_stake_and_honest_rewards_follow_the_rules() {
     let mut init: Vec<String> = ["--inner-steps", "48", "--round-deadline-secs", "30"]
         .map(str::to_owned)
         .to_vec();
-    init.extend(SMALL_INNER.map(str::to_owned));
     init.extend(committee.genesis_flags(200 * NEURO, &[&cheater]));
     let init: Vec<&str> = init.iter().map(String::as_str).collect();
-    let genesis = build_genesis(Path::new(EXE), work, &init);
+    let genesis = build_small_genesis(Path::new(EXE), work, &init);
 
     let a = start(
         "a",

@@ -15,8 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_INNER, SMALL_TRAINING, agree_at, bare_genesis, build_genesis, round_of,
-    wait_for,
+    NodeProcess, SMALL_TRAINING, agree_at, bare_genesis, build_small_genesis, round_of, wait_for,
 };
 use neuroshard_testkit::{attr, chromium, run_chromium};
 use serde_json::Value;
@@ -106,14 +105,10 @@ fn contributors(statuses: &[Value]) -> Vec<u64> {
 fn nodes_train_together_join_and_survive_a_crash() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let genesis = build_genesis(
+    let genesis = build_small_genesis(
         Path::new(EXE),
         work,
-        &[
-            &SMALL_INNER[..],
-            &["--inner-steps", "48", "--round-deadline-secs", "30"],
-        ]
-        .concat(),
+        &["--inner-steps", "48", "--round-deadline-secs", "30"],
     );
     let a = start("a", &genesis, work, None, 2);
     let b = start(

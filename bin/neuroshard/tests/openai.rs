@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use neuroshard_testkit::nodes::{
-    NodeProcess, SMALL_INNER, SMALL_TRAINING, build_genesis, http_get_json, http_post,
+    NodeProcess, SMALL_TRAINING, build_small_genesis, http_get_json, http_post,
 };
 use serde_json::{Value, json};
 
@@ -43,11 +43,7 @@ fn error_of(node: &NodeProcess, path: &str, body: &Value) -> (u16, Value) {
 fn a_node_answers_openai_requests() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let genesis = build_genesis(
-        Path::new(EXE),
-        work,
-        &[&SMALL_INNER[..], &["--inner-steps", "4"]].concat(),
-    );
+    let genesis = build_small_genesis(Path::new(EXE), work, &["--inner-steps", "4"]);
     let node = NodeProcess::start(Path::new(EXE), "solo", work, &genesis, &SMALL_TRAINING);
 
     let models = http_get_json(&node.dashboard, "/v1/models").expect("/v1/models answers");

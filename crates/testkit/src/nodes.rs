@@ -341,6 +341,11 @@ pub fn build_genesis(exe: &Path, work: &Path, init: &[&str]) -> PathBuf {
     init_genesis(exe, &dir, init)
 }
 
+/// [`build_genesis`] for a small, quick network: [`SMALL_INNER`], then `init`.
+pub fn build_small_genesis(exe: &Path, work: &Path, init: &[&str]) -> PathBuf {
+    build_genesis(exe, work, &[&SMALL_INNER[..], init].concat())
+}
+
 /// A copy in `work/genesis` of the genesis directory `built` (a real corpus's, say), with its
 /// genesis file rewritten by `neuroshard genesis init <init…>`.
 pub fn copy_genesis(exe: &Path, built: &Path, work: &Path, init: &[&str]) -> PathBuf {
