@@ -1,11 +1,12 @@
 //! A round core's side of the ledger: how it agrees on its rounds' lists, the round a core built
 //! from scratch starts at, and the lists of its part's closed rounds it learns when built.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use neuroshard_ledger::Part;
 use neuroshard_node::{
-    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, NodeConfig, Snapshot, Timestamp,
+    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, NodeConfig, Timestamp,
 };
 use neuroshard_primitives::Keypair;
 
@@ -22,9 +23,16 @@ pub(crate) fn agreement(chain: &Option<Chain>) -> Box<dyn Agreement> {
     }
 }
 
+/// How long a round core built from scratch at a running network's round waits for its
+/// members' votes and state before it trains from the seed's weights (`Node::from_scratch`):
+/// answers from live members come within a second on a LAN; the whole wait is spent only when
+/// every member started from scratch.
+const FIRST_ROUND_PATIENCE: Duration = Duration::from_secs(10);
+
 /// A round core built from scratch over `params` (a stage's, which keeps no checkpoint, or a
 /// whole model's without one), with no outer momentum and no member but its own key's: at the
-/// ledger's round (`Chain::fresh_round`), or at round 0 without a ledger.
+/// ledger's round (`Chain::fresh_round`), or at round 0 without a ledger. Past round 0 it
+/// trains once it installed its members' state (`Node::from_scratch`).
 pub(crate) fn fresh(
     chain: &Option<Chain>,
     key: Keypair,
@@ -32,20 +40,15 @@ pub(crate) fn fresh(
     params: Vec<f32>,
 ) -> Result<Node> {
     let now_ms = now().0 / 1000;
-    let start = Snapshot {
-        round: chain.as_ref().map_or(0, |c| c.fresh_round(now_ms)),
-        outer: vec![0; params.len() * size_of::<f32>()],
-        params,
-        excluded: BTreeMap::new(),
-        pool: Vec::new(),
-    };
+    let round = chain.as_ref().map_or(0, |c| c.fresh_round(now_ms));
     let members = BTreeSet::from([key.node_id()]);
-    Ok(Node::resume(
+    Ok(Node::from_scratch(
         key,
         protocol,
         members,
-        start,
+        (round, params),
         agreement(chain),
+        FIRST_ROUND_PATIENCE,
     )?)
 }
 

@@ -123,6 +123,12 @@ pub enum Message {
         /// The accused's sealed [`Message::Opening`] frame.
         opening: Vec<u8>,
     },
+    /// A request for the recipient's latest [`Message::ModelHash`] vote, from a member built
+    /// from scratch at `round` that holds no round's model: it trains once it has the network's.
+    VoteRequest {
+        /// The round the asker is about to train.
+        round: Round,
+    },
 }
 
 impl Message {
@@ -139,6 +145,7 @@ impl Message {
             Message::Opening { .. } => b"_NEUROSHARD_AUDIT_OPENING",
             Message::Verdict(_) => b"_NEUROSHARD_AUDIT_VERDICT",
             Message::FraudProof { .. } => b"_NEUROSHARD_AUDIT_FRAUD_PROOF",
+            Message::VoteRequest { .. } => b"_NEUROSHARD_ROUND_VOTE_REQUEST",
         }
     }
 
@@ -151,6 +158,7 @@ impl Message {
             | Message::Delta { round, .. }
             | Message::ModelHash { round, .. }
             | Message::SyncRequest { round }
+            | Message::VoteRequest { round }
             | Message::SyncState { round, .. }
             | Message::Challenge { round, .. }
             | Message::Opening { round, .. }
@@ -227,6 +235,7 @@ mod tests {
                 payload: vec![1, 2, 3],
             },
             Message::SyncRequest { round: 2 },
+            Message::VoteRequest { round: 3 },
         ] {
             let frame = message.seal(&key);
             let (signer, opened) = Message::open(&frame, 1 << 20).unwrap();

@@ -1,6 +1,7 @@
 //! The node: one replica's view of the training protocol, as a deterministic state machine.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_verify::stage::LaneWork;
@@ -170,6 +171,9 @@ pub(crate) enum Phase {
     /// The node installed the network's model after the round began: it collects and applies
     /// the others' Δs without training, and contributes from the next round.
     Observing,
+    /// Built from scratch ([`Node::from_scratch`]), its first tick came: it asked its members
+    /// for their votes and trains once it installed the network's model, or at its deadline.
+    Awaiting,
 }
 
 /// A state request in flight: the round and settled hash wanted, and when to ask another holder.
@@ -195,6 +199,8 @@ pub(crate) type Inbox = BTreeMap<NodeId, Entry>;
 /// ```mermaid
 /// stateDiagram-v2
 ///     [*] --> Training: first Tick
+///     [*] --> Awaiting: first Tick, built from scratch / VoteRequest
+///     Awaiting --> Training: SyncState installed, or deadline
 ///     Training --> Exchange: Trained(Δ) / compress, announce
 ///     Exchange --> Exchange: Announce / Fetch, Delta / check, store
 ///     Exchange --> Training: agreement closes / aggregate, outer step, hash vote
@@ -243,6 +249,10 @@ pub struct Node {
     pub(crate) pending_sync: Option<PendingSync>,
     /// Unanswered state requests since the last install; picks the next holder to ask.
     pub(crate) sync_attempts: u64,
+    /// A node built from scratch at a running network's round: how long its first round waits
+    /// for the network's model ([`Phase::Awaiting`]); `None` once it started, or installed a
+    /// state.
+    pub(crate) patience: Option<Duration>,
     /// Proof of Neural Work: own chains, claims, challenges, exclusions.
     pub(crate) audits: Audits,
     /// This node's budget, the pool history and the growth rule.
@@ -294,6 +304,7 @@ impl Node {
             included_last: BTreeSet::new(),
             pending_sync: None,
             sync_attempts: 0,
+            patience: None,
             audits: Audits::default(),
             pool: Pool::default(),
         })
@@ -321,6 +332,30 @@ impl Node {
             let hash = node.model_hash;
             crate::phase::sync::record_own(&mut node, closed, hash);
         }
+        Ok(node)
+    }
+
+    /// A node built from scratch at `round` of a running network (a pipeline stage, which keeps
+    /// no checkpoint; a whole model whose checkpoint is gone): it holds `params`, the seed's,
+    /// which are no round's model, so it votes for no round. Its first tick asks its members for
+    /// their latest votes, and it trains once it installed the state they settled on (within
+    /// the round, it trains that round; later, it observes one first), or after `patience` if
+    /// none came (every member started from scratch). Trained from the seed's weights instead,
+    /// its round counted nowhere, fed its pipeline lane garbage, and in a stage of two replicas
+    /// its hash could win the tie against its trained mate's. At round 0 nobody holds a round's
+    /// model and it trains at once.
+    pub fn from_scratch(
+        key: Keypair,
+        config: NodeConfig,
+        members: BTreeSet<NodeId>,
+        start: (Round, Vec<f32>),
+        agreement: Box<dyn Agreement>,
+        patience: Duration,
+    ) -> Result<Self> {
+        let (round, params) = start;
+        let mut node = Self::new(key, config, members, params, agreement)?;
+        node.round = round;
+        node.patience = (round > 0).then_some(patience);
         Ok(node)
     }
 

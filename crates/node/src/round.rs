@@ -85,20 +85,33 @@ pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
     match node.phase {
         Phase::Idle => outputs.extend(start(node, now)),
         Phase::Exchange | Phase::Observing => outputs.extend(try_close(node, now)),
-        Phase::Training => {}
+        Phase::Awaiting if now >= node.deadline => {
+            node.phase = Phase::Idle;
+            outputs.extend(start(node, now));
+        }
+        Phase::Training | Phase::Awaiting => {}
     }
     outputs
 }
 
 /// The first round: tell the peers where this node stands (a resumed node's last vote), and
 /// train unless the votes already heard say the network is elsewhere (the node then waits for
-/// the network's state instead of training a round nobody needs).
+/// the network's state instead of training a round nobody needs). A node built from scratch
+/// asks its members for their votes first and waits for the network's model
+/// ([`Node::from_scratch`]).
 fn start(node: &mut Node, now: Timestamp) -> Vec<Output> {
     let mut outputs: Vec<Output> = sync::latest_vote(node)
         .map(Output::Broadcast)
         .into_iter()
         .collect();
     outputs.extend(sync::check(node, now));
+    if let Some(patience) = node.patience.take() {
+        node.phase = Phase::Awaiting;
+        node.deadline = now + patience;
+        let ask = node.seal(&Message::VoteRequest { round: node.round });
+        outputs.extend([Output::Broadcast(ask), Output::WakeAt(node.deadline)]);
+        return outputs;
+    }
     if node.pending_sync.is_none() && node.phase == Phase::Idle {
         outputs.extend(train::begin(node, now));
     }
@@ -156,8 +169,17 @@ pub(crate) fn on_frame(node: &mut Node, now: Timestamp, peer: NodeId, frame: &[u
             // The votes may already say the network has moved past the installed round.
             outputs.extend(sync::check(node, now));
             outputs.extend(try_close(node, now));
+            // A node built from scratch has the network's model for the round it waits in.
+            if node.phase == Phase::Awaiting && node.pending_sync.is_none() && installed.current {
+                outputs.extend(train::begin(node, now));
+            }
             outputs
         }
+        Message::VoteRequest { .. } if node.members.contains(&signer) => sync::latest_vote(node)
+            .map(|vote| Output::Send(peer, vote))
+            .into_iter()
+            .collect(),
+        Message::VoteRequest { .. } => Vec::new(),
         Message::Challenge {
             round,
             contributor,
@@ -201,16 +223,20 @@ pub(crate) fn on_replayed(
     outputs
 }
 
-/// The members changed: greet the new ones with this node's latest vote; the round may close
-/// without those who left, and a round may settle.
+/// The members changed: greet the new ones with this node's latest vote (a node built from
+/// scratch that awaits the network's model asks them for theirs); the round may close without
+/// those who left, and a round may settle.
 pub(crate) fn on_members(node: &mut Node, now: Timestamp, joined: &[NodeId]) -> Vec<Output> {
-    let mut outputs: Vec<Output> = match sync::latest_vote(node) {
-        Some(vote) => joined
-            .iter()
-            .map(|peer| Output::Send(*peer, vote.clone()))
-            .collect(),
-        None => Vec::new(),
-    };
+    let ask = (node.phase == Phase::Awaiting)
+        .then(|| node.seal(&Message::VoteRequest { round: node.round }));
+    let greeting = sync::latest_vote(node).into_iter().chain(ask);
+    let mut outputs: Vec<Output> = greeting
+        .flat_map(|frame| {
+            joined
+                .iter()
+                .map(move |peer| Output::Send(*peer, frame.clone()))
+        })
+        .collect();
     outputs.extend(try_close(node, now));
     outputs.extend(sync::check(node, now));
     outputs

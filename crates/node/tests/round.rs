@@ -15,6 +15,9 @@ use neuroshard_verify::{AuditConfig, Chain, Leaf};
 
 const PARAMS: usize = 8;
 
+/// How long a node built from scratch waits for its members' state.
+const PATIENCE: Duration = Duration::from_secs(3);
+
 /// Nodes, a queue of frames in flight and the training jobs handed out; `drop` filters frames
 /// out (a lossy link).
 struct Net {
@@ -439,6 +442,19 @@ impl Net {
         let members: BTreeSet<NodeId> = self.nodes.iter().map(Node::id).collect();
         let agreement = Box::new(LedgerAgreement::default());
         self.nodes[i] = Node::resume(key, config, members, fresh, agreement).unwrap();
+        self.jobs.retain(|(j, _)| *j != i);
+    }
+
+    /// Node `i` built from scratch at `round` under the ledger, as the daemon builds a stage's
+    /// round core (`Node::from_scratch`, its own key its only member); its jobs are dropped.
+    fn rebuild(&mut self, i: usize, round: Round) {
+        let key = Keypair::from_seed([i as u8 + 1; 32]);
+        let members = BTreeSet::from([key.node_id()]);
+        let agreement = Box::new(LedgerAgreement::default());
+        let start = (round, vec![1.0; PARAMS]);
+        let config = config(self.nodes.len());
+        self.nodes[i] =
+            Node::from_scratch(key, config, members, start, agreement, PATIENCE).unwrap();
         self.jobs.retain(|(j, _)| *j != i);
     }
 
@@ -1039,4 +1055,69 @@ fn a_restarted_member_of_a_pair_installs_its_mates_state_from_the_greeting() {
     net.settle(|_, _, _| false);
     assert_eq!(net.resyncs, 1, "round {} vs {ahead}", net.nodes[1].round());
     assert!(net.nodes[1].round() >= ahead);
+}
+
+/// A pair under the ledger (a stage of two replicas) after round 0; one replica is built again
+/// from scratch at round 1 (a restart, or a mover), as the daemon builds it: only itself a
+/// member, then its mate. Its first tick asks for votes; it installs its mate's state and
+/// trains round 1 from the network's model, and the pair closes round 1 on both Δs. (It used to
+/// train round 1 from the seed: its Δ counted nowhere and, the pair's votes tied, the mate could
+/// take its model, discarding the stage's training; seen in the move test's logs.)
+#[test]
+fn a_core_built_from_scratch_trains_its_first_round_from_the_networks_model() {
+    let mut net = Net::agreeing(2, || Box::new(LedgerAgreement::default()));
+    net.start();
+    net.settle(|_, _, _| false);
+    net.decide(0, &[0, 1], &[0, 1]);
+    let trained = net.agreed_at(1);
+    net.rebuild(1, 1);
+    net.partition(&[0, 1]);
+    net.feed(1, Input::Tick);
+    assert!(
+        net.jobs.iter().all(|(i, _)| *i != 1),
+        "no job before the state"
+    );
+    net.settle(|_, _, _| false);
+    assert_eq!(net.resyncs, 1);
+    let (_, job) = net
+        .jobs
+        .iter()
+        .find(|(i, _)| *i == 1)
+        .expect("a job once installed");
+    assert_eq!((job.round, job.start), (1, trained));
+    net.closed.clear();
+    net.train();
+    net.settle(|_, _, _| false);
+    net.decide(1, &[0, 1], &[0, 1]);
+    net.agreed_at(2);
+    assert!(net.closed.iter().all(|(_, s)| s.included.len() == 2));
+    assert!(net.penalties.is_empty());
+}
+
+/// When every member was built from scratch (a network restarted without its checkpoints), no
+/// one holds a round's model to answer with: each trains from the seed once its patience is
+/// spent, and they agree.
+#[test]
+fn cores_built_from_scratch_that_nobody_answers_train_after_their_patience() {
+    let mut net = Net::agreeing(2, || Box::new(LedgerAgreement::default()));
+    for i in 0..2 {
+        net.rebuild(i, 3);
+    }
+    net.partition(&[0, 1]);
+    for i in 0..2 {
+        net.feed(i, Input::Tick);
+    }
+    net.settle(|_, _, _| false);
+    assert!(net.jobs.is_empty());
+    net.now = net.now + PATIENCE;
+    for i in 0..2 {
+        net.feed(i, Input::Tick);
+    }
+    assert_eq!(net.jobs.len(), 2);
+    assert!(net.jobs.iter().all(|(_, job)| job.round == 3));
+    net.train();
+    net.settle(|_, _, _| false);
+    net.decide(3, &[0, 1], &[0, 1]);
+    net.agreed_at(4);
+    assert_eq!(net.resyncs, 0);
 }

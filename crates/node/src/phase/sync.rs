@@ -171,7 +171,7 @@ fn target(node: &Node) -> Option<(Round, Hash)> {
             && match node.phase {
                 Phase::Exchange => false,
                 Phase::Observing => !aggregate::all_announced(node),
-                Phase::Idle | Phase::Training => true,
+                Phase::Idle | Phase::Training | Phase::Awaiting => true,
             });
     let own = node.own_votes.get(&round);
     let lost_split = round.saturating_add(1) == node.round && own != Some(&hash);
@@ -209,11 +209,13 @@ pub(crate) struct State<'a> {
     pub(crate) pool: &'a [u64],
 }
 
-/// What installing a peer's state did: its outputs, and the round after the installed one when
-/// the node is not in it (the caller moves the node there to observe it, see [`observe`]).
+/// What installing a peer's state did: its outputs, the round after the installed one when
+/// the node is not in it (the caller moves the node there to observe it, see [`observe`]), and
+/// whether it installed the start of the node's current round.
 pub(crate) struct Installed {
     pub(crate) outputs: Vec<Output>,
     pub(crate) observe: Option<Round>,
+    pub(crate) current: bool,
 }
 
 impl Installed {
@@ -221,6 +223,7 @@ impl Installed {
         Self {
             outputs,
             observe: None,
+            current: false,
         }
     }
 }
@@ -291,12 +294,14 @@ pub(crate) fn on_state(node: &mut Node, signer: NodeId, state: State<'_>) -> Ins
         .collect();
     node.pending_sync = None;
     node.sync_attempts = 0;
+    node.patience = None;
     Installed {
         outputs: vec![Output::Resynced {
             round: state.round,
             hash,
         }],
         observe: (node.round != next).then_some(next),
+        current: node.round == next,
     }
 }
 
