@@ -421,12 +421,12 @@ impl Driver {
         let n_layers = self.pipeline.plans.depth(&self.pipeline.settings);
         let stage = self.genesis_stage(role.spec.clone(), n_layers).await?;
         let params = stage.flat_params()?;
-        let settings = &self.pipeline.settings;
-        let protocol = settings.protocol.clone();
+        let protocol = self.pipeline.settings.protocol.clone();
         let patience = protocol.round_timeout;
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
-        self.node = round_core::fresh(&self.chain, key, protocol, params)?;
+        self.replace_core(round_core::fresh(&self.chain, key, protocol, params)?);
         self.chains.restore_own(&mut self.node);
+        let settings = &self.pipeline.settings;
         let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
         let target = Arc::clone(&self.pipeline.plans.target);
         let rule = StageGrower::new(depths, role.stage, &role.spec, seed, target);

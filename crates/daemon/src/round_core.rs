@@ -53,6 +53,15 @@ pub(crate) fn fresh(
 }
 
 impl Driver {
+    /// Puts `node` in place of the round core (a stage or whole model built at a placement).
+    /// A job the old core asked for and that has not started is the old core's: dropped, or it
+    /// would run for the new core's round from its parameters (a mover's seed weights, before
+    /// it installed its stage mates' state) and be contributed as the new core's.
+    pub(crate) fn replace_core(&mut self, node: Node) {
+        self.node = node;
+        self.pending = None;
+    }
+
     /// Hands a (re)started round core the lists of `part`'s closed rounds the ledger still
     /// holds; nothing is due yet.
     pub(crate) fn learn_decided(&mut self, part: Part) {

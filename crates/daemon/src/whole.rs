@@ -78,7 +78,7 @@ impl Driver {
         self.loss = trainer.loss_gauge();
         self.trainer = Some(Box::new(trainer));
         self.replayer = Some(Box::new(replayer));
-        self.node = node;
+        self.replace_core(node);
         self.learn_decided(Part::WHOLE);
         // The generator reads the latest round-start state; the checkpoint writer is not told
         // (it would write the state the node just resumed from).
