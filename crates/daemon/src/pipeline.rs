@@ -388,9 +388,10 @@ impl Driver {
     /// nowhere (the core drops a result while it observes), but its lane neighbours train the
     /// round and need this stage's frames. Wanting the round also stops a job of an earlier
     /// round at once (once the lane's other members have left it too), instead of at the end of
-    /// its patience.
+    /// its patience. A core that installed the start of the round it is in (one built from
+    /// scratch, which waited for it) trains that round itself: its own job is the lane's.
     pub(crate) fn follow_in_lane(&mut self) {
-        if self.pipeline.role().is_none() {
+        if self.pipeline.role().is_none() || !self.node.is_observing() {
             return;
         }
         let asked = self.pipeline.rounds.own();

@@ -408,6 +408,12 @@ impl Node {
         self.round
     }
 
+    /// Whether the node observes its round: it installed the network's state after the round
+    /// began, and applies the others' Δs without training it.
+    pub fn is_observing(&self) -> bool {
+        self.phase == Phase::Observing
+    }
+
     /// The global model at the start of the current round (the start of any training job).
     pub fn params(&self) -> &[f32] {
         &self.params

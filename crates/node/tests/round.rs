@@ -515,7 +515,7 @@ fn a_node_joining_at_round_300_holds_the_model_within_one_round_and_nobody_waits
     assert_eq!(net.nodes[3].round(), 300);
     assert_eq!(net.nodes[3].model_hash(), net.nodes[0].model_hash());
     assert!(
-        net.jobs.iter().all(|(i, _)| *i != 3),
+        net.jobs.iter().all(|(i, _)| *i != 3) && net.nodes[3].is_observing(),
         "it observes round 300"
     );
     // Round 300 closes among the three without waiting for it (no deadline tick is ever fed),
@@ -1085,6 +1085,10 @@ fn a_core_built_from_scratch_trains_its_first_round_from_the_networks_model() {
         .find(|(i, _)| *i == 1)
         .expect("a job once installed");
     assert_eq!((job.round, job.start), (1, trained));
+    assert!(
+        !net.nodes[1].is_observing(),
+        "it trains its round: its job is its lane's"
+    );
     net.closed.clear();
     net.train();
     net.settle(|_, _, _| false);
