@@ -530,7 +530,9 @@ impl Driver {
                 match outcome.result {
                     Ok(result) => self.input(Input::Trained(result)),
                     Err(err) => {
-                        tracing::info!(round = outcome.job.round, %err, "training job stopped")
+                        let round = outcome.job.round;
+                        tracing::info!(round, %err, "training job stopped");
+                        self.input(Input::Failed { round });
                     }
                 }
                 self.start_job();

@@ -23,6 +23,13 @@ pub enum Input {
     Message(NodeId, Vec<u8>),
     /// The driver finished a [`TrainingJob`].
     Trained(TrainingResult),
+    /// The driver's [`TrainingJob`] for `round` ended without a result (its pipeline lane
+    /// stalled, its data could not be read): the node contributes nothing to the round and
+    /// takes part in the rest of it.
+    Failed {
+        /// The job's round.
+        round: Round,
+    },
     /// The driver read the checkpoints [`Output::Checkpoints`] asked for, in wire form and in
     /// the order asked; `None` if its store no longer holds them all.
     Checkpoints {
@@ -202,6 +209,7 @@ pub(crate) type Inbox = BTreeMap<NodeId, Entry>;
 ///     [*] --> Awaiting: first Tick, built from scratch / VoteRequest
 ///     Awaiting --> Training: SyncState installed, or deadline
 ///     Training --> Exchange: Trained(Δ) / compress, announce
+///     Training --> Exchange: Failed / no Δ of its own
 ///     Exchange --> Exchange: Announce / Fetch, Delta / check, store
 ///     Exchange --> Training: agreement closes / aggregate, outer step, hash vote
 ///     Training --> Training: settled hash differs / SyncRequest, install SyncState

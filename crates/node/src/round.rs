@@ -60,6 +60,10 @@ impl Node {
         match input {
             Input::Tick => on_tick(self, now),
             Input::Trained(result) => on_trained(self, now, result),
+            Input::Failed { round } => {
+                train::abandon(self, round);
+                try_close(self, now)
+            }
             Input::Message(peer, frame) => on_frame(self, now, peer, &frame),
             Input::Checkpoints {
                 peer,

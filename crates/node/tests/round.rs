@@ -1125,3 +1125,25 @@ fn cores_built_from_scratch_that_nobody_answers_train_after_their_patience() {
     net.agreed_at(4);
     assert_eq!(net.resyncs, 0);
 }
+
+/// A replica whose job failed (its pipeline lane stalled) contributes nothing and still closes
+/// the round on its mates' Δs once the ledger lists them; a failure reported for another round
+/// changes nothing. (It used to stay in training until a resync: in CI, a restarted pipeline's
+/// every stage-0 job failed at once, and the stage stood at that round for good.)
+#[test]
+fn a_replica_whose_job_failed_closes_the_round_on_the_others_deltas() {
+    let mut net = Net::agreeing(3, || Box::new(LedgerAgreement::default()));
+    for i in 0..3 {
+        net.feed(i, Input::Tick);
+    }
+    net.feed(2, Input::Failed { round: 7 });
+    net.jobs.retain(|(i, _)| *i != 2);
+    net.feed(2, Input::Failed { round: 0 });
+    net.train();
+    net.settle(|_, _, _| false);
+    net.decide(0, &[0, 1], &[0, 1, 2]);
+    net.agreed_at(1);
+    assert!(net.closed.iter().all(|(_, s)| s.included.len() == 2));
+    assert_eq!(net.closed.len(), 3);
+    assert!(net.jobs.iter().any(|(i, job)| *i == 2 && job.round == 1));
+}

@@ -5,7 +5,7 @@ use neuroshard_primitives::Hash;
 use neuroshard_verify::{Chain, Commitment, Segments, residual_hash};
 
 use crate::Timestamp;
-use crate::message::{Announcement, Message};
+use crate::message::{Announcement, Message, Round};
 use crate::node::{Entry, Node, Output, Phase};
 use crate::phase::audit;
 use crate::work::{TrainingJob, TrainingResult};
@@ -26,6 +26,16 @@ pub(crate) fn begin(node: &mut Node, now: Timestamp) -> Vec<Output> {
         chain: chain_plan(node),
     };
     vec![Output::Train(job), Output::WakeAt(node.deadline)]
+}
+
+/// The job for `round` gave no Δ: the node goes on to the exchange without one (it used to
+/// stay in training until a resync moved it; when every replica of a pipeline stage lost its
+/// job, the stage stood still for good). A failure of another round's job, or one that comes
+/// while the node does not train, changes nothing.
+pub(crate) fn abandon(node: &mut Node, round: Round) {
+    if round == node.round && node.phase == Phase::Training {
+        node.phase = Phase::Exchange;
+    }
 }
 
 /// Compresses the Δ with error feedback, records it as this node's own entry, and announces it.
