@@ -428,8 +428,11 @@ impl Net {
         self.jobs.retain(|(j, _)| *j != i);
     }
 
-    /// Node `i` built again from genesis at `round` under the ledger, as a pipeline stage
-    /// restarts (no checkpoint, the ledger's round), with `config`; its jobs are dropped.
+    /// Node `i` built again from genesis at `round` under the ledger, with `config`, that trains
+    /// its first round at once from genesis (`Node::resume` of a seed snapshot): what a stage
+    /// replica built from scratch does when no mate answered within its patience, or a member
+    /// that does not wait at all. The daemon's own build is [`Net::rebuild`]. Its jobs are
+    /// dropped.
     fn restart_fresh(&mut self, i: usize, round: Round, config: NodeConfig) {
         let fresh = Snapshot {
             round,
