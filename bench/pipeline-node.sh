@@ -38,11 +38,11 @@ for i in range(n):
         m = re.search(r"stage=(\d+) stages=(\d+) layers=(\S+) lane=(\d+) lanes=(\d+)", line)
         if "training one stage" in line and m:
             roles[i] = m.groups()
-        m = re.search(r"round closed round=(\d+) included=(\d+) .*loss=(\S+) skipped", line)
+        m = re.search(r"round closed round=(\d+) included=(\d+) model=\S+(?: loss=(\S+))? skipped", line)
         if m:
             at = datetime.fromisoformat(line[:26])
             closes[i].append((int(m[1]), at.timestamp()))
-            if m[3] != "NaN":
+            if m[3] is not None and m[3] != "NaN":
                 losses[int(m[1])].append(float(m[3]))
         m = re.search(r"lane job done .*stage=(\d+) secs=(\S+) waiting=(\S+)", line)
         if m:

@@ -293,9 +293,12 @@ impl Driver {
                 Output::Penalize { peer, reason } => self.penalize(peer, &reason),
                 Output::Closed(summary) => {
                     let traffic = self.net.traffic();
+                    // Only the head sees the loss: a stage before it logs none (its replicas
+                    // announce NaN, which would read as a diverged model).
+                    let sees_loss = self.pipeline.role().is_none_or(|r| r.spec.head);
                     tracing::info!(
                         round = summary.round, included = summary.included.len(), model = %summary.model_hash.short(),
-                        loss = summary.train_loss, skipped = ?summary.skipped, wire_sent = traffic.wire_sent,
+                        loss = sees_loss.then_some(summary.train_loss), skipped = ?summary.skipped, wire_sent = traffic.wire_sent,
                         wire_received = traffic.wire_received, payload_sent = traffic.payload_sent,
                         payload_received = traffic.payload_received, "round closed"
                     );
