@@ -37,11 +37,52 @@ pub(crate) fn lane_count(grid: &[Vec<NodeId>]) -> usize {
     grid.iter().map(Vec::len).max().unwrap_or(0)
 }
 
-/// The replica of stage `stage` that lane `lane` belongs to, its member: replica `i` of a stage
-/// with `n` replicas serves lanes `i`, `i + n`, `i + 2n`, … (`docs/pipeline.md`, "Roles").
+/// The replica of stage `stage` that lane `lane` belongs to, its member ([`slots`]).
 pub(crate) fn member(grid: &[Vec<NodeId>], stage: usize, lane: usize) -> Option<NodeId> {
-    let replicas = grid.get(stage)?;
-    replicas.get(lane.checked_rem(replicas.len())?).copied()
+    let slot = *slots(grid).get(stage)?.get(lane)?;
+    grid[stage].get(slot).copied()
+}
+
+/// Each stage's replica index for every lane (`docs/pipeline.md`, "Roles"). Replica `i` of a
+/// stage with `n` replicas serves lane `i`, and lane `l ≥ n` goes to replica
+/// `(l + k·⌊l / n⌋) mod n`: each run of `n` lanes takes every replica once, turned by `k` more
+/// than the run before. Frames name no lane, so two lanes through the same two nodes of
+/// neighbouring stages cannot both run ([`lanes`]); each stage takes the smallest `k` that
+/// leaves the most lanes running with the stages before it (with `k = 0` for all, two stages of
+/// 2 replicas before one of 4 ran 2 lanes of 4; with the stage's turn, all 4).
+fn slots(grid: &[Vec<NodeId>]) -> Vec<Vec<usize>> {
+    let n_lanes = lane_count(grid);
+    let turned = |n: usize, k: usize| -> Vec<usize> {
+        (0..n_lanes).map(|l| (l % n + k * (l / n)) % n).collect()
+    };
+    let mut slots: Vec<Vec<usize>> = Vec::with_capacity(grid.len());
+    let mut running: Vec<usize> = (0..n_lanes).collect();
+    for stage in grid {
+        let n = stage.len();
+        if n == 0 {
+            slots.push(Vec::new());
+            running.clear();
+            continue;
+        }
+        let Some(prev) = slots.last().filter(|p| !p.is_empty() && n < n_lanes) else {
+            slots.push(turned(n, 0));
+            continue;
+        };
+        let keep = |now: &[usize]| -> Vec<usize> {
+            let mut pairs = BTreeSet::new();
+            (running.iter().copied())
+                .filter(|&l| pairs.insert((prev[l], now[l])))
+                .collect()
+        };
+        // The first of the turns that keep the most lanes running.
+        let best = (0..n)
+            .map(|k| turned(n, k))
+            .min_by_key(|now| std::cmp::Reverse(keep(now).len()))
+            .unwrap_or_default();
+        running = keep(&best);
+        slots.push(best);
+    }
+    slots
 }
 
 /// The node whose data assignment lane `lane` reads: its member of the first stage with the
@@ -51,37 +92,37 @@ pub(crate) fn data_node(grid: &[Vec<NodeId>], lane: usize) -> Option<NodeId> {
     member(grid, widest, lane)
 }
 
-/// Who holds stage `stage` of lane `lane` in `grid`: its member when up, else the stand-in, the
-/// stage's first other replica that is up; `None` when no replica of the stage is up.
-pub(crate) fn holder(
-    grid: &[Vec<NodeId>],
-    stage: usize,
-    lane: usize,
-    up: &impl Fn(&NodeId) -> bool,
-) -> Option<NodeId> {
-    let member = member(grid, stage, lane)?;
+/// Who holds a stage whose replicas are `replicas` for a lane whose member there is `member`:
+/// the member when up, else the stand-in, the stage's first other replica that is up; `None`
+/// when no replica of the stage is up.
+fn holder(replicas: &[NodeId], member: NodeId, up: &impl Fn(&NodeId) -> bool) -> Option<NodeId> {
     if up(&member) {
         return Some(member);
     }
-    grid[stage].iter().copied().find(|n| *n != member && up(n))
+    replicas.iter().copied().find(|n| *n != member && up(n))
 }
 
 /// Each lane's holders, stage by stage; `None` for a lane that cannot run: a stage with no
 /// replica up, or two neighbouring holders that another lane already joins (frames name no
 /// lane, so two lanes through the same pair of nodes could not be told apart; with every member
-/// up that happens only where two neighbouring stages' replica counts have a least common
-/// multiple below the lane count). Lanes with fewer stand-ins take their pairs first, then the
-/// lower lane: a lane on its own members keeps them.
+/// up that happens only where two neighbouring stages have fewer pairs of replicas than there
+/// are lanes, or [`slots`] found no turn that avoids it). Lanes with fewer stand-ins take their
+/// pairs first, then the lower lane: a lane on its own members keeps them.
 pub(crate) fn lanes(
     grid: &[Vec<NodeId>],
     up: &impl Fn(&NodeId) -> bool,
 ) -> Vec<Option<Vec<NodeId>>> {
-    let n_lanes = lane_count(grid);
-    let mut chains: Vec<Option<Vec<NodeId>>> = (0..n_lanes)
-        .map(|lane| (0..grid.len()).map(|s| holder(grid, s, lane, up)).collect())
+    let slots = slots(grid);
+    let member = |stage: usize, lane: usize| Some(grid[stage][*slots[stage].get(lane)?]);
+    let mut chains: Vec<Option<Vec<NodeId>>> = (0..lane_count(grid))
+        .map(|lane| {
+            (0..grid.len())
+                .map(|s| holder(&grid[s], member(s, lane)?, up))
+                .collect()
+        })
         .collect();
     let stand_ins = |lane: usize, chain: &[NodeId]| {
-        let home = (chain.iter().enumerate()).filter(|(s, n)| member(grid, *s, lane) == Some(**n));
+        let home = (chain.iter().enumerate()).filter(|(s, n)| member(*s, lane) == Some(**n));
         chain.len() - home.count()
     };
     let mut order: Vec<(usize, usize)> = (chains.iter().enumerate())
@@ -403,17 +444,16 @@ mod tests {
     #[test]
     fn the_lowest_other_lane_up_stands_in_and_none_left_leaves_the_lane_idle() {
         let g = grid(2, 3);
-        let up = all_but(&[n(1, 0)]);
-        assert_eq!(holder(&g, 1, 0, &up), Some(n(1, 1)));
-        let up = all_but(&[n(1, 0), n(1, 1)]);
-        assert_eq!(holder(&g, 1, 0, &up), Some(n(1, 2)));
-        assert_eq!(holder(&g, 1, 1, &up), Some(n(1, 2)));
-        assert_eq!(served(&g, 1, 2, &[n(1, 0), n(1, 1)]).len(), 3);
+        let holder = |lane: usize, down: &[NodeId]| lanes(&g, &all_but(down))[lane].clone();
+        assert_eq!(holder(0, &[n(1, 0)]), Some(vec![n(0, 0), n(1, 1)]));
+        let down = [n(1, 0), n(1, 1)];
+        assert_eq!(holder(0, &down), Some(vec![n(0, 0), n(1, 2)]));
+        assert_eq!(holder(1, &down), Some(vec![n(0, 1), n(1, 2)]));
+        assert_eq!(served(&g, 1, 2, &down).len(), 3);
         // Every replica of stage 1 down: no lane runs, and nobody serves one.
         let down = [n(1, 0), n(1, 1), n(1, 2)];
         assert_eq!(lanes(&g, &all_but(&down)), vec![None, None, None]);
         assert!(served(&g, 0, 0, &down).is_empty());
-        assert_eq!(holder(&g, 5, 0, &up), None, "no such stage");
     }
 
     /// `count` nodes with real keys (their peer ids are derived from them).
@@ -563,18 +603,66 @@ mod tests {
         assert_eq!(member(&[vec![]], 0, 1), None, "a stage without replicas");
     }
 
+    /// Lanes that cannot run with every member up: no two lanes may join the same two nodes.
+    fn idle(counts: &[u8]) -> usize {
+        let chains = lanes(&uneven(counts), &all_but(&[]));
+        chains.iter().filter(|c| c.is_none()).count()
+    }
+
     #[test]
-    fn lanes_over_counts_without_a_common_multiple_reuse_a_pair_and_the_later_idles() {
-        // 2, 2 and 4 replicas: lanes 0 and 2 both join n(0,0) to n(1,0).
-        let chains = lanes(&uneven(&[2, 2, 4]), &all_but(&[]));
-        assert_eq!(chains.iter().filter(|c| c.is_some()).count(), 2);
-        assert!(chains[2].is_none() && chains[3].is_none());
-        // 2, 3 and 2: every lane's pairs are its own.
-        assert!(
-            lanes(&uneven(&[2, 3, 2]), &all_but(&[]))
-                .iter()
-                .all(Option::is_some)
+    fn a_stage_turns_its_later_lanes_so_that_no_two_lanes_join_the_same_two_nodes() {
+        // 2, 2 and 4 replicas: with replica i in lanes i and i + 2 at both stages, lanes 0 and 2
+        // both joined n(0,0) to n(1,0), and lanes 2 and 3 idled; stage 1 turns its second two.
+        let g = uneven(&[2, 2, 4]);
+        assert_eq!(
+            slots(&g),
+            vec![vec![0, 1, 0, 1], vec![0, 1, 1, 0], vec![0, 1, 2, 3]]
         );
+        assert_eq!(idle(&[2, 2, 4]), 0);
+        assert_eq!(idle(&[2, 2, 2, 3]), 0, "tiny's 4 stages over 9 nodes");
+        assert_eq!(idle(&[2, 3, 2]), 0);
+        // Two neighbouring stages with fewer pairs of replicas than there are lanes: a lane
+        // idles whatever the turns (3 of 5 did before).
+        assert_eq!(idle(&[2, 2, 2, 2, 2, 2, 2, 5]), 1);
+        assert_eq!(idle(&[1, 1, 1, 2]), 1);
+    }
+
+    /// Over every plan of 2 to 4 stages of 1 to 5 replicas: each replica serves its own lane
+    /// first and as many lanes as any other of its stage, give or take one, and no fewer lanes
+    /// run with every member up than with replica i in lanes i, i + n, … at every stage.
+    #[test]
+    fn turned_lanes_are_balanced_and_run_no_fewer_than_plain_ones() {
+        let mut plans: Vec<Vec<u8>> = (1..=5).map(|n| vec![n]).collect();
+        for _ in 1..4 {
+            let longer = plans
+                .iter()
+                .flat_map(|p| (1..=5).map(|n| [&p[..], &[n]].concat()));
+            plans = plans.iter().cloned().chain(longer).collect();
+        }
+        for counts in plans.iter().filter(|p| p.len() >= 2) {
+            let g = uneven(counts);
+            let n_lanes = lane_count(&g);
+            for (stage, slots) in slots(&g).iter().enumerate() {
+                let n = g[stage].len();
+                assert_eq!(&slots[..n], &(0..n).collect::<Vec<_>>()[..], "{counts:?}");
+                for replica in 0..n {
+                    let lanes = slots.iter().filter(|&&r| r == replica).count();
+                    assert!(lanes.abs_diff(n_lanes / n) <= 1, "{counts:?}");
+                }
+            }
+            let mut joined = BTreeSet::new();
+            let plain = (0..n_lanes).filter(|lane| {
+                let pairs: Vec<_> = (1..g.len())
+                    .map(|s| (s, lane % g[s - 1].len(), lane % g[s].len()))
+                    .collect();
+                let free = pairs.iter().all(|p| !joined.contains(p));
+                free && {
+                    joined.extend(pairs);
+                    true
+                }
+            });
+            assert!(n_lanes - idle(counts) >= plain.count(), "{counts:?}");
+        }
     }
 
     #[test]
