@@ -188,32 +188,51 @@ fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
 }
 
 /// `up` stopped with Ctrl-C and run again on its directory trains on. Its validators keep their
-/// consensus ports (the ledger records them, and they dial each other there), and its stages,
-/// which keep no checkpoint, start at the ledger's round rather than at 0 (the ledger takes
-/// claims for its open round only). So every node closes rounds past the first run's on the
-/// ledger.
+/// consensus ports (the ledger records them, and they dial each other there), and every stage
+/// node resumes its stage from its checkpoint (`stage.safetensors`): so the head stage's
+/// validation loss goes on from where it stood rather than from the seed's, and every node
+/// closes rounds past the first run's on the ledger.
 #[test]
 fn a_pipeline_stopped_and_run_again_on_its_directory_trains_on() {
     let work = work_dir();
     let (mut up, started) = start(work.path(), 30, 4);
     let limit = Duration::from_secs(240);
     let dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
+    let is_head = |s: &Value| s["role"]["head"] == true;
     let statuses = wait_all("three rounds", &dashboards, limit, |s| {
-        !s["role"].is_null() && s["round"].as_u64() >= Some(3)
+        let trained = s["model_history"].as_array().is_some_and(|h| h.len() >= 3);
+        !s["role"].is_null() && s["round"].as_u64() >= Some(3) && (!is_head(s) || trained)
     });
     let before = latest_round(&statuses);
+    let head = statuses.iter().find(|s| is_head(s)).expect("a head node");
+    let (seed, trained) = val_losses(head);
+    println!("the head stage's validation loss: {seed:.4} at the start, {trained:.4} at the stop");
     assert!(up.interrupt().success(), "up stops cleanly");
 
     let genesis = work.path().join("genesis").join("genesis.toml");
     let (_up, again) = start_up(work.path(), &genesis, 4, budget());
     let dashboards: Vec<String> = again.into_iter().map(|(_, d)| d).collect();
     let past = before + 3;
-    wait_all("rounds past the first run's", &dashboards, limit, |s| {
+    let statuses = wait_all("rounds past the first run's", &dashboards, limit, |s| {
         let rounds = s["rounds"].as_array().cloned().unwrap_or_default();
         let closed =
             |r: &Value| r["round"].as_u64() >= Some(past) && r["included"].as_u64() >= Some(1);
         !s["role"].is_null() && rounds.iter().any(closed)
     });
+    let head = statuses.iter().find(|s| is_head(s)).expect("a head node");
+    let (resumed, _) = val_losses(head);
+    println!("after the run again: {resumed:.4} at its first round");
+    assert!(
+        resumed < (seed + trained) / 2.0,
+        "the head stage started again near the seed's loss ({seed}), not from where it stood ({trained}): {resumed}"
+    );
+    for i in 0..dashboards.len() {
+        let log = std::fs::read_to_string(work.path().join(format!("up/node-{i}.log"))).unwrap();
+        assert!(
+            log.contains("resuming the stage from its checkpoint"),
+            "node {i} did not resume its stage"
+        );
+    }
 }
 
 /// The statuses of `dashboards` once at least `placed` nodes have a role and are past `round`

@@ -714,7 +714,7 @@ impl Chain {
         self.machine.ledger.rules()
     }
 
-    /// The round a round core built from scratch (a stage's: it keeps no checkpoint) starts at,
+    /// The round a round core built from scratch (without a checkpoint to resume) starts at,
     /// at `now_ms`: the round open for claims, or the one after it once the open round's window
     /// has passed (its claims are from before a restart of the network, and the next block
     /// closes it). A core at a round the ledger has closed would wait for a list that never

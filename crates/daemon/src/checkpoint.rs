@@ -7,6 +7,11 @@
 //! the directory fsynced, so a crash leaves the old checkpoint or the new one, never a mix. On
 //! load both tensors must match their recorded hashes and the network id must match.
 //!
+//! A pipeline stage keeps its own in `stage.safetensors` ([`STAGE_CHECKPOINT_FILE`]): the same
+//! layout over the stage's parameters, with the stage it holds in the metadata (`stage`, from
+//! `Role::checkpoint_tag`: its layers, its ends and the model's depth). It is loaded only by a
+//! node the plan places on that same stage; a whole-model checkpoint has no `stage`.
+//!
 //! The genesis init file (`neuroshard_data::INIT_FILE`) is the bare `params` tensor's bytes:
 //! [`params_bytes`] writes them and [`params_from_bytes`] reads them back, for both files.
 
@@ -22,13 +27,17 @@ use crate::{Error, Result};
 /// File name of the checkpoint inside the data directory.
 pub const CHECKPOINT_FILE: &str = "state.safetensors";
 
+/// File name of a pipeline stage's checkpoint inside the data directory.
+pub const STAGE_CHECKPOINT_FILE: &str = "stage.safetensors";
+
 /// The layout version this build writes and reads.
 const FORMAT_VERSION: &str = "1";
 
-/// Writes `state` of network `network_id` to `path`, replacing any checkpoint there atomically.
-pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
+/// Writes `state` of network `network_id` to `path`, replacing any checkpoint there atomically;
+/// `stage` names the pipeline stage it holds (`None`: the whole model).
+pub fn save(path: &Path, network_id: Hash, state: &Snapshot, stage: Option<&str>) -> Result<()> {
     let params = params_bytes(&state.params);
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format_version".to_owned(), FORMAT_VERSION.to_owned()),
         ("round".to_owned(), state.round.to_string()),
         ("network_id".to_owned(), network_id.to_hex()),
@@ -37,6 +46,9 @@ pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
         ("excluded".to_owned(), excluded_json(&state.excluded)),
         ("pool".to_owned(), pool_text(&state.pool)),
     ]);
+    if let Some(stage) = stage {
+        metadata.insert("stage".to_owned(), stage.to_owned());
+    }
     let view = |dtype, len, data| {
         TensorView::new(dtype, vec![len], data).expect("length matches the dtype")
     };
@@ -52,20 +64,21 @@ pub fn save(path: &Path, network_id: Hash, state: &Snapshot) -> Result<()> {
     crate::atomic::write_atomic(path, &bytes, crate::atomic::Durability::Durable)
 }
 
-/// Reads the checkpoint at `path`, if there is one, checking its network id, its size with
-/// `admits` (the parameter counts of the depths the network's model can have) and its
-/// parameters against the recorded hash.
+/// Reads the checkpoint at `path`, if there is one, checking its network id, the stage it holds
+/// (`stage`; `None`: the whole model), its size with `admits` (the parameter counts the
+/// network's model, or that stage, can have) and its parameters against the recorded hash.
 pub fn load(
     path: &Path,
     network_id: Hash,
     admits: impl Fn(usize) -> bool,
+    stage: Option<&str>,
 ) -> Result<Option<Snapshot>> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(Error::io("reading", path)(err)),
     };
-    parse(&bytes, network_id, &admits)
+    parse(&bytes, network_id, &admits, stage)
         .map(Some)
         .map_err(|reason| Error::Checkpoint {
             path: path.to_owned(),
@@ -77,6 +90,7 @@ fn parse(
     bytes: &[u8],
     network_id: Hash,
     admits: &dyn Fn(usize) -> bool,
+    stage: Option<&str>,
 ) -> Result<Snapshot, String> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|err| err.to_string())?;
     let meta = header.metadata().clone().unwrap_or_default();
@@ -93,6 +107,12 @@ fn parse(
     }
     if field("network_id")? != network_id.to_hex() {
         return Err("it belongs to another network (genesis file)".into());
+    }
+    let held = meta.get("stage").map(String::as_str);
+    if held != stage {
+        let name =
+            |s: Option<&str>| s.map_or("the whole model".to_owned(), |s| format!("stage {s}"));
+        return Err(format!("it holds {}, not {}", name(held), name(stage)));
     }
     let round: u64 = field("round")?
         .parse()
@@ -221,14 +241,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(CHECKPOINT_FILE);
         let net = Hash::of(b"net");
-        assert_eq!(load(&path, net, |n| n == 3).unwrap(), None);
-        save(&path, net, &state()).unwrap();
+        assert_eq!(load(&path, net, |n| n == 3, None).unwrap(), None);
+        save(&path, net, &state(), None).unwrap();
         let next = Snapshot {
             round: 8,
             ..state()
         };
-        save(&path, net, &next).unwrap();
-        assert_eq!(load(&path, net, |n| n == 3).unwrap(), Some(next));
+        save(&path, net, &next, None).unwrap();
+        assert_eq!(load(&path, net, |n| n == 3, None).unwrap(), Some(next));
         assert!(!path.with_extension("safetensors.tmp").exists());
     }
 
@@ -237,15 +257,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(CHECKPOINT_FILE);
         let net = Hash::of(b"net");
-        save(&path, net, &state()).unwrap();
-        assert!(load(&path, Hash::of(b"other"), |n| n == 3).is_err());
-        assert!(load(&path, net, |n| n == 4).is_err());
+        save(&path, net, &state(), None).unwrap();
+        assert!(load(&path, Hash::of(b"other"), |n| n == 3, None).is_err());
+        assert!(load(&path, net, |n| n == 4, None).is_err());
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.len() - 5;
         bytes[at] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(load(&path, net, |n| n == 3).is_err());
+        assert!(load(&path, net, |n| n == 3, None).is_err());
         std::fs::write(&path, b"garbage").unwrap();
-        assert!(load(&path, net, |n| n == 3).is_err());
+        assert!(load(&path, net, |n| n == 3, None).is_err());
+    }
+
+    #[test]
+    fn a_stage_checkpoint_loads_only_as_the_stage_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STAGE_CHECKPOINT_FILE);
+        let net = Hash::of(b"net");
+        let stage = Some("layers 0..1 with the embedding, of 2");
+        save(&path, net, &state(), stage).unwrap();
+        assert_eq!(load(&path, net, |n| n == 3, stage).unwrap(), Some(state()));
+        let other = load(
+            &path,
+            net,
+            |n| n == 3,
+            Some("layers 1..2 with the head, of 2"),
+        );
+        let err = other.unwrap_err().to_string();
+        assert!(err.contains("it holds stage layers 0..1"), "{err}");
+        assert!(
+            load(&path, net, |n| n == 3, None).is_err(),
+            "not the whole model"
+        );
+        let whole = dir.path().join(CHECKPOINT_FILE);
+        save(&whole, net, &state(), None).unwrap();
+        assert!(load(&whole, net, |n| n == 3, stage).is_err(), "not a stage");
     }
 }

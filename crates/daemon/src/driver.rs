@@ -125,6 +125,9 @@ pub(crate) struct Driver {
     pub(crate) loss: LossGauge,
     pub(crate) status: StatusBoard,
     pub(crate) checkpoints: watch::Sender<Option<Arc<Snapshot>>>,
+    /// A pipeline stage's round-start state for its checkpoint, with the stage it holds
+    /// (`Role::checkpoint_tag`).
+    pub(crate) stage_checkpoints: watch::Sender<Option<(Arc<Snapshot>, String)>>,
     pub(crate) start: Option<StartRule>,
     pub(crate) max_frame: usize,
     pub(crate) done_tx: mpsc::Sender<Done>,
@@ -455,14 +458,19 @@ impl Driver {
         }
     }
 
-    /// Hands the latest round-start state to the checkpoint writer (not a pipeline stage's: the
-    /// checkpoint holds a whole model).
+    /// Hands the latest round-start state to its checkpoint writer: a pipeline stage's, with the
+    /// stage it holds, or the whole model's (which the API's generator reads too).
     fn checkpoint(&self) {
-        if self.pipeline.role().is_some() {
-            return;
+        let state = Arc::new(self.node.snapshot());
+        match self.pipeline.role() {
+            Some(role) => {
+                let tag = role.checkpoint_tag();
+                self.stage_checkpoints.send_replace(Some((state, tag)));
+            }
+            None => {
+                self.checkpoints.send_replace(Some(state));
+            }
         }
-        self.checkpoints
-            .send_replace(Some(Arc::new(self.node.snapshot())));
     }
 
     /// Starts the pending job if the trainer is free and the job is for the node's current round

@@ -40,7 +40,8 @@
 //!   needs the built dataset; the others fetch the manifest, tokenizer, validation shards and
 //!   each round's assigned training shards from holders and check each against the genesis roots.
 //! - **Checkpoints** ([`checkpoint`](crate::checkpoint)): after every round, one safetensors file
-//!   written atomically; on restart the node resumes from it, then catches up as above.
+//!   written atomically (a pipeline stage's in its own file); on restart the node resumes from
+//!   it, then catches up as above.
 //!
 //! # Feature Flags
 //!
@@ -94,7 +95,8 @@ pub use atomic::{Durability, write_atomic};
 #[cfg(feature = "cheat")]
 pub use cheat::Cheat;
 pub use checkpoint::{
-    CHECKPOINT_FILE, load as load_checkpoint, params_bytes, save as save_checkpoint,
+    CHECKPOINT_FILE, STAGE_CHECKPOINT_FILE, load as load_checkpoint, params_bytes,
+    save as save_checkpoint,
 };
 
 /// Where, under the data directory, a node keeps its training chains' checkpoints for audits.
@@ -122,7 +124,8 @@ pub struct Daemon {
     http: SocketAddr,
     addrs: Vec<Multiaddr>,
     api: JoinHandle<neuroshard_api::Result<()>>,
-    checkpoints: JoinHandle<()>,
+    /// The writers of the whole model's checkpoint and of a stage's.
+    checkpoints: [JoinHandle<()>; 2],
 }
 
 impl Daemon {
@@ -223,10 +226,17 @@ impl Daemon {
         if let Some(chain) = &chain {
             status.ledger(chain.status());
         }
-        let checkpoint_task = tokio::spawn(write_checkpoints(
-            data_dir.join(CHECKPOINT_FILE),
-            network_id,
-            checkpoint_rx,
+        let whole = data_dir.join(CHECKPOINT_FILE);
+        let whole_writer = tokio::spawn(write_checkpoints(checkpoint_rx, move |state| {
+            checkpoint::save(&whole, network_id, state, None)
+        }));
+        let (stage_checkpoints, stage_rx) = watch::channel(None);
+        let stage = data_dir.join(STAGE_CHECKPOINT_FILE);
+        let stage_writer = tokio::spawn(write_checkpoints(
+            stage_rx,
+            move |(state, tag): &(Arc<Snapshot>, String)| {
+                checkpoint::save(&stage, network_id, state, Some(tag))
+            },
         ));
         let offer_ttl = (3 * settings.protocol.round_timeout).max(Duration::from_secs(60));
         let (done_tx, done_rx) = mpsc::channel(64);
@@ -241,6 +251,7 @@ impl Daemon {
             loss: LossGauge::new(),
             status,
             checkpoints,
+            stage_checkpoints,
             start: Some(StartRule {
                 // A node given a bootstrap peer waits to hear from it, whatever `min_peers` says.
                 min_peers: config
@@ -276,7 +287,7 @@ impl Daemon {
             http,
             addrs,
             api,
-            checkpoints: checkpoint_task,
+            checkpoints: [whole_writer, stage_writer],
         })
     }
 
@@ -298,8 +309,10 @@ impl Daemon {
     /// Trains with the network until `shutdown` resolves; the last checkpoint is flushed first.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let outcome = self.driver.run(shutdown).await;
-        // Dropping the driver closes the checkpoint channel; the writer finishes its last file.
-        let _ = self.checkpoints.await;
+        // Dropping the driver closes the checkpoint channels; the writers finish their last file.
+        for writer in self.checkpoints {
+            let _ = writer.await;
+        }
         self.api.abort();
         outcome
     }
@@ -428,19 +441,18 @@ fn start_grace(config: &NodeConfig) -> Duration {
 /// See [`start_grace`].
 const BUDGET_GRACE: Duration = Duration::from_secs(120);
 
-/// Writes each new round-start state as it comes, until the driver drops the channel.
-async fn write_checkpoints(
-    path: std::path::PathBuf,
-    network_id: neuroshard_primitives::Hash,
-    mut states: watch::Receiver<Option<Arc<Snapshot>>>,
+/// Writes each new round-start state as it comes with `save`, until the driver drops the
+/// channel.
+async fn write_checkpoints<T: Clone + Send + Sync + 'static>(
+    mut states: watch::Receiver<Option<T>>,
+    save: impl Fn(&T) -> Result<()> + Clone + Send + 'static,
 ) {
     while states.changed().await.is_ok() {
         let Some(state) = states.borrow_and_update().clone() else {
             continue;
         };
-        let path = path.clone();
-        let written =
-            tokio::task::spawn_blocking(move || checkpoint::save(&path, network_id, &state)).await;
+        let save = save.clone();
+        let written = tokio::task::spawn_blocking(move || save(&state)).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(%err, "checkpoint not written"),

@@ -10,13 +10,14 @@ use std::sync::atomic::Ordering;
 use candle_core::Device;
 use neuroshard_ledger::Part;
 use neuroshard_model::{Stage, StageSpec};
-use neuroshard_node::TrainingJob;
+use neuroshard_node::{Node, Snapshot, TrainingJob};
 use neuroshard_p2p::PeerId;
 use neuroshard_pipeline::Layout;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
 use neuroshard_train::StageLoop;
 
 use crate::audit::{Replayer, StageReplayer};
+use crate::checkpoint::{self, STAGE_CHECKPOINT_FILE};
 use crate::driver::Driver;
 use crate::grow::StageGrower;
 use crate::lane::{Lane, LaneRounds, Notice};
@@ -345,7 +346,7 @@ impl Driver {
             Placement::Stage(role) => tracing::info!(
                 stage = role.stage, stages = role.stages, layers = ?role.spec.layers,
                 lane = role.lane, lanes = role.lanes, members, params,
-                "training one stage of a pipeline; checkpoints are off in pipeline mode (docs/pipeline.md)"
+                "training one stage of a pipeline (docs/pipeline.md)"
             ),
             Placement::Idle(why) => {
                 tracing::warn!(why, "no pipeline lane for this node: it trains nothing");
@@ -425,7 +426,15 @@ impl Driver {
         let protocol = self.pipeline.settings.protocol.clone();
         let patience = protocol.round_timeout;
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
-        self.replace_core(round_core::fresh(&self.chain, key, protocol, params)?);
+        let node = match self.stage_checkpoint(role, params.len()) {
+            Some(state) => {
+                let members = BTreeSet::from([key.node_id()]);
+                let agreement = round_core::agreement(&self.chain);
+                Node::resume(key, protocol, members, state, agreement)?
+            }
+            None => round_core::fresh(&self.chain, key, protocol, params)?,
+        };
+        self.replace_core(node);
         self.chains.restore_own(&mut self.node);
         let settings = &self.pipeline.settings;
         let (depths, seed) = (settings.depths.clone(), self.pipeline.seed);
@@ -487,6 +496,29 @@ impl Driver {
         });
         self.learn_decided(role.part());
         Ok(())
+    }
+
+    /// The round-start state of `role`'s stage of `n_params` parameters that this node saved, if
+    /// it saved one of that very stage (a node the plan moved, or that grew since, builds its
+    /// stage afresh and takes its stage mates' state); a checkpoint that does not load is said
+    /// and left.
+    fn stage_checkpoint(&self, role: &Role, n_params: usize) -> Option<Snapshot> {
+        let pipeline = &self.pipeline;
+        let path = pipeline.data_dir.join(STAGE_CHECKPOINT_FILE);
+        let tag = role.checkpoint_tag();
+        let admits = |n: usize| n == n_params;
+        match checkpoint::load(&path, pipeline.network_id, admits, Some(&tag)) {
+            Ok(Some(state)) => {
+                let round = state.round;
+                tracing::info!(round, stage = tag, "resuming the stage from its checkpoint");
+                Some(state)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::info!(%err, "the stage starts afresh: its checkpoint does not serve");
+                None
+            }
+        }
     }
 
     /// The stage `spec` of the model at `n_layers` with round 0's weights: seeded as the whole

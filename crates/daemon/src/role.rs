@@ -269,6 +269,22 @@ impl Role {
         self.part() == other.part()
     }
 
+    /// What its stage checkpoint says it holds (`checkpoint::STAGE_CHECKPOINT_FILE`): a node
+    /// resumes from it only under a role that gives the same.
+    pub(crate) fn checkpoint_tag(&self) -> String {
+        let spec = &self.spec;
+        let ends = match (spec.embedding, spec.head) {
+            (true, true) => " with the embedding and the head",
+            (true, false) => " with the embedding",
+            (false, true) => " with the head",
+            (false, false) => "",
+        };
+        format!(
+            "{} of {}: layers {}..{}{ends} of {}",
+            self.stage, self.stages, spec.layers.start, spec.layers.end, self.n_layers
+        )
+    }
+
     /// The part of the model its work claims name on the ledger: its stage of as many.
     pub(crate) fn part(&self) -> Part {
         let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);

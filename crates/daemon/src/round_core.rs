@@ -29,8 +29,8 @@ pub(crate) fn agreement(chain: &Option<Chain>) -> Box<dyn Agreement> {
 /// every member started from scratch.
 const FIRST_ROUND_PATIENCE: Duration = Duration::from_secs(10);
 
-/// A round core built from scratch over `params` (a stage's, which keeps no checkpoint, or a
-/// whole model's without one), with no outer momentum and no member but its own key's: at the
+/// A round core built from scratch over `params` (a stage's or a whole model's without a
+/// checkpoint to resume), with no outer momentum and no member but its own key's: at the
 /// ledger's round (`Chain::fresh_round`), or at round 0 without a ledger. Past round 0 it
 /// trains once it installed its members' state (`Node::from_scratch`).
 pub(crate) fn fresh(

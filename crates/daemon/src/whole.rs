@@ -98,7 +98,7 @@ async fn resume_node(pipeline: &Pipeline, chain: &Option<Chain>, data: &DataSync
     let key = Keypair::from_seed(pipeline.key.secret_bytes());
     let admits = |n: usize| settings.depths.config_for(n).is_some();
     let path = pipeline.data_dir.join(CHECKPOINT_FILE);
-    let resumed = checkpoint::load(&path, pipeline.network_id, admits);
+    let resumed = checkpoint::load(&path, pipeline.network_id, admits, None);
     let mut node = match resumed.map_err(|err| Error::Resume(Box::new(err)))? {
         Some(snapshot) => {
             tracing::info!(

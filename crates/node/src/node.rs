@@ -343,8 +343,8 @@ impl Node {
         Ok(node)
     }
 
-    /// A node built from scratch at `round` of a running network (a pipeline stage, which keeps
-    /// no checkpoint; a whole model whose checkpoint is gone): it holds `params`, the seed's,
+    /// A node built from scratch at `round` of a running network (a pipeline stage moved, or
+    /// restarted without its stage's checkpoint; a whole model whose checkpoint is gone): it holds `params`, the seed's,
     /// which are no round's model, so it votes for no round. Its first tick asks its members for
     /// their latest votes, and it trains once it installed the state they settled on (within
     /// the round, it trains that round; later, it observes one first), or after `patience` if

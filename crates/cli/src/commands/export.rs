@@ -75,7 +75,7 @@ fn load(dir: &Path, genesis: &Path, tokenizer: &Tokenizer) -> Result<NeuroLlm> {
         .map_err(anyhow::Error::msg)
         .context("the genesis file's model and growth sections")?;
     // Any size loads (the network id and the hashes are checked); the depth is checked below.
-    let snapshot = neuroshard_daemon::load_checkpoint(&state, genesis.network_id(), |_| true)
+    let snapshot = neuroshard_daemon::load_checkpoint(&state, genesis.network_id(), |_| true, None)
         .with_context(|| {
             format!(
                 "reading the node checkpoint {}; pass the node's --genesis directory",
@@ -221,7 +221,7 @@ mod tests {
         };
         let state = node.join(neuroshard_daemon::CHECKPOINT_FILE);
         let network = genesis.genesis().network_id();
-        neuroshard_daemon::save_checkpoint(&state, network, &snapshot).unwrap();
+        neuroshard_daemon::save_checkpoint(&state, network, &snapshot, None).unwrap();
         let tokenizer = genesis.tokenizer();
         let loaded = load(&node, &genesis_dir, tokenizer).unwrap();
         assert_eq!(loaded.flat_params().unwrap(), snapshot.params);
@@ -234,7 +234,7 @@ mod tests {
             params: other,
             ..snapshot
         };
-        neuroshard_daemon::save_checkpoint(&state, theirs, &foreign).unwrap();
+        neuroshard_daemon::save_checkpoint(&state, theirs, &foreign, None).unwrap();
         let err = load(&node, &genesis_dir, tokenizer).unwrap_err();
         assert!(format!("{err:#}").contains("network"), "{err:#}");
         // The node's advice (delete it, resync) is not an export's.
@@ -271,7 +271,7 @@ mod tests {
         };
         let state = node.join(neuroshard_daemon::CHECKPOINT_FILE);
         let network = genesis.genesis().network_id();
-        neuroshard_daemon::save_checkpoint(&state, network, &snapshot).unwrap();
+        neuroshard_daemon::save_checkpoint(&state, network, &snapshot, None).unwrap();
         let loaded = load(&node, &genesis_dir, genesis.tokenizer()).unwrap();
         assert_eq!(loaded.config().n_layers, 4);
         let out = dir.path().join("hf");
@@ -293,7 +293,7 @@ mod tests {
             params: odd.flat_params().unwrap(),
             ..snapshot
         };
-        neuroshard_daemon::save_checkpoint(&state, network, &stray).unwrap();
+        neuroshard_daemon::save_checkpoint(&state, network, &stray, None).unwrap();
         let err = load(&node, &genesis_dir, genesis.tokenizer()).unwrap_err();
         assert!(
             format!("{err:#}").contains("no depth this genesis allows ([2, 4] layers)"),
