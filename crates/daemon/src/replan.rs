@@ -137,7 +137,10 @@ impl Driver {
 
     /// Submits `Action::Pool` with this node's record, unless the roll holds it younger than
     /// half the TTL or it was submitted within a quarter of it; a full roll, which would refuse
-    /// it, is said in the log instead.
+    /// it, is said in the log instead. A node whose leave is still pending (it stopped cleanly
+    /// and started again before a boundary planned it out: a whole network run again) submits
+    /// at once, placed or not, which cancels the leave; else the first boundary after a restart
+    /// planned every such node out, and the nodes switched to that plan until a later one.
     fn register_in_pool(&mut self) {
         let me = self.node.id();
         let mine = *self.pipeline.records.mine();
@@ -151,10 +154,12 @@ impl Driver {
         let recent =
             (self.pipeline.plans.registered).is_some_and(|at| age(at) < ttl / RESUBMIT_AFTER);
         let roll = chain.view().pool_roll();
+        let leaving = chain.view().meta.pool_leaving.contains(&me);
         let on_roll = roll.get(&me).is_some_and(|e| {
             (e.memory_budget, e.work_per_sec) == figures && age(e.height) < ttl / RENEW_AT
         });
-        if !in_pipeline || on_roll || recent {
+        let due = leaving || (in_pipeline && !on_roll);
+        if !due || recent {
             return;
         }
         self.pipeline.plans.registered = Some(height);

@@ -84,10 +84,15 @@ pub(crate) fn note_size(state: &mut State) {
 /// (`docs/replan.md`, "The switch round"); the first from round 0, so that it also confirms
 /// the work done under the plan the nodes made among themselves at their start. The first is
 /// made once the pool has kept one size over two boundaries: nodes register as they start, and
-/// a plan made meanwhile would leave the later ones out. Plans in force in no round still
-/// unsettled are dropped.
+/// a plan made meanwhile would leave the later ones out. A roll left empty (every node left or
+/// expired: the whole network stopped, and its leaves were carried on the way down) makes no
+/// plan: the latest stays in force for the nodes that come back, who register again, rather
+/// than a plan that places nobody live. Plans in force in no round still unsettled are dropped.
 pub(crate) fn replan(state: &mut State, work: &impl Work, height: Height) {
     let meta = &state.meta;
+    if meta.pool.is_empty() {
+        return;
+    }
     let latest = state.plan().map(|p| &p.plan);
     let steady = match meta.pool_sizes.as_slice() {
         [.., before, now] => before == now && *now > 0,

@@ -350,3 +350,31 @@ fn plan_boundaries_plan_the_roll_and_say_from_which_round() {
     assert_eq!(from, vec![2, 6], "the first plan dropped");
     assert_eq!(replicas(&chain, 6), [ids(&[3, 6]), ids(&[4, 5])]);
 }
+
+/// A whole network stopped cleanly: every node's leave is carried on the way down, and the next
+/// boundary empties the roll. The ledger makes no plan of nobody (it recorded one: the daemon's
+/// planner kept a leaver per stage, and every node restarted after it took that plan up,
+/// idling those it left out); the latest stays, and the nodes that come back and register
+/// again are planned as before.
+#[test]
+fn a_roll_left_empty_keeps_the_latest_plan() {
+    let mut chain = Chain::new(Rules::DEFAULT);
+    let records = [(3, 1), (4, 2)].map(|(i, budget)| chain.tx(i, support::pool_record(budget)));
+    chain.block(1, records.to_vec()).unwrap();
+    run_to_boundary(&mut chain);
+    run_to_boundary(&mut chain);
+    let first = chain.state.plan().expect("the first plan").clone();
+    let leaves = [3, 4].map(|i| chain.tx(i, Action::PoolLeave));
+    chain.block(1, leaves.to_vec()).unwrap();
+    run_to_boundary(&mut chain);
+    assert!(chain.state.pool_roll().is_empty());
+    assert_eq!(chain.state.plan(), Some(&first), "no plan of nobody");
+    let again = [(3, 1), (4, 2)].map(|(i, budget)| chain.tx(i, support::pool_record(budget)));
+    chain.block(1, again.to_vec()).unwrap();
+    run_to_boundary(&mut chain);
+    assert_eq!(
+        chain.state.plan(),
+        Some(&first),
+        "the same nodes, the same plan"
+    );
+}

@@ -66,7 +66,8 @@ impl Work for TestWork {
         left: &[NodeId],
         _sizes: &[u64],
     ) -> Option<Plan> {
-        let stages = roll.values().map(|e| e.memory_budget).max()?;
+        // An empty roll plans no stage, as `assign` over no members does.
+        let stages = roll.values().map(|e| e.memory_budget).max().unwrap_or(0);
         let stages = usize::try_from(stages).ok().filter(|n| *n <= 16)?;
         let stages = (0..stages)
             .map(|i| StagePlan {
