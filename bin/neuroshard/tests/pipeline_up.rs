@@ -188,7 +188,9 @@ fn a_killed_stage_replica_holds_no_stage_up_and_its_lane_trains_again() {
 }
 
 /// `up` stopped with Ctrl-C and run again on its directory trains on. Its validators keep their
-/// consensus ports (the ledger records them, and they dial each other there), and every stage
+/// consensus ports (the ledger records them, and they dial each other there), the first nodes
+/// to place themselves take the plan their ledger holds (nobody is placed to gossip one; they
+/// waited for each other up to the start rule's latest moment), and every stage
 /// node resumes its stage from its checkpoint (`stage.safetensors`): so the head stage's
 /// validation loss goes on from where it stood rather than from the seed's, and every node
 /// closes rounds past the first run's on the ledger.
@@ -226,13 +228,21 @@ fn a_pipeline_stopped_and_run_again_on_its_directory_trains_on() {
         resumed < (seed + trained) / 2.0,
         "the head stage started again near the seed's loss ({seed}), not from where it stood ({trained}): {resumed}"
     );
-    for i in 0..dashboards.len() {
-        let log = std::fs::read_to_string(work.path().join(format!("up/node-{i}.log"))).unwrap();
+    let logs: Vec<String> = (0..dashboards.len())
+        .map(|i| std::fs::read_to_string(work.path().join(format!("up/node-{i}.log"))).unwrap())
+        .collect();
+    for (i, log) in logs.iter().enumerate() {
         assert!(
             log.contains("resuming the stage from its checkpoint"),
             "node {i} did not resume its stage"
         );
     }
+    // The first to place themselves took their ledger's plan; the others may have heard it.
+    let took = "placing this node under the latest plan its ledger holds";
+    assert!(
+        logs.iter().any(|log| log.contains(took)),
+        "no node took its ledger's plan"
+    );
 }
 
 /// The statuses of `dashboards` once at least `placed` nodes have a role and are past `round`

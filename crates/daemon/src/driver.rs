@@ -245,7 +245,14 @@ impl Driver {
             );
             self.start = None;
             let heard = self.pipeline.plans.heard.take(self.roll_len());
-            self.place(heard).await;
+            let ledger = heard.is_none().then(|| self.ledger_plan()).flatten();
+            if let Some(plan) = &ledger {
+                tracing::info!(
+                    height = plan.height,
+                    "no peer said a plan: placing this node under the latest plan its ledger holds"
+                );
+            }
+            self.place(heard.or(ledger)).await;
         }
         self.replan_tick().await;
         self.tick();

@@ -89,15 +89,29 @@ impl Driver {
 
     /// Whether this node may place itself now: it heard a plan in force from a peer and its
     /// ledger has reached that plan's boundary (so the boundaries after it come from its own
-    /// ledger), or it heard none and nothing says a pipeline runs already (a node without a
-    /// budget, or a pool roll still empty). A node joining a running pipeline waits for its
-    /// peers' plan rather than compute one of its own (until the start rule's latest moment).
+    /// ledger), or it heard none and its ledger holds a plan ([`Driver::ledger_plan`]), or
+    /// nothing says a pipeline runs already (a node without a budget, or a pool roll still
+    /// empty). Otherwise (records on the roll, no plan made yet) it waits for its peers' plan
+    /// rather than compute one of its own, until the start rule's latest moment.
     pub(crate) fn plan_known(&self) -> bool {
         let (chain, roll) = (self.chain.as_ref(), self.roll_len());
         match self.pipeline.plans.heard.agreed(roll) {
             Some(plan) => chain.is_none_or(|c| c.head().height >= plan.height),
-            None => self.pipeline.budget.is_none() || roll == 0,
+            None => self.pipeline.budget.is_none() || roll == 0 || self.ledger_plan().is_some(),
         }
+    }
+
+    /// The latest plan this node's own ledger holds (made at a boundary and agreed there): what
+    /// a node that heard no peer's plan places itself under once the ledger made one. A whole
+    /// network run again has nobody placed to say a plan: every node waited for the others'
+    /// notices up to the start rule's latest moment (120 s), then placed itself under a plan of
+    /// the records it had heard.
+    pub(crate) fn ledger_plan(&self) -> Option<InForce> {
+        let record = self.chain.as_ref()?.view().plan()?;
+        Some(InForce {
+            height: record.height,
+            plan: record.plan.clone(),
+        })
     }
 
     /// Every second: this node's capacity record onto the roll when the roll does not hold it
