@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use candle_core::Device;
 use neuroshard_ledger::Part;
 use neuroshard_model::{Stage, StageSpec};
-use neuroshard_node::{Node, Snapshot, TrainingJob};
+use neuroshard_node::{Snapshot, TrainingJob};
 use neuroshard_p2p::PeerId;
 use neuroshard_pipeline::Layout;
 use neuroshard_primitives::{Hash, Keypair, NodeId};
@@ -427,11 +427,7 @@ impl Driver {
         let patience = protocol.round_timeout;
         let key = Keypair::from_seed(self.pipeline.key.secret_bytes());
         let node = match self.stage_checkpoint(role, params.len()) {
-            Some(state) => {
-                let members = BTreeSet::from([key.node_id()]);
-                let agreement = round_core::agreement(&self.chain);
-                Node::resume(key, protocol, members, state, agreement)?
-            }
+            Some(state) => round_core::resumed(&self.chain, key, protocol, state)?,
             None => round_core::fresh(&self.chain, key, protocol, params)?,
         };
         self.replace_core(node);

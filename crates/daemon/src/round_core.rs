@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use neuroshard_ledger::Part;
 use neuroshard_node::{
-    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, NodeConfig, Timestamp,
+    Agreement, DeadlineAgreement, Input, LedgerAgreement, Node, NodeConfig, Snapshot, Timestamp,
 };
 use neuroshard_primitives::Keypair;
 
@@ -49,6 +49,24 @@ pub(crate) fn fresh(
         (round, params),
         agreement(chain),
         FIRST_ROUND_PATIENCE,
+    )?)
+}
+
+/// A round core resumed from `state`, a checkpoint's (the whole model's, or a stage's), at its
+/// round, with no member but its own key's; it agrees as [`agreement`] says.
+pub(crate) fn resumed(
+    chain: &Option<Chain>,
+    key: Keypair,
+    protocol: NodeConfig,
+    state: Snapshot,
+) -> Result<Node> {
+    let members = BTreeSet::from([key.node_id()]);
+    Ok(Node::resume(
+        key,
+        protocol,
+        members,
+        state,
+        agreement(chain),
     )?)
 }
 

@@ -106,9 +106,7 @@ async fn resume_node(pipeline: &Pipeline, chain: &Option<Chain>, data: &DataSync
                 params = snapshot.params.len(),
                 "resuming from the checkpoint"
             );
-            let members = BTreeSet::from([key.node_id()]);
-            let agreement = round_core::agreement(chain);
-            Node::resume(key, settings.protocol.clone(), members, snapshot, agreement)?
+            round_core::resumed(chain, key, settings.protocol.clone(), snapshot)?
         }
         None => {
             let params = genesis_params(data, &settings.model, pipeline.seed).await?;
