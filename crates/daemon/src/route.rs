@@ -44,12 +44,14 @@ pub(crate) fn member(grid: &[Vec<NodeId>], stage: usize, lane: usize) -> Option<
 }
 
 /// Each stage's replica index for every lane (`docs/pipeline.md`, "Roles"). Replica `i` of a
-/// stage with `n` replicas serves lane `i`, and lane `l ≥ n` goes to replica
+/// stage with `n` replicas serves lane `i`. Frames name no lane, so two lanes through the same
+/// two nodes of neighbouring stages cannot both run ([`lanes`]); the later lanes of a stage
+/// with fewer replicas than lanes take, of these candidates, the first that leaves the most
+/// lanes running with the stages before it: each turn `k` (lane `l ≥ n` to replica
 /// `(l + k·⌊l / n⌋) mod n`: each run of `n` lanes takes every replica once, turned by `k` more
-/// than the run before. Frames name no lane, so two lanes through the same two nodes of
-/// neighbouring stages cannot both run ([`lanes`]); each stage takes the smallest `k` that
-/// leaves the most lanes running with the stages before it (with `k = 0` for all, two stages of
-/// 2 replicas before one of 4 ran 2 lanes of 4; with the stage's turn, all 4).
+/// than the run before), then [`paired`]. With every member up that runs every lane wherever
+/// the pool's bound allows (`neuroshard_pool::running_lanes`; with `k = 0` for all, two stages
+/// of 2 replicas before one of 4 ran 2 lanes of 4; the turns alone left 4, 2 and 5 at 4 of 5).
 fn slots(grid: &[Vec<NodeId>]) -> Vec<Vec<usize>> {
     let n_lanes = lane_count(grid);
     let turned = |n: usize, k: usize| -> Vec<usize> {
@@ -74,15 +76,56 @@ fn slots(grid: &[Vec<NodeId>]) -> Vec<Vec<usize>> {
                 .filter(|&l| pairs.insert((prev[l], now[l])))
                 .collect()
         };
-        // The first of the turns that keep the most lanes running.
+        // The first of the candidates that keeps the most lanes running.
         let best = (0..n)
             .map(|k| turned(n, k))
+            .chain(std::iter::once(paired(n, prev, &running)))
             .min_by_key(|now| std::cmp::Reverse(keep(now).len()))
             .unwrap_or_default();
         running = keep(&best);
         slots.push(best);
     }
     slots
+}
+
+/// A stage of `n` replicas' replica for every lane, after a stage whose replica for lane `l`
+/// is `prev[l]`, chosen lane by lane: replica `i` keeps lane `i`; then the `running` lanes, the
+/// ones whose previous replica serves most of them first, each take the least loaded replica
+/// not yet paired with that previous one (at most `⌈lanes / n⌉` lanes a replica); then the
+/// lanes that do not run take what is left. Where the turns pair a lane's previous replica
+/// with one it already has (4, 2 and 5 replicas: lane 4 meets lane 0's pair), this spreads them.
+fn paired(n: usize, prev: &[usize], running: &[usize]) -> Vec<usize> {
+    let n_lanes = prev.len();
+    let most = n_lanes.div_ceil(n);
+    let runs = |l: usize| running.contains(&l);
+    let mut load = vec![0usize; n];
+    let mut pairs = BTreeSet::new();
+    let mut now: Vec<usize> = (0..n_lanes).collect();
+    for l in 0..n.min(n_lanes) {
+        load[l] += 1;
+        if runs(l) {
+            pairs.insert((prev[l], l));
+        }
+    }
+    let sharing = |l: usize| running.iter().filter(|&&r| prev[r] == prev[l]).count();
+    let mut rest: Vec<usize> = (n..n_lanes).collect();
+    rest.sort_by_key(|&l| (!runs(l), std::cmp::Reverse(runs(l).then(|| sharing(l))), l));
+    for l in rest {
+        let open = |r: &usize| load[*r] < most;
+        let unpaired = |r: &usize| !runs(l) || !pairs.contains(&(prev[l], *r));
+        let least = |r: &usize| (load[*r], *r);
+        let pick = (0..n)
+            .filter(|r| open(r) && unpaired(r))
+            .min_by_key(least)
+            .or_else(|| (0..n).filter(open).min_by_key(least))
+            .unwrap_or(0);
+        load[pick] += 1;
+        now[l] = pick;
+        if runs(l) {
+            pairs.insert((prev[l], pick));
+        }
+    }
+    now
 }
 
 /// The node whose data assignment lane `lane` reads: its member of the first stage with the
@@ -625,6 +668,32 @@ mod tests {
         // idles whatever the turns (3 of 5 did before).
         assert_eq!(idle(&[2, 2, 2, 2, 2, 2, 2, 5]), 1);
         assert_eq!(idle(&[1, 1, 1, 2]), 1);
+        // Where no turn keeps lane 4 off lane 0's pair of nodes, the lanes are paired one by
+        // one (the turns alone ran 4 of 5).
+        assert_eq!(slots(&uneven(&[4, 2, 5]))[1], vec![0, 1, 0, 0, 1]);
+        assert_eq!(idle(&[4, 2, 5]), 0);
+    }
+
+    /// Over every plan of 2 to 5 stages of 1 to 7 replicas, with every member up, exactly as
+    /// many lanes run as the pool's planner counts on (`neuroshard_pool::running_lanes`: no
+    /// more than two neighbouring stages have pairs of replicas).
+    #[test]
+    fn every_lane_the_pairs_of_replicas_allow_runs() {
+        let mut plans: Vec<Vec<u8>> = (1..=7).map(|n| vec![n]).collect();
+        let mut checked = 0;
+        for _ in 1..5 {
+            plans = plans
+                .iter()
+                .flat_map(|p| (1..=7).map(|n| [&p[..], &[n]].concat()))
+                .collect();
+            for counts in &plans {
+                let wide: Vec<usize> = counts.iter().map(|&c| usize::from(c)).collect();
+                let running = lane_count(&uneven(counts)) - idle(counts);
+                assert_eq!(running, neuroshard_pool::running_lanes(&wide), "{counts:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 49 + 343 + 2401 + 16807);
     }
 
     /// Over every plan of 2 to 4 stages of 1 to 5 replicas: each replica serves its own lane

@@ -12,7 +12,8 @@
 //!    taking the smallest member that fits it (so big members stay free for big stages); then
 //!    the same again, so that every stage has [`REDUNDANCY`] replicas where the members allow
 //!    (one to fail over to); then every other member, fastest first, joins the stage it fits
-//!    whose time per token (work over the replicas' summed speed) is highest; then the stage
+//!    that leaves the fewest lanes idle ([`running_lanes`]), of those the one whose time per
+//!    token (work over the replicas' summed speed) is highest; then the stage
 //!    lengths are set by water-filling: each layer after the first of every stage goes to the
 //!    stage whose time grows least, never past what its smallest replica can hold. That
 //!    minimises the slowest stage's time for these replica sets.
@@ -41,8 +42,9 @@
 //! water-filling places layers: each at the end of the stage whose time per token grows least,
 //! never past what the stage's smallest replica holds (a new layer starts as the identity, so
 //! it can sit at the end of any stage; the stages after it only relabel their layers); when
-//! they do not all fit, the depth stays. The other new members join fastest first, where the
-//! time per token is highest, appended to the stage.
+//! they do not all fit, the depth stays. The other new members join as in 2 (fastest first,
+//! where they leave the fewest lanes idle, then where the time per token is highest),
+//! appended to the stage.
 
 use std::ops::Range;
 
@@ -137,6 +139,18 @@ impl Plan {
             .unwrap_or(0)
     }
 
+    /// Lanes that can run at once with every member up: [`Plan::lanes`], at most
+    /// [`running_lanes`] of its stages' replica counts.
+    pub fn running_lanes(&self) -> usize {
+        running_lanes(
+            &self
+                .stages
+                .iter()
+                .map(|s| s.replicas.len())
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// Layers that nodes must fetch to go from `before` to this plan: for each node with a
     /// stage, the layers of its stage it did not hold before.
     pub fn moves_from(&self, before: &Plan) -> usize {
@@ -152,6 +166,17 @@ impl Plan {
         let per_stage = |s: &StagePlan| s.replicas.iter().map(|n| fetched(s, n)).sum::<usize>();
         self.stages.iter().map(per_stage).sum()
     }
+}
+
+/// Lanes that can run at once through stages of `replicas` replicas each, in pipeline order:
+/// as many as the most replicas a stage has, but no more than any two neighbouring stages have
+/// pairs of replicas (a frame names no lane, so two lanes through the same two nodes could not
+/// be told apart; `docs/pipeline.md`, "Roles"). The lanes' routes reach it
+/// (`neuroshard_daemon`'s `route::slots`).
+pub fn running_lanes(replicas: &[usize]) -> usize {
+    let lanes = replicas.iter().copied().max().unwrap_or(0);
+    let pairs = replicas.windows(2).map(|w| w[0].saturating_mul(w[1]));
+    pairs.fold(lanes, usize::min)
 }
 
 /// Assigns the members to stages of a model of `n_layers` layers whose parts need `footprint`
@@ -501,18 +526,27 @@ impl<'a> Pool<'a> {
         draft.replicas.iter_mut().for_each(|r| r.sort_unstable());
     }
 
-    /// Appends the `free` members, fastest first, each to the stage it fits whose time per token
-    /// is highest (ties to the first).
+    /// Appends the `free` members, fastest first, each to the stage it fits that leaves the
+    /// fewest lanes idle ([`running_lanes`]: a replica past what its neighbours' pairs can pair
+    /// it with would serve no lane), of those the one whose time per token is highest (ties to
+    /// the first).
     fn add_by_speed(&self, draft: &mut Draft, mut free: Vec<usize>) {
         let k = draft.lens.len();
         free.sort_by_key(|&i| (std::cmp::Reverse(self.members[i].work_per_sec), i));
         for i in free {
+            let idle_with = |s: usize| {
+                let mut counts: Vec<usize> = draft.replicas.iter().map(Vec::len).collect();
+                counts[s] += 1;
+                counts.iter().max().unwrap_or(&0) - running_lanes(&counts)
+            };
             let target = (0..k)
                 .filter(|&s| self.cap(i, s, k) >= draft.lens[s])
                 .max_by(|&a, &b| {
                     let ta = self.time(draft.lens[a], a, k, &draft.replicas[a]);
                     let tb = self.time(draft.lens[b], b, k, &draft.replicas[b]);
-                    ta.cmp_with(&tb).then(b.cmp(&a))
+                    (idle_with(b).cmp(&idle_with(a)))
+                        .then(ta.cmp_with(&tb))
+                        .then(b.cmp(&a))
                 });
             if let Some(s) = target {
                 draft.replicas[s].push(i);

@@ -37,7 +37,9 @@ mod error;
 mod footprint;
 mod growth;
 
-pub use assign::{Member, Plan, REBALANCE, REDUNDANCY, REPLAN, StagePlan, Unplaced, assign, carry};
+pub use assign::{
+    Member, Plan, REBALANCE, REDUNDANCY, REPLAN, StagePlan, Unplaced, assign, carry, running_lanes,
+};
 pub use capacity::{CAPACITY_NAMESPACE, CapacityRecord, MAX_CAPACITY_FRAME};
 pub use error::{Error, Result};
 pub use footprint::{Footprint, REPLAY_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, Workload};

@@ -250,10 +250,14 @@ proptest! {
 
     /// Every stage gets a second replica, one to fail over to, when the members allow: here,
     /// equal budgets (whoever fits one stage fits it again) and at least two members a stage.
+    /// The members past those join where they leave no lane idle (a replica that two
+    /// neighbouring stages' pairs of replicas cannot give a lane of its own), in the plan and
+    /// when joiners of the same budget come to the running plan.
     #[test]
     fn every_stage_has_a_replica_to_fail_over_to_where_the_members_allow(
         (n_layers, ms) in members(40),
         budget_part in 1u64..=8,
+        joining in 0usize..=6,
     ) {
         let whole = footprint(n_layers).bytes(n_layers, true, true);
         let budget = whole / 8 * budget_part;
@@ -261,10 +265,16 @@ proptest! {
         let p = plan(n_layers, &even, None);
         check_valid(n_layers, &even, &p)?;
         let placed: usize = p.stages.iter().map(|s| s.replicas.len()).sum();
-        if placed >= 2 * p.stages.len() {
+        if !p.stages.is_empty() && placed >= 2 * p.stages.len() {
             for (s, stage) in p.stages.iter().enumerate() {
                 prop_assert!(stage.replicas.len() >= 2, "stage {} of {:?}", s, p);
             }
+            prop_assert_eq!(p.running_lanes(), p.lanes(), "{:?}", p);
+            let mut grown = even.clone();
+            grown.extend((0..joining).map(|i| Member { node: node(10_000 + i as u32), ..even[0] }));
+            let fp = footprint(n_layers);
+            let carried = carry(&p, n_layers, &fp, WORKLOAD, &grown, &[]);
+            prop_assert_eq!(carried.running_lanes(), carried.lanes(), "{:?}", carried);
         }
     }
 

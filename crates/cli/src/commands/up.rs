@@ -145,11 +145,19 @@ fn describe(plan: &Plan, whole: u64, budget: u64, nodes: usize, batch: usize) ->
             let counts: Vec<usize> = plan.stages.iter().map(|s| s.replicas.len()).collect();
             let idle = nodes.saturating_sub(counts.iter().sum());
             let replicas: Vec<String> = counts.iter().map(usize::to_string).collect();
+            let idle_lanes = lanes - plan.running_lanes();
             format!(
-                "{needs}: with equal speeds the {nodes} nodes form {stages} stages (layers {}) held by {} replicas, {lanes} lane{}{}; each node's measured speed decides the real plan",
+                "{needs}: with equal speeds the {nodes} nodes form {stages} stages (layers {}) held by {} replicas, {lanes} lane{}{}{}; each node's measured speed decides the real plan",
                 ranges.join(", "),
                 replicas.join(", "),
                 if lanes == 1 { "" } else { "s" },
+                if idle_lanes == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        " ({idle_lanes} idle: neighbouring stages have too few pairs of replicas)"
+                    )
+                },
                 if idle == 0 {
                     String::new()
                 } else {
@@ -279,5 +287,33 @@ mod tests {
         let (plan, _) = neuroshard_daemon::preview_plan(&cfg, 8, 7, 1000);
         let text = describe(&plan, whole, 1000, 7, 8);
         assert!(text.contains("cannot hold it"), "{text}");
+    }
+
+    #[test]
+    fn the_preview_says_which_lanes_would_idle() {
+        // Four nodes over three stages: both lanes would join the first two stages' only
+        // replicas, so one of them idles.
+        let node = |i: u8| neuroshard_primitives::NodeId([i; 32]);
+        let stage =
+            |layers: std::ops::Range<usize>, replicas: Vec<u8>| neuroshard_pool::StagePlan {
+                embedding: layers.start == 0,
+                head: layers.end == 3,
+                layers,
+                replicas: replicas.into_iter().map(node).collect(),
+            };
+        let plan = Plan {
+            n_layers: 3,
+            stages: vec![
+                stage(0..1, vec![1]),
+                stage(1..2, vec![2]),
+                stage(2..3, vec![3, 4]),
+            ],
+            unplaced: Vec::new(),
+        };
+        let text = describe(&plan, 1_000_000, 500_000, 4, 8);
+        assert!(
+            text.contains("held by 1, 1, 2 replicas, 2 lanes (1 idle: "),
+            "{text}"
+        );
     }
 }
