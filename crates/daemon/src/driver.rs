@@ -233,7 +233,8 @@ impl Driver {
         if self.start.is_some() {
             self.publish_capacity();
         }
-        let heard_all = self.heard_every_capacity() && self.plan_known();
+        // Only a node that has not started yet asks (a plan's lookup on every tick is not free).
+        let heard_all = self.start.is_some() && self.heard_every_capacity() && self.plan_known();
         if let Some(rule) = &mut self.start
             && rule.ready(self.peers.len(), Instant::now())
             && (heard_all || Instant::now() >= rule.latest)

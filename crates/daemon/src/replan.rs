@@ -103,9 +103,8 @@ impl Driver {
 
     /// The latest plan this node's own ledger holds (made at a boundary and agreed there): what
     /// a node that heard no peer's plan places itself under once the ledger made one. A whole
-    /// network run again has nobody placed to say a plan: every node waited for the others'
-    /// notices up to the start rule's latest moment (120 s), then placed itself under a plan of
-    /// the records it had heard.
+    /// network run again has nobody placed to say a plan; without this, every node would wait
+    /// for the others' notices up to the start rule's latest moment (120 s).
     pub(crate) fn ledger_plan(&self) -> Option<InForce> {
         let record = self.chain.as_ref()?.view().plan()?;
         Some(InForce {

@@ -344,11 +344,11 @@ impl Node {
     }
 
     /// A node built from scratch at `round` of a running network (a pipeline stage moved, or
-    /// restarted without its stage's checkpoint; a whole model whose checkpoint is gone): it holds `params`, the seed's,
-    /// which are no round's model, so it votes for no round. Its first tick asks its members for
-    /// their latest votes, and it trains once it installed the state they settled on (within
-    /// the round, it trains that round; later, it observes one first), or after `patience` if
-    /// none came (every member started from scratch). Trained from the seed's weights instead,
+    /// restarted without its stage's checkpoint; a whole model whose checkpoint is gone): it
+    /// holds `params`, the seed's, which are no round's model, so it votes for no round. Its
+    /// first tick asks its members for their latest votes, and it trains once it installed the
+    /// state they settled on (within the round, it trains that round; later, it observes one
+    /// first), or after `patience` if none came (every member started from scratch). Trained from the seed's weights instead,
     /// its round counted nowhere, fed its pipeline lane garbage, and in a stage of two replicas
     /// its hash could win the tie against its trained mate's. At round 0 nobody holds a round's
     /// model and it trains at once.

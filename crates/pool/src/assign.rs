@@ -534,17 +534,20 @@ impl<'a> Pool<'a> {
         let k = draft.lens.len();
         free.sort_by_key(|&i| (std::cmp::Reverse(self.members[i].work_per_sec), i));
         for i in free {
-            let idle_with = |s: usize| {
-                let mut counts: Vec<usize> = draft.replicas.iter().map(Vec::len).collect();
-                counts[s] += 1;
-                counts.iter().max().unwrap_or(&0) - running_lanes(&counts)
-            };
+            let counts: Vec<usize> = draft.replicas.iter().map(Vec::len).collect();
+            let idle_with: Vec<usize> = (0..k)
+                .map(|s| {
+                    let mut with = counts.clone();
+                    with[s] += 1;
+                    with.iter().max().unwrap_or(&0) - running_lanes(&with)
+                })
+                .collect();
             let target = (0..k)
                 .filter(|&s| self.cap(i, s, k) >= draft.lens[s])
                 .max_by(|&a, &b| {
                     let ta = self.time(draft.lens[a], a, k, &draft.replicas[a]);
                     let tb = self.time(draft.lens[b], b, k, &draft.replicas[b]);
-                    (idle_with(b).cmp(&idle_with(a)))
+                    (idle_with[b].cmp(&idle_with[a]))
                         .then(ta.cmp_with(&tb))
                         .then(b.cmp(&a))
                 });
