@@ -332,6 +332,80 @@ fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on(
     signal("CONT", up.pid());
 }
 
+/// A replica that serves no lane stands by (`docs/pipeline.md`, "Standing by"). Tiny over 4
+/// nodes under the failover test's budget: 3 stages, one of them held twice, so one lane of
+/// the two cannot run (it would join the same two nodes of neighbouring stages as the other,
+/// and frames name no lane). The replica left without a lane runs no job and claims nothing:
+/// the ledger closes rounds at the pace of the lane that trains, every stage counts its
+/// trainer's Δ in every round, and the standby follows its stage on that Δ, on its mate's
+/// model. The round deadline is 600 s, past every wait. (Before, the standby claimed jobs of no
+/// step: its zero Δ was counted beside its mate's, halving its stage's steps, and where the
+/// lane's first round outlasted the ledger's claim window, its claims ran the ledger's rounds
+/// away and the stages that trained closed round after round with nothing counted.)
+#[test]
+fn a_replica_that_serves_no_lane_stands_by_and_claims_nothing() {
+    let work = work_dir();
+    let init = ["--preset", "tiny", "--inner-steps", "4"];
+    let init = [&init[..], &["--round-deadline-secs", "600"]].concat();
+    let (_, tiny) = footprint_of("tiny");
+    let (_up, started) = start_with(work.path(), &init, 4, tiny.bytes(2, true, false));
+    let limit = Duration::from_secs(300);
+    let dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
+    let statuses = wait_placed(&dashboards, 4, 1, limit);
+    let served = |s: &Value| s["role"]["served"].as_array().map_or(0, Vec::len);
+    let standby = statuses.iter().position(|s| served(s) == 0);
+    let standby = standby.unwrap_or_else(|| panic!("a replica serves no lane: {statuses:#?}"));
+    let stage = statuses[standby]["role"]["stage"].clone();
+    assert_eq!(statuses[standby]["role"]["stages"], 3, "{statuses:#?}");
+    let mate = (0..statuses.len())
+        .find(|&i| i != standby && statuses[i]["role"]["stage"] == stage)
+        .unwrap_or_else(|| panic!("the standby's stage has a training replica: {statuses:#?}"));
+
+    // Every node closes rounds 2 to 5 each with its stage's one trained Δ counted.
+    let (from, to) = (2, 5);
+    let counted = |s: &Value| {
+        let rounds = s["rounds"].as_array().cloned().unwrap_or_default();
+        let one = |r: &u64| {
+            let closed = rounds.iter().find(|c| c["round"].as_u64() == Some(*r));
+            closed.is_some_and(|c| c["included"].as_u64() == Some(1))
+        };
+        (from..=to).all(|r| one(&r))
+    };
+    let now = wait_all(
+        "rounds each counting its stage's Δ",
+        &dashboards,
+        limit,
+        counted,
+    );
+    let hashes = |s: &Value| -> BTreeMap<u64, String> {
+        let rounds = s["rounds"].as_array().unwrap().iter();
+        let hash = |r: &Value| (r["round"].as_u64().unwrap(), r["model_hash"].to_string());
+        rounds
+            .map(hash)
+            .filter(|(r, _)| (from..=to).contains(r))
+            .collect()
+    };
+    assert_eq!(
+        hashes(&now[standby]),
+        hashes(&now[mate]),
+        "the standby follows its stage"
+    );
+    assert!(served(&now[standby]) == 0, "{:#}", now[standby]);
+
+    // On the ledger: every closed round lists the lane's three claims, none of the standby's.
+    let id = &now[standby]["node_id"];
+    for round in from..=to {
+        let view = http_get_json(&dashboards[0], &format!("/api/ledger/round/{round}"));
+        let view = view.unwrap_or_else(|| panic!("the ledger's round {round}"));
+        let claims = view["included"].as_array().unwrap();
+        assert_eq!(claims.len(), 3, "round {round}: {view:#}");
+        assert!(
+            claims.iter().all(|c| &c["contributor"] != id),
+            "round {round}: {view:#}"
+        );
+    }
+}
+
 #[test]
 fn up_with_a_small_budget_trains_a_pipeline_of_stages_and_replicas() {
     let (cfg, _) = nano_footprint();

@@ -141,7 +141,8 @@ pub struct RoleStatus {
     /// Lanes in the pipeline: as many as the most replicas any stage has.
     pub lanes: usize,
     /// The lanes it serves now, from 0: its own (several where its stage has fewer replicas
-    /// than there are lanes) and those it stands in for (`docs/pipeline.md`, "Failover").
+    /// than there are lanes) and those it stands in for (`docs/pipeline.md`, "Failover"); none
+    /// while it stands by ("Standing by").
     #[serde(default)]
     pub served: Vec<usize>,
     /// The other replicas of its stage, with which it runs DiLoCo (node ids, hex).

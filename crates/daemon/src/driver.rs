@@ -504,6 +504,11 @@ impl Driver {
         }
         self.switch_plan(job.round);
         self.reroute_lanes();
+        let nodes = self.pipeline.start_job(self.node.id());
+        if nodes.is_empty() {
+            self.stand_by(job.round);
+            return;
+        }
         self.lane_job(Some(job.round));
         let job = TrainingJob {
             start: self.node.model_hash(),
@@ -511,7 +516,6 @@ impl Driver {
         };
         let trainer = self.trainer.take().expect("checked above");
         let params = self.node.params().to_vec();
-        let nodes = self.pipeline.start_job(self.node.id());
         let (data, done) = (self.data.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             for node in nodes {
@@ -523,6 +527,16 @@ impl Driver {
             let message = validate_and_train(trainer, job, params, done.clone()).await;
             let _ = done.send(message).await;
         });
+    }
+
+    /// A stage replica that serves no lane this round (`docs/pipeline.md`, "Standing by") runs
+    /// no job: a Δ of no step would dilute its stage mates' mean, and its claim would let the
+    /// ledger close rounds at its pace rather than the lanes'. Its round core goes on without a
+    /// Δ of its own and follows the round on its mates' Δs, so it is current when a lane needs
+    /// it as a stand-in.
+    fn stand_by(&mut self, round: u64) {
+        tracing::debug!(round, "standing by: this replica serves no lane this round");
+        self.input(Input::Failed { round });
     }
 
     fn on_done(&mut self, done: Done) -> Result<()> {

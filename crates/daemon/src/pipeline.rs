@@ -259,7 +259,7 @@ impl Driver {
         let peers = &self.peers;
         let connected = |n: &NodeId| peers.values().any(|p| p == n);
         if wires.reroute(&self.pipeline.rounds, connected) {
-            tracing::info!(lanes = ?wires.lanes(), "lane routes changed: this node serves the lanes");
+            say_routes(&wires.lanes());
             self.status.served(wires.lanes());
             self.lane_rounds_changed(true);
         }
@@ -442,6 +442,7 @@ impl Driver {
         let mut wires = LaneWires::new(role, self.node.id(), Arc::clone(&routes))?;
         let peers = &self.peers;
         wires.reroute(&self.pipeline.rounds, |n| peers.values().any(|p| p == n));
+        say_routes(&wires.lanes());
         let link = Link {
             net: self.net.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -551,6 +552,17 @@ impl Driver {
 /// and so on (`docs/pipeline.md`, "Lanes").
 pub(crate) fn lane_round_after_resync(asked: u64, current: u64) -> Option<u64> {
     (current > asked).then_some(current)
+}
+
+/// Logs the lanes this node serves now, or that it stands by (`docs/pipeline.md`, "Standing
+/// by").
+fn say_routes(lanes: &[usize]) {
+    match lanes.is_empty() {
+        true => tracing::info!(
+            "lane routes: this node serves no lane and stands by, a replica to fail over to"
+        ),
+        false => tracing::info!(?lanes, "lane routes: this node serves the lanes"),
+    }
 }
 
 #[cfg(test)]

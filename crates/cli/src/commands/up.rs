@@ -244,16 +244,22 @@ fn summary(status: &serde_json::Value) -> String {
     let served: Vec<String> = (role["served"].as_array().into_iter().flatten())
         .filter_map(|l| Some((l.as_u64()? + 1).to_string()))
         .collect();
+    let lanes = match served.len() {
+        0 => format!("standing by (no lane of {})", role["lanes"]),
+        n => format!(
+            "lane{} {} of {}",
+            if n == 1 { "" } else { "s" },
+            served.join(","),
+            role["lanes"]
+        ),
+    };
     let stage = match role["stage"].as_u64() {
         Some(stage) => format!(
-            "  stage {}/{} layers {}..{} lane{} {} of {}",
+            "  stage {}/{} layers {}..{} {lanes}",
             stage + 1,
             role["stages"],
             role["layers"][0],
             role["layers"][1],
-            if served.len() == 1 { "" } else { "s" },
-            served.join(","),
-            role["lanes"],
         ),
         None => String::new(),
     };
