@@ -237,6 +237,9 @@ pub struct Node {
     /// commitment to the chain plan, a Δ over the frame limit): a list from outside that names
     /// them is not waited for. Rounds behind the current one are dropped at each refusal.
     pub(crate) refused: BTreeMap<Round, BTreeSet<NodeId>>,
+    /// The round, and when this node next asks again for that round's Δs announced and not
+    /// arrived (`exchange::refetch`); `None` while none is missing.
+    pub(crate) refetch_at: Option<(Round, Timestamp)>,
     /// The global model at the start of the current round.
     pub(crate) params: Vec<f32>,
     pub(crate) model_hash: Hash,
@@ -301,6 +304,7 @@ impl Node {
             early: Inbox::new(),
             ahead: BTreeMap::new(),
             refused: BTreeMap::new(),
+            refetch_at: None,
             model_hash: Hash::of_f32(&params),
             params,
             outer,

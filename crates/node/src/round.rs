@@ -3,7 +3,8 @@
 //! 1. **Begin.** Hand the driver a job: H inner steps from the round's start parameters.
 //! 2. **Contribute.** Compress the returned Δ with error feedback, keep the bytes to serve, and
 //!    gossip a signed announcement of their hash.
-//! 3. **Exchange.** For each peer's announcement, fetch its Δ by hash, check the hash, decode.
+//! 3. **Exchange.** For each peer's announcement, fetch its Δ by hash, check the hash, decode;
+//!    ask again while it does not come.
 //! 4. **Agree.** Ask the [`crate::Agreement`] whether the round may close, and on which list.
 //! 5. **Outer step.** Aggregate the listed Δs with the robust rule; apply the Nesterov step.
 //!    Record the pool's size (the included contributors' budgets) and grow the model when the
@@ -86,6 +87,12 @@ impl Node {
 pub(crate) fn on_tick(node: &mut Node, now: Timestamp) -> Vec<Output> {
     let mut outputs = sync::retry(node, now);
     outputs.extend(audit::on_tick(node, now));
+    if matches!(
+        node.phase,
+        Phase::Training | Phase::Exchange | Phase::Observing
+    ) {
+        outputs.extend(exchange::refetch(node, now));
+    }
     match node.phase {
         Phase::Idle => outputs.extend(start(node, now)),
         Phase::Exchange | Phase::Observing => outputs.extend(try_close(node, now)),

@@ -287,6 +287,36 @@ fn a_node_missing_a_delta_closes_at_the_deadline_then_resyncs() {
     net.agreed_at(1);
 }
 
+/// A Δ lost on the way is asked for again a tenth of the deadline after the node first missed
+/// it (at a tick), and the round closes on it long before the deadline: no split, no resync.
+#[test]
+fn a_delta_lost_on_the_way_is_asked_for_again_and_the_round_closes_before_its_deadline() {
+    let mut net = Net::new(3);
+    net.start();
+    net.settle(|to, _, m| to == 2 && matches!(m, Message::Delta { .. }));
+    let tick = |net: &mut Net, secs: f64| {
+        net.now = Timestamp::from_secs_f64(secs);
+        net.feed(2, Input::Tick);
+        net.in_flight.len()
+    };
+    assert_eq!(
+        tick(&mut net, 1.0),
+        0,
+        "missed since this tick: asked for once already"
+    );
+    assert_eq!(
+        tick(&mut net, 1.5),
+        0,
+        "not yet a tenth of the 10 s deadline"
+    );
+    assert_eq!(tick(&mut net, 2.0), 2, "both Δs asked for again");
+    net.settle(|_, _, _| false);
+    net.agreed_at(1);
+    assert_eq!(net.resyncs, 0);
+    assert!(net.closed.iter().all(|(_, s)| s.included.len() == 3));
+    assert_eq!(tick(&mut net, 3.0), 0, "nothing is missing any more");
+}
+
 #[test]
 fn a_delta_of_another_size_than_the_model_counts_nowhere_and_the_round_goes_on() {
     let mut net = Net::new(3);

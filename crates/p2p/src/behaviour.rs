@@ -119,6 +119,9 @@ fn behaviour(
     })
 }
 
+/// How long a frame this node publishes may wait in a peer's send queue (see [`gossip`]).
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Gossipsub that signs with the node key, carries at most one announcement per message, and
 /// holds every message until the driver has validated it (so invalid ones are never forwarded).
 fn gossip(
@@ -132,6 +135,12 @@ fn gossip(
         .validation_mode(ValidationMode::Strict)
         .validate_messages()
         .heartbeat_interval(Duration::from_millis(500))
+        // A frame waits this long in a slow peer's send queue before gossipsub abandons it
+        // (defaults 5 s and 1 s). Every frame here carries protocol state (an announcement, a
+        // request, a vote, a ledger message) that the rounds would otherwise wait for until a
+        // deadline; a node whose CPU the training steps starve drains its queues late, not never.
+        .publish_queue_duration(PUBLISH_PATIENCE)
+        .forward_queue_duration(PUBLISH_PATIENCE / 2)
         .build()?;
     Ok(gossipsub::Behaviour::new(
         MessageAuthenticity::Signed(key.clone()),

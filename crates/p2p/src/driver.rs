@@ -257,6 +257,13 @@ impl Driver {
                     });
                 }
             }
+            BehaviourEvent::Gossip(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            }) => {
+                tracing::warn!(peer = %peer_id, ?failed_messages,
+                    "gossip frames to a slow peer were dropped: its send queue was full or stale");
+            }
             BehaviourEvent::Chunks(event) => self.on_chunks(event),
             BehaviourEvent::Frames(event) => self.on_frames(event),
             BehaviourEvent::Limits(never) => match never {},

@@ -1,8 +1,11 @@
 //! Step 3: collect the round's contributions: announcements, fetches by hash, checked payloads.
 
+use std::time::Duration;
+
 use neuroshard_primitives::{Hash, NodeId};
 use neuroshard_verify::{Commitment, Segments};
 
+use crate::Timestamp;
 use crate::message::{Announcement, Message, Round};
 use crate::node::{Entry, Inbox, Node, Output, penalize};
 use crate::phase::train;
@@ -72,6 +75,43 @@ pub(crate) fn on_announce(
         signer,
         node.seal(&Message::Fetch { round, delta }),
     )]
+}
+
+/// How long an announced Δ may be missing before this node asks its announcer again: a tenth
+/// of the round deadline, at least a second.
+fn refetch_every(node: &Node) -> Duration {
+    (node.config.round_timeout / 10).max(Duration::from_secs(1))
+}
+
+/// Asks again for this round's Δs announced (from this node's model) and not arrived, once they have been missing for
+/// [`refetch_every`], and again each time as long after. A request or the Δ can be lost on the
+/// way (a peer's gossip queue, full under load, drops frames), and without another request the
+/// round would wait for that Δ until its deadline. The announcer serves its recent Δs to
+/// whoever asks; one that arrives twice is taken once.
+pub(crate) fn refetch(node: &mut Node, now: Timestamp) -> Vec<Output> {
+    let round = node.round;
+    let missing: Vec<(NodeId, Hash)> = (node.inbox.iter())
+        .filter(|(id, entry)| **id != node.id && entry.delta.is_none())
+        .filter(|(_, entry)| entry.announcement.base == node.model_hash)
+        .map(|(id, entry)| (*id, entry.announcement.delta))
+        .collect();
+    if missing.is_empty() {
+        node.refetch_at = None;
+        return Vec::new();
+    }
+    let next = (round, now + refetch_every(node));
+    match node.refetch_at.filter(|(r, _)| *r == round) {
+        Some((_, at)) if now < at => return Vec::new(),
+        Some(_) => node.refetch_at = Some(next),
+        None => {
+            // Missing since the last tick: asked for once already, at the announcement.
+            node.refetch_at = Some(next);
+            return Vec::new();
+        }
+    }
+    (missing.into_iter())
+        .map(|(id, delta)| Output::Send(id, node.seal(&Message::Fetch { round, delta })))
+        .collect()
 }
 
 /// Notes that this node refused `signer`'s announcement for `round`, if that round has an inbox
