@@ -148,6 +148,9 @@ pub(crate) struct Driver {
     /// When this node claimed its work for a round, to measure how long the ledger took to
     /// close it (the agreement's share of the round).
     pub(crate) claimed: BTreeMap<u64, Instant>,
+    /// How many network events the swarm dropped (this node's loop read them too slowly), as
+    /// last logged.
+    pub(crate) dropped_events: u64,
     /// The HTTP API's ledger requests.
     pub(crate) jobs: mpsc::Receiver<crate::queries::Job>,
     /// Capacity records, the placement, and a pipeline stage's lane.
@@ -261,9 +264,25 @@ impl Driver {
         self.tell_lane();
         self.ledger_tick();
         self.transport.expire();
+        self.say_dropped_events();
         self.show_progress();
         if let Ok(addrs) = self.net.bootstrap_addrs().await {
             self.status.set_addrs(&addrs);
+        }
+    }
+
+    /// Logs the network events dropped since the last second: the swarm drops what this loop
+    /// has not read when its buffer is full, round messages included, so an operator should
+    /// know (the rounds ask again for what they miss, `docs/protocol.md` step 3).
+    fn say_dropped_events(&mut self) {
+        let dropped = self.net.dropped_events();
+        if dropped > self.dropped_events {
+            tracing::warn!(
+                dropped = dropped - self.dropped_events,
+                total = dropped,
+                "network events dropped: this node's loop read them too slowly"
+            );
+            self.dropped_events = dropped;
         }
     }
 
@@ -294,7 +313,13 @@ impl Driver {
                 Output::Broadcast(frame) => {
                     self.transport.send(ROUND_TOPIC.to_owned(), &frame, false);
                 }
-                Output::Send(to, frame) => self.transport.send(inbox_topic(&to), &frame, true),
+                Output::Send(to, frame) => {
+                    tracing::debug!(%to, len = frame.len(), kind = ?message_kind(&frame), "a round message to one member");
+                    match self.peers.iter().find(|(_, n)| **n == to) {
+                        Some((peer, _)) => self.transport.send_to(*peer, &frame),
+                        None => self.transport.send(inbox_topic(&to), &frame, true),
+                    }
+                }
                 Output::Train(job) => {
                     self.want(job.round);
                     self.pending = Some(job);
@@ -626,7 +651,33 @@ impl Driver {
                     .await;
             }
             NetEvent::Listening(addr) => tracing::info!(%addr, "listening"),
-            NetEvent::Frame { peer, bytes } => self.on_lane_frame(peer, bytes),
+            NetEvent::Frame { peer, bytes } => match crate::transport::direct(&bytes) {
+                Some(note) => self.on_direct(peer, note).await,
+                None => self.on_lane_frame(peer, bytes),
+            },
+        }
+    }
+
+    /// A round frame `peer` sent this node alone over the frame protocol
+    /// ([`Transport::send_to`](crate::transport::Transport::send_to)): handled as if it came on
+    /// this node's inbox topic, once its signature holds and its signer is the peer's node.
+    async fn on_direct(
+        &mut self,
+        peer: PeerId,
+        note: std::result::Result<neuroshard_p2p::Announcement, neuroshard_p2p::Error>,
+    ) {
+        let Some(node) = self.peers.get(&peer).copied() else {
+            return;
+        };
+        match note {
+            Ok(note) if note.verify().is_ok() && note.signer() == node => {
+                let mine = inbox_topic(&self.node.id());
+                self.on_announcement(peer, node, &mine, &note).await;
+            }
+            _ => self.penalize(
+                node,
+                "a direct frame that does not decode or is not its own",
+            ),
         }
     }
 
@@ -669,6 +720,7 @@ impl Driver {
                 self.pipeline
                     .keep_early(Early::Frame(node, note.payload().to_vec()));
                 if heard {
+                    tracing::debug!(%node, kind = ?message_kind(note.payload()), "a round message");
                     self.input(Input::Message(node, note.payload().to_vec()))
                 }
             }
@@ -823,9 +875,14 @@ impl Driver {
 
     pub(crate) fn fetch_offer(&self, peer: PeerId, from: NodeId, offer: Offer) {
         let (net, done) = (self.net.clone(), self.done_tx.clone());
+        tracing::debug!(%from, key = %offer.key.short(), len = offer.len, "fetching an offered frame");
         tokio::spawn(async move {
+            #[allow(clippy::disallowed_methods)] // a debug figure, not protocol time
+            let started = Instant::now();
             match net.fetch(peer, offer.key).await {
                 Ok(frame) => {
+                    tracing::debug!(%from, key = %offer.key.short(), kind = ?message_kind(&frame),
+                        secs = started.elapsed().as_secs_f64(), "fetched an offered frame");
                     let _ = done.send(Done::Frame { from, frame }).await;
                 }
                 Err(err) => tracing::warn!(%peer, %err, "fetching an offered frame failed"),
@@ -866,4 +923,11 @@ async fn validate_and_train(
         Ok((trainer, outcome)) => Done::Job(trainer, outcome),
         Err(err) => Done::Crashed(err.to_string()),
     }
+}
+
+/// The kind of round message `frame` holds (its namespace), for debug logs; `None` when it does
+/// not open.
+fn message_kind(frame: &[u8]) -> Option<String> {
+    let (_, message) = neuroshard_node::Message::open(frame, usize::MAX).ok()?;
+    Some(String::from_utf8_lossy(message.namespace()).into_owned())
 }

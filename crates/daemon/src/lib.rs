@@ -272,6 +272,7 @@ impl Daemon {
             chain,
             ledger_stalled: (0, tokio::time::Instant::now()),
             claimed: BTreeMap::new(),
+            dropped_events: 0,
             jobs,
             pipeline,
             #[cfg(feature = "cheat")]

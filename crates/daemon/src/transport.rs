@@ -4,11 +4,23 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use neuroshard_p2p::{Announcement, MemoryStore, NetworkHandle};
+use neuroshard_p2p::{Announcement, MemoryStore, NetworkHandle, PeerId};
 use neuroshard_primitives::{Hash, Keypair};
 use tokio::time::Instant;
 
 use crate::wire::{self, FRAME_NS, OFFER_NS, Offer, SMALL_FRAME};
+
+/// Marks a round frame sent to one peer over the frame protocol ([`Transport::send_to`]): never a
+/// pipeline frame (`"NSPF"`) or a lane notice (`"NSLR"`).
+const DIRECT: &[u8; 4] = b"NSDM";
+
+/// The announcement a frame from the frame protocol carries, if it is a direct round frame
+/// ([`Transport::send_to`]); not yet verified.
+pub(crate) fn direct(bytes: &[u8]) -> Option<Result<Announcement, neuroshard_p2p::Error>> {
+    bytes
+        .strip_prefix(DIRECT.as_slice())
+        .map(Announcement::decode)
+}
 
 /// A directed frame is retried this often while the recipient's inbox subscription propagates.
 const DIRECT_ATTEMPTS: u32 = 20;
@@ -45,7 +57,41 @@ impl Transport {
     /// Sends `frame` on `topic`: inline when small, as an offer when large. A frame for one
     /// peer (`direct`) is retried in the background until the peer's subscription is known.
     pub(crate) fn send(&mut self, topic: String, frame: &[u8], direct: bool) {
-        let note = if frame.len() <= SMALL_FRAME {
+        let note = self.note(frame);
+        self.publish(topic, note, direct);
+    }
+
+    /// Sends `frame` to the connected `peer` alone over the frame protocol, which says whether
+    /// the peer's node took it (retried like a directed gossip frame while it does not). Its
+    /// announcement (inline, or an offer) is the one [`Transport::send`] would gossip on the
+    /// peer's inbox topic, marked [`DIRECT`]; the peer handles it as if it came that way.
+    /// Gossip to one peer's topic has one path, its connection to this node: a frame stuck there
+    /// is lost without a word (a 12-node pipeline lost every request between two replicas,
+    /// `docs/experiments/2026-12-03-idle-lanes.md`).
+    pub(crate) fn send_to(&mut self, peer: PeerId, frame: &[u8]) {
+        let note = self.note(frame);
+        let Ok(bytes) = note.encode() else {
+            tracing::warn!(%peer, "a frame too large to announce; not sent");
+            return;
+        };
+        let bytes = [DIRECT.as_slice(), &bytes].concat();
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=DIRECT_ATTEMPTS {
+                match net.send_frame(peer, bytes.clone()).await {
+                    Ok(()) => return,
+                    Err(err) if attempt == DIRECT_ATTEMPTS => {
+                        tracing::debug!(%peer, %err, "direct frame not delivered")
+                    }
+                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                }
+            }
+        });
+    }
+
+    /// `frame` as an announcement: inline when small, else an offer of the stored frame.
+    fn note(&mut self, frame: &[u8]) -> Announcement {
+        if frame.len() <= SMALL_FRAME {
             Announcement::sign(&self.key, FRAME_NS, frame)
         } else {
             let key = self.store.insert(frame.to_vec());
@@ -55,8 +101,7 @@ impl Transport {
                 len: frame.len() as u64,
             };
             Announcement::sign(&self.key, OFFER_NS, &wire::encode(&offer))
-        };
-        self.publish(topic, note, direct);
+        }
     }
 
     /// Gossips a small `payload` under `namespace` on `topic` (retried like [`Transport::send`]
