@@ -82,6 +82,25 @@ fn start_with(work: &Path, init: &[&str], nodes: usize, budget: u64) -> (Up, Vec
     start_up(work, &genesis, nodes, budget)
 }
 
+/// `up --nodes nodes` on tiny (4 layers, H = 4, a round deadline of 600 s, past every wait of
+/// the tests) under a budget that three stages need: the first stage of an even split in three
+/// (the embedding and two layers) fits it, a head stage of two layers does not (water-filled to
+/// layers 0, 1..3 and 3).
+fn start_tiny(work: &Path, nodes: usize) -> (Up, Vec<(u32, String)>) {
+    let init = [
+        "--preset",
+        "tiny",
+        "--inner-steps",
+        "4",
+        "--round-deadline-secs",
+        "600",
+    ];
+    let (_, tiny) = footprint_of("tiny");
+    let budget = tiny.bytes(2, true, false);
+    assert!(budget < tiny.bytes(2, false, true));
+    start_with(work, &init, nodes, budget)
+}
+
 /// The small genesis's model (nano, vocabulary 384) and what its parts take to train at `up`'s
 /// default batch (8 sequences: 4 micro-batches of 2).
 fn nano_footprint() -> (Config, Footprint) {
@@ -265,7 +284,7 @@ fn wait_placed(dashboards: &[String], placed: usize, round: u64, limit: Duration
     }
 }
 
-/// Failover: tiny (4 layers), 6 nodes under a budget that gives 3 stages × 2 lanes, the
+/// Failover: tiny over 6 nodes ([`start_tiny`]): 3 stages × 2 lanes, the
 /// middle replica of one lane killed while `up` is paused (SIGSTOP), so that nobody restarts it.
 /// The other lane's middle replica stands in: the lane's last stage goes on measuring validation
 /// losses at round starts (8 held-out batches through the lane) and training (losses of new
@@ -274,14 +293,7 @@ fn wait_placed(dashboards: &[String], placed: usize, round: u64, limit: Duration
 #[test]
 fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on() {
     let work = work_dir();
-    let init = ["--preset", "tiny", "--inner-steps", "4"];
-    let init = [&init[..], &["--round-deadline-secs", "600"]].concat();
-    // The first stage of an even split in three (the embedding and two layers) fits, a head
-    // stage of two layers does not: three stages of two replicas, water-filled to 0, 1..3, 3.
-    let (_, tiny) = footprint_of("tiny");
-    let budget = tiny.bytes(2, true, false);
-    assert!(budget < tiny.bytes(2, false, true));
-    let (up, started) = start_with(work.path(), &init, 6, budget);
+    let (up, started) = start_tiny(work.path(), 6);
     let limit = Duration::from_secs(300);
     let dashboards: Vec<String> = started.iter().map(|(_, d)| d.clone()).collect();
     let statuses = wait_placed(&dashboards, 6, 2, limit);
@@ -333,7 +345,7 @@ fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on(
 }
 
 /// A replica that serves no lane stands by (`docs/pipeline.md`, "Standing by"). Tiny over 4
-/// nodes under the failover test's budget: 3 stages, one of them held twice, so one lane of
+/// nodes ([`start_tiny`]): 3 stages, one of them held twice, so one lane of
 /// the two cannot run (it would join the same two nodes of neighbouring stages as the other,
 /// and frames name no lane). The replica left without a lane runs no job and claims nothing:
 /// the ledger closes rounds at the pace of the lane that trains, every stage counts its
@@ -345,10 +357,7 @@ fn a_killed_middle_replica_not_restarted_is_stood_in_for_and_its_lane_trains_on(
 #[test]
 fn a_replica_that_serves_no_lane_stands_by_and_claims_nothing() {
     let work = work_dir();
-    let init = ["--preset", "tiny", "--inner-steps", "4"];
-    let init = [&init[..], &["--round-deadline-secs", "600"]].concat();
-    let (_, tiny) = footprint_of("tiny");
-    let (_up, started) = start_with(work.path(), &init, 4, tiny.bytes(2, true, false));
+    let (_up, started) = start_tiny(work.path(), 4);
     let limit = Duration::from_secs(300);
     let dashboards: Vec<String> = started.into_iter().map(|(_, d)| d).collect();
     let statuses = wait_placed(&dashboards, 4, 1, limit);
