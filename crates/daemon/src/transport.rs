@@ -22,6 +22,26 @@ pub(crate) fn direct(bytes: &[u8]) -> Option<Result<Announcement, neuroshard_p2p
         .map(Announcement::decode)
 }
 
+/// Runs `send` in the background up to `attempts` times, a [`RETRY_PAUSE`] apart, until it
+/// succeeds; the last failure is logged (at debug: a peer that left is no news) with `to`.
+fn deliver<F, Fut>(to: String, attempts: u32, send: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = neuroshard_p2p::Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        for attempt in 1..=attempts {
+            match send().await {
+                Ok(()) => return,
+                Err(err) if attempt == attempts => {
+                    tracing::debug!(to, %err, "frame not delivered")
+                }
+                Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        }
+    });
+}
+
 /// A directed frame is retried this often while the recipient's inbox subscription propagates.
 const DIRECT_ATTEMPTS: u32 = 20;
 /// Pause between those attempts.
@@ -76,16 +96,10 @@ impl Transport {
         };
         let bytes = [DIRECT.as_slice(), &bytes].concat();
         let net = self.net.clone();
-        tokio::spawn(async move {
-            for attempt in 1..=DIRECT_ATTEMPTS {
-                match net.send_frame(peer, bytes.clone()).await {
-                    Ok(()) => return,
-                    Err(err) if attempt == DIRECT_ATTEMPTS => {
-                        tracing::debug!(%peer, %err, "direct frame not delivered")
-                    }
-                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
-                }
-            }
+        let to = peer.to_string();
+        deliver(to, DIRECT_ATTEMPTS, move || {
+            let (net, bytes) = (net.clone(), bytes.clone());
+            async move { net.send_frame(peer, bytes).await }
         });
     }
 
@@ -121,16 +135,9 @@ impl Transport {
     fn publish(&self, topic: String, note: Announcement, direct: bool) {
         let net = self.net.clone();
         let attempts = if direct { DIRECT_ATTEMPTS } else { 1 };
-        tokio::spawn(async move {
-            for attempt in 1..=attempts {
-                match net.publish(&topic, &note).await {
-                    Ok(()) => return,
-                    Err(err) if attempt == attempts => {
-                        tracing::debug!(%topic, %err, "frame not delivered")
-                    }
-                    Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
-                }
-            }
+        deliver(topic.clone(), attempts, move || {
+            let (net, topic, note) = (net.clone(), topic.clone(), note.clone());
+            async move { net.publish(&topic, &note).await }
         });
     }
 
