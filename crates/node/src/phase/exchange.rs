@@ -83,11 +83,12 @@ fn refetch_every(node: &Node) -> Duration {
     (node.config.round_timeout / 10).max(Duration::from_secs(1))
 }
 
-/// Asks again for this round's Δs announced (from this node's model) and not arrived, once they have been missing for
-/// [`refetch_every`], and again each time as long after. A request or the Δ can be lost on the
-/// way (a peer's gossip queue, full under load, drops frames), and without another request the
-/// round would wait for that Δ until its deadline. The announcer serves its recent Δs to
-/// whoever asks; one that arrives twice is taken once.
+/// Asks again for this round's Δs announced (from this node's model) and not arrived, once
+/// they have been missing for [`refetch_every`], and again each time as long after. A request
+/// or the Δ can be lost on the way (a stuck gossip path lost every frame between two replicas
+/// of a 12-node run), and without another request the round would wait for that Δ until its
+/// deadline. The announcer serves its recent Δs to whoever asks; one that arrives twice is
+/// taken once.
 pub(crate) fn refetch(node: &mut Node, now: Timestamp) -> Vec<Output> {
     let round = node.round;
     let missing: Vec<(NodeId, Hash)> = (node.inbox.iter())
